@@ -1,0 +1,123 @@
+"""Typed step parameters shared by MLproject and the step CLIs, with one-line errors.
+
+MLflow passes every `-P` value through as a string without checking it, so each step validates
+its own values here. A `Param` carries the name, MLproject type and default that a test compares
+against `MLproject`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from madness import names as n
+from madness.errors import UserError
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str  # as written in MLproject: string, int or float
+    default: Any
+    help: str
+    check: Callable[[str, Any], Any] | None = None
+
+    def convert(self, text: str) -> Any:
+        value = _CONVERTERS[self.type](self.name, text)
+        return self.check(self.name, value) if self.check else value
+
+
+def _to_int(name: str, text: str) -> int:
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise UserError(f"{name} must be an integer, got {text!r}") from None
+
+
+def _to_float(name: str, text: str) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise UserError(f"{name} must be a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise UserError(f"{name} must be a finite number, got {text!r}")
+    return value
+
+
+_CONVERTERS = {"string": lambda name, text: str(text), "int": _to_int, "float": _to_float}
+
+
+def positive(name: str, value):
+    if value <= 0:
+        raise UserError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def non_negative(name: str, value):
+    if value < 0:
+        raise UserError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def one_of(*choices: str):
+    def check(name: str, value: str) -> str:
+        if value not in choices:
+            raise UserError(f"unknown {name} {value!r}; accepted: {', '.join(choices)}")
+        return value
+    return check
+
+
+def boolean(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise UserError(f"{name} must be true or false, got {value!r}")
+
+
+def season(name: str, value: int) -> int:
+    if not 1985 <= value <= 2100:
+        raise UserError(f"{name} must be a season between 1985 and 2100, got {value}")
+    return value
+
+
+def not_empty(name: str, value: str) -> str:
+    if not value.strip():
+        raise UserError(f"{name} must not be empty")
+    return value
+
+
+DATA_PARAMS = (
+    Param("data", "string", n.SYNTHETIC, "'synthetic' (generated from seed) or a folder of Kaggle CSVs", not_empty),
+    Param("league", "string", "both", "M (men), W (women) or both", one_of(*n.LEAGUE_CHOICES)),
+    Param("first_season", "int", 2003, "first training season", season),
+    Param("val_season", "int", 2019, "first validation season", season),
+    Param("test_season", "int", 2022, "first test season", season),
+    Param("last_season", "int", 2023, "last test season", season),
+    Param("seed", "int", 42, "seed for the synthetic league, weights and shuffling", non_negative),
+)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: one line, no usage block
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse(prog: str, description: str, params: tuple[Param, ...], argv=None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Parse `--name value` options into (checked values, the strings as given).
+
+    The strings are what gets logged as params: `mlflow run` has already logged them as given, and
+    MLflow refuses a second `log_param` with another string for the same value (1e-2 vs 0.01).
+    """
+    parser = _OneLineParser(prog=prog, description=description)
+    for p in params:
+        parser.add_argument(f"--{p.name}", default=str(p.default), help=f"{p.help} (default: {p.default})")
+    raw = vars(parser.parse_args(argv))
+    try:
+        return {p.name: p.convert(raw[p.name]) for p in params}, raw
+    except UserError as err:
+        parser.error(str(err))

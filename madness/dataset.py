@@ -1,0 +1,150 @@
+"""From raw Kaggle files (or the synthetic league) to split, scaled-ready tournament rows.
+
+The feature folder written here is the contract between steps: `games.csv` (every tournament row
+with its split), `team_season.csv`, `scaler.json` (feature list, means, scales fit on training
+rows only) and `manifest.json` (each input file's sha256 and row count).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from madness import features as F
+from madness import kaggle, synthetic
+from madness import names as n
+from madness.errors import UserError
+
+
+@dataclass(frozen=True)
+class Seasons:
+    """Train on [first, val), validate on [val, test), test on [test, last]: a season is in one split only."""
+
+    first: int
+    val: int
+    test: int
+    last: int
+
+    def check(self) -> "Seasons":
+        if not self.first < self.val < self.test <= self.last:
+            raise UserError(
+                f"seasons must satisfy first_season < val_season < test_season <= last_season, "
+                f"got {self.first} < {self.val} < {self.test} <= {self.last}"
+            )
+        return self
+
+    def split_of(self, seasons: pd.Series) -> pd.Series:
+        split = pd.Series(pd.NA, index=seasons.index, dtype="object")
+        split[(seasons >= self.first) & (seasons < self.val)] = n.TRAIN
+        split[(seasons >= self.val) & (seasons < self.test)] = n.VAL
+        split[(seasons >= self.test) & (seasons <= self.last)] = n.TEST
+        return split
+
+
+@dataclass
+class Built:
+    games: pd.DataFrame
+    team_season: pd.DataFrame
+    scaler: dict
+    manifest: dict
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.scaler["features"]
+
+
+def read_inputs(data: str, league: str, seed: int, workdir: Path) -> tuple[list[kaggle.LeagueFiles], bool]:
+    """Read each league's files; with data='synthetic', generate them into `workdir` first."""
+    leagues = kaggle.leagues_for(league)
+    synthetic_data = data == n.SYNTHETIC
+    folder = Path(workdir) if synthetic_data else Path(data)
+    if synthetic_data:
+        synthetic.write_league(folder, seed, leagues)
+    return [kaggle.read_league(folder, lg) for lg in leagues], synthetic_data
+
+
+def build(files: list[kaggle.LeagueFiles], seasons: Seasons, synthetic_data: bool = False) -> Built:
+    seasons.check()
+    use_box = all(f.detailed is not None for f in files)
+    team_frames, game_frames = [], []
+    for f in files:
+        team = F.team_season_features(f.regular, f.seeds, f.detailed if use_box else None)
+        team.insert(0, n.LEAGUE, f.league)
+        team_frames.append(team)
+        rows = F.tournament_rows(f.tourney, team.drop(columns=n.LEAGUE))
+        rows.insert(0, n.LEAGUE, f.league)
+        game_frames.append(rows)
+    team_season = pd.concat(team_frames, ignore_index=True)
+    games = pd.concat(game_frames, ignore_index=True)
+    games.insert(1, n.SPLIT, seasons.split_of(games[n.SEASON]))
+    games = games.dropna(subset=[n.SPLIT]).sort_values([n.SEASON, n.LEAGUE, n.T1_TEAM, n.T2_TEAM], ignore_index=True)
+    _check_splits(games, files, seasons)
+    features = F.feature_columns(F.team_feature_columns(team_season))
+    _check_complete(games, features)
+    manifest = {
+        "synthetic": synthetic_data,
+        "box_scores": use_box,
+        "files": [entry for f in files for entry in f.manifest],
+    }
+    manifest["digest"] = kaggle.manifest_digest(manifest["files"])
+    return Built(games, team_season, fit_scaler(games[games[n.SPLIT] == n.TRAIN], features), manifest)
+
+
+def _check_splits(games: pd.DataFrame, files, seasons: Seasons) -> None:
+    played = sorted(set().union(*(set(f.tourney[n.SEASON]) for f in files)))
+    span = f"{played[0]}-{played[-1]}" if played else "none"
+    for split, low, high in ((n.TRAIN, seasons.first, seasons.val - 1), (n.VAL, seasons.val, seasons.test - 1), (n.TEST, seasons.test, seasons.last)):
+        if not (games[n.SPLIT] == split).any():
+            raise UserError(f"no tournament games for the {split} seasons {low}-{high}; tournaments in the data: {span}")
+
+
+def _check_complete(games: pd.DataFrame, features: list[str]) -> None:
+    missing = games[features].isna().any(axis=1)
+    if missing.any():
+        row = games[missing].iloc[0]
+        raise UserError(
+            f"tournament game in season {row[n.SEASON]} between teams {row[n.T1_TEAM]} and {row[n.T2_TEAM]} "
+            "has no regular-season features or seed; check that the files cover the same seasons"
+        )
+
+
+def fit_scaler(train: pd.DataFrame, features: list[str]) -> dict:
+    """Standardisation fit on training rows only; constant columns keep scale 1."""
+    values = train[features].to_numpy(dtype="float64")
+    mean = values.mean(axis=0)
+    scale = values.std(axis=0)
+    scale[scale == 0] = 1.0
+    return {"features": list(features), "mean": mean.tolist(), "scale": scale.tolist()}
+
+
+def write(built: Built, folder: Path) -> list[Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    built.games.to_csv(folder / n.GAMES_FILE, index=False, float_format="%.17g", lineterminator="\n")
+    built.team_season.to_csv(folder / n.TEAM_SEASON_FILE, index=False, float_format="%.17g", lineterminator="\n")
+    (folder / n.SCALER_FILE).write_text(json.dumps(built.scaler, indent=1))
+    (folder / n.MANIFEST_FILE).write_text(json.dumps(built.manifest, indent=1))
+    return [folder / name for name in (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE)]
+
+
+def load(folder: Path) -> Built:
+    """Read a feature folder written by `write` (an ingest run's `features` artifacts)."""
+    folder = Path(folder)
+    missing = [name for name in (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"feature folder {folder} lacks {', '.join(missing)}; give the features of an ingest run (runs:/<id>/features)")
+    return Built(
+        games=pd.read_csv(folder / n.GAMES_FILE),
+        team_season=pd.read_csv(folder / n.TEAM_SEASON_FILE),
+        scaler=json.loads((folder / n.SCALER_FILE).read_text()),
+        manifest=json.loads((folder / n.MANIFEST_FILE).read_text()),
+    )
+
+
+def split_xy(games: pd.DataFrame, features: list[str], split: str) -> tuple[pd.DataFrame, np.ndarray]:
+    part = games[games[n.SPLIT] == split]
+    return part[features].astype("float64"), part[n.TARGET].to_numpy(dtype="float64")

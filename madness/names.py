@@ -1,0 +1,79 @@
+"""Every column, metric, param, tag and artifact name used in more than one place."""
+
+# --- Kaggle file stems (prefixed by league letter "M" or "W") ---
+REGULAR_COMPACT = "RegularSeasonCompactResults"
+REGULAR_DETAILED = "RegularSeasonDetailedResults"
+TOURNEY_COMPACT = "NCAATourneyCompactResults"
+TOURNEY_SEEDS = "NCAATourneySeeds"
+TEAMS = "Teams"
+
+LEAGUES = ("M", "W")
+LEAGUE_CHOICES = ("M", "W", "both")
+SYNTHETIC = "synthetic"
+
+# --- Kaggle columns ---
+SEASON = "Season"
+DAYNUM = "DayNum"
+WTEAM = "WTeamID"
+LTEAM = "LTeamID"
+WSCORE = "WScore"
+LSCORE = "LScore"
+WLOC = "WLoc"
+NUMOT = "NumOT"
+SEED = "Seed"
+TEAM_ID = "TeamID"
+TEAM_NAME = "TeamName"
+BOX_STATS = ("FGM", "FGA", "FGM3", "FGA3", "FTM", "FTA", "OR", "DR", "Ast", "TO", "Stl", "Blk", "PF")
+# The article's box-score features: a subset of Kaggle's detailed columns.
+FEATURE_BOX_STATS = ("FGM", "FGA", "FGM3", "FGA3", "OR", "DR", "Ast", "Stl", "PF")
+
+# --- derived columns ---
+LEAGUE = "League"
+TEAM = "Team"
+OPP = "Opp"
+POINTS_FOR = "PointsFor"
+POINTS_AGAINST = "PointsAgainst"
+MARGIN = "Margin"
+WIN_RATIO = "WinRatio"
+ELO = "Elo"
+SEED_NUM = "SeedNum"
+T1 = "T1_"
+T2 = "T2_"
+T1_TEAM = "T1_TeamID"
+T2_TEAM = "T2_TeamID"
+TARGET = "T1_Won"
+SPLIT = "Split"
+TRAIN, VAL, TEST = "train", "val", "test"
+SUBMISSION_ID = "ID"
+SUBMISSION_PRED = "Pred"
+
+# --- metrics ---
+TRAIN_LOSS = "train_loss"
+VAL_LOSS = "val_loss"
+BRIER = "brier"
+LOG_LOSS = "log_loss"
+ACCURACY = "accuracy"
+BASELINE_BRIER = "baseline_brier"
+BEST_EPOCH = "best_epoch"
+N_GAMES = "n_games"
+
+# --- tags ---
+TAG_SYNTHETIC = "data.synthetic"
+TAG_DATA_DIGEST = "data.digest"
+TAG_DIRTY = "git.dirty"
+TAG_SWEEP = "sweep_run_id"
+TAG_EVALUATED = "evaluated_run_id"
+TAG_REPRODUCES = "reproduces"
+TAG_ENV_MANAGER = "env_manager"
+TAG_ENTRY_POINT = "entry_point"
+
+# --- artifacts ---
+FEATURES_DIR = "features"
+TEAM_SEASON_FILE = "team_season.csv"
+GAMES_FILE = "games.csv"
+SCALER_FILE = "scaler.json"
+MANIFEST_FILE = "manifest.json"
+LOSS_PLOT = "loss.png"
+CALIBRATION_PLOT = "calibration.png"
+MODEL_DIR = "model"
+SUBMISSION_FILE = "submission.csv"

@@ -1,0 +1,1 @@
+"""Entry points of the MLproject: each module is thin (parse, call madness, log)."""
