@@ -1,0 +1,59 @@
+"""Shared fixtures: a temporary MLflow store per test, the project root, real data location."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_DATA = ROOT.parent / "shared" / "data" / "mmlm2024"
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch):
+    """A fresh SQLite tracking store and artifact root; the repo's mlflow.db is never touched."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    mlflow.set_tracking_uri(uri)
+    experiment_id = mlflow.create_experiment("tests", artifact_location=(tmp_path / "artifacts").as_uri())
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def real_data():
+    if not (REAL_DATA / "WRegularSeasonCompactResults.csv").is_file():
+        pytest.skip(f"real Kaggle data not found at {REAL_DATA}")
+    return REAL_DATA
+
+
+def subprocess_env(extra: dict | None = None) -> dict:
+    """The environment for `mlflow run` and step subprocesses: this interpreter's bin first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra or {})
+    return env
+
+
+def run_cli(args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: int = 900):
+    """Run a command (e.g. `python -m steps.ingest ...`) and return the CompletedProcess."""
+    return subprocess.run(args, cwd=cwd, env=subprocess_env(env), capture_output=True, text=True, timeout=timeout)
+
+
+def runs_of(experiment_id: str | None = None):
+    client = mlflow.MlflowClient()
+    ids = [experiment_id] if experiment_id else [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids)
