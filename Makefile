@@ -15,7 +15,7 @@ venv: $(VENV)/.installed ## create or reuse .venv from requirements.lock
 $(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet uv==0.13.8
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements.lock
 	touch $@
 
 run: venv ## run the main job on the synthetic league (tracking in ./mlflow.db)

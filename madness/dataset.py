@@ -67,30 +67,39 @@ def read_inputs(data: str, league: str, seed: int, workdir: Path) -> tuple[list[
     return [kaggle.read_league(folder, lg) for lg in leagues], synthetic_data
 
 
-def build(files: list[kaggle.LeagueFiles], seasons: Seasons, synthetic_data: bool = False) -> Built:
-    seasons.check()
+def assemble(files: list[kaggle.LeagueFiles], synthetic_data: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """All tournament rows (unsplit), the team-season table, and the data manifest.
+
+    Box-score features are used only when every league has detailed results, so that all rows
+    have the same columns.
+    """
     use_box = all(f.detailed is not None for f in files)
     team_frames, game_frames = [], []
     for f in files:
         team = F.team_season_features(f.regular, f.seeds, f.detailed if use_box else None)
+        rows = F.tournament_rows(f.tourney, team)
         team.insert(0, n.LEAGUE, f.league)
-        team_frames.append(team)
-        rows = F.tournament_rows(f.tourney, team.drop(columns=n.LEAGUE))
         rows.insert(0, n.LEAGUE, f.league)
+        team_frames.append(team)
         game_frames.append(rows)
-    team_season = pd.concat(team_frames, ignore_index=True)
-    games = pd.concat(game_frames, ignore_index=True)
-    games.insert(1, n.SPLIT, seasons.split_of(games[n.SEASON]))
-    games = games.dropna(subset=[n.SPLIT]).sort_values([n.SEASON, n.LEAGUE, n.T1_TEAM, n.T2_TEAM], ignore_index=True)
-    _check_splits(games, files, seasons)
-    features = F.feature_columns(F.team_feature_columns(team_season))
-    _check_complete(games, features)
     manifest = {
         "synthetic": synthetic_data,
         "box_scores": use_box,
         "files": [entry for f in files for entry in f.manifest],
     }
     manifest["digest"] = kaggle.manifest_digest(manifest["files"])
+    games = pd.concat(game_frames, ignore_index=True).sort_values([n.SEASON, n.LEAGUE, n.T1_TEAM, n.T2_TEAM], ignore_index=True)
+    return games, pd.concat(team_frames, ignore_index=True), manifest
+
+
+def build(files: list[kaggle.LeagueFiles], seasons: Seasons, synthetic_data: bool = False) -> Built:
+    seasons.check()
+    games, team_season, manifest = assemble(files, synthetic_data)
+    games.insert(1, n.SPLIT, seasons.split_of(games[n.SEASON]))
+    games = games.dropna(subset=[n.SPLIT]).reset_index(drop=True)
+    _check_splits(games, files, seasons)
+    features = F.feature_columns(F.team_feature_columns(team_season))
+    check_complete(games, features)
     return Built(games, team_season, fit_scaler(games[games[n.SPLIT] == n.TRAIN], features), manifest)
 
 
@@ -102,7 +111,7 @@ def _check_splits(games: pd.DataFrame, files, seasons: Seasons) -> None:
             raise UserError(f"no tournament games for the {split} seasons {low}-{high}; tournaments in the data: {span}")
 
 
-def _check_complete(games: pd.DataFrame, features: list[str]) -> None:
+def check_complete(games: pd.DataFrame, features: list[str]) -> None:
     missing = games[features].isna().any(axis=1)
     if missing.any():
         row = games[missing].iloc[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,30 +81,43 @@ def check_columns(frame: pd.DataFrame, columns: dict[str, str], source: str) -> 
 
 def _typed(values: pd.Series, kind: str, where: str) -> pd.Series:
     if kind == "int":
-        if pd.api.types.is_integer_dtype(values):
+        if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
             return values.astype("int64")
+        if pd.api.types.is_bool_dtype(values):  # pandas reads True/False as booleans: not integers
+            values = values.astype(str)
         numbers = pd.to_numeric(values, errors="coerce")
-        bad = numbers.isna() | (numbers != np.floor(numbers))
+        bad = ~np.isfinite(numbers) | (numbers != np.floor(numbers))
         if bad.any():
-            raise UserError(f"{where} must hold integers, found {values[bad].iloc[0]!r} at row {int(bad.idxmax()) + 2}")
+            raise UserError(f"{where} must hold integers, found {values[bad].iloc[0]!r} at row {_row(bad)}")
         return numbers.astype("int64")
     text = values.astype("string").str.strip()
     if kind == "loc":
         bad = ~text.isin(_LOCATIONS)
         if bad.any():
-            raise UserError(f"{where} must be one of H, A, N, found {values[bad].iloc[0]!r} at row {int(bad.idxmax()) + 2}")
+            raise UserError(f"{where} must be one of H, A, N, found {values[bad].iloc[0]!r} at row {_row(bad)}")
     elif kind == "seed":
         bad = ~text.str.match(_SEED_PATTERN).fillna(False).astype(bool)
         if bad.any():
-            raise UserError(f"{where} must look like W01 or X16a, found {values[bad].iloc[0]!r} at row {int(bad.idxmax()) + 2}")
+            raise UserError(f"{where} must look like W01 or X16a, found {values[bad].iloc[0]!r} at row {_row(bad)}")
     return text.astype(object)
+
+
+def _row(bad: pd.Series) -> int:
+    """The file line of the first bad value: line 1 is the header."""
+    return int(np.argmax(bad.to_numpy())) + 2
 
 
 def read_checked(path: Path, columns: dict[str, str]) -> tuple[pd.DataFrame, dict]:
     """Read one CSV, check its schema, and describe it for the data manifest."""
     raw = path.read_bytes()
     try:
-        frame = pd.read_csv(io.StringIO(decode(raw)), keep_default_na=False)
+        with warnings.catch_warnings():
+            # Rows longer than the header: pandas would take the first field as an index (shifting
+            # every column) or, with index_col=False, drop the extra fields with only this warning.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.StringIO(decode(raw)), keep_default_na=False, index_col=False)
+    except pd.errors.ParserWarning:
+        raise UserError(f"{path.name}: rows have more fields than the header; expected columns: {', '.join(columns)}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise UserError(f"{path.name}: not a readable CSV file ({str(err).splitlines()[0]})") from None
     frame = check_columns(frame, columns, path.name)

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import functools
 import signal
+import warnings
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import mlflow
+import yaml
 
 from madness import dataset as D
 from madness import names as n
 from madness.errors import UserError
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _raise_interrupt(signum, frame):
@@ -97,8 +102,17 @@ def log_data(built: D.Built, source: str) -> None:
     mlflow.log_dict(built.manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
     for split in (n.TRAIN, n.VAL, n.TEST):
         rows = built.games[built.games[n.SPLIT] == split]
-        dataset = mlflow.data.from_pandas(rows, source=source, name=f"tournament_{split}", targets=n.TARGET)
+        with warnings.catch_warnings():  # MLflow warns that a plain path "can be interpreted in multiple ways"
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(rows, source=source, name=f"tournament_{split}", targets=n.TARGET)
         mlflow.log_input(dataset, context=split, tags={"data_digest": built.manifest["digest"]})
+
+
+def project_pins() -> list[str]:
+    """conda.yaml's direct pins: the served model needs the same packages as training."""
+    env = yaml.safe_load((PROJECT_ROOT / "conda.yaml").read_text())
+    pip = next(dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict))
+    return [line for line in pip if not line.startswith("-")]
 
 
 def temp_dir():

@@ -7,17 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from steps._common import project_pins as direct_pins  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON_VERSION = "3.11.7"
-
-
-def direct_pins(conda_yaml: Path = ROOT / "conda.yaml") -> list[str]:
-    """The `==` pins of conda.yaml's pip list (option lines such as `-c file` excluded)."""
-    env = yaml.safe_load(conda_yaml.read_text())
-    pip = next(dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict))
-    return [line for line in pip if not line.startswith("-")]
 
 
 def main() -> int:

@@ -1,0 +1,57 @@
+"""Figures: loss curves, calibration, Brier against learning rate. Each returns a matplotlib Figure."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen here, nor on a tracking server
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from madness import names as n  # noqa: E402
+from madness.scoring import reliability  # noqa: E402
+
+
+def loss_title(model: str, lr: str) -> str:
+    return f"{model} model, learning rate {lr}: training and validation loss"
+
+
+def loss_curves(ax, train_loss, val_loss, best_epoch: int, title: str):
+    epochs = range(1, len(train_loss) + 1)
+    ax.plot(epochs, train_loss, label=n.TRAIN_LOSS)
+    ax.plot(epochs, val_loss, label=n.VAL_LOSS)
+    ax.axvline(best_epoch + 1, color="grey", linestyle=":", label=f"best epoch {best_epoch + 1}")
+    ax.set(title=title, xlabel="epoch", ylabel="MSE")
+    ax.legend()
+
+
+def loss_figure(train_loss, val_loss, best_epoch: int, model: str, lr: str):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    loss_curves(ax, train_loss, val_loss, best_epoch, loss_title(model, lr))
+    fig.tight_layout()
+    return fig
+
+
+def calibration_figure(y, p_model, p_baseline, title: str):
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    for label, p in (("model", p_model), ("seed baseline", p_baseline)):
+        table = reliability(y, p)
+        ax.plot(table["mean_pred"], table["observed"], marker="o", label=label)
+    ax.set(title=title, xlabel="predicted probability that team 1 wins", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1))
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def brier_by_lr_figure(table: pd.DataFrame):
+    """The article's Figure 5: Brier score against learning rate, one line per model."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for model, rows in table.groupby("model", sort=False):
+        rows = rows.sort_values("lr")
+        ax.plot(rows["lr"], rows[n.BRIER], marker="o", label=model)
+    ax.set_xscale("log")
+    ax.set(title="Brier score against learning rate", xlabel="learning rate", ylabel="Brier score (test seasons)")
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,116 @@
+"""Train: one of the article's Keras networks at one learning rate, tracked and scored by Brier.
+
+Inputs: `model` (small, medium, large), `lr` (> 0), `epochs`, `batch_size`, `seed`, `threads`
+(TensorFlow threads, 0 = all cores), the data parameters of `ingest`, and `features_uri`: an
+ingest run's features (runs:/<id>/features); when empty, the features are built here by the same
+code, and the same manifest and datasets are logged.
+Outputs: metrics `train_loss` and `val_loss` per epoch (step = epoch), `best_epoch`, and on the test
+seasons `brier`, `log_loss`, `accuracy`, `baseline_brier` (seed-difference logistic regression);
+artifacts `loss.png`, `features/manifest.json`, and `model` (an MLflow model with a signature: raw
+feature columns in, probability that team 1 wins out; the scaler is its first layer).
+
+    mlflow run . -e train -P model=medium -P lr=0.01 --env-manager local
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric
+from mlflow.models import infer_signature
+
+from madness import dataset as D
+from madness import model as M
+from madness import names as n
+from madness import plots, scoring
+from madness.cli import DATA_PARAMS, Param, non_negative, one_of, parse, positive
+from steps.pyfunc_model import KERAS_ARTIFACT, TournamentModel
+from steps._common import build_features, project_pins, entry_point, load_features, log_data, seasons_of, start_run, temp_dir
+
+PARAMS = (
+    Param("model", "string", "medium", "network size: small, medium or large", one_of(*M.MODEL_NAMES)),
+    Param("lr", "float", 0.001, "Adam learning rate (> 0)", positive),
+    Param("epochs", "int", 100, "training epochs (> 0)", positive),
+    Param("batch_size", "int", 32, "mini-batch size (> 0)", positive),
+    Param("threads", "int", 0, "TensorFlow threads (0 = all cores)", non_negative),
+    Param("features_uri", "string", "", "features of an ingest run (runs:/<id>/features); empty: build them here"),
+    *DATA_PARAMS,
+)
+
+
+def obtain_features(values: dict, workdir: Path) -> D.Built:
+    if values["features_uri"]:
+        return load_features(values["features_uri"], workdir)
+    return build_features(values, workdir)
+
+
+def log_curves(trained: M.Trained) -> None:
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(key, value, now, epoch)
+        for epoch, (train_loss, val_loss) in enumerate(zip(trained.train_loss, trained.val_loss), start=1)
+        for key, value in ((n.TRAIN_LOSS, train_loss), (n.VAL_LOSS, val_loss))
+    ]
+    run_id = mlflow.active_run().info.run_id
+    client = mlflow.MlflowClient()
+    for start in range(0, len(metrics), 1000):  # MLflow's per-request limit
+        client.log_batch(run_id, metrics=metrics[start:start + 1000], synchronous=True)
+
+
+def log_model(network, features: list[str], signature, workdir: Path) -> None:
+    keras_path = workdir / "network.keras"
+    network.save(keras_path)
+    mlflow.pyfunc.log_model(
+        name=n.MODEL_DIR,
+        python_model=TournamentModel(features),
+        artifacts={KERAS_ARTIFACT: str(keras_path)},
+        code_paths=[str(Path(__file__).parent)],
+        signature=signature,
+        pip_requirements=project_pins(),  # explicit: MLflow's own inference reruns the model (slow)
+    )
+
+
+@entry_point
+def main(argv=None):
+    started = time.perf_counter()
+    values, raw = parse("train", __doc__.splitlines()[0], PARAMS, argv)
+    if not values["features_uri"]:
+        seasons_of(values)  # inverted seasons stop here, before any data is read
+    M.set_threads(values["threads"])
+    with start_run("train", raw), temp_dir() as tmp:
+        built = obtain_features(values, Path(tmp))
+        log_data(built, source=values["features_uri"] or values["data"])
+        features = built.feature_names
+        x_train, y_train = D.split_xy(built.games, features, n.TRAIN)
+        x_val, y_val = D.split_xy(built.games, features, n.VAL)
+        x_test, y_test = D.split_xy(built.games, features, n.TEST)
+        ready = time.perf_counter()
+
+        trained = M.train(values["model"], built.scaler, values["lr"], x_train, y_train, x_val, y_val,
+                          values["epochs"], values["batch_size"], values["seed"])
+        trained_at = time.perf_counter()
+
+        p_test = M.predict(trained.model, x_test)
+        games = built.games
+        baseline = scoring.seed_baseline(games[games[n.SPLIT] == n.TRAIN], games[games[n.SPLIT] == n.TEST])
+        log_curves(trained)
+        mlflow.log_metrics({
+            **scoring.all_scores(y_test, p_test),
+            n.BASELINE_BRIER: scoring.brier(y_test, baseline),
+            n.BEST_EPOCH: trained.best_epoch + 1,
+            n.N_GAMES: len(y_test) // 2,
+        })
+        mlflow.log_figure(plots.loss_figure(trained.train_loss, trained.val_loss, trained.best_epoch, values["model"], raw["lr"]), n.LOSS_PLOT)
+        log_model(trained.model, features, infer_signature(x_test, p_test), Path(tmp))
+        run_id = mlflow.active_run().info.run_id
+        done = time.perf_counter()
+    print(f"train run {run_id}: {values['model']} lr={raw['lr']} brier={scoring.brier(y_test, p_test):.4f} "
+          f"(seed baseline {scoring.brier(y_test, baseline):.4f}), best epoch {trained.best_epoch + 1}; "
+          f"seconds: start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
+          f"scoring and logging {done - trained_at:.1f}")
+
+
+if __name__ == "__main__":
+    main()
