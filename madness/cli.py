@@ -20,7 +20,7 @@ from madness.errors import UserError
 class Param:
     name: str
     type: str  # as written in MLproject: string, int or float
-    default: Any
+    default: Any  # None: required (no default in MLproject either)
     help: str
     check: Callable[[str, Any], Any] | None = None
 
@@ -115,7 +115,10 @@ def parse(prog: str, description: str, params: tuple[Param, ...], argv=None) -> 
     """
     parser = _OneLineParser(prog=prog, description=description)
     for p in params:
-        parser.add_argument(f"--{p.name}", default=str(p.default), help=f"{p.help} (default: {p.default})")
+        if p.default is None:
+            parser.add_argument(f"--{p.name}", required=True, help=f"{p.help} (required)")
+        else:
+            parser.add_argument(f"--{p.name}", default=str(p.default), help=f"{p.help} (default: {p.default})")
     raw = vars(parser.parse_args(argv))
     try:
         return {p.name: p.convert(raw[p.name]) for p in params}, raw

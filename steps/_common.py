@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import warnings
 import subprocess
@@ -11,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import mlflow.pyfunc
 import yaml
 
 from madness import dataset as D
@@ -31,6 +33,8 @@ def entry_point(main):
     @functools.wraps(main)
     def wrapper(argv=None):
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        # TensorFlow's C++ start-up chatter (no CUDA here, CPU features) would bury our one-line errors.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         try:
             return main(argv)
         except UserError as err:
@@ -117,3 +121,23 @@ def project_pins() -> list[str]:
 
 def temp_dir():
     return tempfile.TemporaryDirectory(prefix="madness-")
+
+
+def load_model(uri: str):
+    """Load a pyfunc model; return it with the id of the run that made it and its input columns."""
+    try:
+        info = mlflow.models.get_model_info(uri)
+        model = mlflow.pyfunc.load_model(uri)
+    except Exception as err:  # MLflow raises several types for a missing run, model or alias
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load model {uri!r} (give runs:/<run id>/model or models:/<name>@<alias>): {first}") from None
+    return model, info.run_id, model.metadata.get_input_schema().input_names()
+
+
+def require_columns(frame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise UserError(
+            f"the model needs feature {missing[0]!r} (and {len(missing) - 1} more) that {what} lacks; "
+            "box-score features need *RegularSeasonDetailedResults.csv for every league"
+        )

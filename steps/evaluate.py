@@ -1,0 +1,82 @@
+"""Evaluate: score a logged model on a range of tournament seasons, beside the seed baseline.
+
+Inputs: `model_uri` (runs:/<id>/model or models:/<name>@<alias>), the data parameters (`data`,
+`league`, `seed`), the scored seasons `first_season`..`last_season`, and `baseline_from`: the
+seed-difference baseline is fit on tournaments from `baseline_from` to the season before
+`first_season`.
+Outputs: metrics `brier`, `log_loss`, `accuracy`, `baseline_brier`, `n_games`; artifact
+`calibration.png` (reliability of model and baseline); tag `evaluated_run_id`.
+
+    mlflow run . -e evaluate -P model_uri=runs:/<run id>/model --env-manager local
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+
+from madness import dataset as D
+from madness import names as n
+from madness import plots, scoring
+from madness.cli import DATA_PARAMS, Param, parse, season
+from madness.errors import UserError
+from steps._common import entry_point, load_model, require_columns, start_run, temp_dir
+
+_DATA = {p.name: p for p in DATA_PARAMS}
+PARAMS = (
+    Param("model_uri", "string", None, "model to score: runs:/<id>/model or models:/<name>@<alias>"),
+    _DATA["data"], _DATA["league"], _DATA["seed"],
+    Param("first_season", "int", 2022, "first scored season", season),
+    Param("last_season", "int", 2023, "last scored season", season),
+    Param("baseline_from", "int", 2003, "first season the seed baseline is fit on", season),
+)
+
+
+def check_seasons(values: dict) -> None:
+    if not values["baseline_from"] < values["first_season"] <= values["last_season"]:
+        raise UserError(
+            "seasons must satisfy baseline_from < first_season <= last_season, got "
+            f"{values['baseline_from']} < {values['first_season']} <= {values['last_season']}"
+        )
+
+
+def scored_and_baseline_rows(games, values: dict):
+    season_ = games[n.SEASON]
+    scored = games[(season_ >= values["first_season"]) & (season_ <= values["last_season"])]
+    history = games[(season_ >= values["baseline_from"]) & (season_ < values["first_season"])]
+    for rows, what in ((scored, f"{values['first_season']}-{values['last_season']}"),
+                       (history, f"{values['baseline_from']}-{values['first_season'] - 1} (for the baseline)")):
+        if rows.empty:
+            raise UserError(f"no tournament games in seasons {what}; tournaments in the data: {games[n.SEASON].min()}-{games[n.SEASON].max()}")
+    return scored, history
+
+
+@entry_point
+def main(argv=None):
+    values, raw = parse("evaluate", __doc__.splitlines()[0], PARAMS, argv)
+    check_seasons(values)
+    model, evaluated_run, features = load_model(values["model_uri"])
+    with start_run("evaluate", raw), temp_dir() as tmp:
+        if evaluated_run:
+            mlflow.set_tag(n.TAG_EVALUATED, evaluated_run)
+        files, synthetic_data = D.read_inputs(values["data"], values["league"], values["seed"], Path(tmp) / "raw")
+        games, _, manifest = D.assemble(files, synthetic_data)
+        mlflow.set_tags({n.TAG_SYNTHETIC: str(synthetic_data).lower(), n.TAG_DATA_DIGEST: manifest["digest"]})
+        mlflow.log_dict(manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
+        require_columns(games, features, f"the data at {values['data']}")
+        scored, history = scored_and_baseline_rows(games, values)
+        D.check_complete(scored, features)
+        y = scored[n.TARGET].to_numpy(dtype="float64")
+        p_model = model.predict(scored[features])
+        p_base = scoring.seed_baseline(history, scored)
+        mlflow.log_metrics({**scoring.all_scores(y, p_model), n.BASELINE_BRIER: scoring.brier(y, p_base), n.N_GAMES: len(y) // 2})
+        title = f"Calibration, seasons {values['first_season']}-{values['last_season']}"
+        mlflow.log_figure(plots.calibration_figure(y, p_model, p_base, title), n.CALIBRATION_PLOT)
+        run_id = mlflow.active_run().info.run_id
+    print(f"evaluate run {run_id}: {values['model_uri']} on {len(y) // 2} games: brier {scoring.brier(y, p_model):.4f}, "
+          f"seed baseline {scoring.brier(y, p_base):.4f}")
+
+
+if __name__ == "__main__":
+    main()
