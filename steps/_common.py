@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import signal
 import warnings
@@ -41,6 +42,10 @@ def entry_point(main):
             _end_active_run("FAILED")
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
+        except SystemExit as exit_:
+            if exit_.code not in (0, None):
+                _fail_launched_run()
+            raise
         except KeyboardInterrupt:
             _end_active_run("KILLED")
             print("error: interrupted", file=sys.stderr)
@@ -52,31 +57,56 @@ def entry_point(main):
     return wrapper
 
 
+def _fail_launched_run() -> None:
+    """Bad arguments stop a step before it opens its run; under `mlflow run` that run already
+    exists (MLFLOW_RUN_ID) and would stay RUNNING when launched asynchronously: end it FAILED."""
+    _end_active_run("FAILED")
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        try:
+            client = mlflow.MlflowClient()
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, "FAILED")
+        except Exception:  # the store may be unreachable: the launcher settles the run then
+            pass
+
+
 def _end_active_run(status: str) -> None:
     while mlflow.active_run() is not None:
         mlflow.end_run(status)
 
 
-def git_dirty(path: Path = Path(".")) -> str | None:
-    """'true' when the working tree has uncommitted changes, None outside a git repository."""
+def _git(args: list[str], cwd: Path) -> bytes:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True).stdout
+
+
+def git_state(path: Path = Path(".")) -> dict[str, str]:
+    """Whether the working tree differs from its commit, and a hash of exactly what it holds.
+
+    The hash covers the commit, the diff against it and every untracked, non-ignored file, so two
+    runs with equal `git.state` ran the same code even when the tree was dirty. Empty outside git.
+    """
     try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=path, capture_output=True, text=True, check=True
-        ).stdout
+        commit = _git(["rev-parse", "HEAD"], path)
+        diff = _git(["diff", "HEAD", "--binary"], path)
+        untracked = [name for name in _git(["ls-files", "--others", "--exclude-standard", "-z"], path).split(b"\0") if name]
     except (OSError, subprocess.CalledProcessError):
-        return None
-    return "true" if out.strip() else "false"
+        return {}
+    digest = hashlib.sha256(commit + b"\0" + diff)
+    for name in sorted(untracked):
+        file = Path(path) / name.decode()
+        digest.update(b"\0" + name + b"\0" + (file.read_bytes() if file.is_file() else b""))
+    return {n.TAG_DIRTY: "true" if diff or untracked else "false", n.TAG_STATE: digest.hexdigest()}
 
 
 def start_run(entry: str, raw_params: dict[str, str], **kwargs):
     """Start (or, under `mlflow run`, resume) the run; log params once, as given, and source tags."""
     run = mlflow.start_run(**kwargs)
-    mlflow.log_params(raw_params)
-    tags = {n.TAG_ENTRY_POINT: entry}
-    dirty = git_dirty()
-    if dirty is not None:
-        tags[n.TAG_DIRTY] = dirty
-    mlflow.set_tags(tags)
+    # Under `mlflow run` the params are already logged, shell-quoted by MLflow ('' for an empty
+    # string); logging them again with another string would be refused, so only the missing ones go in.
+    logged = mlflow.get_run(run.info.run_id).data.params
+    mlflow.log_params({k: v for k, v in raw_params.items() if k not in logged})
+    mlflow.set_tags({n.TAG_ENTRY_POINT: entry, **git_state()})
     return run
 
 

@@ -28,7 +28,7 @@ PARAMS = (
     Param("model_uri", "string", None, "model: runs:/<id>/model or models:/<name>@<alias>"),
     Param("season", "int", 2024, "season whose seeded teams are paired", season),
     _DATA["data"], _DATA["league"], _DATA["seed"],
-    Param("output", "string", n.SUBMISSION_FILE, "path of the submission CSV to write", not_empty),
+    Param("output", "string", f"outputs/{n.SUBMISSION_FILE}", "path of the submission CSV to write", not_empty),
 )
 
 

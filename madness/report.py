@@ -1,0 +1,45 @@
+"""The sweep report's pure parts: the runs table, its Markdown, and the best configuration."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from madness import names as n
+
+TABLE_COLUMNS = ["model", "lr", n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER, n.BEST_EPOCH, "duration_s", "status", "reused", "run_id"]
+
+
+def runs_table(rows: list[dict]) -> pd.DataFrame:
+    """One row per pair, best Brier first; failed pairs (no Brier) last."""
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return table.sort_values([n.BRIER, "model", "lr"], na_position="last", kind="stable", ignore_index=True)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A GitHub-style Markdown table (pandas' own needs the optional `tabulate`)."""
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in table.columns) + " |"
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def best_row(table: pd.DataFrame) -> dict | None:
+    scored = table.dropna(subset=[n.BRIER])
+    return None if scored.empty else scored.iloc[0].to_dict()
+
+
+def chart_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a Brier score and a numeric learning rate, for the Brier-against-lr chart."""
+    frame = table.dropna(subset=[n.BRIER]).copy()
+    frame["lr"] = pd.to_numeric(frame["lr"], errors="coerce")
+    return frame.dropna(subset=["lr"])

@@ -1,0 +1,76 @@
+"""The sweep's pure logic: the grid, the cache rule, thread shares and progress text."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from madness.errors import UserError
+
+# Params that never change a run's results: the thread count (TensorFlow's op determinism gives the
+# same bits with 1 or 2 threads; a test checks it) and where the features came from (the data digest
+# is compared instead, so a re-ingested but identical data set still hits the cache).
+IGNORED_IN_CACHE = frozenset({"threads", "features_uri"})
+ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")
+
+
+@dataclass(frozen=True)
+class Pair:
+    model: str
+    lr: str  # as the user wrote it: MLflow stores params as strings, and so does the cache
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}_{self.lr}"
+
+
+def split_list(name: str, text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UserError(f"{name} must be a comma-separated list, got {text!r}")
+    if len(set(items)) != len(items):
+        raise UserError(f"{name} lists a value twice: {text!r}")
+    return items
+
+
+def grid(models: str, lrs: str) -> list[Pair]:
+    """Every model x learning-rate pair, in the order given. Values are checked by `train` itself,
+    so one bad learning rate fails only its own pairs."""
+    return [Pair(m, lr) for m in split_list("models", models) for lr in split_list("lrs", lrs)]
+
+
+def is_reusable(run_status: str, run_params: dict[str, str], run_tags: dict[str, str],
+                want_params: dict[str, str], want_tags: dict[str, str]) -> bool:
+    """A FINISHED run with the same params (as stored strings) and the same values of `want_tags`
+    (git commit, working-tree state, data digest) can stand for a new run."""
+    if run_status != "FINISHED":
+        return False
+    keys = (set(run_params) | set(want_params)) - IGNORED_IN_CACHE
+    if any(run_params.get(k) != want_params.get(k) for k in keys):
+        return False
+    return all(value is not None and run_tags.get(tag) == value for tag, value in want_tags.items())
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """A fair share of the machine's cores for each of `jobs` concurrent trainings."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, jobs))
+
+
+def eta_seconds(done_durations: list[float], remaining: int, jobs: int) -> float | None:
+    if not done_durations:
+        return None
+    mean = sum(done_durations) / len(done_durations)
+    return mean * remaining / max(1, jobs)
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def progress_line(done: int, total: int, running: list[str], eta: float | None) -> str:
+    running_text = ", ".join(running) if running else "none"
+    return f"[{done}/{total} done] running: {running_text}; time left ~{format_seconds(eta)}"

@@ -1,0 +1,190 @@
+"""Report: compare a sweep's runs, chart Brier against learning rate, filter, pick the best.
+
+Inputs: `sweep_run_id` (empty: the latest sweep), `filter` (MLflow search syntax, e.g.
+`metrics.brier < 0.25`), `register` (true: each architecture becomes a registered model, each
+learning rate a version, the best version gets the alias `champion`).
+Outputs, logged to the sweep run under `report/` (and to this run, when run on its own):
+`runs.csv` and `runs.md` (model, lr, brier, log_loss, accuracy, baseline, best epoch, duration,
+run id), `brier_vs_lr.png` (the article's Figure 5), `loss_curves.png` (a grid of every pair's
+curves), `filtered_runs.csv` (runs passing the filter), `best.json` (the best configuration).
+
+    mlflow run . -e report -P sweep_run_id=<sweep run id> -P filter="metrics.brier < 0.22" --env-manager local
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from madness import names as n
+from madness import plots
+from madness import report as R
+from madness.cli import Param, boolean, parse
+from madness.errors import UserError
+from steps._common import entry_point, start_run, temp_dir
+
+DEFAULT_FILTER = "metrics.brier < 0.25"
+CHAMPION = "champion"
+PARAMS = (
+    Param("sweep_run_id", "string", "", "the sweep run to report (empty: the latest sweep)"),
+    Param("filter", "string", DEFAULT_FILTER, "MLflow search filter for the runs to list"),
+    Param("register", "string", "false", "register each model and alias the best version 'champion'", boolean),
+)
+
+
+def latest_sweep(client) -> str:
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, f"tags.{n.TAG_ENTRY_POINT} = 'main'", order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise UserError("no sweep run found in this tracking store; run the sweep first: mlflow run . --env-manager local")
+    return runs[0].info.run_id
+
+
+def sweep_pairs(sweep_run_id: str) -> list[dict]:
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{sweep_run_id}/{n.PAIRS_FILE}")
+    except Exception as err:  # a missing run or artifact: MLflow raises several types
+        raise UserError(f"run {sweep_run_id!r} is not a sweep with {n.PAIRS_FILE}: {str(err).splitlines()[0]}") from None
+
+
+def table_rows(client, pairs: list[dict]) -> list[dict]:
+    rows = []
+    for pair in pairs:
+        if pair["run_id"] is None:  # never started: no run to read
+            rows.append({"model": pair["model"], "lr": pair["lr"], "status": pair.get("status", "FAILED"), "reused": False, "run_id": ""})
+            continue
+        run = client.get_run(pair["run_id"])
+        m = run.data.metrics
+        end = run.info.end_time or run.info.start_time
+        rows.append({
+            "model": pair["model"], "lr": pair["lr"],
+            **{k: m.get(k) for k in (n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER, n.BEST_EPOCH)},
+            "duration_s": round((end - run.info.start_time) / 1000, 1),
+            "status": run.info.status, "reused": pair.get("reused", False), "run_id": pair["run_id"],
+        })
+    return rows
+
+
+def filtered(pairs: list[dict], filter_string: str):
+    """The sweep's runs that pass the user's filter, by MLflow's own search."""
+    pairs = [p for p in pairs if p["run_id"]]
+    ids = ", ".join(f"'{p['run_id']}'" for p in pairs)
+    clause = f"attributes.run_id IN ({ids})"
+    full = f"{filter_string} and {clause}" if filter_string.strip() else clause
+    try:
+        return mlflow.search_runs(sorted({p["experiment_id"] for p in pairs}), filter_string=full, order_by=[f"metrics.{n.BRIER} ASC"])
+    except MlflowException as err:
+        raise UserError(f"bad filter {filter_string!r} ({str(err.message).splitlines()[0]}); use MLflow's search syntax, e.g. {DEFAULT_FILTER}") from None
+
+
+def check_filter(filter_string: str, experiment_id: str) -> None:
+    """Fail before any training on a filter MLflow cannot parse."""
+    if filter_string.strip():
+        try:
+            mlflow.search_runs([experiment_id], filter_string=filter_string, max_results=1)
+        except MlflowException as err:
+            raise UserError(f"bad filter {filter_string!r} ({str(err.message).splitlines()[0]}); use MLflow's search syntax, e.g. {DEFAULT_FILTER}") from None
+
+
+def loss_grid(client, pairs: list[dict]):
+    models = list(dict.fromkeys(p["model"] for p in pairs))
+    lrs = list(dict.fromkeys(p["lr"] for p in pairs))
+    fig, axes = plt.subplots(len(models), len(lrs), figsize=(4 * len(lrs), 3 * len(models)), squeeze=False, sharey=True)
+    for pair in (p for p in pairs if p["run_id"]):
+        ax = axes[models.index(pair["model"])][lrs.index(pair["lr"])]
+        curves = [[m.value for m in sorted(client.get_metric_history(pair["run_id"], key), key=lambda m: m.step)] for key in (n.TRAIN_LOSS, n.VAL_LOSS)]
+        if curves[0] and curves[1]:
+            best = min(range(len(curves[1])), key=curves[1].__getitem__)
+            plots.loss_curves(ax, curves[0], curves[1], best, f"{pair['model']}, lr {pair['lr']}")
+        else:
+            ax.set_title(f"{pair['model']}, lr {pair['lr']}: no curves (failed)")
+    fig.tight_layout()
+    return fig
+
+
+def register(client, pairs: list[dict], table) -> dict[str, str]:
+    """One registered model per architecture, one version per learning rate (reused when the run was
+    registered before); the best version of each gets the alias `champion`."""
+    champions = {}
+    for model, rows in table.dropna(subset=[n.BRIER]).groupby("model", sort=False):
+        name = next(p["experiment"] for p in pairs if p["model"] == model)
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(name)
+        versions = {}
+        for run_id in rows["run_id"]:
+            existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+            version = existing[0] if existing else mlflow.register_model(f"runs:/{run_id}/{n.MODEL_DIR}", name)
+            versions[run_id] = version.version
+        best_run = rows.sort_values(n.BRIER).iloc[0]["run_id"]
+        client.set_registered_model_alias(name, CHAMPION, versions[best_run])
+        champions[model] = f"models:/{name}@{CHAMPION}"
+    return champions
+
+
+def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folder: Path) -> dict:
+    """Build every report file in `folder`; return the summary that is printed."""
+    client = mlflow.MlflowClient()
+    pairs = sweep_pairs(sweep_run_id)
+    table = R.runs_table(table_rows(client, pairs))
+    passing = filtered(pairs, filter_string)
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / n.RUNS_CSV, index=False)
+    (folder / n.RUNS_MD).write_text(R.markdown(table))
+    plots.brier_by_lr_figure(R.chart_frame(table)).savefig(folder / n.BRIER_CHART, dpi=100)
+    loss_grid(client, pairs).savefig(folder / n.LOSS_GRID, dpi=80)
+    plt.close("all")
+    keep = [c for c in ("run_id", "tags.mlflow.runName", f"metrics.{n.BRIER}", f"params.lr", "params.model") if c in passing.columns]
+    passing[keep].to_csv(folder / n.FILTERED_CSV, index=False)
+    best = R.best_row(table)
+    summary = {"sweep_run_id": sweep_run_id, "filter": filter_string, "passing": passing["run_id"].tolist() if len(passing) else [], "best": best}
+    if best is not None:
+        summary["best_model_uri"] = f"runs:/{best['run_id']}/{n.MODEL_DIR}"
+        if do_register:
+            champions = register(client, pairs, table)
+            summary["champions"] = champions
+            summary["best_model_uri"] = champions[best["model"]]
+    (folder / n.BEST_FILE).write_text(json.dumps(summary, indent=1, default=str))
+    summary["markdown"] = R.markdown(table)
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    print(summary["markdown"])
+    print(f"{len(summary['passing'])} run(s) pass the filter {summary['filter']!r}: {', '.join(summary['passing']) or 'none'}")
+    best = summary["best"]
+    if best is None:
+        print("no run finished with a Brier score")
+    else:
+        print(f"best: {best['model']} with learning rate {best['lr']}, brier {best[n.BRIER]:.4f} -> {summary['best_model_uri']}")
+
+
+def report(sweep_run_id: str, filter_string: str, do_register: bool) -> dict:
+    with temp_dir() as tmp:
+        folder = Path(tmp) / n.REPORT_DIR
+        summary = write_report(sweep_run_id, filter_string, do_register, folder)
+        client = mlflow.MlflowClient()
+        client.log_artifacts(sweep_run_id, str(folder), n.REPORT_DIR)
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id != sweep_run_id:
+            mlflow.log_artifacts(str(folder), n.REPORT_DIR)
+            mlflow.set_tag(n.TAG_SWEEP, sweep_run_id)
+    print_summary(summary)
+    return summary
+
+
+@entry_point
+def main(argv=None):
+    values, raw = parse("report", __doc__.splitlines()[0], PARAMS, argv)
+    with start_run("report", raw):
+        sweep_run_id = values["sweep_run_id"] or latest_sweep(mlflow.MlflowClient())
+        report(sweep_run_id, values["filter"], values["register"])
+
+
+if __name__ == "__main__":
+    main()
