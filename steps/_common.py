@@ -39,7 +39,7 @@ def entry_point(main):
         try:
             return main(argv)
         except UserError as err:
-            _end_active_run("FAILED")
+            _fail_launched_run()
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
         except SystemExit as exit_:
