@@ -52,6 +52,7 @@ def brier_by_lr_figure(table: pd.DataFrame):
         ax.plot(rows["lr"], rows[n.BRIER], marker="o", label=model)
     ax.set_xscale("log")
     ax.set(title="Brier score against learning rate", xlabel="learning rate", ylabel="Brier score (test seasons)")
-    ax.legend()
+    if not table.empty:
+        ax.legend()
     fig.tight_layout()
     return fig

@@ -17,11 +17,14 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
     return table.sort_values([n.BRIER, "model", "lr"], na_position="last", kind="stable", ignore_index=True)
 
 
-def _cell(value) -> str:
+_FORMATS = {n.BEST_EPOCH: "{:.0f}", "duration_s": "{:.1f}"}
+
+
+def _cell(column: str, value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
+        return _FORMATS.get(column, "{:.4f}").format(value)
     return str(value)
 
 
@@ -29,7 +32,7 @@ def markdown(table: pd.DataFrame) -> str:
     """A GitHub-style Markdown table (pandas' own needs the optional `tabulate`)."""
     header = "| " + " | ".join(table.columns) + " |"
     rule = "| " + " | ".join("---" for _ in table.columns) + " |"
-    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    body = ["| " + " | ".join(_cell(c, v) for c, v in zip(table.columns, row)) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mlflow
 import mlflow.pyfunc
+from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
 import yaml
 
 from madness import dataset as D
@@ -134,6 +135,8 @@ def log_data(built: D.Built, source: str) -> None:
         n.TAG_DATA_DIGEST: built.manifest["digest"],
     })
     mlflow.log_dict(built.manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
+    if source.startswith("runs:/"):  # MLflow's dataset sources cannot resolve runs:/ URIs
+        source = RunsArtifactRepository.get_underlying_uri(source)
     for split in (n.TRAIN, n.VAL, n.TEST):
         rows = built.games[built.games[n.SPLIT] == split]
         with warnings.catch_warnings():  # MLflow warns that a plain path "can be interpreted in multiple ways"
