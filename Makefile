@@ -5,7 +5,7 @@ PYTHON ?= python3
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 
-.PHONY: help run test lock venv
+.PHONY: help run test lock venv ui
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -18,8 +18,11 @@ $(VENV)/.installed: requirements.lock
 	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements.lock
 	touch $@
 
-run: venv ## run the main job on the synthetic league (tracking in ./mlflow.db)
-	mlflow run . -e ingest --env-manager local
+run: venv ## run the article's 3 x 3 sweep on the synthetic league, then its report (tracking in ./mlflow.db)
+	mlflow run . --env-manager local
+
+ui: venv ## browse the runs: mlflow ui on ./mlflow.db
+	mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)
 
 test: venv ## run the whole test suite
 	$(PY) -m pytest

@@ -57,3 +57,15 @@ def runs_of(experiment_id: str | None = None):
     client = mlflow.MlflowClient()
     ids = [experiment_id] if experiment_id else [e.experiment_id for e in client.search_experiments()]
     return client.search_runs(ids)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _never_the_repo_store(tmp_path_factory):
+    """A test that forgets the `tracking` fixture still never writes into the repo's mlflow.db."""
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('default-store') / 'mlflow.db'}"
+    yield
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
