@@ -1,0 +1,76 @@
+"""The README's commands name entry points, parameters, make targets and files that exist.
+
+CI runs `make test` (the README's test command) itself; the end-to-end tests run `mlflow run`
+on the entry points shown here. This file keeps the text of every shown command true.
+"""
+
+import re
+import shlex
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def bash_lines(text: str) -> list[str]:
+    """Command lines of the ```bash blocks, comments dropped."""
+    lines, language = [], None
+    for line in text.splitlines():
+        if line.startswith("```"):
+            language = None if language is not None else (line[3:].strip() or "text")
+        elif language == "bash" and line.strip() and not line.strip().startswith("#"):
+            lines.append(re.sub(r"\s+#\s.*$", "", line).strip())
+    return lines
+
+
+COMMANDS = bash_lines(README)
+ENTRY_POINTS = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]
+
+
+def mlflow_run_commands():
+    for command in COMMANDS:
+        for part in command.split("&&"):
+            words = shlex.split(part)
+            if words[:3] == ["mlflow", "run", "."]:
+                yield part.strip(), words
+
+
+@pytest.mark.parametrize("command,words", list(mlflow_run_commands()), ids=lambda v: v if isinstance(v, str) else "")
+def test_mlflow_run_command_names_a_real_entry_point_and_params(command, words):
+    entry = words[words.index("-e") + 1] if "-e" in words else "main"
+    assert entry in ENTRY_POINTS, command
+    declared = ENTRY_POINTS[entry]["parameters"]
+    given = [words[i + 1].split("=", 1)[0] for i, w in enumerate(words) if w == "-P"]
+    assert set(given) <= set(declared), f"{command}: unknown params {set(given) - set(declared)}"
+    assert "--env-manager" in words, f"{command}: say which environment it runs in"
+
+
+def test_readme_shows_mlflow_run_commands():
+    assert len(list(mlflow_run_commands())) >= 5
+
+
+def test_make_targets_shown_exist():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = {m for m in re.findall(r"^([a-z]+):", makefile, flags=re.M)}
+    shown = {cmd.split()[1] for cmd in COMMANDS if cmd.startswith("make ")}
+    shown |= set(re.findall(r"`make (\w+)`", README))
+    assert shown and shown <= targets, shown - targets
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "make test" in README
+
+
+def test_tree_lists_existing_paths():
+    tree = re.search(r"## What is where\n\n```\n(.*?)```", README, flags=re.S).group(1)
+    for line in tree.splitlines():
+        names = re.match(r"\s*((?:[\w./-]+,\s*)*[\w./-]+)", line).group(1).replace(",", " ").split()
+        for name in names:
+            if line.startswith("  "):  # a file inside the folder above
+                assert any((ROOT / folder / name).exists() for folder in ("steps", "madness")), name
+            else:
+                assert (ROOT / name.rstrip("/")).exists(), name
