@@ -139,10 +139,12 @@ def log_data(built: D.Built, source: str) -> None:
         source = RunsArtifactRepository.get_underlying_uri(source)
     for split in (n.TRAIN, n.VAL, n.TEST):
         rows = built.games[built.games[n.SPLIT] == split]
-        with warnings.catch_warnings():  # MLflow warns that a plain path "can be interpreted in multiple ways"
+        # MLflow warns that a plain path "can be interpreted in multiple ways" and that integer
+        # columns cannot hold missing values: neither applies to these tables.
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(rows, source=source, name=f"tournament_{split}", targets=n.TARGET)
-        mlflow.log_input(dataset, context=split, tags={"data_digest": built.manifest["digest"]})
+            mlflow.log_input(dataset, context=split, tags={"data_digest": built.manifest["digest"]})
 
 
 def project_pins() -> list[str]:
