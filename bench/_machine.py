@@ -1,0 +1,194 @@
+"""What every benchmark shares: the machine it ran on, a temporary tracking store, a clean
+snapshot of the project to run sweeps in, and a timer.
+
+Each script puts the repository root on sys.path itself (`import _machine` does it), so
+`.venv/bin/python bench/<name>.py` works from any folder.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+# bench/ is on sys.path only so that scripts can `import _machine`; left there, bench/packaging.py
+# would shadow the `packaging` distribution that mlflow imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+# A benchmark's own child process imports the project snapshot its parent runs the sweeps in.
+CODE = Path(os.environ.get("BENCH_PROJECT") or ROOT)
+if str(CODE) not in sys.path:
+    sys.path.insert(0, str(CODE))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+
+REAL_DATA = ROOT.parent / "shared" / "data" / "mmlm2024"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _version(module: str) -> str:
+    try:
+        from importlib.metadata import version
+        return version(module)
+    except Exception:
+        return "not installed"
+
+
+def _load() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+        return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+    except OSError:
+        return "unknown"
+
+
+def describe() -> str:
+    """One block of text: date, cores, CPU, memory, load, and the versions that matter."""
+    lines = [
+        f"date:       {_dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"nproc:      {os.cpu_count()}",
+        f"cpu:        {_cpu_model()}",
+        f"memory:     {_memory()}",
+        f"load avg:   {_load()} (1, 5, 15 min, at start)",
+        f"python:     {platform.python_version()} ({sys.executable})",
+        f"tensorflow: {_version('tensorflow')}",
+        f"keras:      {_version('keras')}",
+        f"mlflow:     {_version('mlflow')}",
+        f"command:    {' '.join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}",
+    ]
+    return "\n".join(lines)
+
+
+def header(title: str) -> None:
+    print(f"== {title} ==")
+    print(describe(), flush=True)
+    print(flush=True)
+
+
+@contextmanager
+def temp_store(prefix: str = "bench-"):
+    """A temporary folder with its own SQLite tracking store (never ./mlflow.db); artifacts inside it.
+
+    Sets MLFLOW_TRACKING_URI for this process and every child, and clears any run/experiment
+    variables inherited from a parent `mlflow run`.
+    """
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        folder = Path(tmp)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+        for k in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+            os.environ.pop(k, None)
+        try:
+            yield folder
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            try:
+                import mlflow
+                mlflow.set_tracking_uri(None)
+            except Exception:
+                pass
+
+
+def snapshot(dest: Path) -> tuple[Path, str]:
+    """A clone of the project's committed HEAD in `dest`: the sweeps run there, so edits being made
+    to the working tree meanwhile (which change `git.state` and so the sweep's cache key) cannot
+    touch the figures, and `mlruns/` lands in the temporary folder."""
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(dest)], check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True, check=True).stdout.strip()
+    return dest, commit
+
+
+def child_env(project: Path) -> dict:
+    """Environment of a sweep subprocess: this interpreter's bin first on PATH (the MLproject
+    commands call `python`), the project on PYTHONPATH, the temporary store inherited."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(project)
+    env["BENCH_PROJECT"] = str(project)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_sweep(project: Path, args: list[str], log: Path | None = None, echo: bool = True) -> float:
+    """Run `python -m steps.main ARGS` in `project`; return its wall time in seconds. Exits on failure."""
+    cmd = [sys.executable, "-m", "steps.main", *args]
+    if echo:
+        print(f"$ {' '.join(shlex.quote(c) for c in cmd[1:])}", flush=True)
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=project, env=child_env(project), capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    output = proc.stdout + proc.stderr
+    if log is not None:
+        with open(log, "a") as handle:
+            handle.write(f"$ {' '.join(cmd)}\n{output}\n")
+    if proc.returncode != 0:
+        print(output[-4000:], file=sys.stderr)
+        sys.exit(f"error: the sweep failed (exit {proc.returncode})")
+    if echo:  # the sweep's summary, each pair's time, and each train step's own time split
+        for line in output.splitlines():
+            if line.startswith(("sweep ", "train run ", "ingest")) or ": FINISHED in " in line:
+                print(f"  {line.strip()}", flush=True)
+    return seconds
+
+
+def resolve_data(data: str) -> str:
+    """'synthetic' as is; a folder made absolute (the sweeps run in a snapshot elsewhere)."""
+    if data == "synthetic":
+        return data
+    path = Path(data).expanduser()
+    if not path.is_absolute():
+        path = (Path.cwd() / path).resolve()
+    if not path.is_dir():
+        sys.exit(f"error: data folder {data!r} not found")
+    return str(path)
+
+
+def quiet_tensorflow() -> None:
+    """Imports TensorFlow and silences its Python-side warnings (e.g. retracing notices)."""
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+
+
+def seconds(value: float) -> str:
+    return f"{value:.1f} s"
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        return False

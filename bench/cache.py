@@ -1,0 +1,76 @@
+"""Sweep cache: run a small sweep on a fresh store, then invoke the very same command again.
+
+The second invocation should find every pair (and the ingest run) FINISHED with the same git
+commit, working-tree state, params and data digest, train nothing, and take seconds. Prints both
+times, the ratio, and how many pairs each invocation trained; exits non-zero if the second trained any.
+The sweeps run in a clone of the committed HEAD (see _machine.snapshot), so edits being made to
+the working tree meanwhile cannot change the cache key between the two invocations.
+
+    .venv/bin/python bench/cache.py            # 3 x 3 grid, 10 epochs
+    .venv/bin/python bench/cache.py --quick    # one pair (small, 0.1), 1 epoch, synthetic women only: a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import _machine
+
+SUMMARY = re.compile(r"sweep \w+: (\d+) pairs, (\d+) reused, (\d+) to train")
+
+
+def counts(log: Path, start: int) -> tuple[int, int, int]:
+    text = log.read_text()[start:]
+    found = SUMMARY.findall(text)
+    if not found:
+        sys.exit("error: no sweep summary line in the output")
+    return tuple(map(int, found[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one pair (small, 0.1), 1 epoch, synthetic women only (smoke test)")
+    parser.add_argument("--models", default="small,medium,large")
+    parser.add_argument("--lrs", default="0.001,0.01,0.1")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--data", default="synthetic")
+    parser.add_argument("--league", default="both")
+    args = parser.parse_args()
+    if args.quick:
+        args.models, args.lrs, args.epochs, args.league = "small", "0.1", 1, "W"
+    args.data = _machine.resolve_data(args.data)
+
+    _machine.header("sweep cache: the same sweep invoked twice")
+    sweep = ["--models", args.models, "--lrs", args.lrs, "--epochs", str(args.epochs), "--data", args.data,
+             "--league", args.league, "--prefix", "bench_cache", "--jobs", "1", "--env_manager", "local"]
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp, _machine.temp_store("bench-cache-store-") as store:
+        project, commit = _machine.snapshot(Path(tmp) / "project")
+        print(f"project snapshot at commit {commit[:12]}; grid {args.models} x {args.lrs}, {args.epochs} epochs, data {args.data}\n", flush=True)
+        log = store / "sweep.log"
+        log.touch()
+        print("1) first invocation (fresh store)", flush=True)
+        first = _machine.run_sweep(project, sweep, log=log)
+        pairs, reused1, trained1 = counts(log, 0)
+        size = len(log.read_text())
+        print(f"  wall {first:.1f} s, trained {trained1} of {pairs}\n", flush=True)
+        print("2) second invocation, same command and store", flush=True)
+        second = _machine.run_sweep(project, sweep, log=log)
+        _, reused2, trained2 = counts(log, size)
+        ingest_reused = "ingest: reusing run" in log.read_text()[size:]
+        print(f"  wall {second:.1f} s, trained {trained2} of {pairs}, ingest {'reused' if ingest_reused else 'RERUN'}\n", flush=True)
+
+    print("| invocation | wall time (s) | pairs trained | pairs reused |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| first (fresh store) | {first:.1f} | {trained1} | {reused1} |")
+    print(f"| second (same command) | {second:.1f} | {trained2} | {reused2} |")
+    print(f"\nratio first / second: {first / second:.1f}x (second takes {second / first:.1%} of the first)")
+    if trained2 or not ingest_reused:
+        sys.exit("error: the second invocation trained again: the cache missed")
+
+
+if __name__ == "__main__":
+    main()
