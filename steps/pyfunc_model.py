@@ -3,6 +3,8 @@
 MLflow's Keras flavor only accepts tensor signatures; wrapping the saved Keras network (whose first
 layer holds the fitted scaler) in a pyfunc gives a column signature, so callers pass a DataFrame
 with named columns, in any order, and never rescale by hand. It ships with the model (code_paths).
+The columns are declared `any`, not `double`: MLflow refuses int64 -> double, and a feature table
+read with pandas (games.csv) holds integer seed numbers; `predict` casts every column to float32.
 """
 
 from __future__ import annotations
@@ -11,6 +13,15 @@ import mlflow.pyfunc
 import numpy as np
 
 KERAS_ARTIFACT = "keras_model"
+
+
+def signature(feature_names: list[str], model_input, probabilities):
+    """The feature columns by name (integer or float values), the probabilities out."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    inputs = Schema([ColSpec(AnyType(), name) for name in feature_names])
+    return ModelSignature(inputs=inputs, outputs=infer_signature(model_input, probabilities).outputs)
 
 
 class TournamentModel(mlflow.pyfunc.PythonModel):

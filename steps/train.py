@@ -19,14 +19,13 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Metric
-from mlflow.models import infer_signature
 
 from madness import dataset as D
 from madness import model as M
 from madness import names as n
 from madness import plots, scoring
 from madness.cli import DATA_PARAMS, Param, non_negative, one_of, parse, positive
-from steps.pyfunc_model import KERAS_ARTIFACT, TournamentModel
+from steps.pyfunc_model import KERAS_ARTIFACT, TournamentModel, signature
 from steps._common import build_features, project_pins, entry_point, load_features, log_data, seasons_of, start_run, temp_dir
 
 PARAMS = (
@@ -103,7 +102,7 @@ def main(argv=None):
             n.N_GAMES: len(y_test) // 2,
         })
         mlflow.log_figure(plots.loss_figure(trained.train_loss, trained.val_loss, trained.best_epoch, values["model"], raw["lr"]), n.LOSS_PLOT)
-        log_model(trained.model, features, infer_signature(x_test, p_test), Path(tmp))
+        log_model(trained.model, features, signature(features, x_test, p_test), Path(tmp))
         run_id = mlflow.active_run().info.run_id
         done = time.perf_counter()
     print(f"train run {run_id}: {values['model']} lr={raw['lr']} brier={scoring.brier(y_test, p_test):.4f} "

@@ -1,0 +1,63 @@
+"""Helpers for the train / evaluate / predict tests: a tracking store that outlives one test, artifact listing."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from madness import dataset as D
+
+
+@contextmanager
+def temp_store(folder: Path):
+    """What conftest's `tracking` fixture does, for a module-scoped fixture (one SQLite migration, not one per test)."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+            mp.delenv(name, raising=False)
+        mlflow.set_tracking_uri(uri)
+        experiment_id = mlflow.create_experiment("tests", artifact_location=(folder / "artifacts").as_uri())
+        mp.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
+        mlflow.set_experiment(experiment_id=experiment_id)
+        try:
+            yield uri, experiment_id
+        finally:
+            while mlflow.active_run():
+                mlflow.end_run()
+            mlflow.set_tracking_uri(None)
+
+
+def all_artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None) -> list[str]:
+    files = []
+    for info in client.list_artifacts(run_id, path):
+        files += all_artifacts(client, run_id, info.path) if info.is_dir else [info.path]
+    return files
+
+
+def model_files(run_id: str, name: str = "model") -> list[str]:
+    """The files of the run's logged model. MLflow 3 keeps a logged model outside the run's own
+    artifacts; a runs:/<id>/<name> URI reaches it, so list through that URI."""
+    files = []
+    for info in mlflow.artifacts.list_artifacts(artifact_uri=f"runs:/{run_id}/{name}"):
+        files += model_files(run_id, info.path) if info.is_dir else [info.path]
+    return files
+
+
+def logged_models_of(experiment_id: str, run_id: str) -> list:
+    return [m for m in mlflow.MlflowClient().search_logged_models([experiment_id]) if m.source_run_id == run_id]
+
+
+def synthetic_features(folder: Path, league: str = "W", seed: int = 42) -> Path:
+    """The synthetic league's feature folder (what an ingest run logs), written with madness.dataset."""
+    files, synthetic_data = D.read_inputs("synthetic", league, seed, folder / "raw")
+    built = D.build(files, D.Seasons(2003, 2019, 2022, 2023), synthetic_data)
+    D.write(built, folder / "features")
+    return folder / "features"
+
+
+def run_ids(experiment_id: str) -> set[str]:
+    return {r.info.run_id for r in mlflow.MlflowClient().search_runs([experiment_id])}

@@ -1,0 +1,167 @@
+"""The evaluate and predict entry points, in-process, on one tiny model trained on the synthetic women's league."""
+
+from __future__ import annotations
+
+import io
+import re
+from contextlib import redirect_stdout
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import pandas as pd
+import pytest
+
+from madness import kaggle, synthetic
+from madness import names as n
+from steps import evaluate, predict, train
+from stores import all_artifacts, run_ids, temp_store
+
+NO_RUN = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    with temp_store(tmp_path_factory.mktemp("eval-store")) as (uri, experiment_id):
+        yield SimpleNamespace(uri=uri, experiment_id=experiment_id, client=mlflow.MlflowClient(tracking_uri=uri))
+
+
+def run_step(store, step, args: list[str]):
+    """Run a step's main in this process; return its new run."""
+    before = run_ids(store.experiment_id)
+    with redirect_stdout(io.StringIO()):
+        step.main(args)
+    (new,) = run_ids(store.experiment_id) - before
+    return store.client.get_run(new)
+
+
+@pytest.fixture(scope="module")
+def model(store):
+    """A 2-epoch small network on the synthetic women's league (features built by the train step itself)."""
+    run = run_step(store, train, ["--model", "small", "--epochs", "2", "--lr", "0.01", "--league", "W"])
+    return SimpleNamespace(run=run, uri=f"runs:/{run.info.run_id}/{n.MODEL_DIR}")
+
+
+def last_stderr_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+# --- evaluate ---
+
+@pytest.fixture(scope="module")
+def evaluated(store, model):
+    return run_step(store, evaluate, ["--model_uri", model.uri, "--league", "W"])
+
+
+def test_evaluate_logs_the_scores_and_the_baseline(evaluated):
+    assert evaluated.info.status == "FINISHED"
+    for key in (n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER):
+        assert 0 < evaluated.data.metrics[key] < 1, key
+
+
+def test_evaluate_scores_the_same_games_as_the_train_steps_test_split(evaluated, model):
+    # Both score seasons 2022-2023 of the same synthetic data with the same network.
+    assert evaluated.data.metrics[n.N_GAMES] == model.run.data.metrics[n.N_GAMES]
+    assert evaluated.data.metrics[n.BRIER] == pytest.approx(model.run.data.metrics[n.BRIER], abs=1e-9)
+
+
+def test_evaluate_logs_the_calibration_plot(store, evaluated):
+    assert n.CALIBRATION_PLOT in all_artifacts(store.client, evaluated.info.run_id)
+
+
+def test_evaluate_tags_the_evaluated_run(evaluated, model):
+    assert evaluated.data.tags[n.TAG_EVALUATED] == model.run.info.run_id
+    assert evaluated.data.tags[n.TAG_SYNTHETIC] == "true"
+
+
+def test_evaluate_with_a_missing_model_fails_with_one_line(store, capsys):
+    before = run_ids(store.experiment_id)
+    uri = f"runs:/{NO_RUN}/{n.MODEL_DIR}"
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main(["--model_uri", uri, "--league", "W"])
+    assert exit_.value.code != 0
+    line = last_stderr_line(capsys)
+    assert line.startswith("error: cannot load model") and uri in line
+    assert run_ids(store.experiment_id) == before  # nothing started
+
+
+# --- predict ---
+
+def seeded_teams(folder: Path, season: int) -> dict[str, int]:
+    """Seeded teams per league of the synthetic data (seed 42), counted from its seed files."""
+    synthetic.write_league(folder, 42)
+    counts = {}
+    for league in n.LEAGUES:
+        seeds = pd.read_csv(folder / kaggle.file_name(league, n.TOURNEY_SEEDS))
+        counts[league] = seeds.loc[seeds[n.SEASON] == season, n.TEAM_ID].nunique()
+    return counts
+
+
+@pytest.fixture(scope="module")
+def predicted(store, model, tmp_path_factory):
+    output = tmp_path_factory.mktemp("out") / "sub" / "submission.csv"
+    run = run_step(store, predict, ["--model_uri", model.uri, "--season", "2024", "--league", "both", "--output", str(output)])
+    return SimpleNamespace(run=run, output=output, frame=pd.read_csv(output, dtype={n.SUBMISSION_ID: str}))
+
+
+def test_predict_writes_kaggles_header(predicted):
+    assert predicted.run.info.status == "FINISHED"
+    assert predicted.output.read_text().splitlines()[0] == "ID,Pred"
+
+
+def test_predict_writes_one_row_per_pair_of_seeded_teams_per_league(predicted, tmp_path):
+    counts = seeded_teams(tmp_path, 2024)
+    assert all(count == 68 for count in counts.values())
+    assert len(predicted.frame) == sum(k * (k - 1) // 2 for k in counts.values())
+    assert predicted.frame[n.SUBMISSION_ID].is_unique
+
+
+def test_predict_ids_are_season_then_lower_team_then_higher(predicted):
+    for id_ in predicted.frame[n.SUBMISSION_ID]:
+        match = re.fullmatch(r"2024_(\d{4})_(\d{4})", id_)
+        assert match, id_
+        assert int(match[1]) < int(match[2]), id_
+
+
+def test_predict_gives_probabilities_strictly_between_0_and_1(predicted):
+    pred = predicted.frame[n.SUBMISSION_PRED]
+    assert pred.notna().all() and ((pred > 0) & (pred < 1)).all()
+
+
+def test_predict_logs_the_same_file_as_artifact(store, predicted, tmp_path):
+    assert n.SUBMISSION_FILE in all_artifacts(store.client, predicted.run.info.run_id)
+    local = store.client.download_artifacts(predicted.run.info.run_id, n.SUBMISSION_FILE, str(tmp_path))
+    assert Path(local).read_bytes() == predicted.output.read_bytes()
+
+
+def test_predict_tags_the_model_run(predicted, model):
+    assert predicted.run.data.tags[n.TAG_EVALUATED] == model.run.info.run_id
+
+
+def test_predict_for_a_season_without_seeds_fails_naming_it_and_writes_nothing(store, model, tmp_path, capsys):
+    output = tmp_path / "submission.csv"
+    before = run_ids(store.experiment_id)
+    with pytest.raises(SystemExit) as exit_:
+        predict.main(["--model_uri", model.uri, "--season", "2030", "--league", "W", "--output", str(output)])
+    assert exit_.value.code != 0
+    line = last_stderr_line(capsys)
+    assert line.startswith("error:") and "2030" in line, line
+    assert not output.exists() and not list(tmp_path.glob("*submission*"))
+    (failed,) = run_ids(store.experiment_id) - before
+    assert store.client.get_run(failed).info.status == "FAILED"
+
+
+# --- real women's data ---
+
+@pytest.mark.realdata
+def test_predict_2024_on_real_womens_data(store, real_data, tmp_path):
+    data = ["--data", str(real_data), "--league", "W"]
+    trained = run_step(store, train, ["--model", "small", "--epochs", "1", *data])
+    output = tmp_path / "submission.csv"
+    run = run_step(store, predict, ["--model_uri", f"runs:/{trained.info.run_id}/{n.MODEL_DIR}", "--season", "2024", *data, "--output", str(output)])
+    assert run.info.status == "FINISHED" and run.data.tags[n.TAG_SYNTHETIC] == "false"
+    frame = pd.read_csv(output, dtype={n.SUBMISSION_ID: str})
+    assert len(frame) == 68 * 67 // 2 == 2278
+    assert frame[n.SUBMISSION_ID].str.fullmatch(r"2024_3\d{3}_3\d{3}").all()
+    assert ((frame[n.SUBMISSION_PRED] > 0) & (frame[n.SUBMISSION_PRED] < 1)).all()

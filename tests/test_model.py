@@ -1,0 +1,116 @@
+"""madness.model: the article's three networks, the scaler as first layer, best-epoch weights, determinism.
+
+Real TensorFlow on frames built here (a few hundred rows, four features): each `train` call costs a
+few seconds, so the trained networks are shared by module-scoped fixtures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from madness import model as M
+
+N_FEATURES = 4
+SEED = 11
+
+
+@pytest.fixture(scope="module")
+def frame():
+    """Four features, a label that depends on three of them plus noise; 200 training and 100 validation rows."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, N_FEATURES)) * [1.0, 2.0, 0.5, 3.0] + [0.0, 5.0, -1.0, 10.0]
+    y = ((x - [0.0, 5.0, -1.0, 10.0]) @ [1.0, -0.5, 2.0, 0.0] + 0.5 * rng.normal(size=300) > 0).astype("float64")
+    scaler = {"mean": x[:200].mean(axis=0).tolist(), "scale": x[:200].std(axis=0).tolist()}
+    return {"x_train": x[:200], "y_train": y[:200], "x_val": x[200:], "y_val": y[200:], "scaler": scaler}
+
+
+def train(frame, seed=SEED, fast=True, epochs=5):
+    return M.train("small", frame["scaler"], 0.01, frame["x_train"], frame["y_train"], frame["x_val"], frame["y_val"],
+                   epochs=epochs, batch_size=32, seed=seed, fast=fast)
+
+
+@pytest.fixture(scope="module")
+def trained(frame):
+    return train(frame)
+
+
+def dense_layers(model):
+    import keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+
+@pytest.mark.parametrize("name, units", [("small", [64, 1]), ("medium", [64, 64, 1]), ("large", [128, 64, 64, 1])])
+def test_each_architecture_has_the_articles_dense_layers(name, units):
+    import keras
+
+    model = M.build(name, {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}, 0.003)
+    dense = dense_layers(model)
+    assert [layer.units for layer in dense] == units
+    assert [layer.activation.__name__ for layer in dense] == ["relu"] * (len(units) - 1) + ["sigmoid"]
+    assert isinstance(model.layers[0], keras.layers.Normalization)
+    assert [type(layer) for layer in model.layers[1:]] == [keras.layers.Dense] * len(units)  # nothing else
+    assert model.input_shape == (None, N_FEATURES)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.003, rel=1e-6)
+    assert model.loss == "mse"
+
+
+def test_model_names_are_the_three_architectures():
+    assert M.MODEL_NAMES == ("small", "medium", "large")
+
+
+def test_normalization_layer_reproduces_the_scaler(frame):
+    model = M.build("small", frame["scaler"], 0.01)
+    x = frame["x_val"][:10].astype("float32")
+    scaled = np.asarray(model.layers[0](x))
+    expected = (x - np.asarray(frame["scaler"]["mean"])) / np.asarray(frame["scaler"]["scale"])
+    np.testing.assert_allclose(scaled, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_few_epochs_lower_the_training_loss(trained):
+    assert len(trained.train_loss) == len(trained.val_loss) == 5
+    assert trained.train_loss[-1] < trained.train_loss[0]
+
+
+def test_predict_gives_one_probability_per_row(trained, frame):
+    p = M.predict(trained.model, frame["x_val"])
+    assert p.shape == (len(frame["x_val"]),) and p.dtype == np.float64
+    assert ((p > 0) & (p < 1)).all()
+
+
+def test_the_weights_kept_are_those_of_the_best_validation_epoch():
+    # Noise labels, few rows and a high learning rate: validation loss rises after an early minimum,
+    # so the last epoch's weights are not the best ones.
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(40, N_FEATURES)), rng.integers(0, 2, 40).astype("float64")
+    scaler = {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}
+    result = M.train("large", scaler, 0.05, x[:24], y[:24], x[24:], y[24:], epochs=12, batch_size=8, seed=2)
+    assert result.best_epoch == int(np.argmin(result.val_loss))
+    assert result.best_epoch < len(result.val_loss) - 1, "the test needs a run whose last epoch is not its best"
+    val_loss_now = result.model.evaluate(x[24:].astype("float32"), y[24:].astype("float32"), batch_size=8, verbose=0)
+    assert val_loss_now == pytest.approx(min(result.val_loss), rel=1e-6, abs=1e-7)
+
+
+def assert_same_weights(a, b):
+    wa, wb = a.model.get_weights(), b.model.get_weights()
+    assert len(wa) == len(wb)
+    for left, right in zip(wa, wb):
+        np.testing.assert_array_equal(left, right)
+
+
+def test_the_same_seed_gives_bit_identical_weights(trained, frame):
+    again = train(frame)
+    assert_same_weights(trained, again)
+    assert again.train_loss == trained.train_loss and again.val_loss == trained.val_loss
+
+
+def test_another_seed_gives_other_weights(trained, frame):
+    other = train(frame, seed=SEED + 1)
+    assert any(not np.array_equal(a, b) for a, b in zip(trained.model.get_weights(), other.model.get_weights()))
+
+
+def test_fast_and_per_batch_training_give_identical_weights(trained, frame):
+    slow = train(frame, fast=False)
+    assert_same_weights(trained, slow)

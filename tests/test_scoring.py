@@ -1,0 +1,74 @@
+"""madness.scoring: the scores on tiny hand-computed arrays, the seed baseline, reliability bins."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from madness import names as n
+from madness import scoring
+
+
+def test_brier_is_mean_squared_error_of_probabilities():
+    # (0.2^2 + 0.4^2 + 0.5^2) / 3 = (0.04 + 0.16 + 0.25) / 3
+    assert scoring.brier([1, 0, 1], [0.8, 0.4, 0.5]) == pytest.approx(0.15, abs=1e-15)
+
+
+def test_brier_is_zero_for_certain_right_answers_and_one_for_certain_wrong_ones():
+    assert scoring.brier([1, 0], [1.0, 0.0]) == 0.0
+    assert scoring.brier([1, 0], [0.0, 1.0]) == 1.0
+
+
+def test_log_loss_by_hand():
+    expected = -(math.log(0.8) + math.log(1 - 0.4)) / 2
+    assert scoring.log_loss([1, 0], [0.8, 0.4]) == pytest.approx(expected, rel=1e-12)
+
+
+def test_log_loss_clips_certain_wrong_answers_to_a_finite_value():
+    assert scoring.log_loss([1], [0.0]) == pytest.approx(-math.log(scoring.EPS), rel=1e-9)
+    assert scoring.log_loss([0], [1.0]) == pytest.approx(-math.log(scoring.EPS), rel=1e-3)
+
+
+def test_accuracy_counts_p_above_one_half_as_team_1_wins():
+    # 0.9 -> win (right), 0.2 -> loss (right), 0.4 -> loss (wrong), 0.5 -> loss (right: not above 1/2)
+    assert scoring.accuracy([1, 0, 1, 0], [0.9, 0.2, 0.4, 0.5]) == 0.75
+
+
+def test_all_scores_names_each_score():
+    y, p = [1, 0], [0.8, 0.4]
+    assert scoring.all_scores(y, p) == {
+        n.BRIER: scoring.brier(y, p),
+        n.LOG_LOSS: scoring.log_loss(y, p),
+        n.ACCURACY: scoring.accuracy(y, p),
+    }
+
+
+def seed_games(pairs: list[tuple[int, int, int]]) -> pd.DataFrame:
+    """Games (seed of team 1, seed of team 2, team 1 won), each from both sides as games.csv holds them."""
+    rows = [(s1, s2, won) for s1, s2, won in pairs] + [(s2, s1, 1 - won) for s1, s2, won in pairs]
+    return pd.DataFrame(rows, columns=[f"{n.T1}{n.SEED_NUM}", f"{n.T2}{n.SEED_NUM}", n.TARGET])
+
+
+def test_seed_baseline_favours_the_better_seed():
+    # The better (lower) seed wins 5 of 6 games.
+    train = seed_games([(1, 16, 1), (2, 15, 1), (3, 14, 1), (4, 13, 1), (5, 12, 1), (8, 9, 0)])
+    test = seed_games([(1, 16, 1), (6, 11, 1), (7, 7, 1)])
+    p = scoring.seed_baseline(train, test)
+    p_1_16, p_6_11, p_7_7, p_16_1, p_11_6 = p[0], p[1], p[2], p[3], p[4]
+    assert p_1_16 > p_6_11 > 0.5 > p_11_6 > p_16_1
+    assert p_1_16 + p_16_1 == pytest.approx(1.0, abs=1e-6)  # both sides in training: symmetric fit
+    assert p_7_7 == pytest.approx(0.5, abs=1e-6)
+    assert ((p > 0) & (p < 1)).all()
+
+
+def test_reliability_bins_mean_prediction_and_observed_frequency():
+    p = [0.05, 0.15, 0.12, 0.95, 1.0]
+    y = [0, 1, 0, 1, 1]
+    table = scoring.reliability(y, p, bins=10)
+    assert table["bin"].tolist() == [0, 1, 9]  # p = 1.0 falls in the last bin, not an eleventh
+    assert table["count"].tolist() == [1, 2, 2]
+    np.testing.assert_allclose(table["mean_pred"], [0.05, 0.135, 0.975])
+    np.testing.assert_allclose(table["observed"], [0.0, 0.5, 1.0])

@@ -1,0 +1,269 @@
+"""The train entry point: in-process on one synthetic feature folder, bad inputs as subprocesses, `mlflow run`.
+
+One tracking store and one feature folder (the synthetic women's league, written with madness.dataset
+the way an ingest run logs it) serve the whole module; the in-process runs pass it as --features_uri.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import redirect_stdout
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, run_cli, runs_of
+from madness import names as n
+from madness import scoring
+from steps.train import PARAMS, main
+from stores import all_artifacts, logged_models_of, model_files, run_ids, synthetic_features, temp_store
+
+GIVEN = {"model": "small", "lr": "1e-2", "epochs": "5", "batch_size": "32", "seed": "7"}
+NO_RUN = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    with temp_store(tmp_path_factory.mktemp("train-store")) as (uri, experiment_id):
+        yield SimpleNamespace(uri=uri, experiment_id=experiment_id, client=mlflow.MlflowClient(tracking_uri=uri))
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory) -> Path:
+    return synthetic_features(tmp_path_factory.mktemp("data"))
+
+
+def train_in_process(store, features: Path, **given):
+    """Run steps.train's main in this process; return the new run and what it printed."""
+    args = {**GIVEN, "features_uri": str(features), **given}
+    before = run_ids(store.experiment_id)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        main([item for name, value in args.items() for item in (f"--{name}", value)])
+    (new,) = run_ids(store.experiment_id) - before
+    return SimpleNamespace(run=store.client.get_run(new), printed=out.getvalue(), args=args)
+
+
+@pytest.fixture(scope="module")
+def trained(store, features):
+    return train_in_process(store, features)
+
+
+@pytest.fixture(scope="module")
+def test_rows(features):
+    """The test seasons' rows, feature columns as float64 as the steps hold them."""
+    games = pd.read_csv(features / n.GAMES_FILE)
+    scaler = json.loads((features / n.SCALER_FILE).read_text())
+    games = games[games[n.SPLIT] == n.TEST].astype({name: "float64" for name in scaler["features"]})
+    return games, scaler["features"]
+
+
+def history(store, run, key):
+    return sorted(store.client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+
+
+# --- one in-process run ---
+
+def test_the_run_finishes(trained):
+    assert trained.run.info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("key", [n.TRAIN_LOSS, n.VAL_LOSS])
+def test_loss_history_has_one_value_per_epoch_with_step_equal_to_epoch(store, trained, key):
+    metrics = history(store, trained.run, key)
+    assert [m.step for m in metrics] == [1, 2, 3, 4, 5]
+    assert all(np.isfinite(m.value) and m.value > 0 for m in metrics)
+
+
+def test_training_loss_goes_down(store, trained):
+    values = [m.value for m in history(store, trained.run, n.TRAIN_LOSS)]
+    assert values[-1] < values[0]
+
+
+def test_best_epoch_is_the_epoch_of_lowest_validation_loss(store, trained):
+    values = [m.value for m in history(store, trained.run, n.VAL_LOSS)]
+    assert trained.run.data.metrics[n.BEST_EPOCH] == int(np.argmin(values)) + 1
+
+
+def test_scores_are_logged(trained, test_rows):
+    metrics = trained.run.data.metrics
+    for key in (n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER):
+        assert 0 < metrics[key] < 1, key
+    games, _ = test_rows
+    assert metrics[n.N_GAMES] == len(games) // 2
+
+
+def test_artifacts_are_logged(store, trained):
+    files = all_artifacts(store.client, trained.run.info.run_id)
+    assert n.LOSS_PLOT in files and f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}" in files
+    # MLflow 3 stores the model as a LoggedModel beside the run; runs:/<id>/model reaches it.
+    assert f"{n.MODEL_DIR}/MLmodel" in model_files(trained.run.info.run_id)
+    assert len(logged_models_of(store.experiment_id, trained.run.info.run_id)) == 1
+
+
+def test_params_are_logged_once_each_as_given(trained):
+    params = trained.run.data.params
+    assert set(params) == {p.name for p in PARAMS}
+    for name, value in trained.args.items():
+        assert params[name] == value
+    assert params["lr"] == "1e-2"  # the string given, not float("1e-2") printed back
+
+
+def test_data_tags_name_the_synthetic_data_and_its_digest(trained, features):
+    manifest = json.loads((features / n.MANIFEST_FILE).read_text())
+    assert trained.run.data.tags[n.TAG_SYNTHETIC] == "true"
+    assert trained.run.data.tags[n.TAG_DATA_DIGEST] == manifest["digest"]
+
+
+def test_the_summary_line_names_the_run_score_and_phase_times(trained):
+    line = trained.printed.strip().splitlines()[-1]
+    assert line.startswith(f"train run {trained.run.info.run_id}: small lr=1e-2 brier=")
+    assert "seconds: start-up and data" in line and "training" in line and "scoring and logging" in line
+
+
+# --- the logged model ---
+
+@pytest.fixture(scope="module")
+def served(trained, tmp_path_factory):
+    """The pyfunc model as a user loads it, and the Keras network saved inside it."""
+    import keras
+
+    uri = f"runs:/{trained.run.info.run_id}/{n.MODEL_DIR}"
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path_factory.mktemp("model"))))
+    (keras_file,) = list(local.glob("artifacts/*.keras"))
+    return pyfunc, keras.models.load_model(keras_file, compile=False)
+
+
+def test_the_model_signature_takes_the_feature_columns(served, test_rows):
+    pyfunc, _ = served
+    _, features = test_rows
+    assert pyfunc.metadata.get_input_schema().input_names() == features
+
+
+def test_the_pyfunc_model_gives_the_networks_probabilities_for_columns_in_any_order(served, test_rows):
+    pyfunc, network = served
+    games, features = test_rows
+    shuffled = list(features)
+    random.Random(0).shuffle(shuffled)
+    assert shuffled != features
+    p_served = np.asarray(pyfunc.predict(games[shuffled]), dtype="float64").reshape(-1)
+    p_network = network.predict(games[features].to_numpy(dtype="float32"), verbose=0).reshape(-1)
+    assert p_served.shape == (len(games),)
+    np.testing.assert_allclose(p_served, p_network, rtol=0, atol=1e-6)
+    assert ((p_served > 0) & (p_served < 1)).all()
+
+
+def test_the_logged_brier_is_the_served_models_brier_on_the_test_seasons(served, trained, test_rows):
+    pyfunc, _ = served
+    games, features = test_rows
+    p = np.asarray(pyfunc.predict(games[features]), dtype="float64").reshape(-1)
+    assert scoring.brier(games[n.TARGET], p) == pytest.approx(trained.run.data.metrics[n.BRIER], abs=1e-9)
+
+
+def test_the_pyfunc_model_takes_the_feature_table_as_pandas_reads_it(served, features, test_rows):
+    # games.csv read back holds integer seed numbers; MLflow would refuse int64 for a double column.
+    pyfunc, _ = served
+    games = pd.read_csv(features / n.GAMES_FILE)
+    assert games[f"{n.T1}{n.SEED_NUM}"].dtype == np.int64
+    p = np.asarray(pyfunc.predict(games), dtype="float64").reshape(-1)
+    as_floats, feature_names = test_rows
+    expected = np.asarray(pyfunc.predict(as_floats[feature_names]), dtype="float64").reshape(-1)
+    np.testing.assert_allclose(p[(games[n.SPLIT] == n.TEST).to_numpy()], expected, rtol=0, atol=1e-6)
+
+
+def test_the_pyfunc_model_names_a_missing_column(served, test_rows):
+    pyfunc, _ = served
+    games, features = test_rows
+    with pytest.raises(mlflow.exceptions.MlflowException, match=features[0]):
+        pyfunc.predict(games[features[1:]])
+
+
+def test_the_same_arguments_give_the_same_brier_bit_for_bit(store, features, trained):
+    again = train_in_process(store, features)
+    assert again.run.info.run_id != trained.run.info.run_id
+    assert again.run.data.metrics[n.BRIER] == trained.run.data.metrics[n.BRIER]
+    assert [m.value for m in history(store, again.run, n.VAL_LOSS)] == [m.value for m in history(store, trained.run, n.VAL_LOSS)]
+
+
+# --- bad inputs, each in its own process ---
+
+BAD = {
+    "model=huge": (["--model", "huge"], ["model", "'huge'"]),
+    "lr=abc": (["--lr", "abc"], ["lr", "'abc'"]),
+    "lr=0": (["--lr", "0"], ["lr", "0"]),
+    "epochs=0": (["--epochs", "0"], ["epochs", "0"]),
+    "features_uri=no such run": (["--features_uri", f"runs:/{NO_RUN}/features"], ["features", NO_RUN]),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(store, features):
+    """Every bad input's subprocess, two at a time; each gets the runs it left in the store."""
+    base = ["python", "-m", "steps.train", "--model", "small", "--epochs", "1", "--features_uri", str(features)]
+
+    def one(case):
+        return run_cli(base + BAD[case][0], timeout=300)
+
+    before = run_ids(store.experiment_id)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(BAD, pool.map(one, BAD)))
+    new_runs = [store.client.get_run(r) for r in run_ids(store.experiment_id) - before]
+    return results, new_runs
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_bad_input_fails_with_one_line_naming_it(bad_runs, case):
+    results, _ = bad_runs
+    done = results[case]
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "error" in last.lower(), done.stderr
+    for word in BAD[case][1]:
+        assert word in last, last
+
+
+def test_bad_inputs_leave_no_running_run_and_no_model(store, bad_runs):
+    _, new_runs = bad_runs
+    assert new_runs, "the nonexistent features run fails after its run has started"
+    for run in new_runs:
+        assert run.info.status == "FAILED", run.info
+        assert not logged_models_of(store.experiment_id, run.info.run_id)
+        assert not any(path.startswith(f"{n.MODEL_DIR}/") for path in all_artifacts(store.client, run.info.run_id))
+
+
+# --- through `mlflow run` ---
+
+def mlflow_run(*params: str):
+    args = [str(Path(sys.executable).parent / "mlflow"), "run", str(ROOT), "-e", "train", "--env-manager", "local"]
+    for param in params:
+        args += ["-P", param]
+    return run_cli(args, timeout=900)
+
+
+@pytest.mark.slow
+def test_mlflow_run_trains_and_finishes(tracking):
+    done = mlflow_run("model=small", "lr=0.01", "epochs=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = runs_of()
+    assert run.info.status == "FINISHED"
+    assert 0 < run.data.metrics[n.BRIER] < 1
+    assert run.data.params["lr"] == "0.01"
+
+
+@pytest.mark.slow
+def test_mlflow_run_with_a_bad_model_fails_and_ends_the_run_failed(tracking):
+    done = mlflow_run("model=huge")
+    assert done.returncode != 0
+    assert "huge" in done.stderr
+    (run,) = runs_of()
+    assert run.info.status == "FAILED"
