@@ -1,0 +1,307 @@
+"""Rerunning a past run: where its code is, what to pass it, and whether the rerun matched.
+
+Pure helpers for `steps/reproduce.py`: no MLflow import. Git is called through `subprocess`;
+the user's own working tree and branch are never touched: the past commit is checked out in a
+temporary `git worktree`, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import yaml
+
+from madness.errors import UserError
+
+ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")
+MLPROJECT_FILE = "MLproject"
+WORKTREE_PREFIX = "madness-reproduce-"
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")  # git@github.com:owner/repo.git
+
+
+# --- where the code is ---
+
+@dataclass(frozen=True)
+class Source:
+    """A run's code location: a local path (a repository, a folder in one, or a script) or a git URL."""
+    local: bool
+    location: str  # a filesystem path when local, else the URL as recorded
+    subdirectory: str = ""  # MLflow's `uri#subdirectory`
+
+
+def parse_source(source_name: str) -> Source:
+    """Read `mlflow.source.name`: `file:///repo#sub` and `/repo/steps/train.py` are local, other URLs remote.
+
+    MLflow itself treats any URI naming an existing folder as local, even `file://` ones: given a
+    `version` it would check that commit out in that very folder, so local ones must stay local here.
+    """
+    name, _, subdirectory = source_name.strip().partition("#")
+    if name.startswith("file://"):
+        return Source(True, unquote(urlparse(name).path), subdirectory)
+    if _URL.match(name) or _SCP_LIKE.match(name):
+        return Source(False, name, subdirectory)
+    return Source(True, name, subdirectory)
+
+
+def _git(args: list[str], cwd: Path | str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def repo_root(path: Path | str) -> Path | None:
+    """The top of the git working tree holding `path` (a folder or a file, maybe since deleted:
+    its nearest existing folder counts), None outside git."""
+    folder = Path(path).absolute()
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return Path(_git(["rev-parse", "--show-toplevel"], folder))
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def has_commit(repo: Path, commit: str) -> bool:
+    try:
+        _git(["cat-file", "-e", f"{commit}^{{commit}}"], repo)
+        return True
+    except (OSError, subprocess.CalledProcessError):
+        return False
+
+
+def project_subdirectory(path: Path | str, root: Path) -> str:
+    """The folder holding MLproject, relative to `root`: searched upwards from `path`, '' at the top."""
+    path = Path(path).resolve()
+    root = root.resolve()
+    folder = path if path.is_dir() else path.parent
+    while folder != root and root in folder.parents:
+        if (folder / MLPROJECT_FILE).is_file():
+            return folder.relative_to(root).as_posix()
+        folder = folder.parent
+    return ""
+
+
+def find_repository(candidates: list[Path | str], commit: str) -> tuple[Path, str] | None:
+    """The first candidate inside a git repository that has `commit`: (repository top, project subfolder)."""
+    for candidate in candidates:
+        root = repo_root(candidate)
+        if root is not None and has_commit(root, commit):
+            return root, project_subdirectory(candidate, root)
+    return None
+
+
+def add_worktree(repo: Path, commit: str, parent: Path) -> Path:
+    """Check `commit` out, detached, in a new worktree `parent/<repo name>`; the repo's own tree is untouched."""
+    path = Path(parent) / Path(repo).name
+    try:
+        _git(["worktree", "add", "--detach", str(path), commit], repo)
+    except subprocess.CalledProcessError as err:
+        last = (err.stderr or "").strip().splitlines()
+        raise UserError(f"cannot check out commit {commit} of {repo} in a temporary worktree: {last[-1] if last else err}") from None
+    return path
+
+
+def remove_worktree(repo: Path, path: Path) -> None:
+    """Remove the worktree's files and its bookkeeping in the repo; never raises (it runs in `finally`)."""
+    _git_quietly(["worktree", "remove", "--force", "--force", str(path)], repo)
+    shutil.rmtree(path, ignore_errors=True)
+    _git_quietly(["worktree", "prune"], repo)
+
+
+def _git_quietly(args: list[str], repo: Path) -> None:
+    try:
+        _git(args, repo)
+    except (OSError, subprocess.CalledProcessError):
+        pass
+
+
+@contextmanager
+def worktree(repo: Path, commit: str):
+    """A detached worktree of `repo` at `commit` in a new temporary folder; both removed on exit,
+    also on an error or an interrupt (an interrupted `git worktree add` is pruned)."""
+    parent = Path(tempfile.mkdtemp(prefix=WORKTREE_PREFIX))
+    try:
+        yield add_worktree(repo, commit, parent)
+    finally:
+        remove_worktree(repo, parent / Path(repo).name)
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def worktrees(repo: Path) -> list[str]:
+    """The paths `git worktree list` shows, the main working tree first."""
+    out = _git(["worktree", "list", "--porcelain"], repo)
+    return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("worktree ")]
+
+
+# --- what to pass ---
+
+def unquote_params(params: dict[str, str], shell_quoted: bool) -> dict[str, str]:
+    """The values as given. `mlflow run` logs each one shell-quoted (`''` for an empty string,
+    `'a b'` for a space); a step started directly logs them as given."""
+    if not shell_quoted:
+        return dict(params)
+    out = {}
+    for key, value in params.items():
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            words = None
+        out[key] = words[0] if words is not None and len(words) == 1 and shlex.quote(words[0]) == value else value
+    return out
+
+
+def declared_params(mlproject_text: str, entry: str) -> list[str]:
+    """The parameters an entry point declares in MLproject; a UserError when it has no such entry point."""
+    spec = yaml.safe_load(mlproject_text) or {}
+    points = spec.get("entry_points") or {}
+    if entry not in points:
+        raise UserError(f"entry point {entry!r} is not in MLproject at that commit; it has: {', '.join(sorted(points)) or 'none'}")
+    return list((points[entry] or {}).get("parameters") or {})
+
+
+def select_params(params: dict[str, str], declared: list[str]) -> tuple[dict[str, str], list[str]]:
+    """(the params the entry point declares, the names of the others, which are left out)."""
+    return {k: v for k, v in params.items() if k in declared}, sorted(k for k in params if k not in declared)
+
+
+def choose_env_manager(given: str, tags: dict[str, str], tag_names: tuple[str, ...]) -> str:
+    """`given` if set; else the one the run's tags record (MLflow tags only non-local ones); else local."""
+    chosen = given.strip() or next((tags[t] for t in tag_names if tags.get(t)), "local")
+    if chosen not in ENV_MANAGERS:
+        raise UserError(f"cannot rerun with env_manager {chosen!r}; accepted: {', '.join(ENV_MANAGERS)}")
+    return chosen
+
+
+def absolute_tracking_uri(uri: str, cwd: Path) -> str:
+    """A relative store (sqlite:///mlflow.db, mlruns) made absolute: the rerun's cwd is the worktree."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str((Path(cwd) / uri[len("sqlite:///"):]).resolve())
+    if uri.startswith("file:") and not uri.startswith("file:/"):
+        return (Path(cwd) / uri[len("file:"):]).resolve().as_uri()
+    if "://" not in uri and uri and not uri.startswith(("databricks", "uc")) and not Path(uri).is_absolute():
+        return str((Path(cwd) / uri).resolve())
+    return uri
+
+
+def input_links(params: dict[str, str], project: Path, rerun_project: Path, scratch: Path) -> list[tuple[Path, Path]]:
+    """(link, target) pairs that let a rerun in `rerun_project` see the folders a relative param names.
+
+    `data=data/mmlm2024` is git-ignored, so a fresh checkout lacks it; `data=../shared/...` points
+    beside the project. Each existing folder so named from `project` but missing from `rerun_project`
+    is linked, if the link falls inside `scratch` (the temporary folder holding the worktree).
+    """
+    links = []
+    for value in params.values():
+        if not value or _URL.match(value) or ":" in value or os.path.isabs(value):
+            continue
+        target = Path(os.path.normpath(Path(project) / value))
+        link = Path(os.path.normpath(Path(rerun_project) / value))
+        if target.is_dir() and not os.path.lexists(link) and Path(scratch) in link.parents:
+            links.append((link, target.resolve()))
+    return links
+
+
+def make_links(links: list[tuple[Path, Path]]) -> None:
+    for link, target in links:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target, target_is_directory=True)
+
+
+# --- did it reproduce ---
+
+Points = list[tuple[int, int, float]]  # (step, timestamp, value), as MLflow's metric history holds them
+
+
+def by_step(points: Points) -> dict[int, float]:
+    """The value at each step; a step logged twice keeps its latest value, as MLflow's own view does."""
+    return {step: value for step, _, value in sorted(points, key=lambda p: (p[0], p[1]))}
+
+
+def _distance(a: float, b: float) -> float:
+    if math.isnan(a) or math.isnan(b):
+        return 0.0 if math.isnan(a) and math.isnan(b) else math.inf
+    if a == b:  # also equal infinities
+        return 0.0
+    return abs(b - a)
+
+
+@dataclass(frozen=True)
+class Row:
+    metric: str
+    steps: int  # steps compared: 1 for a metric logged once
+    original: float | None  # value at the last step, None when the run lacks the metric
+    rerun: float | None
+    difference: float | None  # largest |rerun - original| over the steps; None when a side is missing
+    note: str = ""
+
+    def ok(self, tolerance: float) -> bool:
+        return self.difference is not None and self.difference <= tolerance
+
+
+def compare(original: dict[str, Points], rerun: dict[str, Points]) -> list[Row]:
+    """One row per metric of either run, sorted by name; histories are compared step by step."""
+    rows = []
+    for key in sorted(set(original) | set(rerun)):
+        a, b = by_step(original.get(key, [])), by_step(rerun.get(key, []))
+        last_a = a[max(a)] if a else None
+        last_b = b[max(b)] if b else None
+        if not a or not b:
+            rows.append(Row(key, max(len(a), len(b)), last_a, last_b, None, "missing in the " + ("rerun" if a else "original")))
+            continue
+        only = sorted(set(a) ^ set(b))
+        if only:
+            side = "rerun" if only[0] in a else "original"
+            rows.append(Row(key, len(set(a) | set(b)), last_a, last_b, None, f"step {only[0]} missing in the {side} ({len(only)} steps differ)"))
+            continue
+        worst = max(a, key=lambda s: _distance(a[s], b[s]))
+        difference = _distance(a[worst], b[worst])
+        note = f"worst at step {worst}" if len(a) > 1 and difference > 0 else ""
+        rows.append(Row(key, len(a), last_a, last_b, difference, note))
+    return rows
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else repr(value)  # repr: the shortest text that gives back the same bits
+
+
+def _difference(row: Row) -> str:
+    if row.difference is None:
+        return "missing"
+    return "0" if row.difference == 0 else f"{row.difference:.3g}"
+
+
+def table(rows: list[Row], tolerance: float) -> str:
+    """The comparison as aligned text: metric, steps, original, rerun, difference, and a verdict."""
+    lines = [("metric", "steps", "original", "rerun", "difference", "result")]
+    for row in rows:
+        verdict = "ok" if row.ok(tolerance) else "DIFFERS"
+        lines.append((row.metric, str(row.steps), _number(row.original), _number(row.rerun), _difference(row),
+                      f"{verdict} {row.note}".strip()))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def verdict(rows: list[Row], tolerance: float) -> str | None:
+    """None when every metric is within `tolerance` (0: bit for bit); else the one-line reason."""
+    bad = [row for row in rows if not row.ok(tolerance)]
+    if not bad:
+        return None
+    missing = [row.metric for row in bad if row.difference is None]
+    beyond = sorted((row for row in bad if row.difference is not None), key=lambda r: -r.difference)
+    parts = []
+    if beyond:
+        parts.append(f"{len(beyond)} of {len(rows)} metrics differ beyond tolerance {tolerance:g} "
+                     f"(largest: {beyond[0].metric} by {beyond[0].difference:.3g})")
+    if missing:
+        parts.append(f"missing on one side: {', '.join(missing)}")
+    return "; ".join(parts)

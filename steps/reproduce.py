@@ -1,0 +1,251 @@
+"""Reproduce: rerun a past run from its own git commit with its own params, and compare every metric.
+
+Inputs: `run_id` (the run to rerun), `tolerance` (the largest accepted |rerun - original| of any
+metric value; 0 = bit for bit), `env_manager` (empty: the one the run used, as its tags record,
+else local; or local, virtualenv, uv, conda), `experiment` (name or id for the rerun; empty: the
+original's).
+Flow: the run's commit (tag `mlflow.source.git.commit`) is checked out in a temporary, detached
+`git worktree` of the repository it came from, so your working tree and branch are never touched;
+its entry point runs there through `mlflow.projects.run` with the params it logged; the worktree is
+removed afterwards, also on failure or interrupt. A run launched from a remote git URL is rerun
+with `mlflow.projects.run(<url>, version=<commit>)`.
+Outputs: the rerun, a child of this run tagged `reproduces=<run_id>`; a table of every metric of
+either run (metric, steps, original, rerun, difference; histories compared step by step), printed
+and logged as `comparison.txt`. The exit code is non-zero when a metric differs beyond `tolerance`
+or is missing on one side.
+
+    mlflow run . -e reproduce -P run_id=<run id> --env-manager local
+    python -m steps.reproduce --run_id <run id>
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import mlflow.projects
+from mlflow.exceptions import MlflowException
+
+from madness import names as n
+from madness import reproduce as R
+from madness.cli import Param, non_negative, not_empty, one_of, parse
+from madness.errors import UserError
+from steps._common import PROJECT_ROOT, entry_point, start_run
+
+PARAMS = (
+    Param("run_id", "string", None, "the run to rerun", not_empty),
+    Param("tolerance", "float", 0.0, "largest accepted |difference| of a metric (0 = bit for bit)", non_negative),
+    Param("env_manager", "string", "", "local, virtualenv, uv or conda; empty: the one the run used", one_of("", *R.ENV_MANAGERS)),
+    Param("experiment", "string", "", "experiment (name or id) for the rerun; empty: the original's"),
+)
+
+# MLflow's own tags on a run, read here and nowhere else.
+SOURCE_NAME = "mlflow.source.name"
+PROJECT_ENTRY_POINT = "mlflow.project.entryPoint"
+PROJECT_ENV = "mlflow.project.env"  # set by MLflow for virtualenv, uv, conda and docker, never for local
+PARENT_RUN = "mlflow.parentRunId"
+COMPARISON_FILE = "comparison.txt"
+
+
+@dataclass
+class Plan:
+    run_id: str
+    commit: str
+    entry: str
+    params: dict[str, str]
+    env_manager: str
+    experiment_id: str
+    source: R.Source
+
+
+def original_run(client, run_id: str):
+    try:
+        return client.get_run(run_id)
+    except MlflowException as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"no run {run_id!r} in the tracking store {mlflow.get_tracking_uri()}: {first}") from None
+
+
+def rerun_experiment(client, wanted: str, original_experiment: str) -> str:
+    """The experiment for the rerun: by name, else by id, else a new one of that name; empty: the original's."""
+    if not wanted:
+        experiment = client.get_experiment(original_experiment)
+    else:
+        experiment = client.get_experiment_by_name(wanted)
+        if experiment is None and wanted.isdigit():
+            try:
+                experiment = client.get_experiment(wanted)
+            except MlflowException:
+                experiment = None
+        if experiment is None:
+            print(f"creating experiment {wanted!r}", flush=True)
+            return client.create_experiment(wanted)
+    if experiment.lifecycle_stage != "active":
+        raise UserError(f"experiment {experiment.name!r} ({experiment.experiment_id}) is deleted; "
+                        "restore it or pass --experiment <name>")
+    return experiment.experiment_id
+
+
+def plan(client, run, values: dict) -> Plan:
+    tags = run.data.tags
+    run_id = run.info.run_id
+    commit = tags.get(n.TAG_COMMIT)
+    if not commit:
+        raise UserError(f"run {run_id} has no git commit (tag {n.TAG_COMMIT}): it was not started from a git "
+                        "repository, so the code it ran cannot be checked out")
+    entry = tags.get(PROJECT_ENTRY_POINT) or tags.get(n.TAG_ENTRY_POINT)
+    if not entry:
+        raise UserError(f"run {run_id} records no entry point (tag {PROJECT_ENTRY_POINT} or {n.TAG_ENTRY_POINT}); "
+                        "only runs of an MLproject's entry points can be rerun")
+    if not tags.get(SOURCE_NAME):
+        raise UserError(f"run {run_id} records no source (tag {SOURCE_NAME}): the repository it came from is unknown")
+    return Plan(
+        run_id=run_id,
+        commit=commit,
+        entry=entry,
+        # `mlflow run` logs each param shell-quoted (features_uri '' for an empty string).
+        params=R.unquote_params(run.data.params, shell_quoted=PROJECT_ENTRY_POINT in tags),
+        env_manager=R.choose_env_manager(values["env_manager"], tags, (PROJECT_ENV, n.TAG_ENV_MANAGER)),
+        experiment_id=rerun_experiment(client, values["experiment"], run.info.experiment_id),
+        source=R.parse_source(tags[SOURCE_NAME]),
+    )
+
+
+def lineage(client, run, hops: int = 10) -> list[Path]:
+    """The local sources of the runs this one reproduces (its own source may be a removed worktree)."""
+    paths = []
+    for _ in range(hops):
+        original_id = run.data.tags.get(n.TAG_REPRODUCES)
+        if not original_id:
+            break
+        try:
+            run = client.get_run(original_id)
+        except MlflowException:
+            break
+        source = R.parse_source(run.data.tags.get(SOURCE_NAME, ""))
+        if source.local and source.location:
+            paths.append(Path(source.location) / source.subdirectory)
+    return paths
+
+
+def local_repository(p: Plan, earlier: list[Path]) -> tuple[Path, str]:
+    """The repository holding the commit: the run's source first, then those of the runs it
+    reproduces, then this project (the source may be a removed worktree or a moved clone)."""
+    recorded = Path(p.source.location) / p.source.subdirectory
+    candidates = list(dict.fromkeys([recorded, *earlier, Path.cwd(), PROJECT_ROOT]))
+    found = R.find_repository(candidates, p.commit)
+    if found is None:
+        raise UserError(f"commit {p.commit} is in no repository at {', '.join(map(str, candidates))}: "
+                        "run from a clone that has it (git fetch)")
+    return found
+
+
+@contextmanager
+def interpreter_first(env_manager: str):
+    """With env_manager local the rerun's `python` is this one, even from an unactivated venv."""
+    saved = os.environ.get("PATH", "")
+    if env_manager == "local":
+        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{saved}"
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = saved
+
+
+def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | None) -> str:
+    """Run the entry point; tag the rerun `reproduces`; return its id. A failed rerun is a UserError."""
+    parent = mlflow.active_run().info.run_id
+    try:
+        with interpreter_first(p.env_manager):
+            submitted = mlflow.projects.run(uri, entry_point=p.entry, version=version, parameters=params,
+                                            env_manager=p.env_manager, experiment_id=p.experiment_id, synchronous=True)
+    except BaseException as err:
+        rerun = child_of(client, parent, p.experiment_id)
+        if rerun:
+            client.set_tag(rerun, n.TAG_REPRODUCES, p.run_id)
+            if client.get_run(rerun).info.status == "RUNNING":  # interrupted before its command started
+                client.set_terminated(rerun, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        if isinstance(err, MlflowException):  # ExecutionException: a failed run, a bad version or URI
+            first = str(err).strip().splitlines()[0]
+            raise UserError(f"the rerun{' ' + rerun if rerun else ''} of run {p.run_id} at commit {p.commit[:12]} "
+                            f"failed: {first}") from None
+        raise
+    client.set_tag(submitted.run_id, n.TAG_REPRODUCES, p.run_id)
+    return submitted.run_id
+
+
+def child_of(client, parent: str, experiment_id: str) -> str | None:
+    try:
+        runs = client.search_runs([experiment_id], f"tags.`{PARENT_RUN}` = '{parent}'", max_results=1)
+    except MlflowException:
+        return None
+    return runs[0].info.run_id if runs else None
+
+
+def rerun_in_worktree(client, p: Plan, earlier: list[Path]) -> str:
+    repo, subdirectory = local_repository(p, earlier)
+    print(f"checking out commit {p.commit[:12]} of {repo} in a temporary worktree", flush=True)
+    with R.worktree(repo, p.commit) as tree:
+        project = tree / subdirectory
+        mlproject = project / R.MLPROJECT_FILE
+        if not mlproject.is_file():
+            raise UserError(f"commit {p.commit[:12]} has no {R.MLPROJECT_FILE} in {subdirectory or 'its top folder'}")
+        params, dropped = R.select_params(p.params, R.declared_params(mlproject.read_text(), p.entry))
+        if dropped:
+            print(f"warning: params not declared by entry point {p.entry!r} at that commit, left out: {', '.join(dropped)}", flush=True)
+        links = R.input_links(params, repo / subdirectory, project, tree.parent)
+        R.make_links(links)
+        for link, target in links:
+            print(f"linked {link.relative_to(tree.parent)} -> {target} (a folder a param names, absent from the checkout)", flush=True)
+        return launch(client, p, str(project), params, version=None)
+
+
+def histories(client, run) -> dict[str, R.Points]:
+    return {key: [(m.step, m.timestamp, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+            for key in run.data.metrics}
+
+
+@entry_point
+def main(argv=None):
+    values, raw = parse("reproduce", __doc__.splitlines()[0], PARAMS, argv)
+    # The rerun works in the worktree: a relative store (sqlite:///mlflow.db) must mean this one.
+    store = R.absolute_tracking_uri(mlflow.get_tracking_uri(), Path.cwd())
+    if store != mlflow.get_tracking_uri():
+        mlflow.set_tracking_uri(store)
+    client = mlflow.MlflowClient()
+    run = original_run(client, values["run_id"])
+    p = plan(client, run, values)
+    where = p.source.location if p.source.local else f"{p.source.location} (remote)"
+    print(f"rerunning run {p.run_id}: entry point {p.entry} at commit {p.commit[:12]} of {where}, "
+          f"env_manager {p.env_manager}, into experiment {p.experiment_id}", flush=True)
+    if run.data.tags.get(n.TAG_DIRTY) == "true":
+        print(f"warning: run {p.run_id} ran from a working tree with uncommitted changes ({n.TAG_DIRTY}=true): "
+              f"commit {p.commit[:12]} is not exactly the code that ran, so its metrics may not reproduce", flush=True)
+    if run.info.status != "FINISHED":
+        print(f"warning: run {p.run_id} is {run.info.status}; its metrics may be incomplete", flush=True)
+
+    with start_run("reproduce", raw, experiment_id=p.experiment_id):
+        if p.source.local:
+            rerun_id = rerun_in_worktree(client, p, lineage(client, run))
+        else:
+            uri = p.source.location + (f"#{p.source.subdirectory}" if p.source.subdirectory else "")
+            rerun_id = launch(client, p, uri, p.params, version=p.commit)
+        rerun = client.get_run(rerun_id)
+        rows = R.compare(histories(client, run), histories(client, rerun))
+        text = R.table(rows, values["tolerance"])
+        mlflow.log_text(text + "\n", COMPARISON_FILE)
+        print(f"\nrun {p.run_id} (original) against run {rerun_id} (rerun), tolerance {raw['tolerance']}:\n{text}", flush=True)
+        problem = R.verdict(rows, values["tolerance"])
+        if problem:
+            raise UserError(f"not reproduced: {problem}; rerun {rerun_id}")
+    how = "bit for bit" if values["tolerance"] == 0 else f"within {raw['tolerance']}"
+    print(f"reproduced: rerun {rerun_id} matches run {p.run_id} on {len(rows)} metrics {how}"
+          if rows else f"reproduced: rerun {rerun_id} finished; neither run logged a metric to compare")
+
+
+if __name__ == "__main__":
+    main()
