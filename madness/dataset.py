@@ -8,7 +8,7 @@ rows only) and `manifest.json` (each input file's sha256 and row count).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -176,3 +176,15 @@ def require_columns(frame, columns: list[str], what: str) -> None:
             f"the model needs feature {missing[0]!r} (and {len(missing) - 1} more) that {what} lacks; "
             "box-score features need *RegularSeasonDetailedResults.csv for every league"
         )
+
+
+def read_data_for_model(values: dict, model_run: str | None, workdir: Path):
+    """What evaluate and predict share: tag the model's run, read and assemble the data, tag and
+    log its manifest. Returns (league files, all tournament rows, team-season table)."""
+    if model_run:
+        mlflow.set_tag(n.TAG_EVALUATED, model_run)
+    files, synthetic_data = D.read_inputs(values["data"], values["league"], values["seed"], Path(workdir) / "raw")
+    games, team_season, manifest = D.assemble(files, synthetic_data)
+    mlflow.set_tags({n.TAG_SYNTHETIC: str(synthetic_data).lower(), n.TAG_DATA_DIGEST: manifest["digest"]})
+    mlflow.log_dict(manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
+    return files, games, team_season

@@ -21,7 +21,7 @@ from madness import names as n
 from madness import plots, scoring
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
-from steps._common import entry_point, load_model, require_columns, start_run, temp_dir
+from steps._common import entry_point, load_model, read_data_for_model, require_columns, start_run, temp_dir
 
 _DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (
@@ -58,12 +58,7 @@ def main(argv=None):
     check_seasons(values)
     model, evaluated_run, features = load_model(values["model_uri"])
     with start_run("evaluate", raw), temp_dir() as tmp:
-        if evaluated_run:
-            mlflow.set_tag(n.TAG_EVALUATED, evaluated_run)
-        files, synthetic_data = D.read_inputs(values["data"], values["league"], values["seed"], Path(tmp) / "raw")
-        games, _, manifest = D.assemble(files, synthetic_data)
-        mlflow.set_tags({n.TAG_SYNTHETIC: str(synthetic_data).lower(), n.TAG_DATA_DIGEST: manifest["digest"]})
-        mlflow.log_dict(manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
+        _, games, _ = read_data_for_model(values, evaluated_run, Path(tmp))
         require_columns(games, features, f"the data at {values['data']}")
         scored, history = scored_and_baseline_rows(games, values)
         D.check_complete(scored, features)

@@ -21,7 +21,7 @@ from madness import dataset as D
 from madness import features as F
 from madness import names as n
 from madness.cli import DATA_PARAMS, Param, not_empty, parse, season
-from steps._common import entry_point, load_model, require_columns, start_run, temp_dir
+from steps._common import entry_point, load_model, read_data_for_model, require_columns, start_run, temp_dir
 
 _DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (
@@ -60,11 +60,7 @@ def main(argv=None):
     values, raw = parse("predict", __doc__.splitlines()[0], PARAMS, argv)
     model, model_run, features = load_model(values["model_uri"])
     with start_run("predict", raw), temp_dir() as tmp:
-        if model_run:
-            mlflow.set_tag(n.TAG_EVALUATED, model_run)
-        files, synthetic_data = D.read_inputs(values["data"], values["league"], values["seed"], Path(tmp) / "raw")
-        _, team_season, manifest = D.assemble(files, synthetic_data)
-        mlflow.set_tags({n.TAG_SYNTHETIC: str(synthetic_data).lower(), n.TAG_DATA_DIGEST: manifest["digest"]})
+        files, _, team_season = read_data_for_model(values, model_run, Path(tmp))
         rows = submission_rows(files, team_season, values["season"])
         require_columns(rows, features, f"the data at {values['data']}")
         D.check_complete(rows, features)

@@ -139,7 +139,7 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     plots.brier_by_lr_figure(R.chart_frame(table)).savefig(folder / n.BRIER_CHART, dpi=100)
     loss_grid(client, pairs).savefig(folder / n.LOSS_GRID, dpi=80)
     plt.close("all")
-    keep = [c for c in ("run_id", "tags.mlflow.runName", f"metrics.{n.BRIER}", f"params.lr", "params.model") if c in passing.columns]
+    keep = [c for c in ("run_id", "tags.mlflow.runName", f"metrics.{n.BRIER}", "params.lr", "params.model") if c in passing.columns]
     passing[keep].to_csv(folder / n.FILTERED_CSV, index=False)
     best = R.best_row(table)
     summary = {"sweep_run_id": sweep_run_id, "filter": filter_string, "passing": passing["run_id"].tolist() if len(passing) else [], "best": best}
