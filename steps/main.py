@@ -86,6 +86,34 @@ def find_reusable(client, exp_id: str, entry: str, params: dict[str, str], ident
     return None
 
 
+class LaunchError(Exception):
+    def __init__(self, message: str, run_id: str | None):
+        super().__init__(message)
+        self.message, self.run_id = message, run_id
+
+
+def launch_child(client, sweep_run_id: str, entry: str, params: dict, exp_id: str, run_name: str, env_manager: str, known: set):
+    """`mlflow.run` the entry point asynchronously. MLflow creates the child run before it builds the
+    environment; when that fails (no conda, a pip error) the run would stay RUNNING: end it FAILED
+    (KILLED on an interrupt) and raise LaunchError naming it."""
+    since_ms = int(time.time() * 1000)
+    try:
+        return mlflow.projects.run(str(PROJECT_ROOT), entry_point=entry, parameters=params, experiment_id=exp_id,
+                                   run_name=run_name, env_manager=env_manager, synchronous=False)
+    except BaseException as err:
+        orphans = [run.info.run_id for run in client.search_runs(
+            [exp_id], f"tags.`mlflow.parentRunId` = '{sweep_run_id}' and tags.`mlflow.project.entryPoint` = '{entry}' "
+                      f"and attributes.status = 'RUNNING' and attributes.start_time >= {since_ms}") if run.info.run_id not in known]
+        for run_id in orphans:
+            client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            client.set_tag(run_id, n.TAG_SWEEP, sweep_run_id)
+            client.set_tag(run_id, "mlflow.runName", run_name)  # MLflow names the run only once it is launched
+        if not isinstance(err, (MlflowException, OSError, subprocess.CalledProcessError)):
+            raise
+        text = str(err).strip()
+        raise LaunchError(text.splitlines()[0] if text else type(err).__name__, orphans[0] if orphans else None) from None
+
+
 @dataclass
 class Job:
     pair: S.Pair
@@ -119,12 +147,10 @@ class Launcher:
     def launch(self, job: Job) -> None:
         job.started = time.perf_counter()
         try:
-            job.submitted = mlflow.projects.run(
-                str(PROJECT_ROOT), entry_point="train", parameters=job.params, experiment_id=job.experiment_id,
-                run_name=job.pair.name, env_manager=self.env_manager, synchronous=False,
-            )
-        except (MlflowException, OSError, subprocess.CalledProcessError) as err:
-            job.status, job.error = "FAILED", str(err).strip().splitlines()[0]
+            job.submitted = launch_child(self.client, self.sweep_run_id, "train", job.params, job.experiment_id, job.pair.name,
+                                         self.env_manager, known={j.run_id for j in self.running})
+        except LaunchError as err:
+            job.status, job.error, job.run_id = "FAILED", err.message, err.run_id
             return
         job.run_id = job.submitted.run_id
         job.status = "RUNNING"
@@ -188,8 +214,10 @@ def ensure_ingest(client, values: dict, raw: dict, exp_id: str, identity: dict, 
             print(f"ingest: reusing run {reused}", flush=True)
             return reused
     print("ingest: running", flush=True)
-    submitted = mlflow.projects.run(str(PROJECT_ROOT), entry_point="ingest", parameters=params, experiment_id=exp_id,
-                                    run_name="ingest", env_manager=env_manager, synchronous=False)
+    try:
+        submitted = launch_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", env_manager, known=set())
+    except LaunchError as err:
+        raise UserError(f"the ingest run could not start: {err.message}") from None
     client.set_tag(submitted.run_id, n.TAG_SWEEP, sweep_run_id)
     try:
         ok = submitted.wait()

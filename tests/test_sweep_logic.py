@@ -1,0 +1,234 @@
+"""The sweep's and the report's pure helpers: grid, cache rule, thread shares, progress text, runs table."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pandas as pd
+import pytest
+
+from madness import names as n
+from madness import report as R
+from madness import sweep as S
+from madness.errors import UserError
+
+# --- grid and split_list ---
+
+
+def test_grid_is_every_model_with_every_lr_in_the_order_given():
+    pairs = S.grid("medium,small", "0.1,0.001")
+    assert [(p.model, p.lr) for p in pairs] == [("medium", "0.1"), ("medium", "0.001"), ("small", "0.1"), ("small", "0.001")]
+    assert [p.name for p in pairs] == ["medium_0.1", "medium_0.001", "small_0.1", "small_0.001"]
+
+
+def test_grid_keeps_learning_rates_as_written():
+    # MLflow stores params as strings: "0.010" must stay "0.010" for the cache to match it.
+    assert [p.lr for p in S.grid("small", "0.010, 1e-3")] == ["0.010", "1e-3"]
+
+
+def test_grid_does_not_check_values_train_does():
+    # One bad learning rate must fail only its own pairs, so the grid lets it through.
+    assert [p.name for p in S.grid("small", "0.01,abc")] == ["small_0.01", "small_abc"]
+
+
+def test_split_list_strips_spaces_and_skips_empty_items():
+    assert S.split_list("models", " small , ,medium,") == ["small", "medium"]
+
+
+@pytest.mark.parametrize("text", ["", " ", ",", " , ,"])
+def test_split_list_refuses_an_empty_list(text):
+    with pytest.raises(UserError, match=r"^models must be a comma-separated list"):
+        S.split_list("models", text)
+
+
+def test_split_list_refuses_a_repeated_value():
+    with pytest.raises(UserError, match=r"^lrs lists a value twice: '0.1,0.01, 0.1'"):
+        S.split_list("lrs", "0.1,0.01, 0.1")
+
+
+@pytest.mark.parametrize(("models", "lrs", "which"), [("", "0.1", "models"), ("small", "", "lrs"), ("small,small", "0.1", "models"), ("small", "0.1,0.1", "lrs")])
+def test_grid_names_the_bad_list(models, lrs, which):
+    with pytest.raises(UserError, match=rf"^{which} "):
+        S.grid(models, lrs)
+
+
+# --- is_reusable: the cache rule ---
+
+PARAMS = {"model": "small", "lr": "0.01", "epochs": "2", "batch_size": "32", "threads": "2",
+          "features_uri": "runs:/abc/features", "data": "synthetic", "league": "both", "first_season": "2003",
+          "val_season": "2019", "test_season": "2022", "last_season": "2023", "seed": "42"}
+TAGS = {n.TAG_COMMIT: "c0ffee", n.TAG_STATE: "5ta7e", n.TAG_DATA_DIGEST: "d1g35t"}
+
+
+def reusable(status="FINISHED", run_params=None, run_tags=None, want_params=None, want_tags=None) -> bool:
+    return S.is_reusable(status, PARAMS if run_params is None else run_params, {**TAGS, "other": "x"} if run_tags is None else run_tags,
+                         dict(PARAMS) if want_params is None else want_params, dict(TAGS) if want_tags is None else want_tags)
+
+
+def test_a_finished_run_with_the_same_params_and_tags_is_reused():
+    assert reusable()
+
+
+@pytest.mark.parametrize("status", ["RUNNING", "FAILED", "KILLED", "SCHEDULED"])
+def test_only_a_finished_run_is_reused(status):
+    assert not reusable(status=status)
+
+
+@pytest.mark.parametrize("key", sorted(set(PARAMS) - {"threads", "features_uri"}))
+def test_any_param_difference_prevents_reuse(key):
+    assert not reusable(want_params={**PARAMS, key: PARAMS[key] + "0"})
+
+
+def test_params_are_compared_as_stored_strings():
+    assert not reusable(want_params={**PARAMS, "lr": "0.010"})  # the same number, another string: another run
+
+
+def test_a_param_on_one_side_only_prevents_reuse():
+    assert not reusable(want_params={**PARAMS, "dropout": "0.5"})
+    assert not reusable(run_params={**PARAMS, "dropout": "0.5"})
+    assert not reusable(run_params={k: v for k, v in PARAMS.items() if k != "epochs"})
+
+
+def test_threads_and_features_uri_are_ignored():
+    assert S.IGNORED_IN_CACHE == {"threads", "features_uri"}
+    assert reusable(want_params={**PARAMS, "threads": "1", "features_uri": "runs:/another/features"})
+    run_params = {k: v for k, v in PARAMS.items() if k not in S.IGNORED_IN_CACHE}
+    assert reusable(run_params=run_params)
+
+
+@pytest.mark.parametrize("tag", sorted(TAGS))
+def test_any_tag_difference_prevents_reuse(tag):
+    assert not reusable(want_tags={**TAGS, tag: TAGS[tag] + "0"})
+
+
+@pytest.mark.parametrize("tag", sorted(TAGS))
+def test_a_run_without_the_tag_is_not_reused(tag):
+    assert not reusable(run_tags={k: v for k, v in TAGS.items() if k != tag})
+
+
+@pytest.mark.parametrize("tag", sorted(TAGS))
+def test_an_unknown_wanted_tag_prevents_reuse_even_when_the_run_lacks_it_too(tag):
+    # Outside git (no commit) or without a data digest, nothing proves the runs are alike.
+    assert not reusable(run_tags={k: v for k, v in TAGS.items() if k != tag}, want_tags={**TAGS, tag: None})
+    assert not reusable(want_tags={**TAGS, tag: None})
+
+
+def test_tags_not_wanted_do_not_matter():
+    assert reusable(run_tags={**TAGS, "mlflow.runName": "whatever", "sweep_run_id": "old"})
+
+
+# --- threads, eta, progress ---
+
+
+@pytest.mark.parametrize(("jobs", "cores", "threads"), [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 8, 4), (3, 8, 2), (1, 1, 1), (0, 4, 4)])
+def test_threads_per_job_is_a_fair_share_of_at_least_one(jobs, cores, threads):
+    assert S.threads_per_job(jobs, cores) == threads
+
+
+def test_threads_per_job_defaults_to_this_machines_cores():
+    assert S.threads_per_job(1) == (os.cpu_count() or 1)
+    assert S.threads_per_job(10_000) == 1
+
+
+def test_eta_is_unknown_before_a_pair_finishes():
+    assert S.eta_seconds([], 4, 1) is None
+
+
+@pytest.mark.parametrize(("durations", "remaining", "jobs", "eta"), [([10.0, 20.0], 3, 1, 45.0), ([10.0, 20.0], 3, 2, 22.5),
+                                                                      ([30.0], 0, 1, 0.0), ([30.0], 2, 0, 60.0)])
+def test_eta_is_mean_duration_times_remaining_over_jobs(durations, remaining, jobs, eta):
+    assert S.eta_seconds(durations, remaining, jobs) == pytest.approx(eta)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(None, "?"), (0, "0s"), (0.4, "0s"), (59.4, "59s"), (59.6, "1m00s"), (125, "2m05s"), (3600, "60m00s")])
+def test_format_seconds(seconds, text):
+    assert S.format_seconds(seconds) == text
+
+
+def test_progress_line_names_the_running_pairs_and_the_time_left():
+    assert S.progress_line(1, 4, ["small_0.1", "medium_0.1"], 125) == "[1/4 done] running: small_0.1, medium_0.1; time left ~2m05s"
+
+
+def test_progress_line_before_any_estimate_and_with_nothing_running():
+    assert S.progress_line(0, 9, [], None) == "[0/9 done] running: none; time left ~?"
+
+
+# --- the runs table ---
+
+
+def row(model, lr, brier, status="FINISHED", **extra):
+    base = {"model": model, "lr": lr, n.BRIER: brier, n.LOG_LOSS: None if brier is None else brier * 3, n.ACCURACY: None if brier is None else 0.7,
+            n.BASELINE_BRIER: 0.23, n.BEST_EPOCH: None if brier is None else 4.0, "duration_s": 12.34, "status": status, "reused": False,
+            "run_id": f"id_{model}_{lr}"}
+    return {**base, **extra}
+
+
+def never_started(model, lr):
+    # What steps.report.table_rows gives for a pair whose run could not even be created.
+    return {"model": model, "lr": lr, "status": "FAILED", "reused": False, "run_id": ""}
+
+
+def test_runs_table_has_the_report_columns():
+    table = R.runs_table([row("small", "0.1", 0.21)])
+    assert list(table.columns) == ["model", "lr", "brier", "log_loss", "accuracy", "baseline_brier", "best_epoch", "duration_s", "status", "reused", "run_id"]
+
+
+def test_runs_table_is_best_brier_first_and_failed_pairs_last():
+    rows = [row("small", "abc", None, status="FAILED"), row("medium", "0.1", 0.30), never_started("large", "0.01"),
+            row("small", "0.01", 0.20), row("large", "0.1", 0.25)]
+    table = R.runs_table(rows)
+    assert list(table["run_id"][:3]) == ["id_small_0.01", "id_large_0.1", "id_medium_0.1"]
+    assert sorted(table["model"][3:] + "_" + table["lr"][3:]) == ["large_0.01", "small_abc"]
+    assert table[n.BRIER][3:].isna().all()
+    assert list(table.index) == [0, 1, 2, 3, 4]
+
+
+def test_runs_table_breaks_ties_by_model_then_lr():
+    table = R.runs_table([row("small", "0.1", 0.2), row("medium", "0.1", 0.2), row("medium", "0.01", 0.2)])
+    assert list(table["model"] + "_" + table["lr"]) == ["medium_0.01", "medium_0.1", "small_0.1"]
+
+
+def test_runs_table_of_only_failed_pairs():
+    table = R.runs_table([never_started("small", "0.1"), row("medium", "x", None, status="FAILED")])
+    assert len(table) == 2 and table[n.BRIER].isna().all()
+
+
+def test_markdown_formats_numbers_and_leaves_missing_cells_empty():
+    table = R.runs_table([row("small", "0.01", 0.123456), never_started("small", "abc")])
+    lines = R.markdown(table).splitlines()
+    assert lines[0] == "| " + " | ".join(R.TABLE_COLUMNS) + " |"
+    assert lines[1] == "| " + " | ".join(["---"] * len(R.TABLE_COLUMNS)) + " |"
+    assert lines[2] == "| small | 0.01 | 0.1235 | 0.3704 | 0.7000 | 0.2300 | 4 | 12.3 | FINISHED | False | id_small_0.01 |"
+    assert lines[3] == "| small | abc |  |  |  |  |  |  | FAILED | False |  |"
+    assert len(lines) == 4 and R.markdown(table).endswith("\n")
+
+
+def test_markdown_of_an_empty_table_is_its_header():
+    assert R.markdown(R.runs_table([])).splitlines()[2:] == []
+
+
+def test_best_row_is_the_lowest_brier():
+    best = R.best_row(R.runs_table([row("small", "0.1", 0.3), row("medium", "0.01", 0.2), never_started("large", "0.1")]))
+    assert best["model"] == "medium" and best["lr"] == "0.01" and best[n.BRIER] == pytest.approx(0.2)
+    assert best["run_id"] == "id_medium_0.01"
+
+
+def test_best_row_is_none_when_nothing_finished():
+    assert R.best_row(R.runs_table([never_started("small", "0.1"), row("small", "abc", None, status="FAILED")])) is None
+    assert R.best_row(R.runs_table([])) is None
+
+
+def test_chart_frame_keeps_scored_rows_with_a_numeric_lr():
+    table = R.runs_table([row("small", "0.1", 0.3), row("small", "1e-3", 0.2), row("small", "abc", None, status="FAILED"),
+                          row("medium", "fast", 0.25), never_started("large", "0.01")])
+    frame = R.chart_frame(table)
+    assert sorted(zip(frame["model"], frame["lr"])) == [("small", 0.001), ("small", 0.1)]
+    assert pd.api.types.is_float_dtype(frame["lr"])
+    assert not frame[n.BRIER].isna().any()
+    assert table["lr"].tolist()[:2] == ["1e-3", "fast"]  # the table itself is left as it was
+
+
+def test_chart_frame_of_a_table_without_scores_is_empty():
+    frame = R.chart_frame(R.runs_table([never_started("small", "0.1")]))
+    assert frame.empty and math.isnan(R.runs_table([never_started("small", "0.1")])[n.BRIER][0])
