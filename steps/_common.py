@@ -107,7 +107,7 @@ def start_run(entry: str, raw_params: dict[str, str], **kwargs):
     # string); logging them again with another string would be refused, so only the missing ones go in.
     logged = mlflow.get_run(run.info.run_id).data.params
     mlflow.log_params({k: v for k, v in raw_params.items() if k not in logged})
-    mlflow.set_tags({n.TAG_ENTRY_POINT: entry, **git_state()})
+    mlflow.set_tags({n.TAG_ENTRY_POINT: entry, **git_state(PROJECT_ROOT)})
     return run
 
 
