@@ -1,15 +1,20 @@
-"""Reproduce: the pure helpers; the step in-process (MLflow's launcher faked); end to end on a temporary repository."""
+"""Reproduce: the pure helpers; the step's one-line errors; real reruns of real train runs of a temporary
+copy of this repository (in this process, through `mlflow run`, and from a git:// URL served on loopback)."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import shlex
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +25,7 @@ import pytest
 from conftest import ROOT, run_cli, subprocess_env
 from madness import names as n
 from madness import reproduce as R
+from madness import synthetic
 from madness.errors import UserError
 from steps import reproduce as step
 
@@ -244,7 +250,7 @@ def test_table_shows_full_precision_and_the_verdict():
     assert lines[2].split() == ["brier", "1", "0.1", "0.1", "0", "ok"]
 
 
-# --- the step in-process: MLflow's launcher replaced by a fake, no training ---
+# --- the step in-process: errors before any rerun ---
 
 @pytest.fixture(scope="module")
 def shared_store(tmp_path_factory):
@@ -306,124 +312,21 @@ def test_bad_tolerance_is_refused(tracking, capsys):
     assert "tolerance must be >= 0, got -1.0" in capsys.readouterr().err
 
 
-class FakeLauncher:
-    """Stands for `mlflow.projects.run`: records the call, inspects the checkout, logs given metrics."""
+# --- real reruns: a temporary repository, real training, real `mlflow run` ---
 
-    def __init__(self, metrics: dict[str, list[tuple[int, float]]]):
-        self.metrics, self.calls = metrics, []
+TRAIN_ARGS = ["--model", "small", "--epochs", "2", "--league", "W", "--data", "data/kaggle"]
 
-    def __call__(self, uri, entry_point, version, parameters, env_manager, experiment_id, synchronous):
-        checkout = Path(uri)
-        self.calls.append(SimpleNamespace(
-            uri=uri, entry_point=entry_point, version=version, parameters=parameters, env_manager=env_manager,
-            experiment_id=experiment_id, exists=checkout.is_dir(),
-            head=git(checkout, "rev-parse", "HEAD") if checkout.is_dir() else None,
-            data_link=(checkout / "data" / "real").is_symlink(), path=os.environ["PATH"]))
-        client = mlflow.MlflowClient()
-        run = client.create_run(experiment_id, tags={step.PARENT_RUN: mlflow.active_run().info.run_id})
-        for key, values in self.metrics.items():
-            for step_, value in values:
-                client.log_metric(run.info.run_id, key, value, step=step_)
-        client.set_terminated(run.info.run_id)
-        return SimpleNamespace(run_id=run.info.run_id)
-
-
-def past_run(metrics, **tags):
-    client = mlflow.MlflowClient()
-    run = client.create_run(os.environ["MLFLOW_EXPERIMENT_ID"], tags=tags)
-    client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, v) for k, v in
-                                              {"lr": "0.1", "data": "data/real", "features_uri": "''", "stray": "1"}.items()])
-    for key, values in metrics.items():
-        for step_, value in values:
-            client.log_metric(run.info.run_id, key, value, step=step_)
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
-
-
-METRICS = {"brier": [(0, 0.21)], "val_loss": [(1, 0.3), (2, 0.25)]}
-
-
-def test_a_local_run_is_rerun_in_a_worktree_of_its_commit(tracking, small_repo, monkeypatch, capsys):
-    fake = FakeLauncher(METRICS)
-    monkeypatch.setattr(mlflow.projects, "run", fake)
-    original = past_run(METRICS, **{n.TAG_COMMIT: small_repo.first, step.PROJECT_ENTRY_POINT: "train",
-                                    step.SOURCE_NAME: f"file://{small_repo.path}", n.TAG_DIRTY: "true"})
-    path = os.environ["PATH"]
-    step.main(["--run_id", original])
-    out = capsys.readouterr().out
-    (call,) = fake.calls
-    assert call.exists and call.head == small_repo.first and call.version is None and call.entry_point == "train"
-    assert call.parameters == {"lr": "0.1", "data": "data/real", "features_uri": ""}  # unquoted; `stray` left out
-    assert call.data_link  # the git-ignored data folder the param names is linked into the checkout
-    assert call.env_manager == "local" and call.path.startswith(str(Path(sys.executable).parent) + os.pathsep)
-    assert os.environ["PATH"] == path
-    assert call.experiment_id == os.environ["MLFLOW_EXPERIMENT_ID"]
-    assert not Path(call.uri).exists()
-    assert R.worktrees(small_repo.path) == [str(small_repo.path)]
-    assert git(small_repo.path, "rev-parse", "HEAD") == small_repo.second
-    assert f"warning: run {original} ran from a working tree with uncommitted changes" in out
-    assert "warning: params not declared by entry point 'train' at that commit, left out: stray" in out
-    assert out.strip().splitlines()[-1].startswith("reproduced: rerun ") and out.endswith("on 2 metrics bit for bit\n")
-    client = mlflow.MlflowClient()
-    (rerun,) = client.search_runs([call.experiment_id], f"tags.{n.TAG_REPRODUCES} = '{original}'")
-    parent = client.get_run(rerun.data.tags[step.PARENT_RUN])
-    assert parent.data.tags[n.TAG_ENTRY_POINT] == "reproduce" and parent.info.status == "FINISHED"
-    assert "brier" in mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/{step.COMPARISON_FILE}")
-
-
-def test_a_difference_fails_with_the_table_printed(tracking, small_repo, monkeypatch, capsys):
-    monkeypatch.setattr(mlflow.projects, "run", FakeLauncher({"brier": [(0, 0.22)], "val_loss": METRICS["val_loss"]}))
-    original = past_run(METRICS, **{n.TAG_COMMIT: small_repo.first, n.TAG_ENTRY_POINT: "train",
-                                    step.SOURCE_NAME: str(small_repo.path / "steps" / "train.py")})
-    with pytest.raises(SystemExit) as exit_:
-        step.main(["--run_id", original])
-    assert exit_.value.code == 1
-    captured = capsys.readouterr()
-    assert ["brier", "1", "0.21", "0.22", "0.01", "DIFFERS"] in [line.split() for line in captured.out.splitlines()]
-    assert captured.err.strip().startswith("error: not reproduced: 1 of 2 metrics differ beyond tolerance 0 (largest: brier by 0.01)")
-    assert R.worktrees(small_repo.path) == [str(small_repo.path)]
-
-
-def test_tolerance_accepts_a_small_difference(tracking, small_repo, monkeypatch, capsys):
-    monkeypatch.setattr(mlflow.projects, "run", FakeLauncher({"brier": [(0, 0.2100001)], "val_loss": METRICS["val_loss"]}))
-    original = past_run(METRICS, **{n.TAG_COMMIT: small_repo.first, n.TAG_ENTRY_POINT: "train",
-                                    step.SOURCE_NAME: str(small_repo.path / "steps" / "train.py")})
-    step.main(["--run_id", original, "--tolerance", "1e-6"])
-    assert capsys.readouterr().out.endswith("on 2 metrics within 1e-6\n")
-
-
-def test_a_rerun_whose_worktree_is_gone_is_found_through_its_original(tracking, small_repo, monkeypatch, capsys):
-    fake = FakeLauncher(METRICS)
-    monkeypatch.setattr(mlflow.projects, "run", fake)
-    tags = {n.TAG_COMMIT: small_repo.first, step.PROJECT_ENTRY_POINT: "train"}
-    original = past_run(METRICS, **tags, **{step.SOURCE_NAME: f"file://{small_repo.path}"})
-    rerun = past_run(METRICS, **tags, **{step.SOURCE_NAME: "file:///tmp/madness-reproduce-gone/repo",
-                                         n.TAG_REPRODUCES: original, step.PROJECT_ENV: "virtualenv"})
-    step.main(["--run_id", rerun, "--env_manager", "", "--experiment", "elsewhere"])
-    (call,) = fake.calls
-    assert call.head == small_repo.first and call.env_manager == "virtualenv"
-    assert call.experiment_id == mlflow.get_experiment_by_name("elsewhere").experiment_id
-
-
-def test_a_remote_run_is_rerun_from_its_url_at_its_commit(tracking, monkeypatch, capsys):
-    fake = FakeLauncher(METRICS)
-    monkeypatch.setattr(mlflow.projects, "run", fake)
-    original = past_run(METRICS, **{n.TAG_COMMIT: "c" * 40, step.PROJECT_ENTRY_POINT: "train",
-                                    step.SOURCE_NAME: "https://example.com/owner/repo#project"})
-    step.main(["--run_id", original])
-    (call,) = fake.calls
-    assert (call.uri, call.version, call.exists) == ("https://example.com/owner/repo#project", "c" * 40, False)
-    assert call.parameters == {"lr": "0.1", "data": "data/real", "features_uri": "", "stray": "1"}
-
-
-# --- end to end: a temporary repository, real training, real `mlflow run` ---
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory, shared_store):
     """A copy of this project (working tree included) committed twice, a train run at each commit.
 
-    The second commit swaps the small network for a narrower one, so its code gives another Brier
-    from the same params; the repository is then left with uncommitted changes of its own.
+    Both runs read Kaggle-format files (the synthetic women's league written out) from data/kaggle,
+    which git ignores, so a checkout of either commit lacks it. The first run, from the clean tree
+    of the first commit, also holds a param `stray`, logged afterwards, that `train` does not
+    declare. The second commit swaps the small network for a narrower one; the second run ran from
+    a working tree with uncommitted changes, one of which narrows it further still, so its commit's
+    code gives other metrics from the same params. Those changes stay.
     """
     base = tmp_path_factory.mktemp("reproduce")
     repo = base / "repo"
@@ -436,13 +339,19 @@ def history(tmp_path_factory, shared_store):
             shutil.copy2(ROOT / name, repo / name)
     git(repo, "init", "-q", "-b", "main")
     first = commit_all(repo, "the code that made the first run")
+    synthetic.write_league(repo / "data" / "kaggle", 42, ("W",))
+    assert git(repo, "status", "--porcelain") == ""  # data/kaggle is ignored
 
     uri = shared_store.uri
-    mlflow.set_tracking_uri(uri)
-    experiment = mlflow.create_experiment("end-to-end", artifact_location=(base / "artifacts").as_uri())
-    mlflow.set_tracking_uri(None)
-    env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_ID": experiment, "PYTHONPATH": ""}
-    train = [sys.executable, "-m", "steps.train", "--model", "small", "--epochs", "2", "--league", "W"]
+    client = mlflow.MlflowClient(tracking_uri=uri)
+
+    def experiment(name: str) -> str:
+        # Each with its own artifact folder: one the step created would default to ./mlruns here.
+        return client.create_experiment(name, artifact_location=(base / "artifacts" / name).as_uri())
+
+    experiment_id = experiment("end-to-end")
+    env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_ID": experiment_id, "PYTHONPATH": ""}
+    train = [sys.executable, "-m", "steps.train", *TRAIN_ARGS]
 
     def train_run(cwd) -> str:
         done = run_cli(train, cwd=cwd, env=env)
@@ -450,15 +359,55 @@ def history(tmp_path_factory, shared_store):
         return done.stdout.split("train run ")[1].split(":")[0]
 
     first_run = train_run(repo)
+    client.log_param(first_run, "stray", "1")
     with (repo / "madness" / "model.py").open("a") as file:
         file.write('\nARCHITECTURES["small"] = (8,)  # the later commit: a narrower network\n')
     second = commit_all(repo, "a narrower small network")
     (repo / "scratch.txt").write_text("not committed\n")
-    with (repo / "conda.yaml").open("a") as file:
-        file.write("# an uncommitted edit\n")
+    with (repo / "madness" / "model.py").open("a") as file:
+        file.write('ARCHITECTURES["small"] = (4,)  # uncommitted: narrower still\n')
     second_run = train_run(repo)
-    yield SimpleNamespace(repo=repo, first=first, second=second, first_run=first_run, second_run=second_run,
-                          uri=uri, experiment=experiment, env=env)
+    yield SimpleNamespace(repo=repo, base=base, first=first, second=second, first_run=first_run,
+                          second_run=second_run, uri=uri, experiment=experiment_id, env=env,
+                          elsewhere=experiment("elsewhere"), dirty=experiment("dirty"), remote=experiment("remote"))
+
+
+def reproduce(uri: str, *argv: str, path: str | None = None) -> SimpleNamespace:
+    """`steps.reproduce.main(argv)` in this process, for real: exit code, output, the rerun it reports."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("PYTHONPATH", "")  # the rerun imports the checkout's code, never this one's
+        for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+            mp.delenv(name, raising=False)
+        if path is not None:
+            mp.setenv("PATH", path)
+        mlflow.set_tracking_uri(uri)
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                step.main(list(argv))
+        except SystemExit as exit_:
+            code = exit_.code
+        finally:
+            while mlflow.active_run():
+                mlflow.end_run()
+            mlflow.set_tracking_uri(None)
+        path_after = os.environ["PATH"]
+    text = out.getvalue()
+    found = re.search(r"against run (\w+) \(rerun\)", text)
+    return SimpleNamespace(code=code, out=text, err=err.getvalue(), path_after=path_after,
+                           rerun=found.group(1) if found else None)
+
+
+def path_without_this_interpreter() -> str:
+    """PATH without this venv's bin: a rerun's `python` is then this interpreter only if the step
+    puts it first. Outside a venv PATH stays (its bin also holds git and the shell)."""
+    path = os.environ.get("PATH", "")
+    if sys.prefix == sys.base_prefix:
+        return path
+    here = Path(sys.executable).parent.resolve()
+    return os.pathsep.join(p for p in path.split(os.pathsep) if p and Path(p).resolve() != here)
 
 
 def repo_state(repo: Path) -> tuple:
@@ -466,37 +415,212 @@ def repo_state(repo: Path) -> tuple:
             git(repo, "status", "--porcelain"), R.worktrees(repo), git(repo, "remote"))
 
 
-@pytest.mark.slow
-def test_mlflow_run_reproduces_a_past_run_bit_for_bit_from_its_commit(history):
-    client = mlflow.MlflowClient(tracking_uri=history.uri)
+def table_rows(out: str) -> dict[str, list[str]]:
+    """The printed comparison table, row by metric name."""
+    lines = out.split("(rerun), tolerance ")[1].splitlines()[1:]
+    rows = {}
+    for line in lines[1:]:
+        if not line.strip() or line.startswith("reproduced:"):
+            break
+        cells = line.split()
+        rows[cells[0]] = cells
+    return rows
+
+
+def histories_of(client, run_id: str) -> dict[str, R.Points]:
+    return step.histories(client, client.get_run(run_id))
+
+
+@pytest.fixture(scope="module")
+def first_reproduced(history):
+    """`mlflow run <repo> -e reproduce -P run_id=<the first run>` from the repository's working tree."""
     before = repo_state(history.repo)
-    assert before[4] == "" and before[2]  # no remote; uncommitted changes that must survive
     started = time.perf_counter()
     done = run_cli(["mlflow", "run", str(history.repo), "-e", "reproduce", "-P", f"run_id={history.first_run}",
                     "--env-manager", "local"], cwd=history.repo, env=history.env)
     seconds = time.perf_counter() - started
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert repo_state(history.repo) == before  # branch, commit, uncommitted changes, worktrees, remotes
+    reruns = re.findall(r"reproduced: rerun (\w+) matches", done.stdout)
+    return SimpleNamespace(done=done, before=before, after=repo_state(history.repo), seconds=seconds,
+                           rerun=reruns[0] if len(reruns) == 1 else None)
 
-    (rerun,) = client.search_runs([history.experiment], f"tags.{n.TAG_REPRODUCES} = '{history.first_run}'")
+
+@pytest.mark.slow
+def test_mlflow_run_reproduces_a_past_run_bit_for_bit_from_its_commit(history, first_reproduced):
+    done = first_reproduced.done
+    assert done.returncode == 0, done.stderr[-3000:]
+    before = first_reproduced.before
+    assert before[4] == "" and before[2]  # no remote; uncommitted changes that must survive
+    assert first_reproduced.after == before  # branch, commit, uncommitted changes, worktrees, remotes
+
+    client = mlflow.MlflowClient(tracking_uri=history.uri)
+    rerun = client.get_run(first_reproduced.rerun)
     original = client.get_run(history.first_run)
     fresh = client.get_run(history.second_run)
-    assert rerun.info.status == "FINISHED"
+    assert rerun.info.status == "FINISHED" and rerun.data.tags[n.TAG_REPRODUCES] == history.first_run
+    assert rerun.info.experiment_id == original.info.experiment_id  # by default, the original's experiment
     assert rerun.data.tags[n.TAG_COMMIT] == original.data.tags[n.TAG_COMMIT] == history.first
+    assert rerun.data.tags[step.PROJECT_ENTRY_POINT] == "train"
     assert fresh.data.tags[n.TAG_COMMIT] == history.second
-    assert rerun.data.metrics[n.BRIER] == original.data.metrics[n.BRIER]
-    assert fresh.data.metrics[n.BRIER] != original.data.metrics[n.BRIER]  # the later code does differ
+    assert rerun.data.metrics == original.data.metrics
+    assert fresh.data.metrics[n.BRIER] != original.data.metrics[n.BRIER]  # the working tree's code does differ
     losses = [[m.value for m in client.get_metric_history(r.info.run_id, n.VAL_LOSS)] for r in (original, rerun)]
     assert losses[0] == losses[1] and len(losses[0]) == 2
-    assert R.unquote_params(rerun.data.params, shell_quoted=True) == original.data.params
-    worktree = Path(R.parse_source(rerun.data.tags[step.SOURCE_NAME]).location)
+    # Every declared param as the original logged it; `stray`, not declared, is left out with a warning.
+    assert R.unquote_params(rerun.data.params, shell_quoted=True) == {
+        k: v for k, v in original.data.params.items() if k != "stray"}
+    assert "warning: params not declared by entry point 'train' at that commit, left out: stray" in done.stdout
+    # The git-ignored data folder the `data` param names is linked into the checkout, and read there.
+    assert f"linked repo/data/kaggle -> {(history.repo / 'data' / 'kaggle').resolve()}" in done.stdout
+    assert rerun.data.tags[n.TAG_DATA_DIGEST] == original.data.tags[n.TAG_DATA_DIGEST]
+    worktree = Path(R.parse_source(rerun.data.tags[step.SOURCE_NAME]).location)  # a local checkout
     assert worktree.name == "repo" and worktree.parent.name.startswith(R.WORKTREE_PREFIX) and not worktree.parent.exists()
     parent = client.get_run(rerun.data.tags[step.PARENT_RUN])
     assert parent.data.tags[n.TAG_ENTRY_POINT] == "reproduce" and parent.data.params["env_manager"] == "''"
+    assert "uncommitted changes" not in done.stdout  # the original ran from a clean tree
     assert (f"reproduced: rerun {rerun.info.run_id} matches run {history.first_run} "
             f"on {len(original.data.metrics)} metrics bit for bit") in done.stdout
     assert f"{n.BRIER} " in done.stdout and "DIFFERS" not in done.stdout
-    print(f"reproduce via mlflow run: {seconds:.0f} s")
+    print(f"reproduce via mlflow run: {first_reproduced.seconds:.0f} s")
+
+
+@pytest.mark.slow
+def test_a_rerun_whose_worktree_is_gone_is_found_through_its_original(history, first_reproduced):
+    """In this process, with a PATH that lacks this interpreter: the rerun of the first run, reproduced."""
+    client = mlflow.MlflowClient(tracking_uri=history.uri)
+    earlier = client.get_run(first_reproduced.rerun)
+    assert not Path(R.parse_source(earlier.data.tags[step.SOURCE_NAME]).location).exists()
+    assert earlier.data.params["features_uri"] == "''"  # logged shell-quoted by MLflow: unquoted for the rerun
+    before = repo_state(history.repo)
+    path = path_without_this_interpreter()
+    done = reproduce(history.uri, "--run_id", earlier.info.run_id, "--env_manager", "", "--experiment", "elsewhere",
+                     path=path)
+    assert done.code == 0, done.err[-3000:]
+    rerun = client.get_run(done.rerun)
+    assert rerun.info.status == "FINISHED" and rerun.data.tags[n.TAG_REPRODUCES] == earlier.info.run_id
+    assert rerun.data.tags[n.TAG_COMMIT] == history.first
+    assert rerun.info.experiment_id == history.elsewhere
+    assert f"checking out commit {history.first[:12]} of {history.repo} in a temporary worktree" in done.out
+    assert f"linked repo/data/kaggle -> {(history.repo / 'data' / 'kaggle').resolve()}" in done.out
+    assert not Path(R.parse_source(rerun.data.tags[step.SOURCE_NAME]).location).parent.exists()
+    assert repo_state(history.repo) == before
+    # None recorded: local. The rerun's `python` was this interpreter although PATH lacked it; PATH is restored.
+    assert ", env_manager local, " in done.out and done.path_after == path
+    assert rerun.data.metrics == earlier.data.metrics
+    brier = repr(earlier.data.metrics[n.BRIER])
+    assert table_rows(done.out)[n.BRIER] == [n.BRIER, "1", brier, brier, "0", "ok"]
+    assert done.out.strip().splitlines()[-1] == (
+        f"reproduced: rerun {done.rerun} matches run {earlier.info.run_id} on {len(earlier.data.metrics)} metrics bit for bit")
+    parent = client.get_run(rerun.data.tags[step.PARENT_RUN])
+    assert parent.data.tags[n.TAG_ENTRY_POINT] == "reproduce" and parent.info.status == "FINISHED"
+    comparison = mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/{step.COMPARISON_FILE}")
+    assert comparison.strip() and comparison.strip() in done.out
+
+
+@pytest.fixture(scope="module")
+def dirty_rerun(history):
+    """The second run (uncommitted code) reproduced from its commit, into experiment `dirty`."""
+    done = reproduce(history.uri, "--run_id", history.second_run, "--experiment", "dirty")
+    return SimpleNamespace(done=done, after=repo_state(history.repo))
+
+
+@pytest.mark.slow
+def test_a_difference_fails_with_the_table_printed(history, dirty_rerun):
+    done = dirty_rerun.done
+    assert done.code == 1, done.err[-3000:]
+    assert (f"warning: run {history.second_run} ran from a working tree with uncommitted changes (git.dirty=true): "
+            f"commit {history.second[:12]} is not exactly the code that ran") in done.out
+    client = mlflow.MlflowClient(tracking_uri=history.uri)
+    original, rerun = client.get_run(history.second_run), client.get_run(done.rerun)
+    assert rerun.info.status == "FINISHED" and rerun.info.experiment_id == history.dirty
+    assert rerun.data.tags[n.TAG_COMMIT] == history.second
+    rows = R.compare(histories_of(client, history.second_run), histories_of(client, done.rerun))
+    problem = R.verdict(rows, 0.0)
+    assert problem and problem.startswith(f"{sum(r.difference != 0 for r in rows)} of {len(rows)} metrics differ beyond tolerance 0")
+    assert done.err.strip().splitlines()[-1] == f"error: not reproduced: {problem}; rerun {done.rerun}"
+    printed = table_rows(done.out)
+    a, b = original.data.metrics[n.BRIER], rerun.data.metrics[n.BRIER]
+    assert a != b  # the network the commit holds is not the one that ran
+    assert printed[n.BRIER] == [n.BRIER, "1", repr(a), repr(b), f"{abs(b - a):.3g}", "DIFFERS"]
+    assert printed[n.BASELINE_BRIER][-1] == "ok"  # the same data: the seed baseline does not move
+    assert printed[n.VAL_LOSS][1] == "2"  # compared epoch by epoch
+    parent = client.get_run(rerun.data.tags[step.PARENT_RUN])
+    assert parent.info.status == "FAILED"
+    assert "DIFFERS" in mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/{step.COMPARISON_FILE}")
+    assert dirty_rerun.after[3] == [str(history.repo)]  # its worktree is gone
+
+
+@pytest.mark.slow
+def test_tolerance_accepts_a_small_difference(history, dirty_rerun):
+    """The same rerun again, allowed exactly the largest difference the first one showed."""
+    client = mlflow.MlflowClient(tracking_uri=history.uri)
+    rows = R.compare(histories_of(client, history.second_run), histories_of(client, dirty_rerun.done.rerun))
+    largest = max(row.difference for row in rows)
+    assert largest > 0
+    done = reproduce(history.uri, "--run_id", history.second_run, "--experiment", "dirty", "--tolerance", repr(largest))
+    assert done.code == 0, done.err[-3000:]
+    printed = table_rows(done.out)
+    assert printed[n.BRIER][-1] == "ok" and printed[n.BRIER][4] != "0"
+    assert done.out.endswith(f"reproduced: rerun {done.rerun} matches run {history.second_run} "
+                             f"on {len(rows)} metrics within {largest!r}\n")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served(history, tmp_path):
+    """The temporary repository served read-only by `git daemon` on loopback: git://127.0.0.1:<port>/repo."""
+    port = free_port()
+    log = (tmp_path / "daemon.log").open("w")
+    daemon = subprocess.Popen(["git", "daemon", "--export-all", f"--base-path={history.base}", "--reuseaddr",
+                               "--listen=127.0.0.1", f"--port={port}", str(history.base)],
+                              stdout=log, stderr=subprocess.STDOUT)
+    url = f"git://127.0.0.1:{port}/{history.repo.name}"
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(["git", "ls-remote", url], capture_output=True, check=False).returncode != 0:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"git daemon did not serve {url}: {(tmp_path / 'daemon.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+
+
+@pytest.mark.slow
+def test_a_remote_run_is_rerun_from_its_url_at_its_commit(history, served, tmp_path, monkeypatch):
+    # The original: `mlflow run <git URL> --version <commit>`, not the branch's latest commit.
+    launched = run_cli(["mlflow", "run", served, "--version", history.first, "-e", "train", "-P", "model=small",
+                        "-P", "epochs=2", "-P", "league=W", "--env-manager", "local", "--experiment-id", history.remote],
+                       cwd=tmp_path, env={**history.env, "TMPDIR": str(tmp_path)})
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    client = mlflow.MlflowClient(tracking_uri=history.uri)
+    (original,) = client.search_runs([history.remote])
+    assert original.data.tags[step.SOURCE_NAME] == served and original.data.tags[n.TAG_COMMIT] == history.first
+    assert original.data.params["features_uri"] == "''"
+
+    before = repo_state(history.repo)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # MLflow's clone goes here, not in /tmp
+    done = reproduce(history.uri, "--run_id", original.info.run_id)
+    assert done.code == 0, done.err[-3000:]
+    assert f"at commit {history.first[:12]} of {served} (remote)" in done.out
+    rerun = client.get_run(done.rerun)
+    assert rerun.data.tags[step.SOURCE_NAME] == served  # fetched from the URL, not checked out locally
+    assert rerun.data.tags[n.TAG_COMMIT] == history.first and rerun.info.experiment_id == history.remote
+    assert rerun.data.tags[n.TAG_REPRODUCES] == original.info.run_id
+    assert rerun.data.params == original.data.params  # all of them, as `mlflow run` logs them
+    assert rerun.data.metrics == original.data.metrics
+    assert done.out.endswith(f"on {len(original.data.metrics)} metrics bit for bit\n")
+    assert repo_state(history.repo) == before
 
 
 @pytest.mark.slow
