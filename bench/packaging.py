@@ -85,6 +85,15 @@ def packaged_sweep(project: Path, args, store: Path) -> float:
     ], log=store / "sweep.log")
 
 
+def briers_of_store() -> dict[str, float]:
+    """Each train run's Brier in the current (temporary) store, by '<model>_<lr>'."""
+    import mlflow
+
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string="params.model != ''")
+    return {f"{m.strip(chr(39))}_{lr.strip(chr(39))}": float(b)
+            for m, lr, b in zip(runs["params.model"], runs["params.lr"], runs["metrics.brier"])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one pair (small, 0.1), 1 epoch, synthetic women only (smoke test)")
@@ -136,12 +145,17 @@ def main() -> None:
         with _machine.temp_store("bench-packaged-") as store:
             t_packaged = packaged_sweep(project, args, store)
             trained = [line for line in (store / "sweep.log").read_text().splitlines() if ": FINISHED in " in line]
+            packaged_briers = briers_of_store()
         print(f"  wall {t_packaged:.1f} s ({len(trained)} pairs FINISHED)\n", flush=True)
 
     print("| way | wall time (s) | per training (s) |")
     print("| --- | ---: | ---: |")
     print(f"| one process, plain tracking | {t_plain.seconds:.1f} | {t_plain.seconds / pairs:.1f} |")
     print(f"| packaged sweep (mlflow.run per pair) | {t_packaged:.1f} | {t_packaged / pairs:.1f} |")
+    same = [k for k in info["briers"] if packaged_briers.get(k) == info["briers"][k]]
+    print("\nBrier per pair, packaged / plain: " + "; ".join(
+        f"{k} {packaged_briers.get(k, float('nan')):.4f} / {v:.4f}" for k, v in info["briers"].items()))
+    print(f"identical Brier (all digits) in {len(same)} of {len(info['briers'])} pairs: the same trainings either way")
     print(f"\nratio packaged / plain: {t_packaged / t_plain.seconds:.2f}x; overhead per run: "
           f"{(t_packaged - t_plain.seconds) / pairs:.1f} s ((packaged - plain) / {pairs})")
 
