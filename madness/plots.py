@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import matplotlib
+import pandas as pd
+# Figure objects, not pyplot: no global backend or figure registry, nothing to close, no screen needed.
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no screen here, nor on a tracking server
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from madness import names as n
+from madness.scoring import reliability
 
-from madness import names as n  # noqa: E402
-from madness.scoring import reliability  # noqa: E402
+
+def new_figure(rows: int = 1, cols: int = 1, size=(7, 4.5), **kwargs):
+    fig = Figure(figsize=size)
+    return fig, fig.subplots(rows, cols, **kwargs)
 
 
 def loss_title(model: str, lr: str) -> str:
@@ -26,14 +29,14 @@ def loss_curves(ax, train_loss, val_loss, best_epoch: int, title: str):
 
 
 def loss_figure(train_loss, val_loss, best_epoch: int, model: str, lr: str):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_figure()
     loss_curves(ax, train_loss, val_loss, best_epoch, loss_title(model, lr))
     fig.tight_layout()
     return fig
 
 
 def calibration_figure(y, p_model, p_baseline, title: str):
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = new_figure(size=(6, 6))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
     for label, p in (("model", p_model), ("seed baseline", p_baseline)):
         table = reliability(y, p)
@@ -46,7 +49,7 @@ def calibration_figure(y, p_model, p_baseline, title: str):
 
 def brier_by_lr_figure(table: pd.DataFrame):
     """The article's Figure 5: Brier score against learning rate, one line per model."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_figure()
     for model, rows in table.groupby("model", sort=False):
         rows = rows.sort_values("lr")
         ax.plot(rows["lr"], rows[n.BRIER], marker="o", label=model)

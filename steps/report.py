@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import mlflow
 from mlflow.exceptions import MlflowException
 
@@ -93,7 +92,7 @@ def check_filter(filter_string: str, experiment_id: str) -> None:
 def loss_grid(client, pairs: list[dict]):
     models = list(dict.fromkeys(p["model"] for p in pairs))
     lrs = list(dict.fromkeys(p["lr"] for p in pairs))
-    fig, axes = plt.subplots(len(models), len(lrs), figsize=(4 * len(lrs), 3 * len(models)), squeeze=False, sharey=True)
+    fig, axes = plots.new_figure(len(models), len(lrs), size=(4 * len(lrs), 3 * len(models)), squeeze=False, sharey=True)
     for pair in (p for p in pairs if p["run_id"]):
         ax = axes[models.index(pair["model"])][lrs.index(pair["lr"])]
         curves = [[m.value for m in sorted(client.get_metric_history(pair["run_id"], key), key=lambda m: m.step)] for key in (n.TRAIN_LOSS, n.VAL_LOSS)]
@@ -138,7 +137,6 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     (folder / n.RUNS_MD).write_text(R.markdown(table))
     plots.brier_by_lr_figure(R.chart_frame(table)).savefig(folder / n.BRIER_CHART, dpi=100)
     loss_grid(client, pairs).savefig(folder / n.LOSS_GRID, dpi=80)
-    plt.close("all")
     keep = [c for c in ("run_id", "tags.mlflow.runName", f"metrics.{n.BRIER}", "params.lr", "params.model") if c in passing.columns]
     passing[keep].to_csv(folder / n.FILTERED_CSV, index=False)
     best = R.best_row(table)
