@@ -15,21 +15,12 @@ REAL_DATA = ROOT.parent / "shared" / "data" / "mmlm2024"
 
 
 @pytest.fixture
-def tracking(tmp_path, monkeypatch):
+def tracking(tmp_path):
     """A fresh SQLite tracking store and artifact root; the repo's mlflow.db is never touched."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    mlflow.set_tracking_uri(uri)
-    experiment_id = mlflow.create_experiment("tests", artifact_location=(tmp_path / "artifacts").as_uri())
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
-    mlflow.set_experiment(experiment_id=experiment_id)
-    yield uri
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
+    from stores import temp_store
+
+    with temp_store(tmp_path) as (uri, _):
+        yield uri
 
 
 @pytest.fixture

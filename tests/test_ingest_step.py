@@ -8,7 +8,7 @@ import json
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, redirect_stdout
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import mlflow
@@ -18,29 +18,10 @@ import pytest
 from conftest import REAL_DATA, ROOT, run_cli, runs_of
 from madness import names as n
 from steps.ingest import main
+from stores import temp_store
 
 FEATURE_FILES = (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE)
 W_FILES = ("WRegularSeasonCompactResults.csv", "WNCAATourneyCompactResults.csv", "WNCAATourneySeeds.csv", "WTeams.csv")
-
-
-@contextmanager
-def temp_store(folder: Path):
-    """What conftest's `tracking` fixture does, for a fixture that outlives one test."""
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-            mp.delenv(name, raising=False)
-        mlflow.set_tracking_uri(uri)
-        experiment_id = mlflow.create_experiment("tests", artifact_location=(folder / "artifacts").as_uri())
-        mp.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
-        mlflow.set_experiment(experiment_id=experiment_id)
-        try:
-            yield uri
-        finally:
-            while mlflow.active_run():
-                mlflow.end_run()
-            mlflow.set_tracking_uri(None)
 
 
 def all_artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None) -> list[str]:
@@ -65,7 +46,7 @@ def real_run(tmp_path_factory):
     if not (REAL_DATA / W_FILES[0]).is_file():
         pytest.skip(f"real Kaggle data not found at {REAL_DATA}")
     folder = tmp_path_factory.mktemp("real_w")
-    with temp_store(folder) as uri:
+    with temp_store(folder) as (uri, _):
         out = io.StringIO()
         with redirect_stdout(out):
             main(["--data", str(REAL_DATA), "--league", "W"])
