@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements.lock
 	touch $@
 
 run: venv ## run the article's 3 x 3 sweep on the synthetic league, then its report (tracking in ./mlflow.db)
-	mlflow run . --env-manager local --experiment-name fabric_madness
+	mlflow run . --env-manager local --experiment-name fabric_madness --run-name sweep
 
 ui: venv ## browse the runs: mlflow ui on ./mlflow.db
 	mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)
