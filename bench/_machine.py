@@ -7,6 +7,7 @@ Each script puts the repository root on sys.path itself (`import _machine` does 
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import os
 import platform
@@ -192,3 +193,15 @@ class Timer:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
         return False
+
+
+def sweep_parser(description: str, quick_help: str, epochs: int) -> argparse.ArgumentParser:
+    """The arguments every sweep benchmark takes: the grid, epochs, data and league."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--models", default="small,medium,large")
+    parser.add_argument("--lrs", default="0.001,0.01,0.1")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--data", default="synthetic")
+    parser.add_argument("--league", default="both")
+    return parser

@@ -12,7 +12,6 @@ the working tree meanwhile cannot change the cache key between the two invocatio
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import tempfile
@@ -32,13 +31,7 @@ def counts(log: Path, start: int) -> tuple[int, int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one pair (small, 0.1), 1 epoch, synthetic women only (smoke test)")
-    parser.add_argument("--models", default="small,medium,large")
-    parser.add_argument("--lrs", default="0.001,0.01,0.1")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--data", default="synthetic")
-    parser.add_argument("--league", default="both")
+    parser = _machine.sweep_parser(__doc__.splitlines()[0], "one pair (small, 0.1), 1 epoch, synthetic women only (smoke test)", epochs=10)
     args = parser.parse_args()
     if args.quick:
         args.models, args.lrs, args.epochs, args.league = "small", "0.1", 1, "W"

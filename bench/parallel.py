@@ -12,7 +12,6 @@ either way (TensorFlow's op determinism); only the time differs.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -20,13 +19,7 @@ import _machine
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small x (0.01, 0.1), 1 epoch, synthetic women only (smoke test)")
-    parser.add_argument("--models", default="small,medium,large")
-    parser.add_argument("--lrs", default="0.001,0.01,0.1")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--data", default="synthetic")
-    parser.add_argument("--league", default="both")
+    parser = _machine.sweep_parser(__doc__.splitlines()[0], "small x (0.01, 0.1), 1 epoch, synthetic women only (smoke test)", epochs=20)
     parser.add_argument("--jobs", type=int, default=2, help="the parallel side's jobs (against jobs=1)")
     args = parser.parse_args()
     if args.quick:
