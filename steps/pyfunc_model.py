@@ -24,15 +24,27 @@ def signature(feature_names: list[str], model_input, probabilities):
     return ModelSignature(inputs=inputs, outputs=infer_signature(model_input, probabilities).outputs)
 
 
+def load_network(path):
+    import keras
+
+    return keras.models.load_model(path, compile=False)
+
+
 class TournamentModel(mlflow.pyfunc.PythonModel):
     def __init__(self, feature_names: list[str]):
         self.feature_names = list(feature_names)
         self.network = None
 
-    def load_context(self, context):
-        import keras
+    @classmethod
+    def from_file(cls, feature_names: list[str], keras_path) -> "TournamentModel":
+        """The model as `mlflow.pyfunc.load_model` gives it, loaded from the saved network file:
+        `train` scores through this, so its logged Brier is the served model's, bit for bit."""
+        served = cls(feature_names)
+        served.network = load_network(keras_path)
+        return served
 
-        self.network = keras.models.load_model(context.artifacts[KERAS_ARTIFACT], compile=False)
+    def load_context(self, context):
+        self.network = load_network(context.artifacts[KERAS_ARTIFACT])
 
     def predict(self, context, model_input, params=None):
         values = np.asarray(model_input[self.feature_names], dtype="float32")

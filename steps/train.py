@@ -58,9 +58,13 @@ def log_curves(trained: M.Trained) -> None:
         client.log_batch(run_id, metrics=metrics[start:start + 1000], synchronous=True)
 
 
-def log_model(network, features: list[str], signature, workdir: Path) -> None:
+def save_network(network, workdir: Path) -> Path:
     keras_path = workdir / "network.keras"
     network.save(keras_path)
+    return keras_path
+
+
+def log_model(keras_path: Path, features: list[str], signature) -> None:
     mlflow.pyfunc.log_model(
         name=n.MODEL_DIR,
         python_model=TournamentModel(features),
@@ -91,7 +95,10 @@ def main(argv=None):
                           values["epochs"], values["batch_size"], values["seed"])
         trained_at = time.perf_counter()
 
-        p_test = M.predict(trained.model, x_test)
+        # Scored through the served model's own code on the saved file: the network still compiled for
+        # training runs another TensorFlow graph, whose probabilities can differ in the last bits.
+        keras_path = save_network(trained.model, Path(tmp))
+        p_test = TournamentModel.from_file(features, keras_path).predict(None, x_test)
         games = built.games
         baseline = scoring.seed_baseline(games[games[n.SPLIT] == n.TRAIN], games[games[n.SPLIT] == n.TEST])
         log_curves(trained)
@@ -102,7 +109,7 @@ def main(argv=None):
             n.N_GAMES: len(y_test) // 2,
         })
         mlflow.log_figure(plots.loss_figure(trained.train_loss, trained.val_loss, trained.best_epoch, values["model"], raw["lr"]), n.LOSS_PLOT)
-        log_model(trained.model, features, signature(features, x_test, p_test), Path(tmp))
+        log_model(keras_path, features, signature(features, x_test, p_test))
         run_id = mlflow.active_run().info.run_id
         done = time.perf_counter()
     print(f"train run {run_id}: {values['model']} lr={raw['lr']} brier={scoring.brier(y_test, p_test):.4f} "
