@@ -147,11 +147,20 @@ def log_data(built: D.Built, source: str) -> None:
             mlflow.log_input(dataset, context=split, tags={"data_digest": built.manifest["digest"]})
 
 
+# What the served model imports; the store drivers (boto3, psycopg) and the plotting stay out of its environment.
+MODEL_PACKAGES = ("mlflow", "tensorflow", "keras", "numpy", "pandas")
+
+
 def project_pins() -> list[str]:
-    """conda.yaml's direct pins: the served model needs the same packages as training."""
+    """conda.yaml's direct pins."""
     env = yaml.safe_load((PROJECT_ROOT / "conda.yaml").read_text())
     pip = next(dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict))
     return [line for line in pip if not line.startswith("-")]
+
+
+def model_pins() -> list[str]:
+    """The served model's requirements: conda.yaml's pins of the packages it imports, at training's versions."""
+    return [pin for pin in project_pins() if pin.split("==")[0] in MODEL_PACKAGES]
 
 
 def temp_dir():

@@ -26,7 +26,7 @@ from madness import names as n
 from madness import plots, scoring
 from madness.cli import DATA_PARAMS, Param, non_negative, one_of, parse, positive
 from steps.pyfunc_model import KERAS_ARTIFACT, TournamentModel, signature
-from steps._common import build_features, project_pins, entry_point, load_features, log_data, seasons_of, start_run, temp_dir
+from steps._common import build_features, model_pins, entry_point, load_features, log_data, seasons_of, start_run, temp_dir
 
 PARAMS = (
     Param("model", "string", "medium", "network size: small, medium or large", one_of(*M.MODEL_NAMES)),
@@ -71,7 +71,7 @@ def log_model(keras_path: Path, features: list[str], signature) -> None:
         artifacts={KERAS_ARTIFACT: str(keras_path)},
         code_paths=[str(Path(__file__).parent)],
         signature=signature,
-        pip_requirements=project_pins(),  # explicit: MLflow's own inference reruns the model (slow)
+        pip_requirements=model_pins(),  # explicit: MLflow's own inference reruns the model (slow)
     )
 
 

@@ -12,6 +12,7 @@ import random
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
+from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -107,6 +108,15 @@ def test_artifacts_are_logged(store, trained):
     # MLflow 3 stores the model as a LoggedModel beside the run; runs:/<id>/model reaches it.
     assert f"{n.MODEL_DIR}/MLmodel" in model_files(trained.run.info.run_id)
     assert len(logged_models_of(store.experiment_id, trained.run.info.run_id)) == 1
+
+
+def test_the_model_requires_what_it_imports_at_the_versions_it_was_trained_with(trained, tmp_path):
+    requirements = Path(mlflow.artifacts.download_artifacts(
+        artifact_uri=f"runs:/{trained.run.info.run_id}/{n.MODEL_DIR}/requirements.txt", dst_path=str(tmp_path))).read_text().split()
+    assert {line.split("==")[0] for line in requirements} == {"mlflow", "tensorflow", "keras", "numpy", "pandas"}
+    for line in requirements:
+        name, version = line.split("==")
+        assert metadata.version(name) == version, line
 
 
 def test_params_are_logged_once_each_as_given(trained):

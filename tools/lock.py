@@ -1,4 +1,4 @@
-"""Regenerate requirements.lock: conda.yaml's pip pins + requirements-dev.in, for every platform.
+"""Regenerate requirements.lock: conda.yaml's pip pins, requirements-server.in and requirements-dev.in, for every platform.
 
     python tools/lock.py        (what `make lock` runs; needs uv)
 """
@@ -18,7 +18,7 @@ def main() -> int:
     # The pins go in on stdin so the lock's annotations name no temporary file ("via -r -").
     return subprocess.run(
         ["uv", "pip", "compile", "--universal", "--python-version", PYTHON_VERSION, "--quiet",
-         "--no-header", "-", "requirements-dev.in", "-o", "requirements.lock"],
+         "--no-header", "-", "requirements-server.in", "requirements-dev.in", "-o", "requirements.lock"],
         input="\n".join(direct_pins()) + "\n", text=True, cwd=ROOT,
     ).returncode
 
