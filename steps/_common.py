@@ -10,10 +10,12 @@ import warnings
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import mlflow
 import mlflow.pyfunc
+from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
 from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
 import yaml
 
@@ -128,6 +130,32 @@ def load_features(uri: str, workdir: Path) -> D.Built:
     return D.load(Path(local))
 
 
+def dataset_source(source: str) -> str:
+    """Where a dataset's rows can be fetched, as a URI MLflow's dataset sources resolve on every store.
+
+    An ingest run's features (runs:/<id>/features) become their games.csv in the artifact store: a
+    local path, an s3:// object, or, behind a server that proxies artifacts (mlflow-artifacts:/,
+    which no dataset source accepts), the server's own HTTP address of that file, so the UI's
+    dataset view links to it. Any other source (a Kaggle folder, 'synthetic') stays as given.
+    """
+    if not source.startswith("runs:/"):
+        return source
+    games = f"{RunsArtifactRepository.get_underlying_uri(source).rstrip('/')}/{n.GAMES_FILE}"
+    if urllib.parse.urlparse(games).scheme == "mlflow-artifacts":
+        games = without_credentials(MlflowArtifactsRepository.resolve_uri(games, mlflow.get_tracking_uri()))
+    return games
+
+
+def without_credentials(uri: str) -> str:
+    """The URI with any user:password@ taken out: URIs are logged and printed."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def log_data(built: D.Built, source: str) -> None:
     """Tag the data's origin and digest, log the manifest and each split as an MLflow dataset."""
     mlflow.set_tags({
@@ -135,8 +163,7 @@ def log_data(built: D.Built, source: str) -> None:
         n.TAG_DATA_DIGEST: built.manifest["digest"],
     })
     mlflow.log_dict(built.manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
-    if source.startswith("runs:/"):  # MLflow's dataset sources cannot resolve runs:/ URIs
-        source = RunsArtifactRepository.get_underlying_uri(source)
+    source = dataset_source(source)
     for split in (n.TRAIN, n.VAL, n.TEST):
         rows = built.games[built.games[n.SPLIT] == split]
         # MLflow warns that a plain path "can be interpreted in multiple ways" and that integer
