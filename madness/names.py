@@ -68,6 +68,11 @@ TAG_EVALUATED = "evaluated_run_id"
 TAG_REPRODUCES = "reproduces"
 TAG_ENV_MANAGER = "env_manager"
 TAG_ENTRY_POINT = "entry_point"
+TAG_HOST = "process.host"
+TAG_PROCESS = "process.token"  # pid:start time of the step's process
+TAG_HEARTBEAT = "process.heartbeat"  # unix seconds, refreshed while the step runs against a remote store
+TAG_ENDED_BY = "ended_by"  # why a run that was left RUNNING was ended by another process
+CLAIM_PREFIX = "claim."  # experiment tags claim.<key>.<holder run id>: who trains what (madness.coordination)
 
 # --- artifacts ---
 FEATURES_DIR = "features"

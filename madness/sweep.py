@@ -71,6 +71,7 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def progress_line(done: int, total: int, running: list[str], eta: float | None) -> str:
+def progress_line(done: int, total: int, running: list[str], eta: float | None, waiting: list[str] = ()) -> str:
     running_text = ", ".join(running) if running else "none"
-    return f"[{done}/{total} done] running: {running_text}; time left ~{format_seconds(eta)}"
+    waiting_text = f"; waiting for another sweep: {', '.join(waiting)}" if waiting else ""
+    return f"[{done}/{total} done] running: {running_text}{waiting_text}; time left ~{format_seconds(eta)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from contextlib import contextmanager, nullcontext
 import hashlib
 import os
 import signal
@@ -22,9 +23,17 @@ import yaml
 from madness import dataset as D
 from madness import names as n
 from madness.errors import UserError
+from steps._coordination import Heartbeat, liveness_tags
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+# MLflow's own defaults retry a failed request for about four minutes, silently; a step gives up
+# after about half a minute (0+2+4+8+16 s of back-off), long enough for a restarted server to return.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+SINGLE_ATTEMPT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
 
 def _raise_interrupt(signum, frame):
@@ -32,13 +41,15 @@ def _raise_interrupt(signum, frame):
 
 
 def entry_point(main):
-    """Run `main`; a UserError prints one line and exits 1; any failure ends the active run FAILED."""
+    """Run `main`; a UserError or a failing store prints one line and exits 1; any failure ends the active run FAILED."""
 
     @functools.wraps(main)
     def wrapper(argv=None):
         signal.signal(signal.SIGTERM, _raise_interrupt)
         # TensorFlow's C++ start-up chatter (no CUDA here, CPU features) would bury our one-line errors.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        for name, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         try:
             return main(argv)
         except UserError as err:
@@ -53,30 +64,90 @@ def entry_point(main):
             _end_active_run("KILLED")
             print("error: interrupted", file=sys.stderr)
             sys.exit(130)
-        except BaseException:
-            _end_active_run("FAILED")
-            raise
+        except Exception as err:
+            problem = store_failure(err)
+            if problem is None:  # a bug: keep its traceback
+                _end_active_run("FAILED")
+                raise
+            _fail_launched_run(quick=True)
+            print(f"error: {problem}", file=sys.stderr)
+            sys.exit(1)
 
     return wrapper
 
 
-def _fail_launched_run() -> None:
+def _causes(err: BaseException):
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def store_failure(err: BaseException) -> str | None:
+    """One line naming the store when `err` is the tracking or artifact store failing, else None."""
+    import requests
+
+    uri = without_credentials(mlflow.get_tracking_uri())
+    for cause in _causes(err):
+        code = getattr(cause, "error_code", None)
+        if code == "UNAUTHENTICATED":
+            return (f"the tracking server {uri} refused the request: not authenticated; "
+                    "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+        if code == "PERMISSION_DENIED":
+            return f"the tracking server {uri} refused the request: permission denied for user {os.environ.get('MLFLOW_TRACKING_USERNAME', '?')}"
+        if isinstance(cause, requests.exceptions.RetryError):
+            return f"the tracking server {uri} kept failing with server errors (HTTP 5xx); is its database up?"
+        if isinstance(cause, requests.exceptions.Timeout):
+            return f"the tracking server {uri} did not answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT')} s"
+        if isinstance(cause, requests.exceptions.ConnectionError):
+            why = "connection refused" if "refused" in str(cause) else "connection failed"
+            return f"cannot reach the tracking server {uri} ({why}); is it running? (make server starts one)"
+        if type(cause).__name__ == "OperationalError" and type(cause).__module__.startswith("sqlalchemy"):
+            first = str(cause.orig if getattr(cause, "orig", None) else cause).strip().splitlines()[0]
+            return f"the tracking store {uri} failed: {first}"
+        if type(cause).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "NoCredentialsError"):
+            return f"cannot reach the artifact store: {cause}"
+    return None
+
+
+@contextmanager
+def single_attempt():
+    """Store calls in this block try once, briefly: used to tidy up after the store has failed."""
+    saved = {name: os.environ.get(name) for name in SINGLE_ATTEMPT}
+    os.environ.update(SINGLE_ATTEMPT)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _fail_launched_run(quick: bool = False) -> None:
     """Bad arguments stop a step before it opens its run; under `mlflow run` that run already
     exists (MLFLOW_RUN_ID) and would stay RUNNING when launched asynchronously: end it FAILED."""
-    _end_active_run("FAILED")
+    _end_active_run("FAILED", quick)
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
-        try:
-            client = mlflow.MlflowClient()
-            if client.get_run(run_id).info.status == "RUNNING":
-                client.set_terminated(run_id, "FAILED")
-        except Exception:  # the store may be unreachable: the launcher settles the run then
-            pass
+        with single_attempt() if quick else nullcontext():
+            try:
+                client = mlflow.MlflowClient()
+                if client.get_run(run_id).info.status == "RUNNING":
+                    client.set_terminated(run_id, "FAILED")
+            except Exception:  # the store is unreachable: the next sweep ends it (its process is gone)
+                pass
 
 
-def _end_active_run(status: str) -> None:
-    while mlflow.active_run() is not None:
-        mlflow.end_run(status)
+def _end_active_run(status: str, quick: bool = False) -> None:
+    with single_attempt() if quick else nullcontext():
+        while mlflow.active_run() is not None:
+            try:
+                mlflow.end_run(status)  # pops the run before it calls the store
+            except Exception:  # the store is unreachable: the next sweep ends it (its process is gone)
+                pass
 
 
 def _git(args: list[str], cwd: Path) -> bytes:
@@ -102,15 +173,24 @@ def git_state(path: Path = Path(".")) -> dict[str, str]:
     return {n.TAG_DIRTY: "true" if diff or untracked else "false", n.TAG_STATE: digest.hexdigest()}
 
 
+@contextmanager
 def start_run(entry: str, raw_params: dict[str, str], **kwargs):
-    """Start (or, under `mlflow run`, resume) the run; log params once, as given, and source tags."""
+    """Start (or, under `mlflow run`, resume) the run; log params once, as given, source and process
+    tags; keep its heartbeat while the block runs; end it FINISHED, FAILED, or KILLED on an interrupt."""
     run = mlflow.start_run(**kwargs)
-    # Under `mlflow run` the params are already logged, shell-quoted by MLflow ('' for an empty
-    # string); logging them again with another string would be refused, so only the missing ones go in.
-    logged = mlflow.get_run(run.info.run_id).data.params
-    mlflow.log_params({k: v for k, v in raw_params.items() if k not in logged})
-    mlflow.set_tags({n.TAG_ENTRY_POINT: entry, **git_state(PROJECT_ROOT)})
-    return run
+    try:
+        # Under `mlflow run` the params are already logged, shell-quoted by MLflow ('' for an empty
+        # string); logging them again with another string would be refused, so only the missing ones go in.
+        logged = mlflow.get_run(run.info.run_id).data.params
+        mlflow.log_params({k: v for k, v in raw_params.items() if k not in logged})
+        mlflow.set_tags({n.TAG_ENTRY_POINT: entry, **git_state(PROJECT_ROOT), **liveness_tags()})
+        with Heartbeat(run.info.run_id):
+            yield run
+    except BaseException as err:
+        quick = isinstance(err, Exception) and store_failure(err) is not None
+        _end_active_run("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", quick)
+        raise
+    mlflow.end_run("FINISHED")
 
 
 def seasons_of(values: dict) -> D.Seasons:

@@ -30,7 +30,9 @@ from madness import sweep as S
 from madness.cli import DATA_PARAMS, Param, boolean, not_empty, one_of, parse, positive
 from madness.errors import UserError
 from steps import report as report_step
-from steps._common import PROJECT_ROOT, entry_point, git_state, seasons_of, start_run
+from madness import coordination as C
+from steps._common import PROJECT_ROOT, entry_point, git_state, seasons_of, single_attempt, start_run, store_failure
+from steps._coordination import Claims, Liveness, end_orphans
 
 PARAMS = (
     Param("models", "string", "small,medium,large", "comma-separated model sizes"),
@@ -56,13 +58,19 @@ def stored(params: dict[str, str]) -> dict[str, str]:
 
 
 def experiment_id(client, name: str) -> str:
-    """Fetch the experiment, or create it: as the article does, one per model."""
+    """Fetch the experiment, or create it: as the article does, one per model. Two sweeps may
+    create it at once: the second takes the first's."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            raise UserError(f"experiment {name!r} is deleted; restore it or choose another prefix")
-        return experiment.experiment_id
-    return client.create_experiment(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = client.get_experiment_by_name(name)
+    if experiment.lifecycle_stage == "deleted":
+        raise UserError(f"experiment {name!r} is deleted; restore it or choose another prefix")
+    return experiment.experiment_id
 
 
 def git_commit() -> str | None:
@@ -70,6 +78,11 @@ def git_commit() -> str | None:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def cache_identity(params: dict) -> dict[str, str]:
+    """The params that decide a pair's results, as stored."""
+    return {k: v for k, v in stored(params).items() if k not in S.IGNORED_IN_CACHE}
 
 
 def find_reusable(client, exp_id: str, entry: str, params: dict[str, str], identity: dict[str, str | None]) -> str | None:
@@ -127,6 +140,8 @@ class Job:
     started: float = 0.0
     duration: float = 0.0
     error: str = ""
+    key: str = ""  # its claim (madness.coordination): the same for every sweep that wants this pair
+    waiting_for: str | None = None  # the live sweep training it now
 
     def record(self) -> dict:
         return {"model": self.pair.model, "lr": self.pair.lr, "run_id": self.run_id, "experiment": self.experiment,
@@ -135,14 +150,21 @@ class Job:
 
 @dataclass
 class Launcher:
-    """Runs jobs through `mlflow.run`, `jobs` at a time, and never leaves a child RUNNING."""
+    """Runs jobs through `mlflow.run`, `jobs` at a time, and never leaves a child RUNNING. With
+    `claims`, a pair another live sweep is training waits for it and is then reused (or trained
+    here when that sweep's run failed); pairs are claimed only when a slot is free, so two
+    identical sweeps share the grid between them."""
 
     client: object
     env_manager: str
     jobs: int
     sweep_run_id: str
+    identity: dict
+    claims: Claims | None = None
     running: list[Job] = field(default_factory=list)
+    waiting: list[Job] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)
+    store_failed: bool = False
 
     def launch(self, job: Job) -> None:
         job.started = time.perf_counter()
@@ -151,11 +173,53 @@ class Launcher:
                                          self.env_manager, known={j.run_id for j in self.running})
         except LaunchError as err:
             job.status, job.error, job.run_id = "FAILED", err.message, err.run_id
+            self.release(job)
             return
         job.run_id = job.submitted.run_id
         job.status = "RUNNING"
         self.client.set_tag(job.run_id, n.TAG_SWEEP, self.sweep_run_id)
         self.running.append(job)
+
+    def acquire(self, job: Job) -> str:
+        """'go' (this sweep trains it), 'reused' (a finished run stands for it) or 'wait'."""
+        if self.claims is None:
+            return "go"
+        job.waiting_for = self.claims.blocker(job.experiment_id, job.key)
+        if job.waiting_for is not None:
+            return "wait"
+        reused = find_reusable(self.client, job.experiment_id, "train", job.params, self.identity)
+        if reused is None:
+            return "go"
+        self.release(job)
+        job.run_id, job.reused, job.status = reused, True, "FINISHED"
+        return "reused"
+
+    def release(self, job: Job) -> None:
+        if self.claims is not None:
+            self.claims.release(job.experiment_id, job.key)
+
+    def step(self, queue: list[Job]) -> list[Job]:
+        """Resolve waiting pairs, start what the free slots allow; return the pairs reused meanwhile."""
+        reused = []
+        for job in [*self.waiting, *queue]:
+            if job in queue and len(self.running) >= self.jobs:
+                break
+            decision = self.acquire(job)
+            if decision == "wait":
+                if job in queue:
+                    queue.remove(job)
+                    self.waiting.append(job)
+                continue
+            if decision == "go" and len(self.running) >= self.jobs:
+                continue  # it goes first once a slot frees
+            (self.waiting if job in self.waiting else queue).remove(job)
+            if decision == "reused":
+                reused.append(job)
+            else:
+                self.launch(job)
+                if job.status == "FAILED":  # could not even start (e.g. its environment failed to build)
+                    reused.append(job)
+        return reused
 
     def reap(self) -> list[Job]:
         finished = [job for job in self.running if job.submitted.command_proc.poll() is not None]
@@ -164,6 +228,7 @@ class Launcher:
             job.duration = time.perf_counter() - job.started
             code = job.submitted.command_proc.returncode
             job.status = self.settle(job.run_id, "FINISHED" if code == 0 else "FAILED")
+            self.release(job)
             if job.status == "FINISHED":
                 self.durations.append(job.duration)
         return finished
@@ -182,53 +247,110 @@ class Launcher:
             job.status = self.settle(job.run_id, "KILLED")
         self.running.clear()
 
+    def drain(self) -> None:
+        """The store failed: start nothing more, let the children in flight end on their own (each
+        retries the store itself, and may finish), then tidy up what the store still accepts."""
+        for job in self.running:
+            job.submitted.command_proc.wait()
+        with single_attempt():
+            for job in self.running:
+                try:
+                    job.status = self.settle(job.run_id, "FINISHED" if job.submitted.command_proc.returncode == 0 else "FAILED")
+                except Exception:  # still away: the next sweep ends the run (its process is gone)
+                    job.status = "UNKNOWN"
+        self.running.clear()
+
     def run_all(self, queue: list[Job], total: int, done: int) -> None:
         last_print, shown = 0.0, None
         try:
-            while queue or self.running:
-                while queue and len(self.running) < self.jobs:
-                    job = queue.pop(0)
-                    self.launch(job)
-                    if job.status == "FAILED":  # could not even start (e.g. its environment failed to build)
-                        done += 1
+            while queue or self.running or self.waiting:
+                for job in self.step(queue):
+                    done += 1
+                    if job.reused:
+                        print(f"  {job.pair.name}: reused run {job.run_id}, trained by another sweep", flush=True)
+                    else:
                         print(f"  {job.pair.name}: FAILED to start: {job.error}", flush=True)
                 for job in self.reap():
                     done += 1
                     print(f"  {job.pair.name}: {job.status} in {S.format_seconds(job.duration)} (run {job.run_id})", flush=True)
-                line = S.progress_line(done, total, [j.pair.name for j in self.running], S.eta_seconds(self.durations, len(queue) + len(self.running), self.jobs))
+                waiting = [f"{j.pair.name} (sweep {j.waiting_for})" for j in self.waiting if j.waiting_for]
+                line = S.progress_line(done, total, [j.pair.name for j in self.running],
+                                       S.eta_seconds(self.durations, len(queue) + len(self.running) + len(self.waiting), self.jobs), waiting)
                 if line != shown or time.monotonic() - last_print > QUIET_SECONDS:
                     print(line, flush=True)
                     shown, last_print = line, time.monotonic()
-                if self.running:
+                if self.running or self.waiting:
                     time.sleep(POLL_SECONDS)
-        except BaseException:
-            self.cancel_all()
+        except BaseException as err:
+            if isinstance(err, Exception) and store_failure(err) is not None:
+                self.store_failed = True
+                self.drain()
+            else:
+                self.cancel_all()
             raise
+        finally:
+            if self.claims is not None:
+                with single_attempt():
+                    try:
+                        self.claims.release_all()
+                    except Exception:  # the store is away; claims of a finished sweep are ignored
+                        pass
 
 
-def ensure_ingest(client, values: dict, raw: dict, exp_id: str, identity: dict, force: bool, env_manager: str, sweep_run_id: str) -> str:
+def ensure_ingest(client, raw: dict, exp_id: str, identity: dict, env_manager: str, sweep_run_id: str, claims: Claims | None) -> str:
     params = {k: raw[k] for k in DATA_NAMES}
-    if not force:
-        reused = find_reusable(client, exp_id, "ingest", params, identity)
+    key = C.claim_key({"entry": "ingest", **stored(params), **identity})
+    if claims is not None:  # not forced: reuse, or wait for a sweep already ingesting the same data
+        shown = None
+        while (reused := find_reusable(client, exp_id, "ingest", params, identity)) is None:
+            holder = claims.blocker(exp_id, key)
+            if holder is None:
+                break
+            if holder != shown:
+                print(f"ingest: waiting for sweep {holder}, which is ingesting the same data", flush=True)
+                shown = holder
+            time.sleep(POLL_SECONDS)
         if reused:
+            claims.release(exp_id, key)
             print(f"ingest: reusing run {reused}", flush=True)
             return reused
+    try:
+        return run_ingest(client, params, exp_id, env_manager, sweep_run_id)
+    finally:
+        if claims is not None:
+            claims.release(exp_id, key)
+
+
+def run_ingest(client, params: dict, exp_id: str, env_manager: str, sweep_run_id: str) -> str:
     print("ingest: running", flush=True)
     try:
         submitted = launch_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", env_manager, known=set())
     except LaunchError as err:
         raise UserError(f"the ingest run could not start: {err.message}") from None
     client.set_tag(submitted.run_id, n.TAG_SWEEP, sweep_run_id)
+    settle = Launcher(client, env_manager, 1, sweep_run_id, {}).settle
     try:
         ok = submitted.wait()
     except BaseException:
         submitted.cancel()
-        Launcher(client, env_manager, 1, sweep_run_id).settle(submitted.run_id, "KILLED")
+        settle(submitted.run_id, "KILLED")
         raise
     if not ok:
-        Launcher(client, env_manager, 1, sweep_run_id).settle(submitted.run_id, "FAILED")
+        settle(submitted.run_id, "FAILED")
         raise UserError(f"the ingest run {submitted.run_id} failed; see its output above")
     return submitted.run_id
+
+
+def log_pairs(jobs: list[Job], after_store_failure: bool) -> None:
+    """pairs.json: each pair's run and status. After the store failed, one brief try."""
+    if not after_store_failure:
+        mlflow.log_dict([job.record() for job in jobs], n.PAIRS_FILE)
+        return
+    with single_attempt():
+        try:
+            mlflow.log_dict([job.record() for job in jobs], n.PAIRS_FILE)
+        except Exception:  # the store is still away; the error that follows names it
+            pass
 
 
 def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, threads: int) -> list[Job]:
@@ -237,7 +359,8 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
         name = f"{values['prefix']}_{pair.model}"
         params = {"model": pair.model, "lr": pair.lr, "epochs": raw["epochs"], "batch_size": raw["batch_size"],
                   "threads": str(threads), "features_uri": features_uri, **{k: raw[k] for k in DATA_NAMES}}
-        job = Job(pair, name, experiment_id(client, name), params)
+        job = Job(pair, name, experiment_id(client, name), params,
+                  key=C.claim_key({"entry": "train", **cache_identity(params), **identity}))
         if not values["force"]:
             job.run_id = find_reusable(client, job.experiment_id, "train", params, identity)
             if job.run_id:
@@ -261,18 +384,25 @@ def main(argv=None):
         identity = {n.TAG_COMMIT: git_commit(), **git_state(PROJECT_ROOT)}
         identity.setdefault(n.TAG_STATE, None)
         identity.pop(n.TAG_DIRTY, None)
-        ingest_id = ensure_ingest(client, values, raw, sweep_exp, identity, values["force"], values["env_manager"], sweep_id)
+        liveness = Liveness(client)
+        claims = None if values["force"] else Claims(client, sweep_id, liveness)
+        ingest_id = ensure_ingest(client, raw, sweep_exp, identity, values["env_manager"], sweep_id, claims)
         digest = client.get_run(ingest_id).data.tags.get(n.TAG_DATA_DIGEST)
-        jobs = plan(client, values, raw, f"runs:/{ingest_id}/{n.FEATURES_DIR}", {**identity, n.TAG_DATA_DIGEST: digest}, S.threads_per_job(values["jobs"]))
+        identity = {**identity, n.TAG_DATA_DIGEST: digest}
+        jobs = plan(client, values, raw, f"runs:/{ingest_id}/{n.FEATURES_DIR}", identity, S.threads_per_job(values["jobs"]))
+        orphans = end_orphans(client, [sweep_exp, *(job.experiment_id for job in jobs)], liveness, f"sweep {sweep_id}")
+        if orphans:
+            print(f"ended FAILED {len(orphans)} run(s) left RUNNING by processes that are gone: {', '.join(orphans)}", flush=True)
         todo = [job for job in jobs if not job.reused]
         print(f"sweep {sweep_id}: {len(jobs)} pairs, {len(jobs) - len(todo)} reused, {len(todo)} to train "
               f"(jobs={values['jobs']}, env_manager={values['env_manager']})", flush=True)
-        launcher = Launcher(client, values["env_manager"], values["jobs"], sweep_id)
+        launcher = Launcher(client, values["env_manager"], values["jobs"], sweep_id, identity, claims)
         try:
             launcher.run_all(list(todo), total=len(jobs), done=len(jobs) - len(todo))
         finally:
-            mlflow.log_dict([job.record() for job in jobs], n.PAIRS_FILE)
-        mlflow.log_metrics({"pairs_trained": len(todo), "pairs_reused": len(jobs) - len(todo)})
+            log_pairs(jobs, after_store_failure=launcher.store_failed)
+        reused = sum(job.reused for job in jobs)
+        mlflow.log_metrics({"pairs_trained": len(jobs) - reused, "pairs_reused": reused})
         report_step.report(sweep_id, values["filter"], values["register"])
         failed = [job.pair.name for job in jobs if job.status != "FINISHED"]
         if failed:

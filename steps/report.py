@@ -24,10 +24,13 @@ from madness import plots
 from madness import report as R
 from madness.cli import Param, boolean, parse
 from madness.errors import UserError
+from madness import coordination as C
 from steps._common import entry_point, start_run, temp_dir
+from steps._coordination import Claims, Liveness
 
 DEFAULT_FILTER = "metrics.brier < 0.25"
 CHAMPION = "champion"
+POLL_SECONDS = 1.0
 PARAMS = (
     Param("sweep_run_id", "string", "", "the sweep run to report (empty: the latest sweep)"),
     Param("filter", "string", DEFAULT_FILTER, "MLflow search filter for the runs to list"),
@@ -109,21 +112,34 @@ def register(client, pairs: list[dict], table) -> dict[str, str]:
     """One registered model per architecture, one version per learning rate (reused when the run was
     registered before); the best version of each gets the alias `champion`."""
     champions = {}
+    claims = Claims(client, mlflow.active_run().info.run_id, Liveness(client))
     for model, rows in table.dropna(subset=[n.BRIER]).groupby("model", sort=False):
-        name = next(p["experiment"] for p in pairs if p["model"] == model)
+        pair = next(p for p in pairs if p["model"] == model)
+        name, key = pair["experiment"], C.claim_key({"register": pair["experiment"]})
+        # Two sweeps reporting at once would each add a version for the same run: one at a time.
+        claims.wait_until_first(pair["experiment_id"], key, POLL_SECONDS,
+                                lambda holder: print(f"registering {name}: waiting for run {holder}", flush=True))
         try:
-            client.get_registered_model(name)
-        except MlflowException:
-            client.create_registered_model(name)
-        versions = {}
-        for run_id in rows["run_id"]:
-            existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-            version = existing[0] if existing else mlflow.register_model(f"runs:/{run_id}/{n.MODEL_DIR}", name)
-            versions[run_id] = version.version
-        best_run = rows.sort_values(n.BRIER).iloc[0]["run_id"]
-        client.set_registered_model_alias(name, CHAMPION, versions[best_run])
+            register_versions(client, name, rows)
+        finally:
+            claims.release(pair["experiment_id"], key)
         champions[model] = f"models:/{name}@{CHAMPION}"
     return champions
+
+
+def register_versions(client, name: str, rows) -> None:
+    try:
+        client.create_registered_model(name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    versions = {}
+    for run_id in rows["run_id"]:
+        existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        version = existing[0] if existing else mlflow.register_model(f"runs:/{run_id}/{n.MODEL_DIR}", name)
+        versions[run_id] = version.version
+    best_run = rows.sort_values(n.BRIER).iloc[0]["run_id"]
+    client.set_registered_model_alias(name, CHAMPION, versions[best_run])
 
 
 def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folder: Path) -> dict:

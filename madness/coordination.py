@@ -1,0 +1,102 @@
+"""Several processes, one tracking store: is a run's process still alive, and who trains a pair first.
+
+Liveness. Every step tags its run with its host and a token of its process (pid and start time,
+so a reused pid is not mistaken for it) and, against a remote store, refreshes a heartbeat. A
+RUNNING run is alive while its process runs (same host) or its heartbeat is fresh (another host).
+A run not yet tagged (its environment still building) is as alive as the sweep that launched it.
+
+Claims. Two sweeps that want the same pair must not both train it. Tracking stores offer no
+compare-and-set that every backend shares, but tags are plain registers, and Lamport's bakery
+needs nothing more: each contender writes its own claim (`choosing`, then a ticket one above every
+ticket it saw) and reads the others'; the lowest (ticket, holder) goes first, the others wait for
+it to finish and then reuse its run, or go in its place when it fails. Claims of dead holders
+are ignored. (Lamport, "A New Solution of Dijkstra's Concurrent Programming Problem", 1974.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CHOOSING = "choosing"
+HEARTBEAT_SECONDS = 10.0
+STALE_SECONDS = 60.0  # six missed heartbeats: a holder on another host is taken for dead
+
+
+# --- liveness ---
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux /proc), or None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the command name before ")" may hold spaces
+
+
+def process_token(pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}:{_start_time(pid) or ''}"
+
+
+def token_alive(token: str) -> bool:
+    pid_text, _, started = token.partition(":")
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    return not started or _start_time(pid) == started
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What liveness needs of a run: its status and its process tags."""
+
+    status: str
+    host: str | None = None
+    process: str | None = None
+    heartbeat: float | None = None
+    sweep: str | None = None  # the sweep that launched it, if any
+
+
+def alive(run: Seen, now: float, this_host: str, sweep_alive=lambda run_id: True) -> bool:
+    if run.status != "RUNNING":
+        return False
+    if run.host is None or run.process is None:
+        return sweep_alive(run.sweep) if run.sweep else True  # unknown: never taken for dead
+    if run.host == this_host:
+        return token_alive(run.process)
+    return run.heartbeat is not None and now - run.heartbeat <= STALE_SECONDS
+
+
+# --- claims ---
+
+def claim_key(identity: dict) -> str:
+    """A short stable name for what is claimed (a pair's params, commit, tree state and data)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def ticket_of(value: str) -> int | None:
+    return int(value) if value.isdigit() else None
+
+
+def next_ticket(values) -> int:
+    return 1 + max((t for t in map(ticket_of, values) if t is not None), default=0)
+
+
+def blocker(holder: str, ticket: int, others: dict[str, str]) -> str | None:
+    """The live contender this one must wait for (`others`: holder -> claim value), or None: go.
+
+    A contender still choosing may yet pick a lower ticket, so it blocks until it has one.
+    """
+    choosing = sorted(h for h, value in others.items() if value == CHOOSING)
+    if choosing:
+        return choosing[0]
+    ahead = sorted((t, h) for h, value in others.items() if (t := ticket_of(value)) is not None and (t, h) < (ticket, holder))
+    return ahead[0][1] if ahead else None

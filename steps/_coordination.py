@@ -1,0 +1,163 @@
+"""Liveness tags, heartbeats, claims and the ending of orphaned runs, against the tracking store.
+
+The rules are pure and live in `madness.coordination`; this module reads and writes the tags.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.parse
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from madness import coordination as C
+from madness import names as n
+
+HOST = socket.gethostname()
+LOCAL_SCHEMES = ("", "file", "sqlite")  # one machine: a process token tells liveness, no heartbeat needed
+
+
+def liveness_tags() -> dict[str, str]:
+    return {n.TAG_HOST: HOST, n.TAG_PROCESS: C.process_token(), n.TAG_HEARTBEAT: str(int(time.time()))}
+
+
+def remote_store(uri: str | None = None) -> bool:
+    return urllib.parse.urlparse(uri or mlflow.get_tracking_uri()).scheme not in LOCAL_SCHEMES
+
+
+class Heartbeat:
+    """Refresh the run's heartbeat tag every HEARTBEAT_SECONDS while the block runs (remote stores
+    only: on a local store every process is on this host and its token says whether it lives)."""
+
+    def __init__(self, run_id: str, seconds: float = C.HEARTBEAT_SECONDS):
+        self.run_id, self.seconds = run_id, seconds
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _beat(self) -> None:
+        client = mlflow.MlflowClient()
+        while not self._stop.wait(self.seconds):
+            try:
+                client.set_tag(self.run_id, n.TAG_HEARTBEAT, str(int(time.time())))
+            except Exception:  # the store is away: the step's own calls will say so
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        if remote_store():
+            self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+
+def seen(run) -> C.Seen:
+    tags = run.data.tags
+    beat = tags.get(n.TAG_HEARTBEAT)
+    return C.Seen(run.info.status, tags.get(n.TAG_HOST), tags.get(n.TAG_PROCESS),
+                  float(beat) if beat and beat.isdigit() else None, tags.get(n.TAG_SWEEP))
+
+
+class Liveness:
+    """Whether a run's process is alive; answers are kept for `ttl` seconds (one poll)."""
+
+    def __init__(self, client, ttl: float = 2.0):
+        self.client, self.ttl = client, ttl
+        self._cache: dict[str, tuple[float, bool]] = {}
+
+    def __call__(self, run_id: str) -> bool:
+        now = time.monotonic()
+        cached = self._cache.get(run_id)
+        if cached and now - cached[0] < self.ttl:
+            return cached[1]
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            verdict = False
+        else:
+            verdict = C.alive(seen(run), time.time(), HOST, sweep_alive=self)
+        self._cache[run_id] = (now, verdict)
+        return verdict
+
+    def judge(self, run) -> bool:
+        return C.alive(seen(run), time.time(), HOST, sweep_alive=self)
+
+
+class Claims:
+    """This holder's claims, as experiment tags `claim.<key>.<holder>` (madness.coordination)."""
+
+    def __init__(self, client, holder: str, liveness: Liveness):
+        self.client, self.holder, self.alive = client, holder, liveness
+        self.held: dict[tuple[str, str], int] = {}
+
+    def _tag(self, key: str, holder: str) -> str:
+        return f"{n.CLAIM_PREFIX}{key}.{holder}"
+
+    def others(self, experiment_id: str, key: str) -> dict[str, str]:
+        """Live contenders' claim values by holder; the claims of dead holders are removed."""
+        prefix = f"{n.CLAIM_PREFIX}{key}."
+        tags = self.client.get_experiment(experiment_id).tags
+        found = {}
+        for tag, value in tags.items():
+            holder = tag[len(prefix):] if tag.startswith(prefix) else None
+            if not holder or holder == self.holder:
+                continue
+            if self.alive(holder):
+                found[holder] = value
+            else:
+                self._forget(experiment_id, tag)
+        return found
+
+    def _forget(self, experiment_id: str, tag: str) -> None:
+        try:
+            self.client.delete_experiment_tag(experiment_id, tag)
+        except MlflowException:
+            pass  # another contender removed it first
+
+    def enter(self, experiment_id: str, key: str) -> None:
+        if (experiment_id, key) in self.held:
+            return
+        tag = self._tag(key, self.holder)
+        self.client.set_experiment_tag(experiment_id, tag, C.CHOOSING)
+        ticket = C.next_ticket(self.others(experiment_id, key).values())
+        self.client.set_experiment_tag(experiment_id, tag, str(ticket))
+        self.held[(experiment_id, key)] = ticket
+
+    def blocker(self, experiment_id: str, key: str) -> str | None:
+        """Enter if not yet; the live holder to wait for, or None when this holder goes."""
+        self.enter(experiment_id, key)
+        return C.blocker(self.holder, self.held[(experiment_id, key)], self.others(experiment_id, key))
+
+    def release(self, experiment_id: str, key: str) -> None:
+        if self.held.pop((experiment_id, key), None) is not None:
+            self._forget(experiment_id, self._tag(key, self.holder))
+
+    def release_all(self) -> None:
+        for experiment_id, key in list(self.held):
+            self.release(experiment_id, key)
+
+    def wait_until_first(self, experiment_id: str, key: str, poll: float, on_wait=None) -> None:
+        """Block until this holder goes first for `key` (a short critical section, e.g. registering)."""
+        shown = None
+        while (holder := self.blocker(experiment_id, key)) is not None:
+            if on_wait and holder != shown:
+                on_wait(holder)
+                shown = holder
+            time.sleep(poll)
+
+
+def end_orphans(client, experiment_ids: list[str], liveness: Liveness, by: str) -> list[str]:
+    """End FAILED every RUNNING run of these experiments whose process is gone; return their ids."""
+    ended = []
+    for run in client.search_runs(sorted(set(experiment_ids)), "attributes.status = 'RUNNING'", max_results=1000):
+        if not liveness.judge(run):
+            client.set_terminated(run.info.run_id, "FAILED")
+            client.set_tag(run.info.run_id, n.TAG_ENDED_BY, f"{by}: the process that ran it was gone")
+            ended.append(run.info.run_id)
+    return ended
