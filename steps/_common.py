@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from contextlib import contextmanager, nullcontext
 import hashlib
+import logging
 import os
 import signal
 import warnings
@@ -36,6 +37,25 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BA
 SINGLE_ATTEMPT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
 
+class _RetryNotice(logging.Handler):
+    """urllib3 retries a failed store request quietly (its logger has a NullHandler): say so, one line each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not str(record.msg).startswith("Retrying") or len(record.args or ()) < 2:
+            return
+        retries, cause = record.args[0], record.args[1]
+        why = "connection refused" if "refused" in repr(cause).lower() else type(cause).__name__
+        left = getattr(retries, "total", "?")
+        print(f"tracking server {without_credentials(mlflow.get_tracking_uri())} not answering ({why}); "
+              f"retrying ({left} left)", flush=True)
+
+
+def _announce_retries() -> None:
+    pool = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(h, _RetryNotice) for h in pool.handlers):
+        pool.addHandler(_RetryNotice(logging.WARNING))
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -50,6 +70,7 @@ def entry_point(main):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
+        _announce_retries()
         try:
             return main(argv)
         except UserError as err:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import mlflow
 import mlflow.projects
+from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 
 from madness import names as n
@@ -99,6 +100,10 @@ def find_reusable(client, exp_id: str, entry: str, params: dict[str, str], ident
     return None
 
 
+def tag_child(client, run_id: str, sweep_run_id: str, key: str) -> None:
+    client.log_batch(run_id, tags=[RunTag(n.TAG_SWEEP, sweep_run_id), RunTag(n.TAG_CLAIM_KEY, key)])
+
+
 class LaunchError(Exception):
     def __init__(self, message: str, run_id: str | None):
         super().__init__(message)
@@ -141,7 +146,7 @@ class Job:
     duration: float = 0.0
     error: str = ""
     key: str = ""  # its claim (madness.coordination): the same for every sweep that wants this pair
-    waiting_for: str | None = None  # the live sweep training it now
+    waiting_for: str | None = None  # what trains it now: "sweep <id>" or "run <id>"
 
     def record(self) -> dict:
         return {"model": self.pair.model, "lr": self.pair.lr, "run_id": self.run_id, "experiment": self.experiment,
@@ -177,14 +182,15 @@ class Launcher:
             return
         job.run_id = job.submitted.run_id
         job.status = "RUNNING"
-        self.client.set_tag(job.run_id, n.TAG_SWEEP, self.sweep_run_id)
+        tag_child(self.client, job.run_id, self.sweep_run_id, job.key)
         self.running.append(job)
 
     def acquire(self, job: Job) -> str:
         """'go' (this sweep trains it), 'reused' (a finished run stands for it) or 'wait'."""
         if self.claims is None:
             return "go"
-        job.waiting_for = self.claims.blocker(job.experiment_id, job.key)
+        holder = self.claims.blocker(job.experiment_id, job.key)
+        job.waiting_for = f"sweep {holder}" if holder else self.live_run_of(job)
         if job.waiting_for is not None:
             return "wait"
         reused = find_reusable(self.client, job.experiment_id, "train", job.params, self.identity)
@@ -193,6 +199,12 @@ class Launcher:
         self.release(job)
         job.run_id, job.reused, job.status = reused, True, "FINISHED"
         return "reused"
+
+    def live_run_of(self, job: Job) -> str | None:
+        """A run of this pair still training though its sweep is gone (killed, crashed): wait for it
+        rather than train the pair twice; once it ends it is reused, or ended as an orphan."""
+        runs = self.client.search_runs([job.experiment_id], f"tags.`{n.TAG_CLAIM_KEY}` = '{job.key}' and attributes.status = 'RUNNING'")
+        return next((f"run {run.info.run_id}" for run in runs if self.claims.alive.judge(run)), None)
 
     def release(self, job: Job) -> None:
         if self.claims is not None:
@@ -264,16 +276,16 @@ class Launcher:
         last_print, shown = 0.0, None
         try:
             while queue or self.running or self.waiting:
+                for job in self.reap():
+                    done += 1
+                    print(f"  {job.pair.name}: {job.status} in {S.format_seconds(job.duration)} (run {job.run_id})", flush=True)
                 for job in self.step(queue):
                     done += 1
                     if job.reused:
                         print(f"  {job.pair.name}: reused run {job.run_id}, trained by another sweep", flush=True)
                     else:
                         print(f"  {job.pair.name}: FAILED to start: {job.error}", flush=True)
-                for job in self.reap():
-                    done += 1
-                    print(f"  {job.pair.name}: {job.status} in {S.format_seconds(job.duration)} (run {job.run_id})", flush=True)
-                waiting = [f"{j.pair.name} (sweep {j.waiting_for})" for j in self.waiting if j.waiting_for]
+                waiting = [f"{j.pair.name} ({j.waiting_for})" for j in self.waiting if j.waiting_for]
                 line = S.progress_line(done, total, [j.pair.name for j in self.running],
                                        S.eta_seconds(self.durations, len(queue) + len(self.running) + len(self.waiting), self.jobs), waiting)
                 if line != shown or time.monotonic() - last_print > QUIET_SECONDS:
@@ -315,19 +327,19 @@ def ensure_ingest(client, raw: dict, exp_id: str, identity: dict, env_manager: s
             print(f"ingest: reusing run {reused}", flush=True)
             return reused
     try:
-        return run_ingest(client, params, exp_id, env_manager, sweep_run_id)
+        return run_ingest(client, params, key, exp_id, env_manager, sweep_run_id)
     finally:
         if claims is not None:
             claims.release(exp_id, key)
 
 
-def run_ingest(client, params: dict, exp_id: str, env_manager: str, sweep_run_id: str) -> str:
+def run_ingest(client, params: dict, key: str, exp_id: str, env_manager: str, sweep_run_id: str) -> str:
     print("ingest: running", flush=True)
     try:
         submitted = launch_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", env_manager, known=set())
     except LaunchError as err:
         raise UserError(f"the ingest run could not start: {err.message}") from None
-    client.set_tag(submitted.run_id, n.TAG_SWEEP, sweep_run_id)
+    tag_child(client, submitted.run_id, sweep_run_id, key)
     settle = Launcher(client, env_manager, 1, sweep_run_id, {}).settle
     try:
         ok = submitted.wait()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
 import pytest
 
+from conftest import ROOT
 from madness import dataset as D
 
 
@@ -61,3 +63,12 @@ def synthetic_features(folder: Path, league: str = "W", seed: int = 42) -> Path:
 
 def run_ids(experiment_id: str) -> set[str]:
     return {r.info.run_id for r in mlflow.MlflowClient().search_runs([experiment_id])}
+
+
+def snapshot(dst: Path) -> Path:
+    """The working tree as it is now, with its git history; caches and the venv left out. Sweeps run
+    on a snapshot: the cache keys on the commit and the tree's state, which an edit in the repo
+    during the tests would otherwise change."""
+    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(
+        ".venv", "__pycache__", ".pytest_cache", "mlruns", "mlartifacts", "mlflow.db", "outputs", "index.lock", ".server"))
+    return dst

@@ -22,6 +22,7 @@ import pytest
 from conftest import ROOT, run_cli
 from madness import names as n
 from madness import sweep as S
+from stores import snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +31,6 @@ NAMES = {"small_0.01", "small_0.1", "medium_0.01", "medium_0.1"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SWEEP_TIMEOUT = 1500
 TIMINGS: dict[str, float] = {}  # wall times of the sweeps, printed at the end of the module (pytest -s shows them)
-
-
-def snapshot(dst: Path) -> Path:
-    """The working tree as it is now, with its git history; caches and the venv left out."""
-    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(
-        ".venv", "__pycache__", ".pytest_cache", "mlruns", "mlartifacts", "mlflow.db", "outputs", "index.lock"))
-    return dst
 
 
 @dataclass

@@ -156,6 +156,8 @@ class TeamServer:
     port: int = 5000
     artifacts_destination: str | None = None
     auth: bool = False
+    serve_artifacts: bool = True  # False: clients write to default_artifact_root themselves (e.g. s3://)
+    default_artifact_root: str | None = None
     backend_store_uri: str | None = None  # an existing database; None: a PostgreSQL cluster in folder
     workers: int = 2
     extra_env: dict = field(default_factory=dict)
@@ -212,7 +214,8 @@ class TeamServer:
             _private_file(password, secrets.token_urlsafe(18))
         auth_db = self.store_uri(AUTH_DB_NAME) if not self.backend_store_uri else f"sqlite:///{self.folder / 'basic_auth.db'}"
         ini = self.folder / "basic_auth.ini"
-        _private_file(ini, "[mlflow]\ndefault_permission = READ\n"
+        # EDIT by default: a team shares its experiments (two people can run one sweep); admins can narrow it.
+        _private_file(ini, "[mlflow]\ndefault_permission = EDIT\n"
                            f"database_uri = {auth_db}\nadmin_username = {ADMIN_USER}\n"
                            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
         return {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": secret.read_text().strip(),
@@ -221,11 +224,14 @@ class TeamServer:
     def start_mlflow(self) -> None:
         if port_in_use(self.port):
             raise ServerError(f"port {self.port} on 127.0.0.1 is in use; choose another (make server PORT=...)")
-        if not self.artifacts_destination:
-            Path(self.artifacts).mkdir(parents=True, exist_ok=True)
         command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", self.store_uri(),
-                   "--artifacts-destination", self.artifacts, "--host", "127.0.0.1", "--port", str(self.port),
-                   "--workers", str(self.workers)]
+                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
+        if self.serve_artifacts:
+            if not self.artifacts_destination:
+                Path(self.artifacts).mkdir(parents=True, exist_ok=True)
+            command += ["--artifacts-destination", self.artifacts]
+        else:
+            command += ["--no-serve-artifacts", "--default-artifact-root", self.default_artifact_root]
         env = {**os.environ, **self.extra_env}
         if self.auth:
             command += ["--app-name", "basic-auth"]

@@ -1,0 +1,174 @@
+"""Real servers for the team-server tests: PostgreSQL + `mlflow server` (tools/teamserver.py), an S3
+endpoint (moto_server), and a project snapshot whose steps and sweeps run against them.
+
+Every server listens on a free loopback port and is stopped and removed when its block ends. Where
+PostgreSQL's server programs are missing the tests skip with the reason, except under CI=true,
+where that is a failure: CI must install them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from conftest import run_cli
+from madness import names as n
+from stores import snapshot
+from tools.teamserver import TeamServer, free_port, postgres_bindir
+
+MLFLOW = str(Path(sys.executable).parent / "mlflow")
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+TIMEOUT = 1200
+
+
+def require_postgres() -> None:
+    if postgres_bindir() is not None:
+        return
+    reason = "PostgreSQL's server programs (initdb, pg_ctl) are not installed"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must install them (apt-get install postgresql-15)")
+    pytest.skip(reason)
+
+
+@contextmanager
+def reachable_folder():
+    """A temporary folder the postgres user can enter (pytest's tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="madness-server-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def team_server(**options):
+    """PostgreSQL and `mlflow server` on free ports; always stopped and removed."""
+    require_postgres()
+    with reachable_folder() as folder:
+        server = TeamServer(folder, port=free_port(), workers=1, **options)
+        with server:
+            yield server
+
+
+@contextmanager
+def moto_s3(bucket: str):
+    """A real S3 endpoint over HTTP (moto_server) with one bucket; yields the environment that reaches it."""
+    import boto3
+
+    port = free_port()
+    process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"moto_server did not start on {endpoint}")
+                time.sleep(0.2)
+        env = {**S3_ENV, "MLFLOW_S3_ENDPOINT_URL": endpoint}
+        boto3.client("s3", endpoint_url=endpoint, **s3_credentials()).create_bucket(Bucket=bucket)
+        yield env
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def s3_credentials() -> dict:
+    return {"aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
+            "region_name": S3_ENV["AWS_DEFAULT_REGION"]}
+
+
+def bucket_keys(env: dict, bucket: str, prefix: str = "") -> list[str]:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], **s3_credentials())
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    return keys
+
+
+@dataclass
+class Team:
+    """A project snapshot whose commands run against one tracking server."""
+
+    uri: str
+    folder: Path  # the working folder of every command
+    project: Path
+    env: dict = field(default_factory=dict)  # e.g. credentials, S3 endpoint
+
+    @property
+    def client(self) -> mlflow.MlflowClient:
+        return mlflow.MlflowClient(tracking_uri=self.uri)
+
+    def _env(self, extra: dict | None) -> dict:
+        return {"MLFLOW_TRACKING_URI": self.uri, "PYTHONPATH": str(self.project), **self.env, **(extra or {})}
+
+    def mlflow_run(self, *args: str, env: dict | None = None, timeout: int = TIMEOUT):
+        """`mlflow run <snapshot> ...`, as a user types it."""
+        return run_cli([MLFLOW, "run", str(self.project), "--env-manager", "local", *args], cwd=self.folder,
+                       env=self._env(env), timeout=timeout)
+
+    def step(self, module: str, *args: str, env: dict | None = None, timeout: int = TIMEOUT):
+        """`python -m steps.<module> ...` (the sweep opens its own run)."""
+        return run_cli([sys.executable, "-m", module, *args], cwd=self.folder, env=self._env(env), timeout=timeout)
+
+    def popen(self, module: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+        from conftest import subprocess_env
+
+        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=self.folder, env=subprocess_env(self._env(env)),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def runs(self, experiment: str, filter_string: str = "") -> list:
+        exp = self.client.get_experiment_by_name(experiment)
+        return [] if exp is None else self.client.search_runs([exp.experiment_id], filter_string, order_by=["attributes.start_time ASC"])
+
+    def all_runs(self) -> list:
+        ids = [e.experiment_id for e in self.client.search_experiments()]
+        return self.client.search_runs(ids, max_results=5000)
+
+    def running(self) -> list[str]:
+        return [f"{r.info.run_name} ({r.info.run_id})" for r in self.all_runs() if r.info.status == "RUNNING"]
+
+    def by_name(self, experiment: str) -> dict[str, list]:
+        named: dict[str, list] = {}
+        for run in self.runs(experiment):
+            named.setdefault(run.info.run_name, []).append(run)
+        return named
+
+    def entry(self, experiment: str, entry_point: str) -> list:
+        return self.runs(experiment, f"tags.{n.TAG_ENTRY_POINT} = '{entry_point}'")
+
+    def download(self, artifact_uri: str) -> Path:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, tracking_uri=self.uri,
+                                                        dst_path=tempfile.mkdtemp(dir=self.folder)))
+
+
+def team_of(server: TeamServer, folder: Path, env: dict | None = None) -> Team:
+    folder.mkdir(parents=True, exist_ok=True)
+    return Team(server.tracking_uri, folder, snapshot(folder / "project"), env or {})
+
+
+def ok(result) -> None:
+    assert result.returncode == 0, f"exit {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
