@@ -12,11 +12,13 @@ import warnings
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 from pathlib import Path
 
 import mlflow
 import mlflow.pyfunc
+from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
 from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
 import yaml
@@ -272,7 +274,26 @@ def log_data(built: D.Built, source: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(rows, source=source, name=f"tournament_{split}", targets=n.TARGET)
-            mlflow.log_input(dataset, context=split, tags={"data_digest": built.manifest["digest"]})
+        log_input_once_stored(dataset, split, built.manifest["digest"])
+
+
+def log_input_once_stored(dataset, split: str, digest: str, attempts: int = 4) -> None:
+    """Log the dataset input. Two runs logging the same new dataset at once race in MLflow's SQL
+    store (it looks the dataset up, then inserts it): on PostgreSQL the loser gets a unique-key
+    violation. Logging again then finds the winner's row and links it."""
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context=split, tags={"data_digest": digest})
+            return
+        except MlflowException as err:
+            if attempt == attempts - 1 or not is_duplicate_key(err):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def is_duplicate_key(err: Exception) -> bool:
+    text = str(err)
+    return "UniqueViolation" in text or "UNIQUE constraint failed" in text or "Duplicate entry" in text
 
 
 # What the served model imports; the store drivers (boto3, psycopg) and the plotting stay out of its environment.

@@ -156,8 +156,13 @@ class Team:
         return self.runs(experiment, f"tags.{n.TAG_ENTRY_POINT} = '{entry_point}'")
 
     def download(self, artifact_uri: str) -> Path:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, tracking_uri=self.uri,
-                                                        dst_path=tempfile.mkdtemp(dir=self.folder)))
+        # MLflow finds a run's logged model through the global tracking URI, whatever tracking_uri says.
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=tempfile.mkdtemp(dir=self.folder)))
+        finally:
+            mlflow.set_tracking_uri(previous)
 
 
 def team_of(server: TeamServer, folder: Path, env: dict | None = None) -> Team:

@@ -217,7 +217,10 @@ class TeamServer:
         # EDIT by default: a team shares its experiments (two people can run one sweep); admins can narrow it.
         _private_file(ini, "[mlflow]\ndefault_permission = EDIT\n"
                            f"database_uri = {auth_db}\nadmin_username = {ADMIN_USER}\n"
-                           "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                           "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                           # Each request otherwise re-hashes the password (PBKDF2): a sweep's polling
+                           # slows to a crawl. A changed password reaches the other workers within 60 s.
+                           "auth_cache_ttl_seconds = 60\n")
         return {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": secret.read_text().strip(),
                 "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin_password}
 
