@@ -206,3 +206,50 @@ def test_two_identical_sweeps_register_each_run_once(team, together):
         versions = team.client.search_model_versions(f"name = 'duo_{model}'")
         assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in team.runs(f"duo_{model}"))
         assert team.client.get_model_version_by_alias(f"duo_{model}", "champion")
+
+
+# --- what the steps do against a server, in this process ---
+
+
+@pytest.fixture
+def against(server, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.tracking_uri)
+    mlflow.set_tracking_uri(server.tracking_uri)
+    yield mlflow.MlflowClient()
+    mlflow.set_tracking_uri(None)
+
+
+def test_a_step_keeps_its_heartbeat_fresh_against_a_server(against):
+    import time
+
+    from steps._coordination import Heartbeat
+
+    experiment = against.create_experiment("beat")
+    run = against.create_run(experiment, tags={n.TAG_HEARTBEAT: "0"})
+    with Heartbeat(run.info.run_id, seconds=0.2):
+        time.sleep(1.5)
+    assert int(against.get_run(run.info.run_id).data.tags[n.TAG_HEARTBEAT]) >= int(time.time()) - 5
+
+
+def test_runs_logging_the_same_new_dataset_at_once_all_link_it(against):
+    # MLflow's SQL store looks a dataset up, then inserts it: on PostgreSQL concurrent loggers collide.
+    from concurrent.futures import ThreadPoolExecutor
+
+    import mlflow
+
+    from steps._common import log_input_once_stored
+
+    experiment = against.create_experiment("race")
+    runs = [against.create_run(experiment).info.run_id for _ in range(8)]
+    dataset = mlflow.data.from_pandas(pd.DataFrame({"x": [1.0, 2.0]}), source="synthetic", name="same")
+
+    def log(run_id: str) -> None:
+        with mlflow.start_run(run_id=run_id):
+            log_input_once_stored(dataset, "train", "d")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(log, runs))
+    for run_id in runs:
+        assert [i.dataset.name for i in against.get_run(run_id).inputs.dataset_inputs] == ["same"]

@@ -1,0 +1,172 @@
+"""Liveness and claims: the pure rules (madness.coordination) and their tags in a real SQLite store
+(steps._coordination). Real processes: a child that exits is a dead process, this one a live one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import mlflow
+import pytest
+
+from madness import coordination as C
+from madness import names as n
+from steps._coordination import Claims, Liveness, end_orphans, liveness_tags, remote_store
+
+
+@pytest.fixture(scope="module")
+def dead_token() -> str:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    token = C.process_token(child.pid)
+    child.wait()
+    return token
+
+
+# --- liveness rules ---
+
+def test_this_process_is_alive():
+    assert C.token_alive(C.process_token())
+
+
+def test_an_exited_process_is_dead(dead_token):
+    assert not C.token_alive(dead_token)
+
+
+def test_a_reused_pid_with_another_start_time_is_dead():
+    pid, _, started = C.process_token().partition(":")
+    assert not C.token_alive(f"{pid}:{int(started) + 1}")
+
+
+def test_garbage_tokens_are_dead():
+    assert not C.token_alive("not-a-pid")
+
+
+NOW = 1_000_000.0
+
+
+def test_a_finished_run_is_not_alive():
+    assert not C.alive(C.Seen("FINISHED", "here", C.process_token(), NOW), NOW, "here")
+
+
+def test_a_running_run_on_this_host_lives_with_its_process(dead_token):
+    assert C.alive(C.Seen("RUNNING", "here", C.process_token(), None), NOW, "here")
+    assert not C.alive(C.Seen("RUNNING", "here", dead_token, NOW), NOW, "here")
+
+
+def test_a_running_run_on_another_host_lives_while_its_heartbeat_is_fresh():
+    assert C.alive(C.Seen("RUNNING", "there", "1:1", NOW - C.STALE_SECONDS), NOW, "here")
+    assert not C.alive(C.Seen("RUNNING", "there", "1:1", NOW - C.STALE_SECONDS - 1), NOW, "here")
+    assert not C.alive(C.Seen("RUNNING", "there", "1:1", None), NOW, "here")
+
+
+def test_an_untagged_run_is_as_alive_as_its_sweep():
+    assert C.alive(C.Seen("RUNNING", sweep="s"), NOW, "here", sweep_alive=lambda run_id: True)
+    assert not C.alive(C.Seen("RUNNING", sweep="s"), NOW, "here", sweep_alive=lambda run_id: False)
+
+
+def test_an_untagged_run_without_a_sweep_is_never_taken_for_dead():
+    assert C.alive(C.Seen("RUNNING"), NOW, "here")
+
+
+# --- the bakery ---
+
+def test_the_next_ticket_is_one_above_every_ticket_seen():
+    assert C.next_ticket([]) == 1
+    assert C.next_ticket(["3", C.CHOOSING, "7"]) == 8
+
+
+def test_a_lone_contender_goes():
+    assert C.blocker("a", 1, {}) is None
+
+
+def test_the_lower_ticket_goes_first():
+    assert C.blocker("b", 2, {"a": "1"}) == "a"
+    assert C.blocker("a", 1, {"b": "2"}) is None
+
+
+def test_equal_tickets_go_in_holder_order():
+    assert C.blocker("b", 1, {"a": "1"}) == "a"
+    assert C.blocker("a", 1, {"b": "1"}) is None
+
+
+def test_a_contender_still_choosing_blocks_until_it_has_a_ticket():
+    assert C.blocker("a", 1, {"b": C.CHOOSING}) == "b"
+
+
+def test_claim_keys_are_stable_and_differ_by_identity():
+    assert C.claim_key({"lr": "0.1", "model": "small"}) == C.claim_key({"model": "small", "lr": "0.1"})
+    assert C.claim_key({"lr": "0.1"}) != C.claim_key({"lr": "0.01"})
+
+
+# --- tags in a real store ---
+
+
+@pytest.fixture
+def store(tracking):
+    client = mlflow.MlflowClient()
+    experiment = client.create_experiment("claims")
+    return client, experiment
+
+
+def holder(client, experiment: str, token: str | None = None) -> str:
+    """A RUNNING run standing for a sweep: this process's, or a dead one's."""
+    run = client.create_run(experiment, tags={**liveness_tags(), **({n.TAG_PROCESS: token} if token else {})})
+    return run.info.run_id
+
+
+def test_a_local_store_needs_no_heartbeat_and_a_server_does():
+    assert not remote_store("sqlite:///x.db") and not remote_store("/tmp/mlruns") and not remote_store("file:///tmp/mlruns")
+    assert remote_store("http://127.0.0.1:5000") and remote_store("postgresql://u@h/db")
+
+
+def test_two_contenders_one_goes_and_the_other_waits_for_it(store):
+    client, experiment = store
+    first, second = holder(client, experiment), holder(client, experiment)
+    a, b = Claims(client, first, Liveness(client, ttl=0)), Claims(client, second, Liveness(client, ttl=0))
+    assert a.blocker(experiment, "k") is None
+    assert b.blocker(experiment, "k") == first
+    a.release(experiment, "k")
+    assert b.blocker(experiment, "k") is None
+
+
+def test_claims_are_per_key(store):
+    client, experiment = store
+    a = Claims(client, holder(client, experiment), Liveness(client, ttl=0))
+    b = Claims(client, holder(client, experiment), Liveness(client, ttl=0))
+    assert a.blocker(experiment, "one") is None
+    assert b.blocker(experiment, "two") is None
+
+
+def test_a_dead_holders_claim_is_ignored_and_removed(store, dead_token):
+    client, experiment = store
+    dead = holder(client, experiment, dead_token)
+    Claims(client, dead, Liveness(client)).enter(experiment, "k")
+    live = Claims(client, holder(client, experiment), Liveness(client, ttl=0))
+    assert live.blocker(experiment, "k") is None
+    assert f"{n.CLAIM_PREFIX}k.{dead}" not in client.get_experiment(experiment).tags
+
+
+def test_release_all_leaves_no_claim_tag(store):
+    client, experiment = store
+    claims = Claims(client, holder(client, experiment), Liveness(client))
+    claims.enter(experiment, "one")
+    claims.enter(experiment, "two")
+    claims.release_all()
+    assert not [tag for tag in client.get_experiment(experiment).tags if tag.startswith(n.CLAIM_PREFIX)]
+
+
+def test_orphans_are_ended_failed_and_say_why_while_live_runs_are_left(store, dead_token):
+    client, experiment = store
+    orphan, live = holder(client, experiment, dead_token), holder(client, experiment)
+    untagged = client.create_run(experiment).info.run_id
+    assert end_orphans(client, [experiment], Liveness(client), "sweep x") == [orphan]
+    assert client.get_run(orphan).info.status == "FAILED"
+    assert client.get_run(orphan).data.tags[n.TAG_ENDED_BY] == "sweep x: the process that ran it was gone"
+    assert client.get_run(live).info.status == client.get_run(untagged).info.status == "RUNNING"
+
+
+def test_a_child_not_yet_tagged_is_an_orphan_when_its_sweep_is_dead(store, dead_token):
+    client, experiment = store
+    sweep = holder(client, experiment, dead_token)
+    child = client.create_run(experiment, tags={n.TAG_SWEEP: sweep}).info.run_id
+    assert set(end_orphans(client, [experiment], Liveness(client), "sweep y")) == {sweep, child}
