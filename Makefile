@@ -5,10 +5,13 @@ PYTHON ?= python3
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 
-.PHONY: help run test lock venv ui
+SERVER_DIR ?= .server
+PORT ?= 5000
+
+.PHONY: help run test lock venv ui server server-stop
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 venv: $(VENV)/.installed ## create or reuse .venv from requirements.lock
 
@@ -26,6 +29,12 @@ ui: venv ## browse the runs: mlflow ui on ./mlflow.db
 
 test: venv ## run the whole test suite
 	$(PY) -m pytest
+
+server: venv ## start a team tracking server (PostgreSQL + mlflow server on 127.0.0.1:$(PORT), data in $(SERVER_DIR)); AUTH=1 adds basic auth, ARTIFACTS=s3://... an S3 store
+	$(PY) -m tools.teamserver start --dir $(SERVER_DIR) --port $(PORT) $(if $(ARTIFACTS),--artifacts-destination $(ARTIFACTS)) $(if $(filter 1 true yes,$(AUTH)),--auth)
+
+server-stop: ## stop the team server; its data stay in $(SERVER_DIR)
+	$(PY) -m tools.teamserver stop --dir $(SERVER_DIR)
 
 lock: venv ## regenerate requirements.lock from conda.yaml and requirements-dev.in
 	$(PY) tools/lock.py

@@ -281,6 +281,8 @@ class TeamServer:
     # --- both ---
 
     def start(self) -> "TeamServer":
+        if port_in_use(self.port):
+            raise ServerError(f"port {self.port} on 127.0.0.1 is in use; choose another (make server PORT=...)")
         self.folder.mkdir(parents=True, exist_ok=True)
         try:
             self.start_postgres()
