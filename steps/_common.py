@@ -233,17 +233,16 @@ def load_features(uri: str, workdir: Path) -> D.Built:
     return D.load(Path(local))
 
 
-def dataset_source(source: str) -> str:
-    """Where a dataset's rows can be fetched, as a URI MLflow's dataset sources resolve on every store.
+def features_source(features_uri: str) -> str:
+    """Where the rows of a features folder (an ingest run's runs:/<id>/features, or any artifact
+    URI) can be fetched: its games.csv, as a URI MLflow's dataset sources resolve on every store.
 
-    An ingest run's features (runs:/<id>/features) become their games.csv in the artifact store: a
-    local path, an s3:// object, or, behind a server that proxies artifacts (mlflow-artifacts:/,
-    which no dataset source accepts), the server's own HTTP address of that file, so the UI's
-    dataset view links to it. Any other source (a Kaggle folder, 'synthetic') stays as given.
+    A local path and an s3:// object resolve as they are; behind a server that proxies artifacts
+    (mlflow-artifacts:, which no dataset source accepts) it is the server's own HTTP address of the
+    file, so the UI's dataset view links to it.
     """
-    if not source.startswith("runs:/"):
-        return source
-    games = f"{RunsArtifactRepository.get_underlying_uri(source).rstrip('/')}/{n.GAMES_FILE}"
+    folder = RunsArtifactRepository.get_underlying_uri(features_uri) if features_uri.startswith("runs:/") else features_uri
+    games = f"{folder.rstrip('/')}/{n.GAMES_FILE}"
     if urllib.parse.urlparse(games).scheme == "mlflow-artifacts":
         games = without_credentials(MlflowArtifactsRepository.resolve_uri(games, mlflow.get_tracking_uri()))
     return games
@@ -260,13 +259,13 @@ def without_credentials(uri: str) -> str:
 
 
 def log_data(built: D.Built, source: str) -> None:
-    """Tag the data's origin and digest, log the manifest and each split as an MLflow dataset."""
+    """Tag the data's origin and digest, log the manifest and each split as an MLflow dataset.
+    `source`: the data folder (or 'synthetic') the features were built from, or features_source()."""
     mlflow.set_tags({
         n.TAG_SYNTHETIC: str(built.manifest["synthetic"]).lower(),
         n.TAG_DATA_DIGEST: built.manifest["digest"],
     })
     mlflow.log_dict(built.manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
-    source = dataset_source(source)
     for split in (n.TRAIN, n.VAL, n.TEST):
         rows = built.games[built.games[n.SPLIT] == split]
         # MLflow warns that a plain path "can be interpreted in multiple ways" and that integer

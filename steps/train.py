@@ -26,7 +26,8 @@ from madness import names as n
 from madness import plots, scoring
 from madness.cli import DATA_PARAMS, Param, non_negative, one_of, parse, positive
 from steps.pyfunc_model import KERAS_ARTIFACT, TournamentModel, signature
-from steps._common import build_features, model_pins, entry_point, load_features, log_data, seasons_of, start_run, temp_dir
+from steps._common import (build_features, entry_point, features_source, load_features, log_data, model_pins, seasons_of,
+                           start_run, temp_dir)
 
 PARAMS = (
     Param("model", "string", "medium", "network size: small, medium or large", one_of(*M.MODEL_NAMES)),
@@ -84,7 +85,7 @@ def main(argv=None):
     M.set_threads(values["threads"])
     with start_run("train", raw), temp_dir() as tmp:
         built = obtain_features(values, Path(tmp))
-        log_data(built, source=values["features_uri"] or values["data"])
+        log_data(built, source=features_source(values["features_uri"]) if values["features_uri"] else values["data"])
         features = built.feature_names
         x_train, y_train = D.split_xy(built.games, features, n.TRAIN)
         x_val, y_val = D.split_xy(built.games, features, n.VAL)

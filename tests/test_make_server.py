@@ -7,13 +7,14 @@ import re
 import socket
 import subprocess
 import urllib.request
+from pathlib import Path
 
 import mlflow
 import pytest
 
 from conftest import ROOT
 from servers import reachable_folder, require_postgres
-from tools.teamserver import free_port
+from tools.teamserver import BACKEND_ENV, TeamServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +70,22 @@ def test_a_taken_port_is_one_line_naming_it(started):
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: port {port} on 127.0.0.1 is in use; choose another (make server PORT=...)"]
+
+
+def test_an_existing_database_in_the_environment_is_used_instead_of_a_new_cluster(started):
+    _, where, port = started
+    uri = f"http://127.0.0.1:{port}"
+    mlflow.MlflowClient(tracking_uri=uri).create_experiment("shared")
+    folder = Path(where[0].split("=", 1)[1])
+    database = TeamServer.from_state(folder).postgres.uri()
+    with reachable_folder() as other:
+        second = [f"SERVER_DIR={other / 'state'}", f"PORT={free_port()}"]
+        result = make("server", *second, f"{BACKEND_ENV}={database}")
+        try:
+            assert result.returncode == 0, result.stderr
+            assert f"backend store: the database in {BACKEND_ENV}" in result.stdout
+            assert not (other / "state" / "postgres").exists()
+            other_uri = result.stdout.strip().splitlines()[-1].split("=", 1)[1]
+            assert mlflow.MlflowClient(tracking_uri=other_uri).get_experiment_by_name("shared") is not None
+        finally:
+            make("server-stop", *second)

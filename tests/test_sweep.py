@@ -185,9 +185,12 @@ def test_one_ingest_run_feeds_every_pair(store, first):
     (ingest,) = store.ingests("t")
     assert ingest.info.status == "FINISHED"
     assert ingest.data.tags[n.TAG_SWEEP] == first.sweep_id
+    games = store.artifact(ingest.info.run_id, f"{n.FEATURES_DIR}/{n.GAMES_FILE}").read_bytes()
     for run in first.children.values():
         assert run.data.params["features_uri"] == f"runs:/{ingest.info.run_id}/{n.FEATURES_DIR}"
         assert run.data.tags[n.TAG_DATA_DIGEST] == ingest.data.tags[n.TAG_DATA_DIGEST]
+        for dataset_input in run.inputs.dataset_inputs:  # the source is the ingest run's games.csv in the store
+            assert Path(mlflow.data.get_source(dataset_input.dataset).load()).read_bytes() == games
 
 
 def test_stdout_shows_progress_the_table_and_the_best(first):

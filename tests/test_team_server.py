@@ -97,9 +97,17 @@ def test_a_second_invocation_trains_nothing(team, sweep):
 @pytest.fixture(scope="module")
 def registered(team, sweep):
     run, _, _ = sweep
-    result = team.mlflow_run("-e", "report", "-P", f"sweep_run_id={run.info.run_id}", "-P", "register=true")
+    result = team.mlflow_run("-e", "report", "-P", f"sweep_run_id={run.info.run_id}", "-P", "register=true",
+                             "-P", "filter=metrics.brier < 0.3")
     ok(result)
     return result
+
+
+def test_report_filters_the_runs_by_mlflows_search_over_http(team, sweep, registered):
+    run, children, _ = sweep
+    best = json.loads(team.download(f"runs:/{run.info.run_id}/{n.REPORT_DIR}/{n.BEST_FILE}").read_text())
+    assert best["filter"] == "metrics.brier < 0.3"
+    assert set(best["passing"]) == {r.info.run_id for r in children.values() if r.data.metrics[n.BRIER] < 0.3}
 
 
 def test_report_registers_a_version_per_run_and_aliases_the_best_champion(team, sweep, registered):

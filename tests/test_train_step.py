@@ -127,6 +127,14 @@ def test_params_are_logged_once_each_as_given(trained):
     assert params["lr"] == "1e-2"  # the string given, not float("1e-2") printed back
 
 
+def test_each_split_is_a_dataset_whose_source_fetches_the_features_games_csv(trained, features):
+    inputs = trained.run.inputs.dataset_inputs
+    assert sorted(i.dataset.name for i in inputs) == ["tournament_test", "tournament_train", "tournament_val"]
+    for dataset_input in inputs:
+        source = mlflow.data.get_source(dataset_input.dataset)
+        assert Path(source.load()).read_bytes() == (features / n.GAMES_FILE).read_bytes()
+
+
 def test_data_tags_name_the_synthetic_data_and_its_digest(trained, features):
     manifest = json.loads((features / n.MANIFEST_FILE).read_text())
     assert trained.run.data.tags[n.TAG_SYNTHETIC] == "true"
