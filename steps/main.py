@@ -119,6 +119,8 @@ def launch_child(client, sweep_run_id: str, entry: str, params: dict, exp_id: st
         return mlflow.projects.run(str(PROJECT_ROOT), entry_point=entry, parameters=params, experiment_id=exp_id,
                                    run_name=run_name, env_manager=env_manager, synchronous=False)
     except BaseException as err:
+        if isinstance(err, Exception) and store_failure(err) is not None:
+            raise  # the store is away: nothing can be looked up or ended now
         orphans = [run.info.run_id for run in client.search_runs(
             [exp_id], f"tags.`mlflow.parentRunId` = '{sweep_run_id}' and tags.`mlflow.project.entryPoint` = '{entry}' "
                       f"and attributes.status = 'RUNNING' and attributes.start_time >= {since_ms}") if run.info.run_id not in known]

@@ -50,6 +50,23 @@ def runs_of(experiment_id: str | None = None):
     return client.search_runs(ids)
 
 
+@pytest.fixture(scope="module")
+def server():
+    """PostgreSQL and `mlflow server` for one test module (tests/servers.py), stopped and removed after it."""
+    from servers import team_server
+
+    with team_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def team(server, tmp_path_factory, request):
+    """A project snapshot whose commands run against the module's server."""
+    from servers import team_of
+
+    return team_of(server, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _never_the_repo_store(tmp_path_factory):
     """A test that forgets the `tracking` fixture still never writes into the repo's mlflow.db."""

@@ -24,7 +24,7 @@ import pytest
 
 from conftest import run_cli
 from madness import names as n
-from stores import snapshot
+from stores import last_line, ok, snapshot  # noqa: F401 (re-exported for the server tests)
 from tools.teamserver import TeamServer, free_port, postgres_bindir
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
@@ -169,11 +169,3 @@ def team_of(server: TeamServer, folder: Path, env: dict | None = None) -> Team:
     folder.mkdir(parents=True, exist_ok=True)
     return Team(server.tracking_uri, folder, snapshot(folder / "project"), env or {})
 
-
-def ok(result) -> None:
-    assert result.returncode == 0, f"exit {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
-
-
-def last_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""

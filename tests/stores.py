@@ -72,3 +72,12 @@ def snapshot(dst: Path) -> Path:
     shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(
         ".venv", "__pycache__", ".pytest_cache", "mlruns", "mlartifacts", "mlflow.db", "outputs", "index.lock", ".server"))
     return dst
+
+
+def ok(result) -> None:
+    assert result.returncode == 0, f"exit {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""

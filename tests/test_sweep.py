@@ -22,7 +22,7 @@ import pytest
 from conftest import ROOT, run_cli
 from madness import names as n
 from madness import sweep as S
-from stores import snapshot
+from stores import last_line, ok, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -99,14 +99,6 @@ def store(tmp_path_factory):
             if TIMINGS:
                 print("\nsweep wall times: " + ", ".join(f"{k} {v:.0f}s" for k, v in TIMINGS.items()))
 
-
-def ok(result) -> None:
-    assert result.returncode == 0, f"exit {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
-
-
-def last_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 # --- the first sweep: 2 models x 2 learning rates, shared by the tests below ---

@@ -1,7 +1,7 @@
 """Every entry point against a team server: PostgreSQL as the backend store, `mlflow server` proxying
 the artifacts, each command a real `mlflow run` (or step) subprocess over HTTP.
 
-One server serves the module; each test group has its own experiment prefix.
+One server serves the module (conftest's `server` and `team`); each test group has its own experiment prefix.
 """
 
 from __future__ import annotations
@@ -14,23 +14,12 @@ import psycopg
 import pytest
 
 from madness import names as n
-from servers import ok, team_of, team_server
+from servers import ok
 
 pytestmark = pytest.mark.slow
 
 GRID = ["-P", "models=small,medium", "-P", "lrs=0.01,0.1", "-P", "epochs=2"]
 PAIRS = {"small_0.01", "small_0.1", "medium_0.01", "medium_0.1"}
-
-
-@pytest.fixture(scope="module")
-def server():
-    with team_server() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def team(server, tmp_path_factory):
-    return team_of(server, tmp_path_factory.mktemp("team"))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from servers import MLFLOW, last_line, ok, team_of, team_server
+from servers import MLFLOW, last_line, ok
 from tools.teamserver import free_port
 
 pytestmark = pytest.mark.slow
@@ -17,17 +17,6 @@ pytestmark = pytest.mark.slow
 LRS = ["0.01", "0.1", "0.05"]
 SWEEP = ["--models", "small", "--lrs", ",".join(LRS), "--epochs", "3"]
 BOUND = 300  # seconds: a sweep of three 3-epoch pairs plus half a minute of retries, with room
-
-
-@pytest.fixture(scope="module")
-def server():
-    with team_server() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def team(server, tmp_path_factory):
-    return team_of(server, tmp_path_factory.mktemp("faults"))
 
 
 def disrupted_sweep(team, prefix: str, fault, repair) -> tuple[subprocess.CompletedProcess, float]:
