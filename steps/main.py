@@ -26,12 +26,12 @@ import mlflow.projects
 from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 
+from madness import coordination as C
 from madness import names as n
 from madness import sweep as S
 from madness.cli import DATA_PARAMS, Param, boolean, not_empty, one_of, parse, positive
 from madness.errors import UserError
 from steps import report as report_step
-from madness import coordination as C
 from steps._common import PROJECT_ROOT, entry_point, git_state, seasons_of, single_attempt, start_run, store_failure
 from steps._coordination import Claims, Liveness, end_orphans
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from madness import coordination as C
 from madness import names as n
 from madness import plots
 from madness import report as R
 from madness.cli import Param, boolean, parse
 from madness.errors import UserError
-from madness import coordination as C
 from steps._common import entry_point, start_run, temp_dir
 from steps._coordination import Claims, Liveness
 
