@@ -9,7 +9,9 @@ where that is a failure: CI must install them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +24,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli, subprocess_env
 from madness import names as n
 from stores import last_line, ok, snapshot  # noqa: F401 (re-exported for the server tests)
 from tools.teamserver import TeamServer, free_port, postgres_bindir
@@ -60,6 +62,67 @@ def team_server(**options):
         server = TeamServer(folder, port=free_port(), workers=1, **options)
         with server:
             yield server
+
+
+@dataclass
+class ReadmeServer:
+    """A server started by the README's by-hand commands, not by tools/teamserver.py."""
+
+    tracking_uri: str
+    folder: Path
+    postgres_port: int
+
+    @property
+    def artifacts(self) -> Path:
+        return self.folder / "artifacts"
+
+    def store_uri(self) -> str:
+        password = (self.folder / "postgres" / "password").read_text().strip()
+        return f"postgresql://mlflow:{password}@127.0.0.1:{self.postgres_port}/mlflow"
+
+
+def readme_by_hand_block() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"By hand, `make server` amounts to:\n\n```bash\n(.*?)```", readme, flags=re.S).group(1)
+    lines = block.strip().splitlines()
+    assert lines[0].startswith("DIR=") and lines[-1].startswith("mlflow server "), "the README's by-hand block changed shape"
+    return lines
+
+
+@contextmanager
+def readme_server():
+    """Run the README's by-hand block as written, its variables set to a temporary folder and free
+    ports: the setup lines in one shell, then the last line (the server, in the foreground) in the
+    background, as a user would in a second terminal. Stopped and removed afterwards."""
+    require_postgres()
+    lines = readme_by_hand_block()
+    with reachable_folder() as folder:
+        server = ReadmeServer(f"http://127.0.0.1:{free_port()}", folder / "server", free_port())
+        setup = [f"DIR={server.folder} PGPORT={server.postgres_port} PORT={server.tracking_uri.rsplit(':', 1)[1]}", *lines[1:]]
+        env = subprocess_env()
+        script = "set -e\n" + "\n".join(setup[:-1]) + f"\nexec {setup[-1]} > {folder}/mlflow.log 2>&1\n"
+        process = subprocess.Popen(["bash", "-c", script], cwd=folder, env=env, start_new_session=True)
+        try:
+            wait_healthy(server.tracking_uri, process, folder / "mlflow.log")
+            yield server
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+            stop = "\n".join(setup[:3]) + "\n$RUN $BIN/pg_ctl -D $DIR/postgres/data -m fast -w stop\n"
+            subprocess.run(["bash", "-c", stop], cwd=folder, env=env, check=False, capture_output=True)
+
+
+def wait_healthy(uri: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the README's server commands exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"mlflow server never answered on {uri}")
 
 
 @contextmanager
@@ -130,8 +193,6 @@ class Team:
         return run_cli([sys.executable, "-m", module, *args], cwd=self.folder, env=self._env(env), timeout=timeout)
 
     def popen(self, module: str, *args: str, env: dict | None = None) -> subprocess.Popen:
-        from conftest import subprocess_env
-
         return subprocess.Popen([sys.executable, "-m", module, *args], cwd=self.folder, env=subprocess_env(self._env(env)),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

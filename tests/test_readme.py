@@ -74,3 +74,10 @@ def test_tree_lists_existing_paths():
                 assert any((ROOT / folder / name).exists() for folder in ("steps", "madness")), name
             else:
                 assert (ROOT / name.rstrip("/")).exists(), name
+
+
+def test_the_retry_settings_shown_for_mlflow_run_are_the_steps_own():
+    from steps._common import HTTP_DEFAULTS
+
+    (line,) = [c for c in COMMANDS if c.startswith("export MLFLOW_HTTP_REQUEST_")]
+    assert dict(word.split("=", 1) for word in line.split()[1:]) == HTTP_DEFAULTS

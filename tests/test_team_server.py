@@ -1,7 +1,9 @@
 """Every entry point against a team server: PostgreSQL as the backend store, `mlflow server` proxying
 the artifacts, each command a real `mlflow run` (or step) subprocess over HTTP.
 
-One server serves the module (conftest's `server` and `team`); each test group has its own experiment prefix.
+The server is started by the README's by-hand commands as written (tests/servers.py), not by the
+project's own tools/teamserver.py: a sweep, its cached re-invocation and a reproduce succeed on a
+server the project did not start. One server serves the module; each test group has its own prefix.
 """
 
 from __future__ import annotations
@@ -14,9 +16,15 @@ import psycopg
 import pytest
 
 from madness import names as n
-from servers import ok
+from servers import ok, readme_server
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server():
+    with readme_server() as running:
+        yield running
 
 GRID = ["-P", "models=small,medium", "-P", "lrs=0.01,0.1", "-P", "epochs=2"]
 PAIRS = {"small_0.01", "small_0.1", "medium_0.01", "medium_0.1"}
@@ -52,7 +60,7 @@ def test_artifacts_go_through_the_server_into_its_destination(server, sweep):
     _, children, _ = sweep
     run = children["small_0.01"]
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")
-    files = {p.relative_to(server.folder / "artifacts").as_posix() for p in (server.folder / "artifacts").rglob("*") if p.is_file()}
+    files = {p.relative_to(server.artifacts).as_posix() for p in server.artifacts.rglob("*") if p.is_file()}
     experiment = run.info.experiment_id
     assert f"{experiment}/{run.info.run_id}/artifacts/{n.LOSS_PLOT}" in files
     assert any(f.startswith(f"{experiment}/models/") and f.endswith("/artifacts/MLmodel") for f in files)
@@ -239,6 +247,7 @@ def test_runs_logging_the_same_new_dataset_at_once_all_link_it(against):
     from steps._common import log_input_once_stored
 
     experiment = against.create_experiment("race")
+    mlflow.set_experiment(experiment_id=experiment)  # earlier modules leave another one active in this process
     runs = [against.create_run(experiment).info.run_id for _ in range(8)]
     dataset = mlflow.data.from_pandas(pd.DataFrame({"x": [1.0, 2.0]}), source="synthetic", name="same")
 

@@ -18,7 +18,7 @@ from servers import bucket_keys, last_line, moto_s3, ok, team_of, team_server
 pytestmark = pytest.mark.slow
 
 BUCKET = "madness"
-SWEEP = ["-P", "models=small", "-P", "lrs=0.01,0.1", "-P", "epochs=2", "-P", "jobs=2"]
+SWEEP = ["-P", "models=small", "-P", "lrs=0.01,0.1", "-P", "epochs=1", "-P", "jobs=2"]
 
 
 @pytest.fixture(scope="module")
