@@ -24,7 +24,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import ROOT, run_cli, subprocess_env
+from conftest import ROOT, subprocess_env
 from madness import names as n
 from stores import last_line, ok, snapshot  # noqa: F401 (re-exported for the server tests)
 from tools.teamserver import TeamServer, free_port, postgres_bindir
@@ -32,6 +32,7 @@ from tools.teamserver import TeamServer, free_port, postgres_bindir
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 TIMEOUT = 1200
+INHERITED_CONTEXT = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
 def require_postgres() -> None:
@@ -180,20 +181,26 @@ class Team:
     def client(self) -> mlflow.MlflowClient:
         return mlflow.MlflowClient(tracking_uri=self.uri)
 
-    def _env(self, extra: dict | None) -> dict:
-        return {"MLFLOW_TRACKING_URI": self.uri, "PYTHONPATH": str(self.project), **self.env, **(extra or {})}
+    def environment(self, extra: dict | None) -> dict:
+        """A user's shell: this server, the snapshot on PYTHONPATH, and no run or experiment that an
+        earlier test left active in this process (MLflow's set_experiment exports one)."""
+        env = subprocess_env({"MLFLOW_TRACKING_URI": self.uri, "PYTHONPATH": str(self.project), **self.env, **(extra or {})})
+        for name in INHERITED_CONTEXT:
+            env.pop(name, None)
+        return env
 
     def mlflow_run(self, *args: str, env: dict | None = None, timeout: int = TIMEOUT):
         """`mlflow run <snapshot> ...`, as a user types it."""
-        return run_cli([MLFLOW, "run", str(self.project), "--env-manager", "local", *args], cwd=self.folder,
-                       env=self._env(env), timeout=timeout)
+        return subprocess.run([MLFLOW, "run", str(self.project), "--env-manager", "local", *args], cwd=self.folder,
+                              env=self.environment(env), capture_output=True, text=True, timeout=timeout)
 
     def step(self, module: str, *args: str, env: dict | None = None, timeout: int = TIMEOUT):
         """`python -m steps.<module> ...` (the sweep opens its own run)."""
-        return run_cli([sys.executable, "-m", module, *args], cwd=self.folder, env=self._env(env), timeout=timeout)
+        return subprocess.run([sys.executable, "-m", module, *args], cwd=self.folder, env=self.environment(env),
+                              capture_output=True, text=True, timeout=timeout)
 
     def popen(self, module: str, *args: str, env: dict | None = None) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=self.folder, env=subprocess_env(self._env(env)),
+        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=self.folder, env=self.environment(env),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def runs(self, experiment: str, filter_string: str = "") -> list:

@@ -32,12 +32,3 @@ def test_training_speed_and_cache_benchmarks_run_and_print_ratios():
     assert "ratio first / second:" in cache and RATIO.search(cache)
     assert "| second (same command) |" in cache and re.search(r"\| second \(same command\) \| [\d.]+ \| 0 \|", cache)
 
-
-@pytest.mark.slow
-def test_server_benchmark_runs_both_stores_and_prints_the_overhead():
-    from servers import require_postgres
-
-    require_postgres()
-    out = run_bench("server.py")
-    assert "| SQLite file | 1 | 1 |" in out and "| team server (PostgreSQL, proxied artifacts) | 1 | 1 |" in out
-    assert re.search(r"ratio server / SQLite per pair: \d+\.\d\dx; per sweep: \d+\.\d\dx; overhead per run against the server: [+-]\d+\.\d s", out)

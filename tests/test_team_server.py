@@ -238,7 +238,7 @@ def test_a_step_keeps_its_heartbeat_fresh_against_a_server(against):
     assert int(against.get_run(run.info.run_id).data.tags[n.TAG_HEARTBEAT]) >= int(time.time()) - 5
 
 
-def test_runs_logging_the_same_new_dataset_at_once_all_link_it(against):
+def test_runs_logging_the_same_new_dataset_at_once_all_link_it(against, monkeypatch):
     # MLflow's SQL store looks a dataset up, then inserts it: on PostgreSQL concurrent loggers collide.
     from concurrent.futures import ThreadPoolExecutor
 
@@ -247,7 +247,10 @@ def test_runs_logging_the_same_new_dataset_at_once_all_link_it(against):
     from steps._common import log_input_once_stored
 
     experiment = against.create_experiment("race")
-    mlflow.set_experiment(experiment_id=experiment)  # earlier modules leave another one active in this process
+    # Earlier modules leave another experiment active in this process; set_experiment also exports
+    # MLFLOW_EXPERIMENT_ID, which monkeypatch takes back afterwards.
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment)
+    mlflow.set_experiment(experiment_id=experiment)
     runs = [against.create_run(experiment).info.run_id for _ in range(8)]
     dataset = mlflow.data.from_pandas(pd.DataFrame({"x": [1.0, 2.0]}), source="synthetic", name="same")
 

@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from conftest import subprocess_env
 from servers import MLFLOW, last_line, ok
 from steps._common import HTTP_DEFAULTS  # what the README tells users to export for `mlflow run` (test_readme checks)
 from tools.teamserver import free_port
@@ -86,7 +85,7 @@ def unreachable(team):
     # `mlflow run` creates its run before any step starts: with the retry settings the README gives
     # for it, MLflow's own CLI gives up as quickly, naming the server in its error.
     cli = subprocess.Popen([MLFLOW, "run", str(team.project), "--env-manager", "local", "-P", "models=small"], cwd=team.folder,
-                           env=subprocess_env({"MLFLOW_TRACKING_URI": nowhere, "PYTHONPATH": str(team.project), **HTTP_DEFAULTS}),
+                           env=team.environment({"MLFLOW_TRACKING_URI": nowhere, **HTTP_DEFAULTS}),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ended = {}
     for name, process in (("step", step), ("mlflow run", cli)):
