@@ -18,12 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 CHOOSING = "choosing"
 HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = 60.0  # six missed heartbeats: a holder on another host is taken for dead
+TEMP_PREFIX = "madness-"
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh"})
 
 
 # --- liveness ---
@@ -42,6 +45,58 @@ def process_token(pid: int | None = None) -> str:
     return f"{pid}:{_start_time(pid) or ''}"
 
 
+def parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # field 4
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        return [part for part in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0") if part]
+    except OSError:
+        return []
+
+
+def is_shell(command: list[str]) -> bool:
+    return bool(command) and Path(command[0]).name.lstrip("-") in SHELLS
+
+
+def is_shell_wrapper(command: list[str]) -> bool:
+    """`bash -c '<command>'`: how MLflow runs an entry point's command; it lives only as long as the command."""
+    return is_shell(command) and "-c" in command[1:]
+
+
+def is_interactive_shell(command: list[str]) -> bool:
+    """A shell reading commands from a person (no script, no -c): not something that waits for a step."""
+    return is_shell(command) and all(arg.startswith("-") for arg in command[1:]) and "-c" not in command[1:]
+
+
+def launcher_chain(pid: int | None = None, parent=parent_pid, command=command_line) -> list[int]:
+    """Whoever waits for this process: its parent and, past `sh -c` wrappers, the first real
+    launcher (`mlflow run`, a sweep, a shell script, pytest). An interactive shell is not one: a job left running
+    in the background of a shell that exits is meant to go on (and a terminal's hang-up is a signal
+    of its own). Empty when the process was already orphaned (parent is init)."""
+    chain = []
+    current = parent(os.getpid() if pid is None else pid)
+    while current is not None and current > 1:
+        cmd = command(current)
+        if is_interactive_shell(cmd):
+            break
+        chain.append(current)
+        if not is_shell_wrapper(cmd):
+            break
+        current = parent(current)
+    return chain
+
+
+def gone(tokens) -> str | None:
+    """The first of these process tokens whose process has ended, or None while all live."""
+    return next((token for token in tokens if not token_alive(token)), None)
+
+
 def token_alive(token: str) -> bool:
     pid_text, _, started = token.partition(":")
     try:
@@ -52,6 +107,18 @@ def token_alive(token: str) -> bool:
     except PermissionError:
         pass  # another user's process: it exists
     return not started or _start_time(pid) == started
+
+
+def temp_prefix(token: str) -> str:
+    """A temporary folder's name starts with its owner's process token, so that a folder a crashed
+    process left behind can be told from one in use."""
+    pid, _, started = token.partition(":")
+    return f"{TEMP_PREFIX}{pid}-{started}-"
+
+
+def temp_owner(name: str) -> str | None:
+    match = re.match(rf"{TEMP_PREFIX}(\d+)-(\d+)-", name)
+    return f"{match[1]}:{match[2]}" if match else None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from madness import names as n
 
+INCOMPLETE = "INCOMPLETE"  # FINISHED, but its model or artifacts are gone
 TABLE_COLUMNS = ["model", "lr", n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER, n.BEST_EPOCH, "duration_s", "status", "reused", "run_id"]
 
 
@@ -36,8 +37,13 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
+def ranked(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows that may be best or registered: whole FINISHED runs with a Brier score, best first."""
+    return table[table["status"] == "FINISHED"].dropna(subset=[n.BRIER])
+
+
 def best_row(table: pd.DataFrame) -> dict | None:
-    scored = table.dropna(subset=[n.BRIER])
+    scored = ranked(table)
     return None if scored.empty else scored.iloc[0].to_dict()
 
 

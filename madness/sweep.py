@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -14,10 +15,31 @@ IGNORED_IN_CACHE = frozenset({"threads", "features_uri"})
 ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")
 
 
+def canonical(text: str) -> str:
+    """One spelling per number (`1e-2`, `.01` and `0.010` are all `0.01`; `010` is `10`): params are
+    stored as strings, and one configuration must have one name. Anything else stays as written,
+    for the step that reads it to refuse."""
+    text = str(text).strip()
+    try:
+        return str(int(text))
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return repr(number) if math.isfinite(number) else text
+
+
+def same_value(a: str | None, b: str | None) -> bool:
+    """Stored params compared by value: numbers as numbers, anything else as strings."""
+    return a == b or (a is not None and b is not None and canonical(a) == canonical(b))
+
+
 @dataclass(frozen=True)
 class Pair:
     model: str
-    lr: str  # as the user wrote it: MLflow stores params as strings, and so does the cache
+    lr: str  # canonical (see `canonical`): MLflow stores params as strings, and so does the cache
 
     @property
     def name(self) -> str:
@@ -25,12 +47,18 @@ class Pair:
 
 
 def split_list(name: str, text: str) -> list[str]:
+    """The items, each in its canonical spelling; a value given twice (in any spelling) is refused."""
     items = [item.strip() for item in text.split(",") if item.strip()]
     if not items:
         raise UserError(f"{name} must be a comma-separated list, got {text!r}")
-    if len(set(items)) != len(items):
-        raise UserError(f"{name} lists a value twice: {text!r}")
-    return items
+    seen: dict[str, str] = {}
+    for item in items:
+        value = canonical(item)
+        if value in seen:
+            spellings = f" (as {seen[value]!r} and {item!r})" if seen[value] != item else ""
+            raise UserError(f"{name} lists {value} twice{spellings} in {text!r}; give each value once")
+        seen[value] = item
+    return list(seen)
 
 
 def grid(models: str, lrs: str) -> list[Pair]:
@@ -41,12 +69,12 @@ def grid(models: str, lrs: str) -> list[Pair]:
 
 def is_reusable(run_status: str, run_params: dict[str, str], run_tags: dict[str, str],
                 want_params: dict[str, str], want_tags: dict[str, str]) -> bool:
-    """A FINISHED run with the same params (as stored strings) and the same values of `want_tags`
+    """A FINISHED run with the same params (by value: see `same_value`) and the same values of `want_tags`
     (git commit, working-tree state, data digest) can stand for a new run."""
     if run_status != "FINISHED":
         return False
     keys = (set(run_params) | set(want_params)) - IGNORED_IN_CACHE
-    if any(run_params.get(k) != want_params.get(k) for k in keys):
+    if not all(same_value(run_params.get(k), want_params.get(k)) for k in keys):
         return False
     return all(value is not None and run_tags.get(tag) == value for tag, value in want_tags.items())
 

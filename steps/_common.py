@@ -7,11 +7,9 @@ from contextlib import contextmanager, nullcontext
 import hashlib
 import logging
 import os
-import signal
 import warnings
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -26,6 +24,7 @@ import yaml
 from madness import dataset as D
 from madness import names as n
 from madness.errors import UserError
+from steps import _lifecycle
 from steps._coordination import Heartbeat, liveness_tags
 
 
@@ -58,23 +57,21 @@ def _announce_retries() -> None:
         pool.addHandler(_RetryNotice(logging.WARNING))
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def entry_point(main):
     """Run `main`; a UserError or a failing store prints one line and exits 1; any failure ends the active run FAILED."""
 
     @functools.wraps(main)
     def wrapper(argv=None):
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        _lifecycle.handle_signals()
+        _lifecycle.remove_stale_temp_dirs()
         # TensorFlow's C++ start-up chatter (no CUDA here, CPU features) would bury our one-line errors.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
         _announce_retries()
         try:
-            return main(argv)
+            with _lifecycle.LauncherWatch(_lifecycle.watched_tokens()):
+                return main(argv)
         except UserError as err:
             _fail_launched_run()
             print(f"error: {err}", file=sys.stderr)
@@ -83,9 +80,10 @@ def entry_point(main):
             if exit_.code not in (0, None):
                 _fail_launched_run()
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             _end_active_run("KILLED")
-            print("error: interrupted", file=sys.stderr)
+            _kill_launched_run()
+            print(f"error: {_lifecycle.stop_reason(err)}", file=sys.stderr)
             sys.exit(130)
         except Exception as err:
             problem = store_failure(err)
@@ -161,6 +159,20 @@ def _fail_launched_run(quick: bool = False) -> None:
                 if client.get_run(run_id).info.status == "RUNNING":
                     client.set_terminated(run_id, "FAILED")
             except Exception:  # the store is unreachable: the next sweep ends it (its process is gone)
+                pass
+
+
+def _kill_launched_run() -> None:
+    """Interrupted before its run opened (or after it closed): under `mlflow run` that run exists
+    (MLFLOW_RUN_ID) and its launcher may be gone, so nobody else would end it."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        with single_attempt():
+            try:
+                client = mlflow.MlflowClient()
+                if client.get_run(run_id).info.status == "RUNNING":
+                    client.set_terminated(run_id, "KILLED")
+            except Exception:  # the store is away: the next sweep ends it (its process is gone)
                 pass
 
 
@@ -311,8 +323,7 @@ def model_pins() -> list[str]:
     return [pin for pin in project_pins() if pin.split("==")[0] in MODEL_PACKAGES]
 
 
-def temp_dir():
-    return tempfile.TemporaryDirectory(prefix="madness-")
+temp_dir = _lifecycle.temp_dir
 
 
 def load_model(uri: str):

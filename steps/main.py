@@ -34,6 +34,7 @@ from madness.errors import UserError
 from steps import report as report_step
 from steps._common import PROJECT_ROOT, entry_point, git_state, seasons_of, single_attempt, start_run, store_failure
 from steps._coordination import Claims, Liveness, end_orphans
+from steps._stored import ingest_run_problem, train_run_problem
 
 PARAMS = (
     Param("models", "string", "small,medium,large", "comma-separated model sizes"),
@@ -48,7 +49,7 @@ PARAMS = (
     Param("filter", "string", report_step.DEFAULT_FILTER, "MLflow search filter for the report"),
     Param("register", "string", "false", "true: register the models, alias the best 'champion'", boolean),
 )
-DATA_NAMES = tuple(p.name for p in DATA_PARAMS)
+GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size"))
 POLL_SECONDS = 1.0
 QUIET_SECONDS = 30.0
 
@@ -86,7 +87,13 @@ def cache_identity(params: dict) -> dict[str, str]:
     return {k: v for k, v in stored(params).items() if k not in S.IGNORED_IN_CACHE}
 
 
+WHOLE = {"train": train_run_problem, "ingest": ingest_run_problem}
+_told: set[str] = set()  # runs already named as not whole by this process
+
+
 def find_reusable(client, exp_id: str, entry: str, params: dict[str, str], identity: dict[str, str | None]) -> str | None:
+    """The latest FINISHED run that can stand for this one (madness.sweep.is_reusable) and still holds
+    its files; a run whose files are gone is named and passed over, so the pair trains again."""
     if identity.get(n.TAG_COMMIT) is None:
         return None
     candidates = client.search_runs(
@@ -95,9 +102,20 @@ def find_reusable(client, exp_id: str, entry: str, params: dict[str, str], ident
         order_by=["attributes.start_time DESC"],
     )
     for run in candidates:
-        if S.is_reusable(run.info.status, run.data.params, run.data.tags, stored(params), identity):
+        if not S.is_reusable(run.info.status, run.data.params, run.data.tags, stored(params), identity):
+            continue
+        problem = WHOLE[entry](client, run.info.run_id)
+        if problem is None:
             return run.info.run_id
+        if run.info.run_id not in _told:
+            _told.add(run.info.run_id)
+            print(f"  {run.info.run_name}: not reusing run {run.info.run_id}: {problem}", flush=True)
     return None
+
+
+def spelled(params: tuple[Param, ...], raw: dict[str, str]) -> dict[str, str]:
+    """The params as the child runs get them: numbers in one spelling (madness.sweep.canonical)."""
+    return {p.name: S.canonical(raw[p.name]) if p.type in ("int", "float") else raw[p.name] for p in params}
 
 
 def tag_child(client, run_id: str, sweep_run_id: str, key: str) -> None:
@@ -312,7 +330,7 @@ class Launcher:
 
 
 def ensure_ingest(client, raw: dict, exp_id: str, identity: dict, env_manager: str, sweep_run_id: str, claims: Claims | None) -> str:
-    params = {k: raw[k] for k in DATA_NAMES}
+    params = spelled(DATA_PARAMS, raw)
     key = C.claim_key({"entry": "ingest", **stored(params), **identity})
     if claims is not None:  # not forced: reuse, or wait for a sweep already ingesting the same data
         shown = None
@@ -371,8 +389,8 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
     jobs = []
     for pair in S.grid(values["models"], values["lrs"]):
         name = f"{values['prefix']}_{pair.model}"
-        params = {"model": pair.model, "lr": pair.lr, "epochs": raw["epochs"], "batch_size": raw["batch_size"],
-                  "threads": str(threads), "features_uri": features_uri, **{k: raw[k] for k in DATA_NAMES}}
+        params = {"model": pair.model, "lr": pair.lr, **spelled(GRID_NUMBERS, raw),
+                  "threads": str(threads), "features_uri": features_uri, **spelled(DATA_PARAMS, raw)}
         job = Job(pair, name, experiment_id(client, name), params,
                   key=C.claim_key({"entry": "train", **cache_identity(params), **identity}))
         if not values["force"]:

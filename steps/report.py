@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from madness import coordination as C
@@ -26,7 +27,8 @@ from madness import report as R
 from madness.cli import Param, boolean, parse
 from madness.errors import UserError
 from steps._common import entry_point, start_run, temp_dir
-from steps._coordination import Claims, Liveness
+from steps._coordination import Claims, Liveness, end_orphans
+from steps._stored import train_run_problem
 
 DEFAULT_FILTER = "metrics.brier < 0.25"
 CHAMPION = "champion"
@@ -39,10 +41,13 @@ PARAMS = (
 
 
 def latest_sweep(client) -> str:
+    """The latest sweep that finished: one killed or still running may have no pairs.json."""
     experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, f"tags.{n.TAG_ENTRY_POINT} = 'main'", order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(experiments, f"tags.{n.TAG_ENTRY_POINT} = 'main' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
-        raise UserError("no sweep run found in this tracking store; run the sweep first: mlflow run . --env-manager local")
+        raise UserError("no finished sweep run in this tracking store; run the sweep first (mlflow run . --env-manager local) "
+                        "or give sweep_run_id")
     return runs[0].info.run_id
 
 
@@ -66,14 +71,28 @@ def table_rows(client, pairs: list[dict]) -> list[dict]:
             "model": pair["model"], "lr": pair["lr"],
             **{k: m.get(k) for k in (n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER, n.BEST_EPOCH)},
             "duration_s": round((end - run.info.start_time) / 1000, 1),
-            "status": run.info.status, "reused": pair.get("reused", False), "run_id": pair["run_id"],
+            "status": status_of(client, run), "reused": pair.get("reused", False), "run_id": pair["run_id"],
         })
     return rows
 
 
-def filtered(pairs: list[dict], filter_string: str):
-    """The sweep's runs that pass the user's filter, by MLflow's own search."""
-    pairs = [p for p in pairs if p["run_id"]]
+def status_of(client, run) -> str:
+    """The run's status, or INCOMPLETE for a FINISHED run whose files are gone: it is listed as
+    such, never passes the filter, is never best and is never registered."""
+    if run.info.status != "FINISHED":
+        return run.info.status
+    problem = train_run_problem(client, run.info.run_id)
+    if problem is None:
+        return run.info.status
+    print(f"run {run.info.run_id} ({run.info.run_name}) is incomplete: {problem}; rerun the sweep to train it again", flush=True)
+    return R.INCOMPLETE
+
+
+def filtered(pairs: list[dict], filter_string: str, whole: set[str]):
+    """The sweep's whole runs that pass the user's filter, by MLflow's own search."""
+    pairs = [p for p in pairs if p["run_id"] in whole]
+    if not pairs:
+        return pd.DataFrame(columns=["run_id"])
     ids = ", ".join(f"'{p['run_id']}'" for p in pairs)
     clause = f"attributes.run_id IN ({ids})"
     full = f"{filter_string} and {clause}" if filter_string.strip() else clause
@@ -113,7 +132,7 @@ def register(client, pairs: list[dict], table) -> dict[str, str]:
     registered before); the best version of each gets the alias `champion`."""
     champions = {}
     claims = Claims(client, mlflow.active_run().info.run_id, Liveness(client))
-    for model, rows in table.dropna(subset=[n.BRIER]).groupby("model", sort=False):
+    for model, rows in R.ranked(table).groupby("model", sort=False):
         pair = next(p for p in pairs if p["model"] == model)
         name, key = pair["experiment"], C.claim_key({"register": pair["experiment"]})
         # Two sweeps reporting at once would each add a version for the same run: one at a time.
@@ -147,7 +166,7 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     client = mlflow.MlflowClient()
     pairs = sweep_pairs(sweep_run_id)
     table = R.runs_table(table_rows(client, pairs))
-    passing = filtered(pairs, filter_string)
+    passing = filtered(pairs, filter_string, set(table.loc[table["status"] == "FINISHED", "run_id"]))
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / n.RUNS_CSV, index=False)
     (folder / n.RUNS_MD).write_text(R.markdown(table))
@@ -195,9 +214,24 @@ def report(sweep_run_id: str, filter_string: str, do_register: bool) -> dict:
 @entry_point
 def main(argv=None):
     values, raw = parse("report", __doc__.splitlines()[0], PARAMS, argv)
-    with start_run("report", raw):
-        sweep_run_id = values["sweep_run_id"] or latest_sweep(mlflow.MlflowClient())
+    with start_run("report", raw) as run:
+        client = mlflow.MlflowClient()
+        sweep_run_id = values["sweep_run_id"] or latest_sweep(client)
+        end_orphans_of(client, sweep_run_id, run.info.run_id)
         report(sweep_run_id, values["filter"], values["register"])
+
+
+def end_orphans_of(client, sweep_run_id: str, by: str) -> None:
+    """Runs of the sweep's experiments left RUNNING by processes that are gone are ended first,
+    so the report shows what is true."""
+    try:
+        sweep = client.get_run(sweep_run_id)
+    except MlflowException as err:
+        raise UserError(f"no run {sweep_run_id!r} in this tracking store ({err.error_code}); give a sweep run id") from None
+    pairs = sweep_pairs(sweep_run_id)
+    ended = end_orphans(client, [sweep.info.experiment_id, *(p["experiment_id"] for p in pairs)], Liveness(client), f"report {by}")
+    if ended:
+        print(f"ended FAILED {len(ended)} run(s) left RUNNING by processes that are gone: {', '.join(ended)}", flush=True)
 
 
 if __name__ == "__main__":

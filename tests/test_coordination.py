@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -170,3 +171,73 @@ def test_a_child_not_yet_tagged_is_an_orphan_when_its_sweep_is_dead(store, dead_
     sweep = holder(client, experiment, dead_token)
     child = client.create_run(experiment, tags={n.TAG_SWEEP: sweep}).info.run_id
     assert set(end_orphans(client, [experiment], Liveness(client), "sweep y")) == {sweep, child}
+
+
+# --- launcher chains: who waits for a step's process ---
+
+PARENTS = {100: 90, 90: 80, 80: 70, 70: 1, 60: 50, 50: 1, 30: 40, 40: 1}
+COMMANDS = {
+    90: ["bash", "-c", "python -m steps.main"],  # MLflow runs an entry point's command so
+    80: ["/venv/bin/python", "/venv/bin/mlflow", "run", "."],
+    70: ["-bash"],  # the user's login shell
+    50: ["bash", "-i"],
+    40: ["bash", "ci/run"],  # a script waits for what it runs
+}
+
+
+def chain(pid):
+    return C.launcher_chain(pid, parent=PARENTS.get, command=lambda p: COMMANDS.get(p, []))
+
+
+def test_the_chain_goes_past_shell_wrappers_to_the_first_real_launcher():
+    assert chain(100) == [90, 80]
+
+
+def test_an_interactive_shell_is_not_a_launcher():
+    assert chain(60) == []
+
+
+def test_a_shell_script_is_a_launcher():
+    assert chain(30) == [40]
+
+
+def test_an_orphan_has_no_launcher():
+    assert chain(50) == [] and chain(70) == []
+
+
+def real_chain(shell_command: str) -> list[int]:
+    probe = f"{sys.executable} -c 'from madness import coordination as C; print(*C.launcher_chain())'"
+    out = subprocess.run(["bash", "-c", shell_command.format(probe=probe)], capture_output=True, text=True, check=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def test_a_real_child_names_this_process_as_its_launcher():
+    assert real_chain("{probe}") == [os.getpid()]  # bash -c execs a single command: no wrapper left
+
+
+def test_a_real_child_behind_a_shell_wrapper_names_the_wrapper_then_this_process():
+    chain = real_chain("{probe}; true")  # two commands: bash stays and waits
+    assert len(chain) == 2 and chain[1] == os.getpid() and C.is_shell_wrapper(C.command_line(chain[0]) or ["bash", "-c"])
+
+
+@pytest.mark.parametrize(("command", "wrapper"), [(["bash", "-c", "x"], True), (["/bin/sh", "-c", "x"], True),
+                                                  (["bash"], False), (["-zsh"], False), (["python", "-c", "x"], False), ([], False)])
+def test_shell_wrappers_are_shells_running_one_command(command, wrapper):
+    assert C.is_shell_wrapper(command) is wrapper
+
+
+def test_gone_names_the_first_ended_process(dead_token):
+    assert C.gone([C.process_token(), dead_token]) == dead_token
+    assert C.gone([C.process_token()]) is None
+
+
+# --- temporary folders carry their owner ---
+
+def test_a_temporary_folder_names_its_owner():
+    token = C.process_token()
+    assert C.temp_owner(C.temp_prefix(token) + "abc123") == token
+
+
+@pytest.mark.parametrize("name", ["madness-abc", "madness-12-", "other-12-34-x", "tmpabc"])
+def test_folders_without_an_owner_have_none(name):
+    assert C.temp_owner(name) is None

@@ -669,7 +669,7 @@ def test_sigterm_stops_the_rerun_and_removes_the_worktree(history):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err[-2000:]
-    assert err.strip().splitlines()[-1] == "error: interrupted"
+    assert err.strip().splitlines()[-1] == "error: interrupted (signal SIGTERM)"
     assert repo_state(history.repo) == before
     reruns = client.search_runs([history.experiment], f"tags.{n.TAG_REPRODUCES} = '{history.second_run}'")
     assert [r.info.status for r in reruns] in (["KILLED"], ["FAILED"])

@@ -397,7 +397,7 @@ def test_a_pair_that_cannot_start_fails_alone_and_is_not_left_running(store, par
     (["--filter", "metrics.brier <<< 1"], "bad filter 'metrics.brier <<< 1'"),
     (["--env_manager", "docker"], "unknown env_manager 'docker'; accepted: local, virtualenv, uv, conda"),
     (["--models", ""], "models must be a comma-separated list"),
-    (["--lrs", "0.1,0.1"], "lrs lists a value twice"),
+    (["--lrs", "0.1,1e-1"], "lrs lists 0.1 twice (as '0.1' and '1e-1')"),
 ], ids=["filter", "env_manager", "models", "lrs"])
 def test_bad_arguments_give_a_one_line_error_and_train_nothing(store, args, says):
     prefix = f"te_{args[0].strip('-')}"

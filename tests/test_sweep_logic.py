@@ -22,9 +22,21 @@ def test_grid_is_every_model_with_every_lr_in_the_order_given():
     assert [p.name for p in pairs] == ["medium_0.1", "medium_0.001", "small_0.1", "small_0.001"]
 
 
-def test_grid_keeps_learning_rates_as_written():
-    # MLflow stores params as strings: "0.010" must stay "0.010" for the cache to match it.
-    assert [p.lr for p in S.grid("small", "0.010, 1e-3")] == ["0.010", "1e-3"]
+def test_grid_names_each_learning_rate_in_one_spelling():
+    assert [p.lr for p in S.grid("small", "0.010, 1e-3, .5, 2")] == ["0.01", "0.001", "0.5", "2"]
+
+
+@pytest.mark.parametrize("lrs", ["0.01,1e-2", "0.01,.01", "1e-2,0.010"])
+def test_one_learning_rate_in_two_spellings_is_refused_naming_both(lrs):
+    first, second = lrs.split(",")
+    with pytest.raises(UserError, match=rf"^lrs lists 0.01 twice \(as '{first}' and '{second}'\)"):
+        S.grid("small", lrs)
+
+
+@pytest.mark.parametrize(("text", "spelling"), [("1e-2", "0.01"), ("0.0100", "0.01"), ("010", "10"), (" 3 ", "3"),
+                                                ("abc", "abc"), ("nan", "nan"), ("inf", "inf"), ("", "")])
+def test_canonical_spells_numbers_one_way_and_leaves_the_rest(text, spelling):
+    assert S.canonical(text) == spelling
 
 
 def test_grid_does_not_check_values_train_does():
@@ -43,7 +55,7 @@ def test_split_list_refuses_an_empty_list(text):
 
 
 def test_split_list_refuses_a_repeated_value():
-    with pytest.raises(UserError, match=r"^lrs lists a value twice: '0.1,0.01, 0.1'"):
+    with pytest.raises(UserError, match=r"^lrs lists 0.1 twice in '0.1,0.01, 0.1'; give each value once$"):
         S.split_list("lrs", "0.1,0.01, 0.1")
 
 
@@ -77,11 +89,17 @@ def test_only_a_finished_run_is_reused(status):
 
 @pytest.mark.parametrize("key", sorted(set(PARAMS) - {"threads", "features_uri"}))
 def test_any_param_difference_prevents_reuse(key):
-    assert not reusable(want_params={**PARAMS, key: PARAMS[key] + "0"})
+    assert not reusable(want_params={**PARAMS, key: "1" + PARAMS[key]})
 
 
-def test_params_are_compared_as_stored_strings():
-    assert not reusable(want_params={**PARAMS, "lr": "0.010"})  # the same number, another string: another run
+@pytest.mark.parametrize(("key", "spelling"), [("lr", "1e-2"), ("lr", ".01"), ("lr", "0.010"), ("epochs", "02"), ("seed", "042")])
+def test_numeric_params_are_compared_by_value(key, spelling):
+    assert reusable(want_params={**PARAMS, key: spelling})
+    assert reusable(run_params={**PARAMS, key: spelling})
+
+
+def test_text_params_are_compared_as_text():
+    assert not reusable(want_params={**PARAMS, "data": "Synthetic"})
 
 
 def test_a_param_on_one_side_only_prevents_reuse():
@@ -211,6 +229,11 @@ def test_markdown_of_an_empty_table_is_its_header():
 def test_best_row_is_the_lowest_brier():
     best = R.best_row(R.runs_table([row("small", "0.1", 0.3), row("medium", "0.01", 0.2), never_started("large", "0.1")]))
     assert best["model"] == "medium" and best["lr"] == "0.01" and best[n.BRIER] == pytest.approx(0.2)
+    assert best["run_id"] == "id_medium_0.01"
+
+
+def test_an_incomplete_run_is_never_best_even_with_the_lowest_brier():
+    best = R.best_row(R.runs_table([row("small", "0.1", 0.1, status=R.INCOMPLETE), row("medium", "0.01", 0.2)]))
     assert best["run_id"] == "id_medium_0.01"
 
 

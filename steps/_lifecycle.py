@@ -1,0 +1,102 @@
+"""A step's process: it stops when whoever launched it ends, ends on a hang-up, and removes the
+temporary folders that crashed steps left behind.
+
+`mlflow run` does not forward SIGTERM to the entry point's process, and a sweep killed with -9
+cannot stop its children: without this, both go on training with nobody waiting for them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+from madness import coordination as C
+from madness import names as n
+
+POLL_SECONDS = 1.0
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal, or the launcher's end: the step stops and its run ends KILLED."""
+
+
+_reason: list[str] = []  # why the watch stopped this process, for the one-line error
+
+
+def stop_reason(err: BaseException) -> str:
+    if _reason:
+        return _reason[-1]
+    return f"interrupted ({err.args[0]})" if err.args else "interrupted"
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(f"signal {signal.Signals(signum).name}")
+
+
+def handle_signals() -> None:
+    """SIGTERM (schedulers, `timeout`, MLflow cancelling a child) and SIGHUP end the step as an
+    interrupt does. A SIGHUP ignored at start (nohup) stays ignored: the user asked for that."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _interrupt)
+
+
+def watched_tokens() -> list[str]:
+    """The processes whose end stops this one: those a launching step named (MADNESS_WATCH), and
+    this process's own launcher chain (madness.coordination.launcher_chain)."""
+    inherited = [token for token in os.environ.get(n.ENV_WATCH, "").split(",") if token]
+    own = [C.process_token(pid) for pid in C.launcher_chain()]
+    return list(dict.fromkeys([*inherited, *own]))
+
+
+class LauncherWatch:
+    """While the block runs, interrupt this process (as SIGTERM would) once a watched process ends;
+    children launched meanwhile inherit the watch list with this process added."""
+
+    def __init__(self, tokens: list[str], poll: float = POLL_SECONDS):
+        self.tokens, self.poll = tokens, poll
+        self._stop = threading.Event()
+        self._saved_env = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll):
+            token = C.gone(self.tokens)
+            if token is not None:
+                _reason.append(f"stopped: the process that launched it (pid {token.partition(':')[0]}) ended")
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    def __enter__(self) -> "LauncherWatch":
+        self._saved_env = os.environ.get(n.ENV_WATCH)
+        os.environ[n.ENV_WATCH] = ",".join([*self.tokens, C.process_token()])
+        if self.tokens and threading.current_thread() is threading.main_thread():
+            threading.Thread(target=self._watch, name="launcher-watch", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._saved_env is None:
+            os.environ.pop(n.ENV_WATCH, None)
+        else:
+            os.environ[n.ENV_WATCH] = self._saved_env
+
+
+def temp_dir():
+    """A temporary folder named after this process (see remove_stale_temp_dirs)."""
+    return tempfile.TemporaryDirectory(prefix=C.temp_prefix(C.process_token()))
+
+
+def remove_stale_temp_dirs(root: str | None = None) -> list[Path]:
+    """Remove the temporary folders of steps whose process is gone (killed with -9, a crash):
+    every other exit path removes its own."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{C.TEMP_PREFIX}*"):
+        owner = C.temp_owner(folder.name)
+        if owner is not None and folder.is_dir() and not C.token_alive(owner):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed

@@ -1,0 +1,58 @@
+"""Whether a finished run still holds what it claims: the checks of `madness.wholeness`, on the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+
+from madness import names as n
+from madness import wholeness as W
+from steps._lifecycle import temp_dir
+
+# What a train run must hold to be reused, listed or registered (its metrics live in the store itself).
+TRAIN_FILES = [n.LOSS_PLOT, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}"]
+# What an ingest run must hold for a train run to read its features.
+INGEST_FILES = [f"{n.FEATURES_DIR}/{name}" for name in (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE)]
+
+
+def artifact_sizes(client, run_id: str, folders: set[str]) -> dict[str, int]:
+    """Path -> size of the run's artifacts at its top level and in `folders`."""
+    sizes = {}
+    for folder in [None, *sorted(folders)]:
+        for info in client.list_artifacts(run_id, folder):
+            if not info.is_dir:
+                sizes[info.path] = info.file_size or 0
+    return sizes
+
+
+def missing(client, run_id: str, required: list[str]) -> str | None:
+    folders = {name.rsplit("/", 1)[0] for name in required if "/" in name}
+    gone = W.missing_files(artifact_sizes(client, run_id, folders), required)
+    return f"its artifact {gone[0]} is missing or empty" if gone else None
+
+
+def model_problem(run_id: str) -> str | None:
+    with temp_dir() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{n.MODEL_DIR}", dst_path=tmp)
+        except Exception as err:  # MLflow raises several types for a model whose files are gone
+            return f"its model cannot be fetched ({(str(err).strip().splitlines() or [type(err).__name__])[0]})"
+        return W.model_problem(Path(local))
+
+
+_whole: set[str] = set()  # runs found whole by this process: a sweep checks, then reports, the same runs
+
+
+def train_run_problem(client, run_id: str) -> str | None:
+    """None when the train run is whole, else what is wrong with it."""
+    if run_id in _whole:
+        return None
+    problem = missing(client, run_id, TRAIN_FILES) or model_problem(run_id)
+    if problem is None:
+        _whole.add(run_id)
+    return problem
+
+
+def ingest_run_problem(client, run_id: str) -> str | None:
+    return missing(client, run_id, INGEST_FILES)

@@ -1,0 +1,107 @@
+"""A step's process and its launcher (steps._lifecycle), with real processes and real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from madness import coordination as C
+from madness import names as n
+from steps import _lifecycle as L
+from steps._common import PROJECT_ROOT
+
+STEP = textwrap.dedent("""
+    import sys, time
+    from steps import _lifecycle as L
+    L.handle_signals()
+    print("ready", flush=True)
+    try:
+        with L.LauncherWatch(sys.argv[1:], poll=0.2):
+            time.sleep(60)
+    except L.Interrupted as err:
+        print(L.stop_reason(err), flush=True)
+        sys.exit(3)
+""")
+
+
+def start_step(*tokens, **popen) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", STEP, *tokens], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True, **popen)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+@pytest.fixture
+def launcher():
+    proc = subprocess.Popen(["sleep", "120"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_step_stops_within_seconds_once_its_launcher_ends(launcher):
+    step = start_step(C.process_token(launcher.pid))
+    launcher.kill()
+    launcher.wait()
+    started = time.monotonic()
+    out, _ = step.communicate(timeout=10)
+    assert step.returncode == 3 and time.monotonic() - started < 5
+    assert out.strip() == f"stopped: the process that launched it (pid {launcher.pid}) ended"
+
+
+def test_a_step_whose_launchers_live_runs_on(launcher):
+    step = start_step(C.process_token(launcher.pid))
+    time.sleep(1)
+    assert step.poll() is None
+    step.terminate()
+    out, _ = step.communicate(timeout=10)
+    assert step.returncode == 3 and out.strip() == "interrupted (signal SIGTERM)"
+
+
+def test_sighup_ends_a_step_as_sigterm_does():
+    step = start_step()
+    step.send_signal(signal.SIGHUP)
+    out, _ = step.communicate(timeout=10)
+    assert step.returncode == 3 and out.strip() == "interrupted (signal SIGHUP)"
+
+
+def test_a_step_started_under_nohup_ignores_sighup():
+    step = start_step(preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    step.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert step.poll() is None
+    step.terminate()
+    step.communicate(timeout=10)
+
+
+def test_children_launched_inside_the_watch_inherit_it_with_this_process_added(monkeypatch):
+    monkeypatch.delenv(n.ENV_WATCH, raising=False)
+    with L.LauncherWatch(["1:2"]):
+        inherited = subprocess.run([sys.executable, "-c", f"import os; print(os.environ['{n.ENV_WATCH}'])"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+    assert inherited == f"1:2,{C.process_token()}"
+    assert n.ENV_WATCH not in os.environ
+
+
+def test_stale_temporary_folders_of_gone_processes_are_removed(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone = C.process_token(child.pid)
+    child.wait()
+    stale = tmp_path / (C.temp_prefix(gone) + "abc")
+    mine = tmp_path / (C.temp_prefix(C.process_token()) + "def")
+    unowned = tmp_path / "madness-xyz"
+    for folder in (stale, mine, unowned):
+        (folder / "raw").mkdir(parents=True)
+        (folder / "raw" / "x.csv").write_text("x")
+    assert L.remove_stale_temp_dirs(str(tmp_path)) == [stale]
+    assert not stale.exists() and mine.exists() and unowned.exists()
+
+
+def test_a_temporary_folder_is_named_after_its_process():
+    with L.temp_dir() as folder:
+        assert C.temp_owner(os.path.basename(folder)) == C.process_token()
