@@ -1,15 +1,19 @@
 """Read Kaggle's March Machine Learning Mania files by their real names, with schema checks.
 
-Every problem found becomes a one-line `UserError` naming the file and column at fault.
+Every problem found becomes a one-line `UserError` naming the file and column at fault: a file
+that is missing, a folder or unreadable, bytes neither UTF-8 nor Windows-1252 (or UTF-16 text), a
+bad value, or a key (declared in `SCHEMAS`) shared by two rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,14 +33,33 @@ _DETAILED_COLUMNS = {
     **{f"{side}{stat}": "int" for side in ("W", "L") for stat in n.BOX_STATS},
 }
 
-# stem -> (required?, {column: kind})
-SCHEMAS: dict[str, tuple[bool, dict[str, str]]] = {
-    n.REGULAR_COMPACT: (True, _COMPACT_COLUMNS),
-    n.REGULAR_DETAILED: (False, _DETAILED_COLUMNS),
-    n.TOURNEY_COMPACT: (True, _COMPACT_COLUMNS),
-    n.TOURNEY_SEEDS: (True, {n.SEASON: "int", n.SEED: "seed", n.TEAM_ID: "int"}),
-    n.TEAMS: (True, {n.TEAM_ID: "int", n.TEAM_NAME: "str"}),
+
+class Schema(NamedTuple):
+    """One Kaggle file: whether it must be there, its columns by kind, and its keys.
+
+    Each key is a set of columns that no two rows may share: a repeated key is a repeated game or
+    a team seeded twice, which would silently double rows or break a one-to-one merge downstream.
+    """
+
+    required: bool
+    columns: dict[str, str]
+    keys: tuple[tuple[str, ...], ...]
+
+
+# A team may play twice on one day (4 such pairs in the real women's regular season), so a game is
+# known by both its teams, not by one team and the day.
+_GAME_KEY = (n.SEASON, n.DAYNUM, n.WTEAM, n.LTEAM)
+
+SCHEMAS: dict[str, Schema] = {
+    n.REGULAR_COMPACT: Schema(True, _COMPACT_COLUMNS, (_GAME_KEY,)),
+    n.REGULAR_DETAILED: Schema(False, _DETAILED_COLUMNS, (_GAME_KEY,)),
+    n.TOURNEY_COMPACT: Schema(True, _COMPACT_COLUMNS, (_GAME_KEY,)),
+    n.TOURNEY_SEEDS: Schema(
+        True, {n.SEASON: "int", n.SEED: "seed", n.TEAM_ID: "int"}, ((n.SEASON, n.TEAM_ID), (n.SEASON, n.SEED))
+    ),
+    n.TEAMS: Schema(True, {n.TEAM_ID: "int", n.TEAM_NAME: "str"}, ((n.TEAM_ID,),)),
 }
+
 _LOCATIONS = {"H", "A", "N"}
 _SEED_PATTERN = r"^[WXYZ](0[1-9]|1[0-6])[ab]?$"
 
@@ -58,12 +81,69 @@ def file_name(league: str, stem: str) -> str:
     return f"{league}{stem}.csv"
 
 
-def decode(raw: bytes) -> str:
-    """Kaggle ships some name files in Windows-1252; everything else is UTF-8."""
+ENCODINGS = "UTF-8 or Windows-1252"
+
+# Checked longest first: a UTF-32 LE mark starts with the UTF-16 LE one.
+_WIDE_MARKS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"),
+)
+
+
+def decode(raw: bytes, source: str) -> str:
+    """Kaggle ships some name files in Windows-1252; everything else is UTF-8. Anything else is refused."""
+    _refuse_wide_text(raw, source)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
+        pass
+    try:
         return raw.decode("cp1252")
+    except UnicodeDecodeError as err:
+        raise UserError(_undecodable(raw, source, err.start)) from None
+
+
+def _refuse_wide_text(raw: bytes, source: str) -> None:
+    """UTF-16 text (Excel's 'Unicode Text') decodes as UTF-8 full of NUL characters, which pandas
+    would read as one strange column: name the encoding instead of a missing column."""
+    wide = _wide_encoding(raw)
+    if wide:
+        raise UserError(f"{source}: the file is {wide}; files must be {ENCODINGS}: save it as UTF-8 (Excel: 'CSV UTF-8')")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise UserError(f"{source}: NUL byte at {_place(raw, nul)}: not a text CSV file; files must be {ENCODINGS} text")
+
+
+def _wide_encoding(raw: bytes) -> str | None:
+    for mark, name in _WIDE_MARKS:
+        if raw.startswith(mark):
+            return name
+    # Without a byte order mark: Latin text in UTF-16 has a NUL in one byte of nearly every pair.
+    even, odd = raw[0::2].count(0), raw[1::2].count(0)
+    if max(even, odd) > len(raw) // 4 and min(even, odd) * 10 < max(even, odd):
+        return "UTF-16"
+    return None
+
+
+def _undecodable(raw: bytes, source: str, cp1252_start: int) -> str:
+    """Name the byte Windows-1252 cannot decode and, when it differs, the first one UTF-8 cannot:
+    a UTF-8 file with one stray byte fails Windows-1252 elsewhere, on a valid UTF-8 character."""
+    bad = _byte_at(raw, cp1252_start)
+    try:
+        raw.decode("utf-8")  # not utf-8-sig, whose offsets skip the byte order mark
+    except UnicodeDecodeError as err:
+        if err.start != cp1252_start:
+            bad = f"{bad} (as UTF-8: {_byte_at(raw, err.start)})"
+    return f"{source}: cannot decode {bad}: it is neither UTF-8 nor Windows-1252; files must be {ENCODINGS}"
+
+
+def _byte_at(raw: bytes, offset: int) -> str:
+    return f"byte 0x{raw[offset]:02X} at {_place(raw, offset)}"
+
+
+def _place(raw: bytes, offset: int) -> str:
+    line = raw.count(b"\n", 0, offset) + 1
+    return f"offset {offset} (line {line})"
 
 
 def check_columns(frame: pd.DataFrame, columns: dict[str, str], source: str) -> pd.DataFrame:
@@ -107,39 +187,70 @@ def _row(bad: pd.Series) -> int:
     return int(np.argmax(bad.to_numpy())) + 2
 
 
-def read_checked(path: Path, columns: dict[str, str]) -> tuple[pd.DataFrame, dict]:
-    """Read one CSV, check its schema, and describe it for the data manifest."""
-    raw = path.read_bytes()
+def read_checked(path: Path, columns: dict[str, str], keys: tuple[tuple[str, ...], ...] = ()) -> tuple[pd.DataFrame, dict]:
+    """Read one CSV, check its schema and keys, and describe it for the data manifest."""
+    raw = _read_bytes(path)
+    frame = check_columns(_parse(decode(raw, path.name), path.name, columns), columns, path.name)
+    for key in keys:
+        check_unique(frame, key, path.name)
+    entry = {"file": path.name, "sha256": hashlib.sha256(raw).hexdigest(), "rows": len(frame)}
+    return frame, entry
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path.name}: cannot read {path} ({err.strerror or err}); files must be readable CSV files") from None
+
+
+def _parse(text: str, source: str, columns: dict[str, str]) -> pd.DataFrame:
     try:
         with warnings.catch_warnings():
             # Rows longer than the header: pandas would take the first field as an index (shifting
             # every column) or, with index_col=False, drop the extra fields with only this warning.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(io.StringIO(decode(raw)), keep_default_na=False, index_col=False)
+            return pd.read_csv(io.StringIO(text), keep_default_na=False, index_col=False)
     except pd.errors.ParserWarning:
-        raise UserError(f"{path.name}: rows have more fields than the header; expected columns: {', '.join(columns)}") from None
+        raise UserError(f"{source}: rows have more fields than the header; expected columns: {', '.join(columns)}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise UserError(f"{path.name}: not a readable CSV file ({str(err).splitlines()[0]})") from None
-    frame = check_columns(frame, columns, path.name)
-    entry = {"file": path.name, "sha256": hashlib.sha256(raw).hexdigest(), "rows": len(frame)}
-    return frame, entry
+        raise UserError(f"{source}: not a readable CSV file ({str(err).splitlines()[0]})") from None
+
+
+def check_unique(frame: pd.DataFrame, key: tuple[str, ...], source: str) -> None:
+    """Refuse a key shared by two rows, naming how many keys repeat and the lines of the first."""
+    repeated = frame.duplicated(list(key), keep=False)
+    if not repeated.any():
+        return
+    count = len(frame.loc[repeated, list(key)].drop_duplicates())
+    first = frame.loc[repeated, list(key)].iloc[0]
+    lines = np.flatnonzero((frame[list(key)] == first).all(axis=1)) + 2  # line 1 is the header
+    label = key[0] if len(key) == 1 else f"({', '.join(key)})"
+    example = ", ".join(f"{column}={first[column]}" for column in key)
+    raise UserError(
+        f"{source}: {count} duplicated {'key' if count == 1 else 'keys'} {label}, e.g. {example} "
+        f"on lines {_lines(lines)}; each {label} must appear on one row only"
+    )
+
+
+def _lines(lines: np.ndarray) -> str:
+    shown = [str(line) for line in lines[:3]]
+    if len(lines) > 3:
+        return ", ".join(shown) + ", ..."
+    return ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
 def read_league(folder: Path, league: str) -> LeagueFiles:
     """Read one league's files from a folder of Kaggle CSVs."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"data folder {str(folder)!r} does not exist; give 'synthetic' or a folder of Kaggle CSVs")
+    folder = _data_folder(Path(folder))
     frames: dict[str, pd.DataFrame | None] = {}
     manifest = []
-    for stem, (required, columns) in SCHEMAS.items():
-        path = folder / file_name(league, stem)
-        if not path.is_file():
-            if required:
-                raise UserError(f"missing file {path.name} in {folder}; get Kaggle's files with: {DOWNLOAD_HINT}")
+    for stem, schema in SCHEMAS.items():
+        path = _kaggle_file(folder, file_name(league, stem), schema.required)
+        if path is None:
             frames[stem] = None
             continue
-        frames[stem], entry = read_checked(path, columns)
+        frames[stem], entry = read_checked(path, schema.columns, schema.keys)
         manifest.append(entry)
     return LeagueFiles(
         league=league,
@@ -150,6 +261,31 @@ def read_league(folder: Path, league: str) -> LeagueFiles:
         teams=frames[n.TEAMS],
         manifest=manifest,
     )
+
+
+def _data_folder(folder: Path) -> Path:
+    if folder.is_dir():
+        return folder
+    accepted = "give 'synthetic' or a folder of Kaggle CSVs"
+    if folder.exists():
+        raise UserError(f"data {str(folder)!r} is a file, not a folder; {accepted}")
+    raise UserError(f"data folder {str(folder)!r} does not exist; {accepted}")
+
+
+def _kaggle_file(folder: Path, name: str, required: bool) -> Path | None:
+    """The path of Kaggle's file `name` in `folder`; None if it is optional and absent."""
+    path = folder / name
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise UserError(f"{name} in {folder} is a folder, not a file; give Kaggle's {name} as a CSV file")
+    if path.exists():
+        raise UserError(f"{name} in {folder} is not a regular file; give Kaggle's {name} as a CSV file")
+    if path.is_symlink():
+        raise UserError(f"{name} in {folder} is a link to {os.readlink(path)!r}, which does not exist; give Kaggle's {name} as a CSV file")
+    if required:
+        raise UserError(f"missing file {name} in {folder}; get Kaggle's files with: {DOWNLOAD_HINT}")
+    return None
 
 
 def leagues_for(choice: str) -> tuple[str, ...]:

@@ -63,10 +63,10 @@ def season_frames(seasons=range(2001, 2005), no_tourney=(), bump: dict | None = 
 
 def league_files(frames: dict[str, pd.DataFrame], league: str = "W", box: bool = False) -> kaggle.LeagueFiles:
     """LeagueFiles as `kaggle.read_league` would return them, typed by the reader's own checks."""
-    checked = {stem: kaggle.check_columns(frame, kaggle.SCHEMAS[stem][1], stem) for stem, frame in frames.items()}
+    checked = {stem: kaggle.check_columns(frame, kaggle.SCHEMAS[stem].columns, stem) for stem, frame in frames.items()}
     box_frame = None
     if box:
-        box_frame = kaggle.check_columns(detailed(frames[n.REGULAR_COMPACT]), kaggle.SCHEMAS[n.REGULAR_DETAILED][1], "detailed")
+        box_frame = kaggle.check_columns(detailed(frames[n.REGULAR_COMPACT]), kaggle.SCHEMAS[n.REGULAR_DETAILED].columns, "detailed")
     return kaggle.LeagueFiles(
         league=league,
         regular=checked[n.REGULAR_COMPACT],

@@ -161,6 +161,13 @@ def test_load_of_an_incomplete_folder_names_the_missing_files(built, tmp_path):
         D.load(tmp_path)
 
 
+def test_read_inputs_names_a_file_given_as_data(tmp_path):
+    data = tmp_path / "some.csv"
+    data.write_text("TeamID,TeamName\n101,A\n")
+    with pytest.raises(UserError, match=r"data '.*some\.csv' is a file, not a folder; give 'synthetic' or a folder of Kaggle CSVs"):
+        D.read_inputs(str(data), "W", 0, tmp_path / "raw")
+
+
 def test_split_xy_gives_one_split(built):
     x, y = D.split_xy(built.games, built.feature_names, n.VAL)
     assert list(x.columns) == built.feature_names

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -100,7 +103,7 @@ def test_bad_seed_label_names_file_and_column(folder, label):
 @pytest.mark.parametrize("label", ["W01", "X16", "Y11a", "Z16b"])
 def test_kaggle_seed_labels_are_accepted(label):
     frame = pd.DataFrame({n.SEASON: [2001], n.SEED: [label], n.TEAM_ID: [101]})
-    checked = kaggle.check_columns(frame, kaggle.SCHEMAS[n.TOURNEY_SEEDS][1], "s.csv")
+    checked = kaggle.check_columns(frame, kaggle.SCHEMAS[n.TOURNEY_SEEDS].columns, "s.csv")
     assert checked[n.SEED].tolist() == [label]
 
 
@@ -119,6 +122,96 @@ def test_utf8_with_byte_order_mark_is_decoded(folder):
     assert teams[n.TEAM_NAME].tolist() == ["Montréal"]
 
 
+def test_byte_invalid_in_utf8_and_windows_1252_names_offset_and_line(folder):
+    # 0x81 is undefined in Windows-1252 and cannot start a UTF-8 character
+    path = rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,A\n")
+    path.write_bytes(path.read_bytes() + b"102,B\x81\n")
+    with pytest.raises(UserError) as err:
+        kaggle.read_league(folder, "W")
+    assert str(err.value) == (
+        "WTeams.csv: cannot decode byte 0x81 at offset 27 (line 3): it is neither UTF-8 nor Windows-1252; "
+        "files must be UTF-8 or Windows-1252"
+    )
+
+
+def test_stray_byte_in_a_utf8_file_is_named_where_utf8_fails(folder):
+    # \u0101 is C4 81 in UTF-8: Windows-1252 fails on its 0x81, which is not the culprit; 0xFF is
+    path = rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,\u0101\n")
+    path.write_bytes(path.read_bytes() + b"102,\xff\n")
+    with pytest.raises(UserError, match=r"byte 0x81 at offset 21 \(line 2\) \(as UTF-8: byte 0xFF at offset 27 \(line 3\)\)"):
+        kaggle.read_league(folder, "W")
+
+
+@pytest.mark.parametrize("encoding, named", [
+    ("utf-16", "UTF-16"), ("utf-16-le", "UTF-16"), ("utf-16-be", "UTF-16"), ("utf-32", "UTF-32"),
+])
+def test_wide_unicode_file_is_named_by_its_encoding(folder, encoding, named):
+    rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,Montréal\n", encoding=encoding)
+    with pytest.raises(UserError, match=rf"WTeams\.csv: the file is {named}; files must be UTF-8 or Windows-1252: save it as UTF-8"):
+        kaggle.read_league(folder, "W")
+
+
+def test_nul_byte_is_refused_as_not_text(folder):
+    path = rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,A\n102,B\n")
+    path.write_bytes(path.read_bytes().replace(b"B", b"\x00"))
+    with pytest.raises(UserError, match=r"WTeams\.csv: NUL byte at offset 26 \(line 3\): not a text CSV file"):
+        kaggle.read_league(folder, "W")
+
+
+def repeat_first_row(folder, stem):
+    path = folder / kaggle.file_name("W", stem)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines + lines[1:2]) + "\n")
+    return len(lines) + 1  # the file line of the copy
+
+
+@pytest.mark.parametrize("stem", list(kaggle.SCHEMAS))
+def test_a_repeated_row_is_refused_in_every_kaggle_file(folder, stem):
+    detailed(season_frames(seasons=[2001, 2002])[n.REGULAR_COMPACT]).to_csv(
+        folder / kaggle.file_name("W", n.REGULAR_DETAILED), index=False)
+    line = repeat_first_row(folder, stem)
+    with pytest.raises(UserError, match=rf"W{stem}\.csv: 1 duplicated key .* on lines 2 and {line};"):
+        kaggle.read_league(folder, "W")
+
+
+def test_doubled_tournament_names_key_columns_example_and_count(folder):
+    path = folder / "WNCAATourneyCompactResults.csv"
+    header, body = path.read_text().split("\n", 1)
+    path.write_text(header + "\n" + body + body)
+    with pytest.raises(UserError) as err:
+        kaggle.read_league(folder, "W")
+    assert str(err.value) == (
+        "WNCAATourneyCompactResults.csv: 6 duplicated keys (Season, DayNum, WTeamID, LTeamID), "
+        "e.g. Season=2001, DayNum=136, WTeamID=101, LTeamID=104 on lines 2 and 8; "
+        "each (Season, DayNum, WTeamID, LTeamID) must appear on one row only"
+    )
+
+
+def test_team_seeded_twice_in_a_season_is_refused(folder):
+    rewrite(folder, n.TOURNEY_SEEDS, "Season,Seed,TeamID\n2001,W01,101\n2001,X02,102\n2001,Y03,101\n")
+    with pytest.raises(UserError, match=r"WNCAATourneySeeds\.csv: 1 duplicated key \(Season, TeamID\), e\.g\. Season=2001, TeamID=101 on lines 2 and 4"):
+        kaggle.read_league(folder, "W")
+
+
+def test_seed_given_to_two_teams_in_a_season_is_refused(folder):
+    rewrite(folder, n.TOURNEY_SEEDS, "Season,Seed,TeamID\n2001,W01,101\n2001,W01,102\n2002,W01,101\n")
+    with pytest.raises(UserError, match=r"WNCAATourneySeeds\.csv: 1 duplicated key \(Season, Seed\), e\.g\. Season=2001, Seed=W01 on lines 2 and 3"):
+        kaggle.read_league(folder, "W")
+
+
+def test_keys_are_compared_as_typed_values(folder):
+    rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,A\n101.0,B\n")
+    with pytest.raises(UserError, match=r"WTeams\.csv: 1 duplicated key TeamID, e\.g\. TeamID=101 on lines 2 and 3; each TeamID"):
+        kaggle.read_league(folder, "W")
+
+
+def test_team_playing_twice_on_one_day_is_accepted(folder):
+    # Kaggle's women's regular season has such days: a game is known by both teams, not one
+    games = compact([(2001, 10, 101, 70, 102, 60, "H"), (2001, 10, 101, 71, 103, 61, "H"), (2001, 10, 102, 72, 101, 62, "A")])
+    games.to_csv(folder / "WRegularSeasonCompactResults.csv", index=False)
+    assert len(kaggle.read_league(folder, "W").regular) == 3
+
+
 def test_missing_required_file_names_it_and_the_download_command(folder):
     (folder / "WNCAATourneySeeds.csv").unlink()
     with pytest.raises(UserError) as err:
@@ -131,6 +224,56 @@ def test_missing_required_file_names_it_and_the_download_command(folder):
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(UserError, match=r"data folder '.*nowhere' does not exist"):
         kaggle.read_league(tmp_path / "nowhere", "W")
+
+
+def test_data_given_as_a_file_is_named_a_file(folder):
+    with pytest.raises(UserError, match=r"data '.*WTeams\.csv' is a file, not a folder; give 'synthetic' or a folder of Kaggle CSVs"):
+        kaggle.read_league(folder / "WTeams.csv", "W")
+
+
+def test_kaggle_file_that_is_a_folder_is_named_a_folder(folder):
+    (folder / "WTeams.csv").unlink()
+    (folder / "WTeams.csv").mkdir()
+    with pytest.raises(UserError, match=r"WTeams\.csv in .* is a folder, not a file"):
+        kaggle.read_league(folder, "W")
+
+
+def test_optional_file_that_is_a_folder_is_refused(folder):
+    (folder / "WRegularSeasonDetailedResults.csv").mkdir()
+    with pytest.raises(UserError, match=r"WRegularSeasonDetailedResults\.csv in .* is a folder, not a file"):
+        kaggle.read_league(folder, "W")
+
+
+def test_kaggle_file_that_is_a_broken_link_names_its_target(folder):
+    (folder / "WTeams.csv").unlink()
+    (folder / "WTeams.csv").symlink_to("elsewhere/WTeams.csv")
+    with pytest.raises(UserError, match=r"WTeams\.csv in .* is a link to 'elsewhere/WTeams\.csv', which does not exist"):
+        kaggle.read_league(folder, "W")
+
+
+@contextmanager
+def as_nobody():
+    """Root reads any file: drop the effective user for the block so permissions apply."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_unreadable_file_is_one_line_naming_it():
+    with tempfile.TemporaryDirectory() as tmp:  # not under pytest's root-only folder: only the mode must stop the read
+        os.chmod(tmp, 0o755)
+        path = write_folder(tmp, season_frames(seasons=[2001])) / "WTeams.csv"
+        with as_nobody():
+            path.read_bytes()  # readable before the chmod: the mode alone is the cause below
+        path.chmod(0)
+        with as_nobody(), pytest.raises(UserError) as err:
+            kaggle.read_checked(path, kaggle.SCHEMAS[n.TEAMS].columns)
+    assert str(err.value) == f"WTeams.csv: cannot read {path} (Permission denied); files must be readable CSV files"
 
 
 def test_other_league_files_are_not_read(folder):
@@ -197,3 +340,16 @@ def test_real_women_files_pass_the_reader(real_data):
     assert files.detailed is None  # this copy has no WRegularSeasonDetailedResults.csv
     assert files.seeds[n.SEASON].max() == 2024
     assert files.tourney[n.SEASON].max() == 2023
+
+
+@pytest.mark.realdata
+def test_real_files_have_no_duplicated_keys(real_data):
+    # the men's regular season is not in this copy, so each present file is read on its own
+    read = []
+    for league in n.LEAGUES:
+        for stem, schema in kaggle.SCHEMAS.items():
+            path = real_data / kaggle.file_name(league, stem)
+            if path.is_file():
+                frame, _ = kaggle.read_checked(path, schema.columns, schema.keys)
+                read.append((path.name, len(frame)))
+    assert len(read) >= 7 and all(rows > 0 for _, rows in read)
