@@ -6,11 +6,18 @@ feature table's raw columns and a caller never rescales by hand.
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+
+from madness.errors import UserError
 
 ARCHITECTURES: dict[str, tuple[int, ...]] = {
     "small": (64,),
@@ -20,9 +27,53 @@ ARCHITECTURES: dict[str, tuple[int, ...]] = {
 MODEL_NAMES = tuple(ARCHITECTURES)
 
 
+# What TensorFlow's shared libraries log while they load (each line twice with TensorFlow 2.21). absl writes
+# every message to stderr until absl::InitializeLog(), which TensorFlow never calls, and no
+# environment variable reaches it: TF_CPP_MIN_LOG_LEVEL only governs TensorFlow's own logging
+# (it does silence cpu_feature_guard). None of them concerns a run: the machine has no GPU by
+# design, and turning oneDNN off (TF_ENABLE_ONEDNN_OPTS=0) would change every score in its last bits.
+_LOAD_NOTICES = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|I\d{4} [\d:.]+ +\d+ (port|cudart_stub|cpu_feature_guard)\.cc:\d+\] "
+    r"|To enable the following instructions: .* in other operations, rebuild TensorFlow"
+)
+
+
+@contextmanager
+def _without_load_notices():
+    """Route file descriptor 2 (where C++ writes) to a file while the block runs, then write back
+    every line but TensorFlow's load-time notices: anything else, an error above all, still shows."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                    if not _LOAD_NOTICES.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+def import_keras():
+    """keras, with TensorFlow behind it; the first import leaves out TensorFlow's load-time notices."""
+    if "tensorflow" not in sys.modules:
+        with _without_load_notices():
+            import tensorflow  # noqa: F401  (keras' backend: the import that loads the libraries)
+    import keras
+
+    return keras
+
+
 def set_seeds(seed: int) -> None:
     """One call covers Python, NumPy and TensorFlow, and makes TensorFlow's ops deterministic."""
-    import keras
+    keras = import_keras()
     import tensorflow as tf
 
     os.environ["PYTHONHASHSEED"] = str(seed)
@@ -34,6 +85,7 @@ def set_seeds(seed: int) -> None:
 
 def set_threads(threads: int) -> None:
     """Cap TensorFlow's thread pools (0 keeps its default: all cores). Call before any op runs."""
+    import_keras()
     import tensorflow as tf
 
     if threads > 0:
@@ -42,7 +94,7 @@ def set_threads(threads: int) -> None:
 
 
 def build(name: str, scaler: dict, learning_rate: float):
-    import keras
+    keras = import_keras()
 
     mean = np.asarray(scaler["mean"], dtype="float32")
     variance = np.square(np.asarray(scaler["scale"], dtype="float32"))
@@ -62,23 +114,42 @@ class Trained:
     best_epoch: int  # 0-based index into the loss lists
 
 
+class Diverged(UserError):
+    """A loss stopped being a finite number: the learning rate is too large for this network."""
+
+    def __init__(self, learning_rate: float, epoch: int, epochs: int, loss: str, value: float):
+        self.learning_rate, self.epoch, self.loss, self.value = learning_rate, epoch, loss, value
+        super().__init__(
+            f"training diverged at learning rate lr={learning_rate:g}: the {loss} loss is {value} at epoch "
+            f"{epoch} of {epochs}; give a smaller learning rate (the article's are 0.001, 0.01 and 0.1)"
+        )
+
+
 def _best_weights_callback():
-    import keras
+    keras = import_keras()
 
     class KeepBestWeights(keras.callbacks.Callback):
-        """Keep the weights of the epoch with the lowest validation loss (the article's checkpoint)."""
+        """Keep the weights of the epoch with the lowest validation loss (the article's checkpoint);
+        stop at the first epoch whose training or validation loss is not finite (`diverged`)."""
 
         def __init__(self):
             super().__init__()
             self.best_loss, self.best_epoch, self.best_weights = np.inf, -1, None
+            self.diverged: tuple[int, str, float] | None = None  # (0-based epoch, which loss, its value)
 
         def on_epoch_end(self, epoch, logs=None):
+            for key, loss in (("loss", "training"), ("val_loss", "validation")):
+                if not math.isfinite(logs[key]):
+                    self.diverged = (epoch, loss, float(logs[key]))
+                    self.model.stop_training = True
+                    return
             if logs["val_loss"] < self.best_loss:
                 self.best_loss, self.best_epoch = logs["val_loss"], epoch
                 self.best_weights = self.model.get_weights()
 
         def on_train_end(self, logs=None):
-            self.model.set_weights(self.best_weights)
+            if self.diverged is None:
+                self.model.set_weights(self.best_weights)
 
     return KeepBestWeights()
 
@@ -86,7 +157,8 @@ def _best_weights_callback():
 def train(name: str, scaler: dict, learning_rate: float, x_train, y_train, x_val, y_val,
           epochs: int, batch_size: int, seed: int, fast: bool = True) -> Trained:
     """Train one network. `fast` runs a whole epoch per TensorFlow call (steps_per_execution):
-    the same updates in the same order, without Keras' per-batch Python overhead."""
+    the same updates in the same order, without Keras' per-batch Python overhead.
+    Raises Diverged at the first epoch whose training or validation loss is not finite."""
     set_seeds(seed)
     model = build(name, scaler, learning_rate)
     if fast:
@@ -98,6 +170,9 @@ def train(name: str, scaler: dict, learning_rate: float, x_train, y_train, x_val
         validation_data=(np.asarray(x_val, dtype="float32"), np.asarray(y_val, dtype="float32")),
         epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=[keep],
     )
+    if keep.diverged is not None:
+        epoch, loss, value = keep.diverged
+        raise Diverged(learning_rate, epoch + 1, epochs, loss, value)
     return Trained(model, list(map(float, history.history["loss"])), list(map(float, history.history["val_loss"])), keep.best_epoch)
 
 

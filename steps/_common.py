@@ -24,6 +24,7 @@ import yaml
 from madness import dataset as D
 from madness import names as n
 from madness.errors import UserError
+from madness.model import import_keras
 from steps import _lifecycle
 from steps._coordination import Heartbeat, liveness_tags
 
@@ -64,8 +65,11 @@ def entry_point(main):
     def wrapper(argv=None):
         _lifecycle.handle_signals()
         _lifecycle.remove_stale_temp_dirs()
-        # TensorFlow's C++ start-up chatter (no CUDA here, CPU features) would bury our one-line errors.
+        # TensorFlow's own C++ logging (CPU features, no CUDA, graph notes) would bury our one-line
+        # errors; what its libraries log through absl as they load, import_keras leaves out.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # A new SQLite store announces its tables at INFO; the step's own lines say what it made.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
         _announce_retries()
@@ -280,12 +284,14 @@ def log_data(built: D.Built, source: str) -> None:
     mlflow.log_dict(built.manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
     for split in (n.TRAIN, n.VAL, n.TEST):
         rows = built.games[built.games[n.SPLIT] == split]
-        # MLflow warns that a plain path "can be interpreted in multiple ways" and that integer
-        # columns cannot hold missing values: neither applies to these tables.
+        # MLflow warns that a plain path "can be interpreted in multiple ways" (each way reads the
+        # same file) and, as log_input infers the table's schema, that integer columns cannot hold
+        # missing values (a hint for models scoring such columns): neither applies to these tables.
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways", UserWarning)
+            warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column", UserWarning)
             dataset = mlflow.data.from_pandas(rows, source=source, name=f"tournament_{split}", targets=n.TARGET)
-        log_input_once_stored(dataset, split, built.manifest["digest"])
+            log_input_once_stored(dataset, split, built.manifest["digest"])
 
 
 def log_input_once_stored(dataset, split: str, digest: str, attempts: int = 4) -> None:
@@ -330,6 +336,7 @@ def load_model(uri: str):
     """Load a pyfunc model; return it with the id of the run that made it and its input columns."""
     try:
         info = mlflow.models.get_model_info(uri)
+        import_keras()  # what the model's code imports, here without TensorFlow's load-time notices
         model = mlflow.pyfunc.load_model(uri)
     except Exception as err:  # MLflow raises several types for a missing run, model or alias
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

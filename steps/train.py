@@ -15,6 +15,7 @@ feature columns in, probability that team 1 wins out; the scaler is its first la
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -66,14 +67,19 @@ def save_network(network, workdir: Path) -> Path:
 
 
 def log_model(keras_path: Path, features: list[str], signature) -> None:
-    mlflow.pyfunc.log_model(
-        name=n.MODEL_DIR,
-        python_model=TournamentModel(features),
-        artifacts={KERAS_ARTIFACT: str(keras_path)},
-        code_paths=[str(Path(__file__).parent)],
-        signature=signature,
-        pip_requirements=model_pins(),  # explicit: MLflow's own inference reruns the model (slow)
-    )
+    # MLflow asks for an input example "to ensure the model signature functions correctly": the
+    # signature is given, and the served model's predictions are the logged scores (from_file).
+    # The message opens with a terminal colour code, hence the leading ".*".
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*An input example was not provided when logging the model", UserWarning)
+        mlflow.pyfunc.log_model(
+            name=n.MODEL_DIR,
+            python_model=TournamentModel(features),
+            artifacts={KERAS_ARTIFACT: str(keras_path)},
+            code_paths=[str(Path(__file__).parent)],
+            signature=signature,
+            pip_requirements=model_pins(),  # explicit: MLflow's own inference reruns the model (slow)
+        )
 
 
 @entry_point

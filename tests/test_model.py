@@ -6,10 +6,13 @@ few seconds, so the trained networks are shared by module-scoped fixtures.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from madness import model as M
+from madness.errors import UserError
 
 N_FEATURES = 4
 SEED = 11
@@ -114,3 +117,60 @@ def test_another_seed_gives_other_weights(trained, frame):
 def test_fast_and_per_batch_training_give_identical_weights(trained, frame):
     slow = train(frame, fast=False)
     assert_same_weights(trained, slow)
+
+
+# --- a learning rate too large: losses that are not numbers stop the training ---
+
+def test_a_learning_rate_too_large_raises_diverged_naming_it_and_the_epoch(frame):
+    with pytest.raises(M.Diverged) as raised:
+        M.train("small", frame["scaler"], 1e30, frame["x_train"], frame["y_train"], frame["x_val"], frame["y_val"],
+                epochs=4, batch_size=32, seed=SEED)
+    err = raised.value
+    assert isinstance(err, UserError)  # what steps print as one line
+    assert (err.learning_rate, err.epoch, err.loss) == (1e30, 1, "training") and np.isnan(err.value)
+    assert str(err) == ("training diverged at learning rate lr=1e+30: the training loss is nan at epoch 1 of 4; "
+                        "give a smaller learning rate (the article's are 0.001, 0.01 and 0.1)")
+
+
+@pytest.fixture
+def callback():
+    keep = M._best_weights_callback()
+    keep.set_model(M.build("small", {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}, 0.01))
+    return keep
+
+
+@pytest.mark.parametrize("logs, loss", [({"loss": float("nan"), "val_loss": 0.2}, "training"),
+                                        ({"loss": 0.2, "val_loss": float("inf")}, "validation")])
+def test_the_first_epoch_with_a_loss_that_is_not_finite_stops_the_training(callback, logs, loss):
+    callback.on_epoch_end(0, {"loss": 0.3, "val_loss": 0.25})
+    callback.on_epoch_end(1, logs)
+    assert callback.model.stop_training
+    assert callback.diverged[:2] == (1, loss) and not np.isfinite(callback.diverged[2])
+    assert callback.best_epoch == 0
+    callback.on_train_end()  # leaves the weights alone: the run fails
+
+
+def test_finite_losses_do_not_stop_the_training(callback):
+    for epoch, val_loss in enumerate([0.3, 0.2, 0.25]):
+        callback.on_epoch_end(epoch, {"loss": 0.3, "val_loss": val_loss})
+    assert not callback.model.stop_training and callback.diverged is None and callback.best_epoch == 1
+
+
+# --- TensorFlow's load-time notices ---
+
+NOTICES = [
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+    "I0000 00:00:1796006652.069747    4230 port.cc:153] oneDNN custom operations are on. You may see slightly "
+    "different numerical results due to floating-point round-off errors from different computation orders. "
+    "To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.\n",
+    "I0000 00:00:1796006652.101256    4230 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
+    "GPU will not be used.\n",
+]
+
+
+def test_load_notices_written_by_native_code_are_left_out_and_anything_else_kept(capfd):
+    other = "E0000 00:00:1796006652.2    4230 cuda_dnn.cc:8579] Unable to register cuDNN factory\n"
+    with M._without_load_notices():
+        for line in [*NOTICES, other, *NOTICES]:
+            os.write(2, line.encode())  # file descriptor 2, as C++ writes, below Python's sys.stderr
+    assert capfd.readouterr().err == other

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
@@ -211,6 +212,24 @@ def test_the_same_arguments_give_the_same_brier_bit_for_bit(store, features, tra
     assert again.run.info.run_id != trained.run.info.run_id
     assert again.run.data.metrics[n.BRIER] == trained.run.data.metrics[n.BRIER]
     assert [m.value for m in history(store, again.run, n.VAL_LOSS)] == [m.value for m in history(store, trained.run, n.VAL_LOSS)]
+
+
+def test_a_diverging_learning_rate_fails_the_run_with_one_line_and_logs_no_model(store, features, capsys):
+    before = run_ids(store.experiment_id)
+    args = {**GIVEN, "features_uri": str(features), "lr": "1e30", "epochs": "3"}
+    with pytest.raises(SystemExit) as exit_:
+        main([item for name, value in args.items() for item in (f"--{name}", value)])
+    assert exit_.value.code == 1
+    printed = capsys.readouterr()
+    (line,) = printed.err.strip().splitlines()
+    assert re.fullmatch(r"error: training diverged at learning rate lr=1e\+30: the (training|validation) loss is nan "
+                        r"at epoch \d of 3; give a smaller learning rate .*", line), line
+    (new,) = run_ids(store.experiment_id) - before
+    run = store.client.get_run(new)
+    assert run.info.status == "FAILED"
+    assert not logged_models_of(store.experiment_id, new)
+    assert not any(path.startswith(f"{n.MODEL_DIR}/") for path in all_artifacts(store.client, new))
+    assert n.BRIER not in run.data.metrics
 
 
 # --- bad inputs, each in its own process ---
