@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 from contextlib import contextmanager, nullcontext
 import hashlib
@@ -11,6 +12,7 @@ import warnings
 import subprocess
 import sys
 import time
+import traceback
 import urllib.parse
 from pathlib import Path
 
@@ -73,7 +75,9 @@ def entry_point(main):
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
         _announce_retries()
+        _drop_store_tracebacks()
         try:
+            check_local_store()
             with _lifecycle.LauncherWatch(_lifecycle.watched_tokens()):
                 return main(argv)
         except UserError as err:
@@ -133,7 +137,71 @@ def store_failure(err: BaseException) -> str | None:
             return f"the tracking store {uri} failed: {first}"
         if type(cause).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "NoCredentialsError"):
             return f"cannot reach the artifact store: {cause}"
+        if isinstance(cause, OSError) and cause.errno in _UNWRITABLE and _raised_in(cause, "store"):
+            which = "the artifact store" if _raised_in(cause, "store", "artifact") else f"the tracking store {uri}"
+            return f"{which} cannot be written: {cause.filename}: {cause.strerror}"
+        if isinstance(cause, MlflowException) and "MLFLOW_ALLOW_FILE_STORE" in cause.message:
+            return (f"the tracking store {uri} is a file store, which MLflow {mlflow.__version__} refuses unless "
+                    "MLFLOW_ALLOW_FILE_STORE=true; use a database, e.g. sqlite:///mlflow.db")
     return None
+
+
+_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC)
+
+
+def _raised_in(err: BaseException, *package: str) -> bool:
+    """Whether `err` was raised inside mlflow.<package...> (e.g. "store", "artifact")."""
+    folder = os.path.join(os.path.dirname(mlflow.__file__), *package) + os.sep
+    return any(frame.filename.startswith(folder) for frame in traceback.extract_tb(err.__traceback__))
+
+
+def unwritable(path: Path) -> str | None:
+    """Why a file or folder at `path` could not be written or created, or None. Nothing is created."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    missing = f"its folder {path.parent} is missing and cannot be created: " if existing not in (path, path.parent) else ""
+    if existing != path and not existing.is_dir():
+        return f"{missing}{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | (os.X_OK if existing.is_dir() else 0)):
+        why = "is on a read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "is not writable (permission denied)"
+        return f"{missing}{existing} {why}"
+    return None
+
+
+def check_local_store() -> None:
+    """Refuse a local tracking store (a SQLite file, a file: folder) that cannot be written, before
+    any store call: MLflow would print its SQL and traceback for a database it cannot write, and try
+    for about 100 s to create one in a folder it cannot write."""
+    uri = mlflow.get_tracking_uri()
+    scheme = urllib.parse.urlsplit(uri).scheme
+    if uri.startswith("sqlite:///"):
+        database = uri.removeprefix("sqlite:///").split("?")[0]
+        if database in ("", ":memory:"):
+            return
+        needed = [Path(database), Path(database).parent]  # SQLite writes its journal beside the database
+    elif scheme in ("", "file"):
+        needed = [Path(urllib.parse.unquote(urllib.parse.urlsplit(uri).path) if scheme else uri)]
+    else:
+        return
+    for path in needed:
+        why = unwritable(path)
+        if why:
+            raise UserError(f"the tracking store {without_credentials(uri)} cannot be written: {why}")
+
+
+class _DropStoreTraceback(logging.Filter):
+    """MLflow's SQL store logs the whole traceback (and the SQL) of a database error before raising
+    it; the step then says it in one line (store_failure), or tidies up after it quietly."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SQLAlchemy database error")
+
+
+def _drop_store_tracebacks() -> None:
+    store = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _DropStoreTraceback) for f in store.filters):
+        store.addFilter(_DropStoreTraceback())
 
 
 @contextmanager

@@ -2,9 +2,9 @@
 
 Inputs: `model_uri` (runs:/<id>/model or models:/<name>@<alias>), `season` (its tournament need not
 have been played), the data parameters (`data`, `league`, `seed`), `output` (where to write).
-Outputs: `output` and the run artifact `submission.csv`, Kaggle's format: `ID,Pred` with ID
-`SSSS_TTTT_TTTT` (lower team id first) and Pred the probability that the lower id wins, one row
-per pair of seeded teams, per league.
+Outputs: `output` and the run artifact `submission.csv` (both or neither), Kaggle's format:
+`ID,Pred` with ID `SSSS_TTTT_TTTT` (lower team id first) and Pred the probability that the lower
+id wins, one row per pair of seeded teams, per league.
 
     mlflow run . -e predict -P model_uri=runs:/<run id>/model -P season=2024 -P output=submission.csv --env-manager local
 """
@@ -12,6 +12,8 @@ per pair of seeded teams, per league.
 from __future__ import annotations
 
 import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -21,7 +23,8 @@ from madness import dataset as D
 from madness import features as F
 from madness import names as n
 from madness.cli import DATA_PARAMS, Param, not_empty, parse, season
-from steps._common import entry_point, load_model, read_data_for_model, require_columns, start_run, temp_dir
+from madness.errors import UserError
+from steps._common import entry_point, load_model, read_data_for_model, require_columns, start_run, temp_dir, unwritable
 
 _DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (
@@ -47,17 +50,49 @@ def submission(rows: pd.DataFrame, probabilities) -> pd.DataFrame:
     return pd.DataFrame({n.SUBMISSION_ID: ids, n.SUBMISSION_PRED: probabilities})
 
 
-def write_atomically(frame: pd.DataFrame, path: Path) -> None:
-    """Write beside the target, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    frame.to_csv(partial, index=False, lineterminator="\n")
-    os.replace(partial, path)
+def check_writable(path: Path) -> None:
+    """Refuse an output that cannot be written as a file. Checked before the model loads, so a bad
+    output costs a second, not a prediction; nothing is created here."""
+    if path.is_dir():
+        raise UserError(f"output {path} is a directory; give the path of a file, e.g. {path / n.SUBMISSION_FILE}")
+    why = unwritable(path)
+    if why:
+        raise UserError(f"cannot write output {path}: {why}")
+
+
+@contextmanager
+def writing(path: Path):
+    """An OSError in the block is the user's one-line error about `path`."""
+    try:
+        yield
+    except OSError as err:
+        raise UserError(f"cannot write output {path}: {err.strerror or err}") from None
+
+
+def write_and_log(local: Path, output: Path) -> None:
+    """Copy `local` to `output` and log `local` as an artifact of the active run: both or neither.
+
+    The copy is written in full beside `output` first (a full or read-only disk fails here, before
+    anything is logged), then the artifact is logged, then the copy is renamed onto `output`, which
+    cannot half-happen. The `.partial` file never outlives the call."""
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        with writing(output):
+            output.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, partial)
+        mlflow.log_artifact(str(local))
+        with writing(output):
+            os.replace(partial, output)
+    finally:
+        if partial.exists():
+            partial.unlink()
 
 
 @entry_point
 def main(argv=None):
     values, raw = parse("predict", __doc__.splitlines()[0], PARAMS, argv)
+    output = Path(values["output"])
+    check_writable(output)
     model, model_run, features = load_model(values["model_uri"])
     with start_run("predict", raw), temp_dir() as tmp:
         files, _, team_season = read_data_for_model(values, model_run, Path(tmp))
@@ -66,9 +101,8 @@ def main(argv=None):
         D.check_complete(rows, features)
         result = submission(rows, model.predict(rows[features]))
         local = Path(tmp) / n.SUBMISSION_FILE
-        write_atomically(result, local)
-        mlflow.log_artifact(str(local))
-        write_atomically(result, Path(values["output"]))
+        result.to_csv(local, index=False, lineterminator="\n")
+        write_and_log(local, output)
         run_id = mlflow.active_run().info.run_id
     print(f"predict run {run_id}: {len(result)} pairs for season {values['season']} written to {values['output']}")
 

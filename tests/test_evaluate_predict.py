@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,10 +13,12 @@ import mlflow
 import pandas as pd
 import pytest
 
+from conftest import subprocess_env
 from madness import kaggle, synthetic
 from madness import names as n
+from readonly import run_on_small_disk
 from steps import evaluate, predict, train
-from stores import all_artifacts, run_ids, temp_store
+from stores import all_artifacts, last_line, run_ids, temp_store
 
 NO_RUN = "0123456789abcdef0123456789abcdef"
 
@@ -150,6 +153,56 @@ def test_predict_for_a_season_without_seeds_fails_naming_it_and_writes_nothing(s
     assert not output.exists() and not list(tmp_path.glob("*submission*"))
     (failed,) = run_ids(store.experiment_id) - before
     assert store.client.get_run(failed).info.status == "FAILED"
+
+
+def fail_launched_predict(store, monkeypatch, output: Path):
+    """Predict into `output` under a run created beforehand, as `mlflow run` launches it (MLFLOW_RUN_ID);
+    a model that does not exist: the output is checked before any model loads."""
+    launched = store.client.create_run(store.experiment_id).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", launched)
+    with pytest.raises(SystemExit) as exit_:
+        predict.main(["--model_uri", f"runs:/{NO_RUN}/{n.MODEL_DIR}", "--league", "W", "--output", str(output)])
+    assert exit_.value.code == 1
+    return store.client.get_run(launched)
+
+
+def test_predict_onto_a_directory_fails_naming_it(store, tmp_path, monkeypatch, capsys):
+    output = tmp_path / "submissions"
+    output.mkdir()
+    launched = fail_launched_predict(store, monkeypatch, output)
+    assert last_stderr_line(capsys) == f"error: output {output} is a directory; give the path of a file, e.g. {output / n.SUBMISSION_FILE}"
+    assert [p.name for p in tmp_path.iterdir()] == ["submissions"] and not any(output.iterdir())
+    assert launched.info.status == "FAILED" and all_artifacts(store.client, launched.info.run_id) == []
+
+
+def test_predict_under_a_file_fails_naming_it(store, tmp_path, monkeypatch, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder\n")
+    output = notes / "2024" / n.SUBMISSION_FILE
+    launched = fail_launched_predict(store, monkeypatch, output)
+    assert last_stderr_line(capsys) == f"error: cannot write output {output}: its folder {output.parent} is missing and cannot be created: {notes} is a file, not a folder"
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"] and notes.read_text() == "not a folder\n"
+    assert launched.info.status == "FAILED" and all_artifacts(store.client, launched.info.run_id) == []
+
+
+@pytest.mark.slow
+def test_predict_on_a_full_disk_fails_and_logs_no_submission(store, model, tmp_path):
+    # The disk fills after the output was checked and the run opened: the staged file fails to
+    # write, so nothing is logged and nothing is left, the run ends FAILED.
+    folder = tmp_path / "full"
+    folder.mkdir()
+    output = folder / n.SUBMISSION_FILE
+    before = run_ids(store.experiment_id)
+    args = [sys.executable, "-m", "steps.predict", "--model_uri", model.uri, "--league", "W", "--output", str(output)]
+    env = subprocess_env({"MLFLOW_TRACKING_URI": store.uri, "MLFLOW_EXPERIMENT_ID": store.experiment_id})
+    env.pop("MLFLOW_RUN_ID", None)
+    result, left = run_on_small_disk(folder, "8k", args, env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert last_line(result.stderr) == f"error: cannot write output {output}: No space left on device"
+    assert left == []  # neither the output nor a .partial file
+    (failed,) = run_ids(store.experiment_id) - before
+    assert store.client.get_run(failed).info.status == "FAILED"
+    assert n.SUBMISSION_FILE not in all_artifacts(store.client, failed)
 
 
 # --- real women's data ---
