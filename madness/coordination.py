@@ -31,13 +31,24 @@ SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh"})
 
 # --- liveness ---
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux /proc), or None where unknown."""
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 on (Linux); the command name before ")" may hold spaces."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the command name before ")" may hold spaces
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, or None where unknown."""
+    stat = _stat(pid)
+    return stat[19] if stat else None  # field 22
+
+
+def _ended(pid: int) -> bool:
+    """A zombie has ended; it only waits for its parent to collect its exit status."""
+    stat = _stat(pid)
+    return bool(stat) and stat[0] in ("Z", "X")
 
 
 def process_token(pid: int | None = None) -> str:
@@ -46,11 +57,8 @@ def process_token(pid: int | None = None) -> str:
 
 
 def parent_pid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])  # field 4
+    stat = _stat(pid)
+    return int(stat[1]) if stat else None  # field 4
 
 
 def command_line(pid: int) -> list[str]:
@@ -72,6 +80,12 @@ def is_shell_wrapper(command: list[str]) -> bool:
 def is_interactive_shell(command: list[str]) -> bool:
     """A shell reading commands from a person (no script, no -c): not something that waits for a step."""
     return is_shell(command) and all(arg.startswith("-") for arg in command[1:]) and "-c" not in command[1:]
+
+
+def is_mlflow_run(command: list[str]) -> bool:
+    """`mlflow run ...`, however it was started (its script, `python -m mlflow`)."""
+    words = [Path(part).name for part in command[:4]]
+    return "mlflow" in words and "run" in command[1:4]
 
 
 def launcher_chain(pid: int | None = None, parent=parent_pid, command=command_line) -> list[int]:
@@ -106,7 +120,7 @@ def token_alive(token: str) -> bool:
         return False
     except PermissionError:
         pass  # another user's process: it exists
-    return not started or _start_time(pid) == started
+    return (not started or _start_time(pid) == started) and not _ended(pid)
 
 
 def temp_prefix(token: str) -> str:

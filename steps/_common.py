@@ -76,6 +76,7 @@ def entry_point(main):
             os.environ.setdefault(name, value)
         _announce_retries()
         _drop_store_tracebacks()
+        launched = os.environ.get("MLFLOW_RUN_ID")  # MLflow unsets it when the run ends
         try:
             check_local_store()
             with _lifecycle.LauncherWatch(_lifecycle.watched_tokens()):
@@ -91,6 +92,7 @@ def entry_point(main):
         except KeyboardInterrupt as err:
             _end_active_run("KILLED")
             _kill_launched_run()
+            _lifecycle.keep_status_past_launcher(launched, "KILLED")
             print(f"error: {_lifecycle.stop_reason(err)}", file=sys.stderr)
             sys.exit(130)
         except Exception as err:

@@ -10,14 +10,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from madness import coordination as C
 from madness import names as n
 
 POLL_SECONDS = 1.0
+RESTORE_WAIT_SECONDS = 600.0
 
 
 class Interrupted(KeyboardInterrupt):
@@ -100,3 +104,39 @@ def remove_stale_temp_dirs(root: str | None = None) -> list[Path]:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
+
+
+def mlflow_run_launcher() -> str | None:
+    """The token of the `mlflow run` process that launched this step (through `sh -c`), if any."""
+    chain = C.launcher_chain()
+    if chain and C.is_mlflow_run(C.command_line(chain[-1])):
+        return C.process_token(chain[-1])
+    return None
+
+
+def keep_status_past_launcher(run_id: str | None, status: str) -> None:
+    """`mlflow run` ends the run it launched FAILED once the command exits non-zero, even when the
+    command ended it itself: MLflow 3.17's check of the stored status compares a string with
+    RunStatus numbers, so it never sees the run has ended. A detached watcher waits for that
+    launcher to exit, then puts this status back."""
+    launcher = mlflow_run_launcher() if run_id else None
+    if launcher is None:
+        return
+    subprocess.Popen([sys.executable, "-m", "steps._lifecycle", "restore", launcher, run_id, status],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
+
+
+def restore(launcher: str, run_id: str, status: str) -> None:
+    import mlflow
+
+    deadline = time.monotonic() + RESTORE_WAIT_SECONDS
+    while C.token_alive(launcher) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    client = mlflow.MlflowClient()
+    if client.get_run(run_id).info.status == "FAILED":
+        client.set_terminated(run_id, status)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["restore"]:
+    restore(*sys.argv[2:5])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import mlflow
 import pytest
@@ -173,6 +174,19 @@ def test_a_child_not_yet_tagged_is_an_orphan_when_its_sweep_is_dead(store, dead_
     assert set(end_orphans(client, [experiment], Liveness(client), "sweep y")) == {sweep, child}
 
 
+def test_report_ends_the_orphans_of_the_sweeps_experiments_first(store, dead_token):
+    from steps.report import end_orphans_of
+
+    client, experiment = store
+    sweep = client.create_run(experiment, tags=liveness_tags()).info.run_id
+    orphan = holder(client, experiment, dead_token)
+    client.log_dict(sweep, [{"model": "small", "lr": "0.1", "run_id": orphan, "experiment_id": experiment}], n.PAIRS_FILE)
+    end_orphans_of(client, sweep, "r1")
+    assert client.get_run(orphan).info.status == "FAILED"
+    assert client.get_run(orphan).data.tags[n.TAG_ENDED_BY] == "report r1: the process that ran it was gone"
+    assert client.get_run(sweep).info.status == "RUNNING"  # this process: alive
+
+
 # --- launcher chains: who waits for a step's process ---
 
 PARENTS = {100: 90, 90: 80, 80: 70, 70: 1, 60: 50, 50: 1, 30: 40, 40: 1}
@@ -241,3 +255,22 @@ def test_a_temporary_folder_names_its_owner():
 @pytest.mark.parametrize("name", ["madness-abc", "madness-12-", "other-12-34-x", "tmpabc"])
 def test_folders_without_an_owner_have_none(name):
     assert C.temp_owner(name) is None
+
+
+def test_a_zombie_is_not_alive():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    token = C.process_token(child.pid)
+    deadline = time.monotonic() + 10
+    while C.token_alive(token) and time.monotonic() < deadline:  # ended, not yet collected by wait()
+        time.sleep(0.05)
+    assert not C.token_alive(token) and child.poll() == 0
+
+
+@pytest.mark.parametrize(("command", "launcher"), [
+    (["/venv/bin/python", "/venv/bin/mlflow", "run", "."], True),
+    (["mlflow", "run", ".", "-e", "train"], True),
+    (["python", "-m", "mlflow", "run", "."], True),
+    (["mlflow", "server"], False), (["python", "-m", "steps.main"], False), (["bash", "-c", "mlflow run ."], False), ([], False),
+])
+def test_mlflow_run_is_known_by_its_command_line(command, launcher):
+    assert C.is_mlflow_run(command) is launcher

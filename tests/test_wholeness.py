@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -49,7 +50,10 @@ def test_an_unreadable_mlmodel_is_named_so(model):
 @pytest.mark.parametrize("name", ["artifacts/network.keras", "python_model.pkl", "conda.yaml", "code"])
 def test_a_missing_named_file_is_named(model, name):
     path = model / name
-    __import__("shutil").rmtree(path) if path.is_dir() else path.unlink()
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
     assert W.model_problem(model) == f"its model lacks {name}"
 
 

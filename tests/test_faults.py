@@ -1,0 +1,283 @@
+"""Faults done to real processes: signals to the real `mlflow run` process tree, kill -9, deleted
+artifacts, two sweeps at once. After each: no run left RUNNING, no pair trained twice, nothing reused
+that is not whole.
+
+Every sweep here is `mlflow run <snapshot>` on a private SQLite store; the module's sweeps share one
+prefix, so the ingest runs once and each test trains pairs of its own learning rates.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from madness import coordination as C
+from madness import names as n
+from servers import MLFLOW, Team
+from stores import last_line, ok, snapshot
+
+pytestmark = pytest.mark.slow
+
+PREFIX = "faults"
+EXPERIMENT = f"{PREFIX}_small"
+STOP_SECONDS = 20  # "within seconds": the launcher watch polls every second; cancelling children takes a few
+EPOCHS = "40"  # long enough that a pair is still training when it is hit
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory) -> Team:
+    folder = tmp_path_factory.mktemp("faults")
+    (folder / "tmp").mkdir()
+    # TMPDIR: the steps' temporary folders land where the tests can look for leftovers.
+    team = Team(f"sqlite:///{folder / 'mlflow.db'}", folder, snapshot(folder / "project"), {"TMPDIR": str(folder / "tmp")})
+    team.client.search_experiments()  # create the store now: two processes creating one SQLite store race
+    return team
+
+
+def sweep_args(lrs: str, epochs: str = EPOCHS, *extra: str) -> list[str]:
+    return [MLFLOW, "run", "--env-manager", "local", "--experiment-name", PREFIX, "-P", "models=small", "-P", f"lrs={lrs}",
+            "-P", f"epochs={epochs}", "-P", f"prefix={PREFIX}", *extra]
+
+
+def start_sweep(team: Team, lrs: str, epochs: str = EPOCHS) -> subprocess.Popen:
+    args = sweep_args(lrs, epochs)
+    args.insert(2, str(team.project))
+    # Its own session: the signals of these tests reach only what they aim at.
+    return subprocess.Popen(args, cwd=team.folder, env=team.environment(None), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def sweep(team: Team, lrs: str, epochs: str = "2", *extra: str) -> subprocess.CompletedProcess:
+    args = sweep_args(lrs, epochs, *extra)
+    args.insert(2, str(team.project))
+    return subprocess.run(args, cwd=team.folder, env=team.environment(None), capture_output=True, text=True, timeout=900)
+
+
+def pair_runs(team: Team, lr: str) -> list:
+    return team.runs(EXPERIMENT, f"params.lr = '{lr}'")
+
+
+def training(team: Team, lr: str, launcher: subprocess.Popen, timeout: float = 300):
+    """Wait until the pair's train step runs (its run carries its process token); return that run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and launcher.poll() is None:
+        runs = [r for r in pair_runs(team, lr) if r.info.status == "RUNNING" and n.TAG_PROCESS in r.data.tags]
+        if runs:
+            return runs[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no train run of lr={lr} started; the sweep said:\n{finish(launcher)[-3000:]}")
+
+
+def finish(launcher: subprocess.Popen, timeout: float | None = None) -> str:
+    """Wait for the sweep's `mlflow run` (killing its session after `timeout`); its output."""
+    if launcher.stdout.closed:
+        return ""
+    try:
+        return launcher.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        return launcher.communicate()[0]
+
+
+def tree(pid: int) -> list[str]:
+    """Process tokens of `pid` and every descendant (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (parent := C.parent_pid(int(entry.name))) is not None:
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(C.process_token(current))
+        todo += children.get(current, [])
+    return found
+
+
+def wait_until_gone(tokens: list[str], seconds: float = STOP_SECONDS) -> float:
+    start = time.monotonic()
+    while any(C.token_alive(t) for t in tokens):
+        assert time.monotonic() - start < seconds, f"still alive after {seconds} s: {[t for t in tokens if C.token_alive(t)]}"
+        time.sleep(0.2)
+    return time.monotonic() - start
+
+
+def status(team: Team, run_id: str) -> str:
+    return team.client.get_run(run_id).info.status
+
+
+def settled(team: Team, run_id: str, seconds: float = STOP_SECONDS) -> str:
+    """The run's status once it holds for a moment: `mlflow run` overwrites a KILLED run FAILED as it
+    exits (an MLflow bug), and the step's watcher puts KILLED back just after."""
+    deadline, last, since = time.monotonic() + seconds, None, time.monotonic()
+    while time.monotonic() < deadline:
+        current = status(team, run_id)
+        if current != last:
+            last, since = current, time.monotonic()
+        elif current == "KILLED" or time.monotonic() - since > 8:
+            return current
+        time.sleep(0.2)
+    return last
+
+
+def finished_once(team: Team, lr: str) -> None:
+    finished = [r for r in pair_runs(team, lr) if r.info.status == "FINISHED"]
+    assert len(finished) == 1, [(r.info.run_id, r.info.status) for r in pair_runs(team, lr)]
+
+
+def nothing_running(team: Team) -> None:
+    ids = [e.experiment_id for e in team.client.search_experiments()]
+    running = team.client.search_runs(ids, "attributes.status = 'RUNNING'")
+    assert running == [], [(r.info.run_name, r.info.run_id) for r in running]
+
+
+# --- the sweep dies with its launcher ---
+
+
+@pytest.mark.parametrize(("sig", "lr"), [(signal.SIGTERM, "0.011"), (signal.SIGINT, "0.012"), (signal.SIGHUP, "0.013"),
+                                         (signal.SIGKILL, "0.014")], ids=["SIGTERM", "SIGINT", "SIGHUP", "SIGKILL"])
+def test_ending_mlflow_run_stops_the_sweep_and_its_pair_within_seconds(team, sig, lr):
+    launcher = start_sweep(team, lr)
+    try:
+        pair = training(team, lr, launcher)
+        sweep_id = pair.data.tags[n.TAG_SWEEP]
+        processes = tree(launcher.pid)
+        os.kill(launcher.pid, sig)  # the `mlflow run` process alone, as `kill` or a scheduler does
+        took = wait_until_gone(processes)
+    finally:
+        finish(launcher, timeout=0 if launcher.poll() is None else None)
+    assert took < STOP_SECONDS
+    assert settled(team, pair.info.run_id) == "KILLED"
+    assert settled(team, sweep_id) == "KILLED"
+    nothing_running(team)
+
+
+def test_a_rerun_right_after_a_sigterm_trains_the_missing_pair_once(team):
+    launcher = start_sweep(team, "0.021,0.022")
+    try:
+        pair = training(team, "0.021", launcher)
+        launcher.send_signal(signal.SIGTERM)
+    finally:
+        finish(launcher, timeout=STOP_SECONDS * 3)
+    assert settled(team, pair.info.run_id) == "KILLED"
+    result = sweep(team, "0.021,0.022")
+    ok(result)
+    assert "2 to train" in result.stdout
+    for lr in ("0.021", "0.022"):
+        finished_once(team, lr)
+    nothing_running(team)
+
+
+def test_a_sweep_killed_with_9_takes_its_training_pair_with_it(team):
+    launcher = start_sweep(team, "0.031")
+    try:
+        pair = training(team, "0.031", launcher)
+        sweep_token = team.client.get_run(pair.data.tags[n.TAG_SWEEP]).data.tags[n.TAG_PROCESS]
+        os.kill(int(sweep_token.split(":")[0]), signal.SIGKILL)  # steps.main alone
+        wait_until_gone([pair.data.tags[n.TAG_PROCESS]])
+    finally:
+        out = finish(launcher, timeout=STOP_SECONDS * 3)
+    assert launcher.returncode != 0
+    assert "stopped: the process that launched it" in out
+    assert settled(team, pair.info.run_id) == "KILLED", out[-3000:]
+    nothing_running(team)
+
+    # The newest sweep died without its pairs.json: plain `report` takes the latest that finished.
+    finished = team.runs(PREFIX, f"tags.{n.TAG_ENTRY_POINT} = 'main' and attributes.status = 'FINISHED'")
+    assert finished, "the module's earlier tests finish sweeps"
+    ok(team.step("steps.report"))
+    ids = [e.experiment_id for e in team.client.search_experiments()]
+    report = team.client.search_runs(ids, f"tags.{n.TAG_ENTRY_POINT} = 'report'", order_by=["attributes.start_time DESC"])[0]
+    assert report.data.tags[n.TAG_SWEEP] == finished[-1].info.run_id
+
+
+# --- a crash: no run stays RUNNING, nothing is left in the temporary folder ---
+
+
+def test_after_kill_9_of_every_process_the_next_sweep_ends_the_orphans_and_trains_the_pair_once(team):
+    launcher = start_sweep(team, "0.041")
+    try:
+        pair = training(team, "0.041", launcher)
+        sweep_id = pair.data.tags[n.TAG_SWEEP]
+        processes = tree(launcher.pid)
+        for token in processes:
+            try:
+                os.kill(int(token.split(":")[0]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    finally:
+        finish(launcher, timeout=0 if launcher.poll() is None else None)
+    wait_until_gone(processes)
+    assert status(team, pair.info.run_id) == "RUNNING" and status(team, sweep_id) == "RUNNING"  # nobody could end them
+    leftovers = [p for p in (team.folder / "tmp").glob("madness-*") if C.temp_owner(p.name) in processes]
+    assert leftovers, "the crash left no temporary folder: nothing to prove"
+
+    result = sweep(team, "0.041")
+    ok(result)
+    for run_id in (pair.info.run_id, sweep_id):
+        run = team.client.get_run(run_id)
+        assert run.info.status == "FAILED"
+        assert run.data.tags[n.TAG_ENDED_BY].endswith("the process that ran it was gone")
+    finished_once(team, "0.041")
+    assert not any(p.exists() for p in leftovers)
+    nothing_running(team)
+
+
+# --- reuse only what is whole ---
+
+
+def delete_model_files(team: Team, run) -> None:
+    model = next(m for m in team.client.search_logged_models([run.info.experiment_id]) if m.source_run_id == run.info.run_id)
+    shutil.rmtree(Path(model.artifact_location.removeprefix("file://")))
+
+
+def delete_run_artifacts(team: Team, run) -> None:
+    shutil.rmtree(Path(run.info.artifact_uri.removeprefix("file://")))
+
+
+def test_a_pair_whose_files_are_gone_is_never_listed_best_registered_or_reused(team):
+    ok(sweep(team, "0.061,0.062,0.063"))
+    runs = {lr: pair_runs(team, lr)[0] for lr in ("0.061", "0.062", "0.063")}
+    delete_model_files(team, runs["0.061"])
+    delete_run_artifacts(team, runs["0.062"])
+    sweep_id = runs["0.063"].data.tags[n.TAG_SWEEP]
+
+    report = team.step("steps.report", "--sweep_run_id", sweep_id, "--register", "true", "--filter", "")
+    ok(report)
+    for lr in ("0.061", "0.062"):
+        assert f"run {runs[lr].info.run_id} (small_{lr}) is incomplete" in report.stdout
+        assert f"| small | {lr} |" in report.stdout and "INCOMPLETE" in report.stdout
+    assert f"best: small with learning rate 0.063" in report.stdout
+    champion = team.client.get_model_version_by_alias(EXPERIMENT, "champion")
+    assert champion.run_id == runs["0.063"].info.run_id
+    registered = {v.run_id for v in team.client.search_model_versions(f"name = '{EXPERIMENT}'")}
+    assert not registered & {runs["0.061"].info.run_id, runs["0.062"].info.run_id}
+
+    # Spelled another way, the same three pairs: the whole one is reused, the two others train again.
+    rerun = sweep(team, "6.1e-2,.062,0.0630")
+    ok(rerun)
+    assert "1 reused, 2 to train" in rerun.stdout
+    for lr in ("0.061", "0.062"):
+        assert f"not reusing run {runs[lr].info.run_id}" in rerun.stdout
+        assert len([r for r in pair_runs(team, lr) if r.info.status == "FINISHED"]) == 2
+    finished_once(team, "0.063")
+    nothing_running(team)
+
+
+# --- two sweeps at once ---
+
+
+def test_two_identical_sweeps_started_together_train_each_pair_once(team):
+    first, second = start_sweep(team, "0.071,0.072", "2"), start_sweep(team, "0.071,0.072", "2")
+    outputs = [finish(first, timeout=600), finish(second, timeout=600)]
+    assert first.returncode == 0 and second.returncode == 0, "\n\n".join(o[-3000:] for o in outputs)
+    for lr in ("0.071", "0.072"):
+        finished_once(team, lr)
+        assert len(pair_runs(team, lr)) == 1  # never started twice
+    nothing_running(team)
