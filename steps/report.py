@@ -143,7 +143,22 @@ def register(client, pairs: list[dict], table) -> dict[str, str]:
         finally:
             claims.release(pair["experiment_id"], key)
         champions[model] = f"models:/{name}@{CHAMPION}"
+    for name in dict.fromkeys(p["experiment"] for p in pairs if p["model"] not in champions):
+        drop_broken_champion(client, name)
     return champions
+
+
+def drop_broken_champion(client, name: str) -> None:
+    """A model with no whole run this time keeps no alias on a version whose files are gone:
+    `models:/<name>@champion` then fails to resolve, instead of loading a model that is not there."""
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return  # not registered, or no alias
+    problem = train_run_problem(client, version.run_id)
+    if problem is not None:
+        client.delete_registered_model_alias(name, CHAMPION)
+        print(f"removed alias {CHAMPION} of {name} (version {version.version}, run {version.run_id}): {problem}", flush=True)
 
 
 def register_versions(client, name: str, rows) -> None:
