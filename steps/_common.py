@@ -82,16 +82,15 @@ def entry_point(main):
             with _lifecycle.LauncherWatch(_lifecycle.watched_tokens()):
                 return main(argv)
         except UserError as err:
-            _fail_launched_run()
+            _end_launched_run(launched, "FAILED")
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
         except SystemExit as exit_:
             if exit_.code not in (0, None):
-                _fail_launched_run()
+                _end_launched_run(launched, "FAILED")
             raise
         except KeyboardInterrupt as err:
-            _end_active_run("KILLED")
-            _kill_launched_run()
+            _end_launched_run(launched, "KILLED")
             _lifecycle.keep_status_past_launcher(launched, "KILLED")
             print(f"error: {_lifecycle.stop_reason(err)}", file=sys.stderr)
             sys.exit(130)
@@ -100,7 +99,7 @@ def entry_point(main):
             if problem is None:  # a bug: keep its traceback
                 _end_active_run("FAILED")
                 raise
-            _fail_launched_run(quick=True)
+            _end_launched_run(launched, "FAILED", quick=True)
             print(f"error: {problem}", file=sys.stderr)
             sys.exit(1)
 
@@ -221,32 +220,18 @@ def single_attempt():
                 os.environ[name] = value
 
 
-def _fail_launched_run(quick: bool = False) -> None:
-    """Bad arguments stop a step before it opens its run; under `mlflow run` that run already
-    exists (MLFLOW_RUN_ID) and would stay RUNNING when launched asynchronously: end it FAILED."""
-    _end_active_run("FAILED", quick)
-    run_id = os.environ.get("MLFLOW_RUN_ID")
+def _end_launched_run(run_id: str | None, status: str, quick: bool = False) -> None:
+    """End the step's run and, under `mlflow run`, the run MLflow made for it before the step
+    started (`run_id`, from MLFLOW_RUN_ID): bad arguments or an interrupt can stop a step before it
+    opens that run, and when launched asynchronously or orphaned nobody else would end it."""
+    _end_active_run(status, quick)
     if run_id:
         with single_attempt() if quick else nullcontext():
             try:
                 client = mlflow.MlflowClient()
                 if client.get_run(run_id).info.status == "RUNNING":
-                    client.set_terminated(run_id, "FAILED")
+                    client.set_terminated(run_id, status)
             except Exception:  # the store is unreachable: the next sweep ends it (its process is gone)
-                pass
-
-
-def _kill_launched_run() -> None:
-    """Interrupted before its run opened (or after it closed): under `mlflow run` that run exists
-    (MLFLOW_RUN_ID) and its launcher may be gone, so nobody else would end it."""
-    run_id = os.environ.get("MLFLOW_RUN_ID")
-    if run_id:
-        with single_attempt():
-            try:
-                client = mlflow.MlflowClient()
-                if client.get_run(run_id).info.status == "RUNNING":
-                    client.set_terminated(run_id, "KILLED")
-            except Exception:  # the store is away: the next sweep ends it (its process is gone)
                 pass
 
 
