@@ -22,6 +22,9 @@ from madness import names as n
 
 POLL_SECONDS = 1.0
 RESTORE_WAIT_SECONDS = 600.0
+# Ending the runs takes a few seconds; a store that hangs must not keep a stopped step alive for
+# good (the next sweep or report ends a run left RUNNING once its process is gone).
+CLEANUP_SECONDS = 30.0
 
 
 class Interrupted(KeyboardInterrupt):
@@ -37,14 +40,45 @@ def stop_reason(err: BaseException) -> str:
     return f"interrupted ({err.args[0]})" if err.args else "interrupted"
 
 
+_stopping = threading.Event()
+
+
+def stopping() -> bool:
+    return _stopping.is_set()
+
+
 def _interrupt(signum, frame):
-    raise Interrupted(f"signal {signal.Signals(signum).name}")
+    """The first signal stops the step; later ones must not break its clean-up. A stopped sweep's
+    child gets two SIGTERMs a moment apart (its own watch and the sweep cancelling it), and a
+    second exception raised inside the first one's clean-up left tracebacks, runs not ended and,
+    once, a process that never exited. A person pressing Ctrl-C twice means now."""
+    name = signal.Signals(signum).name
+    if not _stopping.is_set():
+        _stopping.set()
+        _exit_after(CLEANUP_SECONDS, f"still ending its runs {CLEANUP_SECONDS:.0f} s after {name}; exiting without them")
+        raise Interrupted(f"signal {name}")
+    if signum == signal.SIGINT:
+        _exit_now(f"{name} again: exiting without ending its runs")
+
+
+def _exit_now(why: str) -> None:
+    print(f"error: {why}", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+def _exit_after(seconds: float, why: str) -> None:
+    timer = threading.Timer(seconds, _exit_now, (why,))
+    timer.daemon = True
+    timer.start()
 
 
 def handle_signals() -> None:
-    """SIGTERM (schedulers, `timeout`, MLflow cancelling a child) and SIGHUP end the step as an
-    interrupt does. A SIGHUP ignored at start (nohup) stays ignored: the user asked for that."""
+    """SIGTERM (schedulers, `timeout`, MLflow cancelling a child), SIGINT and SIGHUP stop the step
+    once, with a bounded clean-up. A SIGHUP ignored at start (nohup) stays ignored: the user asked
+    for that."""
     signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
         signal.signal(signal.SIGHUP, _interrupt)
 
@@ -67,7 +101,7 @@ class LauncherWatch:
         self._saved_env = None
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.poll):
+        while not self._stop.wait(self.poll) and not _stopping.is_set():
             token = C.gone(self.tokens)
             if token is not None:
                 _reason.append(f"stopped: the process that launched it (pid {token.partition(':')[0]}) ended")

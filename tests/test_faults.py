@@ -103,7 +103,8 @@ def tree(pid: int) -> list[str]:
 def wait_until_gone(tokens: list[str], seconds: float = STOP_SECONDS) -> float:
     start = time.monotonic()
     while any(C.token_alive(t) for t in tokens):
-        assert time.monotonic() - start < seconds, f"still alive after {seconds} s: {[t for t in tokens if C.token_alive(t)]}"
+        alive = [f"{t} {' '.join(C.command_line(int(t.split(':')[0])))[:120]}" for t in tokens if C.token_alive(t)]
+        assert time.monotonic() - start < seconds, f"still alive after {seconds} s: {alive}"
         time.sleep(0.2)
     return time.monotonic() - start
 

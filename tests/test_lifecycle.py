@@ -79,6 +79,75 @@ def test_a_step_started_under_nohup_ignores_sighup():
     step.communicate(timeout=10)
 
 
+# A step whose clean-up takes argv[1] seconds, cut off after argv[2]; it watches the tokens after
+# those, clean-up included (a sweep cancels its children inside its watch).
+SLOW_CLEANUP_STEP = textwrap.dedent("""
+    import sys, time
+    from steps import _lifecycle as L
+    L.CLEANUP_SECONDS = float(sys.argv[2])
+    L.handle_signals()
+    with L.LauncherWatch(sys.argv[3:], poll=0.2):
+        try:
+            print("ready", flush=True)
+            time.sleep(60)
+        except L.Interrupted as err:
+            print("cleaning", flush=True)
+            time.sleep(float(sys.argv[1]))
+            print("cleaned", flush=True)
+            sys.exit(3)
+""")
+
+
+def start_slow_cleanup(cleanup: float, limit: float = 30, *watched: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CLEANUP_STEP, str(cleanup), str(limit), *watched], cwd=PROJECT_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def stop_and_wait_for_cleanup(step: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    step.send_signal(sig)
+    assert step.stdout.readline().strip() == "cleaning"
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_second_signal_does_not_break_the_clean_up_of_the_first(second):
+    step = start_slow_cleanup(1.5)
+    stop_and_wait_for_cleanup(step)
+    step.send_signal(second)  # as a stopped sweep's child gets: its own watch's and the sweep's cancel
+    out, err = step.communicate(timeout=10)
+    assert (step.returncode, out.strip(), err) == (3, "cleaned", "")
+
+
+def test_a_second_ctrl_c_exits_at_once_without_the_clean_up():
+    step = start_slow_cleanup(30)
+    stop_and_wait_for_cleanup(step, signal.SIGINT)
+    started = time.monotonic()
+    step.send_signal(signal.SIGINT)
+    out, err = step.communicate(timeout=10)
+    assert time.monotonic() - started < 5
+    assert (step.returncode, out, err.strip()) == (130, "", "error: SIGINT again: exiting without ending its runs")
+
+
+def test_a_clean_up_that_hangs_is_cut_off_after_its_limit():
+    step = start_slow_cleanup(60, limit=1)
+    started = time.monotonic()
+    stop_and_wait_for_cleanup(step)
+    out, err = step.communicate(timeout=20)
+    assert time.monotonic() - started < 10
+    assert (step.returncode, out, err.strip()) == (130, "", "error: still ending its runs 1 s after SIGTERM; exiting without them")
+
+
+def test_the_watch_does_not_signal_a_step_already_stopping(launcher):
+    step = start_slow_cleanup(3, 30, C.process_token(launcher.pid))
+    stop_and_wait_for_cleanup(step)
+    launcher.kill()  # during the clean-up: the watch, polling every 0.2 s, must stay quiet
+    out, err = step.communicate(timeout=10)
+    assert (step.returncode, out.strip(), err) == (3, "cleaned", "")
+
+
+
+
 def test_children_launched_inside_the_watch_inherit_it_with_this_process_added(monkeypatch):
     monkeypatch.delenv(n.ENV_WATCH, raising=False)
     with L.LauncherWatch(["1:2"]):
