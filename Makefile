@@ -8,7 +8,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 SERVER_DIR ?= .server
 PORT ?= 5000
 
-.PHONY: help run test lock venv ui server server-stop
+.PHONY: help run check lint format test lock venv ui server server-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,7 +27,18 @@ run: venv ## run the article's 3 x 3 sweep on the synthetic league, then its rep
 ui: venv ## browse the runs: mlflow ui on ./mlflow.db
 	mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)
 
-test: venv ## run the whole test suite
+check: venv lint ## the everyday loop (under two minutes): lint, then the fast tests on every core
+	$(PY) -m pytest -m "not slow" -n auto --dist loadfile
+
+lint: venv ## ruff: lint and formatting, as CI checks them (make format fixes what it can)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv ## ruff: sort imports, apply safe fixes, format
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: venv lint ## lint, then the whole test suite, slow end-to-end tests included (what CI runs)
 	$(PY) -m pytest
 
 server: venv ## start a team tracking server (PostgreSQL + mlflow server on 127.0.0.1:$(PORT), data in $(SERVER_DIR)); AUTH=1 adds basic auth, ARTIFACTS=s3://... an S3 store

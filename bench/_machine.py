@@ -1,4 +1,4 @@
-"""What every benchmark shares: the machine it ran on, a temporary tracking store, a clean
+"""What every benchmark shares: the machine it ran on, a temporary tracking store, a
 snapshot of the project to run sweeps in, and a timer.
 
 Each script puts the repository root on sys.path itself (`import _machine` does it), so
@@ -94,39 +94,25 @@ def header(title: str) -> None:
 
 @contextmanager
 def temp_store(prefix: str = "bench-"):
-    """A temporary folder with its own SQLite tracking store (never ./mlflow.db); artifacts inside it.
+    """A temporary folder with its own SQLite tracking store (tools.sandbox.temp_store) for this
+    process and every child; artifacts inside it."""
+    from tools import sandbox
 
-    Sets MLFLOW_TRACKING_URI for this process and every child, and clears any run/experiment
-    variables inherited from a parent `mlflow run`.
-    """
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        folder = Path(tmp)
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
-        for k in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-            os.environ.pop(k, None)
-        try:
-            yield folder
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            try:
-                import mlflow
-                mlflow.set_tracking_uri(None)
-            except Exception:
-                pass
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp, sandbox.temp_store(Path(tmp)):
+        yield Path(tmp)
 
 
 def snapshot(dest: Path) -> tuple[Path, str]:
-    """A clone of the project's committed HEAD in `dest`: the sweeps run there, so edits being made
-    to the working tree meanwhile (which change `git.state` and so the sweep's cache key) cannot
-    touch the figures, and `mlruns/` lands in the temporary folder."""
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(dest)], check=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True, check=True).stdout.strip()
-    return dest, commit
+    """The project as it is now, with its history, in `dest` (tools.sandbox.snapshot): the sweeps run
+    there, so edits made to the working tree meanwhile (which change `git.state` and so the sweep's
+    cache key) cannot touch the figures, and `mlruns/` lands in the temporary folder. The commit
+    it names ends in `+changes` when the tree held uncommitted work."""
+    from madness import git
+    from tools import sandbox
+
+    sandbox.snapshot(dest)
+    commit = git.head(dest)[:12]
+    return dest, f"{commit}+changes" if git.is_dirty(dest) else commit
 
 
 def child_env(project: Path) -> dict:

@@ -42,7 +42,7 @@ def main() -> None:
              "--league", args.league, "--prefix", "bench_cache", "--jobs", "1", "--env_manager", "local"]
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp, _machine.temp_store("bench-cache-store-") as store:
         project, commit = _machine.snapshot(Path(tmp) / "project")
-        print(f"project snapshot at commit {commit[:12]}; grid {args.models} x {args.lrs}, {args.epochs} epochs, data {args.data}\n", flush=True)
+        print(f"project snapshot at commit {commit}; grid {args.models} x {args.lrs}, {args.epochs} epochs, data {args.data}\n", flush=True)
         log = store / "sweep.log"
         log.touch()
         print("1) first invocation (fresh store)", flush=True)

@@ -125,7 +125,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-packaging-") as tmp, _machine.temp_store("bench-plain-") as plain_store:
         project, commit = _machine.snapshot(Path(tmp) / "project")
-        print(f"project snapshot at commit {commit[:12]}\n", flush=True)
+        print(f"project snapshot at commit {commit}\n", flush=True)
 
         print("1) one process, plain MLflow tracking, no Projects", flush=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--plain-only", "--store", str(plain_store),

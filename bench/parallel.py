@@ -31,7 +31,7 @@ def main() -> None:
     times = {}
     with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp:
         project, commit = _machine.snapshot(Path(tmp) / "project")
-        print(f"project snapshot at commit {commit[:12]}; grid {args.models} x {args.lrs} ({pairs} pairs), "
+        print(f"project snapshot at commit {commit}; grid {args.models} x {args.lrs} ({pairs} pairs), "
               f"{args.epochs} epochs, data {args.data}\n", flush=True)
         for jobs in (1, args.jobs):
             print(f"jobs={jobs} (fresh store, force)", flush=True)

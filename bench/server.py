@@ -70,7 +70,7 @@ def main() -> None:
         folder = Path(tempfile.mkdtemp(prefix="bench-team-server-"))
         folder.chmod(0o755)  # PostgreSQL's user must reach its data folder
         with TeamServer(folder, port=free_port(), workers=2) as team, _removed(folder):
-            print(f"project snapshot at commit {commit[:12]}; server {team.tracking_uri} on PostgreSQL\n", flush=True)
+            print(f"project snapshot at commit {commit}; server {team.tracking_uri} on PostgreSQL\n", flush=True)
             sqlite_uri = os.environ["MLFLOW_TRACKING_URI"]
             for round_ in range(1, args.rounds + 1):
                 for name, uri, into in (("SQLite", sqlite_uri, sqlite), ("server", team.tracking_uri, server)):

@@ -1,6 +1,6 @@
 """Rerunning a past run: where its code is, what to pass it, and whether the rerun matched.
 
-Pure helpers for `steps/reproduce.py`: no MLflow import. Git is called through `subprocess`;
+Pure helpers for `steps/reproduce.py`: no MLflow import. Git is called through madness.git;
 the user's own working tree and branch are never touched: the past commit is checked out in a
 temporary `git worktree`, removed afterwards.
 """
@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
+from madness import git
 from madness.errors import UserError
 
 ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")
@@ -55,10 +56,6 @@ def parse_source(source_name: str) -> Source:
     return Source(True, name, subdirectory)
 
 
-def _git(args: list[str], cwd: Path | str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-
-
 def repo_root(path: Path | str) -> Path | None:
     """The top of the git working tree holding `path` (a folder or a file, maybe since deleted:
     its nearest existing folder counts), None outside git."""
@@ -66,14 +63,14 @@ def repo_root(path: Path | str) -> Path | None:
     while not folder.is_dir() and folder != folder.parent:
         folder = folder.parent
     try:
-        return Path(_git(["rev-parse", "--show-toplevel"], folder))
+        return Path(git.text(["rev-parse", "--show-toplevel"], folder))
     except (OSError, subprocess.CalledProcessError):
         return None
 
 
 def has_commit(repo: Path, commit: str) -> bool:
     try:
-        _git(["cat-file", "-e", f"{commit}^{{commit}}"], repo)
+        git.text(["cat-file", "-e", f"{commit}^{{commit}}"], repo)
         return True
     except (OSError, subprocess.CalledProcessError):
         return False
@@ -104,7 +101,7 @@ def add_worktree(repo: Path, commit: str, parent: Path) -> Path:
     """Check `commit` out, detached, in a new worktree `parent/<repo name>`; the repo's own tree is untouched."""
     path = Path(parent) / Path(repo).name
     try:
-        _git(["worktree", "add", "--detach", str(path), commit], repo)
+        git.text(["worktree", "add", "--detach", str(path), commit], repo)
     except subprocess.CalledProcessError as err:
         last = (err.stderr or "").strip().splitlines()
         raise UserError(f"cannot check out commit {commit} of {repo} in a temporary worktree: {last[-1] if last else err}") from None
@@ -120,7 +117,7 @@ def remove_worktree(repo: Path, path: Path) -> None:
 
 def _git_quietly(args: list[str], repo: Path) -> None:
     try:
-        _git(args, repo)
+        git.text(args, repo)
     except (OSError, subprocess.CalledProcessError):
         pass
 
@@ -139,7 +136,7 @@ def worktree(repo: Path, commit: str):
 
 def worktrees(repo: Path) -> list[str]:
     """The paths `git worktree list` shows, the main working tree first."""
-    out = _git(["worktree", "list", "--porcelain"], repo)
+    out = git.text(["worktree", "list", "--porcelain"], repo)
     return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("worktree ")]
 
 

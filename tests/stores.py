@@ -1,36 +1,21 @@
-"""Helpers for the train / evaluate / predict tests: a tracking store that outlives one test, artifact listing."""
+"""Helpers for the step tests: a tracking store that outlives one test, a project snapshot, artifact listing."""
 
 from __future__ import annotations
 
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
-import pytest
 
-from conftest import ROOT
 from madness import dataset as D
+from tools import sandbox
 
 
 @contextmanager
 def temp_store(folder: Path):
-    """What conftest's `tracking` fixture does, for a module-scoped fixture (one SQLite migration, not one per test)."""
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-            mp.delenv(name, raising=False)
-        mlflow.set_tracking_uri(uri)
-        experiment_id = mlflow.create_experiment("tests", artifact_location=(folder / "artifacts").as_uri())
-        mp.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
-        mlflow.set_experiment(experiment_id=experiment_id)
-        try:
-            yield uri, experiment_id
-        finally:
-            while mlflow.active_run():
-                mlflow.end_run()
-            mlflow.set_tracking_uri(None)
+    """A new store in `folder` with an experiment "tests" as the default, for a fixture of any scope."""
+    with sandbox.temp_store(folder, "tests") as (uri, experiment_id):
+        yield uri, experiment_id
 
 
 def all_artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None) -> list[str]:
@@ -66,12 +51,8 @@ def run_ids(experiment_id: str) -> set[str]:
 
 
 def snapshot(dst: Path) -> Path:
-    """The working tree as it is now, with its git history; caches and the venv left out. Sweeps run
-    on a snapshot: the cache keys on the commit and the tree's state, which an edit in the repo
-    during the tests would otherwise change."""
-    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns(
-        ".venv", "__pycache__", ".pytest_cache", "mlruns", "mlartifacts", "mlflow.db", "outputs", "index.lock", ".server"))
-    return dst
+    """The working tree as it is now, with its git history (tools.sandbox.snapshot)."""
+    return sandbox.snapshot(dst)
 
 
 def ok(result) -> None:

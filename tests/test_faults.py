@@ -22,6 +22,7 @@ from madness import coordination as C
 from madness import names as n
 from servers import MLFLOW, Team
 from stores import last_line, ok, snapshot
+from tools import sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -36,9 +37,8 @@ def team(tmp_path_factory) -> Team:
     folder = tmp_path_factory.mktemp("faults")
     (folder / "tmp").mkdir()
     # TMPDIR: the steps' temporary folders land where the tests can look for leftovers.
-    team = Team(f"sqlite:///{folder / 'mlflow.db'}", folder, snapshot(folder / "project"), {"TMPDIR": str(folder / "tmp")})
-    team.client.search_experiments()  # create the store now: two processes creating one SQLite store race
-    return team
+    # Made now: two processes creating one SQLite store race.
+    return Team(sandbox.new_sqlite_store(folder), folder, snapshot(folder / "project"), {"TMPDIR": str(folder / "tmp")})
 
 
 def sweep_args(lrs: str, epochs: str = EPOCHS, *extra: str) -> list[str]:

@@ -20,9 +20,9 @@ STEP = textwrap.dedent("""
     import sys, time
     from steps import _lifecycle as L
     L.handle_signals()
-    print("ready", flush=True)
     try:
         with L.LauncherWatch(sys.argv[1:], poll=0.2):
+            print("ready", flush=True)  # only now: a signal arriving earlier would find no handler
             time.sleep(60)
     except L.Interrupted as err:
         print(L.stop_reason(err), flush=True)

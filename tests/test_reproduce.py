@@ -28,6 +28,7 @@ from madness import reproduce as R
 from madness import synthetic
 from madness.errors import UserError
 from steps import reproduce as step
+from tools import sandbox
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
@@ -254,13 +255,10 @@ def test_table_shows_full_precision_and_the_verdict():
 
 @pytest.fixture(scope="module")
 def shared_store(tmp_path_factory):
-    """One SQLite store for this module: creating one costs seconds (schema migrations)."""
+    """One store for this module, with an experiment "in-process"."""
     folder = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    experiment = mlflow.create_experiment("in-process", artifact_location=(folder / "artifacts").as_uri())
-    mlflow.set_tracking_uri(None)
-    return SimpleNamespace(uri=uri, experiment=experiment, folder=folder)
+    with sandbox.temp_store(folder, "in-process") as (uri, experiment):
+        yield SimpleNamespace(uri=uri, experiment=experiment, folder=folder)
 
 
 @pytest.fixture
@@ -275,7 +273,6 @@ def tracking(shared_store, monkeypatch):
     yield shared_store.uri
     while mlflow.active_run():
         mlflow.end_run()
-    mlflow.set_tracking_uri(None)
 
 
 def failure(capsys, argv) -> str:
@@ -329,14 +326,7 @@ def history(tmp_path_factory, shared_store):
     code gives other metrics from the same params. Those changes stay.
     """
     base = tmp_path_factory.mktemp("reproduce")
-    repo = base / "repo"
-    repo.mkdir()
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in listed:
-        if name and not name.startswith(".venv/") and (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
+    repo = sandbox.snapshot(base / "repo", history=False)
     git(repo, "init", "-q", "-b", "main")
     first = commit_all(repo, "the code that made the first run")
     synthetic.write_league(repo / "data" / "kaggle", 42, ("W",))

@@ -23,6 +23,7 @@ from conftest import ROOT, run_cli
 from madness import names as n
 from madness import sweep as S
 from stores import last_line, ok, snapshot
+from tools import sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -83,22 +84,12 @@ class Store:
 def store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sweep_store")
     project = snapshot(tmp_path_factory.mktemp("snapshot") / "project")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-            mp.delenv(name, raising=False)
-        mlflow.set_tracking_uri(uri)
-        with pytest.MonkeyPatch.context() as cd:  # the store's default artifact root (./mlruns) lands here, not in the repo
-            cd.chdir(folder)
-            mlflow.MlflowClient(tracking_uri=uri).search_experiments()
+    with sandbox.temp_store(folder) as (uri, _):
         try:
             yield Store(folder, project, uri)
         finally:
-            mlflow.set_tracking_uri(None)
             if TIMINGS:
                 print("\nsweep wall times: " + ", ".join(f"{k} {v:.0f}s" for k, v in TIMINGS.items()))
-
 
 
 # --- the first sweep: 2 models x 2 learning rates, shared by the tests below ---
