@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import re
 import sys
 import tempfile
@@ -76,11 +75,14 @@ def set_seeds(seed: int) -> None:
     keras = import_keras()
     import tensorflow as tf
 
-    os.environ["PYTHONHASHSEED"] = str(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)  # Python's random, NumPy, tf.random and Keras' own seed generator
+    # Kept, as set_random_seed does not do it: seeds fix the random numbers, not ops whose result may
+    # depend on thread scheduling; this makes TensorFlow run deterministic implementations only.
     tf.config.experimental.enable_op_determinism()
+    # No PYTHONHASHSEED: Python reads it only at start-up, so setting it here would not change this
+    # process. String hash order is not needed for identical runs: the sets in madness/ and steps/
+    # are only tested for membership, counted, sorted or checked with all(), and runs under different hash seeds log the
+    # same metrics bit for bit.
 
 
 def set_threads(threads: int) -> None:
@@ -125,17 +127,26 @@ class Diverged(UserError):
         )
 
 
-def _best_weights_callback():
+def _best_weights_callback(epochs: int):
+    """Keras' EarlyStopping keeping the weights of the epoch with the lowest validation loss (the
+    article's checkpoint), with a patience of every epoch so it never stops the training itself.
+
+    It restores them at the end of training whether it stopped early or not; on equal losses it keeps
+    the first (a strict `<`); its `best_epoch` is 0-based. What it does not do, hence the subclass:
+    stop on a loss that is not finite. A NaN validation loss is never an improvement, so EarlyStopping
+    would train on to the last epoch, and a NaN training loss it does not look at. Here the first epoch
+    whose training or validation loss is not finite stops the training (`diverged`), before
+    EarlyStopping sees it, and the weights are left alone: the run fails (Diverged)."""
     keras = import_keras()
 
-    class KeepBestWeights(keras.callbacks.Callback):
-        """Keep the weights of the epoch with the lowest validation loss (the article's checkpoint);
-        stop at the first epoch whose training or validation loss is not finite (`diverged`)."""
-
+    class KeepBestWeights(keras.callbacks.EarlyStopping):
         def __init__(self):
-            super().__init__()
-            self.best_loss, self.best_epoch, self.best_weights = np.inf, -1, None
+            super().__init__(monitor="val_loss", mode="min", patience=epochs, restore_best_weights=True)
             self.diverged: tuple[int, str, float] | None = None  # (0-based epoch, which loss, its value)
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            self.diverged = None
 
         def on_epoch_end(self, epoch, logs=None):
             for key, loss in (("loss", "training"), ("val_loss", "validation")):
@@ -143,13 +154,11 @@ def _best_weights_callback():
                     self.diverged = (epoch, loss, float(logs[key]))
                     self.model.stop_training = True
                     return
-            if logs["val_loss"] < self.best_loss:
-                self.best_loss, self.best_epoch = logs["val_loss"], epoch
-                self.best_weights = self.model.get_weights()
+            super().on_epoch_end(epoch, logs)
 
         def on_train_end(self, logs=None):
             if self.diverged is None:
-                self.model.set_weights(self.best_weights)
+                super().on_train_end(logs)
 
     return KeepBestWeights()
 
@@ -164,7 +173,7 @@ def train(name: str, scaler: dict, learning_rate: float, x_train, y_train, x_val
     if fast:
         steps = max(1, -(-len(x_train) // batch_size))
         model.compile(optimizer=model.optimizer, loss="mse", steps_per_execution=steps)
-    keep = _best_weights_callback()
+    keep = _best_weights_callback(epochs)
     history = model.fit(
         np.asarray(x_train, dtype="float32"), np.asarray(y_train, dtype="float32"),
         validation_data=(np.asarray(x_val, dtype="float32"), np.asarray(y_val, dtype="float32")),

@@ -60,8 +60,10 @@ def test_each_architecture_has_the_articles_dense_layers(name, units):
     assert model.loss == "mse"
 
 
-def test_model_names_are_the_three_architectures():
-    assert M.MODEL_NAMES == ("small", "medium", "large")
+def test_model_names_run_from_the_smallest_network_to_the_largest():
+    # The order the sweep trains them and the report lists them: by number of weights.
+    sizes = [M.build(name, {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}, 0.01).count_params() for name in M.MODEL_NAMES]
+    assert sizes == sorted(set(sizes)), dict(zip(M.MODEL_NAMES, sizes))
 
 
 def test_normalization_layer_reproduces_the_scaler(frame):
@@ -83,16 +85,38 @@ def test_predict_gives_one_probability_per_row(trained, frame):
     assert ((p > 0) & (p < 1)).all()
 
 
-def test_the_weights_kept_are_those_of_the_best_validation_epoch():
-    # Noise labels, few rows and a high learning rate: validation loss rises after an early minimum,
-    # so the last epoch's weights are not the best ones.
+def noise_frame():
+    """Noise labels, few rows: at a high learning rate validation loss rises after its first epoch."""
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(40, N_FEATURES)), rng.integers(0, 2, 40).astype("float64")
-    scaler = {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}
-    result = M.train("large", scaler, 0.05, x[:24], y[:24], x[24:], y[24:], epochs=12, batch_size=8, seed=2)
-    assert result.best_epoch == int(np.argmin(result.val_loss))
-    assert result.best_epoch < len(result.val_loss) - 1, "the test needs a run whose last epoch is not its best"
-    val_loss_now = result.model.evaluate(x[24:].astype("float32"), y[24:].astype("float32"), batch_size=8, verbose=0)
+    return {"x_train": x[:24], "y_train": y[:24], "x_val": x[24:], "y_val": y[24:],
+            "scaler": {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}}
+
+
+# (network, learning rate, epochs, batch size, seed) whose best epoch is the first / one in the middle
+BEST_FIRST = ("large", 0.05, 12, 8, 2)
+BEST_IN_THE_MIDDLE = ("medium", 0.01, 6, 32, SEED)
+
+
+@pytest.mark.parametrize("case", [BEST_FIRST, BEST_IN_THE_MIDDLE], ids=["best-first", "best-in-the-middle"])
+def test_the_weights_kept_are_those_of_the_best_validation_epoch(frame, case):
+    name, lr, epochs, batch_size, seed = case
+    data = noise_frame() if case == BEST_FIRST else frame
+
+    def fit(epochs):
+        return M.train(name, data["scaler"], lr, data["x_train"], data["y_train"], data["x_val"], data["y_val"],
+                       epochs=epochs, batch_size=batch_size, seed=seed)
+
+    result = fit(epochs)
+    assert len(result.val_loss) == epochs  # keeping the best never stops the training early
+    assert result.best_epoch == int(np.argmin(result.val_loss))  # 0-based; the first of equal losses
+    assert result.best_epoch < epochs - 1, "the test needs a run whose last epoch is not its best"
+    # Bit for bit the weights at the end of the best epoch: those of the same seed trained that far.
+    upto_best = fit(result.best_epoch + 1)
+    assert upto_best.val_loss == result.val_loss[:result.best_epoch + 1]
+    assert_same_weights(result, upto_best)
+    val_loss_now = result.model.evaluate(data["x_val"].astype("float32"), data["y_val"].astype("float32"),
+                                         batch_size=batch_size, verbose=0)
     assert val_loss_now == pytest.approx(min(result.val_loss), rel=1e-6, abs=1e-7)
 
 
@@ -101,6 +125,19 @@ def assert_same_weights(a, b):
     assert len(wa) == len(wb)
     for left, right in zip(wa, wb):
         np.testing.assert_array_equal(left, right)
+
+
+def test_set_seeds_seeds_python_numpy_and_tensorflow():
+    import random
+
+    import tensorflow as tf
+
+    def draws(seed):
+        M.set_seeds(seed)
+        return random.random(), np.random.random(), float(tf.random.uniform([]))
+
+    assert draws(5) == draws(5)
+    assert all(a != b for a, b in zip(draws(5), draws(6)))
 
 
 def test_the_same_seed_gives_bit_identical_weights(trained, frame):
@@ -134,26 +171,51 @@ def test_a_learning_rate_too_large_raises_diverged_naming_it_and_the_epoch(frame
 
 @pytest.fixture
 def callback():
-    keep = M._best_weights_callback()
+    keep = M._best_weights_callback(epochs=10)
     keep.set_model(M.build("small", {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}, 0.01))
+    keep.on_train_begin()
     return keep
+
+
+def weights_of(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+def shift_weights(model):
+    """What an epoch of training does, as far as the callback can tell: other weights."""
+    model.set_weights([w + 1.0 for w in model.get_weights()])
 
 
 @pytest.mark.parametrize("logs, loss", [({"loss": float("nan"), "val_loss": 0.2}, "training"),
                                         ({"loss": 0.2, "val_loss": float("inf")}, "validation")])
 def test_the_first_epoch_with_a_loss_that_is_not_finite_stops_the_training(callback, logs, loss):
     callback.on_epoch_end(0, {"loss": 0.3, "val_loss": 0.25})
+    shift_weights(callback.model)
     callback.on_epoch_end(1, logs)
     assert callback.model.stop_training
     assert callback.diverged[:2] == (1, loss) and not np.isfinite(callback.diverged[2])
     assert callback.best_epoch == 0
+    diverged = weights_of(callback.model)
     callback.on_train_end()  # leaves the weights alone: the run fails
+    assert all(np.array_equal(a, b) for a, b in zip(callback.model.get_weights(), diverged))
 
 
 def test_finite_losses_do_not_stop_the_training(callback):
     for epoch, val_loss in enumerate([0.3, 0.2, 0.25]):
         callback.on_epoch_end(epoch, {"loss": 0.3, "val_loss": val_loss})
     assert not callback.model.stop_training and callback.diverged is None and callback.best_epoch == 1
+
+
+def test_of_equal_validation_losses_the_first_epochs_weights_are_kept(callback):
+    kept = None
+    for epoch, val_loss in enumerate([0.3, 0.2, 0.25, 0.2]):
+        shift_weights(callback.model)
+        if epoch == 1:
+            kept = weights_of(callback.model)
+        callback.on_epoch_end(epoch, {"loss": 0.3, "val_loss": val_loss})
+    callback.on_train_end()
+    assert callback.best_epoch == 1
+    assert all(np.array_equal(a, b) for a, b in zip(callback.model.get_weights(), kept))
 
 
 # --- TensorFlow's load-time notices ---
