@@ -1,4 +1,4 @@
-"""madness.scoring: the scores on tiny hand-computed arrays, the seed baseline, reliability bins."""
+"""madness.scoring: the scores on tiny hand-computed arrays, the seed baseline, reliability bins (against sklearn's)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_seed_baseline_favours_the_better_seed():
     p_1_16, p_6_11, p_7_7, p_16_1, p_11_6 = p[0], p[1], p[2], p[3], p[4]
     assert p_1_16 > p_6_11 > 0.5 > p_11_6 > p_16_1
     assert p_1_16 + p_16_1 == pytest.approx(1.0, abs=1e-6)  # both sides in training: symmetric fit
-    assert p_7_7 == pytest.approx(0.5, abs=1e-6)
+    assert p_7_7 == 0.5  # to the last bit: on a bin edge of the calibration plot
     assert ((p > 0) & (p < 1)).all()
 
 
@@ -72,3 +72,32 @@ def test_reliability_bins_mean_prediction_and_observed_frequency():
     assert table["count"].tolist() == [1, 2, 2]
     np.testing.assert_allclose(table["mean_pred"], [0.05, 0.135, 0.975])
     np.testing.assert_allclose(table["observed"], [0.0, 0.5, 1.0])
+
+
+def test_a_prediction_on_a_bin_edge_falls_in_the_bin_above():
+    # The seed baseline's 0.5 for equal seeds goes with [0.5, 0.6), as 0.1 goes with [0.1, 0.2).
+    p = [0.5, 0.5, 0.55, 0.45, 0.1]
+    y = [1, 0, 1, 0, 1]
+    table = scoring.reliability(y, p, bins=10)
+    assert table["bin"].tolist() == [1, 4, 5] and table["count"].tolist() == [1, 1, 3]
+    np.testing.assert_allclose(table["mean_pred"], [0.1, 0.45, (0.5 + 0.5 + 0.55) / 3])
+    np.testing.assert_allclose(table["observed"], [1.0, 0.0, 2 / 3])
+    # Why the bins are not sklearn's calibration_curve: it puts a prediction on an edge in the bin below.
+    from sklearn.calibration import calibration_curve
+
+    observed, _ = calibration_curve(y, p, n_bins=10, strategy="uniform")
+    assert observed.tolist() != table["observed"].tolist()
+
+
+def test_off_the_bin_edges_reliability_is_sklearns_calibration_curve():
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(0)
+    # No prediction in 0.35-0.7: bins 4, 5 and 6 are empty and left out by both; p = 1.0 is in the last bin.
+    p = np.concatenate([rng.uniform(0.0, 0.35, 200), rng.uniform(0.7, 1.0, 200), [1.0]])
+    y = (rng.uniform(size=p.size) < p).astype("float64")
+    table = scoring.reliability(y, p, bins=10)
+    observed, mean_pred = calibration_curve(y, p, n_bins=10, strategy="uniform")
+    assert table["bin"].tolist() == [0, 1, 2, 3, 7, 8, 9]
+    np.testing.assert_allclose(table["mean_pred"], mean_pred, rtol=1e-12)
+    np.testing.assert_allclose(table["observed"], observed, rtol=1e-12)
