@@ -18,6 +18,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
 from madness import coordination as C
@@ -33,6 +34,8 @@ from steps._stored import train_run_problem
 DEFAULT_FILTER = "metrics.brier < 0.25"
 CHAMPION = "champion"
 POLL_SECONDS = 1.0
+# Run ids in one search's IN list: MLflow sets no limit on the list, but keeps each query short.
+IDS_PER_SEARCH = 100
 PARAMS = (
     Param("sweep_run_id", "string", "", "the sweep run to report (empty: the latest sweep)"),
     Param("filter", "string", DEFAULT_FILTER, "MLflow search filter for the runs to list"),
@@ -58,13 +61,31 @@ def sweep_pairs(sweep_run_id: str) -> list[dict]:
         raise UserError(f"run {sweep_run_id!r} is not a sweep with {n.PAIRS_FILE}: {str(err).splitlines()[0]}") from None
 
 
+def runs_of(client, pairs: list[dict]) -> dict:
+    """Run id -> run of every pair that started: one search per IDS_PER_SEARCH pairs, not one get_run each."""
+    ids = list(dict.fromkeys(p["run_id"] for p in pairs if p["run_id"] is not None))
+    experiments = sorted({p["experiment_id"] for p in pairs if p["run_id"] is not None})
+    runs = {}
+    for start in range(0, len(ids), IDS_PER_SEARCH):
+        chunk = ids[start:start + IDS_PER_SEARCH]
+        quoted = ", ".join(f"'{run_id}'" for run_id in chunk)
+        # At most len(chunk) runs: one page. ViewType.ALL: a deleted run is listed, as get_run gives it.
+        runs.update((run.info.run_id, run) for run in client.search_runs(
+            experiments, f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL, max_results=len(chunk)))
+    for run_id in ids:
+        if run_id not in runs:  # not found in its pair's experiment: get_run finds it, or says why not
+            runs[run_id] = client.get_run(run_id)
+    return runs
+
+
 def table_rows(client, pairs: list[dict]) -> list[dict]:
     rows = []
+    runs = runs_of(client, pairs)
     for pair in pairs:
         if pair["run_id"] is None:  # never started: no run to read
             rows.append({"model": pair["model"], "lr": pair["lr"], "status": pair.get("status", "FAILED"), "reused": False, "run_id": ""})
             continue
-        run = client.get_run(pair["run_id"])
+        run = runs[pair["run_id"]]
         m = run.data.metrics
         end = run.info.end_time or run.info.start_time
         rows.append({

@@ -1,5 +1,5 @@
-"""Whole or not, on a real SQLite store (steps._stored), and an alias never left on a model whose
-files are gone (steps.report). A tiny pyfunc model stands in for a trained network."""
+"""Whole or not, on a real SQLite store (steps._stored), an alias never left on a model whose files are
+gone, and the report's rows read by search (steps.report). A tiny pyfunc model stands in for a trained network."""
 
 from __future__ import annotations
 
@@ -67,3 +67,52 @@ def test_an_alias_on_a_whole_model_stays(run):
     client.set_registered_model_alias("coin2", report.CHAMPION, version.version)
     report.drop_broken_champion(client, "coin2")
     assert client.get_model_version_by_alias("coin2", report.CHAMPION).version == version.version
+
+
+class Counting(mlflow.MlflowClient):
+    """A client that counts its get_run and search_runs calls; with `search=False` every search finds
+    nothing, so the report reads each run with get_run: what it did before it searched."""
+
+    def __init__(self, search: bool = True):
+        super().__init__()
+        self.search, self.calls = search, {"get_run": 0, "search_runs": 0}
+
+    def get_run(self, run_id):
+        self.calls["get_run"] += 1
+        return super().get_run(run_id)
+
+    def search_runs(self, *args, **kwargs):
+        self.calls["search_runs"] += 1
+        return super().search_runs(*args, **kwargs) if self.search else []
+
+
+def test_the_report_reads_its_runs_by_search_in_chunks_with_the_rows_get_run_gave(tracking, monkeypatch, capsys):
+    client = mlflow.MlflowClient()
+    default, other = mlflow.get_experiment_by_name("tests").experiment_id, mlflow.create_experiment("other")
+    ids = []
+    briers = [(default, 0.2), (other, 0.21), (default, 0.22), (other, 0.23)]
+    for epoch, (experiment, brier) in enumerate(briers, start=1):
+        with mlflow.start_run(experiment_id=experiment) as active:
+            mlflow.log_metrics({n.BRIER: brier, n.BEST_EPOCH: epoch})
+        ids.append((experiment, active.info.run_id))
+    client.delete_run(ids[1][1])  # still listed, as get_run gives it
+    ids.append((default, client.create_run(default).info.run_id))  # still RUNNING
+    pairs = [{"model": f"m{i}", "lr": "0.1", "experiment_id": experiment, "run_id": run_id}
+             for i, (experiment, run_id) in enumerate(reversed(ids))]
+    pairs.insert(2, {"model": "never", "lr": "0.1", "experiment_id": default, "run_id": None, "status": "FAILED"})
+    monkeypatch.setattr(report, "IDS_PER_SEARCH", 2)
+
+    searched, one_by_one = Counting(), Counting(search=False)
+    rows = report.table_rows(searched, pairs)
+    assert searched.calls == {"get_run": 0, "search_runs": 3}  # 5 runs, 2 per search
+    assert rows == report.table_rows(one_by_one, pairs) and one_by_one.calls["get_run"] == 5
+    assert [row["run_id"] for row in rows] == [p["run_id"] or "" for p in pairs]
+    assert [row.get(n.BRIER) for row in rows] == [None, 0.23, None, 0.22, 0.21, 0.2]
+    capsys.readouterr()  # the lines naming runs without their files
+
+
+def test_the_report_fails_on_a_pairs_run_that_is_gone_as_get_run_does(tracking):
+    pairs = [{"model": "m", "lr": "0.1", "experiment_id": mlflow.get_experiment_by_name("tests").experiment_id,
+              "run_id": "0123456789abcdef0123456789abcdef"}]
+    with pytest.raises(mlflow.exceptions.MlflowException, match="0123456789abcdef0123456789abcdef"):
+        report.table_rows(mlflow.MlflowClient(), pairs)
