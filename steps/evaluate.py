@@ -21,7 +21,10 @@ from madness import names as n
 from madness import plots, scoring
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
-from steps._common import entry_point, load_model, read_data_for_model, require_columns, start_run, temp_dir
+from steps._data import read_data_for_model, require_columns
+from steps._entry import entry_point, start_run
+from steps._lifecycle import temp_dir
+from steps._models import load_model
 
 _DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (

@@ -20,7 +20,9 @@ import mlflow
 from madness import dataset as D
 from madness import names as n
 from madness.cli import DATA_PARAMS, parse
-from steps._common import build_features, entry_point, log_data, seasons_of, start_run, temp_dir
+from steps._data import build_features, log_data, seasons_of
+from steps._entry import entry_point, start_run
+from steps._lifecycle import temp_dir
 
 PARAMS = DATA_PARAMS
 

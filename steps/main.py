@@ -27,12 +27,15 @@ from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 
 from madness import coordination as C
+from madness import git
 from madness import names as n
 from madness import sweep as S
 from madness.cli import DATA_PARAMS, Param, boolean, not_empty, one_of, parse, positive
 from madness.errors import UserError
 from steps import report as report_step
-from steps._common import PROJECT_ROOT, entry_point, git_state, seasons_of, single_attempt, start_run, store_failure
+from steps._data import seasons_of
+from steps._entry import PROJECT_ROOT, entry_point, single_attempt, start_run
+from steps._failures import store_failure
 from steps._coordination import Claims, Liveness, end_orphans
 from steps._stored import ingest_run_problem, train_run_problem
 
@@ -77,7 +80,7 @@ def experiment_id(client, name: str) -> str:
 
 def git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        return git.head(PROJECT_ROOT)
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -413,7 +416,7 @@ def main(argv=None):
     where = {} if os.environ.get("MLFLOW_RUN_ID") else {"experiment_id": sweep_exp, "run_name": "sweep"}
     with start_run("main", raw, **where) as sweep:
         sweep_id = sweep.info.run_id
-        identity = {n.TAG_COMMIT: git_commit(), **git_state(PROJECT_ROOT)}
+        identity = {n.TAG_COMMIT: git_commit(), **git.state(PROJECT_ROOT)}
         identity.setdefault(n.TAG_STATE, None)
         identity.pop(n.TAG_DIRTY, None)
         liveness = Liveness(client)

@@ -24,7 +24,11 @@ from madness import features as F
 from madness import names as n
 from madness.cli import DATA_PARAMS, Param, not_empty, parse, season
 from madness.errors import UserError
-from steps._common import entry_point, load_model, read_data_for_model, require_columns, start_run, temp_dir, unwritable
+from steps._data import read_data_for_model, require_columns
+from steps._entry import entry_point, start_run
+from steps._failures import unwritable
+from steps._lifecycle import temp_dir
+from steps._models import load_model
 
 _DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (

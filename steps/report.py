@@ -27,7 +27,8 @@ from madness import plots
 from madness import report as R
 from madness.cli import Param, boolean, parse
 from madness.errors import UserError
-from steps._common import entry_point, start_run, temp_dir
+from steps._entry import entry_point, start_run
+from steps._lifecycle import temp_dir
 from steps._coordination import Claims, Liveness, end_orphans
 from steps._stored import train_run_problem
 

@@ -34,7 +34,7 @@ from madness import names as n
 from madness import reproduce as R
 from madness.cli import Param, non_negative, not_empty, one_of, parse
 from madness.errors import UserError
-from steps._common import PROJECT_ROOT, entry_point, start_run
+from steps._entry import PROJECT_ROOT, entry_point, start_run
 
 PARAMS = (
     Param("run_id", "string", None, "the run to rerun", not_empty),

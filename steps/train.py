@@ -27,8 +27,10 @@ from madness import names as n
 from madness import plots, scoring
 from madness.cli import DATA_PARAMS, Param, non_negative, one_of, parse, positive
 from steps.pyfunc_model import KERAS_ARTIFACT, TournamentModel, signature
-from steps._common import (build_features, entry_point, features_source, load_features, log_data, model_pins, seasons_of,
-                           start_run, temp_dir)
+from madness.environment import model_pins
+from steps._data import build_features, features_source, load_features, log_data, seasons_of
+from steps._entry import entry_point, start_run
+from steps._lifecycle import temp_dir
 
 PARAMS = (
     Param("model", "string", "medium", "network size: small, medium or large", one_of(*M.MODEL_NAMES)),

@@ -14,7 +14,7 @@ import pytest
 from madness import coordination as C
 from madness import names as n
 from steps import _lifecycle as L
-from steps._common import PROJECT_ROOT
+from steps._entry import PROJECT_ROOT
 
 STEP = textwrap.dedent("""
     import sys, time

@@ -77,7 +77,7 @@ def test_tree_lists_existing_paths():
 
 
 def test_the_retry_settings_shown_for_mlflow_run_are_the_steps_own():
-    from steps._common import HTTP_DEFAULTS
+    from steps._entry import HTTP_DEFAULTS
 
     (line,) = [c for c in COMMANDS if c.startswith("export MLFLOW_HTTP_REQUEST_")]
     assert dict(word.split("=", 1) for word in line.split()[1:]) == HTTP_DEFAULTS

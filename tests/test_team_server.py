@@ -244,7 +244,7 @@ def test_runs_logging_the_same_new_dataset_at_once_all_link_it(against, monkeypa
 
     import mlflow
 
-    from steps._common import log_input_once_stored
+    from steps._data import log_input_once_stored
 
     experiment = against.create_experiment("race")
     # Earlier modules leave another experiment active in this process; set_experiment also exports

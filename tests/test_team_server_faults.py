@@ -10,7 +10,7 @@ import time
 import pytest
 
 from servers import MLFLOW, last_line, ok
-from steps._common import HTTP_DEFAULTS  # what the README tells users to export for `mlflow run` (test_readme checks)
+from steps._entry import HTTP_DEFAULTS  # what the README tells users to export for `mlflow run` (test_readme checks)
 from tools.teamserver import free_port
 
 pytestmark = pytest.mark.slow

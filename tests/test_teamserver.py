@@ -11,7 +11,8 @@ import pytest
 from _pytest.outcomes import Failed, Skipped
 
 import servers
-from steps._common import single_attempt, store_failure, without_credentials
+from steps._entry import single_attempt
+from steps._failures import store_failure, without_credentials
 from tools.teamserver import ServerError, TeamServer, free_port, port_in_use
 
 

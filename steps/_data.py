@@ -1,0 +1,111 @@
+"""Data as the steps read and log it: season splits from params, features built or downloaded,
+datasets logged with a source that resolves on every store, the model's inputs checked."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+import warnings
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+from madness import dataset as D
+from madness import names as n
+from madness.errors import UserError
+from steps._failures import without_credentials
+
+
+def seasons_of(values: dict) -> D.Seasons:
+    return D.Seasons(values["first_season"], values["val_season"], values["test_season"], values["last_season"]).check()
+
+
+def build_features(values: dict, workdir: Path) -> D.Built:
+    files, synthetic_data = D.read_inputs(values["data"], values["league"], values["seed"], Path(workdir) / "raw")
+    return D.build(files, seasons_of(values), synthetic_data)
+
+
+def load_features(uri: str, workdir: Path) -> D.Built:
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workdir))
+    except Exception as err:  # MLflow raises several types for a bad URI
+        raise UserError(f"cannot read features from {uri!r}: {str(err).splitlines()[0]}") from None
+    return D.load(Path(local))
+
+
+def features_source(features_uri: str) -> str:
+    """Where the rows of a features folder (an ingest run's runs:/<id>/features, or any artifact
+    URI) can be fetched: its games.csv, as a URI MLflow's dataset sources resolve on every store.
+
+    A local path and an s3:// object resolve as they are; behind a server that proxies artifacts
+    (mlflow-artifacts:, which no dataset source accepts) it is the server's own HTTP address of the
+    file, so the UI's dataset view links to it.
+    """
+    folder = RunsArtifactRepository.get_underlying_uri(features_uri) if features_uri.startswith("runs:/") else features_uri
+    games = f"{folder.rstrip('/')}/{n.GAMES_FILE}"
+    if urllib.parse.urlparse(games).scheme == "mlflow-artifacts":
+        games = without_credentials(MlflowArtifactsRepository.resolve_uri(games, mlflow.get_tracking_uri()))
+    return games
+
+
+def log_data(built: D.Built, source: str) -> None:
+    """Tag the data's origin and digest, log the manifest and each split as an MLflow dataset.
+    `source`: the data folder (or 'synthetic') the features were built from, or features_source()."""
+    mlflow.set_tags({
+        n.TAG_SYNTHETIC: str(built.manifest["synthetic"]).lower(),
+        n.TAG_DATA_DIGEST: built.manifest["digest"],
+    })
+    mlflow.log_dict(built.manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
+    for split in (n.TRAIN, n.VAL, n.TEST):
+        rows = built.games[built.games[n.SPLIT] == split]
+        # MLflow warns that a plain path "can be interpreted in multiple ways" (each way reads the
+        # same file) and, as log_input infers the table's schema, that integer columns cannot hold
+        # missing values (a hint for models scoring such columns): neither applies to these tables.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways", UserWarning)
+            warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column", UserWarning)
+            dataset = mlflow.data.from_pandas(rows, source=source, name=f"tournament_{split}", targets=n.TARGET)
+            log_input_once_stored(dataset, split, built.manifest["digest"])
+
+
+def log_input_once_stored(dataset, split: str, digest: str, attempts: int = 4) -> None:
+    """Log the dataset input. Two runs logging the same new dataset at once race in MLflow's SQL
+    store (it looks the dataset up, then inserts it): on PostgreSQL the loser gets a unique-key
+    violation. Logging again then finds the winner's row and links it."""
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context=split, tags={"data_digest": digest})
+            return
+        except MlflowException as err:
+            if attempt == attempts - 1 or not is_duplicate_key(err):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def is_duplicate_key(err: Exception) -> bool:
+    text = str(err)
+    return "UniqueViolation" in text or "UNIQUE constraint failed" in text or "Duplicate entry" in text
+
+
+def require_columns(frame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise UserError(
+            f"the model needs feature {missing[0]!r} (and {len(missing) - 1} more) that {what} lacks; "
+            "box-score features need *RegularSeasonDetailedResults.csv for every league"
+        )
+
+
+def read_data_for_model(values: dict, model_run: str | None, workdir: Path):
+    """What evaluate and predict share: tag the model's run, read and assemble the data, tag and
+    log its manifest. Returns (league files, all tournament rows, team-season table)."""
+    if model_run:
+        mlflow.set_tag(n.TAG_EVALUATED, model_run)
+    files, synthetic_data = D.read_inputs(values["data"], values["league"], values["seed"], Path(workdir) / "raw")
+    games, team_season, manifest = D.assemble(files, synthetic_data)
+    mlflow.set_tags({n.TAG_SYNTHETIC: str(synthetic_data).lower(), n.TAG_DATA_DIGEST: manifest["digest"]})
+    mlflow.log_dict(manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
+    return files, games, team_season

@@ -1,0 +1,154 @@
+"""How every entry point starts and ends: one-line errors and exit codes, runs ended FINISHED,
+FAILED or KILLED (never left RUNNING), the store's retries said aloud, the launcher watched."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import mlflow
+
+from madness import git
+from madness import names as n
+from madness.errors import UserError
+from steps import _lifecycle
+from steps._coordination import Heartbeat, liveness_tags
+from steps._failures import check_local_store, drop_store_tracebacks, store_failure, without_credentials
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+# MLflow's own defaults retry a failed request for about four minutes, silently; a step gives up
+# after about half a minute (0+2+4+8+16 s of back-off), long enough for a restarted server to return.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+SINGLE_ATTEMPT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+
+class _RetryNotice(logging.Handler):
+    """urllib3 retries a failed store request quietly (its logger has a NullHandler): say so, one line each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not str(record.msg).startswith("Retrying") or len(record.args or ()) < 2:
+            return
+        retries, cause = record.args[0], record.args[1]
+        why = "connection refused" if "refused" in repr(cause).lower() else type(cause).__name__
+        left = getattr(retries, "total", "?")
+        print(f"tracking server {without_credentials(mlflow.get_tracking_uri())} not answering ({why}); "
+              f"retrying ({left} left)", flush=True)
+
+
+def _announce_retries() -> None:
+    pool = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(h, _RetryNotice) for h in pool.handlers):
+        pool.addHandler(_RetryNotice(logging.WARNING))
+
+
+def entry_point(main):
+    """Run `main`; a UserError or a failing store prints one line and exits 1; any failure ends the active run FAILED."""
+
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        _lifecycle.handle_signals()
+        _lifecycle.remove_stale_temp_dirs()
+        # TensorFlow's own C++ logging (CPU features, no CUDA, graph notes) would bury our one-line
+        # errors; what its libraries log through absl as they load, import_keras leaves out.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # A new SQLite store announces its tables at INFO; the step's own lines say what it made.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+        for name, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        _announce_retries()
+        drop_store_tracebacks()
+        launched = os.environ.get("MLFLOW_RUN_ID")  # MLflow unsets it when the run ends
+        try:
+            check_local_store()
+            with _lifecycle.LauncherWatch(_lifecycle.watched_tokens()):
+                return main(argv)
+        except UserError as err:
+            _end_launched_run(launched, "FAILED")
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+        except SystemExit as exit_:
+            if exit_.code not in (0, None):
+                _end_launched_run(launched, "FAILED")
+            raise
+        except KeyboardInterrupt as err:
+            _end_launched_run(launched, "KILLED")
+            _lifecycle.keep_status_past_launcher(launched, "KILLED")
+            print(f"error: {_lifecycle.stop_reason(err)}", file=sys.stderr)
+            sys.exit(130)
+        except Exception as err:
+            problem = store_failure(err)
+            if problem is None:  # a bug: keep its traceback
+                _end_active_run("FAILED")
+                raise
+            _end_launched_run(launched, "FAILED", quick=True)
+            print(f"error: {problem}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapper
+
+
+@contextmanager
+def single_attempt():
+    """Store calls in this block try once, briefly: used to tidy up after the store has failed."""
+    saved = {name: os.environ.get(name) for name in SINGLE_ATTEMPT}
+    os.environ.update(SINGLE_ATTEMPT)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _end_launched_run(run_id: str | None, status: str, quick: bool = False) -> None:
+    """End the step's run and, under `mlflow run`, the run MLflow made for it before the step
+    started (`run_id`, from MLFLOW_RUN_ID): bad arguments or an interrupt can stop a step before it
+    opens that run, and when launched asynchronously or orphaned nobody else would end it."""
+    _end_active_run(status, quick)
+    if run_id:
+        with single_attempt() if quick else nullcontext():
+            try:
+                client = mlflow.MlflowClient()
+                if client.get_run(run_id).info.status == "RUNNING":
+                    client.set_terminated(run_id, status)
+            except Exception:  # the store is unreachable: the next sweep ends it (its process is gone)
+                pass
+
+
+def _end_active_run(status: str, quick: bool = False) -> None:
+    with single_attempt() if quick else nullcontext():
+        while mlflow.active_run() is not None:
+            try:
+                mlflow.end_run(status)  # pops the run before it calls the store
+            except Exception:  # the store is unreachable: the next sweep ends it (its process is gone)
+                pass
+
+
+@contextmanager
+def start_run(entry: str, raw_params: dict[str, str], **kwargs):
+    """Start (or, under `mlflow run`, resume) the run; log params once, as given, source and process
+    tags; keep its heartbeat while the block runs; end it FINISHED, FAILED, or KILLED on an interrupt."""
+    run = mlflow.start_run(**kwargs)
+    try:
+        # Under `mlflow run` the params are already logged, shell-quoted by MLflow ('' for an empty
+        # string); logging them again with another string would be refused, so only the missing ones go in.
+        logged = mlflow.get_run(run.info.run_id).data.params
+        mlflow.log_params({k: v for k, v in raw_params.items() if k not in logged})
+        mlflow.set_tags({n.TAG_ENTRY_POINT: entry, **git.state(PROJECT_ROOT), **liveness_tags()})
+        with Heartbeat(run.info.run_id):
+            yield run
+    except BaseException as err:
+        quick = isinstance(err, Exception) and store_failure(err) is not None
+        _end_active_run("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", quick)
+        raise
+    mlflow.end_run("FINISHED")

@@ -1,0 +1,125 @@
+"""One line for a failing store: what failed, where, and what to do; local paths that cannot be
+written, said before MLflow tries them. Credentials never appear in a printed URI."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import traceback
+import urllib.parse
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from madness.errors import UserError
+
+
+def _causes(err: BaseException):
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def store_failure(err: BaseException) -> str | None:
+    """One line naming the store when `err` is the tracking or artifact store failing, else None."""
+    import requests
+
+    uri = without_credentials(mlflow.get_tracking_uri())
+    for cause in _causes(err):
+        code = getattr(cause, "error_code", None)
+        if code == "UNAUTHENTICATED":
+            return (f"the tracking server {uri} refused the request: not authenticated; "
+                    "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+        if code == "PERMISSION_DENIED":
+            return f"the tracking server {uri} refused the request: permission denied for user {os.environ.get('MLFLOW_TRACKING_USERNAME', '?')}"
+        if isinstance(cause, requests.exceptions.RetryError):
+            return f"the tracking server {uri} kept failing with server errors (HTTP 5xx); is its database up?"
+        if isinstance(cause, requests.exceptions.Timeout):
+            return f"the tracking server {uri} did not answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT')} s"
+        if isinstance(cause, requests.exceptions.ConnectionError):
+            why = "connection refused" if "refused" in str(cause) else "connection failed"
+            return f"cannot reach the tracking server {uri} ({why}); is it running? (make server starts one)"
+        if type(cause).__name__ == "OperationalError" and type(cause).__module__.startswith("sqlalchemy"):
+            first = str(cause.orig if getattr(cause, "orig", None) else cause).strip().splitlines()[0]
+            return f"the tracking store {uri} failed: {first}"
+        if type(cause).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "NoCredentialsError"):
+            return f"cannot reach the artifact store: {cause}"
+        if isinstance(cause, OSError) and cause.errno in _UNWRITABLE and _raised_in(cause, "store"):
+            which = "the artifact store" if _raised_in(cause, "store", "artifact") else f"the tracking store {uri}"
+            return f"{which} cannot be written: {cause.filename}: {cause.strerror}"
+        if isinstance(cause, MlflowException) and "MLFLOW_ALLOW_FILE_STORE" in cause.message:
+            return (f"the tracking store {uri} is a file store, which MLflow {mlflow.__version__} refuses unless "
+                    "MLFLOW_ALLOW_FILE_STORE=true; use a database, e.g. sqlite:///mlflow.db")
+    return None
+
+
+_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC)
+
+
+def _raised_in(err: BaseException, *package: str) -> bool:
+    """Whether `err` was raised inside mlflow.<package...> (e.g. "store", "artifact")."""
+    folder = os.path.join(os.path.dirname(mlflow.__file__), *package) + os.sep
+    return any(frame.filename.startswith(folder) for frame in traceback.extract_tb(err.__traceback__))
+
+
+def unwritable(path: Path) -> str | None:
+    """Why a file or folder at `path` could not be written or created, or None. Nothing is created."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    missing = f"its folder {path.parent} is missing and cannot be created: " if existing not in (path, path.parent) else ""
+    if existing != path and not existing.is_dir():
+        return f"{missing}{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | (os.X_OK if existing.is_dir() else 0)):
+        why = "is on a read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "is not writable (permission denied)"
+        return f"{missing}{existing} {why}"
+    return None
+
+
+def check_local_store() -> None:
+    """Refuse a local tracking store (a SQLite file, a file: folder) that cannot be written, before
+    any store call: MLflow would print its SQL and traceback for a database it cannot write, and try
+    for about 100 s to create one in a folder it cannot write."""
+    uri = mlflow.get_tracking_uri()
+    scheme = urllib.parse.urlsplit(uri).scheme
+    if uri.startswith("sqlite:///"):
+        database = uri.removeprefix("sqlite:///").split("?")[0]
+        if database in ("", ":memory:"):
+            return
+        needed = [Path(database), Path(database).parent]  # SQLite writes its journal beside the database
+    elif scheme in ("", "file"):
+        needed = [Path(urllib.parse.unquote(urllib.parse.urlsplit(uri).path) if scheme else uri)]
+    else:
+        return
+    for path in needed:
+        why = unwritable(path)
+        if why:
+            raise UserError(f"the tracking store {without_credentials(uri)} cannot be written: {why}")
+
+
+def without_credentials(uri: str) -> str:
+    """The URI with any user:password@ taken out: URIs are logged and printed."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class _DropStoreTraceback(logging.Filter):
+    """MLflow's SQL store logs the whole traceback (and the SQL) of a database error before raising
+    it; the step then says it in one line (store_failure), or tidies up after it quietly."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SQLAlchemy database error")
+
+
+def drop_store_tracebacks() -> None:
+    store = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _DropStoreTraceback) for f in store.filters):
+        store.addFilter(_DropStoreTraceback())

@@ -1,0 +1,21 @@
+"""Models as the steps load them: a pyfunc model by URI, with the run that made it and its inputs."""
+
+from __future__ import annotations
+
+import mlflow
+import mlflow.pyfunc
+
+from madness.errors import UserError
+from madness.model import import_keras
+
+
+def load_model(uri: str):
+    """Load a pyfunc model; return it with the id of the run that made it and its input columns."""
+    try:
+        info = mlflow.models.get_model_info(uri)
+        import_keras()  # what the model's code imports, here without TensorFlow's load-time notices
+        model = mlflow.pyfunc.load_model(uri)
+    except Exception as err:  # MLflow raises several types for a missing run, model or alias
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load model {uri!r} (give runs:/<run id>/model or models:/<name>@<alias>): {first}") from None
+    return model, info.run_id, model.metadata.get_input_schema().input_names()
