@@ -62,8 +62,9 @@ def test_each_architecture_has_the_articles_dense_layers(name, units):
 
 def test_model_names_run_from_the_smallest_network_to_the_largest():
     # The order the sweep trains them and the report lists them: by number of weights.
-    sizes = [M.build(name, {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}, 0.01).count_params() for name in M.MODEL_NAMES]
-    assert sizes == sorted(set(sizes)), dict(zip(M.MODEL_NAMES, sizes))
+    scaler = {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}
+    sizes = [M.build(name, scaler, 0.01).count_params() for name in M.MODEL_NAMES]
+    assert sizes == sorted(set(sizes)), dict(zip(M.MODEL_NAMES, sizes, strict=True))
 
 
 def test_normalization_layer_reproduces_the_scaler(frame):
@@ -137,7 +138,7 @@ def test_set_seeds_seeds_python_numpy_and_tensorflow():
         return random.random(), np.random.random(), float(tf.random.uniform([]))
 
     assert draws(5) == draws(5)
-    assert all(a != b for a, b in zip(draws(5), draws(6)))
+    assert all(a != b for a, b in zip(draws(5), draws(6), strict=True))
 
 
 def test_the_same_seed_gives_bit_identical_weights(trained, frame):
@@ -197,7 +198,7 @@ def test_the_first_epoch_with_a_loss_that_is_not_finite_stops_the_training(callb
     assert callback.best_epoch == 0
     diverged = weights_of(callback.model)
     callback.on_train_end()  # leaves the weights alone: the run fails
-    assert all(np.array_equal(a, b) for a, b in zip(callback.model.get_weights(), diverged))
+    assert all(np.array_equal(a, b) for a, b in zip(callback.model.get_weights(), diverged, strict=True))
 
 
 def test_finite_losses_do_not_stop_the_training(callback):
@@ -215,7 +216,7 @@ def test_of_equal_validation_losses_the_first_epochs_weights_are_kept(callback):
         callback.on_epoch_end(epoch, {"loss": 0.3, "val_loss": val_loss})
     callback.on_train_end()
     assert callback.best_epoch == 1
-    assert all(np.array_equal(a, b) for a, b in zip(callback.model.get_weights(), kept))
+    assert all(np.array_equal(a, b) for a, b in zip(callback.model.get_weights(), kept, strict=True))
 
 
 # --- TensorFlow's load-time notices ---
