@@ -94,3 +94,8 @@ BRIER_CHART = "brier_vs_lr.png"
 LOSS_GRID = "loss_curves.png"
 FILTERED_CSV = "filtered_runs.csv"
 BEST_FILE = "best.json"
+
+# --- experiment tags MLflow's UI reads (set on every experiment the project creates) ---
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # the experiment's type in the UI
+EXPERIMENT_KIND_TRAINING = "custom_model_development"  # "Machine learning" (the other: genai_development)
+TAG_DESCRIPTION = "mlflow.note.content"  # the description shown above the experiment's runs

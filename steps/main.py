@@ -32,6 +32,7 @@ from madness import names as n
 from madness import sweep as S
 from madness.cli import DATA_PARAMS, Param, boolean, not_empty, one_of, parse, positive
 from madness.errors import UserError
+from madness.model import ARCHITECTURES
 from steps import report as report_step
 from steps._data import seasons_of
 from steps._entry import PROJECT_ROOT, entry_point, single_attempt, start_run
@@ -62,19 +63,81 @@ def stored(params: dict[str, str]) -> dict[str, str]:
     return {k: shlex.quote(str(v)) for k, v in params.items()}
 
 
-def experiment_id(client, name: str) -> str:
+# What madness.model.build puts around each architecture's hidden widths (tests/test_experiments_ui.py
+# builds the networks and checks these words).
+HIDDEN_ACTIVATION, OUTPUT_ACTIVATION = "relu", "sigmoid"
+
+
+def network_words(model: str) -> str:
+    """E.g. 'the medium network (64-64 relu, sigmoid out)', from madness.model.ARCHITECTURES."""
+    if model not in ARCHITECTURES:  # the train runs will refuse it
+        return f"the {model} network"
+    widths = "-".join(str(units) for units in ARCHITECTURES[model])
+    return f"the {model} network ({widths} {HIDDEN_ACTIVATION}, {OUTPUT_ACTIVATION} out)"
+
+
+def grid_words(lrs: list[str], epochs: str) -> str:
+    rates = f"learning rate{'s' if len(lrs) > 1 else ''} {', '.join(lrs)}"
+    return f"{rates} for {epochs} epoch{'' if epochs == '1' else 's'}"
+
+
+def model_description(model: str, lrs: list[str], epochs: str) -> str:
+    """The one line shown above the runs of experiment <prefix>_<model>."""
+    return (
+        f"Fabric Madness: {network_words(model)} trained at {grid_words(lrs, epochs)}; "
+        f"one run per rate, scored by Brier (lower is better)"
+    )
+
+
+def sweep_description(prefix: str, models: list[str], lrs: list[str], epochs: str) -> str:
+    """The one line shown above the runs of experiment <prefix>: the sweeps and their ingest runs."""
+    return (
+        f"Fabric Madness: sweep runs (each with its report: runs table, Brier against learning rate, "
+        f"loss curves) and the ingest runs they train on; the sweep trains the {', '.join(models)} "
+        f"network{'s' if len(models) > 1 else ''} at {grid_words(lrs, epochs)}, one run per pair in "
+        f"{', '.join(f'{prefix}_{model}' for model in models)}"
+    )
+
+
+def training_tags(description: str | None) -> dict[str, str]:
+    """An experiment's tags for MLflow's UI: a model-training experiment, with its description."""
+    tags = {n.TAG_EXPERIMENT_KIND: n.EXPERIMENT_KIND_TRAINING}
+    return tags if description is None else {**tags, n.TAG_DESCRIPTION: description}
+
+
+def label_experiment(client, experiment, description: str | None, attempts: int = 3) -> None:
+    """Add the kind and the description (None: the kind only) to an experiment that lacks them; a
+    kind or description already there, a user's own included, is kept. Sweeps may add them at once
+    (a SQLite store may then refuse a write): a failed write is retried on the experiment read
+    again, where the other's tag may already be."""
+    for attempt in range(attempts):
+        missing = {key: value for key, value in training_tags(description).items() if key not in experiment.tags}
+        try:
+            for key, value in missing.items():
+                client.set_experiment_tag(experiment.experiment_id, key, value)
+            return
+        except MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+            experiment = client.get_experiment(experiment.experiment_id)
+
+
+def experiment_id(client, name: str, description: str) -> str:
     """Fetch the experiment, or create it: as the article does, one per model. Two sweeps may
-    create it at once: the second takes the first's."""
+    create it at once: the second takes the first's. Either way it is marked a model-training
+    experiment ("Machine learning" in MLflow's UI) with `description`, when it has neither yet."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name)
+            return client.create_experiment(name, tags=training_tags(description))
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
             experiment = client.get_experiment_by_name(name)
     if experiment.lifecycle_stage == "deleted":
         raise UserError(f"experiment {name!r} is deleted; restore it or choose another prefix")
+    label_experiment(client, experiment, description)
     return experiment.experiment_id
 
 
@@ -390,11 +453,13 @@ def log_pairs(jobs: list[Job], after_store_failure: bool) -> None:
 
 def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, threads: int) -> list[Job]:
     jobs = []
-    for pair in S.grid(values["models"], values["lrs"]):
+    pairs = S.grid(values["models"], values["lrs"])
+    for pair in pairs:
         name = f"{values['prefix']}_{pair.model}"
         params = {"model": pair.model, "lr": pair.lr, **spelled(GRID_NUMBERS, raw),
                   "threads": str(threads), "features_uri": features_uri, **spelled(DATA_PARAMS, raw)}
-        job = Job(pair, name, experiment_id(client, name), params,
+        lrs = [p.lr for p in pairs if p.model == pair.model]
+        job = Job(pair, name, experiment_id(client, name, model_description(pair.model, lrs, params["epochs"])), params,
                   key=C.claim_key({"entry": "train", **cache_identity(params), **identity}))
         if not values["force"]:
             job.run_id = find_reusable(client, job.experiment_id, "train", params, identity)
@@ -407,15 +472,19 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
 @entry_point
 def main(argv=None):
     values, raw = parse("main", __doc__.splitlines()[0], PARAMS, argv)
-    S.grid(values["models"], values["lrs"])  # an empty or repeated list stops here
+    pairs = S.grid(values["models"], values["lrs"])  # an empty or repeated list stops here
     seasons_of(values)
     client = mlflow.MlflowClient()
-    sweep_exp = experiment_id(client, values["prefix"])
+    models, lrs = list(dict.fromkeys(p.model for p in pairs)), list(dict.fromkeys(p.lr for p in pairs))
+    description = sweep_description(values["prefix"], models, lrs, S.canonical(raw["epochs"]))
+    sweep_exp = experiment_id(client, values["prefix"], description)
     report_step.check_filter(values["filter"], sweep_exp)
     # Under `mlflow run .` the sweep run already exists (MLFLOW_RUN_ID); on its own it goes in <prefix>.
     where = {} if os.environ.get("MLFLOW_RUN_ID") else {"experiment_id": sweep_exp, "run_name": "sweep"}
     with start_run("main", raw, **where) as sweep:
         sweep_id = sweep.info.run_id
+        if sweep.info.experiment_id != sweep_exp:  # `mlflow run` put it elsewhere (--experiment-name, or Default)
+            label_experiment(client, client.get_experiment(sweep.info.experiment_id), description=None)
         identity = {n.TAG_COMMIT: git_commit(), **git.state(PROJECT_ROOT)}
         identity.setdefault(n.TAG_STATE, None)
         identity.pop(n.TAG_DIRTY, None)

@@ -35,6 +35,7 @@ from madness import reproduce as R
 from madness.cli import Param, non_negative, not_empty, one_of, parse
 from madness.errors import UserError
 from steps._entry import PROJECT_ROOT, entry_point, start_run
+from steps.main import grid_words, network_words, training_tags
 
 PARAMS = (
     Param("run_id", "string", None, "the run to rerun", not_empty),
@@ -70,8 +71,21 @@ def original_run(client, run_id: str):
         raise UserError(f"no run {run_id!r} in the tracking store {mlflow.get_tracking_uri()}: {first}") from None
 
 
-def rerun_experiment(client, wanted: str, original_experiment: str) -> str:
-    """The experiment for the rerun: by name, else by id, else a new one of that name; empty: the original's."""
+def rerun_description(run_id: str, entry: str, commit: str, params: dict[str, str]) -> str:
+    """The one line shown above the runs of an experiment created for reruns."""
+    what = f"entry point {entry}"
+    if entry == "train" and params.get("model"):
+        grid = grid_words([params.get("lr", "?")], params.get("epochs", "?"))
+        what += f": {network_words(params['model'])} at {grid}"
+    return (
+        f"Fabric Madness: reruns of past runs at their own git commits, each beside the reproduce run that "
+        f"compares its metrics with the original's; made for run {run_id} ({what}) at commit {commit[:12]}"
+    )
+
+
+def rerun_experiment(client, wanted: str, original_experiment: str, description: str) -> str:
+    """The experiment for the rerun: by name, else by id, else a new one of that name, a model-training
+    experiment with `description` (shown above its runs in MLflow's UI); empty: the original's."""
     if not wanted:
         experiment = client.get_experiment(original_experiment)
     else:
@@ -83,7 +97,7 @@ def rerun_experiment(client, wanted: str, original_experiment: str) -> str:
                 experiment = None
         if experiment is None:
             print(f"creating experiment {wanted!r}", flush=True)
-            return client.create_experiment(wanted)
+            return client.create_experiment(wanted, tags=training_tags(description))
     if experiment.lifecycle_stage != "active":
         raise UserError(f"experiment {experiment.name!r} ({experiment.experiment_id}) is deleted; "
                         "restore it or pass --experiment <name>")
@@ -103,14 +117,16 @@ def plan(client, run, values: dict) -> Plan:
                         "only runs of an MLproject's entry points can be rerun")
     if not tags.get(SOURCE_NAME):
         raise UserError(f"run {run_id} records no source (tag {SOURCE_NAME}): the repository it came from is unknown")
+    # `mlflow run` logs each param shell-quoted (features_uri '' for an empty string).
+    params = R.unquote_params(run.data.params, shell_quoted=PROJECT_ENTRY_POINT in tags)
+    description = rerun_description(run_id, entry, commit, params)
     return Plan(
         run_id=run_id,
         commit=commit,
         entry=entry,
-        # `mlflow run` logs each param shell-quoted (features_uri '' for an empty string).
-        params=R.unquote_params(run.data.params, shell_quoted=PROJECT_ENTRY_POINT in tags),
+        params=params,
         env_manager=R.choose_env_manager(values["env_manager"], tags, (PROJECT_ENV, n.TAG_ENV_MANAGER)),
-        experiment_id=rerun_experiment(client, values["experiment"], run.info.experiment_id),
+        experiment_id=rerun_experiment(client, values["experiment"], run.info.experiment_id, description),
         source=R.parse_source(tags[SOURCE_NAME]),
     )
 
