@@ -54,10 +54,11 @@ def _memory() -> str:
 
 
 def _version(module: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        from importlib.metadata import version
         return version(module)
-    except Exception:
+    except PackageNotFoundError:
         return "not installed"
 
 
@@ -132,7 +133,7 @@ def run_sweep(project: Path, args: list[str], log: Path | None = None, echo: boo
     if echo:
         print(f"$ {' '.join(shlex.quote(c) for c in cmd[1:])}", flush=True)
     started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=project, env=child_env(project), capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=project, env=child_env(project), capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     output = proc.stdout + proc.stderr
     if log is not None:

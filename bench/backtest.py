@@ -25,12 +25,10 @@ from pathlib import Path
 import _machine
 import numpy as np
 
-from madness import dataset as D
+from madness import dataset, kaggle, scoring
 from madness import features as F
-from madness import kaggle
 from madness import model as M
 from madness import names as n
-from madness import scoring
 
 SEED_LR = "seed-diff LR (train seasons)"
 SEED_LR_ALL = "seed-diff LR (all earlier seasons)"
@@ -48,7 +46,9 @@ def split_for(test: int, played: set[int], first: int) -> tuple[list[int], int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="season 2023, small 0.01, 3 epochs (smoke test)")
-    parser.add_argument("--data", default=str(_machine.REAL_DATA), help="folder of Kaggle files (default ../shared/data/mmlm2024)")
+    parser.add_argument(
+        "--data", default=str(_machine.REAL_DATA), help="folder of Kaggle files (default ../shared/data/mmlm2024)"
+    )
     parser.add_argument("--league", default="W")
     parser.add_argument("--first_season", type=int, default=2003, help="first training season")
     parser.add_argument("--seasons", default="2015-2023", help="test seasons, a range A-B or a comma list")
@@ -75,19 +75,27 @@ def main() -> None:
     import keras
 
     files = [kaggle.read_league(folder, lg) for lg in kaggle.leagues_for(args.league)]
-    games, team_season, _ = D.assemble(files)
+    games, team_season, _ = dataset.assemble(files)
     names = F.feature_columns(F.team_feature_columns(team_season))
     games = games[games[n.SEASON] >= args.first_season].reset_index(drop=True)
-    D.check_complete(games, names)
+    dataset.check_complete(games, names)
     played = set(games[n.SEASON].unique().tolist())
     tests = [s for s in wanted if s in played]
     skipped = [s for s in wanted if s not in played]
-    print(f"data {folder} league {args.league}: {len(games) // 2} tournament games {min(played)}-{max(played)}, "
-          f"{len(names)} features; test seasons {tests}" + (f" (no tournament: {skipped})" if skipped else ""), flush=True)
-    print(f"{len(configs)} configurations x {len(tests)} seasons = {len(configs) * len(tests)} trainings, "
-          f"{args.epochs} epochs, batch {args.batch_size}, seed {args.seed}, fast=True\n", flush=True)
+    print(
+        f"data {folder} league {args.league}: {len(games) // 2} tournament games {min(played)}-{max(played)}, "
+        f"{len(names)} features; test seasons {tests}" + (f" (no tournament: {skipped})" if skipped else ""),
+        flush=True,
+    )
+    print(
+        f"{len(configs)} configurations x {len(tests)} seasons = {len(configs) * len(tests)} trainings, "
+        f"{args.epochs} epochs, batch {args.batch_size}, seed {args.seed}, fast=True\n",
+        flush=True,
+    )
 
-    briers: dict[str, dict[int, float]] = {name: {} for name in [f"{m} {lr}" for m, lr in configs] + [SEED_LR, SEED_LR_ALL]}
+    briers: dict[str, dict[int, float]] = {
+        name: {} for name in [f"{m} {lr}" for m, lr in configs] + [SEED_LR, SEED_LR_ALL]
+    }
     best_epochs: dict[str, dict[int, int]] = {f"{m} {lr}": {} for m, lr in configs}
     n_games: dict[int, int] = {}
     total, done, started = len(configs) * len(tests), 0, time.perf_counter()
@@ -98,43 +106,78 @@ def main() -> None:
         test = games[games[n.SEASON] == season]
         n_games[season] = len(test) // 2
         y_test = test[n.TARGET].to_numpy(dtype="float64")
-        scaler = D.fit_scaler(train, names)
+        scaler = dataset.fit_scaler(train, names)
         briers[SEED_LR][season] = scoring.brier(y_test, scoring.seed_baseline(train, test))
-        briers[SEED_LR_ALL][season] = scoring.brier(y_test, scoring.seed_baseline(games[games[n.SEASON] < season], test))
-        print(f"season {season}: train {train_seasons[0]}-{train_seasons[-1]} ({len(train) // 2} games), val {val} "
-              f"({len(valid) // 2} games), test {len(test) // 2} games; seed LR {briers[SEED_LR][season]:.4f}", flush=True)
+        briers[SEED_LR_ALL][season] = scoring.brier(
+            y_test, scoring.seed_baseline(games[games[n.SEASON] < season], test)
+        )
+        print(
+            f"season {season}: train {train_seasons[0]}-{train_seasons[-1]} ({len(train) // 2} games), val {val} "
+            f"({len(valid) // 2} games), test {len(test) // 2} games; seed LR {briers[SEED_LR][season]:.4f}",
+            flush=True,
+        )
         x_train, y_train = train[names].astype("float64"), train[n.TARGET].to_numpy(dtype="float64")
         x_val, y_val = valid[names].astype("float64"), valid[n.TARGET].to_numpy(dtype="float64")
         for model, lr in configs:
             t0 = time.perf_counter()
-            trained = M.train(model, scaler, float(lr), x_train, y_train, x_val, y_val, args.epochs, args.batch_size, args.seed, fast=True)
+            trained = M.train(
+                model,
+                scaler,
+                float(lr),
+                x_train,
+                y_train,
+                x_val,
+                y_val,
+                args.epochs,
+                args.batch_size,
+                args.seed,
+                fast=True,
+            )
             key = f"{model} {lr}"
             briers[key][season] = scoring.brier(y_test, M.predict(trained.model, test[names]))
             best_epochs[key][season] = trained.best_epoch + 1
             keras.backend.clear_session()
             done += 1
             elapsed = time.perf_counter() - started
-            print(f"  [{done}/{total}] {key}: brier {briers[key][season]:.4f}, best epoch {trained.best_epoch + 1}, "
-                  f"{time.perf_counter() - t0:.1f} s (eta {elapsed / done * (total - done) / 60:.1f} min)", flush=True)
+            print(
+                f"  [{done}/{total}] {key}: brier {briers[key][season]:.4f}, best epoch {trained.best_epoch + 1}, "
+                f"{time.perf_counter() - t0:.1f} s (eta {elapsed / done * (total - done) / 60:.1f} min)",
+                flush=True,
+            )
 
     games_total = sum(n_games.values())
     weights = np.array([n_games[s] for s in tests], dtype="float64")
-    print(f"\nBrier by configuration: mean over {len(tests)} seasons (each season equal), pooled over all "
-          f"{games_total} games (each game equal), and per season; lower is better, 0.25 is a coin flip.\n")
-    print("| configuration | mean over seasons | ratio to seed LR (train seasons) | pooled over games | " + " | ".join(map(str, tests)) + " |")
+    print(
+        f"\nBrier by configuration: mean over {len(tests)} seasons (each season equal), pooled over all "
+        f"{games_total} games (each game equal), and per season; lower is better, 0.25 is a coin flip.\n"
+    )
+    print(
+        "| configuration | mean over seasons | ratio to seed LR (train seasons) | pooled over games | "
+        + " | ".join(map(str, tests))
+        + " |"
+    )
     print("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in tests) + " |")
     order = sorted(briers, key=lambda k: np.mean([briers[k][s] for s in tests]))
     reference = np.mean([briers[SEED_LR][s] for s in tests])
     for key in order:
         values = np.array([briers[key][s] for s in tests])
-        print(f"| {key} | {values.mean():.4f} | {values.mean() / reference:.3f} | {np.average(values, weights=weights):.4f} | "
-              + " | ".join(f"{v:.4f}" for v in values) + " |")
+        print(
+            f"| {key} | {values.mean():.4f} | {values.mean() / reference:.3f} | {np.average(values, weights=weights):.4f} | "
+            + " | ".join(f"{v:.4f}" for v in values)
+            + " |"
+        )
     print("| games | | | " + f"{games_total} | " + " | ".join(str(n_games[s]) for s in tests) + " |")
-    print("\nbest epoch (of " + str(args.epochs) + ") per configuration and season: " + "; ".join(
-        f"{k}: " + ",".join(str(best_epochs[k][s]) for s in tests) for k in best_epochs))
+    print(
+        "\nbest epoch (of "
+        + str(args.epochs)
+        + ") per configuration and season: "
+        + "; ".join(f"{k}: " + ",".join(str(best_epochs[k][s]) for s in tests) for k in best_epochs)
+    )
     best = order[0]
-    print(f"\nbest: {best} (mean {np.mean([briers[best][s] for s in tests]):.4f}); seed-diff LR on the same training seasons: "
-          f"{np.mean([briers[SEED_LR][s] for s in tests]):.4f}; total time {(time.perf_counter() - started) / 60:.1f} min")
+    print(
+        f"\nbest: {best} (mean {np.mean([briers[best][s] for s in tests]):.4f}); seed-diff LR on the same training seasons: "
+        f"{np.mean([briers[SEED_LR][s] for s in tests]):.4f}; total time {(time.perf_counter() - started) / 60:.1f} min"
+    )
 
 
 if __name__ == "__main__":

@@ -31,18 +31,39 @@ def counts(log: Path, start: int) -> tuple[int, int, int]:
 
 
 def main() -> None:
-    parser = _machine.sweep_parser(__doc__.splitlines()[0], "one pair (small, 0.1), 1 epoch, synthetic women only (smoke test)", epochs=10)
+    parser = _machine.sweep_parser(
+        __doc__.splitlines()[0], "one pair (small, 0.1), 1 epoch, synthetic women only (smoke test)", epochs=10
+    )
     args = parser.parse_args()
     if args.quick:
         args.models, args.lrs, args.epochs, args.league = "small", "0.1", 1, "W"
     args.data = _machine.resolve_data(args.data)
 
     _machine.header("sweep cache: the same sweep invoked twice")
-    sweep = ["--models", args.models, "--lrs", args.lrs, "--epochs", str(args.epochs), "--data", args.data,
-             "--league", args.league, "--prefix", "bench_cache", "--jobs", "1", "--env_manager", "local"]
+    sweep = [
+        "--models",
+        args.models,
+        "--lrs",
+        args.lrs,
+        "--epochs",
+        str(args.epochs),
+        "--data",
+        args.data,
+        "--league",
+        args.league,
+        "--prefix",
+        "bench_cache",
+        "--jobs",
+        "1",
+        "--env_manager",
+        "local",
+    ]
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp, _machine.temp_store("bench-cache-store-") as store:
         project, commit = _machine.snapshot(Path(tmp) / "project")
-        print(f"project snapshot at commit {commit}; grid {args.models} x {args.lrs}, {args.epochs} epochs, data {args.data}\n", flush=True)
+        print(
+            f"project snapshot at commit {commit}; grid {args.models} x {args.lrs}, {args.epochs} epochs, data {args.data}\n",
+            flush=True,
+        )
         log = store / "sweep.log"
         log.touch()
         print("1) first invocation (fresh store)", flush=True)
@@ -54,7 +75,10 @@ def main() -> None:
         second = _machine.run_sweep(project, sweep, log=log)
         _, reused2, trained2 = counts(log, size)
         ingest_reused = "ingest: reusing run" in log.read_text()[size:]
-        print(f"  wall {second:.1f} s, trained {trained2} of {pairs}, ingest {'reused' if ingest_reused else 'RERUN'}\n", flush=True)
+        print(
+            f"  wall {second:.1f} s, trained {trained2} of {pairs}, ingest {'reused' if ingest_reused else 'RERUN'}\n",
+            flush=True,
+        )
 
     print("| invocation | wall time (s) | pairs trained | pairs reused |")
     print("| --- | ---: | ---: | ---: |")

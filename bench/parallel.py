@@ -19,7 +19,9 @@ import _machine
 
 
 def main() -> None:
-    parser = _machine.sweep_parser(__doc__.splitlines()[0], "small x (0.01, 0.1), 1 epoch, synthetic women only (smoke test)", epochs=20)
+    parser = _machine.sweep_parser(
+        __doc__.splitlines()[0], "small x (0.01, 0.1), 1 epoch, synthetic women only (smoke test)", epochs=20
+    )
     parser.add_argument("--jobs", type=int, default=2, help="the parallel side's jobs (against jobs=1)")
     args = parser.parse_args()
     if args.quick:
@@ -31,15 +33,38 @@ def main() -> None:
     times = {}
     with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp:
         project, commit = _machine.snapshot(Path(tmp) / "project")
-        print(f"project snapshot at commit {commit}; grid {args.models} x {args.lrs} ({pairs} pairs), "
-              f"{args.epochs} epochs, data {args.data}\n", flush=True)
+        print(
+            f"project snapshot at commit {commit}; grid {args.models} x {args.lrs} ({pairs} pairs), "
+            f"{args.epochs} epochs, data {args.data}\n",
+            flush=True,
+        )
         for jobs in (1, args.jobs):
             print(f"jobs={jobs} (fresh store, force)", flush=True)
             with _machine.temp_store(f"bench-parallel-{jobs}-") as store:
-                times[jobs] = _machine.run_sweep(project, [
-                    "--models", args.models, "--lrs", args.lrs, "--epochs", str(args.epochs), "--data", args.data,
-                    "--league", args.league, "--prefix", f"bench_parallel_jobs{jobs}", "--jobs", str(jobs),
-                    "--env_manager", "local", "--force", "true"], log=store / "sweep.log")
+                times[jobs] = _machine.run_sweep(
+                    project,
+                    [
+                        "--models",
+                        args.models,
+                        "--lrs",
+                        args.lrs,
+                        "--epochs",
+                        str(args.epochs),
+                        "--data",
+                        args.data,
+                        "--league",
+                        args.league,
+                        "--prefix",
+                        f"bench_parallel_jobs{jobs}",
+                        "--jobs",
+                        str(jobs),
+                        "--env_manager",
+                        "local",
+                        "--force",
+                        "true",
+                    ],
+                    log=store / "sweep.log",
+                )
                 finished = sum(": FINISHED in " in line for line in (store / "sweep.log").read_text().splitlines())
             print(f"  wall {times[jobs]:.1f} s ({finished} pairs FINISHED)\n", flush=True)
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import _machine
 
 sys.path.insert(0, str(_machine.ROOT))
-from tools.teamserver import TeamServer, free_port  # noqa: E402
+from tools.teamserver import TeamServer, free_port
+
 
 def pair_seconds(uri: str, prefix: str) -> list[float]:
     """Each train run's lifetime in the store (created by mlflow.run until its step ended it), in seconds."""
@@ -39,9 +40,29 @@ def pair_seconds(uri: str, prefix: str) -> list[float]:
 
 def sweep(project: Path, args, uri: str, prefix: str, log: Path) -> tuple[float, list[float]]:
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    wall = _machine.run_sweep(project, ["--models", args.models, "--lrs", args.lrs, "--epochs", str(args.epochs),
-                                        "--data", args.data, "--league", args.league, "--prefix", prefix,
-                                        "--jobs", "1", "--force", "true"], log=log, echo=False)
+    wall = _machine.run_sweep(
+        project,
+        [
+            "--models",
+            args.models,
+            "--lrs",
+            args.lrs,
+            "--epochs",
+            str(args.epochs),
+            "--data",
+            args.data,
+            "--league",
+            args.league,
+            "--prefix",
+            prefix,
+            "--jobs",
+            "1",
+            "--force",
+            "true",
+        ],
+        log=log,
+        echo=False,
+    )
     return wall, pair_seconds(uri, prefix)
 
 
@@ -54,7 +75,9 @@ def _removed(folder: Path):
 
 
 def main() -> None:
-    parser = _machine.sweep_parser(__doc__.splitlines()[0], "one pair (small, 0.1), 1 epoch, one round: a smoke test", epochs=1)
+    parser = _machine.sweep_parser(
+        __doc__.splitlines()[0], "one pair (small, 0.1), 1 epoch, one round: a smoke test", epochs=1
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternating SQLite/server rounds (default 2)")
     args = parser.parse_args()
     if args.quick:
@@ -63,7 +86,10 @@ def main() -> None:
     pairs = len(args.models.split(",")) * len(args.lrs.split(","))
 
     _machine.header("store overhead: the packaged sweep against a team server vs a local SQLite file")
-    print(f"grid {args.models} x {args.lrs} ({pairs} pairs), {args.epochs} epochs, jobs=1, {args.rounds} round(s) each", flush=True)
+    print(
+        f"grid {args.models} x {args.lrs} ({pairs} pairs), {args.epochs} epochs, jobs=1, {args.rounds} round(s) each",
+        flush=True,
+    )
     sqlite, server = {"wall": [], "pairs": []}, {"wall": [], "pairs": []}
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp, _machine.temp_store("bench-sqlite-") as store:
         project, commit = _machine.snapshot(Path(tmp) / "project")
@@ -77,19 +103,26 @@ def main() -> None:
                     wall, per_pair = sweep(project, args, uri, f"bench_{name.lower()}_{round_}", store / "sweeps.log")
                     into["wall"].append(wall)
                     into["pairs"] += per_pair
-                    print(f"  round {round_}, {name}: sweep {wall:.1f} s, {len(per_pair)} pairs, "
-                          f"mean {statistics.mean(per_pair):.1f} s per pair", flush=True)
+                    print(
+                        f"  round {round_}, {name}: sweep {wall:.1f} s, {len(per_pair)} pairs, "
+                        f"mean {statistics.mean(per_pair):.1f} s per pair",
+                        flush=True,
+                    )
         os.environ["MLFLOW_TRACKING_URI"] = sqlite_uri
 
     print("\n| store | sweeps | pairs | mean sweep wall (s) | mean per pair (s) | median per pair (s) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, seen in (("SQLite file", sqlite), ("team server (PostgreSQL, proxied artifacts)", server)):
-        print(f"| {name} | {len(seen['wall'])} | {len(seen['pairs'])} | {statistics.mean(seen['wall']):.1f} | "
-              f"{statistics.mean(seen['pairs']):.1f} | {statistics.median(seen['pairs']):.1f} |")
+        print(
+            f"| {name} | {len(seen['wall'])} | {len(seen['pairs'])} | {statistics.mean(seen['wall']):.1f} | "
+            f"{statistics.mean(seen['pairs']):.1f} | {statistics.median(seen['pairs']):.1f} |"
+        )
     per_run = statistics.mean(server["pairs"]) - statistics.mean(sqlite["pairs"])
-    print(f"\nratio server / SQLite per pair: {statistics.mean(server['pairs']) / statistics.mean(sqlite['pairs']):.2f}x; "
-          f"per sweep: {statistics.mean(server['wall']) / statistics.mean(sqlite['wall']):.2f}x; "
-          f"overhead per run against the server: {per_run:+.1f} s")
+    print(
+        f"\nratio server / SQLite per pair: {statistics.mean(server['pairs']) / statistics.mean(sqlite['pairs']):.2f}x; "
+        f"per sweep: {statistics.mean(server['wall']) / statistics.mean(sqlite['wall']):.2f}x; "
+        f"overhead per run against the server: {per_run:+.1f} s"
+    )
 
 
 if __name__ == "__main__":

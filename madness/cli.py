@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from madness import names as n
 from madness.errors import UserError
@@ -66,6 +67,7 @@ def one_of(*choices: str):
         if value not in choices:
             raise UserError(f"unknown {name} {value!r}; accepted: {', '.join(choices)}")
         return value
+
     return check
 
 

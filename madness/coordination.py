@@ -31,6 +31,7 @@ SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh"})
 
 # --- liveness ---
 
+
 def _stat(pid: int) -> list[str] | None:
     """/proc/<pid>/stat from field 3 on (Linux); the command name before ")" may hold spaces."""
     try:
@@ -158,6 +159,7 @@ def alive(run: Seen, now: float, this_host: str, sweep_alive=lambda run_id: True
 
 # --- claims ---
 
+
 def claim_key(identity: dict) -> str:
     """A short stable name for what is claimed (a pair's params, commit, tree state and data)."""
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -179,5 +181,7 @@ def blocker(holder: str, ticket: int, others: dict[str, str]) -> str | None:
     choosing = sorted(h for h, value in others.items() if value == CHOOSING)
     if choosing:
         return choosing[0]
-    ahead = sorted((t, h) for h, value in others.items() if (t := ticket_of(value)) is not None and (t, h) < (ticket, holder))
+    ahead = sorted(
+        (t, h) for h, value in others.items() if (t := ticket_of(value)) is not None and (t, h) < (ticket, holder)
+    )
     return ahead[0][1] if ahead else None

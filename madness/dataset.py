@@ -29,7 +29,7 @@ class Seasons:
     test: int
     last: int
 
-    def check(self) -> "Seasons":
+    def check(self) -> Seasons:
         if not self.first < self.val < self.test <= self.last:
             raise UserError(
                 f"seasons must satisfy first_season < val_season < test_season <= last_season, "
@@ -88,7 +88,9 @@ def assemble(files: list[kaggle.LeagueFiles], synthetic_data: bool = False) -> t
         "files": [entry for f in files for entry in f.manifest],
     }
     manifest["digest"] = kaggle.manifest_digest(manifest["files"])
-    games = pd.concat(game_frames, ignore_index=True).sort_values([n.SEASON, n.LEAGUE, n.T1_TEAM, n.T2_TEAM], ignore_index=True)
+    games = pd.concat(game_frames, ignore_index=True).sort_values(
+        [n.SEASON, n.LEAGUE, n.T1_TEAM, n.T2_TEAM], ignore_index=True
+    )
     return games, pd.concat(team_frames, ignore_index=True), manifest
 
 
@@ -106,9 +108,15 @@ def build(files: list[kaggle.LeagueFiles], seasons: Seasons, synthetic_data: boo
 def _check_splits(games: pd.DataFrame, files, seasons: Seasons) -> None:
     played = sorted(set().union(*(set(f.tourney[n.SEASON]) for f in files)))
     span = f"{played[0]}-{played[-1]}" if played else "none"
-    for split, low, high in ((n.TRAIN, seasons.first, seasons.val - 1), (n.VAL, seasons.val, seasons.test - 1), (n.TEST, seasons.test, seasons.last)):
+    for split, low, high in (
+        (n.TRAIN, seasons.first, seasons.val - 1),
+        (n.VAL, seasons.val, seasons.test - 1),
+        (n.TEST, seasons.test, seasons.last),
+    ):
         if not (games[n.SPLIT] == split).any():
-            raise UserError(f"no tournament games for the {split} seasons {low}-{high}; tournaments in the data: {span}")
+            raise UserError(
+                f"no tournament games for the {split} seasons {low}-{high}; tournaments in the data: {span}"
+            )
 
 
 def check_complete(games: pd.DataFrame, features: list[str]) -> None:
@@ -143,9 +151,15 @@ def write(built: Built, folder: Path) -> list[Path]:
 def load(folder: Path) -> Built:
     """Read a feature folder written by `write` (an ingest run's `features` artifacts)."""
     folder = Path(folder)
-    missing = [name for name in (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE) if not (folder / name).is_file()]
+    missing = [
+        name
+        for name in (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE)
+        if not (folder / name).is_file()
+    ]
     if missing:
-        raise UserError(f"feature folder {folder} lacks {', '.join(missing)}; give the features of an ingest run (runs:/<id>/features)")
+        raise UserError(
+            f"feature folder {folder} lacks {', '.join(missing)}; give the features of an ingest run (runs:/<id>/features)"
+        )
     return Built(
         games=pd.read_csv(folder / n.GAMES_FILE),
         team_season=pd.read_csv(folder / n.TEAM_SEASON_FILE),

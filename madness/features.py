@@ -37,13 +37,15 @@ def elo_ratings(games: pd.DataFrame) -> pd.DataFrame:
     ks = ordered[n.WLOC].map(ELO_K).to_numpy()
     rows = []
     season, ratings = None, {}
-    for s, w, l, k in zip(seasons.tolist(), winners.tolist(), losers.tolist(), ks.tolist()):
-        if s != season:
+    for game_season, winner, loser, k in zip(
+        seasons.tolist(), winners.tolist(), losers.tolist(), ks.tolist(), strict=True
+    ):
+        if game_season != season:
             rows += [(season, team, r) for team, r in ratings.items()]
-            season, ratings = s, {}
-        rw, rl = ratings.get(w, ELO_START), ratings.get(l, ELO_START)
+            season, ratings = game_season, {}
+        rw, rl = ratings.get(winner, ELO_START), ratings.get(loser, ELO_START)
         delta = k * (1.0 - 1.0 / (1.0 + 10.0 ** ((rl - rw) / ELO_SCALE)))
-        ratings[w], ratings[l] = rw + delta, rl - delta
+        ratings[winner], ratings[loser] = rw + delta, rl - delta
     rows += [(season, team, r) for team, r in ratings.items()]
     return pd.DataFrame(rows, columns=[n.SEASON, n.TEAM_ID, n.ELO]).astype({n.SEASON: "int64", n.TEAM_ID: "int64"})
 
@@ -52,13 +54,15 @@ def both_sides(games: pd.DataFrame, stats: tuple[str, ...] = ()) -> pd.DataFrame
     """Each game twice, once from each team's side: Team, Opp, points, won, and per-side stats."""
     sides = []
     for us, them, won in (("W", "L", 1), ("L", "W", 0)):
-        side = pd.DataFrame({
-            n.SEASON: games[n.SEASON].to_numpy(),
-            n.TEAM_ID: games[f"{us}TeamID"].to_numpy(),
-            n.POINTS_FOR: games[f"{us}Score"].to_numpy(),
-            n.POINTS_AGAINST: games[f"{them}Score"].to_numpy(),
-            "Won": won,
-        })
+        side = pd.DataFrame(
+            {
+                n.SEASON: games[n.SEASON].to_numpy(),
+                n.TEAM_ID: games[f"{us}TeamID"].to_numpy(),
+                n.POINTS_FOR: games[f"{us}Score"].to_numpy(),
+                n.POINTS_AGAINST: games[f"{them}Score"].to_numpy(),
+                "Won": won,
+            }
+        )
         for stat in stats:
             side[stat] = games[f"{us}{stat}"].to_numpy()
             side[f"{n.OPP}{stat}"] = games[f"{them}{stat}"].to_numpy()
@@ -66,7 +70,9 @@ def both_sides(games: pd.DataFrame, stats: tuple[str, ...] = ()) -> pd.DataFrame
     return pd.concat(sides, ignore_index=True)
 
 
-def team_season_features(regular: pd.DataFrame, seeds: pd.DataFrame, detailed: pd.DataFrame | None = None) -> pd.DataFrame:
+def team_season_features(
+    regular: pd.DataFrame, seeds: pd.DataFrame, detailed: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per (Season, TeamID) with regular-season means, win ratio, Elo and seed number.
 
     Box-score means (the team's and its opponents') are added only when detailed results are given.
@@ -108,8 +114,12 @@ def pair_rows(pairs: pd.DataFrame, team_features: pd.DataFrame) -> pd.DataFrame:
 
 def tournament_rows(tourney: pd.DataFrame, team_features: pd.DataFrame) -> pd.DataFrame:
     """Each tournament game as two rows, one from each team's side; target: team 1 won."""
-    won = pd.DataFrame({n.SEASON: tourney[n.SEASON], n.T1_TEAM: tourney[n.WTEAM], n.T2_TEAM: tourney[n.LTEAM], n.TARGET: 1})
-    lost = pd.DataFrame({n.SEASON: tourney[n.SEASON], n.T1_TEAM: tourney[n.LTEAM], n.T2_TEAM: tourney[n.WTEAM], n.TARGET: 0})
+    won = pd.DataFrame(
+        {n.SEASON: tourney[n.SEASON], n.T1_TEAM: tourney[n.WTEAM], n.T2_TEAM: tourney[n.LTEAM], n.TARGET: 1}
+    )
+    lost = pd.DataFrame(
+        {n.SEASON: tourney[n.SEASON], n.T1_TEAM: tourney[n.LTEAM], n.T2_TEAM: tourney[n.WTEAM], n.TARGET: 0}
+    )
     pairs = pd.concat([won, lost], ignore_index=True)
     return pair_rows(pairs, team_features)
 

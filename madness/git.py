@@ -40,7 +40,9 @@ def state(path: Path | str = ".") -> dict[str, str]:
     try:
         commit = output(["rev-parse", "HEAD"], path)
         diff = output(["diff", "HEAD", "--binary"], path)
-        untracked = [name for name in output(["ls-files", "--others", "--exclude-standard", "-z"], path).split(b"\0") if name]
+        untracked = [
+            name for name in output(["ls-files", "--others", "--exclude-standard", "-z"], path).split(b"\0") if name
+        ]
     except (OSError, subprocess.CalledProcessError):
         return {}
     digest = hashlib.sha256(commit + b"\0" + diff)

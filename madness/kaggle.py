@@ -25,8 +25,14 @@ KAGGLE_COMPETITION = "march-machine-learning-mania-2024"
 DOWNLOAD_HINT = f"kaggle competitions download -c {KAGGLE_COMPETITION}"
 
 _COMPACT_COLUMNS = {
-    n.SEASON: "int", n.DAYNUM: "int", n.WTEAM: "int", n.WSCORE: "int",
-    n.LTEAM: "int", n.LSCORE: "int", n.WLOC: "loc", n.NUMOT: "int",
+    n.SEASON: "int",
+    n.DAYNUM: "int",
+    n.WTEAM: "int",
+    n.WSCORE: "int",
+    n.LTEAM: "int",
+    n.LSCORE: "int",
+    n.WLOC: "loc",
+    n.NUMOT: "int",
 }
 _DETAILED_COLUMNS = {
     **_COMPACT_COLUMNS,
@@ -85,8 +91,10 @@ ENCODINGS = "UTF-8 or Windows-1252"
 
 # Checked longest first: a UTF-32 LE mark starts with the UTF-16 LE one.
 _WIDE_MARKS = (
-    (b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
-    (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"),
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
 )
 
 
@@ -108,10 +116,14 @@ def _refuse_wide_text(raw: bytes, source: str) -> None:
     would read as one strange column: name the encoding instead of a missing column."""
     wide = _wide_encoding(raw)
     if wide:
-        raise UserError(f"{source}: the file is {wide}; files must be {ENCODINGS}: save it as UTF-8 (Excel: 'CSV UTF-8')")
+        raise UserError(
+            f"{source}: the file is {wide}; files must be {ENCODINGS}: save it as UTF-8 (Excel: 'CSV UTF-8')"
+        )
     nul = raw.find(b"\x00")
     if nul >= 0:
-        raise UserError(f"{source}: NUL byte at {_place(raw, nul)}: not a text CSV file; files must be {ENCODINGS} text")
+        raise UserError(
+            f"{source}: NUL byte at {_place(raw, nul)}: not a text CSV file; files must be {ENCODINGS} text"
+        )
 
 
 def _wide_encoding(raw: bytes) -> str | None:
@@ -150,9 +162,7 @@ def check_columns(frame: pd.DataFrame, columns: dict[str, str], source: str) -> 
     """Check presence and type of each column; return the frame with those columns typed."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise UserError(
-            f"{source}: missing column {missing[0]!r}; expected columns: {', '.join(columns)}"
-        )
+        raise UserError(f"{source}: missing column {missing[0]!r}; expected columns: {', '.join(columns)}")
     out = frame.copy()
     for column, kind in columns.items():
         out[column] = _typed(out[column], kind, f"{source}: column {column!r}")
@@ -187,7 +197,9 @@ def _row(bad: pd.Series) -> int:
     return int(np.argmax(bad.to_numpy())) + 2
 
 
-def read_checked(path: Path, columns: dict[str, str], keys: tuple[tuple[str, ...], ...] = ()) -> tuple[pd.DataFrame, dict]:
+def read_checked(
+    path: Path, columns: dict[str, str], keys: tuple[tuple[str, ...], ...] = ()
+) -> tuple[pd.DataFrame, dict]:
     """Read one CSV, check its schema and keys, and describe it for the data manifest."""
     raw = _read_bytes(path)
     frame = check_columns(_parse(decode(raw, path.name), path.name, columns), columns, path.name)
@@ -201,7 +213,9 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as err:
-        raise UserError(f"{path.name}: cannot read {path} ({err.strerror or err}); files must be readable CSV files") from None
+        raise UserError(
+            f"{path.name}: cannot read {path} ({err.strerror or err}); files must be readable CSV files"
+        ) from None
 
 
 def _parse(text: str, source: str, columns: dict[str, str]) -> pd.DataFrame:
@@ -212,7 +226,9 @@ def _parse(text: str, source: str, columns: dict[str, str]) -> pd.DataFrame:
             warnings.simplefilter("error", pd.errors.ParserWarning)
             return pd.read_csv(io.StringIO(text), keep_default_na=False, index_col=False)
     except pd.errors.ParserWarning:
-        raise UserError(f"{source}: rows have more fields than the header; expected columns: {', '.join(columns)}") from None
+        raise UserError(
+            f"{source}: rows have more fields than the header; expected columns: {', '.join(columns)}"
+        ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise UserError(f"{source}: not a readable CSV file ({str(err).splitlines()[0]})") from None
 
@@ -282,7 +298,9 @@ def _kaggle_file(folder: Path, name: str, required: bool) -> Path | None:
     if path.exists():
         raise UserError(f"{name} in {folder} is not a regular file; give Kaggle's {name} as a CSV file")
     if path.is_symlink():
-        raise UserError(f"{name} in {folder} is a link to {os.readlink(path)!r}, which does not exist; give Kaggle's {name} as a CSV file")
+        raise UserError(
+            f"{name} in {folder} is a link to {os.readlink(path)!r}, which does not exist; give Kaggle's {name} as a CSV file"
+        )
     if required:
         raise UserError(f"missing file {name} in {folder}; get Kaggle's files with: {DOWNLOAD_HINT}")
     return None

@@ -24,6 +24,7 @@ ARCHITECTURES: dict[str, tuple[int, ...]] = {
     "large": (128, 64, 64),
 }
 MODEL_NAMES = tuple(ARCHITECTURES)
+HIDDEN_ACTIVATION, OUTPUT_ACTIVATION = "relu", "sigmoid"  # as the article builds them
 
 
 # What TensorFlow's shared libraries log while they load (each line twice with TensorFlow 2.21). absl writes
@@ -53,8 +54,11 @@ def _without_load_notices():
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
-                    if not _LOAD_NOTICES.match(line)]
+            kept = [
+                line
+                for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                if not _LOAD_NOTICES.match(line)
+            ]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
@@ -100,9 +104,12 @@ def build(name: str, scaler: dict, learning_rate: float):
 
     mean = np.asarray(scaler["mean"], dtype="float32")
     variance = np.square(np.asarray(scaler["scale"], dtype="float32"))
-    layers = [keras.Input(shape=(len(mean),), name="features"), keras.layers.Normalization(mean=mean, variance=variance)]
-    layers += [keras.layers.Dense(units, activation="relu") for units in ARCHITECTURES[name]]
-    layers.append(keras.layers.Dense(1, activation="sigmoid"))
+    layers = [
+        keras.Input(shape=(len(mean),), name="features"),
+        keras.layers.Normalization(mean=mean, variance=variance),
+    ]
+    layers += [keras.layers.Dense(units, activation=HIDDEN_ACTIVATION) for units in ARCHITECTURES[name]]
+    layers.append(keras.layers.Dense(1, activation=OUTPUT_ACTIVATION))
     model = keras.Sequential(layers, name=name)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
     return model
@@ -163,8 +170,19 @@ def _best_weights_callback(epochs: int):
     return KeepBestWeights()
 
 
-def train(name: str, scaler: dict, learning_rate: float, x_train, y_train, x_val, y_val,
-          epochs: int, batch_size: int, seed: int, fast: bool = True) -> Trained:
+def train(
+    name: str,
+    scaler: dict,
+    learning_rate: float,
+    x_train,
+    y_train,
+    x_val,
+    y_val,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    fast: bool = True,
+) -> Trained:
     """Train one network. `fast` runs a whole epoch per TensorFlow call (steps_per_execution):
     the same updates in the same order, without Keras' per-batch Python overhead.
     Raises Diverged at the first epoch whose training or validation loss is not finite."""
@@ -175,14 +193,21 @@ def train(name: str, scaler: dict, learning_rate: float, x_train, y_train, x_val
         model.compile(optimizer=model.optimizer, loss="mse", steps_per_execution=steps)
     keep = _best_weights_callback(epochs)
     history = model.fit(
-        np.asarray(x_train, dtype="float32"), np.asarray(y_train, dtype="float32"),
+        np.asarray(x_train, dtype="float32"),
+        np.asarray(y_train, dtype="float32"),
         validation_data=(np.asarray(x_val, dtype="float32"), np.asarray(y_val, dtype="float32")),
-        epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=[keep],
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[keep],
     )
     if keep.diverged is not None:
         epoch, loss, value = keep.diverged
         raise Diverged(learning_rate, epoch + 1, epochs, loss, value)
-    return Trained(model, list(map(float, history.history["loss"])), list(map(float, history.history["val_loss"])), keep.best_epoch)
+    return Trained(
+        model, list(map(float, history.history["loss"])), list(map(float, history.history["val_loss"])), keep.best_epoch
+    )
 
 
 def predict(model, x) -> np.ndarray:

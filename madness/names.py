@@ -62,7 +62,6 @@ TAG_SYNTHETIC = "data.synthetic"
 TAG_DATA_DIGEST = "data.digest"
 TAG_DIRTY = "git.dirty"
 TAG_STATE = "git.state"
-TAG_COMMIT = "mlflow.source.git.commit"
 TAG_SWEEP = "sweep_run_id"
 TAG_EVALUATED = "evaluated_run_id"
 TAG_REPRODUCES = "reproduces"
@@ -94,8 +93,21 @@ BRIER_CHART = "brier_vs_lr.png"
 LOSS_GRID = "loss_curves.png"
 FILTERED_CSV = "filtered_runs.csv"
 BEST_FILE = "best.json"
+COMPARISON_FILE = "comparison.txt"  # a reproduce run: each metric, original against rerun
 
 # --- experiment tags MLflow's UI reads (set on every experiment the project creates) ---
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # the experiment's type in the UI
 EXPERIMENT_KIND_TRAINING = "custom_model_development"  # "Machine learning" (the other: genai_development)
 TAG_DESCRIPTION = "mlflow.note.content"  # the description shown above the experiment's runs
+
+# --- MLflow's own run tags, as the project reads or sets them ---
+TAG_COMMIT = "mlflow.source.git.commit"
+TAG_RUN_NAME = "mlflow.runName"
+TAG_SOURCE_NAME = "mlflow.source.name"
+TAG_PROJECT_ENTRY_POINT = "mlflow.project.entryPoint"
+TAG_PROJECT_ENV = "mlflow.project.env"  # set by MLflow for virtualenv, uv, conda and docker, never for local
+TAG_PARENT_RUN = "mlflow.parentRunId"
+TAG_DATA_CONTEXT = "mlflow.data.context"  # on a logged dataset input: its split
+
+# --- environments a run can be launched in (mlflow run --env-manager) ---
+ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")

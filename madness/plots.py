@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+
 # Figure objects, not pyplot: no global backend or figure registry, nothing to close, no screen needed.
 from matplotlib.figure import Figure
 
@@ -41,7 +42,13 @@ def calibration_figure(y, p_model, p_baseline, title: str):
     for label, p in (("model", p_model), ("seed baseline", p_baseline)):
         table = reliability(y, p)
         ax.plot(table["mean_pred"], table["observed"], marker="o", label=label)
-    ax.set(title=title, xlabel="predicted probability that team 1 wins", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1))
+    ax.set(
+        title=title,
+        xlabel="predicted probability that team 1 wins",
+        ylabel="observed frequency",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     ax.legend()
     fig.tight_layout()
     return fig

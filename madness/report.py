@@ -9,7 +9,19 @@ import pandas as pd
 from madness import names as n
 
 INCOMPLETE = "INCOMPLETE"  # FINISHED, but its model or artifacts are gone
-TABLE_COLUMNS = ["model", "lr", n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER, n.BEST_EPOCH, "duration_s", "status", "reused", "run_id"]
+TABLE_COLUMNS = [
+    "model",
+    "lr",
+    n.BRIER,
+    n.LOG_LOSS,
+    n.ACCURACY,
+    n.BASELINE_BRIER,
+    n.BEST_EPOCH,
+    "duration_s",
+    "status",
+    "reused",
+    "run_id",
+]
 
 
 def runs_table(rows: list[dict]) -> pd.DataFrame:
@@ -33,7 +45,10 @@ def markdown(table: pd.DataFrame) -> str:
     """A GitHub-style Markdown table (pandas' own needs the optional `tabulate`)."""
     header = "| " + " | ".join(table.columns) + " |"
     rule = "| " + " | ".join("---" for _ in table.columns) + " |"
-    body = ["| " + " | ".join(_cell(c, v) for c, v in zip(table.columns, row)) + " |" for row in table.itertuples(index=False)]
+    body = [
+        "| " + " | ".join(_cell(c, v) for c, v in zip(table.columns, row, strict=True)) + " |"
+        for row in table.itertuples(index=False)
+    ]
     return "\n".join([header, rule, *body]) + "\n"
 
 

@@ -14,7 +14,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -22,9 +22,9 @@ from urllib.parse import unquote, urlparse
 import yaml
 
 from madness import git
+from madness import names as n
 from madness.errors import UserError
 
-ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")
 MLPROJECT_FILE = "MLproject"
 WORKTREE_PREFIX = "madness-reproduce-"
 
@@ -34,9 +34,11 @@ _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")  # git@github.com:owner/repo.git
 
 # --- where the code is ---
 
+
 @dataclass(frozen=True)
 class Source:
     """A run's code location: a local path (a repository, a folder in one, or a script) or a git URL."""
+
     local: bool
     location: str  # a filesystem path when local, else the URL as recorded
     subdirectory: str = ""  # MLflow's `uri#subdirectory`
@@ -104,7 +106,9 @@ def add_worktree(repo: Path, commit: str, parent: Path) -> Path:
         git.text(["worktree", "add", "--detach", str(path), commit], repo)
     except subprocess.CalledProcessError as err:
         last = (err.stderr or "").strip().splitlines()
-        raise UserError(f"cannot check out commit {commit} of {repo} in a temporary worktree: {last[-1] if last else err}") from None
+        raise UserError(
+            f"cannot check out commit {commit} of {repo} in a temporary worktree: {last[-1] if last else err}"
+        ) from None
     return path
 
 
@@ -116,10 +120,8 @@ def remove_worktree(repo: Path, path: Path) -> None:
 
 
 def _git_quietly(args: list[str], repo: Path) -> None:
-    try:
+    with suppress(OSError, subprocess.CalledProcessError):
         git.text(args, repo)
-    except (OSError, subprocess.CalledProcessError):
-        pass
 
 
 @contextmanager
@@ -142,6 +144,7 @@ def worktrees(repo: Path) -> list[str]:
 
 # --- what to pass ---
 
+
 def unquote_params(params: dict[str, str], shell_quoted: bool) -> dict[str, str]:
     """The values as given. `mlflow run` logs each one shell-quoted (`''` for an empty string,
     `'a b'` for a space); a step started directly logs them as given."""
@@ -162,7 +165,9 @@ def declared_params(mlproject_text: str, entry: str) -> list[str]:
     spec = yaml.safe_load(mlproject_text) or {}
     points = spec.get("entry_points") or {}
     if entry not in points:
-        raise UserError(f"entry point {entry!r} is not in MLproject at that commit; it has: {', '.join(sorted(points)) or 'none'}")
+        raise UserError(
+            f"entry point {entry!r} is not in MLproject at that commit; it has: {', '.join(sorted(points)) or 'none'}"
+        )
     return list((points[entry] or {}).get("parameters") or {})
 
 
@@ -174,17 +179,17 @@ def select_params(params: dict[str, str], declared: list[str]) -> tuple[dict[str
 def choose_env_manager(given: str, tags: dict[str, str], tag_names: tuple[str, ...]) -> str:
     """`given` if set; else the one the run's tags record (MLflow tags only non-local ones); else local."""
     chosen = given.strip() or next((tags[t] for t in tag_names if tags.get(t)), "local")
-    if chosen not in ENV_MANAGERS:
-        raise UserError(f"cannot rerun with env_manager {chosen!r}; accepted: {', '.join(ENV_MANAGERS)}")
+    if chosen not in n.ENV_MANAGERS:
+        raise UserError(f"cannot rerun with env_manager {chosen!r}; accepted: {', '.join(n.ENV_MANAGERS)}")
     return chosen
 
 
 def absolute_tracking_uri(uri: str, cwd: Path) -> str:
     """A relative store (sqlite:///mlflow.db, mlruns) made absolute: the rerun's cwd is the worktree."""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str((Path(cwd) / uri[len("sqlite:///"):]).resolve())
+        return "sqlite:///" + str((Path(cwd) / uri[len("sqlite:///") :]).resolve())
     if uri.startswith("file:") and not uri.startswith("file:/"):
-        return (Path(cwd) / uri[len("file:"):]).resolve().as_uri()
+        return (Path(cwd) / uri[len("file:") :]).resolve().as_uri()
     if "://" not in uri and uri and not uri.startswith(("databricks", "uc")) and not Path(uri).is_absolute():
         return str((Path(cwd) / uri).resolve())
     return uri
@@ -253,12 +258,23 @@ def compare(original: dict[str, Points], rerun: dict[str, Points]) -> list[Row]:
         last_a = a[max(a)] if a else None
         last_b = b[max(b)] if b else None
         if not a or not b:
-            rows.append(Row(key, max(len(a), len(b)), last_a, last_b, None, "missing in the " + ("rerun" if a else "original")))
+            rows.append(
+                Row(key, max(len(a), len(b)), last_a, last_b, None, "missing in the " + ("rerun" if a else "original"))
+            )
             continue
         only = sorted(set(a) ^ set(b))
         if only:
             side = "rerun" if only[0] in a else "original"
-            rows.append(Row(key, len(set(a) | set(b)), last_a, last_b, None, f"step {only[0]} missing in the {side} ({len(only)} steps differ)"))
+            rows.append(
+                Row(
+                    key,
+                    len(set(a) | set(b)),
+                    last_a,
+                    last_b,
+                    None,
+                    f"step {only[0]} missing in the {side} ({len(only)} steps differ)",
+                )
+            )
             continue
         worst = max(a, key=lambda s: _distance(a[s], b[s]))
         difference = _distance(a[worst], b[worst])
@@ -282,10 +298,18 @@ def table(rows: list[Row], tolerance: float) -> str:
     lines = [("metric", "steps", "original", "rerun", "difference", "result")]
     for row in rows:
         verdict = "ok" if row.ok(tolerance) else "DIFFERS"
-        lines.append((row.metric, str(row.steps), _number(row.original), _number(row.rerun), _difference(row),
-                      f"{verdict} {row.note}".strip()))
+        lines.append(
+            (
+                row.metric,
+                str(row.steps),
+                _number(row.original),
+                _number(row.rerun),
+                _difference(row),
+                f"{verdict} {row.note}".strip(),
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
 def verdict(rows: list[Row], tolerance: float) -> str | None:
@@ -297,8 +321,10 @@ def verdict(rows: list[Row], tolerance: float) -> str | None:
     beyond = sorted((row for row in bad if row.difference is not None), key=lambda r: -r.difference)
     parts = []
     if beyond:
-        parts.append(f"{len(beyond)} of {len(rows)} metrics differ beyond tolerance {tolerance:g} "
-                     f"(largest: {beyond[0].metric} by {beyond[0].difference:.3g})")
+        parts.append(
+            f"{len(beyond)} of {len(rows)} metrics differ beyond tolerance {tolerance:g} "
+            f"(largest: {beyond[0].metric} by {beyond[0].difference:.3g})"
+        )
     if missing:
         parts.append(f"missing on one side: {', '.join(missing)}")
     return "; ".join(parts)

@@ -12,7 +12,6 @@ from madness.errors import UserError
 # same bits with 1 or 2 threads; a test checks it) and where the features came from (the data digest
 # is compared instead, so a re-ingested but identical data set still hits the cache).
 IGNORED_IN_CACHE = frozenset({"threads", "features_uri"})
-ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")
 
 
 def canonical(text: str) -> str:
@@ -67,8 +66,13 @@ def grid(models: str, lrs: str) -> list[Pair]:
     return [Pair(m, lr) for m in split_list("models", models) for lr in split_list("lrs", lrs)]
 
 
-def is_reusable(run_status: str, run_params: dict[str, str], run_tags: dict[str, str],
-                want_params: dict[str, str], want_tags: dict[str, str]) -> bool:
+def is_reusable(
+    run_status: str,
+    run_params: dict[str, str],
+    run_tags: dict[str, str],
+    want_params: dict[str, str],
+    want_tags: dict[str, str],
+) -> bool:
     """A FINISHED run with the same params (by value: see `same_value`) and the same values of `want_tags`
     (git commit, working-tree state, data digest) can stand for a new run."""
     if run_status != "FINISHED":

@@ -27,9 +27,19 @@ MARGIN_NOISE = 11.0
 REGIONS = "WXYZ"
 # 68 seeds: two regions have play-in 11s and two have play-in 16s, as in Kaggle's files since 2011.
 SEED_LABELS = [f"{r}{s:02d}" for s in range(1, 11) for r in REGIONS] + [
-    "W11a", "W11b", "X11a", "X11b", "Y11", "Z11",
+    "W11a",
+    "W11b",
+    "X11a",
+    "X11b",
+    "Y11",
+    "Z11",
     *[f"{r}{s:02d}" for s in range(12, 16) for r in REGIONS],
-    "W16", "X16", "Y16a", "Y16b", "Z16a", "Z16b",
+    "W16",
+    "X16",
+    "Y16a",
+    "Y16b",
+    "Z16a",
+    "Z16b",
 ]
 FIRST_ROUND_PAIRS = [(1, 16), (8, 9), (5, 12), (4, 13), (6, 11), (3, 14), (7, 10), (2, 15)]
 ROUND_DAYS = [136, 138, 143, 145, 152, 154]
@@ -78,7 +88,9 @@ def generate(league: str, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
 
 
 def _teams(league: str, team_ids: np.ndarray) -> pd.DataFrame:
-    frame = pd.DataFrame({n.TEAM_ID: team_ids, n.TEAM_NAME: [f"Synthetic {league}{i:03d}" for i in range(len(team_ids))]})
+    frame = pd.DataFrame(
+        {n.TEAM_ID: team_ids, n.TEAM_NAME: [f"Synthetic {league}{i:03d}" for i in range(len(team_ids))]}
+    )
     if league == "M":  # Kaggle's men's file has two more columns than the women's
         frame["FirstD1Season"] = FIRST_SEASON
         frame["LastD1Season"] = LAST_SEASON
@@ -101,22 +113,24 @@ def _compact(season, days, a, b, margin, overtime, loc_a, rng) -> pd.DataFrame:
     winner_score = ((total + np.abs(margin)) // 2).astype(int)
     loser_score = winner_score - np.abs(margin)
     flip = {"H": "A", "A": "H", "N": "N"}
-    return pd.DataFrame({
-        n.SEASON: season,
-        n.DAYNUM: days,
-        n.WTEAM: np.where(a_won, a, b),
-        n.WSCORE: winner_score,
-        n.LTEAM: np.where(a_won, b, a),
-        n.LSCORE: loser_score,
-        n.WLOC: np.where(a_won, loc_a, np.vectorize(flip.get)(loc_a)) if len(a) else [],
-        n.NUMOT: overtime,
-    })
+    return pd.DataFrame(
+        {
+            n.SEASON: season,
+            n.DAYNUM: days,
+            n.WTEAM: np.where(a_won, a, b),
+            n.WSCORE: winner_score,
+            n.LTEAM: np.where(a_won, b, a),
+            n.LSCORE: loser_score,
+            n.WLOC: np.where(a_won, loc_a, np.vectorize(flip.get)(loc_a)) if len(a) else [],
+            n.NUMOT: overtime,
+        }
+    )
 
 
 def _regular_season(season, strength, rng) -> pd.DataFrame:
     pairs = np.stack([rng.permutation(N_TEAMS) for _ in range(ROUNDS)])
     a, b = pairs[:, 0::2].ravel(), pairs[:, 1::2].ravel()
-    days = (10 + 4 * np.repeat(np.arange(ROUNDS), N_TEAMS // 2) + rng.integers(0, 3, len(a)))
+    days = 10 + 4 * np.repeat(np.arange(ROUNDS), N_TEAMS // 2) + rng.integers(0, 3, len(a))
     loc_a = rng.choice(np.array(["H", "A", "N"]), len(a), p=[0.45, 0.45, 0.10])
     home_a = (loc_a == "H").astype(float) - (loc_a == "A").astype(float)
     margin, overtime = _game_margins(strength[a], strength[b], home_a, rng)
@@ -139,9 +153,18 @@ def _box_side(score: np.ndarray, rng) -> dict[str, np.ndarray]:
     fgm = fgm2 + fgm3
     fga = fgm + fga3 - fgm3 + rng.integers(18, 32, size)
     return {
-        "FGM": fgm, "FGA": fga, "FGM3": fgm3, "FGA3": fga3, "FTM": ftm, "FTA": fta,
-        "OR": rng.poisson(10, size), "DR": rng.poisson(24, size), "Ast": rng.poisson(13, size),
-        "TO": rng.poisson(14, size), "Stl": rng.poisson(7, size), "Blk": rng.poisson(3, size),
+        "FGM": fgm,
+        "FGA": fga,
+        "FGM3": fgm3,
+        "FGA3": fga3,
+        "FTM": ftm,
+        "FTA": fta,
+        "OR": rng.poisson(10, size),
+        "DR": rng.poisson(24, size),
+        "Ast": rng.poisson(13, size),
+        "TO": rng.poisson(14, size),
+        "Stl": rng.poisson(7, size),
+        "Blk": rng.poisson(3, size),
         "PF": rng.poisson(18, size),
     }
 
@@ -169,7 +192,7 @@ def _play_bracket(season, seeds, strength, team_ids, rng) -> pd.DataFrame:
     index_of = {tid: i for i, tid in enumerate(team_ids)}
     slot = {}  # "W16" -> team index, after the play-in games
     play_ins = {}
-    for label, tid in zip(seeds[n.SEED], seeds[n.TEAM_ID]):
+    for label, tid in zip(seeds[n.SEED], seeds[n.TEAM_ID], strict=True):
         if label[-1] in "ab":
             play_ins.setdefault(label[:-1], []).append(index_of[tid])
         else:
@@ -177,7 +200,7 @@ def _play_bracket(season, seeds, strength, team_ids, rng) -> pd.DataFrame:
     labels = sorted(play_ins)
     pairs = np.array([play_ins[label] for label in labels])
     winners, games = _neutral_round(season, PLAY_IN_DAY, pairs[:, 0], pairs[:, 1], strength, rng)
-    slot.update(zip(labels, winners))
+    slot.update(zip(labels, winners, strict=True))
     rounds = [games]
     alive = np.array([slot[f"{region}{s:02d}"] for region in REGIONS for pair in FIRST_ROUND_PAIRS for s in pair])
     for day in ROUND_DAYS:

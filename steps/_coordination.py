@@ -5,6 +5,7 @@ The rules are pure and live in `madness.coordination`; this module reads and wri
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -13,7 +14,7 @@ import urllib.parse
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from madness import coordination as C
+from madness import coordination
 from madness import names as n
 
 HOST = socket.gethostname()
@@ -21,7 +22,7 @@ LOCAL_SCHEMES = ("", "file", "sqlite")  # one machine: a process token tells liv
 
 
 def liveness_tags() -> dict[str, str]:
-    return {n.TAG_HOST: HOST, n.TAG_PROCESS: C.process_token(), n.TAG_HEARTBEAT: str(int(time.time()))}
+    return {n.TAG_HOST: HOST, n.TAG_PROCESS: coordination.process_token(), n.TAG_HEARTBEAT: str(int(time.time()))}
 
 
 def remote_store(uri: str | None = None) -> bool:
@@ -32,7 +33,7 @@ class Heartbeat:
     """Refresh the run's heartbeat tag every HEARTBEAT_SECONDS while the block runs (remote stores
     only: on a local store every process is on this host and its token says whether it lives)."""
 
-    def __init__(self, run_id: str, seconds: float = C.HEARTBEAT_SECONDS):
+    def __init__(self, run_id: str, seconds: float = coordination.HEARTBEAT_SECONDS):
         self.run_id, self.seconds = run_id, seconds
         self._stop = threading.Event()
         self._thread = None
@@ -40,12 +41,10 @@ class Heartbeat:
     def _beat(self) -> None:
         client = mlflow.MlflowClient()
         while not self._stop.wait(self.seconds):
-            try:
+            with contextlib.suppress(Exception):  # the store is away: the step's own calls will say so
                 client.set_tag(self.run_id, n.TAG_HEARTBEAT, str(int(time.time())))
-            except Exception:  # the store is away: the step's own calls will say so
-                pass
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         if remote_store():
             self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
             self._thread.start()
@@ -55,11 +54,16 @@ class Heartbeat:
         self._stop.set()
 
 
-def seen(run) -> C.Seen:
+def seen(run) -> coordination.Seen:
     tags = run.data.tags
     beat = tags.get(n.TAG_HEARTBEAT)
-    return C.Seen(run.info.status, tags.get(n.TAG_HOST), tags.get(n.TAG_PROCESS),
-                  float(beat) if beat and beat.isdigit() else None, tags.get(n.TAG_SWEEP))
+    return coordination.Seen(
+        run.info.status,
+        tags.get(n.TAG_HOST),
+        tags.get(n.TAG_PROCESS),
+        float(beat) if beat and beat.isdigit() else None,
+        tags.get(n.TAG_SWEEP),
+    )
 
 
 class Liveness:
@@ -81,12 +85,12 @@ class Liveness:
                 raise
             verdict = False
         else:
-            verdict = C.alive(seen(run), time.time(), HOST, sweep_alive=self)
+            verdict = coordination.alive(seen(run), time.time(), HOST, sweep_alive=self)
         self._cache[run_id] = (now, verdict)
         return verdict
 
     def judge(self, run) -> bool:
-        return C.alive(seen(run), time.time(), HOST, sweep_alive=self)
+        return coordination.alive(seen(run), time.time(), HOST, sweep_alive=self)
 
 
 class Claims:
@@ -105,7 +109,7 @@ class Claims:
         tags = self.client.get_experiment(experiment_id).tags
         found = {}
         for tag, value in tags.items():
-            holder = tag[len(prefix):] if tag.startswith(prefix) else None
+            holder = tag[len(prefix) :] if tag.startswith(prefix) else None
             if not holder or holder == self.holder:
                 continue
             if self.alive(holder):
@@ -115,24 +119,22 @@ class Claims:
         return found
 
     def _forget(self, experiment_id: str, tag: str) -> None:
-        try:
+        with contextlib.suppress(MlflowException):  # another contender removed it first
             self.client.delete_experiment_tag(experiment_id, tag)
-        except MlflowException:
-            pass  # another contender removed it first
 
     def enter(self, experiment_id: str, key: str) -> None:
         if (experiment_id, key) in self.held:
             return
         tag = self._tag(key, self.holder)
-        self.client.set_experiment_tag(experiment_id, tag, C.CHOOSING)
-        ticket = C.next_ticket(self.others(experiment_id, key).values())
+        self.client.set_experiment_tag(experiment_id, tag, coordination.CHOOSING)
+        ticket = coordination.next_ticket(self.others(experiment_id, key).values())
         self.client.set_experiment_tag(experiment_id, tag, str(ticket))
         self.held[(experiment_id, key)] = ticket
 
     def blocker(self, experiment_id: str, key: str) -> str | None:
         """Enter if not yet; the live holder to wait for, or None when this holder goes."""
         self.enter(experiment_id, key)
-        return C.blocker(self.holder, self.held[(experiment_id, key)], self.others(experiment_id, key))
+        return coordination.blocker(self.holder, self.held[(experiment_id, key)], self.others(experiment_id, key))
 
     def release(self, experiment_id: str, key: str) -> None:
         if self.held.pop((experiment_id, key), None) is not None:

@@ -31,7 +31,7 @@ def build_features(values: dict, workdir: Path) -> D.Built:
 def load_features(uri: str, workdir: Path) -> D.Built:
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workdir))
-    except Exception as err:  # MLflow raises several types for a bad URI
+    except Exception as err:  # noqa: BLE001 - MLflow raises several types for a bad URI
         raise UserError(f"cannot read features from {uri!r}: {str(err).splitlines()[0]}") from None
     return D.load(Path(local))
 
@@ -44,7 +44,9 @@ def features_source(features_uri: str) -> str:
     (mlflow-artifacts:, which no dataset source accepts) it is the server's own HTTP address of the
     file, so the UI's dataset view links to it.
     """
-    folder = RunsArtifactRepository.get_underlying_uri(features_uri) if features_uri.startswith("runs:/") else features_uri
+    folder = (
+        RunsArtifactRepository.get_underlying_uri(features_uri) if features_uri.startswith("runs:/") else features_uri
+    )
     games = f"{folder.rstrip('/')}/{n.GAMES_FILE}"
     if urllib.parse.urlparse(games).scheme == "mlflow-artifacts":
         games = without_credentials(MlflowArtifactsRepository.resolve_uri(games, mlflow.get_tracking_uri()))
@@ -54,10 +56,12 @@ def features_source(features_uri: str) -> str:
 def log_data(built: D.Built, source: str) -> None:
     """Tag the data's origin and digest, log the manifest and each split as an MLflow dataset.
     `source`: the data folder (or 'synthetic') the features were built from, or features_source()."""
-    mlflow.set_tags({
-        n.TAG_SYNTHETIC: str(built.manifest["synthetic"]).lower(),
-        n.TAG_DATA_DIGEST: built.manifest["digest"],
-    })
+    mlflow.set_tags(
+        {
+            n.TAG_SYNTHETIC: str(built.manifest["synthetic"]).lower(),
+            n.TAG_DATA_DIGEST: built.manifest["digest"],
+        }
+    )
     mlflow.log_dict(built.manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
     for split in (n.TRAIN, n.VAL, n.TEST):
         rows = built.games[built.games[n.SPLIT] == split]
@@ -65,7 +69,9 @@ def log_data(built: D.Built, source: str) -> None:
         # same file) and, as log_input infers the table's schema, that integer columns cannot hold
         # missing values (a hint for models scoring such columns): neither applies to these tables.
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways", UserWarning)
+            warnings.filterwarnings(
+                "ignore", "The specified dataset source can be interpreted in multiple ways", UserWarning
+            )
             warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column", UserWarning)
             dataset = mlflow.data.from_pandas(rows, source=source, name=f"tournament_{split}", targets=n.TARGET)
             log_input_once_stored(dataset, split, built.manifest["digest"])

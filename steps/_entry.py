@@ -3,6 +3,7 @@ FAILED or KILLED (never left RUNNING), the store's retries said aloud, the launc
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -19,14 +20,16 @@ from steps import _lifecycle
 from steps._coordination import Heartbeat, liveness_tags
 from steps._failures import check_local_store, drop_store_tracebacks, store_failure, without_credentials
 
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 # MLflow's own defaults retry a failed request for about four minutes, silently; a step gives up
 # after about half a minute (0+2+4+8+16 s of back-off), long enough for a restarted server to return.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 SINGLE_ATTEMPT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
 
@@ -39,8 +42,11 @@ class _RetryNotice(logging.Handler):
         retries, cause = record.args[0], record.args[1]
         why = "connection refused" if "refused" in repr(cause).lower() else type(cause).__name__
         left = getattr(retries, "total", "?")
-        print(f"tracking server {without_credentials(mlflow.get_tracking_uri())} not answering ({why}); "
-              f"retrying ({left} left)", flush=True)
+        print(
+            f"tracking server {without_credentials(mlflow.get_tracking_uri())} not answering ({why}); "
+            f"retrying ({left} left)",
+            flush=True,
+        )
 
 
 def _announce_retries() -> None:
@@ -50,7 +56,8 @@ def _announce_retries() -> None:
 
 
 def entry_point(main):
-    """Run `main`; a UserError or a failing store prints one line and exits 1; any failure ends the active run FAILED."""
+    """Run `main`; a UserError or a failing store prints one line and exits 1; any failure ends the
+    active run FAILED."""
 
     @functools.wraps(main)
     def wrapper(argv=None):
@@ -116,22 +123,20 @@ def _end_launched_run(run_id: str | None, status: str, quick: bool = False) -> N
     opens that run, and when launched asynchronously or orphaned nobody else would end it."""
     _end_active_run(status, quick)
     if run_id:
-        with single_attempt() if quick else nullcontext():
-            try:
-                client = mlflow.MlflowClient()
-                if client.get_run(run_id).info.status == "RUNNING":
-                    client.set_terminated(run_id, status)
-            except Exception:  # the store is unreachable: the next sweep ends it (its process is gone)
-                pass
+        # The store is unreachable: the next sweep ends it (its process is gone).
+        with single_attempt() if quick else nullcontext(), contextlib.suppress(Exception):
+            client = mlflow.MlflowClient()
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, status)
 
 
 def _end_active_run(status: str, quick: bool = False) -> None:
     with single_attempt() if quick else nullcontext():
         while mlflow.active_run() is not None:
-            try:
-                mlflow.end_run(status)  # pops the run before it calls the store
-            except Exception:  # the store is unreachable: the next sweep ends it (its process is gone)
-                pass
+            # end_run pops the run before it calls the store; when the store is unreachable, the
+            # next sweep ends the run (its process is gone).
+            with contextlib.suppress(Exception):
+                mlflow.end_run(status)
 
 
 @contextmanager

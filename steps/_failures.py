@@ -32,8 +32,10 @@ def store_failure(err: BaseException) -> str | None:
     for cause in _causes(err):
         code = getattr(cause, "error_code", None)
         if code == "UNAUTHENTICATED":
-            return (f"the tracking server {uri} refused the request: not authenticated; "
-                    "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+            return (
+                f"the tracking server {uri} refused the request: not authenticated; "
+                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+            )
         if code == "PERMISSION_DENIED":
             return f"the tracking server {uri} refused the request: permission denied for user {os.environ.get('MLFLOW_TRACKING_USERNAME', '?')}"
         if isinstance(cause, requests.exceptions.RetryError):
@@ -52,8 +54,10 @@ def store_failure(err: BaseException) -> str | None:
             which = "the artifact store" if _raised_in(cause, "store", "artifact") else f"the tracking store {uri}"
             return f"{which} cannot be written: {cause.filename}: {cause.strerror}"
         if isinstance(cause, MlflowException) and "MLFLOW_ALLOW_FILE_STORE" in cause.message:
-            return (f"the tracking store {uri} is a file store, which MLflow {mlflow.__version__} refuses unless "
-                    "MLFLOW_ALLOW_FILE_STORE=true; use a database, e.g. sqlite:///mlflow.db")
+            return (
+                f"the tracking store {uri} is a file store, which MLflow {mlflow.__version__} refuses unless "
+                "MLFLOW_ALLOW_FILE_STORE=true; use a database, e.g. sqlite:///mlflow.db"
+            )
     return None
 
 
@@ -71,11 +75,17 @@ def unwritable(path: Path) -> str | None:
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    missing = f"its folder {path.parent} is missing and cannot be created: " if existing not in (path, path.parent) else ""
+    missing = (
+        f"its folder {path.parent} is missing and cannot be created: " if existing not in (path, path.parent) else ""
+    )
     if existing != path and not existing.is_dir():
         return f"{missing}{existing} is a file, not a folder"
     if not os.access(existing, os.W_OK | (os.X_OK if existing.is_dir() else 0)):
-        why = "is on a read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "is not writable (permission denied)"
+        why = (
+            "is on a read-only file system"
+            if os.statvfs(existing).f_flag & os.ST_RDONLY
+            else "is not writable (permission denied)"
+        )
         return f"{missing}{existing} {why}"
     return None
 

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from madness import coordination as C
+from madness import coordination
 from madness import names as n
 
 POLL_SECONDS = 1.0
@@ -55,7 +55,9 @@ def _interrupt(signum, frame):
     name = signal.Signals(signum).name
     if not _stopping.is_set():
         _stopping.set()
-        _exit_after(CLEANUP_SECONDS, f"still ending its runs {CLEANUP_SECONDS:.0f} s after {name}; exiting without them")
+        _exit_after(
+            CLEANUP_SECONDS, f"still ending its runs {CLEANUP_SECONDS:.0f} s after {name}; exiting without them"
+        )
         raise Interrupted(f"signal {name}")
     if signum == signal.SIGINT:
         _exit_now(f"{name} again: exiting without ending its runs")
@@ -87,7 +89,7 @@ def watched_tokens() -> list[str]:
     """The processes whose end stops this one: those a launching step named (MADNESS_WATCH), and
     this process's own launcher chain (madness.coordination.launcher_chain)."""
     inherited = [token for token in os.environ.get(n.ENV_WATCH, "").split(",") if token]
-    own = [C.process_token(pid) for pid in C.launcher_chain()]
+    own = [coordination.process_token(pid) for pid in coordination.launcher_chain()]
     return list(dict.fromkeys([*inherited, *own]))
 
 
@@ -102,15 +104,15 @@ class LauncherWatch:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll) and not _stopping.is_set():
-            token = C.gone(self.tokens)
+            token = coordination.gone(self.tokens)
             if token is not None:
                 _reason.append(f"stopped: the process that launched it (pid {token.partition(':')[0]}) ended")
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
 
-    def __enter__(self) -> "LauncherWatch":
+    def __enter__(self) -> LauncherWatch:
         self._saved_env = os.environ.get(n.ENV_WATCH)
-        os.environ[n.ENV_WATCH] = ",".join([*self.tokens, C.process_token()])
+        os.environ[n.ENV_WATCH] = ",".join([*self.tokens, coordination.process_token()])
         if self.tokens and threading.current_thread() is threading.main_thread():
             threading.Thread(target=self._watch, name="launcher-watch", daemon=True).start()
         return self
@@ -125,16 +127,16 @@ class LauncherWatch:
 
 def temp_dir():
     """A temporary folder named after this process (see remove_stale_temp_dirs)."""
-    return tempfile.TemporaryDirectory(prefix=C.temp_prefix(C.process_token()))
+    return tempfile.TemporaryDirectory(prefix=coordination.temp_prefix(coordination.process_token()))
 
 
 def remove_stale_temp_dirs(root: str | None = None) -> list[Path]:
     """Remove the temporary folders of steps whose process is gone (killed with -9, a crash):
     every other exit path removes its own."""
     removed = []
-    for folder in Path(root or tempfile.gettempdir()).glob(f"{C.TEMP_PREFIX}*"):
-        owner = C.temp_owner(folder.name)
-        if owner is not None and folder.is_dir() and not C.token_alive(owner):
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{coordination.TEMP_PREFIX}*"):
+        owner = coordination.temp_owner(folder.name)
+        if owner is not None and folder.is_dir() and not coordination.token_alive(owner):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
@@ -142,9 +144,9 @@ def remove_stale_temp_dirs(root: str | None = None) -> list[Path]:
 
 def mlflow_run_launcher() -> str | None:
     """The token of the `mlflow run` process that launched this step (through `sh -c`), if any."""
-    chain = C.launcher_chain()
-    if chain and C.is_mlflow_run(C.command_line(chain[-1])):
-        return C.process_token(chain[-1])
+    chain = coordination.launcher_chain()
+    if chain and coordination.is_mlflow_run(coordination.command_line(chain[-1])):
+        return coordination.process_token(chain[-1])
     return None
 
 
@@ -156,16 +158,21 @@ def keep_status_past_launcher(run_id: str | None, status: str) -> None:
     launcher = mlflow_run_launcher() if run_id else None
     if launcher is None:
         return
-    subprocess.Popen([sys.executable, "-m", "steps._lifecycle", "restore", launcher, run_id, status],
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
+    subprocess.Popen(
+        [sys.executable, "-m", "steps._lifecycle", "restore", launcher, run_id, status],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
 
 
 def restore(launcher: str, run_id: str, status: str) -> None:
     import mlflow
 
     deadline = time.monotonic() + RESTORE_WAIT_SECONDS
-    while C.token_alive(launcher) and time.monotonic() < deadline:
+    while coordination.token_alive(launcher) and time.monotonic() < deadline:
         time.sleep(0.2)
     client = mlflow.MlflowClient()
     if client.get_run(run_id).info.status == "FAILED":

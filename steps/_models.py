@@ -15,7 +15,9 @@ def load_model(uri: str):
         info = mlflow.models.get_model_info(uri)
         import_keras()  # what the model's code imports, here without TensorFlow's load-time notices
         model = mlflow.pyfunc.load_model(uri)
-    except Exception as err:  # MLflow raises several types for a missing run, model or alias
+    except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run, model or alias
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load model {uri!r} (give runs:/<run id>/model or models:/<name>@<alias>): {first}") from None
+        raise UserError(
+            f"cannot load model {uri!r} (give runs:/<run id>/model or models:/<name>@<alias>): {first}"
+        ) from None
     return model, info.run_id, model.metadata.get_input_schema().input_names()

@@ -7,13 +7,15 @@ from pathlib import Path
 import mlflow
 
 from madness import names as n
-from madness import wholeness as W
+from madness import wholeness
 from steps._lifecycle import temp_dir
 
 # What a train run must hold to be reused, listed or registered (its metrics live in the store itself).
 TRAIN_FILES = [n.LOSS_PLOT, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}"]
 # What an ingest run must hold for a train run to read its features.
-INGEST_FILES = [f"{n.FEATURES_DIR}/{name}" for name in (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE)]
+INGEST_FILES = [
+    f"{n.FEATURES_DIR}/{name}" for name in (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE)
+]
 
 
 def artifact_sizes(client, run_id: str, folders: set[str]) -> dict[str, int]:
@@ -28,7 +30,7 @@ def artifact_sizes(client, run_id: str, folders: set[str]) -> dict[str, int]:
 
 def missing(client, run_id: str, required: list[str]) -> str | None:
     folders = {name.rsplit("/", 1)[0] for name in required if "/" in name}
-    gone = W.missing_files(artifact_sizes(client, run_id, folders), required)
+    gone = wholeness.missing_files(artifact_sizes(client, run_id, folders), required)
     return f"its artifact {gone[0]} is missing or empty" if gone else None
 
 
@@ -36,9 +38,9 @@ def model_problem(run_id: str) -> str | None:
     with temp_dir() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{n.MODEL_DIR}", dst_path=tmp)
-        except Exception as err:  # MLflow raises several types for a model whose files are gone
+        except Exception as err:  # noqa: BLE001 - MLflow raises several types for a model whose files are gone
             return f"its model cannot be fetched ({(str(err).strip().splitlines() or [type(err).__name__])[0]})"
-        return W.model_problem(Path(local))
+        return wholeness.model_problem(Path(local))
 
 
 _whole: set[str] = set()  # runs found whole by this process: a sweep checks, then reports, the same runs

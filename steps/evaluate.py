@@ -16,9 +16,8 @@ from pathlib import Path
 
 import mlflow
 
-from madness import dataset as D
+from madness import dataset, plots, scoring
 from madness import names as n
-from madness import plots, scoring
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
 from steps._data import read_data_for_model, require_columns
@@ -29,7 +28,9 @@ from steps._models import load_model
 _DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (
     Param("model_uri", "string", None, "model to score: runs:/<id>/model or models:/<name>@<alias>"),
-    _DATA["data"], _DATA["league"], _DATA["seed"],
+    _DATA["data"],
+    _DATA["league"],
+    _DATA["seed"],
     Param("first_season", "int", 2022, "first scored season", season),
     Param("last_season", "int", 2023, "last scored season", season),
     Param("baseline_from", "int", 2003, "first season the seed baseline is fit on", season),
@@ -48,10 +49,14 @@ def scored_and_baseline_rows(games, values: dict):
     season_ = games[n.SEASON]
     scored = games[(season_ >= values["first_season"]) & (season_ <= values["last_season"])]
     history = games[(season_ >= values["baseline_from"]) & (season_ < values["first_season"])]
-    for rows, what in ((scored, f"{values['first_season']}-{values['last_season']}"),
-                       (history, f"{values['baseline_from']}-{values['first_season'] - 1} (for the baseline)")):
+    for rows, what in (
+        (scored, f"{values['first_season']}-{values['last_season']}"),
+        (history, f"{values['baseline_from']}-{values['first_season'] - 1} (for the baseline)"),
+    ):
         if rows.empty:
-            raise UserError(f"no tournament games in seasons {what}; tournaments in the data: {games[n.SEASON].min()}-{games[n.SEASON].max()}")
+            raise UserError(
+                f"no tournament games in seasons {what}; tournaments in the data: {games[n.SEASON].min()}-{games[n.SEASON].max()}"
+            )
     return scored, history
 
 
@@ -64,16 +69,20 @@ def main(argv=None):
         _, games, _ = read_data_for_model(values, evaluated_run, Path(tmp))
         require_columns(games, features, f"the data at {values['data']}")
         scored, history = scored_and_baseline_rows(games, values)
-        D.check_complete(scored, features)
+        dataset.check_complete(scored, features)
         y = scored[n.TARGET].to_numpy(dtype="float64")
         p_model = model.predict(scored[features])
         p_base = scoring.seed_baseline(history, scored)
-        mlflow.log_metrics({**scoring.all_scores(y, p_model), n.BASELINE_BRIER: scoring.brier(y, p_base), n.N_GAMES: len(y) // 2})
+        mlflow.log_metrics(
+            {**scoring.all_scores(y, p_model), n.BASELINE_BRIER: scoring.brier(y, p_base), n.N_GAMES: len(y) // 2}
+        )
         title = f"Calibration, seasons {values['first_season']}-{values['last_season']}"
         mlflow.log_figure(plots.calibration_figure(y, p_model, p_base, title), n.CALIBRATION_PLOT)
         run_id = mlflow.active_run().info.run_id
-    print(f"evaluate run {run_id}: {values['model_uri']} on {len(y) // 2} games: brier {scoring.brier(y, p_model):.4f}, "
-          f"seed baseline {scoring.brier(y, p_base):.4f}")
+    print(
+        f"evaluate run {run_id}: {values['model_uri']} on {len(y) // 2} games: brier {scoring.brier(y, p_model):.4f}, "
+        f"seed baseline {scoring.brier(y, p_base):.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import mlflow
 
-from madness import dataset as D
+from madness import dataset
 from madness import names as n
 from madness.cli import DATA_PARAMS, parse
 from steps._data import build_features, log_data, seasons_of
@@ -34,14 +34,18 @@ def main(argv=None):
     with start_run("ingest", raw), temp_dir() as tmp:
         built = build_features(values, Path(tmp))
         folder = Path(tmp) / n.FEATURES_DIR
-        D.write(built, folder)
+        dataset.write(built, folder)
         # Everything is built and written before the first artifact is logged: no half-written output.
         mlflow.log_artifacts(str(folder), n.FEATURES_DIR)
         log_data(built, source=values["data"])
-        mlflow.log_metrics({f"rows_{split}": int((built.games[n.SPLIT] == split).sum()) for split in (n.TRAIN, n.VAL, n.TEST)})
+        mlflow.log_metrics(
+            {f"rows_{split}": int((built.games[n.SPLIT] == split).sum()) for split in (n.TRAIN, n.VAL, n.TEST)}
+        )
         run_id = mlflow.active_run().info.run_id
-    print(f"ingest run {run_id}: {len(built.games)} tournament rows, {len(built.feature_names)} features; "
-          f"features at runs:/{run_id}/{n.FEATURES_DIR}")
+    print(
+        f"ingest run {run_id}: {len(built.games)} tournament rows, {len(built.feature_names)} features; "
+        f"features at runs:/{run_id}/{n.FEATURES_DIR}"
+    )
 
 
 if __name__ == "__main__":

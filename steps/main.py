@@ -15,6 +15,7 @@ on the sweep run; the process exits non-zero naming any failed pair.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -26,18 +27,16 @@ import mlflow.projects
 from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 
-from madness import coordination as C
-from madness import git
+from madness import coordination, describe, git
 from madness import names as n
 from madness import sweep as S
 from madness.cli import DATA_PARAMS, Param, boolean, not_empty, one_of, parse, positive
 from madness.errors import UserError
-from madness.model import ARCHITECTURES
 from steps import report as report_step
+from steps._coordination import Claims, Liveness, end_orphans
 from steps._data import seasons_of
 from steps._entry import PROJECT_ROOT, entry_point, single_attempt, start_run
 from steps._failures import store_failure
-from steps._coordination import Claims, Liveness, end_orphans
 from steps._stored import ingest_run_problem, train_run_problem
 
 PARAMS = (
@@ -48,7 +47,13 @@ PARAMS = (
     *DATA_PARAMS,
     Param("prefix", "string", "fabric_madness", "experiment name prefix", not_empty),
     Param("jobs", "int", 1, "pairs trained at once (> 0)", positive),
-    Param("env_manager", "string", "local", "environment of every child run: local, virtualenv, uv or conda", one_of(*S.ENV_MANAGERS)),
+    Param(
+        "env_manager",
+        "string",
+        "local",
+        "environment of every child run: local, virtualenv, uv or conda",
+        one_of(*n.ENV_MANAGERS),
+    ),
     Param("force", "string", "false", "true: rerun every pair and the ingest", boolean),
     Param("filter", "string", report_step.DEFAULT_FILTER, "MLflow search filter for the report"),
     Param("register", "string", "false", "true: register the models, alias the best 'champion'", boolean),
@@ -63,55 +68,15 @@ def stored(params: dict[str, str]) -> dict[str, str]:
     return {k: shlex.quote(str(v)) for k, v in params.items()}
 
 
-# What madness.model.build puts around each architecture's hidden widths (tests/test_experiments_ui.py
-# builds the networks and checks these words).
-HIDDEN_ACTIVATION, OUTPUT_ACTIVATION = "relu", "sigmoid"
-
-
-def network_words(model: str) -> str:
-    """E.g. 'the medium network (64-64 relu, sigmoid out)', from madness.model.ARCHITECTURES."""
-    if model not in ARCHITECTURES:  # the train runs will refuse it
-        return f"the {model} network"
-    widths = "-".join(str(units) for units in ARCHITECTURES[model])
-    return f"the {model} network ({widths} {HIDDEN_ACTIVATION}, {OUTPUT_ACTIVATION} out)"
-
-
-def grid_words(lrs: list[str], epochs: str) -> str:
-    rates = f"learning rate{'s' if len(lrs) > 1 else ''} {', '.join(lrs)}"
-    return f"{rates} for {epochs} epoch{'' if epochs == '1' else 's'}"
-
-
-def model_description(model: str, lrs: list[str], epochs: str) -> str:
-    """The one line shown above the runs of experiment <prefix>_<model>."""
-    return (
-        f"Fabric Madness: {network_words(model)} trained at {grid_words(lrs, epochs)}; "
-        f"one run per rate, scored by Brier (lower is better)"
-    )
-
-
-def sweep_description(prefix: str, models: list[str], lrs: list[str], epochs: str) -> str:
-    """The one line shown above the runs of experiment <prefix>: the sweeps and their ingest runs."""
-    return (
-        f"Fabric Madness: sweep runs (each with its report: runs table, Brier against learning rate, "
-        f"loss curves) and the ingest runs they train on; the sweep trains the {', '.join(models)} "
-        f"network{'s' if len(models) > 1 else ''} at {grid_words(lrs, epochs)}, one run per pair in "
-        f"{', '.join(f'{prefix}_{model}' for model in models)}"
-    )
-
-
-def training_tags(description: str | None) -> dict[str, str]:
-    """An experiment's tags for MLflow's UI: a model-training experiment, with its description."""
-    tags = {n.TAG_EXPERIMENT_KIND: n.EXPERIMENT_KIND_TRAINING}
-    return tags if description is None else {**tags, n.TAG_DESCRIPTION: description}
-
-
 def label_experiment(client, experiment, description: str | None, attempts: int = 3) -> None:
     """Add the kind and the description (None: the kind only) to an experiment that lacks them; a
     kind or description already there, a user's own included, is kept. Sweeps may add them at once
     (a SQLite store may then refuse a write): a failed write is retried on the experiment read
     again, where the other's tag may already be."""
     for attempt in range(attempts):
-        missing = {key: value for key, value in training_tags(description).items() if key not in experiment.tags}
+        missing = {
+            key: value for key, value in describe.training_tags(description).items() if key not in experiment.tags
+        }
         try:
             for key, value in missing.items():
                 client.set_experiment_tag(experiment.experiment_id, key, value)
@@ -130,7 +95,7 @@ def experiment_id(client, name: str, description: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name, tags=training_tags(description))
+            return client.create_experiment(name, tags=describe.training_tags(description))
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -157,7 +122,9 @@ WHOLE = {"train": train_run_problem, "ingest": ingest_run_problem}
 _told: set[str] = set()  # runs already named as not whole by this process
 
 
-def find_reusable(client, exp_id: str, entry: str, params: dict[str, str], identity: dict[str, str | None]) -> str | None:
+def find_reusable(
+    client, exp_id: str, entry: str, params: dict[str, str], identity: dict[str, str | None]
+) -> str | None:
     """The latest FINISHED run that can stand for this one (madness.sweep.is_reusable) and still holds
     its files; a run whose files are gone is named and passed over, so the pair trains again."""
     if identity.get(n.TAG_COMMIT) is None:
@@ -194,28 +161,45 @@ class LaunchError(Exception):
         self.message, self.run_id = message, run_id
 
 
-def launch_child(client, sweep_run_id: str, entry: str, params: dict, exp_id: str, run_name: str, env_manager: str, known: set):
+def launch_child(
+    client, sweep_run_id: str, entry: str, params: dict, exp_id: str, run_name: str, env_manager: str, known: set
+):
     """`mlflow.run` the entry point asynchronously. MLflow creates the child run before it builds the
     environment; when that fails (no conda, a pip error) the run would stay RUNNING: end it FAILED
     (KILLED on an interrupt) and raise LaunchError naming it."""
     since_ms = int(time.time() * 1000)
     try:
-        return mlflow.projects.run(str(PROJECT_ROOT), entry_point=entry, parameters=params, experiment_id=exp_id,
-                                   run_name=run_name, env_manager=env_manager, synchronous=False)
+        return mlflow.projects.run(
+            str(PROJECT_ROOT),
+            entry_point=entry,
+            parameters=params,
+            experiment_id=exp_id,
+            run_name=run_name,
+            env_manager=env_manager,
+            synchronous=False,
+        )
     except BaseException as err:
         if isinstance(err, Exception) and store_failure(err) is not None:
             raise  # the store is away: nothing can be looked up or ended now
-        orphans = [run.info.run_id for run in client.search_runs(
-            [exp_id], f"tags.`mlflow.parentRunId` = '{sweep_run_id}' and tags.`mlflow.project.entryPoint` = '{entry}' "
-                      f"and attributes.status = 'RUNNING' and attributes.start_time >= {since_ms}") if run.info.run_id not in known]
+        orphans = [
+            run.info.run_id
+            for run in client.search_runs(
+                [exp_id],
+                f"tags.`mlflow.parentRunId` = '{sweep_run_id}' and tags.`mlflow.project.entryPoint` = '{entry}' "
+                f"and attributes.status = 'RUNNING' and attributes.start_time >= {since_ms}",
+            )
+            if run.info.run_id not in known
+        ]
         for run_id in orphans:
             client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
             client.set_tag(run_id, n.TAG_SWEEP, sweep_run_id)
-            client.set_tag(run_id, "mlflow.runName", run_name)  # MLflow names the run only once it is launched
+            client.set_tag(run_id, n.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
         if not isinstance(err, (MlflowException, OSError, subprocess.CalledProcessError)):
             raise
         text = str(err).strip()
-        raise LaunchError(text.splitlines()[0] if text else type(err).__name__, orphans[0] if orphans else None) from None
+        raise LaunchError(
+            text.splitlines()[0] if text else type(err).__name__, orphans[0] if orphans else None
+        ) from None
 
 
 @dataclass
@@ -235,8 +219,16 @@ class Job:
     waiting_for: str | None = None  # what trains it now: "sweep <id>" or "run <id>"
 
     def record(self) -> dict:
-        return {"model": self.pair.model, "lr": self.pair.lr, "run_id": self.run_id, "experiment": self.experiment,
-                "experiment_id": self.experiment_id, "reused": self.reused, "status": self.status, "error": self.error}
+        return {
+            "model": self.pair.model,
+            "lr": self.pair.lr,
+            "run_id": self.run_id,
+            "experiment": self.experiment,
+            "experiment_id": self.experiment_id,
+            "reused": self.reused,
+            "status": self.status,
+            "error": self.error,
+        }
 
 
 @dataclass
@@ -260,8 +252,16 @@ class Launcher:
     def launch(self, job: Job) -> None:
         job.started = time.perf_counter()
         try:
-            job.submitted = launch_child(self.client, self.sweep_run_id, "train", job.params, job.experiment_id, job.pair.name,
-                                         self.env_manager, known={j.run_id for j in self.running})
+            job.submitted = launch_child(
+                self.client,
+                self.sweep_run_id,
+                "train",
+                job.params,
+                job.experiment_id,
+                job.pair.name,
+                self.env_manager,
+                known={j.run_id for j in self.running},
+            )
         except LaunchError as err:
             job.status, job.error, job.run_id = "FAILED", err.message, err.run_id
             self.release(job)
@@ -289,7 +289,9 @@ class Launcher:
     def live_run_of(self, job: Job) -> str | None:
         """A run of this pair still training though its sweep is gone (killed, crashed): wait for it
         rather than train the pair twice; once it ends it is reused, or ended as an orphan."""
-        runs = self.client.search_runs([job.experiment_id], f"tags.`{n.TAG_CLAIM_KEY}` = '{job.key}' and attributes.status = 'RUNNING'")
+        runs = self.client.search_runs(
+            [job.experiment_id], f"tags.`{n.TAG_CLAIM_KEY}` = '{job.key}' and attributes.status = 'RUNNING'"
+        )
         return next((f"run {run.info.run_id}" for run in runs if self.claims.alive.judge(run)), None)
 
     def release(self, job: Job) -> None:
@@ -353,8 +355,10 @@ class Launcher:
         with single_attempt():
             for job in self.running:
                 try:
-                    job.status = self.settle(job.run_id, "FINISHED" if job.submitted.command_proc.returncode == 0 else "FAILED")
-                except Exception:  # still away: the next sweep ends the run (its process is gone)
+                    job.status = self.settle(
+                        job.run_id, "FINISHED" if job.submitted.command_proc.returncode == 0 else "FAILED"
+                    )
+                except Exception:  # noqa: BLE001 - still away: the next sweep ends the run (its process is gone)
                     job.status = "UNKNOWN"
         self.running.clear()
 
@@ -364,7 +368,10 @@ class Launcher:
             while queue or self.running or self.waiting:
                 for job in self.reap():
                     done += 1
-                    print(f"  {job.pair.name}: {job.status} in {S.format_seconds(job.duration)} (run {job.run_id})", flush=True)
+                    print(
+                        f"  {job.pair.name}: {job.status} in {S.format_seconds(job.duration)} (run {job.run_id})",
+                        flush=True,
+                    )
                 for job in self.step(queue):
                     done += 1
                     if job.reused:
@@ -372,8 +379,13 @@ class Launcher:
                     else:
                         print(f"  {job.pair.name}: FAILED to start: {job.error}", flush=True)
                 waiting = [f"{j.pair.name} ({j.waiting_for})" for j in self.waiting if j.waiting_for]
-                line = S.progress_line(done, total, [j.pair.name for j in self.running],
-                                       S.eta_seconds(self.durations, len(queue) + len(self.running) + len(self.waiting), self.jobs), waiting)
+                line = S.progress_line(
+                    done,
+                    total,
+                    [j.pair.name for j in self.running],
+                    S.eta_seconds(self.durations, len(queue) + len(self.running) + len(self.waiting), self.jobs),
+                    waiting,
+                )
                 if line != shown or time.monotonic() - last_print > QUIET_SECONDS:
                     print(line, flush=True)
                     shown, last_print = line, time.monotonic()
@@ -388,16 +400,16 @@ class Launcher:
             raise
         finally:
             if self.claims is not None:
-                with single_attempt():
-                    try:
-                        self.claims.release_all()
-                    except Exception:  # the store is away; claims of a finished sweep are ignored
-                        pass
+                # The store is away: claims of a finished sweep are ignored anyway.
+                with single_attempt(), contextlib.suppress(Exception):
+                    self.claims.release_all()
 
 
-def ensure_ingest(client, raw: dict, exp_id: str, identity: dict, env_manager: str, sweep_run_id: str, claims: Claims | None) -> str:
+def ensure_ingest(
+    client, raw: dict, exp_id: str, identity: dict, env_manager: str, sweep_run_id: str, claims: Claims | None
+) -> str:
     params = spelled(DATA_PARAMS, raw)
-    key = C.claim_key({"entry": "ingest", **stored(params), **identity})
+    key = coordination.claim_key({"entry": "ingest", **stored(params), **identity})
     if claims is not None:  # not forced: reuse, or wait for a sweep already ingesting the same data
         shown = None
         while (reused := find_reusable(client, exp_id, "ingest", params, identity)) is None:
@@ -444,11 +456,8 @@ def log_pairs(jobs: list[Job], after_store_failure: bool) -> None:
     if not after_store_failure:
         mlflow.log_dict([job.record() for job in jobs], n.PAIRS_FILE)
         return
-    with single_attempt():
-        try:
-            mlflow.log_dict([job.record() for job in jobs], n.PAIRS_FILE)
-        except Exception:  # the store is still away; the error that follows names it
-            pass
+    with single_attempt(), contextlib.suppress(Exception):  # the store is still away; the error that follows names it
+        mlflow.log_dict([job.record() for job in jobs], n.PAIRS_FILE)
 
 
 def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, threads: int) -> list[Job]:
@@ -456,11 +465,22 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
     pairs = S.grid(values["models"], values["lrs"])
     for pair in pairs:
         name = f"{values['prefix']}_{pair.model}"
-        params = {"model": pair.model, "lr": pair.lr, **spelled(GRID_NUMBERS, raw),
-                  "threads": str(threads), "features_uri": features_uri, **spelled(DATA_PARAMS, raw)}
+        params = {
+            "model": pair.model,
+            "lr": pair.lr,
+            **spelled(GRID_NUMBERS, raw),
+            "threads": str(threads),
+            "features_uri": features_uri,
+            **spelled(DATA_PARAMS, raw),
+        }
         lrs = [p.lr for p in pairs if p.model == pair.model]
-        job = Job(pair, name, experiment_id(client, name, model_description(pair.model, lrs, params["epochs"])), params,
-                  key=C.claim_key({"entry": "train", **cache_identity(params), **identity}))
+        job = Job(
+            pair,
+            name,
+            experiment_id(client, name, describe.model_description(pair.model, lrs, params["epochs"])),
+            params,
+            key=coordination.claim_key({"entry": "train", **cache_identity(params), **identity}),
+        )
         if not values["force"]:
             job.run_id = find_reusable(client, job.experiment_id, "train", params, identity)
             if job.run_id:
@@ -476,7 +496,7 @@ def main(argv=None):
     seasons_of(values)
     client = mlflow.MlflowClient()
     models, lrs = list(dict.fromkeys(p.model for p in pairs)), list(dict.fromkeys(p.lr for p in pairs))
-    description = sweep_description(values["prefix"], models, lrs, S.canonical(raw["epochs"]))
+    description = describe.sweep_description(values["prefix"], models, lrs, S.canonical(raw["epochs"]))
     sweep_exp = experiment_id(client, values["prefix"], description)
     report_step.check_filter(values["filter"], sweep_exp)
     # Under `mlflow run .` the sweep run already exists (MLFLOW_RUN_ID); on its own it goes in <prefix>.
@@ -493,13 +513,21 @@ def main(argv=None):
         ingest_id = ensure_ingest(client, raw, sweep_exp, identity, values["env_manager"], sweep_id, claims)
         digest = client.get_run(ingest_id).data.tags.get(n.TAG_DATA_DIGEST)
         identity = {**identity, n.TAG_DATA_DIGEST: digest}
-        jobs = plan(client, values, raw, f"runs:/{ingest_id}/{n.FEATURES_DIR}", identity, S.threads_per_job(values["jobs"]))
+        jobs = plan(
+            client, values, raw, f"runs:/{ingest_id}/{n.FEATURES_DIR}", identity, S.threads_per_job(values["jobs"])
+        )
         orphans = end_orphans(client, [sweep_exp, *(job.experiment_id for job in jobs)], liveness, f"sweep {sweep_id}")
         if orphans:
-            print(f"ended FAILED {len(orphans)} run(s) left RUNNING by processes that are gone: {', '.join(orphans)}", flush=True)
+            print(
+                f"ended FAILED {len(orphans)} run(s) left RUNNING by processes that are gone: {', '.join(orphans)}",
+                flush=True,
+            )
         todo = [job for job in jobs if not job.reused]
-        print(f"sweep {sweep_id}: {len(jobs)} pairs, {len(jobs) - len(todo)} reused, {len(todo)} to train "
-              f"(jobs={values['jobs']}, env_manager={values['env_manager']})", flush=True)
+        print(
+            f"sweep {sweep_id}: {len(jobs)} pairs, {len(jobs) - len(todo)} reused, {len(todo)} to train "
+            f"(jobs={values['jobs']}, env_manager={values['env_manager']})",
+            flush=True,
+        )
         launcher = Launcher(client, values["env_manager"], values["jobs"], sweep_id, identity, claims)
         try:
             launcher.run_all(list(todo), total=len(jobs), done=len(jobs) - len(todo))
@@ -510,7 +538,9 @@ def main(argv=None):
         report_step.report(sweep_id, values["filter"], values["register"])
         failed = [job.pair.name for job in jobs if job.status != "FINISHED"]
         if failed:
-            raise UserError(f"{len(failed)} of {len(jobs)} pairs failed: {', '.join(failed)}; run the sweep again to retry only those")
+            raise UserError(
+                f"{len(failed)} of {len(jobs)} pairs failed: {', '.join(failed)}; run the sweep again to retry only those"
+            )
 
 
 if __name__ == "__main__":

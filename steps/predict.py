@@ -6,7 +6,8 @@ Outputs: `output` and the run artifact `submission.csv` (both or neither), Kaggl
 `ID,Pred` with ID `SSSS_TTTT_TTTT` (lower team id first) and Pred the probability that the lower
 id wins, one row per pair of seeded teams, per league.
 
-    mlflow run . -e predict -P model_uri=runs:/<run id>/model -P season=2024 -P output=submission.csv --env-manager local
+    mlflow run . -e predict -P model_uri=runs:/<run id>/model -P season=2024 -P output=submission.csv \
+        --env-manager local
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from madness import dataset as D
+from madness import dataset
 from madness import features as F
 from madness import names as n
 from madness.cli import DATA_PARAMS, Param, not_empty, parse, season
@@ -34,7 +35,9 @@ _DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (
     Param("model_uri", "string", None, "model: runs:/<id>/model or models:/<name>@<alias>"),
     Param("season", "int", 2024, "season whose seeded teams are paired", season),
-    _DATA["data"], _DATA["league"], _DATA["seed"],
+    _DATA["data"],
+    _DATA["league"],
+    _DATA["seed"],
     Param("output", "string", f"outputs/{n.SUBMISSION_FILE}", "path of the submission CSV to write", not_empty),
 )
 
@@ -50,7 +53,7 @@ def submission_rows(files, team_season: pd.DataFrame, season_: int) -> pd.DataFr
 
 
 def submission(rows: pd.DataFrame, probabilities) -> pd.DataFrame:
-    ids = [f"{s}_{a}_{b}" for s, a, b in zip(rows[n.SEASON], rows[n.T1_TEAM], rows[n.T2_TEAM])]
+    ids = [f"{s}_{a}_{b}" for s, a, b in zip(rows[n.SEASON], rows[n.T1_TEAM], rows[n.T2_TEAM], strict=True)]
     return pd.DataFrame({n.SUBMISSION_ID: ids, n.SUBMISSION_PRED: probabilities})
 
 
@@ -102,7 +105,7 @@ def main(argv=None):
         files, _, team_season = read_data_for_model(values, model_run, Path(tmp))
         rows = submission_rows(files, team_season, values["season"])
         require_columns(rows, features, f"the data at {values['data']}")
-        D.check_complete(rows, features)
+        dataset.check_complete(rows, features)
         result = submission(rows, model.predict(rows[features]))
         local = Path(tmp) / n.SUBMISSION_FILE
         result.to_csv(local, index=False, lineterminator="\n")

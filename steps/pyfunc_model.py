@@ -37,7 +37,7 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
         self.network = None
 
     @classmethod
-    def from_file(cls, feature_names: list[str], keras_path) -> "TournamentModel":
+    def from_file(cls, feature_names: list[str], keras_path) -> TournamentModel:
         """The model as `mlflow.pyfunc.load_model` gives it, loaded from the saved network file:
         `train` scores through this, so its logged Brier is the served model's, bit for bit."""
         served = cls(feature_names)

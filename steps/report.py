@@ -21,15 +21,14 @@ import pandas as pd
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
-from madness import coordination as C
+from madness import coordination, plots
 from madness import names as n
-from madness import plots
-from madness import report as R
+from madness import report as tables
 from madness.cli import Param, boolean, parse
 from madness.errors import UserError
+from steps._coordination import Claims, Liveness, end_orphans
 from steps._entry import entry_point, start_run
 from steps._lifecycle import temp_dir
-from steps._coordination import Claims, Liveness, end_orphans
 from steps._stored import train_run_problem
 
 DEFAULT_FILTER = "metrics.brier < 0.25"
@@ -47,19 +46,27 @@ PARAMS = (
 def latest_sweep(client) -> str:
     """The latest sweep that finished: one killed or still running may have no pairs.json."""
     experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, f"tags.{n.TAG_ENTRY_POINT} = 'main' and attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        experiments,
+        f"tags.{n.TAG_ENTRY_POINT} = 'main' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     if not runs:
-        raise UserError("no finished sweep run in this tracking store; run the sweep first (mlflow run . --env-manager local) "
-                        "or give sweep_run_id")
+        raise UserError(
+            "no finished sweep run in this tracking store; run the sweep first (mlflow run . --env-manager local) "
+            "or give sweep_run_id"
+        )
     return runs[0].info.run_id
 
 
 def sweep_pairs(sweep_run_id: str) -> list[dict]:
     try:
         return mlflow.artifacts.load_dict(f"runs:/{sweep_run_id}/{n.PAIRS_FILE}")
-    except Exception as err:  # a missing run or artifact: MLflow raises several types
-        raise UserError(f"run {sweep_run_id!r} is not a sweep with {n.PAIRS_FILE}: {str(err).splitlines()[0]}") from None
+    except Exception as err:  # noqa: BLE001 - a missing run or artifact: MLflow raises several types
+        raise UserError(
+            f"run {sweep_run_id!r} is not a sweep with {n.PAIRS_FILE}: {str(err).splitlines()[0]}"
+        ) from None
 
 
 def runs_of(client, pairs: list[dict]) -> dict:
@@ -68,11 +75,15 @@ def runs_of(client, pairs: list[dict]) -> dict:
     experiments = sorted({p["experiment_id"] for p in pairs if p["run_id"] is not None})
     runs = {}
     for start in range(0, len(ids), IDS_PER_SEARCH):
-        chunk = ids[start:start + IDS_PER_SEARCH]
+        chunk = ids[start : start + IDS_PER_SEARCH]
         quoted = ", ".join(f"'{run_id}'" for run_id in chunk)
         # At most len(chunk) runs: one page. ViewType.ALL: a deleted run is listed, as get_run gives it.
-        runs.update((run.info.run_id, run) for run in client.search_runs(
-            experiments, f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL, max_results=len(chunk)))
+        runs.update(
+            (run.info.run_id, run)
+            for run in client.search_runs(
+                experiments, f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL, max_results=len(chunk)
+            )
+        )
     for run_id in ids:
         if run_id not in runs:  # not found in its pair's experiment: get_run finds it, or says why not
             runs[run_id] = client.get_run(run_id)
@@ -84,17 +95,30 @@ def table_rows(client, pairs: list[dict]) -> list[dict]:
     runs = runs_of(client, pairs)
     for pair in pairs:
         if pair["run_id"] is None:  # never started: no run to read
-            rows.append({"model": pair["model"], "lr": pair["lr"], "status": pair.get("status", "FAILED"), "reused": False, "run_id": ""})
+            rows.append(
+                {
+                    "model": pair["model"],
+                    "lr": pair["lr"],
+                    "status": pair.get("status", "FAILED"),
+                    "reused": False,
+                    "run_id": "",
+                }
+            )
             continue
         run = runs[pair["run_id"]]
         m = run.data.metrics
         end = run.info.end_time or run.info.start_time
-        rows.append({
-            "model": pair["model"], "lr": pair["lr"],
-            **{k: m.get(k) for k in (n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER, n.BEST_EPOCH)},
-            "duration_s": round((end - run.info.start_time) / 1000, 1),
-            "status": status_of(client, run), "reused": pair.get("reused", False), "run_id": pair["run_id"],
-        })
+        rows.append(
+            {
+                "model": pair["model"],
+                "lr": pair["lr"],
+                **{k: m.get(k) for k in (n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER, n.BEST_EPOCH)},
+                "duration_s": round((end - run.info.start_time) / 1000, 1),
+                "status": status_of(client, run),
+                "reused": pair.get("reused", False),
+                "run_id": pair["run_id"],
+            }
+        )
     return rows
 
 
@@ -106,8 +130,11 @@ def status_of(client, run) -> str:
     problem = train_run_problem(client, run.info.run_id)
     if problem is None:
         return run.info.status
-    print(f"run {run.info.run_id} ({run.info.run_name}) is incomplete: {problem}; rerun the sweep to train it again", flush=True)
-    return R.INCOMPLETE
+    print(
+        f"run {run.info.run_id} ({run.info.run_name}) is incomplete: {problem}; rerun the sweep to train it again",
+        flush=True,
+    )
+    return tables.INCOMPLETE
 
 
 def filtered(pairs: list[dict], filter_string: str, whole: set[str]):
@@ -119,9 +146,13 @@ def filtered(pairs: list[dict], filter_string: str, whole: set[str]):
     clause = f"attributes.run_id IN ({ids})"
     full = f"{filter_string} and {clause}" if filter_string.strip() else clause
     try:
-        return mlflow.search_runs(sorted({p["experiment_id"] for p in pairs}), filter_string=full, order_by=[f"metrics.{n.BRIER} ASC"])
+        return mlflow.search_runs(
+            sorted({p["experiment_id"] for p in pairs}), filter_string=full, order_by=[f"metrics.{n.BRIER} ASC"]
+        )
     except MlflowException as err:
-        raise UserError(f"bad filter {filter_string!r} ({str(err.message).splitlines()[0]}); use MLflow's search syntax, e.g. {DEFAULT_FILTER}") from None
+        raise UserError(
+            f"bad filter {filter_string!r} ({str(err.message).splitlines()[0]}); use MLflow's search syntax, e.g. {DEFAULT_FILTER}"
+        ) from None
 
 
 def check_filter(filter_string: str, experiment_id: str) -> None:
@@ -130,16 +161,23 @@ def check_filter(filter_string: str, experiment_id: str) -> None:
         try:
             mlflow.search_runs([experiment_id], filter_string=filter_string, max_results=1)
         except MlflowException as err:
-            raise UserError(f"bad filter {filter_string!r} ({str(err.message).splitlines()[0]}); use MLflow's search syntax, e.g. {DEFAULT_FILTER}") from None
+            raise UserError(
+                f"bad filter {filter_string!r} ({str(err.message).splitlines()[0]}); use MLflow's search syntax, e.g. {DEFAULT_FILTER}"
+            ) from None
 
 
 def loss_grid(client, pairs: list[dict]):
     models = list(dict.fromkeys(p["model"] for p in pairs))
     lrs = list(dict.fromkeys(p["lr"] for p in pairs))
-    fig, axes = plots.new_figure(len(models), len(lrs), size=(4 * len(lrs), 3 * len(models)), squeeze=False, sharey=True)
+    fig, axes = plots.new_figure(
+        len(models), len(lrs), size=(4 * len(lrs), 3 * len(models)), squeeze=False, sharey=True
+    )
     for pair in (p for p in pairs if p["run_id"]):
         ax = axes[models.index(pair["model"])][lrs.index(pair["lr"])]
-        curves = [[m.value for m in sorted(client.get_metric_history(pair["run_id"], key), key=lambda m: m.step)] for key in (n.TRAIN_LOSS, n.VAL_LOSS)]
+        curves = [
+            [m.value for m in sorted(client.get_metric_history(pair["run_id"], key), key=lambda m: m.step)]
+            for key in (n.TRAIN_LOSS, n.VAL_LOSS)
+        ]
         if curves[0] and curves[1]:
             best = min(range(len(curves[1])), key=curves[1].__getitem__)
             plots.loss_curves(ax, curves[0], curves[1], best, f"{pair['model']}, lr {pair['lr']}")
@@ -154,12 +192,16 @@ def register(client, pairs: list[dict], table) -> dict[str, str]:
     registered before); the best version of each gets the alias `champion`."""
     champions = {}
     claims = Claims(client, mlflow.active_run().info.run_id, Liveness(client))
-    for model, rows in R.ranked(table).groupby("model", sort=False):
+    for model, rows in tables.ranked(table).groupby("model", sort=False):
         pair = next(p for p in pairs if p["model"] == model)
-        name, key = pair["experiment"], C.claim_key({"register": pair["experiment"]})
+        name, key = pair["experiment"], coordination.claim_key({"register": pair["experiment"]})
         # Two sweeps reporting at once would each add a version for the same run: one at a time.
-        claims.wait_until_first(pair["experiment_id"], key, POLL_SECONDS,
-                                lambda holder: print(f"registering {name}: waiting for run {holder}", flush=True))
+        claims.wait_until_first(
+            pair["experiment_id"],
+            key,
+            POLL_SECONDS,
+            lambda holder, name=name: print(f"registering {name}: waiting for run {holder}", flush=True),
+        )
         try:
             register_versions(client, name, rows)
         finally:
@@ -180,7 +222,10 @@ def drop_broken_champion(client, name: str) -> None:
     problem = train_run_problem(client, version.run_id)
     if problem is not None:
         client.delete_registered_model_alias(name, CHAMPION)
-        print(f"removed alias {CHAMPION} of {name} (version {version.version}, run {version.run_id}): {problem}", flush=True)
+        print(
+            f"removed alias {CHAMPION} of {name} (version {version.version}, run {version.run_id}): {problem}",
+            flush=True,
+        )
 
 
 def register_versions(client, name: str, rows) -> None:
@@ -202,17 +247,26 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     """Build every report file in `folder`; return the summary that is printed."""
     client = mlflow.MlflowClient()
     pairs = sweep_pairs(sweep_run_id)
-    table = R.runs_table(table_rows(client, pairs))
+    table = tables.runs_table(table_rows(client, pairs))
     passing = filtered(pairs, filter_string, set(table.loc[table["status"] == "FINISHED", "run_id"]))
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / n.RUNS_CSV, index=False)
-    (folder / n.RUNS_MD).write_text(R.markdown(table))
-    plots.brier_by_lr_figure(R.chart_frame(table)).savefig(folder / n.BRIER_CHART, dpi=100)
+    (folder / n.RUNS_MD).write_text(tables.markdown(table))
+    plots.brier_by_lr_figure(tables.chart_frame(table)).savefig(folder / n.BRIER_CHART, dpi=100)
     loss_grid(client, pairs).savefig(folder / n.LOSS_GRID, dpi=80)
-    keep = [c for c in ("run_id", "tags.mlflow.runName", f"metrics.{n.BRIER}", "params.lr", "params.model") if c in passing.columns]
+    keep = [
+        c
+        for c in ("run_id", "tags.mlflow.runName", f"metrics.{n.BRIER}", "params.lr", "params.model")
+        if c in passing.columns
+    ]
     passing[keep].to_csv(folder / n.FILTERED_CSV, index=False)
-    best = R.best_row(table)
-    summary = {"sweep_run_id": sweep_run_id, "filter": filter_string, "passing": passing["run_id"].tolist() if len(passing) else [], "best": best}
+    best = tables.best_row(table)
+    summary = {
+        "sweep_run_id": sweep_run_id,
+        "filter": filter_string,
+        "passing": passing["run_id"].tolist() if len(passing) else [],
+        "best": best,
+    }
     if best is not None:
         summary["best_model_uri"] = f"runs:/{best['run_id']}/{n.MODEL_DIR}"
         if do_register:
@@ -220,18 +274,22 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
             summary["champions"] = champions
             summary["best_model_uri"] = champions[best["model"]]
     (folder / n.BEST_FILE).write_text(json.dumps(summary, indent=1, default=str))
-    summary["markdown"] = R.markdown(table)
+    summary["markdown"] = tables.markdown(table)
     return summary
 
 
 def print_summary(summary: dict) -> None:
     print(summary["markdown"])
-    print(f"{len(summary['passing'])} run(s) pass the filter {summary['filter']!r}: {', '.join(summary['passing']) or 'none'}")
+    print(
+        f"{len(summary['passing'])} run(s) pass the filter {summary['filter']!r}: {', '.join(summary['passing']) or 'none'}"
+    )
     best = summary["best"]
     if best is None:
         print("no run finished with a Brier score")
     else:
-        print(f"best: {best['model']} with learning rate {best['lr']}, brier {best[n.BRIER]:.4f} -> {summary['best_model_uri']}")
+        print(
+            f"best: {best['model']} with learning rate {best['lr']}, brier {best[n.BRIER]:.4f} -> {summary['best_model_uri']}"
+        )
 
 
 def report(sweep_run_id: str, filter_string: str, do_register: bool) -> dict:
@@ -264,11 +322,17 @@ def end_orphans_of(client, sweep_run_id: str, by: str) -> None:
     try:
         sweep = client.get_run(sweep_run_id)
     except MlflowException as err:
-        raise UserError(f"no run {sweep_run_id!r} in this tracking store ({err.error_code}); give a sweep run id") from None
+        raise UserError(
+            f"no run {sweep_run_id!r} in this tracking store ({err.error_code}); give a sweep run id"
+        ) from None
     pairs = sweep_pairs(sweep_run_id)
-    ended = end_orphans(client, [sweep.info.experiment_id, *(p["experiment_id"] for p in pairs)], Liveness(client), f"report {by}")
+    ended = end_orphans(
+        client, [sweep.info.experiment_id, *(p["experiment_id"] for p in pairs)], Liveness(client), f"report {by}"
+    )
     if ended:
-        print(f"ended FAILED {len(ended)} run(s) left RUNNING by processes that are gone: {', '.join(ended)}", flush=True)
+        print(
+            f"ended FAILED {len(ended)} run(s) left RUNNING by processes that are gone: {', '.join(ended)}", flush=True
+        )
 
 
 if __name__ == "__main__":

@@ -30,26 +30,25 @@ import mlflow
 import mlflow.projects
 from mlflow.exceptions import MlflowException
 
+from madness import describe
 from madness import names as n
-from madness import reproduce as R
+from madness import reproduce as reproduction
 from madness.cli import Param, non_negative, not_empty, one_of, parse
 from madness.errors import UserError
 from steps._entry import PROJECT_ROOT, entry_point, start_run
-from steps.main import grid_words, network_words, training_tags
 
 PARAMS = (
     Param("run_id", "string", None, "the run to rerun", not_empty),
     Param("tolerance", "float", 0.0, "largest accepted |difference| of a metric (0 = bit for bit)", non_negative),
-    Param("env_manager", "string", "", "local, virtualenv, uv or conda; empty: the one the run used", one_of("", *R.ENV_MANAGERS)),
+    Param(
+        "env_manager",
+        "string",
+        "",
+        "local, virtualenv, uv or conda; empty: the one the run used",
+        one_of("", *n.ENV_MANAGERS),
+    ),
     Param("experiment", "string", "", "experiment (name or id) for the rerun; empty: the original's"),
 )
-
-# MLflow's own tags on a run, read here and nowhere else.
-SOURCE_NAME = "mlflow.source.name"
-PROJECT_ENTRY_POINT = "mlflow.project.entryPoint"
-PROJECT_ENV = "mlflow.project.env"  # set by MLflow for virtualenv, uv, conda and docker, never for local
-PARENT_RUN = "mlflow.parentRunId"
-COMPARISON_FILE = "comparison.txt"
 
 
 @dataclass
@@ -60,7 +59,7 @@ class Plan:
     params: dict[str, str]
     env_manager: str
     experiment_id: str
-    source: R.Source
+    source: reproduction.Source
 
 
 def original_run(client, run_id: str):
@@ -75,8 +74,8 @@ def rerun_description(run_id: str, entry: str, commit: str, params: dict[str, st
     """The one line shown above the runs of an experiment created for reruns."""
     what = f"entry point {entry}"
     if entry == "train" and params.get("model"):
-        grid = grid_words([params.get("lr", "?")], params.get("epochs", "?"))
-        what += f": {network_words(params['model'])} at {grid}"
+        grid = describe.grid_words([params.get("lr", "?")], params.get("epochs", "?"))
+        what += f": {describe.network_words(params['model'])} at {grid}"
     return (
         f"Fabric Madness: reruns of past runs at their own git commits, each beside the reproduce run that "
         f"compares its metrics with the original's; made for run {run_id} ({what}) at commit {commit[:12]}"
@@ -97,10 +96,12 @@ def rerun_experiment(client, wanted: str, original_experiment: str, description:
                 experiment = None
         if experiment is None:
             print(f"creating experiment {wanted!r}", flush=True)
-            return client.create_experiment(wanted, tags=training_tags(description))
+            return client.create_experiment(wanted, tags=describe.training_tags(description))
     if experiment.lifecycle_stage != "active":
-        raise UserError(f"experiment {experiment.name!r} ({experiment.experiment_id}) is deleted; "
-                        "restore it or pass --experiment <name>")
+        raise UserError(
+            f"experiment {experiment.name!r} ({experiment.experiment_id}) is deleted; "
+            "restore it or pass --experiment <name>"
+        )
     return experiment.experiment_id
 
 
@@ -109,25 +110,33 @@ def plan(client, run, values: dict) -> Plan:
     run_id = run.info.run_id
     commit = tags.get(n.TAG_COMMIT)
     if not commit:
-        raise UserError(f"run {run_id} has no git commit (tag {n.TAG_COMMIT}): it was not started from a git "
-                        "repository, so the code it ran cannot be checked out")
-    entry = tags.get(PROJECT_ENTRY_POINT) or tags.get(n.TAG_ENTRY_POINT)
+        raise UserError(
+            f"run {run_id} has no git commit (tag {n.TAG_COMMIT}): it was not started from a git "
+            "repository, so the code it ran cannot be checked out"
+        )
+    entry = tags.get(n.TAG_PROJECT_ENTRY_POINT) or tags.get(n.TAG_ENTRY_POINT)
     if not entry:
-        raise UserError(f"run {run_id} records no entry point (tag {PROJECT_ENTRY_POINT} or {n.TAG_ENTRY_POINT}); "
-                        "only runs of an MLproject's entry points can be rerun")
-    if not tags.get(SOURCE_NAME):
-        raise UserError(f"run {run_id} records no source (tag {SOURCE_NAME}): the repository it came from is unknown")
+        raise UserError(
+            f"run {run_id} records no entry point (tag {n.TAG_PROJECT_ENTRY_POINT} or {n.TAG_ENTRY_POINT}); "
+            "only runs of an MLproject's entry points can be rerun"
+        )
+    if not tags.get(n.TAG_SOURCE_NAME):
+        raise UserError(
+            f"run {run_id} records no source (tag {n.TAG_SOURCE_NAME}): the repository it came from is unknown"
+        )
     # `mlflow run` logs each param shell-quoted (features_uri '' for an empty string).
-    params = R.unquote_params(run.data.params, shell_quoted=PROJECT_ENTRY_POINT in tags)
+    params = reproduction.unquote_params(run.data.params, shell_quoted=n.TAG_PROJECT_ENTRY_POINT in tags)
     description = rerun_description(run_id, entry, commit, params)
     return Plan(
         run_id=run_id,
         commit=commit,
         entry=entry,
         params=params,
-        env_manager=R.choose_env_manager(values["env_manager"], tags, (PROJECT_ENV, n.TAG_ENV_MANAGER)),
+        env_manager=reproduction.choose_env_manager(
+            values["env_manager"], tags, (n.TAG_PROJECT_ENV, n.TAG_ENV_MANAGER)
+        ),
         experiment_id=rerun_experiment(client, values["experiment"], run.info.experiment_id, description),
-        source=R.parse_source(tags[SOURCE_NAME]),
+        source=reproduction.parse_source(tags[n.TAG_SOURCE_NAME]),
     )
 
 
@@ -142,7 +151,7 @@ def lineage(client, run, hops: int = 10) -> list[Path]:
             run = client.get_run(original_id)
         except MlflowException:
             break
-        source = R.parse_source(run.data.tags.get(SOURCE_NAME, ""))
+        source = reproduction.parse_source(run.data.tags.get(n.TAG_SOURCE_NAME, ""))
         if source.local and source.location:
             paths.append(Path(source.location) / source.subdirectory)
     return paths
@@ -153,10 +162,12 @@ def local_repository(p: Plan, earlier: list[Path]) -> tuple[Path, str]:
     reproduces, then this project (the source may be a removed worktree or a moved clone)."""
     recorded = Path(p.source.location) / p.source.subdirectory
     candidates = list(dict.fromkeys([recorded, *earlier, Path.cwd(), PROJECT_ROOT]))
-    found = R.find_repository(candidates, p.commit)
+    found = reproduction.find_repository(candidates, p.commit)
     if found is None:
-        raise UserError(f"commit {p.commit} is in no repository at {', '.join(map(str, candidates))}: "
-                        "run from a clone that has it (git fetch)")
+        raise UserError(
+            f"commit {p.commit} is in no repository at {', '.join(map(str, candidates))}: "
+            "run from a clone that has it (git fetch)"
+        )
     return found
 
 
@@ -177,8 +188,15 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
     parent = mlflow.active_run().info.run_id
     try:
         with interpreter_first(p.env_manager):
-            submitted = mlflow.projects.run(uri, entry_point=p.entry, version=version, parameters=params,
-                                            env_manager=p.env_manager, experiment_id=p.experiment_id, synchronous=True)
+            submitted = mlflow.projects.run(
+                uri,
+                entry_point=p.entry,
+                version=version,
+                parameters=params,
+                env_manager=p.env_manager,
+                experiment_id=p.experiment_id,
+                synchronous=True,
+            )
     except BaseException as err:
         rerun = child_of(client, parent, p.experiment_id)
         if rerun:
@@ -187,8 +205,9 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
                 client.set_terminated(rerun, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         if isinstance(err, MlflowException):  # ExecutionException: a failed run, a bad version or URI
             first = str(err).strip().splitlines()[0]
-            raise UserError(f"the rerun{' ' + rerun if rerun else ''} of run {p.run_id} at commit {p.commit[:12]} "
-                            f"failed: {first}") from None
+            raise UserError(
+                f"the rerun{' ' + rerun if rerun else ''} of run {p.run_id} at commit {p.commit[:12]} failed: {first}"
+            ) from None
         raise
     client.set_tag(submitted.run_id, n.TAG_REPRODUCES, p.run_id)
     return submitted.run_id
@@ -196,7 +215,7 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
 
 def child_of(client, parent: str, experiment_id: str) -> str | None:
     try:
-        runs = client.search_runs([experiment_id], f"tags.`{PARENT_RUN}` = '{parent}'", max_results=1)
+        runs = client.search_runs([experiment_id], f"tags.`{n.TAG_PARENT_RUN}` = '{parent}'", max_results=1)
     except MlflowException:
         return None
     return runs[0].info.run_id if runs else None
@@ -205,42 +224,60 @@ def child_of(client, parent: str, experiment_id: str) -> str | None:
 def rerun_in_worktree(client, p: Plan, earlier: list[Path]) -> str:
     repo, subdirectory = local_repository(p, earlier)
     print(f"checking out commit {p.commit[:12]} of {repo} in a temporary worktree", flush=True)
-    with R.worktree(repo, p.commit) as tree:
+    with reproduction.worktree(repo, p.commit) as tree:
         project = tree / subdirectory
-        mlproject = project / R.MLPROJECT_FILE
+        mlproject = project / reproduction.MLPROJECT_FILE
         if not mlproject.is_file():
-            raise UserError(f"commit {p.commit[:12]} has no {R.MLPROJECT_FILE} in {subdirectory or 'its top folder'}")
-        params, dropped = R.select_params(p.params, R.declared_params(mlproject.read_text(), p.entry))
+            raise UserError(
+                f"commit {p.commit[:12]} has no {reproduction.MLPROJECT_FILE} in {subdirectory or 'its top folder'}"
+            )
+        params, dropped = reproduction.select_params(
+            p.params, reproduction.declared_params(mlproject.read_text(), p.entry)
+        )
         if dropped:
-            print(f"warning: params not declared by entry point {p.entry!r} at that commit, left out: {', '.join(dropped)}", flush=True)
-        links = R.input_links(params, repo / subdirectory, project, tree.parent)
-        R.make_links(links)
+            print(
+                f"warning: params not declared by entry point {p.entry!r} at that commit, left out: {', '.join(dropped)}",
+                flush=True,
+            )
+        links = reproduction.input_links(params, repo / subdirectory, project, tree.parent)
+        reproduction.make_links(links)
         for link, target in links:
-            print(f"linked {link.relative_to(tree.parent)} -> {target} (a folder a param names, absent from the checkout)", flush=True)
+            print(
+                f"linked {link.relative_to(tree.parent)} -> {target} (a folder a param names, absent from the checkout)",
+                flush=True,
+            )
         return launch(client, p, str(project), params, version=None)
 
 
-def histories(client, run) -> dict[str, R.Points]:
-    return {key: [(m.step, m.timestamp, m.value) for m in client.get_metric_history(run.info.run_id, key)]
-            for key in run.data.metrics}
+def histories(client, run) -> dict[str, reproduction.Points]:
+    return {
+        key: [(m.step, m.timestamp, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+        for key in run.data.metrics
+    }
 
 
 @entry_point
 def main(argv=None):
     values, raw = parse("reproduce", __doc__.splitlines()[0], PARAMS, argv)
     # The rerun works in the worktree: a relative store (sqlite:///mlflow.db) must mean this one.
-    store = R.absolute_tracking_uri(mlflow.get_tracking_uri(), Path.cwd())
+    store = reproduction.absolute_tracking_uri(mlflow.get_tracking_uri(), Path.cwd())
     if store != mlflow.get_tracking_uri():
         mlflow.set_tracking_uri(store)
     client = mlflow.MlflowClient()
     run = original_run(client, values["run_id"])
     p = plan(client, run, values)
     where = p.source.location if p.source.local else f"{p.source.location} (remote)"
-    print(f"rerunning run {p.run_id}: entry point {p.entry} at commit {p.commit[:12]} of {where}, "
-          f"env_manager {p.env_manager}, into experiment {p.experiment_id}", flush=True)
+    print(
+        f"rerunning run {p.run_id}: entry point {p.entry} at commit {p.commit[:12]} of {where}, "
+        f"env_manager {p.env_manager}, into experiment {p.experiment_id}",
+        flush=True,
+    )
     if run.data.tags.get(n.TAG_DIRTY) == "true":
-        print(f"warning: run {p.run_id} ran from a working tree with uncommitted changes ({n.TAG_DIRTY}=true): "
-              f"commit {p.commit[:12]} is not exactly the code that ran, so its metrics may not reproduce", flush=True)
+        print(
+            f"warning: run {p.run_id} ran from a working tree with uncommitted changes ({n.TAG_DIRTY}=true): "
+            f"commit {p.commit[:12]} is not exactly the code that ran, so its metrics may not reproduce",
+            flush=True,
+        )
     if run.info.status != "FINISHED":
         print(f"warning: run {p.run_id} is {run.info.status}; its metrics may be incomplete", flush=True)
 
@@ -251,16 +288,22 @@ def main(argv=None):
             uri = p.source.location + (f"#{p.source.subdirectory}" if p.source.subdirectory else "")
             rerun_id = launch(client, p, uri, p.params, version=p.commit)
         rerun = client.get_run(rerun_id)
-        rows = R.compare(histories(client, run), histories(client, rerun))
-        text = R.table(rows, values["tolerance"])
-        mlflow.log_text(text + "\n", COMPARISON_FILE)
-        print(f"\nrun {p.run_id} (original) against run {rerun_id} (rerun), tolerance {raw['tolerance']}:\n{text}", flush=True)
-        problem = R.verdict(rows, values["tolerance"])
+        rows = reproduction.compare(histories(client, run), histories(client, rerun))
+        text = reproduction.table(rows, values["tolerance"])
+        mlflow.log_text(text + "\n", n.COMPARISON_FILE)
+        print(
+            f"\nrun {p.run_id} (original) against run {rerun_id} (rerun), tolerance {raw['tolerance']}:\n{text}",
+            flush=True,
+        )
+        problem = reproduction.verdict(rows, values["tolerance"])
         if problem:
             raise UserError(f"not reproduced: {problem}; rerun {rerun_id}")
     how = "bit for bit" if values["tolerance"] == 0 else f"within {raw['tolerance']}"
-    print(f"reproduced: rerun {rerun_id} matches run {p.run_id} on {len(rows)} metrics {how}"
-          if rows else f"reproduced: rerun {rerun_id} finished; neither run logged a metric to compare")
+    print(
+        f"reproduced: rerun {rerun_id} matches run {p.run_id} on {len(rows)} metrics {how}"
+        if rows
+        else f"reproduced: rerun {rerun_id} finished; neither run logged a metric to compare"
+    )
 
 
 if __name__ == "__main__":

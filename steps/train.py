@@ -21,16 +21,15 @@ from pathlib import Path
 import mlflow
 from mlflow.entities import Metric
 
-from madness import dataset as D
+from madness import dataset, plots, scoring
 from madness import model as M
 from madness import names as n
-from madness import plots, scoring
 from madness.cli import DATA_PARAMS, Param, non_negative, one_of, parse, positive
-from steps.pyfunc_model import KERAS_ARTIFACT, TournamentModel, signature
 from madness.environment import model_pins
 from steps._data import build_features, features_source, load_features, log_data, seasons_of
 from steps._entry import entry_point, start_run
 from steps._lifecycle import temp_dir
+from steps.pyfunc_model import KERAS_ARTIFACT, TournamentModel, signature
 
 PARAMS = (
     Param("model", "string", "medium", "network size: small, medium or large", one_of(*M.MODEL_NAMES)),
@@ -43,7 +42,7 @@ PARAMS = (
 )
 
 
-def obtain_features(values: dict, workdir: Path) -> D.Built:
+def obtain_features(values: dict, workdir: Path) -> dataset.Built:
     if values["features_uri"]:
         return load_features(values["features_uri"], workdir)
     return build_features(values, workdir)
@@ -53,13 +52,13 @@ def log_curves(trained: M.Trained) -> None:
     now = int(time.time() * 1000)
     metrics = [
         Metric(key, value, now, epoch)
-        for epoch, (train_loss, val_loss) in enumerate(zip(trained.train_loss, trained.val_loss), start=1)
+        for epoch, (train_loss, val_loss) in enumerate(zip(trained.train_loss, trained.val_loss, strict=True), start=1)
         for key, value in ((n.TRAIN_LOSS, train_loss), (n.VAL_LOSS, val_loss))
     ]
     run_id = mlflow.active_run().info.run_id
     client = mlflow.MlflowClient()
     for start in range(0, len(metrics), 1000):  # MLflow's per-request limit
-        client.log_batch(run_id, metrics=metrics[start:start + 1000], synchronous=True)
+        client.log_batch(run_id, metrics=metrics[start : start + 1000], synchronous=True)
 
 
 def save_network(network, workdir: Path) -> Path:
@@ -95,13 +94,23 @@ def main(argv=None):
         built = obtain_features(values, Path(tmp))
         log_data(built, source=features_source(values["features_uri"]) if values["features_uri"] else values["data"])
         features = built.feature_names
-        x_train, y_train = D.split_xy(built.games, features, n.TRAIN)
-        x_val, y_val = D.split_xy(built.games, features, n.VAL)
-        x_test, y_test = D.split_xy(built.games, features, n.TEST)
+        x_train, y_train = dataset.split_xy(built.games, features, n.TRAIN)
+        x_val, y_val = dataset.split_xy(built.games, features, n.VAL)
+        x_test, y_test = dataset.split_xy(built.games, features, n.TEST)
         ready = time.perf_counter()
 
-        trained = M.train(values["model"], built.scaler, values["lr"], x_train, y_train, x_val, y_val,
-                          values["epochs"], values["batch_size"], values["seed"])
+        trained = M.train(
+            values["model"],
+            built.scaler,
+            values["lr"],
+            x_train,
+            y_train,
+            x_val,
+            y_val,
+            values["epochs"],
+            values["batch_size"],
+            values["seed"],
+        )
         trained_at = time.perf_counter()
 
         # Scored through the served model's own code on the saved file: the network still compiled for
@@ -111,20 +120,27 @@ def main(argv=None):
         games = built.games
         baseline = scoring.seed_baseline(games[games[n.SPLIT] == n.TRAIN], games[games[n.SPLIT] == n.TEST])
         log_curves(trained)
-        mlflow.log_metrics({
-            **scoring.all_scores(y_test, p_test),
-            n.BASELINE_BRIER: scoring.brier(y_test, baseline),
-            n.BEST_EPOCH: trained.best_epoch + 1,
-            n.N_GAMES: len(y_test) // 2,
-        })
-        mlflow.log_figure(plots.loss_figure(trained.train_loss, trained.val_loss, trained.best_epoch, values["model"], raw["lr"]), n.LOSS_PLOT)
+        mlflow.log_metrics(
+            {
+                **scoring.all_scores(y_test, p_test),
+                n.BASELINE_BRIER: scoring.brier(y_test, baseline),
+                n.BEST_EPOCH: trained.best_epoch + 1,
+                n.N_GAMES: len(y_test) // 2,
+            }
+        )
+        mlflow.log_figure(
+            plots.loss_figure(trained.train_loss, trained.val_loss, trained.best_epoch, values["model"], raw["lr"]),
+            n.LOSS_PLOT,
+        )
         log_model(keras_path, features, signature(features, x_test, p_test))
         run_id = mlflow.active_run().info.run_id
         done = time.perf_counter()
-    print(f"train run {run_id}: {values['model']} lr={raw['lr']} brier={scoring.brier(y_test, p_test):.4f} "
-          f"(seed baseline {scoring.brier(y_test, baseline):.4f}), best epoch {trained.best_epoch + 1}; "
-          f"seconds: start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
-          f"scoring and logging {done - trained_at:.1f}")
+    print(
+        f"train run {run_id}: {values['model']} lr={raw['lr']} brier={scoring.brier(y_test, p_test):.4f} "
+        f"(seed baseline {scoring.brier(y_test, baseline):.4f}), best epoch {trained.best_epoch + 1}; "
+        f"seconds: start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
+        f"scoring and logging {done - trained_at:.1f}"
+    )
 
 
 if __name__ == "__main__":

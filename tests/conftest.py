@@ -41,7 +41,9 @@ def subprocess_env(extra: dict | None = None) -> dict:
 
 def run_cli(args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: int = 900):
     """Run a command (e.g. `python -m steps.ingest ...`) and return the CompletedProcess."""
-    return subprocess.run(args, cwd=cwd, env=subprocess_env(env), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        args, cwd=cwd, env=subprocess_env(env), capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def runs_of(experiment_id: str | None = None):

@@ -41,12 +41,12 @@ def season_frames(seasons=range(2001, 2005), no_tourney=(), bump: dict | None = 
         k = s - 2000
         day = 10
         for i, a in enumerate(TEAMS):
-            for b in TEAMS[i + 1:]:
+            for b in TEAMS[i + 1 :]:
                 winner, loser = (a, b) if (a + b + k) % 3 else (b, a)
                 loc = "HAN"[(a * b + k) % 3]
                 regular.append((s, day, winner, 60 + (a % 7) * k % 23 + bump.get(s, 0), loser, 50 + (b % 5) + k, loc))
                 day += 3
-        seeds += [(s, label, team) for label, team in zip(SEED_LABELS, TEAMS)]
+        seeds += [(s, label, team) for label, team in zip(SEED_LABELS, TEAMS, strict=True)]
         if s not in no_tourney:
             tourney += [
                 (s, 136, TEAMS[0], 70 + k, TEAMS[3], 60, "N"),
@@ -66,7 +66,9 @@ def league_files(frames: dict[str, pd.DataFrame], league: str = "W", box: bool =
     checked = {stem: kaggle.check_columns(frame, kaggle.SCHEMAS[stem].columns, stem) for stem, frame in frames.items()}
     box_frame = None
     if box:
-        box_frame = kaggle.check_columns(detailed(frames[n.REGULAR_COMPACT]), kaggle.SCHEMAS[n.REGULAR_DETAILED].columns, "detailed")
+        box_frame = kaggle.check_columns(
+            detailed(frames[n.REGULAR_COMPACT]), kaggle.SCHEMAS[n.REGULAR_DETAILED].columns, "detailed"
+        )
     return kaggle.LeagueFiles(
         league=league,
         regular=checked[n.REGULAR_COMPACT],

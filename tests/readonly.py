@@ -33,8 +33,13 @@ def _can_mount() -> str | None:
         return "unshare (util-linux) is not installed"
     with tempfile.TemporaryDirectory() as folder:
         try:
-            probe = subprocess.run(["unshare", "-m", "sh", "-c", _MOUNT_RO, folder, "touch", f"{folder}/probe"],
-                                   capture_output=True, text=True, timeout=30)
+            probe = subprocess.run(
+                ["unshare", "-m", "sh", "-c", _MOUNT_RO, folder, "touch", f"{folder}/probe"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as err:
             return f"unshare -m failed: {err}"
         if "Read-only file system" in probe.stderr:
@@ -61,16 +66,18 @@ def read_only_reason() -> str:
 def run_read_only(path: Path, args: list[str], **kwargs) -> subprocess.CompletedProcess:
     """subprocess.run(args, **kwargs) with `path` (a file or folder) read-only for the command alone."""
     if read_only_reason() == READ_ONLY_FS:
-        return subprocess.run(["unshare", "-m", "sh", "-c", _MOUNT_RO, str(path), *args], **kwargs)
+        return subprocess.run(["unshare", "-m", "sh", "-c", _MOUNT_RO, str(path), *args], **kwargs, check=False)
     mode = path.stat().st_mode
     path.chmod(mode & ~0o222)
     try:
-        return subprocess.run(args, **kwargs)
+        return subprocess.run(args, **kwargs, check=False)
     finally:
         path.chmod(mode)
 
 
-def run_on_small_disk(folder: Path, size: str, args: list[str], env: dict, **kwargs) -> tuple[subprocess.CompletedProcess, list[str]]:
+def run_on_small_disk(
+    folder: Path, size: str, args: list[str], env: dict, **kwargs
+) -> tuple[subprocess.CompletedProcess, list[str]]:
     """subprocess.run(args) with `folder` a fresh file system of `size` (e.g. "8k"); also returns the
     names the command left in it."""
     if os.geteuid() != 0:
@@ -80,8 +87,12 @@ def run_on_small_disk(folder: Path, size: str, args: list[str], env: dict, **kwa
         _unavailable(problem)
     with tempfile.TemporaryDirectory() as scratch:
         listing = Path(scratch) / "listing"
-        result = subprocess.run(["unshare", "-m", "sh", "-c", _MOUNT_SMALL, str(folder), size, *args],
-                                env={**env, "LISTING": str(listing)}, **kwargs)
+        result = subprocess.run(
+            ["unshare", "-m", "sh", "-c", _MOUNT_SMALL, str(folder), size, *args],
+            env={**env, "LISTING": str(listing)},
+            **kwargs,
+            check=False,
+        )
         left = listing.read_text().split() if listing.exists() else None
     assert left is not None, f"the small disk was not mounted: {result.stderr[-2000:]}"
     return result, left

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
-
 from conftest import ROOT, subprocess_env
-from madness import names as n
 from stores import last_line, ok, snapshot  # noqa: F401 (re-exported for the server tests)
+
+from madness import names as n
 from tools.teamserver import TeamServer, free_port, postgres_bindir
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
@@ -86,7 +86,9 @@ def readme_by_hand_block() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"By hand, `make server` amounts to:\n\n```bash\n(.*?)```", readme, flags=re.S).group(1)
     lines = block.strip().splitlines()
-    assert lines[0].startswith("DIR=") and lines[-1].startswith("mlflow server "), "the README's by-hand block changed shape"
+    assert lines[0].startswith("DIR=") and lines[-1].startswith("mlflow server "), (
+        "the README's by-hand block changed shape"
+    )
     return lines
 
 
@@ -99,7 +101,10 @@ def readme_server():
     lines = readme_by_hand_block()
     with reachable_folder() as folder:
         server = ReadmeServer(f"http://127.0.0.1:{free_port()}", folder / "server", free_port())
-        setup = [f"DIR={server.folder} PGPORT={server.postgres_port} PORT={server.tracking_uri.rsplit(':', 1)[1]}", *lines[1:]]
+        setup = [
+            f"DIR={server.folder} PGPORT={server.postgres_port} PORT={server.tracking_uri.rsplit(':', 1)[1]}",
+            *lines[1:],
+        ]
         env = subprocess_env()
         script = "set -e\n" + "\n".join(setup[:-1]) + f"\nexec {setup[-1]} > {folder}/mlflow.log 2>&1\n"
         process = subprocess.Popen(["bash", "-c", script], cwd=folder, env=env, start_new_session=True)
@@ -132,8 +137,12 @@ def moto_s3(bucket: str):
     import boto3
 
     port = free_port()
-    process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -143,7 +152,7 @@ def moto_s3(bucket: str):
                 break
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"moto_server did not start on {endpoint}")
+                    raise RuntimeError(f"moto_server did not start on {endpoint}") from None
                 time.sleep(0.2)
         env = {**S3_ENV, "MLFLOW_S3_ENDPOINT_URL": endpoint}
         boto3.client("s3", endpoint_url=endpoint, **s3_credentials()).create_bucket(Bucket=bucket)
@@ -154,8 +163,11 @@ def moto_s3(bucket: str):
 
 
 def s3_credentials() -> dict:
-    return {"aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
-            "region_name": S3_ENV["AWS_DEFAULT_REGION"]}
+    return {
+        "aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        "region_name": S3_ENV["AWS_DEFAULT_REGION"],
+    }
 
 
 def bucket_keys(env: dict, bucket: str, prefix: str = "") -> list[str]:
@@ -184,28 +196,54 @@ class Team:
     def environment(self, extra: dict | None) -> dict:
         """A user's shell: this server, the snapshot on PYTHONPATH, and no run or experiment that an
         earlier test left active in this process (MLflow's set_experiment exports one)."""
-        env = subprocess_env({"MLFLOW_TRACKING_URI": self.uri, "PYTHONPATH": str(self.project), **self.env, **(extra or {})})
+        env = subprocess_env(
+            {"MLFLOW_TRACKING_URI": self.uri, "PYTHONPATH": str(self.project), **self.env, **(extra or {})}
+        )
         for name in INHERITED_CONTEXT:
             env.pop(name, None)
         return env
 
     def mlflow_run(self, *args: str, env: dict | None = None, timeout: int = TIMEOUT):
         """`mlflow run <snapshot> ...`, as a user types it."""
-        return subprocess.run([MLFLOW, "run", str(self.project), "--env-manager", "local", *args], cwd=self.folder,
-                              env=self.environment(env), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [MLFLOW, "run", str(self.project), "--env-manager", "local", *args],
+            cwd=self.folder,
+            env=self.environment(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def step(self, module: str, *args: str, env: dict | None = None, timeout: int = TIMEOUT):
         """`python -m steps.<module> ...` (the sweep opens its own run)."""
-        return subprocess.run([sys.executable, "-m", module, *args], cwd=self.folder, env=self.environment(env),
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=self.folder,
+            env=self.environment(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def popen(self, module: str, *args: str, env: dict | None = None) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=self.folder, env=self.environment(env),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=self.folder,
+            env=self.environment(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def runs(self, experiment: str, filter_string: str = "") -> list:
         exp = self.client.get_experiment_by_name(experiment)
-        return [] if exp is None else self.client.search_runs([exp.experiment_id], filter_string, order_by=["attributes.start_time ASC"])
+        return (
+            []
+            if exp is None
+            else self.client.search_runs([exp.experiment_id], filter_string, order_by=["attributes.start_time ASC"])
+        )
 
     def all_runs(self) -> list:
         ids = [e.experiment_id for e in self.client.search_experiments()]
@@ -228,7 +266,11 @@ class Team:
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(self.uri)
         try:
-            return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=tempfile.mkdtemp(dir=self.folder)))
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=artifact_uri, dst_path=tempfile.mkdtemp(dir=self.folder)
+                )
+            )
         finally:
             mlflow.set_tracking_uri(previous)
 
@@ -236,4 +278,3 @@ class Team:
 def team_of(server: TeamServer, folder: Path, env: dict | None = None) -> Team:
     folder.mkdir(parents=True, exist_ok=True)
     return Team(server.tracking_uri, folder, snapshot(folder / "project"), env or {})
-

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mlflow
 
-from madness import dataset as D
+from madness import dataset
 from tools import sandbox
 
 
@@ -40,9 +40,9 @@ def logged_models_of(experiment_id: str, run_id: str) -> list:
 
 def synthetic_features(folder: Path, league: str = "W", seed: int = 42) -> Path:
     """The synthetic league's feature folder (what an ingest run logs), written with madness.dataset."""
-    files, synthetic_data = D.read_inputs("synthetic", league, seed, folder / "raw")
-    built = D.build(files, D.Seasons(2003, 2019, 2022, 2023), synthetic_data)
-    D.write(built, folder / "features")
+    files, synthetic_data = dataset.read_inputs("synthetic", league, seed, folder / "raw")
+    built = dataset.build(files, dataset.Seasons(2003, 2019, 2022, 2023), synthetic_data)
+    dataset.write(built, folder / "features")
     return folder / "features"
 
 
@@ -56,7 +56,9 @@ def snapshot(dst: Path) -> Path:
 
 
 def ok(result) -> None:
-    assert result.returncode == 0, f"exit {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+    )
 
 
 def last_line(text: str) -> str:

@@ -7,8 +7,15 @@ import pytest
 from madness import cli
 from madness.errors import UserError
 
-DEFAULTS = {"data": "synthetic", "league": "both", "first_season": 2003, "val_season": 2019,
-            "test_season": 2022, "last_season": 2023, "seed": 42}
+DEFAULTS = {
+    "data": "synthetic",
+    "league": "both",
+    "first_season": 2003,
+    "val_season": 2019,
+    "test_season": 2022,
+    "last_season": 2023,
+    "seed": 42,
+}
 
 
 def parse(argv):
@@ -39,23 +46,29 @@ def test_values_are_converted_and_raw_strings_kept():
     assert raw["first_season"] == " 2010 "
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--league", "X"], "ingest: error: unknown league 'X'; accepted: M, W, both"),
-    (["--first_season", "abc"], "ingest: error: first_season must be an integer, got 'abc'"),
-    (["--seed", "1.5"], "ingest: error: seed must be an integer, got '1.5'"),
-    (["--seed", "-1"], "ingest: error: seed must be >= 0, got -1"),
-    (["--val_season", "1900"], "ingest: error: val_season must be a season between 1985 and 2100, got 1900"),
-    (["--data", " "], "ingest: error: data must not be empty"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--league", "X"], "ingest: error: unknown league 'X'; accepted: M, W, both"),
+        (["--first_season", "abc"], "ingest: error: first_season must be an integer, got 'abc'"),
+        (["--seed", "1.5"], "ingest: error: seed must be an integer, got '1.5'"),
+        (["--seed", "-1"], "ingest: error: seed must be >= 0, got -1"),
+        (["--val_season", "1900"], "ingest: error: val_season must be a season between 1985 and 2100, got 1900"),
+        (["--data", " "], "ingest: error: data must not be empty"),
+    ],
+)
 def test_bad_value_is_one_line(capsys, argv, expected):
     assert failure(capsys, argv) == expected
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--nope", "1"], "unrecognized arguments: --nope 1"),
-    (["--league"], "argument --league: expected one argument"),
-    (["stray"], "unrecognized arguments: stray"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--nope", "1"], "unrecognized arguments: --nope 1"),
+        (["--league"], "argument --league: expected one argument"),
+        (["stray"], "unrecognized arguments: stray"),
+    ],
+)
 def test_argparse_errors_are_one_line_without_usage(capsys, argv, words):
     line = failure(capsys, argv)
     assert line.startswith("ingest: error: ") and words in line

@@ -26,6 +26,7 @@ def dead_token() -> str:
 
 # --- liveness rules ---
 
+
 def test_this_process_is_alive():
     assert C.token_alive(C.process_token())
 
@@ -72,6 +73,7 @@ def test_an_untagged_run_without_a_sweep_is_never_taken_for_dead():
 
 # --- the bakery ---
 
+
 def test_the_next_ticket_is_one_above_every_ticket_seen():
     assert C.next_ticket([]) == 1
     assert C.next_ticket(["3", C.CHOOSING, "7"]) == 8
@@ -117,7 +119,11 @@ def holder(client, experiment: str, token: str | None = None) -> str:
 
 
 def test_a_local_store_needs_no_heartbeat_and_a_server_does():
-    assert not remote_store("sqlite:///x.db") and not remote_store("/tmp/mlruns") and not remote_store("file:///tmp/mlruns")
+    assert (
+        not remote_store("sqlite:///x.db")
+        and not remote_store("/tmp/mlruns")
+        and not remote_store("file:///tmp/mlruns")
+    )
     assert remote_store("http://127.0.0.1:5000") and remote_store("postgresql://u@h/db")
 
 
@@ -180,7 +186,9 @@ def test_report_ends_the_orphans_of_the_sweeps_experiments_first(store, dead_tok
     client, experiment = store
     sweep = client.create_run(experiment, tags=liveness_tags()).info.run_id
     orphan = holder(client, experiment, dead_token)
-    client.log_dict(sweep, [{"model": "small", "lr": "0.1", "run_id": orphan, "experiment_id": experiment}], n.PAIRS_FILE)
+    client.log_dict(
+        sweep, [{"model": "small", "lr": "0.1", "run_id": orphan, "experiment_id": experiment}], n.PAIRS_FILE
+    )
     end_orphans_of(client, sweep, "r1")
     assert client.get_run(orphan).info.status == "FAILED"
     assert client.get_run(orphan).data.tags[n.TAG_ENDED_BY] == "report r1: the process that ran it was gone"
@@ -221,7 +229,9 @@ def test_an_orphan_has_no_launcher():
 
 def real_chain(shell_command: str) -> list[int]:
     probe = f"{sys.executable} -c 'from madness import coordination as C; print(*C.launcher_chain())'"
-    out = subprocess.run(["bash", "-c", shell_command.format(probe=probe)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["bash", "-c", shell_command.format(probe=probe)], capture_output=True, text=True, check=True
+    ).stdout
     return [int(pid) for pid in out.split()]
 
 
@@ -231,11 +241,22 @@ def test_a_real_child_names_this_process_as_its_launcher():
 
 def test_a_real_child_behind_a_shell_wrapper_names_the_wrapper_then_this_process():
     chain = real_chain("{probe}; true")  # two commands: bash stays and waits
-    assert len(chain) == 2 and chain[1] == os.getpid() and C.is_shell_wrapper(C.command_line(chain[0]) or ["bash", "-c"])
+    assert (
+        len(chain) == 2 and chain[1] == os.getpid() and C.is_shell_wrapper(C.command_line(chain[0]) or ["bash", "-c"])
+    )
 
 
-@pytest.mark.parametrize(("command", "wrapper"), [(["bash", "-c", "x"], True), (["/bin/sh", "-c", "x"], True),
-                                                  (["bash"], False), (["-zsh"], False), (["python", "-c", "x"], False), ([], False)])
+@pytest.mark.parametrize(
+    ("command", "wrapper"),
+    [
+        (["bash", "-c", "x"], True),
+        (["/bin/sh", "-c", "x"], True),
+        (["bash"], False),
+        (["-zsh"], False),
+        (["python", "-c", "x"], False),
+        ([], False),
+    ],
+)
 def test_shell_wrappers_are_shells_running_one_command(command, wrapper):
     assert C.is_shell_wrapper(command) is wrapper
 
@@ -246,6 +267,7 @@ def test_gone_names_the_first_ended_process(dead_token):
 
 
 # --- temporary folders carry their owner ---
+
 
 def test_a_temporary_folder_names_its_owner():
     token = C.process_token()
@@ -266,11 +288,17 @@ def test_a_zombie_is_not_alive():
     assert not C.token_alive(token) and child.poll() == 0
 
 
-@pytest.mark.parametrize(("command", "launcher"), [
-    (["/venv/bin/python", "/venv/bin/mlflow", "run", "."], True),
-    (["mlflow", "run", ".", "-e", "train"], True),
-    (["python", "-m", "mlflow", "run", "."], True),
-    (["mlflow", "server"], False), (["python", "-m", "steps.main"], False), (["bash", "-c", "mlflow run ."], False), ([], False),
-])
+@pytest.mark.parametrize(
+    ("command", "launcher"),
+    [
+        (["/venv/bin/python", "/venv/bin/mlflow", "run", "."], True),
+        (["mlflow", "run", ".", "-e", "train"], True),
+        (["python", "-m", "mlflow", "run", "."], True),
+        (["mlflow", "server"], False),
+        (["python", "-m", "steps.main"], False),
+        (["bash", "-c", "mlflow run ."], False),
+        ([], False),
+    ],
+)
 def test_mlflow_run_is_known_by_its_command_line(command, launcher):
     assert C.is_mlflow_run(command) is launcher

@@ -7,45 +7,48 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from leagues import league_files, season_frames
-from madness import dataset as D
+
+from madness import dataset
 from madness import names as n
 from madness.errors import UserError
 
-SEASONS = D.Seasons(first=2001, val=2003, test=2005, last=2006)
+SEASONS = dataset.Seasons(first=2001, val=2003, test=2005, last=2006)
 
 
-def build(box=False, **frames_kwargs) -> D.Built:
+def build(box=False, **frames_kwargs) -> dataset.Built:
     frames = season_frames(seasons=range(2000, 2008), **frames_kwargs)
-    return D.build([league_files(frames, box=box)], SEASONS)
+    return dataset.build([league_files(frames, box=box)], SEASONS)
 
 
 @pytest.fixture(scope="module")
-def built() -> D.Built:
+def built() -> dataset.Built:
     return build()
 
 
-@pytest.mark.parametrize("first, val, test, last", [
-    (2003, 2019, 2018, 2023),  # validation after test
-    (2019, 2003, 2022, 2023),  # validation before training
-    (2003, 2003, 2022, 2023),  # empty training span
-    (2003, 2019, 2019, 2023),  # empty validation span
-    (2003, 2019, 2024, 2023),  # test after last
-])
+@pytest.mark.parametrize(
+    "first, val, test, last",
+    [
+        (2003, 2019, 2018, 2023),  # validation after test
+        (2019, 2003, 2022, 2023),  # validation before training
+        (2003, 2003, 2022, 2023),  # empty training span
+        (2003, 2019, 2019, 2023),  # empty validation span
+        (2003, 2019, 2024, 2023),  # test after last
+    ],
+)
 def test_inverted_seasons_are_refused(first, val, test, last):
     with pytest.raises(UserError, match=r"first_season < val_season < test_season <= last_season, got"):
-        D.Seasons(first, val, test, last).check()
+        dataset.Seasons(first, val, test, last).check()
 
 
 def test_one_season_test_span_is_accepted():
-    assert D.Seasons(2003, 2019, 2023, 2023).check() == D.Seasons(2003, 2019, 2023, 2023)
+    assert dataset.Seasons(2003, 2019, 2023, 2023).check() == dataset.Seasons(2003, 2019, 2023, 2023)
 
 
 def test_build_checks_seasons():
     frames = season_frames(seasons=range(2000, 2008))
     with pytest.raises(UserError, match="first_season < val_season"):
-        D.build([league_files(frames)], D.Seasons(2005, 2003, 2004, 2006))
+        dataset.build([league_files(frames)], dataset.Seasons(2005, 2003, 2004, 2006))
 
 
 def test_split_of_each_season():
@@ -71,8 +74,11 @@ def test_each_game_gives_two_rows_with_both_targets(built):
 
 
 def test_scaler_lists_the_features_of_both_teams(built):
-    assert built.feature_names == [f"{side}{c}" for side in ("T1_", "T2_") for c in
-                                   ("PointsFor", "PointsAgainst", "Margin", "WinRatio", "Elo", "SeedNum")]
+    assert built.feature_names == [
+        f"{side}{c}"
+        for side in ("T1_", "T2_")
+        for c in ("PointsFor", "PointsAgainst", "Margin", "WinRatio", "Elo", "SeedNum")
+    ]
     assert len(built.scaler["mean"]) == len(built.scaler["scale"]) == len(built.feature_names)
 
 
@@ -97,7 +103,7 @@ def test_scaler_follows_training_seasons(built):
 
 def test_constant_feature_keeps_scale_one():
     train = pd.DataFrame({"a": [1.0, 1.0, 1.0], "b": [1.0, 2.0, 3.0]})
-    scaler = D.fit_scaler(train, ["a", "b"])
+    scaler = dataset.fit_scaler(train, ["a", "b"])
     assert scaler["scale"][0] == 1.0 and scaler["scale"][1] == pytest.approx(np.std([1, 2, 3]))
 
 
@@ -116,30 +122,30 @@ def test_tournament_team_without_regular_season_is_refused():
     regular = frames[n.REGULAR_COMPACT]
     frames[n.REGULAR_COMPACT] = regular[regular[n.SEASON] != 2005]
     with pytest.raises(UserError, match=r"tournament game in season 2005 .* has no regular-season features"):
-        D.build([league_files(frames)], SEASONS)
+        dataset.build([league_files(frames)], SEASONS)
 
 
 def test_box_scores_are_used_when_every_league_has_them():
     frames = season_frames(seasons=range(2000, 2008))
-    with_box = D.build([league_files(frames, box=True)], SEASONS)
+    with_box = dataset.build([league_files(frames, box=True)], SEASONS)
     assert with_box.manifest["box_scores"] is True
     assert "T1_OppFGM" in with_box.feature_names and "T2_PF" in with_box.feature_names
-    mixed = D.build([league_files(frames, "M", box=True), league_files(frames, "W", box=False)], SEASONS)
+    mixed = dataset.build([league_files(frames, "M", box=True), league_files(frames, "W", box=False)], SEASONS)
     assert mixed.manifest["box_scores"] is False
     assert not any("FGM" in f for f in mixed.feature_names)
 
 
 def test_leagues_are_kept_apart():
     frames = season_frames(seasons=range(2000, 2008))
-    both = D.build([league_files(frames, "M"), league_files(frames, "W")], SEASONS)
+    both = dataset.build([league_files(frames, "M"), league_files(frames, "W")], SEASONS)
     assert both.games.groupby(n.LEAGUE).size().to_dict() == {"M": 36, "W": 36}
     assert set(both.team_season[n.LEAGUE]) == {"M", "W"}
 
 
 def test_write_then_load_gives_the_same_tables(built, tmp_path):
-    written = D.write(built, tmp_path / "features")
+    written = dataset.write(built, tmp_path / "features")
     assert sorted(p.name for p in written) == sorted([n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE])
-    loaded = D.load(tmp_path / "features")
+    loaded = dataset.load(tmp_path / "features")
     pd.testing.assert_frame_equal(loaded.games, built.games, check_dtype=False)
     pd.testing.assert_frame_equal(loaded.team_season, built.team_season, check_dtype=False)
     assert loaded.scaler == built.scaler
@@ -149,27 +155,31 @@ def test_write_then_load_gives_the_same_tables(built, tmp_path):
 
 def test_write_keeps_floats_exact(tmp_path):
     with_box = build(box=True)
-    D.write(with_box, tmp_path)
-    loaded = D.load(tmp_path)
-    assert np.array_equal(loaded.games[with_box.feature_names].to_numpy(), with_box.games[with_box.feature_names].to_numpy())
+    dataset.write(with_box, tmp_path)
+    loaded = dataset.load(tmp_path)
+    assert np.array_equal(
+        loaded.games[with_box.feature_names].to_numpy(), with_box.games[with_box.feature_names].to_numpy()
+    )
 
 
 def test_load_of_an_incomplete_folder_names_the_missing_files(built, tmp_path):
-    D.write(built, tmp_path)
+    dataset.write(built, tmp_path)
     (tmp_path / n.SCALER_FILE).unlink()
     with pytest.raises(UserError, match=rf"feature folder .* lacks {n.SCALER_FILE}"):
-        D.load(tmp_path)
+        dataset.load(tmp_path)
 
 
 def test_read_inputs_names_a_file_given_as_data(tmp_path):
     data = tmp_path / "some.csv"
     data.write_text("TeamID,TeamName\n101,A\n")
-    with pytest.raises(UserError, match=r"data '.*some\.csv' is a file, not a folder; give 'synthetic' or a folder of Kaggle CSVs"):
-        D.read_inputs(str(data), "W", 0, tmp_path / "raw")
+    with pytest.raises(
+        UserError, match=r"data '.*some\.csv' is a file, not a folder; give 'synthetic' or a folder of Kaggle CSVs"
+    ):
+        dataset.read_inputs(str(data), "W", 0, tmp_path / "raw")
 
 
 def test_split_xy_gives_one_split(built):
-    x, y = D.split_xy(built.games, built.feature_names, n.VAL)
+    x, y = dataset.split_xy(built.games, built.feature_names, n.VAL)
     assert list(x.columns) == built.feature_names
     assert len(x) == len(y) == 2 * 3 * 2
     assert set(y) == {0.0, 1.0}

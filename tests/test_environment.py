@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 CONDA = yaml.safe_load((ROOT / "conda.yaml").read_text())
@@ -92,7 +91,9 @@ def test_pip_list_is_constrained_by_the_lock():
 def test_every_pin_is_in_the_lock_at_the_same_version():
     locked = lock_pins()
     for name, version in pip_pins().items():
-        assert locked.get(name) == {version}, f"{name}=={version} in conda.yaml, {locked.get(name)} in requirements.lock"
+        assert locked.get(name) == {version}, (
+            f"{name}=={version} in conda.yaml, {locked.get(name)} in requirements.lock"
+        )
 
 
 @pytest.mark.parametrize("listing", ["requirements-server.in", "requirements-dev.in"])
@@ -101,7 +102,9 @@ def test_server_and_dev_tools_are_in_the_lock_at_the_same_version(listing):
     lines = [line.split("#")[0].strip() for line in (ROOT / listing).read_text().splitlines()]
     assert any(lines), f"{listing} lists nothing"
     for line in filter(None, lines):
-        name, version = PIN.match(re.sub(r"\[[a-z,]+\]", "", line)).groups()  # moto[server]==x: the extra is not in the lock's name
+        name, version = PIN.match(
+            re.sub(r"\[[a-z,]+\]", "", line)
+        ).groups()  # moto[server]==x: the extra is not in the lock's name
         assert locked.get(canonical(name)) == {version}, line
 
 
@@ -127,7 +130,10 @@ def imported_modules(tree: ast.AST) -> set[str]:
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module)
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__"):
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in (
+            "import_module",
+            "__import__",
+        ):
             names |= {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
     return names
 

@@ -12,13 +12,13 @@ from types import SimpleNamespace
 import mlflow
 import pandas as pd
 import pytest
-
 from conftest import subprocess_env
+from readonly import run_on_small_disk
+from stores import all_artifacts, last_line, run_ids, temp_store
+
 from madness import kaggle, synthetic
 from madness import names as n
-from readonly import run_on_small_disk
 from steps import evaluate, predict, train
-from stores import all_artifacts, last_line, run_ids, temp_store
 
 NO_RUN = "0123456789abcdef0123456789abcdef"
 
@@ -51,6 +51,7 @@ def last_stderr_line(capsys) -> str:
 
 
 # --- evaluate ---
+
 
 @pytest.fixture(scope="module")
 def evaluated(store, model):
@@ -91,6 +92,7 @@ def test_evaluate_with_a_missing_model_fails_with_one_line(store, capsys):
 
 # --- predict ---
 
+
 def seeded_teams(folder: Path, season: int) -> dict[str, int]:
     """Seeded teams per league of the synthetic data (seed 42), counted from its seed files."""
     synthetic.write_league(folder, 42)
@@ -104,7 +106,9 @@ def seeded_teams(folder: Path, season: int) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def predicted(store, model, tmp_path_factory):
     output = tmp_path_factory.mktemp("out") / "sub" / "submission.csv"
-    run = run_step(store, predict, ["--model_uri", model.uri, "--season", "2024", "--league", "both", "--output", str(output)])
+    run = run_step(
+        store, predict, ["--model_uri", model.uri, "--season", "2024", "--league", "both", "--output", str(output)]
+    )
     return SimpleNamespace(run=run, output=output, frame=pd.read_csv(output, dtype={n.SUBMISSION_ID: str}))
 
 
@@ -170,7 +174,10 @@ def test_predict_onto_a_directory_fails_naming_it(store, tmp_path, monkeypatch, 
     output = tmp_path / "submissions"
     output.mkdir()
     launched = fail_launched_predict(store, monkeypatch, output)
-    assert last_stderr_line(capsys) == f"error: output {output} is a directory; give the path of a file, e.g. {output / n.SUBMISSION_FILE}"
+    assert (
+        last_stderr_line(capsys)
+        == f"error: output {output} is a directory; give the path of a file, e.g. {output / n.SUBMISSION_FILE}"
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["submissions"] and not any(output.iterdir())
     assert launched.info.status == "FAILED" and all_artifacts(store.client, launched.info.run_id) == []
 
@@ -180,7 +187,10 @@ def test_predict_under_a_file_fails_naming_it(store, tmp_path, monkeypatch, caps
     notes.write_text("not a folder\n")
     output = notes / "2024" / n.SUBMISSION_FILE
     launched = fail_launched_predict(store, monkeypatch, output)
-    assert last_stderr_line(capsys) == f"error: cannot write output {output}: its folder {output.parent} is missing and cannot be created: {notes} is a file, not a folder"
+    assert (
+        last_stderr_line(capsys)
+        == f"error: cannot write output {output}: its folder {output.parent} is missing and cannot be created: {notes} is a file, not a folder"
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"] and notes.read_text() == "not a folder\n"
     assert launched.info.status == "FAILED" and all_artifacts(store.client, launched.info.run_id) == []
 
@@ -207,12 +217,25 @@ def test_predict_on_a_full_disk_fails_and_logs_no_submission(store, model, tmp_p
 
 # --- real women's data ---
 
+
 @pytest.mark.realdata
 def test_predict_2024_on_real_womens_data(store, real_data, tmp_path):
     data = ["--data", str(real_data), "--league", "W"]
     trained = run_step(store, train, ["--model", "small", "--epochs", "1", *data])
     output = tmp_path / "submission.csv"
-    run = run_step(store, predict, ["--model_uri", f"runs:/{trained.info.run_id}/{n.MODEL_DIR}", "--season", "2024", *data, "--output", str(output)])
+    run = run_step(
+        store,
+        predict,
+        [
+            "--model_uri",
+            f"runs:/{trained.info.run_id}/{n.MODEL_DIR}",
+            "--season",
+            "2024",
+            *data,
+            "--output",
+            str(output),
+        ],
+    )
     assert run.info.status == "FINISHED" and run.data.tags[n.TAG_SYNTHETIC] == "false"
     frame = pd.read_csv(output, dtype={n.SUBMISSION_ID: str})
     assert len(frame) == 68 * 67 // 2 == 2278

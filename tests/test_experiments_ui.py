@@ -13,10 +13,11 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
+from madness import describe
 from madness import names as n
 from madness.model import ARCHITECTURES
-from steps import main as M
-from steps import reproduce as P
+from steps import main as sweep_step
+from steps import reproduce as reproduce_step
 
 LRS = ["0.001", "0.01", "0.1"]
 
@@ -55,43 +56,40 @@ def test_the_description_tag_is_mlflows_note():
 @pytest.mark.parametrize("model", list(ARCHITECTURES))
 def test_a_model_description_names_its_network_rates_and_epochs(model):
     widths = "-".join(map(str, ARCHITECTURES[model]))
-    assert M.model_description(model, LRS, "100") == (
+    assert describe.model_description(model, LRS, "100") == (
         f"Fabric Madness: the {model} network ({widths} relu, sigmoid out) trained at learning rates "
         "0.001, 0.01, 0.1 for 100 epochs; one run per rate, scored by Brier (lower is better)"
     )
 
 
 def test_one_rate_and_one_epoch_are_singular():
-    assert "trained at learning rate 0.01 for 1 epoch;" in M.model_description("small", ["0.01"], "1")
+    assert "trained at learning rate 0.01 for 1 epoch;" in describe.model_description("small", ["0.01"], "1")
 
 
 def test_an_unknown_model_is_named_without_a_shape():
-    assert M.model_description("huge", ["0.01"], "2").startswith("Fabric Madness: the huge network trained at")
+    assert describe.model_description("huge", ["0.01"], "2").startswith("Fabric Madness: the huge network trained at")
 
 
 def test_the_sweep_description_names_the_grid_and_the_model_experiments():
-    text = M.sweep_description("fm", ["small", "large"], LRS, "100")
+    text = describe.sweep_description("fm", ["small", "large"], LRS, "100")
     assert "the small, large networks at learning rates 0.001, 0.01, 0.1 for 100 epochs" in text
     assert text.endswith("one run per pair in fm_small, fm_large")
     assert "\n" not in text
-    assert "the small network at learning rate 0.01 for 2 epochs" in M.sweep_description("fm", ["small"], ["0.01"], "2")
+    assert "the small network at learning rate 0.01 for 2 epochs" in describe.sweep_description(
+        "fm", ["small"], ["0.01"], "2"
+    )
 
 
-def test_the_activation_words_are_those_of_the_built_networks():
-    from madness.model import build
-
-    for model, widths in ARCHITECTURES.items():
-        network = build(model, {"mean": [0.0, 0.0], "scale": [1.0, 1.0]}, 0.01)
-        dense = [(layer.units, layer.activation.__name__) for layer in network.layers if hasattr(layer, "units")]
-        assert dense == [(units, M.HIDDEN_ACTIVATION) for units in widths] + [(1, M.OUTPUT_ACTIVATION)]
+def test_the_network_words_give_its_widths_and_the_activations_build_uses():
+    assert describe.network_words("large") == "the large network (128-64-64 relu, sigmoid out)"
 
 
 # --- the sweep's experiments in a real store ---
 
 
 def test_a_new_model_experiment_is_a_training_experiment_with_its_description(tracking):
-    description = M.model_description("medium", LRS, "100")
-    experiment = M.experiment_id(mlflow.MlflowClient(), "fm_medium", description)
+    description = describe.model_description("medium", LRS, "100")
+    experiment = sweep_step.experiment_id(mlflow.MlflowClient(), "fm_medium", description)
     tags = tags_of(experiment)
     assert tags["mlflow.experimentKind"] == "custom_model_development"
     assert tags["mlflow.note.content"] == description
@@ -100,7 +98,7 @@ def test_a_new_model_experiment_is_a_training_experiment_with_its_description(tr
 def test_an_existing_experiment_without_the_tags_gets_both(tracking):
     client = mlflow.MlflowClient()
     existing = client.create_experiment("fm_small")
-    assert M.experiment_id(client, "fm_small", "the small one") == existing
+    assert sweep_step.experiment_id(client, "fm_small", "the small one") == existing
     assert tags_of(existing)[n.TAG_EXPERIMENT_KIND] == n.EXPERIMENT_KIND_TRAINING
     assert tags_of(existing)[n.TAG_DESCRIPTION] == "the small one"
 
@@ -108,7 +106,7 @@ def test_an_existing_experiment_without_the_tags_gets_both(tracking):
 def test_a_users_own_description_is_kept_and_the_kind_added(tracking):
     client = mlflow.MlflowClient()
     existing = client.create_experiment("fm_large", tags={n.TAG_DESCRIPTION: "my notes on the large net"})
-    M.experiment_id(client, "fm_large", M.model_description("large", LRS, "100"))
+    sweep_step.experiment_id(client, "fm_large", describe.model_description("large", LRS, "100"))
     assert tags_of(existing)[n.TAG_DESCRIPTION] == "my notes on the large net"
     assert tags_of(existing)[n.TAG_EXPERIMENT_KIND] == n.EXPERIMENT_KIND_TRAINING
 
@@ -116,13 +114,13 @@ def test_a_users_own_description_is_kept_and_the_kind_added(tracking):
 def test_a_kind_already_set_is_kept(tracking):
     client = mlflow.MlflowClient()
     existing = client.create_experiment("fm_small", tags={n.TAG_EXPERIMENT_KIND: "classification"})
-    M.experiment_id(client, "fm_small", "the small one")
+    sweep_step.experiment_id(client, "fm_small", "the small one")
     assert tags_of(existing)[n.TAG_EXPERIMENT_KIND] == "classification"
 
 
 def test_a_labelled_experiment_is_not_written_again(tracking):
     client = mlflow.MlflowClient()
-    first = M.experiment_id(client, "fm_small", "the small one")
+    first = sweep_step.experiment_id(client, "fm_small", "the small one")
     writes = []
 
     class Counting:
@@ -133,7 +131,7 @@ def test_a_labelled_experiment_is_not_written_again(tracking):
             writes.append(args)
             return client.set_experiment_tag(*args)
 
-    assert M.experiment_id(Counting(), "fm_small", "a later grid") == first
+    assert sweep_step.experiment_id(Counting(), "fm_small", "a later grid") == first
     assert writes == []
     assert tags_of(first)[n.TAG_DESCRIPTION] == "the small one"
 
@@ -141,7 +139,7 @@ def test_a_labelled_experiment_is_not_written_again(tracking):
 def test_the_sweep_runs_experiment_gets_the_kind_only(tracking):
     client = mlflow.MlflowClient()
     existing = client.create_experiment("from mlflow run --experiment-name")
-    M.label_experiment(client, client.get_experiment(existing), description=None)
+    sweep_step.label_experiment(client, client.get_experiment(existing), description=None)
     assert tags_of(existing)[n.TAG_EXPERIMENT_KIND] == n.EXPERIMENT_KIND_TRAINING
     assert n.TAG_DESCRIPTION not in tags_of(existing)
 
@@ -166,7 +164,7 @@ def test_a_tag_another_sweep_wrote_first_is_not_a_failure(tracking):
                 raise MlflowException("UNIQUE constraint failed: experiment_tags.key, experiment_tags.experiment_id")
             return client.set_experiment_tag(experiment_id, key, value)
 
-    M.label_experiment(Racing(), read_before, "this sweep's grid")
+    sweep_step.label_experiment(Racing(), read_before, "this sweep's grid")
     assert tags_of(existing)[n.TAG_DESCRIPTION] == "the other sweep's grid"
 
 
@@ -182,7 +180,7 @@ def test_a_write_that_keeps_failing_is_raised(tracking):
             raise MlflowException("permission denied")
 
     with pytest.raises(MlflowException, match="permission denied"):
-        M.label_experiment(Refusing(), existing, "d", attempts=2)
+        sweep_step.label_experiment(Refusing(), existing, "d", attempts=2)
 
 
 def test_sweeps_creating_the_same_experiment_at_once_all_succeed(tracking):
@@ -192,7 +190,7 @@ def test_sweeps_creating_the_same_experiment_at_once_all_succeed(tracking):
     def sweep(i: int) -> None:
         start.wait()
         try:
-            ids.append(M.experiment_id(client, "fm_medium", f"grid {i}"))
+            ids.append(sweep_step.experiment_id(client, "fm_medium", f"grid {i}"))
         except Exception as err:  # noqa: BLE001 (reported below)
             errors.append(err)
 
@@ -214,8 +212,8 @@ def test_sweeps_creating_the_same_experiment_at_once_all_succeed(tracking):
 def test_an_experiment_reproduce_creates_is_a_training_experiment_with_its_description(tracking):
     client = mlflow.MlflowClient()
     params = {"model": "small", "lr": "0.1", "epochs": "2"}
-    description = P.rerun_description("abc123", "train", "0123456789abcdef", params)
-    created = P.rerun_experiment(client, "reruns", "0", description)
+    description = reproduce_step.rerun_description("abc123", "train", "0123456789abcdef", params)
+    created = reproduce_step.rerun_experiment(client, "reruns", "0", description)
     assert tags_of(created)[n.TAG_EXPERIMENT_KIND] == n.EXPERIMENT_KIND_TRAINING
     assert tags_of(created)[n.TAG_DESCRIPTION] == description
     assert (
@@ -227,5 +225,5 @@ def test_an_experiment_reproduce_creates_is_a_training_experiment_with_its_descr
 def test_an_experiment_reproduce_only_finds_is_left_as_it_is(tracking):
     client = mlflow.MlflowClient()
     existing = client.create_experiment("someone else's", tags={"team": "b"})
-    assert P.rerun_experiment(client, "someone else's", "0", "d") == existing
+    assert reproduce_step.rerun_experiment(client, "someone else's", "0", "d") == existing
     assert tags_of(existing) == {"team": "b"}

@@ -8,6 +8,7 @@ prefix, so the ingest runs once and each test trains pairs of its own learning r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -15,13 +16,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import mlflow
 import pytest
-
-from madness import coordination as C
-from madness import names as n
 from servers import MLFLOW, Team
-from stores import last_line, ok, snapshot
+from stores import ok, snapshot
+
+from madness import coordination
+from madness import names as n
 from tools import sandbox
 
 pytestmark = pytest.mark.slow
@@ -42,22 +42,46 @@ def team(tmp_path_factory) -> Team:
 
 
 def sweep_args(lrs: str, epochs: str = EPOCHS, *extra: str) -> list[str]:
-    return [MLFLOW, "run", "--env-manager", "local", "--experiment-name", PREFIX, "-P", "models=small", "-P", f"lrs={lrs}",
-            "-P", f"epochs={epochs}", "-P", f"prefix={PREFIX}", *extra]
+    return [
+        MLFLOW,
+        "run",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        PREFIX,
+        "-P",
+        "models=small",
+        "-P",
+        f"lrs={lrs}",
+        "-P",
+        f"epochs={epochs}",
+        "-P",
+        f"prefix={PREFIX}",
+        *extra,
+    ]
 
 
 def start_sweep(team: Team, lrs: str, epochs: str = EPOCHS) -> subprocess.Popen:
     args = sweep_args(lrs, epochs)
     args.insert(2, str(team.project))
     # Its own session: the signals of these tests reach only what they aim at.
-    return subprocess.Popen(args, cwd=team.folder, env=team.environment(None), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        args,
+        cwd=team.folder,
+        env=team.environment(None),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def sweep(team: Team, lrs: str, epochs: str = "2", *extra: str) -> subprocess.CompletedProcess:
     args = sweep_args(lrs, epochs, *extra)
     args.insert(2, str(team.project))
-    return subprocess.run(args, cwd=team.folder, env=team.environment(None), capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        args, cwd=team.folder, env=team.environment(None), capture_output=True, text=True, timeout=900, check=False
+    )
 
 
 def pair_runs(team: Team, lr: str) -> list:
@@ -90,20 +114,24 @@ def tree(pid: int) -> list[str]:
     """Process tokens of `pid` and every descendant (read from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (parent := C.parent_pid(int(entry.name))) is not None:
+        if entry.name.isdigit() and (parent := coordination.parent_pid(int(entry.name))) is not None:
             children.setdefault(parent, []).append(int(entry.name))
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
-        found.append(C.process_token(current))
+        found.append(coordination.process_token(current))
         todo += children.get(current, [])
     return found
 
 
 def wait_until_gone(tokens: list[str], seconds: float = STOP_SECONDS) -> float:
     start = time.monotonic()
-    while any(C.token_alive(t) for t in tokens):
-        alive = [f"{t} {' '.join(C.command_line(int(t.split(':')[0])))[:120]}" for t in tokens if C.token_alive(t)]
+    while any(coordination.token_alive(t) for t in tokens):
+        alive = [
+            f"{t} {' '.join(coordination.command_line(int(t.split(':')[0])))[:120]}"
+            for t in tokens
+            if coordination.token_alive(t)
+        ]
         assert time.monotonic() - start < seconds, f"still alive after {seconds} s: {alive}"
         time.sleep(0.2)
     return time.monotonic() - start
@@ -141,8 +169,11 @@ def nothing_running(team: Team) -> None:
 # --- the sweep dies with its launcher ---
 
 
-@pytest.mark.parametrize(("sig", "lr"), [(signal.SIGTERM, "0.011"), (signal.SIGINT, "0.012"), (signal.SIGHUP, "0.013"),
-                                         (signal.SIGKILL, "0.014")], ids=["SIGTERM", "SIGINT", "SIGHUP", "SIGKILL"])
+@pytest.mark.parametrize(
+    ("sig", "lr"),
+    [(signal.SIGTERM, "0.011"), (signal.SIGINT, "0.012"), (signal.SIGHUP, "0.013"), (signal.SIGKILL, "0.014")],
+    ids=["SIGTERM", "SIGINT", "SIGHUP", "SIGKILL"],
+)
 def test_ending_mlflow_run_stops_the_sweep_and_its_pair_within_seconds(team, sig, lr):
     launcher = start_sweep(team, lr)
     try:
@@ -199,7 +230,9 @@ def test_a_sweep_killed_with_9_takes_its_training_pair_with_it(team):
     finished = finished_sweeps(team)
     ok(team.step("steps.report"))
     ids = [e.experiment_id for e in team.client.search_experiments()]
-    report = team.client.search_runs(ids, f"tags.{n.TAG_ENTRY_POINT} = 'report'", order_by=["attributes.start_time DESC"])[0]
+    report = team.client.search_runs(
+        ids, f"tags.{n.TAG_ENTRY_POINT} = 'report'", order_by=["attributes.start_time DESC"]
+    )[0]
     assert report.data.tags[n.TAG_SWEEP] == finished[-1].info.run_id
 
 
@@ -213,15 +246,13 @@ def test_after_kill_9_of_every_process_the_next_sweep_ends_the_orphans_and_train
         sweep_id = pair.data.tags[n.TAG_SWEEP]
         processes = tree(launcher.pid)
         for token in processes:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(token.split(":")[0]), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     finally:
         finish(launcher, timeout=0 if launcher.poll() is None else None)
     wait_until_gone(processes)
     assert status(team, pair.info.run_id) == "RUNNING" and status(team, sweep_id) == "RUNNING"  # nobody could end them
-    leftovers = [p for p in (team.folder / "tmp").glob("madness-*") if C.temp_owner(p.name) in processes]
+    leftovers = [p for p in (team.folder / "tmp").glob("madness-*") if coordination.temp_owner(p.name) in processes]
     assert leftovers, "the crash left no temporary folder: nothing to prove"
 
     result = sweep(team, "0.041")
@@ -239,7 +270,9 @@ def test_after_kill_9_of_every_process_the_next_sweep_ends_the_orphans_and_train
 
 
 def delete_model_files(team: Team, run) -> None:
-    model = next(m for m in team.client.search_logged_models([run.info.experiment_id]) if m.source_run_id == run.info.run_id)
+    model = next(
+        m for m in team.client.search_logged_models([run.info.experiment_id]) if m.source_run_id == run.info.run_id
+    )
     shutil.rmtree(Path(model.artifact_location.removeprefix("file://")))
 
 

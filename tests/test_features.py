@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from leagues import compact
-from madness import features as F
+
+from madness import features
 from madness import names as n
 from madness.errors import UserError
 
@@ -17,20 +17,24 @@ A, B, C = 101, 102, 103
 @pytest.fixture
 def games():
     """Two games in 2001 (listed out of day order) and one in 2002."""
-    return compact([
-        (2001, 11, C, 75, A, 65, "A"),  # C wins away at A, the day after A's home win
-        (2001, 10, A, 70, B, 60, "H"),  # A wins at home
-        (2002, 10, B, 80, C, 70, "N"),  # B wins on neutral ground
-    ])
+    return compact(
+        [
+            (2001, 11, C, 75, A, 65, "A"),  # C wins away at A, the day after A's home win
+            (2001, 10, A, 70, B, 60, "H"),  # A wins at home
+            (2002, 10, B, 80, C, 70, "N"),  # B wins on neutral ground
+        ]
+    )
 
 
 @pytest.fixture
 def seeds():
-    return pd.DataFrame({
-        n.SEASON: [2001, 2001, 2001, 2002, 2002],
-        n.SEED: ["W01", "X16a", "Y02", "W03", "Z16b"],
-        n.TEAM_ID: [A, B, C, B, A],
-    })
+    return pd.DataFrame(
+        {
+            n.SEASON: [2001, 2001, 2001, 2002, 2002],
+            n.SEED: ["W01", "X16a", "Y02", "W03", "Z16b"],
+            n.TEAM_ID: [A, B, C, B, A],
+        }
+    )
 
 
 def elo_of(ratings: pd.DataFrame) -> dict:
@@ -38,7 +42,7 @@ def elo_of(ratings: pd.DataFrame) -> dict:
 
 
 def test_elo_by_hand(games):
-    ratings = elo_of(F.elo_ratings(games))
+    ratings = elo_of(features.elo_ratings(games))
     # Day 10, A beats B at home: K 20, both at 1500, E = 0.5 -> A +10, B -10.
     # Day 11, C beats A away: K 40, E_C = 1 / (1 + 10 ** ((1510 - 1500) / 400)) = 0.4856128
     #   -> C and A move by 40 * (1 - 0.4856128) = 20.575487.
@@ -51,25 +55,25 @@ def test_elo_by_hand(games):
 
 
 def test_elo_has_rows_only_for_teams_that_played(games):
-    ratings = F.elo_ratings(games)
+    ratings = features.elo_ratings(games)
     assert sorted(ratings[ratings[n.SEASON] == 2002][n.TEAM_ID]) == [B, C]
     assert len(ratings) == 5
 
 
 @pytest.mark.parametrize("location, k", [("H", 20.0), ("N", 30.0), ("A", 40.0)])
 def test_elo_k_follows_the_winners_location(location, k):
-    ratings = elo_of(F.elo_ratings(compact([(2001, 10, A, 70, B, 60, location)])))
+    ratings = elo_of(features.elo_ratings(compact([(2001, 10, A, 70, B, 60, location)])))
     assert ratings[(2001, A)] == pytest.approx(1500.0 + k / 2)
     assert ratings[(2001, B)] == pytest.approx(1500.0 - k / 2)
 
 
 def test_elo_conserves_total_rating(games):
-    ratings = F.elo_ratings(games)
+    ratings = features.elo_ratings(games)
     assert ratings.groupby(n.SEASON)[n.ELO].sum().tolist() == pytest.approx([3 * 1500.0, 2 * 1500.0])
 
 
 def test_team_season_means(games, seeds):
-    table = F.team_season_features(games, seeds).set_index([n.SEASON, n.TEAM_ID])
+    table = features.team_season_features(games, seeds).set_index([n.SEASON, n.TEAM_ID])
     a, b, c = table.loc[(2001, A)], table.loc[(2001, B)], table.loc[(2001, C)]
     assert (a[n.POINTS_FOR], a[n.POINTS_AGAINST], a[n.MARGIN], a[n.WIN_RATIO]) == (67.5, 67.5, 0.0, 0.5)
     assert (b[n.POINTS_FOR], b[n.POINTS_AGAINST], b[n.MARGIN], b[n.WIN_RATIO]) == (60.0, 70.0, -10.0, 0.0)
@@ -77,7 +81,7 @@ def test_team_season_means(games, seeds):
 
 
 def test_team_season_carries_elo_and_seed_number(games, seeds):
-    table = F.team_season_features(games, seeds).set_index([n.SEASON, n.TEAM_ID])
+    table = features.team_season_features(games, seeds).set_index([n.SEASON, n.TEAM_ID])
     assert table.loc[(2001, B), n.ELO] == pytest.approx(1490.0)
     assert table.loc[(2001, A), n.SEED_NUM] == 1
     assert table.loc[(2001, B), n.SEED_NUM] == 16
@@ -85,24 +89,31 @@ def test_team_season_carries_elo_and_seed_number(games, seeds):
 
 
 def test_unseeded_team_has_no_seed_number(games, seeds):
-    table = F.team_season_features(games, seeds).set_index([n.SEASON, n.TEAM_ID])
+    table = features.team_season_features(games, seeds).set_index([n.SEASON, n.TEAM_ID])
     assert np.isnan(table.loc[(2002, C), n.SEED_NUM])
 
 
 def test_seeded_team_without_games_still_has_a_row(games, seeds):
-    table = F.team_season_features(games, seeds).set_index([n.SEASON, n.TEAM_ID])
+    table = features.team_season_features(games, seeds).set_index([n.SEASON, n.TEAM_ID])
     assert table.loc[(2002, A), n.SEED_NUM] == 16
     assert np.isnan(table.loc[(2002, A), n.WIN_RATIO])
 
 
 def test_one_row_per_season_and_team_in_order(games, seeds):
-    table = F.team_season_features(games, seeds)
-    assert list(zip(table[n.SEASON], table[n.TEAM_ID])) == [(2001, A), (2001, B), (2001, C), (2002, A), (2002, B), (2002, C)]
+    table = features.team_season_features(games, seeds)
+    assert list(zip(table[n.SEASON], table[n.TEAM_ID], strict=True)) == [
+        (2001, A),
+        (2001, B),
+        (2001, C),
+        (2002, A),
+        (2002, B),
+        (2002, C),
+    ]
 
 
 def test_no_box_score_columns_without_detailed_results(games, seeds):
-    table = F.team_season_features(games, seeds)
-    assert [c for c in table.columns if c not in (n.SEASON, n.TEAM_ID)] == list(F.COMPACT_FEATURES)
+    table = features.team_season_features(games, seeds)
+    assert [c for c in table.columns if c not in (n.SEASON, n.TEAM_ID)] == list(features.COMPACT_FEATURES)
 
 
 def test_box_score_means_for_team_and_opponents(games, seeds):
@@ -111,9 +122,9 @@ def test_box_score_means_for_team_and_opponents(games, seeds):
         box[f"W{stat}"] = [30, 20, 25]  # C at A, A vs B, B vs C (row order of `games`)
         box[f"L{stat}"] = [10, 12, 14]
     box["WFGM"] = [31, 21, 26]
-    table = F.team_season_features(games, seeds, detailed=box).set_index([n.SEASON, n.TEAM_ID])
-    assert set(F.box_feature_names()) <= set(table.columns)
-    assert len(F.box_feature_names()) == 18
+    table = features.team_season_features(games, seeds, detailed=box).set_index([n.SEASON, n.TEAM_ID])
+    assert set(features.box_feature_names()) <= set(table.columns)
+    assert len(features.box_feature_names()) == 18
     # A, 2001: won vs B (A's FGM 21, B's 12) and lost to C (A's FGM 10, C's 31).
     assert table.loc[(2001, A), "FGM"] == pytest.approx((21 + 10) / 2)
     assert table.loc[(2001, A), "OppFGM"] == pytest.approx((12 + 31) / 2)
@@ -125,15 +136,15 @@ def test_box_score_means_for_team_and_opponents(games, seeds):
 
 def test_seed_number_drops_region_and_play_in_suffix():
     labels = pd.Series(["W16a", "X01", "Y11b", "Z09"])
-    assert F.seed_number(labels).tolist() == [16, 1, 11, 9]
-    assert F.seed_number(pd.Series(["W16a"]))[0] == 16
+    assert features.seed_number(labels).tolist() == [16, 1, 11, 9]
+    assert features.seed_number(pd.Series(["W16a"]))[0] == 16
 
 
 @pytest.fixture
 def tournament(games, seeds):
-    team = F.team_season_features(games, seeds)
+    team = features.team_season_features(games, seeds)
     tourney = compact([(2001, 136, A, 66, C, 64, "N"), (2001, 138, C, 70, B, 50, "N")])
-    return F.tournament_rows(tourney, team), team
+    return features.tournament_rows(tourney, team), team
 
 
 def test_tournament_rows_two_per_game_with_both_targets(tournament):
@@ -145,8 +156,8 @@ def test_tournament_rows_two_per_game_with_both_targets(tournament):
 
 def test_tournament_rows_swap_team_features(tournament):
     rows, team = tournament
-    columns = F.team_feature_columns(team)
-    assert F.feature_columns(columns) == [f"T1_{c}" for c in columns] + [f"T2_{c}" for c in columns]
+    columns = features.team_feature_columns(team)
+    assert features.feature_columns(columns) == [f"T1_{c}" for c in columns] + [f"T2_{c}" for c in columns]
     by_pair = rows.set_index([n.T1_TEAM, n.T2_TEAM])
     for c in columns:
         assert by_pair.loc[(A, C), f"T1_{c}"] == by_pair.loc[(C, A), f"T2_{c}"]
@@ -157,7 +168,7 @@ def test_tournament_rows_swap_team_features(tournament):
 
 def test_seeded_pairs_lower_id_first_and_all_pairs():
     seeds = pd.DataFrame({n.SEASON: [2001] * 5 + [2002], n.SEED: ["W01"] * 6, n.TEAM_ID: [305, 101, 204, 150, 999, 7]})
-    pairs = F.seeded_pairs(seeds, 2001)
+    pairs = features.seeded_pairs(seeds, 2001)
     assert len(pairs) == 5 * 4 // 2
     assert (pairs[n.T1_TEAM] < pairs[n.T2_TEAM]).all()
     assert not pairs.duplicated([n.T1_TEAM, n.T2_TEAM]).any()
@@ -168,4 +179,4 @@ def test_seeded_pairs_lower_id_first_and_all_pairs():
 def test_seeded_pairs_for_a_season_without_seeds_is_refused():
     seeds = pd.DataFrame({n.SEASON: [2001, 2001], n.SEED: ["W01", "W02"], n.TEAM_ID: [1, 2]})
     with pytest.raises(UserError, match=r"season 2030 has no tournament seeds; seeded seasons: 2001-2001"):
-        F.seeded_pairs(seeds, 2030)
+        features.seeded_pairs(seeds, 2030)

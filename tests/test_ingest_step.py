@@ -14,11 +14,11 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-
 from conftest import REAL_DATA, ROOT, run_cli, runs_of
+from stores import temp_store
+
 from madness import names as n
 from steps.ingest import main
-from stores import temp_store
 from tools import sandbox
 
 FEATURE_FILES = (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE)
@@ -33,6 +33,7 @@ def all_artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = N
 
 
 # --- (a) real women's data, in-process: one run shared by the tests that read it ---
+
 
 class RealRun:
     def __init__(self, uri: str, run, features: Path, out: str):
@@ -53,8 +54,11 @@ def real_run(tmp_path_factory):
             main(["--data", str(REAL_DATA), "--league", "W"])
         client = mlflow.MlflowClient(tracking_uri=uri)
         (run,) = runs_of()
-        features = Path(mlflow.artifacts.download_artifacts(
-            run_id=run.info.run_id, artifact_path=n.FEATURES_DIR, dst_path=str(folder / "download")))
+        features = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, artifact_path=n.FEATURES_DIR, dst_path=str(folder / "download")
+            )
+        )
         return RealRun(uri, client.get_run(run.info.run_id), features, out.getvalue())
 
 
@@ -82,7 +86,9 @@ def test_real_run_has_68_seeded_teams_in_2024(real_run):
 def test_real_run_splits_by_the_default_seasons(real_run):
     games = real_run.games
     assert games.groupby(n.SPLIT)[n.SEASON].agg(["min", "max"]).to_dict("index") == {
-        "train": {"min": 2003, "max": 2018}, "val": {"min": 2019, "max": 2021}, "test": {"min": 2022, "max": 2023},
+        "train": {"min": 2003, "max": 2018},
+        "val": {"min": 2019, "max": 2021},
+        "test": {"min": 2022, "max": 2023},
     }
     assert 2020 not in set(games[n.SEASON])  # no tournament that year
 
@@ -90,7 +96,8 @@ def test_real_run_splits_by_the_default_seasons(real_run):
 @pytest.mark.realdata
 def test_real_run_logs_the_feature_folder(real_run):
     assert sorted(all_artifacts(real_run.client, real_run.run.info.run_id)) == sorted(
-        f"{n.FEATURES_DIR}/{name}" for name in FEATURE_FILES)
+        f"{n.FEATURES_DIR}/{name}" for name in FEATURE_FILES
+    )
 
 
 @pytest.mark.realdata
@@ -124,7 +131,7 @@ def test_real_run_manifest_matches_the_data_manifest(real_run):
 def test_real_run_logs_each_split_as_a_dataset(real_run):
     inputs = real_run.run.inputs.dataset_inputs
     assert inputs
-    contexts = {tag.value for i in inputs for tag in i.tags if tag.key == "mlflow.data.context"}
+    contexts = {tag.value for i in inputs for tag in i.tags if tag.key == n.TAG_DATA_CONTEXT}
     assert contexts == {"train", "val", "test"}
     assert {i.dataset.name for i in inputs} == {"tournament_train", "tournament_val", "tournament_test"}
 
@@ -133,10 +140,13 @@ def test_real_run_logs_each_split_as_a_dataset(real_run):
 def test_real_run_metrics_count_rows_per_split(real_run):
     metrics = real_run.run.data.metrics
     counts = real_run.games[n.SPLIT].value_counts()
-    assert {k: metrics[f"rows_{k}"] for k in ("train", "val", "test")} == {k: counts[k] for k in ("train", "val", "test")}
+    assert {k: metrics[f"rows_{k}"] for k in ("train", "val", "test")} == {
+        k: counts[k] for k in ("train", "val", "test")
+    }
 
 
 # --- (b) men's data asked for where the men's regular season is absent ---
+
 
 @pytest.mark.realdata
 def test_men_on_real_data_fails_naming_the_missing_file(tracking, real_data, capsys):
@@ -155,6 +165,7 @@ def test_men_on_real_data_fails_naming_the_missing_file(tracking, real_data, cap
 
 # --- (c) bad inputs, as a user meets them: `python -m steps.ingest` in a subprocess ---
 
+
 def _missing_file(folder: Path) -> list[str]:
     data = folder / "data"
     data.mkdir()
@@ -169,20 +180,26 @@ def _wrong_column(folder: Path) -> list[str]:
     data.mkdir()
     for name in W_FILES:
         shutil.copy(REAL_DATA / name, data)
-    seeds = (data / "WNCAATourneySeeds.csv")
+    seeds = data / "WNCAATourneySeeds.csv"
     seeds.write_text(seeds.read_text().replace("Season,Seed,TeamID", "Season,SeedLabel,TeamID", 1))
     return ["--data", str(data), "--league", "W"]
 
 
 BAD_INPUTS = {
     # case: (arguments from a scratch folder, needs real data, words the error line must hold)
-    "missing_folder": (lambda f: ["--data", str(f / "no_such_folder"), "--league", "W"], False,
-                       ["no_such_folder", "does not exist"]),
+    "missing_folder": (
+        lambda f: ["--data", str(f / "no_such_folder"), "--league", "W"],
+        False,
+        ["no_such_folder", "does not exist"],
+    ),
     "missing_file": (_missing_file, True, ["missing file WNCAATourneySeeds.csv", "kaggle competitions download"]),
     "wrong_column": (_wrong_column, True, ["WNCAATourneySeeds.csv", "missing column 'Seed'"]),
     "unknown_league": (lambda f: ["--league", "X"], False, ["unknown league 'X'"]),
-    "inverted_seasons": (lambda f: ["--val_season", "2022", "--test_season", "2019"], False,
-                         ["first_season < val_season < test_season <= last_season", "2022", "2019"]),
+    "inverted_seasons": (
+        lambda f: ["--val_season", "2022", "--test_season", "2019"],
+        False,
+        ["first_season < val_season < test_season <= last_season", "2022", "2019"],
+    ),
 }
 
 
@@ -200,13 +217,15 @@ def bad_runs(tmp_path_factory):
     def run(case):
         folder, uri, args = cases[case]
         # cwd is the scratch folder: MLflow's default artifact root (./mlruns) lands there
-        return run_cli([sys.executable, "-m", "steps.ingest", *args], cwd=folder, env={"MLFLOW_TRACKING_URI": uri}, timeout=300)
+        return run_cli(
+            [sys.executable, "-m", "steps.ingest", *args], cwd=folder, env={"MLFLOW_TRACKING_URI": uri}, timeout=300
+        )
 
     with pytest.MonkeyPatch.context() as mp:
         for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
             mp.delenv(name, raising=False)
         with ThreadPoolExecutor(max_workers=len(cases)) as pool:
-            results = dict(zip(cases, pool.map(run, cases)))
+            results = dict(zip(cases, pool.map(run, cases), strict=True))
     return {case: (cases[case][0], cases[case][1], results[case]) for case in cases}
 
 
@@ -247,6 +266,7 @@ def test_bad_parameters_stop_before_any_run(bad_runs, case):
 
 # --- (d) the default: the synthetic league ---
 
+
 def test_synthetic_default_is_tagged_synthetic(tracking, capsys):
     main([])
     (run,) = runs_of()
@@ -260,14 +280,27 @@ def test_synthetic_default_is_tagged_synthetic(tracking, capsys):
 
 # --- (e) end to end, as the README runs it ---
 
+
 @pytest.mark.slow
 def test_mlflow_run_ingest_end_to_end(tmp_path, monkeypatch):
     for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(name, raising=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli(
-        [str(Path(sys.executable).parent / "mlflow"), "run", str(ROOT), "-e", "ingest", "--env-manager", "local", "-P", "league=W"],
-        cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri}, timeout=600,
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "run",
+            str(ROOT),
+            "-e",
+            "ingest",
+            "--env-manager",
+            "local",
+            "-P",
+            "league=W",
+        ],
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": uri},
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri=uri)

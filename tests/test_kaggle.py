@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 import pandas as pd
 import pytest
-
 from leagues import compact, detailed, season_frames, write_folder
+
 from madness import kaggle
 from madness import names as n
 from madness.errors import UserError
@@ -89,7 +89,9 @@ def test_empty_file_is_a_one_line_error(folder):
 def test_bad_location_names_file_and_column(folder):
     games = compact([(2001, 10, 101, 70, 102, 60, "X")])
     games.to_csv(folder / "WRegularSeasonCompactResults.csv", index=False)
-    with pytest.raises(UserError, match=r"WRegularSeasonCompactResults\.csv: column 'WLoc' must be one of H, A, N, found 'X'"):
+    with pytest.raises(
+        UserError, match=r"WRegularSeasonCompactResults\.csv: column 'WLoc' must be one of H, A, N, found 'X'"
+    ):
         kaggle.read_league(folder, "W")
 
 
@@ -138,16 +140,26 @@ def test_stray_byte_in_a_utf8_file_is_named_where_utf8_fails(folder):
     # \u0101 is C4 81 in UTF-8: Windows-1252 fails on its 0x81, which is not the culprit; 0xFF is
     path = rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,\u0101\n")
     path.write_bytes(path.read_bytes() + b"102,\xff\n")
-    with pytest.raises(UserError, match=r"byte 0x81 at offset 21 \(line 2\) \(as UTF-8: byte 0xFF at offset 27 \(line 3\)\)"):
+    with pytest.raises(
+        UserError, match=r"byte 0x81 at offset 21 \(line 2\) \(as UTF-8: byte 0xFF at offset 27 \(line 3\)\)"
+    ):
         kaggle.read_league(folder, "W")
 
 
-@pytest.mark.parametrize("encoding, named", [
-    ("utf-16", "UTF-16"), ("utf-16-le", "UTF-16"), ("utf-16-be", "UTF-16"), ("utf-32", "UTF-32"),
-])
+@pytest.mark.parametrize(
+    "encoding, named",
+    [
+        ("utf-16", "UTF-16"),
+        ("utf-16-le", "UTF-16"),
+        ("utf-16-be", "UTF-16"),
+        ("utf-32", "UTF-32"),
+    ],
+)
 def test_wide_unicode_file_is_named_by_its_encoding(folder, encoding, named):
     rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,Montréal\n", encoding=encoding)
-    with pytest.raises(UserError, match=rf"WTeams\.csv: the file is {named}; files must be UTF-8 or Windows-1252: save it as UTF-8"):
+    with pytest.raises(
+        UserError, match=rf"WTeams\.csv: the file is {named}; files must be UTF-8 or Windows-1252: save it as UTF-8"
+    ):
         kaggle.read_league(folder, "W")
 
 
@@ -168,7 +180,8 @@ def repeat_first_row(folder, stem):
 @pytest.mark.parametrize("stem", list(kaggle.SCHEMAS))
 def test_a_repeated_row_is_refused_in_every_kaggle_file(folder, stem):
     detailed(season_frames(seasons=[2001, 2002])[n.REGULAR_COMPACT]).to_csv(
-        folder / kaggle.file_name("W", n.REGULAR_DETAILED), index=False)
+        folder / kaggle.file_name("W", n.REGULAR_DETAILED), index=False
+    )
     line = repeat_first_row(folder, stem)
     with pytest.raises(UserError, match=rf"W{stem}\.csv: 1 duplicated key .* on lines 2 and {line};"):
         kaggle.read_league(folder, "W")
@@ -189,25 +202,35 @@ def test_doubled_tournament_names_key_columns_example_and_count(folder):
 
 def test_team_seeded_twice_in_a_season_is_refused(folder):
     rewrite(folder, n.TOURNEY_SEEDS, "Season,Seed,TeamID\n2001,W01,101\n2001,X02,102\n2001,Y03,101\n")
-    with pytest.raises(UserError, match=r"WNCAATourneySeeds\.csv: 1 duplicated key \(Season, TeamID\), e\.g\. Season=2001, TeamID=101 on lines 2 and 4"):
+    with pytest.raises(
+        UserError,
+        match=r"WNCAATourneySeeds\.csv: 1 duplicated key \(Season, TeamID\), e\.g\. Season=2001, TeamID=101 on lines 2 and 4",
+    ):
         kaggle.read_league(folder, "W")
 
 
 def test_seed_given_to_two_teams_in_a_season_is_refused(folder):
     rewrite(folder, n.TOURNEY_SEEDS, "Season,Seed,TeamID\n2001,W01,101\n2001,W01,102\n2002,W01,101\n")
-    with pytest.raises(UserError, match=r"WNCAATourneySeeds\.csv: 1 duplicated key \(Season, Seed\), e\.g\. Season=2001, Seed=W01 on lines 2 and 3"):
+    with pytest.raises(
+        UserError,
+        match=r"WNCAATourneySeeds\.csv: 1 duplicated key \(Season, Seed\), e\.g\. Season=2001, Seed=W01 on lines 2 and 3",
+    ):
         kaggle.read_league(folder, "W")
 
 
 def test_keys_are_compared_as_typed_values(folder):
     rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,A\n101.0,B\n")
-    with pytest.raises(UserError, match=r"WTeams\.csv: 1 duplicated key TeamID, e\.g\. TeamID=101 on lines 2 and 3; each TeamID"):
+    with pytest.raises(
+        UserError, match=r"WTeams\.csv: 1 duplicated key TeamID, e\.g\. TeamID=101 on lines 2 and 3; each TeamID"
+    ):
         kaggle.read_league(folder, "W")
 
 
 def test_team_playing_twice_on_one_day_is_accepted(folder):
     # Kaggle's women's regular season has such days: a game is known by both teams, not one
-    games = compact([(2001, 10, 101, 70, 102, 60, "H"), (2001, 10, 101, 71, 103, 61, "H"), (2001, 10, 102, 72, 101, 62, "A")])
+    games = compact(
+        [(2001, 10, 101, 70, 102, 60, "H"), (2001, 10, 101, 71, 103, 61, "H"), (2001, 10, 102, 72, 101, 62, "A")]
+    )
     games.to_csv(folder / "WRegularSeasonCompactResults.csv", index=False)
     assert len(kaggle.read_league(folder, "W").regular) == 3
 
@@ -227,7 +250,9 @@ def test_missing_folder_is_named(tmp_path):
 
 
 def test_data_given_as_a_file_is_named_a_file(folder):
-    with pytest.raises(UserError, match=r"data '.*WTeams\.csv' is a file, not a folder; give 'synthetic' or a folder of Kaggle CSVs"):
+    with pytest.raises(
+        UserError, match=r"data '.*WTeams\.csv' is a file, not a folder; give 'synthetic' or a folder of Kaggle CSVs"
+    ):
         kaggle.read_league(folder / "WTeams.csv", "W")
 
 
@@ -247,7 +272,9 @@ def test_optional_file_that_is_a_folder_is_refused(folder):
 def test_kaggle_file_that_is_a_broken_link_names_its_target(folder):
     (folder / "WTeams.csv").unlink()
     (folder / "WTeams.csv").symlink_to("elsewhere/WTeams.csv")
-    with pytest.raises(UserError, match=r"WTeams\.csv in .* is a link to 'elsewhere/WTeams\.csv', which does not exist"):
+    with pytest.raises(
+        UserError, match=r"WTeams\.csv in .* is a link to 'elsewhere/WTeams\.csv', which does not exist"
+    ):
         kaggle.read_league(folder, "W")
 
 
@@ -319,8 +346,12 @@ def test_unknown_league_is_refused(choice):
 def test_manifest_has_sha256_and_row_count_of_each_file_read(folder):
     files = kaggle.read_league(folder, "W")
     by_file = {entry["file"]: entry for entry in files.manifest}
-    assert set(by_file) == {"WRegularSeasonCompactResults.csv", "WNCAATourneyCompactResults.csv",
-                            "WNCAATourneySeeds.csv", "WTeams.csv"}
+    assert set(by_file) == {
+        "WRegularSeasonCompactResults.csv",
+        "WNCAATourneyCompactResults.csv",
+        "WNCAATourneySeeds.csv",
+        "WTeams.csv",
+    }
     for name, entry in by_file.items():
         raw = (folder / name).read_bytes()
         assert entry["sha256"] == hashlib.sha256(raw).hexdigest()

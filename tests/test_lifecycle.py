@@ -11,27 +11,29 @@ import time
 
 import pytest
 
-from madness import coordination as C
+from madness import coordination
 from madness import names as n
-from steps import _lifecycle as L
+from steps import _lifecycle as lifecycle
 from steps._entry import PROJECT_ROOT
 
 STEP = textwrap.dedent("""
     import sys, time
-    from steps import _lifecycle as L
-    L.handle_signals()
+    from steps import _lifecycle as lifecycle
+    lifecycle.handle_signals()
     try:
-        with L.LauncherWatch(sys.argv[1:], poll=0.2):
+        with lifecycle.LauncherWatch(sys.argv[1:], poll=0.2):
             print("ready", flush=True)  # only now: a signal arriving earlier would find no handler
             time.sleep(60)
-    except L.Interrupted as err:
-        print(L.stop_reason(err), flush=True)
+    except lifecycle.Interrupted as err:
+        print(lifecycle.stop_reason(err), flush=True)
         sys.exit(3)
 """)
 
 
 def start_step(*tokens, **popen) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", STEP, *tokens], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True, **popen)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STEP, *tokens], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True, **popen
+    )
     assert proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -45,7 +47,7 @@ def launcher():
 
 
 def test_a_step_stops_within_seconds_once_its_launcher_ends(launcher):
-    step = start_step(C.process_token(launcher.pid))
+    step = start_step(coordination.process_token(launcher.pid))
     launcher.kill()
     launcher.wait()
     started = time.monotonic()
@@ -55,7 +57,7 @@ def test_a_step_stops_within_seconds_once_its_launcher_ends(launcher):
 
 
 def test_a_step_whose_launchers_live_runs_on(launcher):
-    step = start_step(C.process_token(launcher.pid))
+    step = start_step(coordination.process_token(launcher.pid))
     time.sleep(1)
     assert step.poll() is None
     step.terminate()
@@ -83,14 +85,14 @@ def test_a_step_started_under_nohup_ignores_sighup():
 # those, clean-up included (a sweep cancels its children inside its watch).
 SLOW_CLEANUP_STEP = textwrap.dedent("""
     import sys, time
-    from steps import _lifecycle as L
-    L.CLEANUP_SECONDS = float(sys.argv[2])
-    L.handle_signals()
-    with L.LauncherWatch(sys.argv[3:], poll=0.2):
+    from steps import _lifecycle as lifecycle
+    lifecycle.CLEANUP_SECONDS = float(sys.argv[2])
+    lifecycle.handle_signals()
+    with lifecycle.LauncherWatch(sys.argv[3:], poll=0.2):
         try:
             print("ready", flush=True)
             time.sleep(60)
-        except L.Interrupted as err:
+        except lifecycle.Interrupted as err:
             print("cleaning", flush=True)
             time.sleep(float(sys.argv[1]))
             print("cleaned", flush=True)
@@ -99,8 +101,13 @@ SLOW_CLEANUP_STEP = textwrap.dedent("""
 
 
 def start_slow_cleanup(cleanup: float, limit: float = 30, *watched: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_CLEANUP_STEP, str(cleanup), str(limit), *watched], cwd=PROJECT_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CLEANUP_STEP, str(cleanup), str(limit), *watched],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -135,42 +142,48 @@ def test_a_clean_up_that_hangs_is_cut_off_after_its_limit():
     stop_and_wait_for_cleanup(step)
     out, err = step.communicate(timeout=20)
     assert time.monotonic() - started < 10
-    assert (step.returncode, out, err.strip()) == (130, "", "error: still ending its runs 1 s after SIGTERM; exiting without them")
+    assert (step.returncode, out, err.strip()) == (
+        130,
+        "",
+        "error: still ending its runs 1 s after SIGTERM; exiting without them",
+    )
 
 
 def test_the_watch_does_not_signal_a_step_already_stopping(launcher):
-    step = start_slow_cleanup(3, 30, C.process_token(launcher.pid))
+    step = start_slow_cleanup(3, 30, coordination.process_token(launcher.pid))
     stop_and_wait_for_cleanup(step)
     launcher.kill()  # during the clean-up: the watch, polling every 0.2 s, must stay quiet
     out, err = step.communicate(timeout=10)
     assert (step.returncode, out.strip(), err) == (3, "cleaned", "")
 
 
-
-
 def test_children_launched_inside_the_watch_inherit_it_with_this_process_added(monkeypatch):
     monkeypatch.delenv(n.ENV_WATCH, raising=False)
-    with L.LauncherWatch(["1:2"]):
-        inherited = subprocess.run([sys.executable, "-c", f"import os; print(os.environ['{n.ENV_WATCH}'])"],
-                                   capture_output=True, text=True, check=True).stdout.strip()
-    assert inherited == f"1:2,{C.process_token()}"
+    with lifecycle.LauncherWatch(["1:2"]):
+        inherited = subprocess.run(
+            [sys.executable, "-c", f"import os; print(os.environ['{n.ENV_WATCH}'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    assert inherited == f"1:2,{coordination.process_token()}"
     assert n.ENV_WATCH not in os.environ
 
 
 def test_stale_temporary_folders_of_gone_processes_are_removed(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone = C.process_token(child.pid)
+    gone = coordination.process_token(child.pid)
     child.wait()
-    stale = tmp_path / (C.temp_prefix(gone) + "abc")
-    mine = tmp_path / (C.temp_prefix(C.process_token()) + "def")
+    stale = tmp_path / (coordination.temp_prefix(gone) + "abc")
+    mine = tmp_path / (coordination.temp_prefix(coordination.process_token()) + "def")
     unowned = tmp_path / "madness-xyz"
     for folder in (stale, mine, unowned):
         (folder / "raw").mkdir(parents=True)
         (folder / "raw" / "x.csv").write_text("x")
-    assert L.remove_stale_temp_dirs(str(tmp_path)) == [stale]
+    assert lifecycle.remove_stale_temp_dirs(str(tmp_path)) == [stale]
     assert not stale.exists() and mine.exists() and unowned.exists()
 
 
 def test_a_temporary_folder_is_named_after_its_process():
-    with L.temp_dir() as folder:
-        assert C.temp_owner(os.path.basename(folder)) == C.process_token()
+    with lifecycle.temp_dir() as folder:
+        assert coordination.temp_owner(os.path.basename(folder)) == coordination.process_token()

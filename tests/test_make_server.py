@@ -11,16 +11,22 @@ from pathlib import Path
 
 import mlflow
 import pytest
-
 from conftest import ROOT
 from servers import reachable_folder, require_postgres
+
 from tools.teamserver import BACKEND_ENV, TeamServer, free_port
 
 pytestmark = pytest.mark.slow
 
 
 def make(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +53,9 @@ def test_make_server_prints_the_tracking_uri_to_export(started):
 def test_make_server_again_says_it_is_already_running(started):
     _, where, port = started
     again = make("server", *where)
-    assert again.returncode == 0 and f"already running: export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}" in again.stdout
+    assert (
+        again.returncode == 0 and f"already running: export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}" in again.stdout
+    )
 
 
 def test_the_data_survive_a_stop_and_a_start(started):

@@ -11,8 +11,8 @@ import shlex
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from madness import cli
 
 SPEC = yaml.safe_load((ROOT / "MLproject").read_text())
@@ -42,7 +42,10 @@ def test_step_exposes_params(entry):
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_parameter_names_types_and_defaults_match(entry):
     # A parameter without a default in MLproject is required: its Param's default is None.
-    declared = {name: (spec["type"], str(spec.get("default"))) for name, spec in SPEC["entry_points"][entry]["parameters"].items()}
+    declared = {
+        name: (spec["type"], str(spec.get("default")))
+        for name, spec in SPEC["entry_points"][entry]["parameters"].items()
+    }
     in_step = {p.name: (p.type, str(p.default)) for p in step_module(entry).PARAMS}
     assert in_step == declared
 

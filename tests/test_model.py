@@ -29,8 +29,19 @@ def frame():
 
 
 def train(frame, seed=SEED, fast=True, epochs=5):
-    return M.train("small", frame["scaler"], 0.01, frame["x_train"], frame["y_train"], frame["x_val"], frame["y_val"],
-                   epochs=epochs, batch_size=32, seed=seed, fast=fast)
+    return M.train(
+        "small",
+        frame["scaler"],
+        0.01,
+        frame["x_train"],
+        frame["y_train"],
+        frame["x_val"],
+        frame["y_val"],
+        epochs=epochs,
+        batch_size=32,
+        seed=seed,
+        fast=fast,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +101,13 @@ def noise_frame():
     """Noise labels, few rows: at a high learning rate validation loss rises after its first epoch."""
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(40, N_FEATURES)), rng.integers(0, 2, 40).astype("float64")
-    return {"x_train": x[:24], "y_train": y[:24], "x_val": x[24:], "y_val": y[24:],
-            "scaler": {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}}
+    return {
+        "x_train": x[:24],
+        "y_train": y[:24],
+        "x_val": x[24:],
+        "y_val": y[24:],
+        "scaler": {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES},
+    }
 
 
 # (network, learning rate, epochs, batch size, seed) whose best epoch is the first / one in the middle
@@ -105,8 +121,18 @@ def test_the_weights_kept_are_those_of_the_best_validation_epoch(frame, case):
     data = noise_frame() if case == BEST_FIRST else frame
 
     def fit(epochs):
-        return M.train(name, data["scaler"], lr, data["x_train"], data["y_train"], data["x_val"], data["y_val"],
-                       epochs=epochs, batch_size=batch_size, seed=seed)
+        return M.train(
+            name,
+            data["scaler"],
+            lr,
+            data["x_train"],
+            data["y_train"],
+            data["x_val"],
+            data["y_val"],
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+        )
 
     result = fit(epochs)
     assert len(result.val_loss) == epochs  # keeping the best never stops the training early
@@ -114,17 +140,18 @@ def test_the_weights_kept_are_those_of_the_best_validation_epoch(frame, case):
     assert result.best_epoch < epochs - 1, "the test needs a run whose last epoch is not its best"
     # Bit for bit the weights at the end of the best epoch: those of the same seed trained that far.
     upto_best = fit(result.best_epoch + 1)
-    assert upto_best.val_loss == result.val_loss[:result.best_epoch + 1]
+    assert upto_best.val_loss == result.val_loss[: result.best_epoch + 1]
     assert_same_weights(result, upto_best)
-    val_loss_now = result.model.evaluate(data["x_val"].astype("float32"), data["y_val"].astype("float32"),
-                                         batch_size=batch_size, verbose=0)
+    val_loss_now = result.model.evaluate(
+        data["x_val"].astype("float32"), data["y_val"].astype("float32"), batch_size=batch_size, verbose=0
+    )
     assert val_loss_now == pytest.approx(min(result.val_loss), rel=1e-6, abs=1e-7)
 
 
 def assert_same_weights(a, b):
     wa, wb = a.model.get_weights(), b.model.get_weights()
     assert len(wa) == len(wb)
-    for left, right in zip(wa, wb):
+    for left, right in zip(wa, wb, strict=True):
         np.testing.assert_array_equal(left, right)
 
 
@@ -149,7 +176,9 @@ def test_the_same_seed_gives_bit_identical_weights(trained, frame):
 
 def test_another_seed_gives_other_weights(trained, frame):
     other = train(frame, seed=SEED + 1)
-    assert any(not np.array_equal(a, b) for a, b in zip(trained.model.get_weights(), other.model.get_weights()))
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(trained.model.get_weights(), other.model.get_weights(), strict=True)
+    )
 
 
 def test_fast_and_per_batch_training_give_identical_weights(trained, frame):
@@ -159,15 +188,28 @@ def test_fast_and_per_batch_training_give_identical_weights(trained, frame):
 
 # --- a learning rate too large: losses that are not numbers stop the training ---
 
+
 def test_a_learning_rate_too_large_raises_diverged_naming_it_and_the_epoch(frame):
     with pytest.raises(M.Diverged) as raised:
-        M.train("small", frame["scaler"], 1e30, frame["x_train"], frame["y_train"], frame["x_val"], frame["y_val"],
-                epochs=4, batch_size=32, seed=SEED)
+        M.train(
+            "small",
+            frame["scaler"],
+            1e30,
+            frame["x_train"],
+            frame["y_train"],
+            frame["x_val"],
+            frame["y_val"],
+            epochs=4,
+            batch_size=32,
+            seed=SEED,
+        )
     err = raised.value
     assert isinstance(err, UserError)  # what steps print as one line
     assert (err.learning_rate, err.epoch, err.loss) == (1e30, 1, "training") and np.isnan(err.value)
-    assert str(err) == ("training diverged at learning rate lr=1e+30: the training loss is nan at epoch 1 of 4; "
-                        "give a smaller learning rate (the article's are 0.001, 0.01 and 0.1)")
+    assert str(err) == (
+        "training diverged at learning rate lr=1e+30: the training loss is nan at epoch 1 of 4; "
+        "give a smaller learning rate (the article's are 0.001, 0.01 and 0.1)"
+    )
 
 
 @pytest.fixture
@@ -187,8 +229,10 @@ def shift_weights(model):
     model.set_weights([w + 1.0 for w in model.get_weights()])
 
 
-@pytest.mark.parametrize("logs, loss", [({"loss": float("nan"), "val_loss": 0.2}, "training"),
-                                        ({"loss": 0.2, "val_loss": float("inf")}, "validation")])
+@pytest.mark.parametrize(
+    "logs, loss",
+    [({"loss": float("nan"), "val_loss": 0.2}, "training"), ({"loss": 0.2, "val_loss": float("inf")}, "validation")],
+)
 def test_the_first_epoch_with_a_loss_that_is_not_finite_stops_the_training(callback, logs, loss):
     callback.on_epoch_end(0, {"loss": 0.3, "val_loss": 0.25})
     shift_weights(callback.model)

@@ -9,7 +9,6 @@ imports TensorFlow and trains until the loss is no longer a number.
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli
 
 
@@ -19,7 +18,9 @@ def test_a_diverging_training_prints_only_its_error_line(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     done = run_cli(  # in tmp_path: the new store's default experiment keeps its artifacts in ./mlruns
         ["python", "-m", "steps.train", "--model", "small", "--lr", "1e30", "--epochs", "2", "--league", "W"],
-        cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}, timeout=300,
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+        timeout=300,
     )
     assert done.returncode == 1
     assert done.stdout == ""

@@ -86,5 +86,9 @@ def test_the_retry_settings_shown_for_mlflow_run_are_the_steps_own():
 def test_every_test_the_reliability_section_names_exists():
     section = README.split("## Reliability", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"`(test_[a-z0-9_]+)`", section))
-    defined = {name for path in (ROOT / "tests").glob("test_*.py") for name in re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), re.M)}
+    defined = {
+        name
+        for path in (ROOT / "tests").glob("test_*.py")
+        for name in re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), re.M)
+    }
     assert len(named) >= 20 and named <= defined, sorted(named - defined)

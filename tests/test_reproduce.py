@@ -7,7 +7,6 @@ import io
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,22 +20,32 @@ from types import SimpleNamespace
 import mlflow
 import mlflow.projects
 import pytest
+from conftest import run_cli, subprocess_env
 
-from conftest import ROOT, run_cli, subprocess_env
 from madness import names as n
-from madness import reproduce as R
+from madness import reproduce as reproduction
 from madness import synthetic
 from madness.errors import UserError
 from steps import reproduce as step
 from tools import sandbox
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+}
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "commit.gpgsign=false", *args], cwd=repo, capture_output=True, text=True,
-                          check=True, env={**os.environ, **GIT_ENV}).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "commit.gpgsign=false", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **GIT_ENV},
+    ).stdout.strip()
 
 
 def commit_all(repo: Path, message: str) -> str:
@@ -47,16 +56,23 @@ def commit_all(repo: Path, message: str) -> str:
 
 # --- where the code is ---
 
-@pytest.mark.parametrize("name, expected", [
-    ("file:///work/main", R.Source(True, "/work/main")),
-    ("file:///work/main#sub/project", R.Source(True, "/work/main", "sub/project")),
-    ("/work/main/steps/train.py", R.Source(True, "/work/main/steps/train.py")),
-    ("https://github.com/owner/repo", R.Source(False, "https://github.com/owner/repo")),
-    ("https://github.com/owner/repo#project", R.Source(False, "https://github.com/owner/repo", "project")),
-    ("git@github.com:owner/repo.git", R.Source(False, "git@github.com:owner/repo.git")),
-])
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("file:///work/main", reproduction.Source(True, "/work/main")),
+        ("file:///work/main#sub/project", reproduction.Source(True, "/work/main", "sub/project")),
+        ("/work/main/steps/train.py", reproduction.Source(True, "/work/main/steps/train.py")),
+        ("https://github.com/owner/repo", reproduction.Source(False, "https://github.com/owner/repo")),
+        (
+            "https://github.com/owner/repo#project",
+            reproduction.Source(False, "https://github.com/owner/repo", "project"),
+        ),
+        ("git@github.com:owner/repo.git", reproduction.Source(False, "git@github.com:owner/repo.git")),
+    ],
+)
 def test_parse_source(name, expected):
-    assert R.parse_source(name) == expected
+    assert reproduction.parse_source(name) == expected
 
 
 @pytest.fixture
@@ -67,8 +83,9 @@ def small_repo(tmp_path):
     git(repo, "init", "-q", "-b", "main")
     (repo / "MLproject").write_text(
         "name: tiny\nentry_points:\n  train:\n    parameters:\n      lr: {type: float, default: 0.1}\n"
-        "      data: {type: string, default: synthetic}\n      features_uri: {type: string, default: \"\"}\n"
-        "    command: python -c 'pass'\n")
+        '      data: {type: string, default: synthetic}\n      features_uri: {type: string, default: ""}\n'
+        "    command: python -c 'pass'\n"
+    )
     (repo / ".gitignore").write_text("data/*\n")
     (repo / "code.txt").write_text("first\n")
     first = commit_all(repo, "first")
@@ -82,13 +99,13 @@ def small_repo(tmp_path):
 def test_worktree_checks_out_the_commit_and_leaves_the_repository_alone(small_repo):
     repo = small_repo.path
     status = git(repo, "status", "--porcelain")
-    with R.worktree(repo, small_repo.first) as tree:
+    with reproduction.worktree(repo, small_repo.first) as tree:
         assert (tree / "code.txt").read_text() == "first\n"
         assert git(tree, "rev-parse", "HEAD") == small_repo.first
-        assert len(R.worktrees(repo)) == 2
+        assert len(reproduction.worktrees(repo)) == 2
         assert (repo / "code.txt").read_text() == "second\n"
     assert not tree.exists() and not tree.parent.exists()
-    assert R.worktrees(repo) == [str(repo)]
+    assert reproduction.worktrees(repo) == [str(repo)]
     assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
     assert git(repo, "rev-parse", "HEAD") == small_repo.second
     assert git(repo, "status", "--porcelain") == status
@@ -96,18 +113,19 @@ def test_worktree_checks_out_the_commit_and_leaves_the_repository_alone(small_re
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_worktree_is_removed_when_the_body_fails(small_repo, error):
-    with pytest.raises(error):
-        with R.worktree(small_repo.path, small_repo.first) as tree:
-            raise error("boom")
+    with pytest.raises(error), reproduction.worktree(small_repo.path, small_repo.first) as tree:
+        raise error("boom")
     assert not tree.exists()
-    assert R.worktrees(small_repo.path) == [str(small_repo.path)]
+    assert reproduction.worktrees(small_repo.path) == [str(small_repo.path)]
 
 
 def test_worktree_of_an_unknown_commit_is_a_user_error(small_repo):
-    with pytest.raises(UserError, match="cannot check out commit 0{40}"):
-        with R.worktree(small_repo.path, "0" * 40):
-            pass
-    assert R.worktrees(small_repo.path) == [str(small_repo.path)]
+    with (
+        pytest.raises(UserError, match="cannot check out commit 0{40}"),
+        reproduction.worktree(small_repo.path, "0" * 40),
+    ):
+        pass
+    assert reproduction.worktrees(small_repo.path) == [str(small_repo.path)]
 
 
 def test_find_repository_skips_missing_paths_and_repositories_without_the_commit(small_repo, tmp_path):
@@ -115,64 +133,75 @@ def test_find_repository_skips_missing_paths_and_repositories_without_the_commit
     other.mkdir()
     git(other, "init", "-q")
     candidates = [tmp_path / "gone" / "steps" / "train.py", other, small_repo.path / "code.txt"]
-    assert R.find_repository(candidates, small_repo.first) == (small_repo.path, "")
-    assert R.find_repository(candidates[:2], small_repo.first) is None
+    assert reproduction.find_repository(candidates, small_repo.first) == (small_repo.path, "")
+    assert reproduction.find_repository(candidates[:2], small_repo.first) is None
 
 
 def test_project_subdirectory_is_the_folder_holding_mlproject(tmp_path):
     (tmp_path / "sub" / "steps").mkdir(parents=True)
     (tmp_path / "sub" / "MLproject").write_text("name: x\n")
-    assert R.project_subdirectory(tmp_path / "sub" / "steps" / "train.py", tmp_path) == "sub"
-    assert R.project_subdirectory(tmp_path, tmp_path) == ""
+    assert reproduction.project_subdirectory(tmp_path / "sub" / "steps" / "train.py", tmp_path) == "sub"
+    assert reproduction.project_subdirectory(tmp_path, tmp_path) == ""
 
 
 # --- what to pass ---
 
+
 def test_unquote_params_undoes_mlflow_shell_quoting():
     logged = {"features_uri": "''", "data": "'/data/with space'", "lr": "0.01", "odd": "it's"}
-    assert R.unquote_params(logged, shell_quoted=True) == {
-        "features_uri": "", "data": "/data/with space", "lr": "0.01", "odd": "it's"}
+    assert reproduction.unquote_params(logged, shell_quoted=True) == {
+        "features_uri": "",
+        "data": "/data/with space",
+        "lr": "0.01",
+        "odd": "it's",
+    }
 
 
 def test_unquote_params_keeps_values_a_step_logged_itself():
-    assert R.unquote_params({"features_uri": "''"}, shell_quoted=False) == {"features_uri": "''"}
+    assert reproduction.unquote_params({"features_uri": "''"}, shell_quoted=False) == {"features_uri": "''"}
 
 
 def test_declared_params_and_selection():
     text = "entry_points:\n  train:\n    parameters:\n      lr: {type: float, default: 0.1}\n    command: x\n"
-    declared = R.declared_params(text, "train")
+    declared = reproduction.declared_params(text, "train")
     assert declared == ["lr"]
-    assert R.select_params({"lr": "0.1", "stray": "1"}, declared) == ({"lr": "0.1"}, ["stray"])
+    assert reproduction.select_params({"lr": "0.1", "stray": "1"}, declared) == ({"lr": "0.1"}, ["stray"])
     with pytest.raises(UserError, match=r"entry point 'evaluate' is not in MLproject at that commit; it has: train"):
-        R.declared_params(text, "evaluate")
+        reproduction.declared_params(text, "evaluate")
 
 
-@pytest.mark.parametrize("given, tags, chosen", [
-    ("", {}, "local"),
-    ("", {"mlflow.project.env": "virtualenv"}, "virtualenv"),
-    ("", {"env_manager": "uv"}, "uv"),
-    ("local", {"mlflow.project.env": "conda"}, "local"),
-])
+@pytest.mark.parametrize(
+    "given, tags, chosen",
+    [
+        ("", {}, "local"),
+        ("", {n.TAG_PROJECT_ENV: "virtualenv"}, "virtualenv"),
+        ("", {"env_manager": "uv"}, "uv"),
+        ("local", {n.TAG_PROJECT_ENV: "conda"}, "local"),
+    ],
+)
 def test_choose_env_manager(given, tags, chosen):
-    assert R.choose_env_manager(given, tags, ("mlflow.project.env", "env_manager")) == chosen
+    assert reproduction.choose_env_manager(given, tags, (n.TAG_PROJECT_ENV, "env_manager")) == chosen
 
 
 def test_choose_env_manager_refuses_docker():
     with pytest.raises(UserError, match=r"env_manager 'docker'; accepted: local, virtualenv, uv, conda"):
-        R.choose_env_manager("", {"mlflow.project.env": "docker"}, ("mlflow.project.env",))
+        reproduction.choose_env_manager("", {n.TAG_PROJECT_ENV: "docker"}, (n.TAG_PROJECT_ENV,))
 
 
-@pytest.mark.parametrize("uri, expected", [
-    ("sqlite:///mlflow.db", "sqlite:////work/x/mlflow.db"),
-    ("sqlite:////tmp/a.db", "sqlite:////tmp/a.db"),
-    ("mlruns", "/work/x/mlruns"),
-    ("file:mlruns", "file:///work/x/mlruns"),
-    ("file:///tmp/mlruns", "file:///tmp/mlruns"),
-    ("http://localhost:5000", "http://localhost:5000"),
-    ("databricks", "databricks"),
-])
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("sqlite:///mlflow.db", "sqlite:////work/x/mlflow.db"),
+        ("sqlite:////tmp/a.db", "sqlite:////tmp/a.db"),
+        ("mlruns", "/work/x/mlruns"),
+        ("file:mlruns", "file:///work/x/mlruns"),
+        ("file:///tmp/mlruns", "file:///tmp/mlruns"),
+        ("http://localhost:5000", "http://localhost:5000"),
+        ("databricks", "databricks"),
+    ],
+)
 def test_absolute_tracking_uri(uri, expected):
-    assert R.absolute_tracking_uri(uri, Path("/work/x")) == expected
+    assert reproduction.absolute_tracking_uri(uri, Path("/work/x")) == expected
 
 
 def test_input_links_reach_ignored_and_sibling_folders(tmp_path):
@@ -182,18 +211,26 @@ def test_input_links_reach_ignored_and_sibling_folders(tmp_path):
     scratch = tmp_path / "scratch"
     rerun = scratch / "main"
     (rerun / "data").mkdir(parents=True)
-    params = {"a": "data/real", "b": "../shared/kaggle", "c": "synthetic", "d": "runs:/x/features",
-              "e": "../../far", "f": str(project / "data" / "real"), "g": ""}
+    params = {
+        "a": "data/real",
+        "b": "../shared/kaggle",
+        "c": "synthetic",
+        "d": "runs:/x/features",
+        "e": "../../far",
+        "f": str(project / "data" / "real"),
+        "g": "",
+    }
     (tmp_path / "far").mkdir()
-    assert R.input_links(params, project, rerun, scratch) == [
+    assert reproduction.input_links(params, project, rerun, scratch) == [
         (rerun / "data" / "real", (project / "data" / "real").resolve()),
         (scratch / "shared" / "kaggle", (tmp_path / "home" / "shared" / "kaggle").resolve()),
     ]
-    R.make_links(R.input_links(params, project, rerun, scratch))
+    reproduction.make_links(reproduction.input_links(params, project, rerun, scratch))
     assert (rerun / "../shared/kaggle").resolve() == (tmp_path / "home" / "shared" / "kaggle").resolve()
 
 
 # --- did it reproduce ---
+
 
 def points(*values, start=0):
     return [(start + i, 1000 + i, v) for i, v in enumerate(values)]
@@ -201,21 +238,23 @@ def points(*values, start=0):
 
 def test_identical_runs_reproduce_bit_for_bit():
     runs = {"brier": points(0.21063359491095265), "train_loss": points(0.3, 0.2, 0.1, start=1)}
-    rows = R.compare(runs, dict(runs))
+    rows = reproduction.compare(runs, dict(runs))
     assert [(r.metric, r.steps, r.difference) for r in rows] == [("brier", 1, 0.0), ("train_loss", 3, 0.0)]
-    assert R.verdict(rows, 0.0) is None
+    assert reproduction.verdict(rows, 0.0) is None
 
 
 def test_a_last_bit_difference_fails_at_zero_tolerance_and_passes_within_it():
     a = 0.21063359491095265
     b = math.nextafter(a, 1.0)
-    rows = R.compare({"brier": points(a)}, {"brier": points(b)})
-    assert R.verdict(rows, 0.0) == f"1 of 1 metrics differ beyond tolerance 0 (largest: brier by {b - a:.3g})"
-    assert R.verdict(rows, 1e-12) is None
+    rows = reproduction.compare({"brier": points(a)}, {"brier": points(b)})
+    assert (
+        reproduction.verdict(rows, 0.0) == f"1 of 1 metrics differ beyond tolerance 0 (largest: brier by {b - a:.3g})"
+    )
+    assert reproduction.verdict(rows, 1e-12) is None
 
 
 def test_histories_are_compared_step_by_step():
-    rows = R.compare({"val_loss": points(0.5, 0.4, 0.3)}, {"val_loss": points(0.5, 0.45, 0.3)})
+    rows = reproduction.compare({"val_loss": points(0.5, 0.4, 0.3)}, {"val_loss": points(0.5, 0.45, 0.3)})
     (row,) = rows
     assert row.original == row.rerun == 0.3  # the latest values agree...
     assert row.difference == pytest.approx(0.05) and row.note == "worst at step 1"  # ...an earlier epoch does not
@@ -223,35 +262,45 @@ def test_histories_are_compared_step_by_step():
 
 
 def test_a_step_logged_twice_keeps_its_latest_value():
-    assert R.by_step([(1, 2000, 0.2), (1, 1000, 0.9), (0, 500, 0.1)]) == {0: 0.1, 1: 0.2}
+    assert reproduction.by_step([(1, 2000, 0.2), (1, 1000, 0.9), (0, 500, 0.1)]) == {0: 0.1, 1: 0.2}
 
 
 def test_a_metric_missing_on_one_side_is_reported():
-    rows = R.compare({"brier": points(0.2), "old_only": points(1.0)}, {"brier": points(0.2), "new_only": points(2.0)})
+    rows = reproduction.compare(
+        {"brier": points(0.2), "old_only": points(1.0)}, {"brier": points(0.2), "new_only": points(2.0)}
+    )
     assert [(r.metric, r.difference, r.note) for r in rows] == [
-        ("brier", 0.0, ""), ("new_only", None, "missing in the original"), ("old_only", None, "missing in the rerun")]
-    assert R.verdict(rows, 1.0) == "missing on one side: new_only, old_only"
+        ("brier", 0.0, ""),
+        ("new_only", None, "missing in the original"),
+        ("old_only", None, "missing in the rerun"),
+    ]
+    assert reproduction.verdict(rows, 1.0) == "missing on one side: new_only, old_only"
 
 
 def test_a_missing_step_is_a_difference():
-    (row,) = R.compare({"loss": points(0.3, 0.2)}, {"loss": points(0.3)})
+    (row,) = reproduction.compare({"loss": points(0.3, 0.2)}, {"loss": points(0.3)})
     assert row.difference is None and row.note == "step 1 missing in the rerun (1 steps differ)"
 
 
 def test_nan_equals_nan_but_not_a_number():
-    rows = R.compare({"a": points(math.nan), "b": points(math.nan)}, {"a": points(math.nan), "b": points(0.5)})
+    rows = reproduction.compare(
+        {"a": points(math.nan), "b": points(math.nan)}, {"a": points(math.nan), "b": points(0.5)}
+    )
     assert [r.difference for r in rows] == [0.0, math.inf]
 
 
 def test_table_shows_full_precision_and_the_verdict():
-    rows = R.compare({"brier": points(0.1), "accuracy": points(0.7)}, {"brier": points(0.1), "accuracy": points(0.7000000000000001)})
-    lines = R.table(rows, 0.0).splitlines()
+    rows = reproduction.compare(
+        {"brier": points(0.1), "accuracy": points(0.7)}, {"brier": points(0.1), "accuracy": points(0.7000000000000001)}
+    )
+    lines = reproduction.table(rows, 0.0).splitlines()
     assert lines[0].split() == ["metric", "steps", "original", "rerun", "difference", "result"]
     assert lines[1].split() == ["accuracy", "1", "0.7", "0.7000000000000001", "1.11e-16", "DIFFERS"]
     assert lines[2].split() == ["brier", "1", "0.1", "0.1", "0", "ok"]
 
 
 # --- the step in-process: errors before any rerun ---
+
 
 @pytest.fixture(scope="module")
 def shared_store(tmp_path_factory):
@@ -293,8 +342,10 @@ def test_run_without_git_commit_is_a_one_line_error(tracking, capsys):
     client = mlflow.MlflowClient()
     run = client.create_run(os.environ["MLFLOW_EXPERIMENT_ID"], tags={n.TAG_ENTRY_POINT: "train"})
     line = failure(capsys, ["--run_id", run.info.run_id])
-    assert line == (f"error: run {run.info.run_id} has no git commit (tag mlflow.source.git.commit): it was not "
-                    "started from a git repository, so the code it ran cannot be checked out")
+    assert line == (
+        f"error: run {run.info.run_id} has no git commit (tag mlflow.source.git.commit): it was not "
+        "started from a git repository, so the code it ran cannot be checked out"
+    )
 
 
 def test_run_without_entry_point_is_a_one_line_error(tracking, capsys):
@@ -357,9 +408,20 @@ def history(tmp_path_factory, shared_store):
     with (repo / "madness" / "model.py").open("a") as file:
         file.write('ARCHITECTURES["small"] = (4,)  # uncommitted: narrower still\n')
     second_run = train_run(repo)
-    yield SimpleNamespace(repo=repo, base=base, first=first, second=second, first_run=first_run,
-                          second_run=second_run, uri=uri, experiment=experiment_id, env=env,
-                          elsewhere=experiment("elsewhere"), dirty=experiment("dirty"), remote=experiment("remote"))
+    yield SimpleNamespace(
+        repo=repo,
+        base=base,
+        first=first,
+        second=second,
+        first_run=first_run,
+        second_run=second_run,
+        uri=uri,
+        experiment=experiment_id,
+        env=env,
+        elsewhere=experiment("elsewhere"),
+        dirty=experiment("dirty"),
+        remote=experiment("remote"),
+    )
 
 
 def reproduce(uri: str, *argv: str, path: str | None = None) -> SimpleNamespace:
@@ -386,8 +448,9 @@ def reproduce(uri: str, *argv: str, path: str | None = None) -> SimpleNamespace:
         path_after = os.environ["PATH"]
     text = out.getvalue()
     found = re.search(r"against run (\w+) \(rerun\)", text)
-    return SimpleNamespace(code=code, out=text, err=err.getvalue(), path_after=path_after,
-                           rerun=found.group(1) if found else None)
+    return SimpleNamespace(
+        code=code, out=text, err=err.getvalue(), path_after=path_after, rerun=found.group(1) if found else None
+    )
 
 
 def path_without_this_interpreter() -> str:
@@ -401,8 +464,13 @@ def path_without_this_interpreter() -> str:
 
 
 def repo_state(repo: Path) -> tuple:
-    return (git(repo, "rev-parse", "--abbrev-ref", "HEAD"), git(repo, "rev-parse", "HEAD"),
-            git(repo, "status", "--porcelain"), R.worktrees(repo), git(repo, "remote"))
+    return (
+        git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
+        git(repo, "rev-parse", "HEAD"),
+        git(repo, "status", "--porcelain"),
+        reproduction.worktrees(repo),
+        git(repo, "remote"),
+    )
 
 
 def table_rows(out: str) -> dict[str, list[str]]:
@@ -417,7 +485,7 @@ def table_rows(out: str) -> dict[str, list[str]]:
     return rows
 
 
-def histories_of(client, run_id: str) -> dict[str, R.Points]:
+def histories_of(client, run_id: str) -> dict[str, reproduction.Points]:
     return step.histories(client, client.get_run(run_id))
 
 
@@ -426,12 +494,30 @@ def first_reproduced(history):
     """`mlflow run <repo> -e reproduce -P run_id=<the first run>` from the repository's working tree."""
     before = repo_state(history.repo)
     started = time.perf_counter()
-    done = run_cli(["mlflow", "run", str(history.repo), "-e", "reproduce", "-P", f"run_id={history.first_run}",
-                    "--env-manager", "local"], cwd=history.repo, env=history.env)
+    done = run_cli(
+        [
+            "mlflow",
+            "run",
+            str(history.repo),
+            "-e",
+            "reproduce",
+            "-P",
+            f"run_id={history.first_run}",
+            "--env-manager",
+            "local",
+        ],
+        cwd=history.repo,
+        env=history.env,
+    )
     seconds = time.perf_counter() - started
     reruns = re.findall(r"reproduced: rerun (\w+) matches", done.stdout)
-    return SimpleNamespace(done=done, before=before, after=repo_state(history.repo), seconds=seconds,
-                           rerun=reruns[0] if len(reruns) == 1 else None)
+    return SimpleNamespace(
+        done=done,
+        before=before,
+        after=repo_state(history.repo),
+        seconds=seconds,
+        rerun=reruns[0] if len(reruns) == 1 else None,
+    )
 
 
 @pytest.mark.slow
@@ -449,26 +535,33 @@ def test_mlflow_run_reproduces_a_past_run_bit_for_bit_from_its_commit(history, f
     assert rerun.info.status == "FINISHED" and rerun.data.tags[n.TAG_REPRODUCES] == history.first_run
     assert rerun.info.experiment_id == original.info.experiment_id  # by default, the original's experiment
     assert rerun.data.tags[n.TAG_COMMIT] == original.data.tags[n.TAG_COMMIT] == history.first
-    assert rerun.data.tags[step.PROJECT_ENTRY_POINT] == "train"
+    assert rerun.data.tags[n.TAG_PROJECT_ENTRY_POINT] == "train"
     assert fresh.data.tags[n.TAG_COMMIT] == history.second
     assert rerun.data.metrics == original.data.metrics
     assert fresh.data.metrics[n.BRIER] != original.data.metrics[n.BRIER]  # the working tree's code does differ
     losses = [[m.value for m in client.get_metric_history(r.info.run_id, n.VAL_LOSS)] for r in (original, rerun)]
     assert losses[0] == losses[1] and len(losses[0]) == 2
     # Every declared param as the original logged it; `stray`, not declared, is left out with a warning.
-    assert R.unquote_params(rerun.data.params, shell_quoted=True) == {
-        k: v for k, v in original.data.params.items() if k != "stray"}
+    assert reproduction.unquote_params(rerun.data.params, shell_quoted=True) == {
+        k: v for k, v in original.data.params.items() if k != "stray"
+    }
     assert "warning: params not declared by entry point 'train' at that commit, left out: stray" in done.stdout
     # The git-ignored data folder the `data` param names is linked into the checkout, and read there.
     assert f"linked repo/data/kaggle -> {(history.repo / 'data' / 'kaggle').resolve()}" in done.stdout
     assert rerun.data.tags[n.TAG_DATA_DIGEST] == original.data.tags[n.TAG_DATA_DIGEST]
-    worktree = Path(R.parse_source(rerun.data.tags[step.SOURCE_NAME]).location)  # a local checkout
-    assert worktree.name == "repo" and worktree.parent.name.startswith(R.WORKTREE_PREFIX) and not worktree.parent.exists()
-    parent = client.get_run(rerun.data.tags[step.PARENT_RUN])
+    worktree = Path(reproduction.parse_source(rerun.data.tags[n.TAG_SOURCE_NAME]).location)  # a local checkout
+    assert (
+        worktree.name == "repo"
+        and worktree.parent.name.startswith(reproduction.WORKTREE_PREFIX)
+        and not worktree.parent.exists()
+    )
+    parent = client.get_run(rerun.data.tags[n.TAG_PARENT_RUN])
     assert parent.data.tags[n.TAG_ENTRY_POINT] == "reproduce" and parent.data.params["env_manager"] == "''"
     assert "uncommitted changes" not in done.stdout  # the original ran from a clean tree
-    assert (f"reproduced: rerun {rerun.info.run_id} matches run {history.first_run} "
-            f"on {len(original.data.metrics)} metrics bit for bit") in done.stdout
+    assert (
+        f"reproduced: rerun {rerun.info.run_id} matches run {history.first_run} "
+        f"on {len(original.data.metrics)} metrics bit for bit"
+    ) in done.stdout
     assert f"{n.BRIER} " in done.stdout and "DIFFERS" not in done.stdout
     print(f"reproduce via mlflow run: {first_reproduced.seconds:.0f} s")
 
@@ -478,12 +571,13 @@ def test_a_rerun_whose_worktree_is_gone_is_found_through_its_original(history, f
     """In this process, with a PATH that lacks this interpreter: the rerun of the first run, reproduced."""
     client = mlflow.MlflowClient(tracking_uri=history.uri)
     earlier = client.get_run(first_reproduced.rerun)
-    assert not Path(R.parse_source(earlier.data.tags[step.SOURCE_NAME]).location).exists()
+    assert not Path(reproduction.parse_source(earlier.data.tags[n.TAG_SOURCE_NAME]).location).exists()
     assert earlier.data.params["features_uri"] == "''"  # logged shell-quoted by MLflow: unquoted for the rerun
     before = repo_state(history.repo)
     path = path_without_this_interpreter()
-    done = reproduce(history.uri, "--run_id", earlier.info.run_id, "--env_manager", "", "--experiment", "elsewhere",
-                     path=path)
+    done = reproduce(
+        history.uri, "--run_id", earlier.info.run_id, "--env_manager", "", "--experiment", "elsewhere", path=path
+    )
     assert done.code == 0, done.err[-3000:]
     rerun = client.get_run(done.rerun)
     assert rerun.info.status == "FINISHED" and rerun.data.tags[n.TAG_REPRODUCES] == earlier.info.run_id
@@ -491,7 +585,7 @@ def test_a_rerun_whose_worktree_is_gone_is_found_through_its_original(history, f
     assert rerun.info.experiment_id == history.elsewhere
     assert f"checking out commit {history.first[:12]} of {history.repo} in a temporary worktree" in done.out
     assert f"linked repo/data/kaggle -> {(history.repo / 'data' / 'kaggle').resolve()}" in done.out
-    assert not Path(R.parse_source(rerun.data.tags[step.SOURCE_NAME]).location).parent.exists()
+    assert not Path(reproduction.parse_source(rerun.data.tags[n.TAG_SOURCE_NAME]).location).parent.exists()
     assert repo_state(history.repo) == before
     # None recorded: local. The rerun's `python` was this interpreter although PATH lacked it; PATH is restored.
     assert ", env_manager local, " in done.out and done.path_after == path
@@ -499,10 +593,11 @@ def test_a_rerun_whose_worktree_is_gone_is_found_through_its_original(history, f
     brier = repr(earlier.data.metrics[n.BRIER])
     assert table_rows(done.out)[n.BRIER] == [n.BRIER, "1", brier, brier, "0", "ok"]
     assert done.out.strip().splitlines()[-1] == (
-        f"reproduced: rerun {done.rerun} matches run {earlier.info.run_id} on {len(earlier.data.metrics)} metrics bit for bit")
-    parent = client.get_run(rerun.data.tags[step.PARENT_RUN])
+        f"reproduced: rerun {done.rerun} matches run {earlier.info.run_id} on {len(earlier.data.metrics)} metrics bit for bit"
+    )
+    parent = client.get_run(rerun.data.tags[n.TAG_PARENT_RUN])
     assert parent.data.tags[n.TAG_ENTRY_POINT] == "reproduce" and parent.info.status == "FINISHED"
-    comparison = mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/{step.COMPARISON_FILE}")
+    comparison = mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/{n.COMPARISON_FILE}")
     assert comparison.strip() and comparison.strip() in done.out
 
 
@@ -517,15 +612,19 @@ def dirty_rerun(history):
 def test_a_difference_fails_with_the_table_printed(history, dirty_rerun):
     done = dirty_rerun.done
     assert done.code == 1, done.err[-3000:]
-    assert (f"warning: run {history.second_run} ran from a working tree with uncommitted changes (git.dirty=true): "
-            f"commit {history.second[:12]} is not exactly the code that ran") in done.out
+    assert (
+        f"warning: run {history.second_run} ran from a working tree with uncommitted changes (git.dirty=true): "
+        f"commit {history.second[:12]} is not exactly the code that ran"
+    ) in done.out
     client = mlflow.MlflowClient(tracking_uri=history.uri)
     original, rerun = client.get_run(history.second_run), client.get_run(done.rerun)
     assert rerun.info.status == "FINISHED" and rerun.info.experiment_id == history.dirty
     assert rerun.data.tags[n.TAG_COMMIT] == history.second
-    rows = R.compare(histories_of(client, history.second_run), histories_of(client, done.rerun))
-    problem = R.verdict(rows, 0.0)
-    assert problem and problem.startswith(f"{sum(r.difference != 0 for r in rows)} of {len(rows)} metrics differ beyond tolerance 0")
+    rows = reproduction.compare(histories_of(client, history.second_run), histories_of(client, done.rerun))
+    problem = reproduction.verdict(rows, 0.0)
+    assert problem and problem.startswith(
+        f"{sum(r.difference != 0 for r in rows)} of {len(rows)} metrics differ beyond tolerance 0"
+    )
     assert done.err.strip().splitlines()[-1] == f"error: not reproduced: {problem}; rerun {done.rerun}"
     printed = table_rows(done.out)
     a, b = original.data.metrics[n.BRIER], rerun.data.metrics[n.BRIER]
@@ -533,9 +632,9 @@ def test_a_difference_fails_with_the_table_printed(history, dirty_rerun):
     assert printed[n.BRIER] == [n.BRIER, "1", repr(a), repr(b), f"{abs(b - a):.3g}", "DIFFERS"]
     assert printed[n.BASELINE_BRIER][-1] == "ok"  # the same data: the seed baseline does not move
     assert printed[n.VAL_LOSS][1] == "2"  # compared epoch by epoch
-    parent = client.get_run(rerun.data.tags[step.PARENT_RUN])
+    parent = client.get_run(rerun.data.tags[n.TAG_PARENT_RUN])
     assert parent.info.status == "FAILED"
-    assert "DIFFERS" in mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/{step.COMPARISON_FILE}")
+    assert "DIFFERS" in mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/{n.COMPARISON_FILE}")
     assert dirty_rerun.after[3] == [str(history.repo)]  # its worktree is gone
 
 
@@ -543,15 +642,16 @@ def test_a_difference_fails_with_the_table_printed(history, dirty_rerun):
 def test_tolerance_accepts_a_small_difference(history, dirty_rerun):
     """The same rerun again, allowed exactly the largest difference the first one showed."""
     client = mlflow.MlflowClient(tracking_uri=history.uri)
-    rows = R.compare(histories_of(client, history.second_run), histories_of(client, dirty_rerun.done.rerun))
+    rows = reproduction.compare(histories_of(client, history.second_run), histories_of(client, dirty_rerun.done.rerun))
     largest = max(row.difference for row in rows)
     assert largest > 0
     done = reproduce(history.uri, "--run_id", history.second_run, "--experiment", "dirty", "--tolerance", repr(largest))
     assert done.code == 0, done.err[-3000:]
     printed = table_rows(done.out)
     assert printed[n.BRIER][-1] == "ok" and printed[n.BRIER][4] != "0"
-    assert done.out.endswith(f"reproduced: rerun {done.rerun} matches run {history.second_run} "
-                             f"on {len(rows)} metrics within {largest!r}\n")
+    assert done.out.endswith(
+        f"reproduced: rerun {done.rerun} matches run {history.second_run} on {len(rows)} metrics within {largest!r}\n"
+    )
 
 
 def free_port() -> int:
@@ -565,9 +665,20 @@ def served(history, tmp_path):
     """The temporary repository served read-only by `git daemon` on loopback: git://127.0.0.1:<port>/repo."""
     port = free_port()
     log = (tmp_path / "daemon.log").open("w")
-    daemon = subprocess.Popen(["git", "daemon", "--export-all", f"--base-path={history.base}", "--reuseaddr",
-                               "--listen=127.0.0.1", f"--port={port}", str(history.base)],
-                              stdout=log, stderr=subprocess.STDOUT)
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--export-all",
+            f"--base-path={history.base}",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(history.base),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"git://127.0.0.1:{port}/{history.repo.name}"
     try:
         deadline = time.monotonic() + 30
@@ -589,13 +700,33 @@ def served(history, tmp_path):
 @pytest.mark.slow
 def test_a_remote_run_is_rerun_from_its_url_at_its_commit(history, served, tmp_path, monkeypatch):
     # The original: `mlflow run <git URL> --version <commit>`, not the branch's latest commit.
-    launched = run_cli(["mlflow", "run", served, "--version", history.first, "-e", "train", "-P", "model=small",
-                        "-P", "epochs=2", "-P", "league=W", "--env-manager", "local", "--experiment-id", history.remote],
-                       cwd=tmp_path, env={**history.env, "TMPDIR": str(tmp_path)})
+    launched = run_cli(
+        [
+            "mlflow",
+            "run",
+            served,
+            "--version",
+            history.first,
+            "-e",
+            "train",
+            "-P",
+            "model=small",
+            "-P",
+            "epochs=2",
+            "-P",
+            "league=W",
+            "--env-manager",
+            "local",
+            "--experiment-id",
+            history.remote,
+        ],
+        cwd=tmp_path,
+        env={**history.env, "TMPDIR": str(tmp_path)},
+    )
     assert launched.returncode == 0, launched.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri=history.uri)
     (original,) = client.search_runs([history.remote])
-    assert original.data.tags[step.SOURCE_NAME] == served and original.data.tags[n.TAG_COMMIT] == history.first
+    assert original.data.tags[n.TAG_SOURCE_NAME] == served and original.data.tags[n.TAG_COMMIT] == history.first
     assert original.data.params["features_uri"] == "''"
 
     before = repo_state(history.repo)
@@ -604,7 +735,7 @@ def test_a_remote_run_is_rerun_from_its_url_at_its_commit(history, served, tmp_p
     assert done.code == 0, done.err[-3000:]
     assert f"at commit {history.first[:12]} of {served} (remote)" in done.out
     rerun = client.get_run(done.rerun)
-    assert rerun.data.tags[step.SOURCE_NAME] == served  # fetched from the URL, not checked out locally
+    assert rerun.data.tags[n.TAG_SOURCE_NAME] == served  # fetched from the URL, not checked out locally
     assert rerun.data.tags[n.TAG_COMMIT] == history.first and rerun.info.experiment_id == history.remote
     assert rerun.data.tags[n.TAG_REPRODUCES] == original.info.run_id
     assert rerun.data.params == original.data.params  # all of them, as `mlflow run` logs them
@@ -616,18 +747,27 @@ def test_a_remote_run_is_rerun_from_its_url_at_its_commit(history, served, tmp_p
 @pytest.mark.slow
 def test_a_failed_rerun_removes_its_worktree(history):
     client = mlflow.MlflowClient(tracking_uri=history.uri)
-    original = client.create_run(history.experiment, tags={
-        n.TAG_COMMIT: history.first, n.TAG_ENTRY_POINT: "ingest", n.TAG_DIRTY: "true",
-        step.SOURCE_NAME: str(history.repo / "steps" / "ingest.py")})
+    original = client.create_run(
+        history.experiment,
+        tags={
+            n.TAG_COMMIT: history.first,
+            n.TAG_ENTRY_POINT: "ingest",
+            n.TAG_DIRTY: "true",
+            n.TAG_SOURCE_NAME: str(history.repo / "steps" / "ingest.py"),
+        },
+    )
     client.log_param(original.info.run_id, "league", "X")  # refused by the step at that commit
     before = repo_state(history.repo)
-    done = run_cli([sys.executable, "-m", "steps.reproduce", "--run_id", original.info.run_id],
-                   cwd=history.repo, env=history.env)
+    done = run_cli(
+        [sys.executable, "-m", "steps.reproduce", "--run_id", original.info.run_id], cwd=history.repo, env=history.env
+    )
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()[-1:]
     (rerun,) = client.search_runs([history.experiment], f"tags.{n.TAG_REPRODUCES} = '{original.info.run_id}'")
-    assert line == (f"error: the rerun {rerun.info.run_id} of run {original.info.run_id} at commit {history.first[:12]} "
-                    f"failed: Run (ID '{rerun.info.run_id}') failed")
+    assert line == (
+        f"error: the rerun {rerun.info.run_id} of run {original.info.run_id} at commit {history.first[:12]} "
+        f"failed: Run (ID '{rerun.info.run_id}') failed"
+    )
     assert rerun.info.status == "FAILED"
     assert "ran from a working tree with uncommitted changes (git.dirty=true)" in done.stdout
     assert repo_state(history.repo) == before
@@ -636,22 +776,31 @@ def test_a_failed_rerun_removes_its_worktree(history):
 def rerun_started(client, history) -> bool:
     """Whether the reproduction of the second run has created its rerun (MLflow does so just
     before it starts the rerun's command)."""
-    runs = client.search_runs([history.experiment], f"params.run_id = '{history.second_run}' and tags.{n.TAG_ENTRY_POINT} = 'reproduce'")
-    return bool(runs) and bool(client.search_runs([history.experiment], f"tags.`{step.PARENT_RUN}` = '{runs[0].info.run_id}'"))
+    runs = client.search_runs(
+        [history.experiment], f"params.run_id = '{history.second_run}' and tags.{n.TAG_ENTRY_POINT} = 'reproduce'"
+    )
+    return bool(runs) and bool(
+        client.search_runs([history.experiment], f"tags.`{n.TAG_PARENT_RUN}` = '{runs[0].info.run_id}'")
+    )
 
 
 @pytest.mark.slow
 def test_sigterm_stops_the_rerun_and_removes_the_worktree(history):
     client = mlflow.MlflowClient(tracking_uri=history.uri)
     before = repo_state(history.repo)
-    proc = subprocess.Popen([sys.executable, "-m", "steps.reproduce", "--run_id", history.second_run],
-                            cwd=history.repo, env=subprocess_env(history.env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "steps.reproduce", "--run_id", history.second_run],
+        cwd=history.repo,
+        env=subprocess_env(history.env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not rerun_started(client, history) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert len(R.worktrees(history.repo)) == 2
+        assert len(reproduction.worktrees(history.repo)) == 2
         time.sleep(1)  # the rerun's command is starting
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)

@@ -97,8 +97,10 @@ def test_the_report_reads_its_runs_by_search_in_chunks_with_the_rows_get_run_gav
         ids.append((experiment, active.info.run_id))
     client.delete_run(ids[1][1])  # still listed, as get_run gives it
     ids.append((default, client.create_run(default).info.run_id))  # still RUNNING
-    pairs = [{"model": f"m{i}", "lr": "0.1", "experiment_id": experiment, "run_id": run_id}
-             for i, (experiment, run_id) in enumerate(reversed(ids))]
+    pairs = [
+        {"model": f"m{i}", "lr": "0.1", "experiment_id": experiment, "run_id": run_id}
+        for i, (experiment, run_id) in enumerate(reversed(ids))
+    ]
     pairs.insert(2, {"model": "never", "lr": "0.1", "experiment_id": default, "run_id": None, "status": "FAILED"})
     monkeypatch.setattr(report, "IDS_PER_SEARCH", 2)
 
@@ -112,7 +114,13 @@ def test_the_report_reads_its_runs_by_search_in_chunks_with_the_rows_get_run_gav
 
 
 def test_the_report_fails_on_a_pairs_run_that_is_gone_as_get_run_does(tracking):
-    pairs = [{"model": "m", "lr": "0.1", "experiment_id": mlflow.get_experiment_by_name("tests").experiment_id,
-              "run_id": "0123456789abcdef0123456789abcdef"}]
+    pairs = [
+        {
+            "model": "m",
+            "lr": "0.1",
+            "experiment_id": mlflow.get_experiment_by_name("tests").experiment_id,
+            "run_id": "0123456789abcdef0123456789abcdef",
+        }
+    ]
     with pytest.raises(mlflow.exceptions.MlflowException, match="0123456789abcdef0123456789abcdef"):
         report.table_rows(mlflow.MlflowClient(), pairs)

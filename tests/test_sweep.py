@@ -18,11 +18,11 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from conftest import run_cli
+from stores import last_line, ok, snapshot
 
-from conftest import ROOT, run_cli
 from madness import names as n
 from madness import sweep as S
-from stores import last_line, ok, snapshot
 from tools import sandbox
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,11 @@ class Store:
 
     def runs(self, experiment: str, filter_string: str = "") -> list:
         exp = self.client.get_experiment_by_name(experiment)
-        return [] if exp is None else self.client.search_runs([exp.experiment_id], filter_string, order_by=["attributes.start_time ASC"])
+        return (
+            []
+            if exp is None
+            else self.client.search_runs([exp.experiment_id], filter_string, order_by=["attributes.start_time ASC"])
+        )
 
     def by_name(self, experiment: str) -> dict[str, list]:
         named: dict[str, list] = {}
@@ -73,8 +77,14 @@ class Store:
 
     def artifact(self, run_id: str, path: str) -> Path:
         (self.folder / "downloads").mkdir(exist_ok=True)
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, tracking_uri=self.uri,
-                                                        dst_path=tempfile.mkdtemp(dir=self.folder / "downloads")))
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=path,
+                tracking_uri=self.uri,
+                dst_path=tempfile.mkdtemp(dir=self.folder / "downloads"),
+            )
+        )
 
     def runs_csv(self, sweep_id: str) -> pd.DataFrame:
         return pd.read_csv(self.artifact(sweep_id, f"{n.REPORT_DIR}/{n.RUNS_CSV}"), dtype={"lr": str, "run_id": str})
@@ -127,10 +137,20 @@ def test_the_sweep_run_holds_the_pairs_and_the_report(store, first):
     sweep = store.client.get_run(first.sweep_id)
     assert sweep.info.status == "FINISHED" and sweep.info.run_name == "sweep"
     assert store.client.get_experiment(sweep.info.experiment_id).name == "t"
-    files = {f.path for f in store.client.list_artifacts(first.sweep_id)} | {f.path for f in store.client.list_artifacts(first.sweep_id, n.REPORT_DIR)}
-    assert {n.PAIRS_FILE, *(f"{n.REPORT_DIR}/{name}" for name in (n.RUNS_CSV, n.RUNS_MD, n.BRIER_CHART, n.LOSS_GRID, n.FILTERED_CSV, n.BEST_FILE))} <= files
+    files = {f.path for f in store.client.list_artifacts(first.sweep_id)} | {
+        f.path for f in store.client.list_artifacts(first.sweep_id, n.REPORT_DIR)
+    }
+    assert {
+        n.PAIRS_FILE,
+        *(
+            f"{n.REPORT_DIR}/{name}"
+            for name in (n.RUNS_CSV, n.RUNS_MD, n.BRIER_CHART, n.LOSS_GRID, n.FILTERED_CSV, n.BEST_FILE)
+        ),
+    } <= files
     pairs = json.loads(store.artifact(first.sweep_id, n.PAIRS_FILE).read_text())
-    assert {f"{p['model']}_{p['lr']}": p["run_id"] for p in pairs} == {name: run.info.run_id for name, run in first.children.items()}
+    assert {f"{p['model']}_{p['lr']}": p["run_id"] for p in pairs} == {
+        name: run.info.run_id for name, run in first.children.items()
+    }
     assert all(p["status"] == "FINISHED" and not p["reused"] for p in pairs)
     assert sweep.data.metrics == {"pairs_trained": 4.0, "pairs_reused": 0.0}
 
@@ -146,10 +166,14 @@ def test_runs_csv_has_a_row_per_pair_best_first(store, first):
     table = store.runs_csv(first.sweep_id)
     assert {"model", "lr", n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BEST_EPOCH, "duration_s", "run_id"} <= set(table.columns)
     assert len(table) == 4
-    assert dict(zip(table["model"] + "_" + table["lr"], table["run_id"])) == {name: run.info.run_id for name, run in first.children.items()}
+    assert dict(zip(table["model"] + "_" + table["lr"], table["run_id"], strict=True)) == {
+        name: run.info.run_id for name, run in first.children.items()
+    }
     assert table[n.BRIER].is_monotonic_increasing
     for record in table.to_dict("records"):
-        assert record[n.BRIER] == pytest.approx(first.children[f"{record['model']}_{record['lr']}"].data.metrics[n.BRIER])
+        assert record[n.BRIER] == pytest.approx(
+            first.children[f"{record['model']}_{record['lr']}"].data.metrics[n.BRIER]
+        )
         assert 1 <= record[n.BEST_EPOCH] <= 2 and record["duration_s"] > 0 and 0 <= record[n.ACCURACY] <= 1
     markdown = store.artifact(first.sweep_id, f"{n.REPORT_DIR}/{n.RUNS_MD}").read_text().splitlines()
     assert len(markdown) == 2 + 4 and markdown[0].startswith("| model | lr | brier |")
@@ -161,7 +185,9 @@ def test_best_json_names_the_best_run(store, first):
     assert best["best"]["run_id"] == winner.info.run_id
     assert best["best_model_uri"] == f"runs:/{winner.info.run_id}/{n.MODEL_DIR}"
     assert best["filter"] == "metrics.brier < 0.25"
-    assert set(best["passing"]) == {run.info.run_id for run in first.children.values() if run.data.metrics[n.BRIER] < 0.25}
+    assert set(best["passing"]) == {
+        run.info.run_id for run in first.children.values() if run.data.metrics[n.BRIER] < 0.25
+    }
 
 
 def test_one_ingest_run_feeds_every_pair(store, first):
@@ -185,7 +211,9 @@ def test_stdout_shows_progress_the_table_and_the_best(first):
         assert f"  {name}: FINISHED in " in out
     assert "| model | lr | brier |" in out
     assert last_line(out).startswith("best: ")
-    assert f"-> runs:/{min(first.children.values(), key=lambda run: run.data.metrics[n.BRIER]).info.run_id}/model" in out
+    assert (
+        f"-> runs:/{min(first.children.values(), key=lambda run: run.data.metrics[n.BRIER]).info.run_id}/model" in out
+    )
 
 
 # --- the same command again: everything comes from the cache ---
@@ -207,7 +235,9 @@ def test_a_second_invocation_reuses_every_pair(store, first, second):
     latest = store.sweeps("t")[-1]
     assert latest.info.run_id != first.sweep_id
     pairs = json.loads(store.artifact(latest.info.run_id, n.PAIRS_FILE).read_text())
-    assert {f"{p['model']}_{p['lr']}": p["run_id"] for p in pairs} == {name: run.info.run_id for name, run in first.children.items()}
+    assert {f"{p['model']}_{p['lr']}": p["run_id"] for p in pairs} == {
+        name: run.info.run_id for name, run in first.children.items()
+    }
     assert all(p["reused"] for p in pairs)
     assert latest.data.metrics == {"pairs_trained": 0.0, "pairs_reused": 4.0}
 
@@ -233,7 +263,11 @@ def test_report_on_its_own_writes_the_report_again_with_its_filter(store, first)
     assert best["filter"] == "metrics.brier < 0.3" and set(best["passing"]) == passing
     assert f"{len(passing)} run(s) pass the filter 'metrics.brier < 0.3'" in result.stdout
     # its own run keeps a copy and points at the sweep
-    (own,) = [r for r in store.runs("Default") if r.data.tags.get(n.TAG_SWEEP) == first.sweep_id and r.data.params.get("filter") == "metrics.brier < 0.3"]
+    (own,) = [
+        r
+        for r in store.runs("Default")
+        if r.data.tags.get(n.TAG_SWEEP) == first.sweep_id and r.data.params.get("filter") == "metrics.brier < 0.3"
+    ]
     assert own.info.status == "FINISHED" and own.data.tags[n.TAG_ENTRY_POINT] == "report"
     assert n.RUNS_CSV in {Path(f.path).name for f in store.client.list_artifacts(own.info.run_id, n.REPORT_DIR)}
 
@@ -252,7 +286,9 @@ def versions(store, name: str) -> dict[str, str]:
 
 def test_register_makes_a_model_per_architecture_and_a_version_per_run(store, first, registered):
     for model in ("small", "medium"):
-        assert set(versions(store, f"t_{model}")) == {run.info.run_id for name, run in first.children.items() if name.startswith(model + "_")}
+        assert set(versions(store, f"t_{model}")) == {
+            run.info.run_id for name, run in first.children.items() if name.startswith(model + "_")
+        }
 
 
 def test_champion_is_each_models_best_brier_version(store, first, registered):
@@ -300,7 +336,10 @@ def test_a_failed_pair_fails_the_sweep_and_is_named_last(broken):
 
 def test_the_valid_pair_finishes_and_the_bad_one_is_failed_not_running(store, broken):
     _, runs = broken
-    assert {name: [r.info.status for r in rs] for name, rs in runs.items()} == {"small_0.01": ["FINISHED"], "small_abc": ["FAILED"]}
+    assert {name: [r.info.status for r in rs] for name, rs in runs.items()} == {
+        "small_0.01": ["FINISHED"],
+        "small_abc": ["FAILED"],
+    }
     assert store.sweeps("tb")[0].info.status == "FAILED"
     table = store.runs_csv(store.sweeps("tb")[0].info.run_id)
     assert list(table["lr"]) == ["0.01", "abc"] and list(table["status"]) == ["FINISHED", "FAILED"]
@@ -324,7 +363,19 @@ def test_running_again_retrains_only_the_failed_pair(store, broken):
 
 @pytest.fixture(scope="module")
 def parallel(store):
-    result = store.sweep("--models", "small", "--lrs", "0.01,0.1", "--epochs", "2", "--jobs", "2", "--prefix", "tj", label="2 pairs, jobs=2")
+    result = store.sweep(
+        "--models",
+        "small",
+        "--lrs",
+        "0.01,0.1",
+        "--epochs",
+        "2",
+        "--jobs",
+        "2",
+        "--prefix",
+        "tj",
+        label="2 pairs, jobs=2",
+    )
     return result, {name: rs[0] for name, rs in store.by_name("tj_small").items()}
 
 
@@ -340,8 +391,21 @@ def test_two_jobs_finish_every_pair_without_locking_the_store(parallel):
 def test_force_reruns_everything(store, parallel):
     _, runs = parallel
     old_ingest = {r.info.run_id for r in store.ingests("tj")}
-    result = store.sweep("--models", "small", "--lrs", "0.01,0.1", "--epochs", "2", "--jobs", "2", "--prefix", "tj", "--force", "true",
-                         label="2 pairs, jobs=2, force")
+    result = store.sweep(
+        "--models",
+        "small",
+        "--lrs",
+        "0.01,0.1",
+        "--epochs",
+        "2",
+        "--jobs",
+        "2",
+        "--prefix",
+        "tj",
+        "--force",
+        "true",
+        label="2 pairs, jobs=2, force",
+    )
     ok(result)
     assert "2 pairs, 0 reused, 2 to train" in result.stdout and "ingest: running" in result.stdout
     now = store.by_name("tj_small")
@@ -354,22 +418,31 @@ def test_force_reruns_everything(store, parallel):
 
 # --- a child whose environment cannot be built (conda is not installed here) ---
 
-without_conda = pytest.mark.skipif(shutil.which("conda") is not None, reason="conda is installed: the environment would build")
+without_conda = pytest.mark.skipif(
+    shutil.which("conda") is not None, reason="conda is installed: the environment would build"
+)
 
 
 @without_conda
 def test_an_ingest_that_cannot_start_gives_one_line_and_leaves_nothing_running(store):
-    result = store.sweep("--models", "small", "--lrs", "0.1", "--epochs", "1", "--env_manager", "conda", "--prefix", "tc")
+    result = store.sweep(
+        "--models", "small", "--lrs", "0.1", "--epochs", "1", "--env_manager", "conda", "--prefix", "tc"
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert last_line(result.stderr).startswith("error: the ingest run could not start: Could not find Conda executable")
-    assert sorted((r.info.run_name, r.info.status) for r in store.runs("tc")) == [("ingest", "FAILED"), ("sweep", "FAILED")]
+    assert sorted((r.info.run_name, r.info.status) for r in store.runs("tc")) == [
+        ("ingest", "FAILED"),
+        ("sweep", "FAILED"),
+    ]
     assert store.client.get_experiment_by_name("tc_small") is None
 
 
 @without_conda
 def test_a_pair_that_cannot_start_fails_alone_and_is_not_left_running(store, parallel):
-    result = store.sweep("--models", "small", "--lrs", "0.5", "--epochs", "1", "--env_manager", "conda", "--prefix", "tj")
+    result = store.sweep(
+        "--models", "small", "--lrs", "0.5", "--epochs", "1", "--env_manager", "conda", "--prefix", "tj"
+    )
     assert result.returncode != 0
     assert "ingest: reusing run" in result.stdout  # the ingest of the local sweeps stands for this one too
     assert "  small_0.5: FAILED to start: Could not find Conda executable" in result.stdout
@@ -384,12 +457,16 @@ def test_a_pair_that_cannot_start_fails_alone_and_is_not_left_running(store, par
 # --- bad arguments stop the sweep before any training ---
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["--filter", "metrics.brier <<< 1"], "bad filter 'metrics.brier <<< 1'"),
-    (["--env_manager", "docker"], "unknown env_manager 'docker'; accepted: local, virtualenv, uv, conda"),
-    (["--models", ""], "models must be a comma-separated list"),
-    (["--lrs", "0.1,1e-1"], "lrs lists 0.1 twice (as '0.1' and '1e-1')"),
-], ids=["filter", "env_manager", "models", "lrs"])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--filter", "metrics.brier <<< 1"], "bad filter 'metrics.brier <<< 1'"),
+        (["--env_manager", "docker"], "unknown env_manager 'docker'; accepted: local, virtualenv, uv, conda"),
+        (["--models", ""], "models must be a comma-separated list"),
+        (["--lrs", "0.1,1e-1"], "lrs lists 0.1 twice (as '0.1' and '1e-1')"),
+    ],
+    ids=["filter", "env_manager", "models", "lrs"],
+)
 def test_bad_arguments_give_a_one_line_error_and_train_nothing(store, args, says):
     prefix = f"te_{args[0].strip('-')}"
     result = store.sweep("--models", "small", "--lrs", "0.1", "--epochs", "1", "--prefix", prefix, *args, label=None)
@@ -404,15 +481,28 @@ def test_bad_arguments_give_a_one_line_error_and_train_nothing(store, args, says
 # --- the pinned environment, built by MLflow ---
 
 
-@pytest.mark.timeout(1800)  # the first build of the environment (pip installs TensorFlow) takes minutes; MLflow caches it
+@pytest.mark.timeout(
+    1800
+)  # the first build of the environment (pip installs TensorFlow) takes minutes; MLflow caches it
 def test_virtualenv_sweep_runs_every_child_in_the_pinned_environment(store):
-    result = store.sweep("--models", "small", "--lrs", "0.01", "--epochs", "1", "--env_manager", "virtualenv", "--prefix", "tv",
-                         label="1 pair, env_manager=virtualenv")
+    result = store.sweep(
+        "--models",
+        "small",
+        "--lrs",
+        "0.01",
+        "--epochs",
+        "1",
+        "--env_manager",
+        "virtualenv",
+        "--prefix",
+        "tv",
+        label="1 pair, env_manager=virtualenv",
+    )
     ok(result)
     assert "env_manager=virtualenv" in result.stdout
     (child,) = store.runs("tv_small")
     (ingest,) = store.ingests("tv")
     for run in (child, ingest):
         assert run.info.status == "FINISHED"
-        assert run.data.tags["mlflow.project.env"] == "virtualenv"
+        assert run.data.tags[n.TAG_PROJECT_ENV] == "virtualenv"
     assert child.data.params["features_uri"] == f"runs:/{ingest.info.run_id}/{n.FEATURES_DIR}"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from madness import names as n
-from madness import report as R
+from madness import report as tables
 from madness import sweep as S
 from madness.errors import UserError
 
@@ -18,7 +18,12 @@ from madness.errors import UserError
 
 def test_grid_is_every_model_with_every_lr_in_the_order_given():
     pairs = S.grid("medium,small", "0.1,0.001")
-    assert [(p.model, p.lr) for p in pairs] == [("medium", "0.1"), ("medium", "0.001"), ("small", "0.1"), ("small", "0.001")]
+    assert [(p.model, p.lr) for p in pairs] == [
+        ("medium", "0.1"),
+        ("medium", "0.001"),
+        ("small", "0.1"),
+        ("small", "0.001"),
+    ]
     assert [p.name for p in pairs] == ["medium_0.1", "medium_0.001", "small_0.1", "small_0.001"]
 
 
@@ -33,8 +38,19 @@ def test_one_learning_rate_in_two_spellings_is_refused_naming_both(lrs):
         S.grid("small", lrs)
 
 
-@pytest.mark.parametrize(("text", "spelling"), [("1e-2", "0.01"), ("0.0100", "0.01"), ("010", "10"), (" 3 ", "3"),
-                                                ("abc", "abc"), ("nan", "nan"), ("inf", "inf"), ("", "")])
+@pytest.mark.parametrize(
+    ("text", "spelling"),
+    [
+        ("1e-2", "0.01"),
+        ("0.0100", "0.01"),
+        ("010", "10"),
+        (" 3 ", "3"),
+        ("abc", "abc"),
+        ("nan", "nan"),
+        ("inf", "inf"),
+        ("", ""),
+    ],
+)
 def test_canonical_spells_numbers_one_way_and_leaves_the_rest(text, spelling):
     assert S.canonical(text) == spelling
 
@@ -59,7 +75,10 @@ def test_split_list_refuses_a_repeated_value():
         S.split_list("lrs", "0.1,0.01, 0.1")
 
 
-@pytest.mark.parametrize(("models", "lrs", "which"), [("", "0.1", "models"), ("small", "", "lrs"), ("small,small", "0.1", "models"), ("small", "0.1,0.1", "lrs")])
+@pytest.mark.parametrize(
+    ("models", "lrs", "which"),
+    [("", "0.1", "models"), ("small", "", "lrs"), ("small,small", "0.1", "models"), ("small", "0.1,0.1", "lrs")],
+)
 def test_grid_names_the_bad_list(models, lrs, which):
     with pytest.raises(UserError, match=rf"^{which} "):
         S.grid(models, lrs)
@@ -67,15 +86,32 @@ def test_grid_names_the_bad_list(models, lrs, which):
 
 # --- is_reusable: the cache rule ---
 
-PARAMS = {"model": "small", "lr": "0.01", "epochs": "2", "batch_size": "32", "threads": "2",
-          "features_uri": "runs:/abc/features", "data": "synthetic", "league": "both", "first_season": "2003",
-          "val_season": "2019", "test_season": "2022", "last_season": "2023", "seed": "42"}
+PARAMS = {
+    "model": "small",
+    "lr": "0.01",
+    "epochs": "2",
+    "batch_size": "32",
+    "threads": "2",
+    "features_uri": "runs:/abc/features",
+    "data": "synthetic",
+    "league": "both",
+    "first_season": "2003",
+    "val_season": "2019",
+    "test_season": "2022",
+    "last_season": "2023",
+    "seed": "42",
+}
 TAGS = {n.TAG_COMMIT: "c0ffee", n.TAG_STATE: "5ta7e", n.TAG_DATA_DIGEST: "d1g35t"}
 
 
 def reusable(status="FINISHED", run_params=None, run_tags=None, want_params=None, want_tags=None) -> bool:
-    return S.is_reusable(status, PARAMS if run_params is None else run_params, {**TAGS, "other": "x"} if run_tags is None else run_tags,
-                         dict(PARAMS) if want_params is None else want_params, dict(TAGS) if want_tags is None else want_tags)
+    return S.is_reusable(
+        status,
+        PARAMS if run_params is None else run_params,
+        {**TAGS, "other": "x"} if run_tags is None else run_tags,
+        dict(PARAMS) if want_params is None else want_params,
+        dict(TAGS) if want_tags is None else want_tags,
+    )
 
 
 def test_a_finished_run_with_the_same_params_and_tags_is_reused():
@@ -92,7 +128,9 @@ def test_any_param_difference_prevents_reuse(key):
     assert not reusable(want_params={**PARAMS, key: "1" + PARAMS[key]})
 
 
-@pytest.mark.parametrize(("key", "spelling"), [("lr", "1e-2"), ("lr", ".01"), ("lr", "0.010"), ("epochs", "02"), ("seed", "042")])
+@pytest.mark.parametrize(
+    ("key", "spelling"), [("lr", "1e-2"), ("lr", ".01"), ("lr", "0.010"), ("epochs", "02"), ("seed", "042")]
+)
 def test_numeric_params_are_compared_by_value(key, spelling):
     assert reusable(want_params={**PARAMS, key: spelling})
     assert reusable(run_params={**PARAMS, key: spelling})
@@ -131,13 +169,15 @@ def test_an_unknown_wanted_tag_prevents_reuse_even_when_the_run_lacks_it_too(tag
 
 
 def test_tags_not_wanted_do_not_matter():
-    assert reusable(run_tags={**TAGS, "mlflow.runName": "whatever", "sweep_run_id": "old"})
+    assert reusable(run_tags={**TAGS, n.TAG_RUN_NAME: "whatever", "sweep_run_id": "old"})
 
 
 # --- threads, eta, progress ---
 
 
-@pytest.mark.parametrize(("jobs", "cores", "threads"), [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 8, 4), (3, 8, 2), (1, 1, 1), (0, 4, 4)])
+@pytest.mark.parametrize(
+    ("jobs", "cores", "threads"), [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 8, 4), (3, 8, 2), (1, 1, 1), (0, 4, 4)]
+)
 def test_threads_per_job_is_a_fair_share_of_at_least_one(jobs, cores, threads):
     assert S.threads_per_job(jobs, cores) == threads
 
@@ -151,19 +191,27 @@ def test_eta_is_unknown_before_a_pair_finishes():
     assert S.eta_seconds([], 4, 1) is None
 
 
-@pytest.mark.parametrize(("durations", "remaining", "jobs", "eta"), [([10.0, 20.0], 3, 1, 45.0), ([10.0, 20.0], 3, 2, 22.5),
-                                                                      ([30.0], 0, 1, 0.0), ([30.0], 2, 0, 60.0)])
+@pytest.mark.parametrize(
+    ("durations", "remaining", "jobs", "eta"),
+    [([10.0, 20.0], 3, 1, 45.0), ([10.0, 20.0], 3, 2, 22.5), ([30.0], 0, 1, 0.0), ([30.0], 2, 0, 60.0)],
+)
 def test_eta_is_mean_duration_times_remaining_over_jobs(durations, remaining, jobs, eta):
     assert S.eta_seconds(durations, remaining, jobs) == pytest.approx(eta)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(None, "?"), (0, "0s"), (0.4, "0s"), (59.4, "59s"), (59.6, "1m00s"), (125, "2m05s"), (3600, "60m00s")])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "?"), (0, "0s"), (0.4, "0s"), (59.4, "59s"), (59.6, "1m00s"), (125, "2m05s"), (3600, "60m00s")],
+)
 def test_format_seconds(seconds, text):
     assert S.format_seconds(seconds) == text
 
 
 def test_progress_line_names_the_running_pairs_and_the_time_left():
-    assert S.progress_line(1, 4, ["small_0.1", "medium_0.1"], 125) == "[1/4 done] running: small_0.1, medium_0.1; time left ~2m05s"
+    assert (
+        S.progress_line(1, 4, ["small_0.1", "medium_0.1"], 125)
+        == "[1/4 done] running: small_0.1, medium_0.1; time left ~2m05s"
+    )
 
 
 def test_progress_line_before_any_estimate_and_with_nothing_running():
@@ -174,9 +222,19 @@ def test_progress_line_before_any_estimate_and_with_nothing_running():
 
 
 def row(model, lr, brier, status="FINISHED", **extra):
-    base = {"model": model, "lr": lr, n.BRIER: brier, n.LOG_LOSS: None if brier is None else brier * 3, n.ACCURACY: None if brier is None else 0.7,
-            n.BASELINE_BRIER: 0.23, n.BEST_EPOCH: None if brier is None else 4.0, "duration_s": 12.34, "status": status, "reused": False,
-            "run_id": f"id_{model}_{lr}"}
+    base = {
+        "model": model,
+        "lr": lr,
+        n.BRIER: brier,
+        n.LOG_LOSS: None if brier is None else brier * 3,
+        n.ACCURACY: None if brier is None else 0.7,
+        n.BASELINE_BRIER: 0.23,
+        n.BEST_EPOCH: None if brier is None else 4.0,
+        "duration_s": 12.34,
+        "status": status,
+        "reused": False,
+        "run_id": f"id_{model}_{lr}",
+    }
     return {**base, **extra}
 
 
@@ -186,14 +244,31 @@ def never_started(model, lr):
 
 
 def test_runs_table_has_the_report_columns():
-    table = R.runs_table([row("small", "0.1", 0.21)])
-    assert list(table.columns) == ["model", "lr", "brier", "log_loss", "accuracy", "baseline_brier", "best_epoch", "duration_s", "status", "reused", "run_id"]
+    table = tables.runs_table([row("small", "0.1", 0.21)])
+    assert list(table.columns) == [
+        "model",
+        "lr",
+        "brier",
+        "log_loss",
+        "accuracy",
+        "baseline_brier",
+        "best_epoch",
+        "duration_s",
+        "status",
+        "reused",
+        "run_id",
+    ]
 
 
 def test_runs_table_is_best_brier_first_and_failed_pairs_last():
-    rows = [row("small", "abc", None, status="FAILED"), row("medium", "0.1", 0.30), never_started("large", "0.01"),
-            row("small", "0.01", 0.20), row("large", "0.1", 0.25)]
-    table = R.runs_table(rows)
+    rows = [
+        row("small", "abc", None, status="FAILED"),
+        row("medium", "0.1", 0.30),
+        never_started("large", "0.01"),
+        row("small", "0.01", 0.20),
+        row("large", "0.1", 0.25),
+    ]
+    table = tables.runs_table(rows)
     assert list(table["run_id"][:3]) == ["id_small_0.01", "id_large_0.1", "id_medium_0.1"]
     assert sorted(table["model"][3:] + "_" + table["lr"][3:]) == ["large_0.01", "small_abc"]
     assert table[n.BRIER][3:].isna().all()
@@ -201,55 +276,71 @@ def test_runs_table_is_best_brier_first_and_failed_pairs_last():
 
 
 def test_runs_table_breaks_ties_by_model_then_lr():
-    table = R.runs_table([row("small", "0.1", 0.2), row("medium", "0.1", 0.2), row("medium", "0.01", 0.2)])
+    table = tables.runs_table([row("small", "0.1", 0.2), row("medium", "0.1", 0.2), row("medium", "0.01", 0.2)])
     assert list(table["model"] + "_" + table["lr"]) == ["medium_0.01", "medium_0.1", "small_0.1"]
 
 
 def test_runs_table_of_only_failed_pairs():
-    table = R.runs_table([never_started("small", "0.1"), row("medium", "x", None, status="FAILED")])
+    table = tables.runs_table([never_started("small", "0.1"), row("medium", "x", None, status="FAILED")])
     assert len(table) == 2 and table[n.BRIER].isna().all()
 
 
 def test_markdown_formats_numbers_and_leaves_missing_cells_empty():
-    table = R.runs_table([row("small", "0.01", 0.123456), never_started("small", "abc")])
-    lines = R.markdown(table).splitlines()
-    assert lines[0] == "| " + " | ".join(R.TABLE_COLUMNS) + " |"
-    assert lines[1] == "| " + " | ".join(["---"] * len(R.TABLE_COLUMNS)) + " |"
-    assert lines[2] == "| small | 0.01 | 0.1235 | 0.3704 | 0.7000 | 0.2300 | 4 | 12.3 | FINISHED | False | id_small_0.01 |"
+    table = tables.runs_table([row("small", "0.01", 0.123456), never_started("small", "abc")])
+    lines = tables.markdown(table).splitlines()
+    assert lines[0] == "| " + " | ".join(tables.TABLE_COLUMNS) + " |"
+    assert lines[1] == "| " + " | ".join(["---"] * len(tables.TABLE_COLUMNS)) + " |"
+    assert (
+        lines[2] == "| small | 0.01 | 0.1235 | 0.3704 | 0.7000 | 0.2300 | 4 | 12.3 | FINISHED | False | id_small_0.01 |"
+    )
     assert lines[3] == "| small | abc |  |  |  |  |  |  | FAILED | False |  |"
-    assert len(lines) == 4 and R.markdown(table).endswith("\n")
+    assert len(lines) == 4 and tables.markdown(table).endswith("\n")
 
 
 def test_markdown_of_an_empty_table_is_its_header():
-    assert R.markdown(R.runs_table([])).splitlines()[2:] == []
+    assert tables.markdown(tables.runs_table([])).splitlines()[2:] == []
 
 
 def test_best_row_is_the_lowest_brier():
-    best = R.best_row(R.runs_table([row("small", "0.1", 0.3), row("medium", "0.01", 0.2), never_started("large", "0.1")]))
+    best = tables.best_row(
+        tables.runs_table([row("small", "0.1", 0.3), row("medium", "0.01", 0.2), never_started("large", "0.1")])
+    )
     assert best["model"] == "medium" and best["lr"] == "0.01" and best[n.BRIER] == pytest.approx(0.2)
     assert best["run_id"] == "id_medium_0.01"
 
 
 def test_an_incomplete_run_is_never_best_even_with_the_lowest_brier():
-    best = R.best_row(R.runs_table([row("small", "0.1", 0.1, status=R.INCOMPLETE), row("medium", "0.01", 0.2)]))
+    best = tables.best_row(
+        tables.runs_table([row("small", "0.1", 0.1, status=tables.INCOMPLETE), row("medium", "0.01", 0.2)])
+    )
     assert best["run_id"] == "id_medium_0.01"
 
 
 def test_best_row_is_none_when_nothing_finished():
-    assert R.best_row(R.runs_table([never_started("small", "0.1"), row("small", "abc", None, status="FAILED")])) is None
-    assert R.best_row(R.runs_table([])) is None
+    assert (
+        tables.best_row(tables.runs_table([never_started("small", "0.1"), row("small", "abc", None, status="FAILED")]))
+        is None
+    )
+    assert tables.best_row(tables.runs_table([])) is None
 
 
 def test_chart_frame_keeps_scored_rows_with_a_numeric_lr():
-    table = R.runs_table([row("small", "0.1", 0.3), row("small", "1e-3", 0.2), row("small", "abc", None, status="FAILED"),
-                          row("medium", "fast", 0.25), never_started("large", "0.01")])
-    frame = R.chart_frame(table)
-    assert sorted(zip(frame["model"], frame["lr"])) == [("small", 0.001), ("small", 0.1)]
+    table = tables.runs_table(
+        [
+            row("small", "0.1", 0.3),
+            row("small", "1e-3", 0.2),
+            row("small", "abc", None, status="FAILED"),
+            row("medium", "fast", 0.25),
+            never_started("large", "0.01"),
+        ]
+    )
+    frame = tables.chart_frame(table)
+    assert sorted(zip(frame["model"], frame["lr"], strict=True)) == [("small", 0.001), ("small", 0.1)]
     assert pd.api.types.is_float_dtype(frame["lr"])
     assert not frame[n.BRIER].isna().any()
     assert table["lr"].tolist()[:2] == ["1e-3", "fast"]  # the table itself is left as it was
 
 
 def test_chart_frame_of_a_table_without_scores_is_empty():
-    frame = R.chart_frame(R.runs_table([never_started("small", "0.1")]))
-    assert frame.empty and math.isnan(R.runs_table([never_started("small", "0.1")])[n.BRIER][0])
+    frame = tables.chart_frame(tables.runs_table([never_started("small", "0.1")]))
+    assert frame.empty and math.isnan(tables.runs_table([never_started("small", "0.1")])[n.BRIER][0])

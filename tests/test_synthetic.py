@@ -52,7 +52,7 @@ def test_other_seed_gives_other_games(folder, tmp_path):
 
 
 def test_every_file_passes_the_kaggle_reader(league):
-    for lg, files in league.items():
+    for _lg, files in league.items():
         assert files.detailed is not None
         assert len(files.manifest) == len(kaggle.SCHEMAS)
         assert all(entry["rows"] > 0 for entry in files.manifest)
@@ -86,9 +86,9 @@ def test_last_season_has_seeds_and_games_but_no_tournament(league, lg):
 @pytest.mark.parametrize("lg", LEAGUES)
 def test_only_seeded_teams_play_the_tournament(league, lg):
     files = league[lg]
-    seeded = set(zip(files.seeds[n.SEASON], files.seeds[n.TEAM_ID]))
+    seeded = set(zip(files.seeds[n.SEASON], files.seeds[n.TEAM_ID], strict=True))
     for side in (n.WTEAM, n.LTEAM):
-        assert set(zip(files.tourney[n.SEASON], files.tourney[side])) <= seeded
+        assert set(zip(files.tourney[n.SEASON], files.tourney[side], strict=True)) <= seeded
     assert (files.tourney[n.WLOC] == "N").all()
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import psycopg
 import pytest
+from servers import ok, readme_server
 
 from madness import names as n
-from servers import ok, readme_server
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +27,16 @@ def server():
     with readme_server() as running:
         yield running
 
+
 GRID = ["-P", "models=small,medium", "-P", "lrs=0.01,0.1", "-P", "epochs=2"]
 PAIRS = {"small_0.01", "small_0.1", "medium_0.01", "medium_0.1"}
 
 
 @pytest.fixture(scope="module")
 def sweep(team):
-    result = team.mlflow_run(*GRID, "-P", "jobs=2", "-P", "prefix=srv", "--experiment-name", "srv", "--run-name", "sweep")
+    result = team.mlflow_run(
+        *GRID, "-P", "jobs=2", "-P", "prefix=srv", "--experiment-name", "srv", "--run-name", "sweep"
+    )
     ok(result)
     (run,) = team.entry("srv", "main")
     children = {r.info.run_name: r for model in ("small", "medium") for r in team.runs(f"srv_{model}")}
@@ -79,7 +83,7 @@ def test_each_train_run_logs_datasets_whose_source_downloads_the_features(team, 
             assert dataset_input.dataset.source_type == "http"
             source = mlflow.data.get_source(dataset_input.dataset)
             assert source.url.startswith(f"{team.uri}/api/2.0/mlflow-artifacts/artifacts/")
-            assert open(source.load(), "rb").read() == games
+            assert Path(source.load()).read_bytes() == games
 
 
 def test_a_second_invocation_trains_nothing(team, sweep):
@@ -87,15 +91,25 @@ def test_a_second_invocation_trains_nothing(team, sweep):
     result = team.mlflow_run(*GRID, "-P", "jobs=2", "-P", "prefix=srv", "--experiment-name", "srv")
     ok(result)
     assert "4 pairs, 4 reused, 0 to train" in result.stdout
-    assert {r.info.run_id for model in ("small", "medium") for r in team.runs(f"srv_{model}")} == {r.info.run_id for r in children.values()}
+    assert {r.info.run_id for model in ("small", "medium") for r in team.runs(f"srv_{model}")} == {
+        r.info.run_id for r in children.values()
+    }
     assert len(team.entry("srv", "ingest")) == 1
 
 
 @pytest.fixture(scope="module")
 def registered(team, sweep):
     run, _, _ = sweep
-    result = team.mlflow_run("-e", "report", "-P", f"sweep_run_id={run.info.run_id}", "-P", "register=true",
-                             "-P", "filter=metrics.brier < 0.3")
+    result = team.mlflow_run(
+        "-e",
+        "report",
+        "-P",
+        f"sweep_run_id={run.info.run_id}",
+        "-P",
+        "register=true",
+        "-P",
+        "filter=metrics.brier < 0.3",
+    )
     ok(result)
     return result
 
@@ -150,20 +164,39 @@ def test_reproduce_reruns_a_train_run_bit_for_bit(team, sweep):
 
 
 def rerun_id(team, original) -> str:
-    (rerun,) = team.runs("srv_medium", f"tags.{n.TAG_REPRODUCES} = '{original.info.run_id}' and tags.{n.TAG_ENTRY_POINT} = 'train'")
+    (rerun,) = team.runs(
+        "srv_medium", f"tags.{n.TAG_REPRODUCES} = '{original.info.run_id}' and tags.{n.TAG_ENTRY_POINT} = 'train'"
+    )
     return rerun.info.run_id
 
 
 def test_train_builds_its_own_features_over_http(team):
-    result = team.mlflow_run("-e", "train", "-P", "model=small", "-P", "lr=0.01", "-P", "epochs=1", "--experiment-name", "own")
+    result = team.mlflow_run(
+        "-e", "train", "-P", "model=small", "-P", "lr=0.01", "-P", "epochs=1", "--experiment-name", "own"
+    )
     ok(result)
     (run,) = team.runs("own")
     assert run.info.status == "FINISHED" and 0 < run.data.metrics[n.BRIER] < 1
-    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"tournament_train", "tournament_val", "tournament_test"}
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {
+        "tournament_train",
+        "tournament_val",
+        "tournament_test",
+    }
 
 
 def test_a_failed_pair_fails_alone_and_is_retried_alone_with_one_job(team):
-    args = ["-P", "models=small", "-P", "lrs=0.01,abc", "-P", "epochs=1", "-P", "prefix=srvf", "--experiment-name", "srvf"]
+    args = [
+        "-P",
+        "models=small",
+        "-P",
+        "lrs=0.01,abc",
+        "-P",
+        "epochs=1",
+        "-P",
+        "prefix=srvf",
+        "--experiment-name",
+        "srvf",
+    ]
     first = team.mlflow_run(*args)
     assert first.returncode != 0
     assert "error: 1 of 2 pairs failed: small_abc; run the sweep again to retry only those" in first.stderr
@@ -184,7 +217,10 @@ def together(team):
     args = ["--models", "small,medium", "--lrs", "0.01,0.1", "--epochs", "2", "--prefix", "duo", "--register", "true"]
     processes = [team.popen("steps.main", *args) for _ in range(2)]
     outputs = [p.communicate(timeout=1200) for p in processes]
-    return [subprocess.CompletedProcess(p.args, p.returncode, out, err) for p, (out, err) in zip(processes, outputs)]
+    return [
+        subprocess.CompletedProcess(p.args, p.returncode, out, err)
+        for p, (out, err) in zip(processes, outputs, strict=True)
+    ]
 
 
 def test_two_identical_sweeps_started_together_both_succeed(team, together):
@@ -200,8 +236,9 @@ def test_two_identical_sweeps_train_each_pair_and_the_ingest_once(team, together
     sweeps = team.entry("duo", "main")
     assert len(sweeps) == 2
     records = [json.loads(team.download(f"runs:/{s.info.run_id}/{n.PAIRS_FILE}").read_text()) for s in sweeps]
-    assert [{f"{p['model']}_{p['lr']}": p["run_id"] for p in pairs} for pairs in records] == \
-        [{name: rs[0].info.run_id for name, rs in runs.items()}] * 2
+    assert [{f"{p['model']}_{p['lr']}": p["run_id"] for p in pairs} for pairs in records] == [
+        {name: rs[0].info.run_id for name, rs in runs.items()}
+    ] * 2
     trained = [p for pairs in records for p in pairs if not p["reused"]]
     assert sorted(f"{p['model']}_{p['lr']}" for p in trained) == sorted(PAIRS)  # each trained by exactly one of them
 

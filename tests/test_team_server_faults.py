@@ -8,8 +8,8 @@ import threading
 import time
 
 import pytest
-
 from servers import MLFLOW, last_line, ok
+
 from steps._entry import HTTP_DEFAULTS  # what the README tells users to export for `mlflow run` (test_readme checks)
 from tools.teamserver import free_port
 
@@ -40,7 +40,9 @@ def disrupted_sweep(team, prefix: str, fault, repair) -> tuple[subprocess.Comple
     lines.append(process.stdout.read())
     process.wait(timeout=BOUND)
     drain.join()
-    return subprocess.CompletedProcess(process.args, process.returncode, "".join(lines), "".join(err)), time.monotonic() - started
+    return subprocess.CompletedProcess(
+        process.args, process.returncode, "".join(lines), "".join(err)
+    ), time.monotonic() - started
 
 
 def ends_finished_or_in_one_line_naming_the_server(result, team) -> None:
@@ -53,13 +55,17 @@ def ends_finished_or_in_one_line_naming_the_server(result, team) -> None:
 
 
 def then_the_next_invocation_trains_only_what_is_missing(team, prefix: str) -> None:
-    finished = {name for name, runs in team.by_name(f"{prefix}_small").items() if any(r.info.status == "FINISHED" for r in runs)}
+    finished = {
+        name for name, runs in team.by_name(f"{prefix}_small").items() if any(r.info.status == "FINISHED" for r in runs)
+    }
     again = team.step("steps.main", *SWEEP, "--prefix", prefix)
     ok(again)
     assert f"3 pairs, {len(finished)} reused, {3 - len(finished)} to train" in again.stdout
     assert team.running() == []
     runs = team.by_name(f"{prefix}_small")
-    assert {name: sum(r.info.status == "FINISHED" for r in rs) for name, rs in runs.items()} == {f"small_{lr}": 1 for lr in LRS}
+    assert {name: sum(r.info.status == "FINISHED" for r in rs) for name, rs in runs.items()} == {
+        f"small_{lr}": 1 for lr in LRS
+    }
 
 
 def test_mlflow_server_killed_mid_sweep_and_restarted_on_the_same_port(server, team):
@@ -84,13 +90,21 @@ def unreachable(team):
     step = team.popen("steps.main", *SWEEP, "--prefix", "gone", env={"MLFLOW_TRACKING_URI": nowhere})
     # `mlflow run` creates its run before any step starts: with the retry settings the README gives
     # for it, MLflow's own CLI gives up as quickly, naming the server in its error.
-    cli = subprocess.Popen([MLFLOW, "run", str(team.project), "--env-manager", "local", "-P", "models=small"], cwd=team.folder,
-                           env=team.environment({"MLFLOW_TRACKING_URI": nowhere, **HTTP_DEFAULTS}),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cli = subprocess.Popen(
+        [MLFLOW, "run", str(team.project), "--env-manager", "local", "-P", "models=small"],
+        cwd=team.folder,
+        env=team.environment({"MLFLOW_TRACKING_URI": nowhere, **HTTP_DEFAULTS}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     ended = {}
     for name, process in (("step", step), ("mlflow run", cli)):
         out, err = process.communicate(timeout=300)
-        ended[name] = (subprocess.CompletedProcess(process.args, process.returncode, out, err), time.monotonic() - started)
+        ended[name] = (
+            subprocess.CompletedProcess(process.args, process.returncode, out, err),
+            time.monotonic() - started,
+        )
     return nowhere, ended
 
 
@@ -99,7 +113,10 @@ def test_a_server_unreachable_at_start_is_one_line_naming_it_within_a_minute(unr
     result, seconds = ended["step"]
     assert seconds < 60
     assert result.returncode == 1
-    assert result.stderr.strip() == f"error: cannot reach the tracking server {nowhere} (connection refused); is it running? (make server starts one)"
+    assert (
+        result.stderr.strip()
+        == f"error: cannot reach the tracking server {nowhere} (connection refused); is it running? (make server starts one)"
+    )
     assert f"tracking server {nowhere} not answering (connection refused); retrying" in result.stdout  # not silent
 
 

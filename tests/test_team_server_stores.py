@@ -7,13 +7,14 @@ import base64
 import json
 import secrets
 import urllib.request
+from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
 import pytest
+from servers import bucket_keys, last_line, moto_s3, ok, team_of, team_server
 
 from madness import names as n
-from servers import bucket_keys, last_line, moto_s3, ok, team_of, team_server
 
 pytestmark = pytest.mark.slow
 
@@ -77,8 +78,11 @@ def test_direct_runs_log_s3_dataset_sources_that_download_the_features(direct, s
         assert run.info.artifact_uri.startswith(f"s3://{BUCKET}/direct/")
         for dataset_input in run.inputs.dataset_inputs:
             assert dataset_input.dataset.source_type == "s3"
-            assert json.loads(dataset_input.dataset.source)["uri"] == f"{direct.ingest.info.artifact_uri}/{n.FEATURES_DIR}/{n.GAMES_FILE}"
-            assert open(mlflow.data.get_source(dataset_input.dataset).load(), "rb").read() == games
+            assert (
+                json.loads(dataset_input.dataset.source)["uri"]
+                == f"{direct.ingest.info.artifact_uri}/{n.FEATURES_DIR}/{n.GAMES_FILE}"
+            )
+            assert Path(mlflow.data.get_source(dataset_input.dataset).load()).read_bytes() == games
 
 
 # --- who may write: basic auth ---
@@ -89,10 +93,15 @@ PASSWORD = secrets.token_urlsafe(16)  # alice's; it must show up nowhere
 @pytest.fixture(scope="module")
 def auth_server():
     with team_server(auth=True) as server:
-        request = urllib.request.Request(f"{server.tracking_uri}/api/2.0/mlflow/users/create", method="POST",
-                                         data=json.dumps({"username": "alice", "password": PASSWORD}).encode(),
-                                         headers={"Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(
-                                             f"admin:{server.admin_password}".encode()).decode()})
+        request = urllib.request.Request(
+            f"{server.tracking_uri}/api/2.0/mlflow/users/create",
+            method="POST",
+            data=json.dumps({"username": "alice", "password": PASSWORD}).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": "Basic " + base64.b64encode(f"admin:{server.admin_password}".encode()).decode(),
+            },
+        )
         urllib.request.urlopen(request, timeout=30)
         yield server
 
@@ -112,13 +121,17 @@ def test_a_client_without_credentials_is_refused_in_one_line(auth_server, tmp_pa
     result = team.step("steps.main", "--models", "small", "--lrs", "0.01", "--epochs", "1", "--prefix", "anon")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert last_line(result.stderr) == (f"error: the tracking server {auth_server.tracking_uri} refused the request: "
-                                        "not authenticated; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    assert last_line(result.stderr) == (
+        f"error: the tracking server {auth_server.tracking_uri} refused the request: "
+        "not authenticated; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    )
 
 
 @pytest.fixture(scope="module")
 def alices_sweep(alice):
-    result = alice.mlflow_run(*SWEEP, "-P", "prefix=auth", "-P", "register=true", "--experiment-name", "auth", "--run-name", "sweep")
+    result = alice.mlflow_run(
+        *SWEEP, "-P", "prefix=auth", "-P", "register=true", "--experiment-name", "auth", "--run-name", "sweep"
+    )
     ok(result)
     return result
 
@@ -126,7 +139,11 @@ def alices_sweep(alice):
 def test_with_credentials_the_sweep_and_every_child_run_work(alice, alices_sweep):
     runs = alice.runs("auth") + alice.runs("auth_small")
     assert sorted((r.info.run_name, r.info.status) for r in runs) == [
-        ("ingest", "FINISHED"), ("small_0.01", "FINISHED"), ("small_0.1", "FINISHED"), ("sweep", "FINISHED")]
+        ("ingest", "FINISHED"),
+        ("small_0.01", "FINISHED"),
+        ("small_0.1", "FINISHED"),
+        ("sweep", "FINISHED"),
+    ]
     assert alice.client.get_model_version_by_alias("auth_small", "champion")
 
 

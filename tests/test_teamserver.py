@@ -8,9 +8,9 @@ import socket
 
 import mlflow
 import pytest
+import servers
 from _pytest.outcomes import Failed, Skipped
 
-import servers
 from steps._entry import single_attempt
 from steps._failures import store_failure, without_credentials
 from tools.teamserver import ServerError, TeamServer, free_port, port_in_use
@@ -30,7 +30,9 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path):
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        with pytest.raises(ServerError, match=rf"^port {port} on 127.0.0.1 is in use; choose another \(make server PORT=...\)$"):
+        with pytest.raises(
+            ServerError, match=rf"^port {port} on 127.0.0.1 is in use; choose another \(make server PORT=...\)$"
+        ):
             TeamServer(tmp_path / "server", port=port).start()
     assert not (tmp_path / "server").exists()
 
@@ -55,12 +57,15 @@ def test_ci_has_postgresqls_server_programs():
     assert servers.postgres_bindir() is not None
 
 
-@pytest.mark.parametrize(("uri", "shown"), [
-    ("http://alice:secret@127.0.0.1:5000", "http://127.0.0.1:5000"),
-    ("https://alice@host/path", "https://host/path"),
-    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
-    ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
-])
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("http://alice:secret@127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("https://alice@host/path", "https://host/path"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
+    ],
+)
 def test_uris_are_shown_without_credentials(uri, shown):
     assert without_credentials(uri) == shown
 
@@ -72,7 +77,10 @@ def test_an_unreachable_server_is_named_in_one_line(monkeypatch):
     try:
         with single_attempt(), pytest.raises(Exception) as caught:
             mlflow.MlflowClient().search_experiments()
-        assert store_failure(caught.value) == f"cannot reach the tracking server {uri} (connection refused); is it running? (make server starts one)"
+        assert (
+            store_failure(caught.value)
+            == f"cannot reach the tracking server {uri} (connection refused); is it running? (make server starts one)"
+        )
     finally:
         mlflow.set_tracking_uri(None)
 

@@ -21,12 +21,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT, run_cli, runs_of
+from stores import all_artifacts, logged_models_of, model_files, run_ids, synthetic_features, temp_store
+
 from madness import names as n
 from madness import scoring
 from steps.train import PARAMS, main
-from stores import all_artifacts, logged_models_of, model_files, run_ids, synthetic_features, temp_store
 
 GIVEN = {"model": "small", "lr": "1e-2", "epochs": "5", "batch_size": "32", "seed": "7"}
 NO_RUN = "0123456789abcdef0123456789abcdef"
@@ -74,6 +74,7 @@ def history(store, run, key):
 
 # --- one in-process run ---
 
+
 def test_the_run_finishes(trained):
     assert trained.run.info.status == "FINISHED"
 
@@ -112,8 +113,15 @@ def test_artifacts_are_logged(store, trained):
 
 
 def test_the_model_requires_what_it_imports_at_the_versions_it_was_trained_with(trained, tmp_path):
-    requirements = Path(mlflow.artifacts.download_artifacts(
-        artifact_uri=f"runs:/{trained.run.info.run_id}/{n.MODEL_DIR}/requirements.txt", dst_path=str(tmp_path))).read_text().split()
+    requirements = (
+        Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"runs:/{trained.run.info.run_id}/{n.MODEL_DIR}/requirements.txt", dst_path=str(tmp_path)
+            )
+        )
+        .read_text()
+        .split()
+    )
     assert {line.split("==")[0] for line in requirements} == {"mlflow", "tensorflow", "keras", "numpy", "pandas"}
     for line in requirements:
         name, version = line.split("==")
@@ -149,6 +157,7 @@ def test_the_summary_line_names_the_run_score_and_phase_times(trained):
 
 
 # --- the logged model ---
+
 
 @pytest.fixture(scope="module")
 def served(trained, tmp_path_factory):
@@ -211,7 +220,9 @@ def test_the_same_arguments_give_the_same_brier_bit_for_bit(store, features, tra
     again = train_in_process(store, features)
     assert again.run.info.run_id != trained.run.info.run_id
     assert again.run.data.metrics[n.BRIER] == trained.run.data.metrics[n.BRIER]
-    assert [m.value for m in history(store, again.run, n.VAL_LOSS)] == [m.value for m in history(store, trained.run, n.VAL_LOSS)]
+    assert [m.value for m in history(store, again.run, n.VAL_LOSS)] == [
+        m.value for m in history(store, trained.run, n.VAL_LOSS)
+    ]
 
 
 def test_a_diverging_learning_rate_fails_the_run_with_one_line_and_logs_no_model(store, features, capsys):
@@ -222,8 +233,11 @@ def test_a_diverging_learning_rate_fails_the_run_with_one_line_and_logs_no_model
     assert exit_.value.code == 1
     printed = capsys.readouterr()
     (line,) = printed.err.strip().splitlines()
-    assert re.fullmatch(r"error: training diverged at learning rate lr=1e\+30: the (training|validation) loss is nan "
-                        r"at epoch \d of 3; give a smaller learning rate .*", line), line
+    assert re.fullmatch(
+        r"error: training diverged at learning rate lr=1e\+30: the (training|validation) loss is nan "
+        r"at epoch \d of 3; give a smaller learning rate .*",
+        line,
+    ), line
     (new,) = run_ids(store.experiment_id) - before
     run = store.client.get_run(new)
     assert run.info.status == "FAILED"
@@ -253,7 +267,7 @@ def bad_runs(store, features):
 
     before = run_ids(store.experiment_id)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip(BAD, pool.map(one, BAD)))
+        results = dict(zip(BAD, pool.map(one, BAD), strict=True))
     new_runs = [store.client.get_run(r) for r in run_ids(store.experiment_id) - before]
     return results, new_runs
 
@@ -280,6 +294,7 @@ def test_bad_inputs_leave_no_running_run_and_no_model(store, bad_runs):
 
 
 # --- through `mlflow run` ---
+
 
 def mlflow_run(*params: str):
     args = [str(Path(sys.executable).parent / "mlflow"), "run", str(ROOT), "-e", "train", "--env-manager", "local"]

@@ -17,11 +17,11 @@ from types import SimpleNamespace
 
 import mlflow
 import pytest
-
 from conftest import subprocess_env
-from madness import names as n
 from readonly import NO_PERMISSION, read_only_reason, run_read_only
 from stores import all_artifacts, last_line, run_ids, temp_store
+
+from madness import names as n
 
 TIMEOUT = 120
 # The output is checked before the model loads: a model that does not exist proves the order.
@@ -32,8 +32,13 @@ NO_MODEL = f"runs:/0123456789abcdef0123456789abcdef/{n.MODEL_DIR}"
 def store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("unwritable-store")
     with temp_store(folder) as (uri, experiment_id):
-        yield SimpleNamespace(uri=uri, experiment_id=experiment_id, database=folder / "mlflow.db",
-                              artifacts=folder / "artifacts", client=mlflow.MlflowClient(tracking_uri=uri))
+        yield SimpleNamespace(
+            uri=uri,
+            experiment_id=experiment_id,
+            database=folder / "mlflow.db",
+            artifacts=folder / "artifacts",
+            client=mlflow.MlflowClient(tracking_uri=uri),
+        )
 
 
 def environment(tracking_uri: str, **extra: str) -> dict:
@@ -75,10 +80,11 @@ def assert_failed_without_artifacts(store, run_id: str) -> None:
 def run(args: list[str], env: dict, cwd: Path, read_only: Path | None = None, timeout: int = TIMEOUT):
     """The command, with `read_only` (a file or folder) read-only for it alone."""
     options = dict(env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    return run_read_only(read_only, args, **options) if read_only else subprocess.run(args, **options)
+    return run_read_only(read_only, args, **options) if read_only else subprocess.run(args, **options, check=False)
 
 
 # --- predict's output ---
+
 
 @pytest.mark.slow
 def test_predict_into_a_read_only_folder_fails_naming_it(store, tmp_path):
@@ -94,6 +100,7 @@ def test_predict_into_a_read_only_folder_fails_naming_it(store, tmp_path):
 
 
 # --- the tracking store ---
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module", ["ingest", "main"])
@@ -122,7 +129,9 @@ def test_a_read_only_file_store_fails_naming_it(tmp_path):
     why = read_only_reason()
     mlruns = tmp_path / "mlruns"
     mlruns.mkdir()
-    result = run(step("ingest"), environment(mlruns.as_uri(), MLFLOW_ALLOW_FILE_STORE="true"), tmp_path, read_only=mlruns)
+    result = run(
+        step("ingest"), environment(mlruns.as_uri(), MLFLOW_ALLOW_FILE_STORE="true"), tmp_path, read_only=mlruns
+    )
     assert_fails_with(result, f"error: the tracking store {mlruns.as_uri()} cannot be written: {mlruns} {why}")
     assert list(mlruns.iterdir()) == []
 
@@ -131,8 +140,11 @@ def test_a_read_only_file_store_fails_naming_it(tmp_path):
 def test_a_file_store_mlflow_refuses_is_named_in_one_line(tmp_path):
     uri = (tmp_path / "mlruns").as_uri()
     result = run(step("ingest"), environment(uri), tmp_path)
-    assert_fails_with(result, f"error: the tracking store {uri} is a file store, which MLflow {mlflow.__version__} "
-                              "refuses unless MLFLOW_ALLOW_FILE_STORE=true; use a database, e.g. sqlite:///mlflow.db")
+    assert_fails_with(
+        result,
+        f"error: the tracking store {uri} is a file store, which MLflow {mlflow.__version__} "
+        "refuses unless MLFLOW_ALLOW_FILE_STORE=true; use a database, e.g. sqlite:///mlflow.db",
+    )
 
 
 @pytest.mark.slow

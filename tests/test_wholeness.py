@@ -9,12 +9,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from madness import wholeness as W
+from madness import wholeness
 
-MLMODEL = {"flavors": {"python_function": {
-    "python_model": "python_model.pkl", "code": "code", "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
-    "artifacts": {"keras_model": {"path": "artifacts/network.keras", "uri": "/tmp/x/network.keras"}},
-}}}
+MLMODEL = {
+    "flavors": {
+        "python_function": {
+            "python_model": "python_model.pkl",
+            "code": "code",
+            "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
+            "artifacts": {"keras_model": {"path": "artifacts/network.keras", "uri": "/tmp/x/network.keras"}},
+        }
+    }
+}
 
 
 @pytest.fixture
@@ -30,21 +36,21 @@ def model(tmp_path) -> Path:
 
 
 def test_a_whole_model_has_no_problem(model):
-    assert W.model_problem(model) is None
+    assert wholeness.model_problem(model) is None
 
 
 def test_a_model_without_mlmodel_is_named_so(model):
     (model / "MLmodel").unlink()
-    assert W.model_problem(model) == "its model has no MLmodel file"
+    assert wholeness.model_problem(model) == "its model has no MLmodel file"
 
 
 def test_an_empty_folder_is_not_a_model(tmp_path):
-    assert W.model_problem(tmp_path) == "its model has no MLmodel file"
+    assert wholeness.model_problem(tmp_path) == "its model has no MLmodel file"
 
 
 def test_an_unreadable_mlmodel_is_named_so(model):
     (model / "MLmodel").write_text("flavors: [unclosed")
-    assert W.model_problem(model) == "its model's MLmodel file is unreadable"
+    assert wholeness.model_problem(model) == "its model's MLmodel file is unreadable"
 
 
 @pytest.mark.parametrize("name", ["artifacts/network.keras", "python_model.pkl", "conda.yaml", "code"])
@@ -54,18 +60,18 @@ def test_a_missing_named_file_is_named(model, name):
         shutil.rmtree(path)
     else:
         path.unlink()
-    assert W.model_problem(model) == f"its model lacks {name}"
+    assert wholeness.model_problem(model) == f"its model lacks {name}"
 
 
 def test_an_empty_named_file_is_named(model):
     (model / "python_model.pkl").write_bytes(b"")
-    assert W.model_problem(model) == "its model lacks python_model.pkl"
+    assert wholeness.model_problem(model) == "its model lacks python_model.pkl"
 
 
 def test_a_cut_short_network_is_damaged(model):
     path = model / "artifacts/network.keras"
     path.write_bytes(path.read_bytes()[:200])
-    assert W.model_problem(model) == "its model's artifacts/network.keras is damaged"
+    assert wholeness.model_problem(model) == "its model's artifacts/network.keras is damaged"
 
 
 def test_a_network_with_a_flipped_byte_is_damaged(model):
@@ -73,8 +79,10 @@ def test_a_network_with_a_flipped_byte_is_damaged(model):
     data = bytearray(path.read_bytes())
     data[100] ^= 0xFF  # inside the stored member: its CRC no longer matches
     path.write_bytes(bytes(data))
-    assert W.model_problem(model) == "its model's artifacts/network.keras is damaged"
+    assert wholeness.model_problem(model) == "its model's artifacts/network.keras is damaged"
 
 
 def test_missing_files_are_those_absent_or_empty():
-    assert W.missing_files({"loss.png": 10, "features/manifest.json": 0}, ["loss.png", "features/manifest.json", "x"]) == ["features/manifest.json", "x"]
+    assert wholeness.missing_files(
+        {"loss.png": 10, "features/manifest.json": 0}, ["loss.png", "features/manifest.json", "x"]
+    ) == ["features/manifest.json", "x"]

@@ -30,9 +30,12 @@ def train_metrics(checkout: Path, store: Path, args: list[str]) -> dict[str, flo
 
     uri = sandbox.new_sqlite_store(store)
     env = {k: v for k, v in os.environ.items() if k not in sandbox.RUN_CONTEXT}
-    env.update(MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(checkout), PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
-    done = subprocess.run([sys.executable, "-m", "steps.train", *args], cwd=store, env=env, capture_output=True, text=True,
-                          check=False)
+    env.update(
+        MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(checkout), PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "steps.train", *args], cwd=store, env=env, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         sys.exit(f"error: train failed at {checkout.name} with {' '.join(args)}:\n{done.stderr[-2000:]}")
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -58,10 +61,24 @@ def main(argv: list[str] | None = None) -> int:
         data = options.data if options.data == "synthetic" else str(Path(options.data).resolve())
         try:
             for model in MODELS:
-                args = ["--model", model, "--lr", options.lr, "--epochs", options.epochs, "--data", data, "--league", options.league]
+                args = [
+                    "--model",
+                    model,
+                    "--lr",
+                    options.lr,
+                    "--epochs",
+                    options.epochs,
+                    "--data",
+                    data,
+                    "--league",
+                    options.league,
+                ]
                 found = [train_metrics(c, Path(tmp) / f"store-{i}-{model}", args) for i, c in enumerate(checkouts)]
-                diff = {k: (found[0].get(k), found[1].get(k)) for k in found[0].keys() | found[1].keys()
-                        if found[0].get(k) != found[1].get(k)}
+                diff = {
+                    k: (found[0].get(k), found[1].get(k))
+                    for k in found[0].keys() | found[1].keys()
+                    if found[0].get(k) != found[1].get(k)
+                }
                 shown = f"{model} lr={options.lr} data={options.data} league={options.league}"
                 if diff:
                     differ += 1

@@ -41,8 +41,10 @@ def new_sqlite_store(folder: Path) -> str:
     shutil.copyfile(_template(), database)
     # The default experiment's artifact location was fixed when the template was made; point it here.
     with sqlite3.connect(database) as connection:
-        connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
-                           ((folder / "mlruns" / str(DEFAULT_EXPERIMENT_ID)).as_uri(), DEFAULT_EXPERIMENT_ID))
+        connection.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+            ((folder / "mlruns" / str(DEFAULT_EXPERIMENT_ID)).as_uri(), DEFAULT_EXPERIMENT_ID),
+        )
     connection.close()
     return f"sqlite:///{database}"
 

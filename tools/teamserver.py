@@ -21,6 +21,7 @@ The tests start the same server through `TeamServer`, on free ports in a tempora
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -116,8 +117,10 @@ class Postgres:
         for path in self.folder.iterdir():
             shutil.chown(path, SERVER_USER, SERVER_USER)
         if subprocess.run(_as_server_user(["test", "-w", str(self.folder)]), check=False).returncode != 0:
-            raise ServerError(f"PostgreSQL runs as user {SERVER_USER}, who cannot reach {self.folder} (a parent folder is "
-                              "private); give a folder it can reach, e.g. make server SERVER_DIR=/var/tmp/madness-server")
+            raise ServerError(
+                f"PostgreSQL runs as user {SERVER_USER}, who cannot reach {self.folder} (a parent folder is "
+                "private); give a folder it can reach, e.g. make server SERVER_DIR=/var/tmp/madness-server"
+            )
 
     def init(self) -> None:
         if (self.data / "PG_VERSION").is_file():
@@ -125,27 +128,79 @@ class Postgres:
         self.folder.mkdir(parents=True, exist_ok=True)
         _private_file(self.password_file, secrets.token_urlsafe(24))
         self._owned()
-        _run(_as_server_user([str(self.bindir / "initdb"), "-D", str(self.data), "-U", DB_USER, "--auth=scram-sha-256",
-                              f"--pwfile={self.password_file}", "-E", "UTF8", "--locale=C"]), "initdb")
+        _run(
+            _as_server_user(
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    DB_USER,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={self.password_file}",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ]
+            ),
+            "initdb",
+        )
 
     def start(self) -> None:
         self._owned()
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
-        _run(_as_server_user([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "postgres.log"),
-                              "-o", options, "-w", "-t", "60", "start"]), f"starting PostgreSQL on port {self.port}")
+        _run(
+            _as_server_user(
+                [
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.folder / "postgres.log"),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            f"starting PostgreSQL on port {self.port}",
+        )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").is_file():
-            _run(_as_server_user([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]), "stopping PostgreSQL")
+            _run(
+                _as_server_user([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]),
+                "stopping PostgreSQL",
+            )
 
     def create_databases(self, *names: str) -> None:
         env = {**os.environ, "PGPASSWORD": self.password_file.read_text().strip()}
         for name in names:
-            exists = _run([str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER, "-d", "postgres",
-                           "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"], "listing databases", env)
+            exists = _run(
+                [
+                    str(self.bindir / "psql"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    DB_USER,
+                    "-d",
+                    "postgres",
+                    "-tAc",
+                    f"SELECT 1 FROM pg_database WHERE datname = '{name}'",
+                ],
+                "listing databases",
+                env,
+            )
             if not exists.strip():
-                _run([str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER, name],
-                     f"creating database {name}", env)
+                _run(
+                    [str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER, name],
+                    f"creating database {name}",
+                    env,
+                )
 
 
 @dataclass
@@ -188,8 +243,10 @@ class TeamServer:
             return
         bindir = postgres_bindir()
         if bindir is None:
-            raise ServerError(f"PostgreSQL's server programs (initdb, pg_ctl) are not installed; install postgresql-15 "
-                              f"or set {BACKEND_ENV} to an existing database")
+            raise ServerError(
+                f"PostgreSQL's server programs (initdb, pg_ctl) are not installed; install postgresql-15 "
+                f"or set {BACKEND_ENV} to an existing database"
+            )
         if self.postgres is None:
             self.postgres = Postgres(self.folder / "postgres", port or free_port(), bindir)
         self.postgres.init()
@@ -212,23 +269,41 @@ class TeamServer:
             _private_file(secret, secrets.token_hex(32))
         if not password.is_file():
             _private_file(password, secrets.token_urlsafe(18))
-        auth_db = self.store_uri(AUTH_DB_NAME) if not self.backend_store_uri else f"sqlite:///{self.folder / 'basic_auth.db'}"
+        auth_db = (
+            self.store_uri(AUTH_DB_NAME) if not self.backend_store_uri else f"sqlite:///{self.folder / 'basic_auth.db'}"
+        )
         ini = self.folder / "basic_auth.ini"
         # EDIT by default: a team shares its experiments (two people can run one sweep); admins can narrow it.
-        _private_file(ini, "[mlflow]\ndefault_permission = EDIT\n"
-                           f"database_uri = {auth_db}\nadmin_username = {ADMIN_USER}\n"
-                           "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-                           # Each request otherwise re-hashes the password (PBKDF2): a sweep's polling
-                           # slows to a crawl. A changed password reaches the other workers within 60 s.
-                           "auth_cache_ttl_seconds = 60\n")
-        return {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": secret.read_text().strip(),
-                "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin_password}
+        _private_file(
+            ini,
+            "[mlflow]\ndefault_permission = EDIT\n"
+            f"database_uri = {auth_db}\nadmin_username = {ADMIN_USER}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # Each request otherwise re-hashes the password (PBKDF2): a sweep's polling
+            # slows to a crawl. A changed password reaches the other workers within 60 s.
+            "auth_cache_ttl_seconds = 60\n",
+        )
+        return {
+            "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secret.read_text().strip(),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin_password,
+        }
 
     def start_mlflow(self) -> None:
         if port_in_use(self.port):
             raise ServerError(f"port {self.port} on 127.0.0.1 is in use; choose another (make server PORT=...)")
-        command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", self.store_uri(),
-                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
+        command = [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            self.store_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
         if self.serve_artifacts:
             if not self.artifacts_destination:
                 Path(self.artifacts).mkdir(parents=True, exist_ok=True)
@@ -241,8 +316,9 @@ class TeamServer:
             env.update(self._auth_env())
         # Its own session: stopping it stops its workers too, and a Ctrl-C in the caller's terminal does not.
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.folder,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.folder, start_new_session=True
+            )
         self._wait_healthy()
 
     def _wait_healthy(self) -> None:
@@ -259,17 +335,17 @@ class TeamServer:
                 pass
             time.sleep(0.3)
         self.kill_mlflow()
-        raise ServerError(f"mlflow server did not answer on {self.tracking_uri} within {HEALTH_TIMEOUT:.0f} s (log: {self.log})")
+        raise ServerError(
+            f"mlflow server did not answer on {self.tracking_uri} within {HEALTH_TIMEOUT:.0f} s (log: {self.log})"
+        )
 
     def kill_mlflow(self, sig: int = signal.SIGKILL) -> None:
         """End the server and its workers (the whole process group)."""
         pid = self.process.pid if self.process else None
         if pid is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
         if self.process is not None:
             try:
                 self.process.wait(timeout=30)
@@ -280,7 +356,7 @@ class TeamServer:
 
     # --- both ---
 
-    def start(self) -> "TeamServer":
+    def start(self) -> TeamServer:
         if port_in_use(self.port):
             raise ServerError(f"port {self.port} on 127.0.0.1 is in use; choose another (make server PORT=...)")
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -298,7 +374,7 @@ class TeamServer:
         finally:
             self.stop_postgres()
 
-    def __enter__(self) -> "TeamServer":
+    def __enter__(self) -> TeamServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -307,13 +383,18 @@ class TeamServer:
     # --- what `make server` remembers between its invocations ---
 
     def save_state(self) -> None:
-        state = {"port": self.port, "mlflow_pid": self.process.pid if self.process else self.mlflow_pid,
-                 "postgres_port": self.postgres.port if self.postgres else None, "auth": self.auth,
-                 "artifacts": self.artifacts, "backend_store_uri": bool(self.backend_store_uri)}
+        state = {
+            "port": self.port,
+            "mlflow_pid": self.process.pid if self.process else self.mlflow_pid,
+            "postgres_port": self.postgres.port if self.postgres else None,
+            "auth": self.auth,
+            "artifacts": self.artifacts,
+            "backend_store_uri": bool(self.backend_store_uri),
+        }
         _private_file(self.folder / STATE_FILE, json.dumps(state, indent=1))
 
     @classmethod
-    def from_state(cls, folder: Path) -> "TeamServer | None":
+    def from_state(cls, folder: Path) -> TeamServer | None:
         path = folder / STATE_FILE
         if not path.is_file():
             return None
@@ -344,19 +425,29 @@ def cmd_start(args) -> int:
     if previous is not None and _alive(previous.mlflow_pid):
         print(f"already running: export MLFLOW_TRACKING_URI={previous.tracking_uri}")
         return 0
-    server = TeamServer(folder, port=args.port, artifacts_destination=args.artifacts_destination, auth=args.auth,
-                        backend_store_uri=os.environ.get(BACKEND_ENV) or None)
+    server = TeamServer(
+        folder,
+        port=args.port,
+        artifacts_destination=args.artifacts_destination,
+        auth=args.auth,
+        backend_store_uri=os.environ.get(BACKEND_ENV) or None,
+    )
     if previous is not None and previous.postgres is not None:
         server.postgres = previous.postgres  # the cluster keeps its port from one start to the next
     server.start()
     server.save_state()
-    store = (f"PostgreSQL on 127.0.0.1:{server.postgres.port} (data in {server.postgres.data})" if server.postgres
-             else f"the database in {BACKEND_ENV}")
+    store = (
+        f"PostgreSQL on 127.0.0.1:{server.postgres.port} (data in {server.postgres.data})"
+        if server.postgres
+        else f"the database in {BACKEND_ENV}"
+    )
     print(f"backend store: {store}")
     print(f"mlflow server: {server.tracking_uri}, artifacts proxied to {server.artifacts}, log {server.log}")
     if server.auth:
         print(f"basic auth: user {ADMIN_USER}, password in {folder / 'admin_password'}; then")
-        print(f"export MLFLOW_TRACKING_USERNAME={ADMIN_USER} MLFLOW_TRACKING_PASSWORD=\"$(cat {folder / 'admin_password'})\"")
+        print(
+            f'export MLFLOW_TRACKING_USERNAME={ADMIN_USER} MLFLOW_TRACKING_PASSWORD="$(cat {folder / "admin_password"})"'
+        )
     print(f"export MLFLOW_TRACKING_URI={server.tracking_uri}")
     return 0
 
@@ -393,10 +484,16 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("start", "stop", "status"):
         one = sub.add_parser(name)
-        one.add_argument("--dir", default=".server", help="folder for the cluster, artifacts, log and state (default .server)")
+        one.add_argument(
+            "--dir", default=".server", help="folder for the cluster, artifacts, log and state (default .server)"
+        )
         if name == "start":
-            one.add_argument("--port", type=int, default=5000, help="the mlflow server's port on 127.0.0.1 (default 5000)")
-            one.add_argument("--artifacts-destination", default=None, help="where proxied artifacts go (default <dir>/artifacts)")
+            one.add_argument(
+                "--port", type=int, default=5000, help="the mlflow server's port on 127.0.0.1 (default 5000)"
+            )
+            one.add_argument(
+                "--artifacts-destination", default=None, help="where proxied artifacts go (default <dir>/artifacts)"
+            )
             one.add_argument("--auth", action="store_true", help="run MLflow's basic-auth app")
     args = parser.parse_args(argv)
     try:
