@@ -24,8 +24,9 @@ $(VENV)/.installed: requirements.lock
 run: venv ## run the article's 3 x 3 sweep on the synthetic league, then its report (tracking in ./mlflow.db)
 	mlflow run . --env-manager local --experiment-name fabric_madness --run-name sweep
 
-ui: venv ## browse the runs: mlflow ui on ./mlflow.db
-	mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)
+ui: venv ## browse the runs: mlflow ui on ./mlflow.db, with the link that opens experiments on their runs
+	@echo "open http://127.0.0.1:$(PORT)/#/experiments?workflowType=machine_learning (model training view; the browser remembers it)"
+	mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --port $(PORT)
 
 check: venv lint ## the everyday loop (under two minutes): lint, then the fast tests on every core
 	$(PY) -m pytest -m "not slow" -n auto --dist loadfile

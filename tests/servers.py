@@ -23,10 +23,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import ROOT, subprocess_env
-from stores import last_line, ok, snapshot  # noqa: F401 (re-exported for the server tests)
 
+from conftest import ROOT, subprocess_env
 from madness import names as n
+from stores import last_line, ok, snapshot  # noqa: F401 (re-exported for the server tests)
 from tools.teamserver import TeamServer, free_port, postgres_bindir
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from leagues import league_files, season_frames
 
+from leagues import league_files, season_frames
 from madness import dataset
 from madness import names as n
 from madness.errors import UserError

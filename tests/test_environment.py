@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import ROOT
 
 CONDA = yaml.safe_load((ROOT / "conda.yaml").read_text())

@@ -12,13 +12,13 @@ from types import SimpleNamespace
 import mlflow
 import pandas as pd
 import pytest
-from conftest import subprocess_env
-from readonly import run_on_small_disk
-from stores import all_artifacts, last_line, run_ids, temp_store
 
+from conftest import subprocess_env
 from madness import kaggle, synthetic
 from madness import names as n
+from readonly import run_on_small_disk
 from steps import evaluate, predict, train
+from stores import all_artifacts, last_line, run_ids, temp_store
 
 NO_RUN = "0123456789abcdef0123456789abcdef"
 

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from servers import MLFLOW, Team
-from stores import ok, snapshot
 
 from madness import coordination
 from madness import names as n
+from servers import MLFLOW, Team
+from stores import ok, snapshot
 from tools import sandbox
 
 pytestmark = pytest.mark.slow

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from leagues import compact
 
+from leagues import compact
 from madness import features
 from madness import names as n
 from madness.errors import UserError

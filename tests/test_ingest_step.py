@@ -14,11 +14,11 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from conftest import REAL_DATA, ROOT, run_cli, runs_of
-from stores import temp_store
 
+from conftest import REAL_DATA, ROOT, run_cli, runs_of
 from madness import names as n
 from steps.ingest import main
+from stores import temp_store
 from tools import sandbox
 
 FEATURE_FILES = (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE)

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 import pandas as pd
 import pytest
-from leagues import compact, detailed, season_frames, write_folder
 
+from leagues import compact, detailed, season_frames, write_folder
 from madness import kaggle
 from madness import names as n
 from madness.errors import UserError

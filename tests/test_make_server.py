@@ -11,9 +11,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
+
 from conftest import ROOT
 from servers import reachable_folder, require_postgres
-
 from tools.teamserver import BACKEND_ENV, TeamServer, free_port
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ import shlex
 
 import pytest
 import yaml
-from conftest import ROOT
 
+from conftest import ROOT
 from madness import cli
 
 SPEC = yaml.safe_load((ROOT / "MLproject").read_text())

@@ -9,6 +9,7 @@ imports TensorFlow and trains until the loss is no longer a number.
 from __future__ import annotations
 
 import pytest
+
 from conftest import run_cli
 
 

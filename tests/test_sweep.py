@@ -18,11 +18,11 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from conftest import run_cli
-from stores import last_line, ok, snapshot
 
+from conftest import run_cli
 from madness import names as n
 from madness import sweep as S
+from stores import last_line, ok, snapshot
 from tools import sandbox
 
 pytestmark = pytest.mark.slow

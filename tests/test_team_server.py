@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
-from servers import ok, readme_server
 
 from madness import names as n
+from servers import ok, readme_server
 
 pytestmark = pytest.mark.slow
 

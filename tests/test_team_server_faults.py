@@ -8,8 +8,8 @@ import threading
 import time
 
 import pytest
-from servers import MLFLOW, last_line, ok
 
+from servers import MLFLOW, last_line, ok
 from steps._entry import HTTP_DEFAULTS  # what the README tells users to export for `mlflow run` (test_readme checks)
 from tools.teamserver import free_port
 

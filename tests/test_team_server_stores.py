@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import mlflow
 import pytest
-from servers import bucket_keys, last_line, moto_s3, ok, team_of, team_server
 
 from madness import names as n
+from servers import bucket_keys, last_line, moto_s3, ok, team_of, team_server
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ import socket
 
 import mlflow
 import pytest
-import servers
 from _pytest.outcomes import Failed, Skipped
 
+import servers
 from steps._entry import single_attempt
 from steps._failures import store_failure, without_credentials
 from tools.teamserver import ServerError, TeamServer, free_port, port_in_use

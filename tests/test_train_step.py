@@ -21,12 +21,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, run_cli, runs_of
-from stores import all_artifacts, logged_models_of, model_files, run_ids, synthetic_features, temp_store
 
+from conftest import ROOT, run_cli, runs_of
 from madness import names as n
 from madness import scoring
 from steps.train import PARAMS, main
+from stores import all_artifacts, logged_models_of, model_files, run_ids, synthetic_features, temp_store
 
 GIVEN = {"model": "small", "lr": "1e-2", "epochs": "5", "batch_size": "32", "seed": "7"}
 NO_RUN = "0123456789abcdef0123456789abcdef"

@@ -17,11 +17,11 @@ from types import SimpleNamespace
 
 import mlflow
 import pytest
+
 from conftest import subprocess_env
+from madness import names as n
 from readonly import NO_PERMISSION, read_only_reason, run_read_only
 from stores import all_artifacts, last_line, run_ids, temp_store
-
-from madness import names as n
 
 TIMEOUT = 120
 # The output is checked before the model loads: a model that does not exist proves the order.
