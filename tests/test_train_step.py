@@ -272,6 +272,7 @@ def bad_runs(store, features):
     return results, new_runs
 
 
+@pytest.mark.slow  # a process per case, each importing TensorFlow and MLflow
 @pytest.mark.parametrize("case", list(BAD))
 def test_a_bad_input_fails_with_one_line_naming_it(bad_runs, case):
     results, _ = bad_runs
@@ -284,6 +285,7 @@ def test_a_bad_input_fails_with_one_line_naming_it(bad_runs, case):
         assert word in last, last
 
 
+@pytest.mark.slow
 def test_bad_inputs_leave_no_running_run_and_no_model(store, bad_runs):
     _, new_runs = bad_runs
     assert new_runs, "the nonexistent features run fails after its run has started"
