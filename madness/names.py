@@ -73,6 +73,7 @@ TAG_HEARTBEAT = "process.heartbeat"  # unix seconds, refreshed while the step ru
 TAG_ENDED_BY = "ended_by"  # why a run that was left RUNNING was ended by another process
 ENV_WATCH = "MADNESS_WATCH"  # process tokens whose end stops a step: set by a launching step for its children
 TAG_CLAIM_KEY = "claim.key"  # on a train or ingest run: the claim it was launched under
+TAG_FIGURES_DIGEST = "report.figures_digest"  # on a run holding report/: what its two charts were drawn from
 CLAIM_PREFIX = "claim."  # experiment tags claim.<key>.<holder run id>: who trains what (madness.coordination)
 
 # --- artifacts ---

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 
 import pandas as pd
@@ -67,3 +69,15 @@ def chart_frame(table: pd.DataFrame) -> pd.DataFrame:
     frame = table.dropna(subset=[n.BRIER]).copy()
     frame["lr"] = pd.to_numeric(frame["lr"], errors="coerce")
     return frame.dropna(subset=["lr"])
+
+
+def figures_digest(chart: pd.DataFrame, grid: list[dict], drawn_by: list[str]) -> str:
+    """What the report's two charts are drawn from: the Brier chart's rows, each pair's cell of the loss
+    grid (model, lr, run and its curves, in order) and `drawn_by` (the drawing code and matplotlib's
+    version). Equal digests draw the same figures, so a report may take them from an earlier one."""
+    payload = {
+        "chart": chart[["model", "lr", n.BRIER]].astype(object).values.tolist(),
+        "grid": grid,
+        "drawn_by": drawn_by,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()

@@ -51,6 +51,19 @@ def archive_broken(path: Path) -> bool:
         return True
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk and its CRC: every whole PNG ends with these bytes
+
+
+def png_whole(path: Path) -> bool:
+    """A PNG file that starts as one and was not cut short."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return False
+    return data.startswith(PNG_SIGNATURE) and data.endswith(PNG_END)
+
+
 def missing_files(present: dict[str, int], required: list[str]) -> list[str]:
     """Which of `required` (paths) are absent or empty in `present` (path -> size in bytes)."""
     return [name for name in required if not present.get(name)]

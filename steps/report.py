@@ -13,7 +13,11 @@ curves), `filtered_runs.csv` (runs passing the filter), `best.json` (the best co
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import mlflow
@@ -21,7 +25,7 @@ import pandas as pd
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
-from madness import coordination, plots
+from madness import coordination, plots, wholeness
 from madness import names as n
 from madness import report as tables
 from madness.cli import Param, boolean, parse
@@ -166,25 +170,75 @@ def check_filter(filter_string: str, experiment_id: str) -> None:
             ) from None
 
 
-def loss_grid(client, pairs: list[dict]):
-    models = list(dict.fromkeys(p["model"] for p in pairs))
-    lrs = list(dict.fromkeys(p["lr"] for p in pairs))
+def loss_histories(client, pairs: list[dict]) -> list[dict]:
+    """Each pair's cell of the loss grid, in the pairs' order: model, lr, run and its curves by epoch
+    (empty when the run logged none, None when it never started)."""
+    cells = []
+    for pair in pairs:
+        curves = None
+        if pair["run_id"]:
+            curves = [
+                [m.value for m in sorted(client.get_metric_history(pair["run_id"], key), key=lambda m: m.step)]
+                for key in (n.TRAIN_LOSS, n.VAL_LOSS)
+            ]
+        cells.append({"model": pair["model"], "lr": pair["lr"], "run_id": pair["run_id"], "curves": curves})
+    return cells
+
+
+def loss_grid(cells: list[dict]):
+    models = list(dict.fromkeys(c["model"] for c in cells))
+    lrs = list(dict.fromkeys(c["lr"] for c in cells))
     fig, axes = plots.new_figure(
         len(models), len(lrs), size=(4 * len(lrs), 3 * len(models)), squeeze=False, sharey=True
     )
-    for pair in (p for p in pairs if p["run_id"]):
-        ax = axes[models.index(pair["model"])][lrs.index(pair["lr"])]
-        curves = [
-            [m.value for m in sorted(client.get_metric_history(pair["run_id"], key), key=lambda m: m.step)]
-            for key in (n.TRAIN_LOSS, n.VAL_LOSS)
-        ]
-        if curves[0] and curves[1]:
-            best = min(range(len(curves[1])), key=curves[1].__getitem__)
-            plots.loss_curves(ax, curves[0], curves[1], best, f"{pair['model']}, lr {pair['lr']}")
+    for cell in (c for c in cells if c["curves"] is not None):
+        ax = axes[models.index(cell["model"])][lrs.index(cell["lr"])]
+        train, val = cell["curves"]
+        if train and val:
+            best = min(range(len(val)), key=val.__getitem__)
+            plots.loss_curves(ax, train, val, best, f"{cell['model']}, lr {cell['lr']}")
         else:
-            ax.set_title(f"{pair['model']}, lr {pair['lr']}: no curves (failed)")
+            ax.set_title(f"{cell['model']}, lr {cell['lr']}: no curves (failed)")
     fig.tight_layout()
     return fig
+
+
+FIGURES = (n.BRIER_CHART, n.LOSS_GRID)
+# Figures are taken from at most this many earlier reports with the same digest (the latest first).
+FIGURE_SOURCES = 3
+
+
+def drawn_by() -> list[str]:
+    """The code and the library that draw the figures: a change to either draws them again."""
+    return [
+        hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest() for module in (plots, sys.modules[__name__])
+    ] + [f"matplotlib {importlib.metadata.version('matplotlib')}"]
+
+
+def earlier_figures(client, sweep_run_id: str, digest: str, folder: Path) -> str | None:
+    """Copy both figures into `folder` from the latest earlier report drawn from the same inputs
+    (the digest tag on its run) whose figures are whole PNGs; return that run's id, or None."""
+    experiment = client.get_run(sweep_run_id).info.experiment_id
+    candidates = client.search_runs(
+        [experiment],
+        f"tags.`{n.TAG_FIGURES_DIGEST}` = '{digest}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=FIGURE_SOURCES,
+    )
+    for run in candidates:
+        with temp_dir() as tmp:
+            try:
+                fetched = [
+                    Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=path, dst_path=tmp))
+                    for path in (f"{n.REPORT_DIR}/{name}" for name in FIGURES)
+                ]
+            except Exception:  # noqa: BLE001 - gone or unreadable: MLflow raises several types; draw them instead
+                continue
+            if all(wholeness.png_whole(path) for path in fetched):
+                for path in fetched:
+                    shutil.copyfile(path, folder / path.name)
+                return run.info.run_id
+    return None
 
 
 def register(client, pairs: list[dict], table) -> dict[str, str]:
@@ -252,8 +306,12 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / n.RUNS_CSV, index=False)
     (folder / n.RUNS_MD).write_text(tables.markdown(table))
-    plots.brier_by_lr_figure(tables.chart_frame(table)).savefig(folder / n.BRIER_CHART, dpi=100)
-    loss_grid(client, pairs).savefig(folder / n.LOSS_GRID, dpi=80)
+    chart, cells = tables.chart_frame(table), loss_histories(client, pairs)
+    digest = tables.figures_digest(chart, cells, drawn_by())
+    reused_from = earlier_figures(client, sweep_run_id, digest, folder)
+    if reused_from is None:
+        plots.brier_by_lr_figure(chart).savefig(folder / n.BRIER_CHART, dpi=100)
+        loss_grid(cells).savefig(folder / n.LOSS_GRID, dpi=80)
     keep = [
         c
         for c in ("run_id", "tags.mlflow.runName", f"metrics.{n.BRIER}", "params.lr", "params.model")
@@ -275,6 +333,7 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
             summary["best_model_uri"] = champions[best["model"]]
     (folder / n.BEST_FILE).write_text(json.dumps(summary, indent=1, default=str))
     summary["markdown"] = tables.markdown(table)
+    summary["figures_digest"], summary["figures_from"] = digest, reused_from
     return summary
 
 
@@ -298,10 +357,14 @@ def report(sweep_run_id: str, filter_string: str, do_register: bool) -> dict:
         summary = write_report(sweep_run_id, filter_string, do_register, folder)
         client = mlflow.MlflowClient()
         client.log_artifacts(sweep_run_id, str(folder), n.REPORT_DIR)
+        # Tagged once the figures are stored: a later report with the same digest may copy them.
+        client.set_tag(sweep_run_id, n.TAG_FIGURES_DIGEST, summary["figures_digest"])
         active = mlflow.active_run()
         if active is not None and active.info.run_id != sweep_run_id:
             mlflow.log_artifacts(str(folder), n.REPORT_DIR)
-            mlflow.set_tag(n.TAG_SWEEP, sweep_run_id)
+            mlflow.set_tags({n.TAG_SWEEP: sweep_run_id, n.TAG_FIGURES_DIGEST: summary["figures_digest"]})
+    if summary["figures_from"]:
+        print(f"figures unchanged since run {summary['figures_from']}: copied, not drawn again", flush=True)
     print_summary(summary)
     return summary
 

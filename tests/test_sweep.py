@@ -242,6 +242,15 @@ def test_a_second_invocation_reuses_every_pair(store, first, second):
     assert latest.data.metrics == {"pairs_trained": 0.0, "pairs_reused": 4.0}
 
 
+def test_a_second_invocation_copies_the_unchanged_figures_of_the_first(store, first, second):
+    result, _ = second
+    latest = store.sweeps("t")[-1].info.run_id
+    assert f"figures unchanged since run {first.sweep_id}: copied, not drawn again" in result.stdout
+    for chart in (n.BRIER_CHART, n.LOSS_GRID):
+        path = f"{n.REPORT_DIR}/{chart}"
+        assert store.artifact(latest, path).read_bytes() == store.artifact(first.sweep_id, path).read_bytes()
+
+
 def test_a_second_invocation_reuses_the_ingest(store, first, second):
     result, before = second
     (ingest,) = store.ingests("t")

@@ -344,3 +344,31 @@ def test_chart_frame_keeps_scored_rows_with_a_numeric_lr():
 def test_chart_frame_of_a_table_without_scores_is_empty():
     frame = tables.chart_frame(tables.runs_table([never_started("small", "0.1")]))
     assert frame.empty and math.isnan(tables.runs_table([never_started("small", "0.1")])[n.BRIER][0])
+
+
+# --- the report's figures digest (madness.report.figures_digest) ---
+
+
+def figure_inputs():
+    chart = pd.DataFrame({"model": ["small", "small"], "lr": [0.01, 0.1], n.BRIER: [0.2, 0.1 + 0.2]})
+    grid = [{"model": "small", "lr": "0.01", "run_id": "a", "curves": [[0.3, 0.2], [0.31, 0.25]]}]
+    return chart, grid, ["code", "matplotlib 3.9"]
+
+
+def test_equal_figure_inputs_have_equal_digests():
+    assert tables.figures_digest(*figure_inputs()) == tables.figures_digest(*figure_inputs())
+
+
+@pytest.mark.parametrize("change", ["brier", "curve", "run", "code"])
+def test_any_change_to_what_the_figures_show_or_how_they_are_drawn_changes_the_digest(change):
+    chart, grid, drawn_by = figure_inputs()
+    before = tables.figures_digest(chart, grid, drawn_by)
+    if change == "brier":
+        chart.loc[1, n.BRIER] = 0.3  # 0.1 + 0.2 is not 0.3: every bit counts
+    elif change == "curve":
+        grid[0]["curves"][1].append(0.24)
+    elif change == "run":
+        grid[0]["run_id"] = "b"
+    else:
+        drawn_by[0] = "other code"
+    assert tables.figures_digest(chart, grid, drawn_by) != before

@@ -1,0 +1,94 @@
+"""The report's two figures are drawn once per set of inputs: a later report whose runs, scores and
+curves (and drawing code) are unchanged copies them from the earlier report's run, and only when
+they are stored whole. Real SQLite store, real matplotlib."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.entities import Metric
+
+from madness import names as n
+from madness import wholeness
+from steps import report
+
+
+def train_like(experiment_id: str, brier: float, losses: list[float]) -> str:
+    with mlflow.start_run(experiment_id=experiment_id) as active:
+        mlflow.log_metric(n.BRIER, brier)
+        client = mlflow.MlflowClient()
+        client.log_batch(
+            active.info.run_id,
+            metrics=[
+                Metric(key, loss + shift, 0, epoch)
+                for epoch, loss in enumerate(losses, start=1)
+                for key, shift in ((n.TRAIN_LOSS, 0.0), (n.VAL_LOSS, 0.01))
+            ],
+        )
+    return active.info.run_id
+
+
+@pytest.fixture
+def pairs(tracking):
+    experiment = mlflow.get_experiment_by_name("tests").experiment_id
+    return [
+        {
+            "model": "small",
+            "lr": lr,
+            "experiment": "tests",
+            "experiment_id": experiment,
+            "run_id": train_like(experiment, brier, [0.3, 0.25, 0.24]),
+            "reused": True,
+            "status": "FINISHED",
+        }
+        for lr, brier in (("0.01", 0.21), ("0.1", 0.23))
+    ]
+
+
+def sweep(pairs: list[dict]) -> str:
+    """A sweep run holding pairs.json, reported as steps.main does."""
+    with mlflow.start_run(run_name="sweep") as active:
+        mlflow.log_dict(pairs, n.PAIRS_FILE)
+        summary = report.report(active.info.run_id, report.DEFAULT_FILTER, False)
+    return active.info.run_id, summary
+
+
+def figure(run_id: str, name: str) -> Path:
+    return Path(mlflow.get_run(run_id).info.artifact_uri.removeprefix("file://")) / n.REPORT_DIR / name
+
+
+def test_a_report_with_unchanged_inputs_copies_the_earlier_figures(pairs, capsys):
+    first, summary = sweep(pairs)
+    assert summary["figures_from"] is None
+    second, again = sweep(pairs)
+    assert again["figures_from"] == first and again["figures_digest"] == summary["figures_digest"]
+    for name in report.FIGURES:
+        assert figure(second, name).read_bytes() == figure(first, name).read_bytes()
+        assert wholeness.png_whole(figure(second, name))
+    assert mlflow.get_run(second).data.tags[n.TAG_FIGURES_DIGEST] == summary["figures_digest"]
+    assert f"figures unchanged since run {first}" in capsys.readouterr().out
+
+
+def test_a_changed_curve_draws_the_figures_again(pairs):
+    first, summary = sweep(pairs)
+    for key in (n.TRAIN_LOSS, n.VAL_LOSS):
+        mlflow.MlflowClient().log_metric(pairs[0]["run_id"], key, 0.2, step=4)
+    _, again = sweep(pairs)
+    assert again["figures_from"] is None and again["figures_digest"] != summary["figures_digest"]
+
+
+@pytest.mark.parametrize("damage", ["cut short", "gone"])
+def test_figures_that_are_not_whole_are_not_copied(pairs, damage):
+    first, _ = sweep(pairs)
+    broken = figure(first, n.LOSS_GRID)
+    if damage == "gone":
+        broken.unlink()
+    else:
+        broken.write_bytes(broken.read_bytes()[:-100])
+    second, again = sweep(pairs)
+    assert again["figures_from"] is None
+    assert wholeness.png_whole(figure(second, n.LOSS_GRID))
+    _, third = sweep(pairs)
+    assert third["figures_from"] == second  # the whole one, not the damaged one
