@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -34,7 +36,30 @@ def missing(client, run_id: str, required: list[str]) -> str | None:
     return f"its artifact {gone[0]} is missing or empty" if gone else None
 
 
-def model_problem(run_id: str) -> str | None:
+def local_model_folder(client, run_id: str) -> Path | None:
+    """The folder of the run's logged model when it is on this machine's file system (a local store),
+    else None. The model MLflow resolves runs:/<id>/model to: the logged model of that name the run made."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    models = client.search_logged_models(
+        experiment_ids=[experiment_id],
+        filter_string=f"name = '{n.MODEL_DIR}' AND source_run_id = '{run_id}'",
+        max_results=1,
+    )
+    if not models:
+        return None
+    location = urllib.parse.urlparse(models[0].artifact_location)
+    if location.scheme not in ("", "file"):
+        return None
+    return Path(urllib.request.url2pathname(location.path))
+
+
+def model_problem(client, run_id: str) -> str | None:
+    # A local model is checked where it lies: fetching it first copies every file for nothing.
+    folder = local_model_folder(client, run_id)
+    if folder is not None:
+        if not folder.is_dir():
+            return f"its model cannot be fetched (its folder {folder} is gone)"
+        return wholeness.model_problem(folder)
     with temp_dir() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{n.MODEL_DIR}", dst_path=tmp)
@@ -50,7 +75,7 @@ def train_run_problem(client, run_id: str) -> str | None:
     """None when the train run is whole, else what is wrong with it."""
     if run_id in _whole:
         return None
-    problem = missing(client, run_id, TRAIN_FILES) or model_problem(run_id)
+    problem = missing(client, run_id, TRAIN_FILES) or model_problem(client, run_id)
     if problem is None:
         _whole.add(run_id)
     return problem

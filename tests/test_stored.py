@@ -45,6 +45,22 @@ def test_a_run_whose_model_folder_is_gone_is_not_whole(run):
     assert _stored.train_run_problem(mlflow.MlflowClient(), run) is not None
 
 
+def test_a_local_model_is_checked_in_its_own_folder(run):
+    client = mlflow.MlflowClient()
+    assert _stored.local_model_folder(client, run) == model_folder(run)
+    (model_folder(run) / "network.keras").write_bytes(b"PK\x03\x04 cut short")
+    assert _stored.model_problem(client, run) == "its model's network.keras is damaged"
+
+
+def test_a_local_model_folder_that_is_gone_is_named(run):
+    folder = model_folder(run)
+    shutil.rmtree(folder)
+    assert (
+        _stored.model_problem(mlflow.MlflowClient(), run)
+        == f"its model cannot be fetched (its folder {folder} is gone)"
+    )
+
+
 def test_a_run_without_its_loss_plot_is_not_whole(run):
     (Path(mlflow.MlflowClient().get_run(run).info.artifact_uri.removeprefix("file://")) / n.LOSS_PLOT).unlink()
     assert _stored.train_run_problem(mlflow.MlflowClient(), run) == f"its artifact {n.LOSS_PLOT} is missing or empty"
