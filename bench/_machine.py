@@ -11,6 +11,7 @@ import argparse
 import datetime as _dt
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -189,6 +190,69 @@ def sweep_parser(description: str, quick_help: str, epochs: int) -> argparse.Arg
     parser.add_argument("--models", default="small,medium,large")
     parser.add_argument("--lrs", default="0.001,0.01,0.1")
     parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--data", default="synthetic")
-    parser.add_argument("--league", default="both")
+    parser.add_argument(
+        "--data", default="synthetic", help="'synthetic' or a folder of Kaggle files, e.g. ../shared/data/mmlm2024"
+    )
+    parser.add_argument(
+        "--league", default="both", help="M, W or both (the real data here has no men's regular season: use W)"
+    )
     return parser
+
+
+def interpreter_floor(project: Path, code: str, runs: int) -> list[float]:
+    """Wall seconds of `runs` fresh interpreters running `code`, one after another, in the sweeps'
+    environment: what a new process pays before its own work starts."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        # Output captured: TensorFlow's load-time notices would otherwise fill the benchmark's output.
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=project,
+            env=child_env(project),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            sys.exit(f"error: python -c {code!r} failed (exit {proc.returncode})")
+        times.append(time.perf_counter() - started)
+    return times
+
+
+# The line steps.train prints last: its own split of a run's seconds.
+TRAIN_SPLIT = re.compile(
+    r"train run (?P<run_id>[0-9a-f]+): .*seconds: start-up and data (?P<startup>[\d.]+), "
+    r"training (?P<training>[\d.]+), scoring and logging (?P<scoring>[\d.]+)"
+)
+
+
+def train_splits(output: str) -> dict[str, dict[str, float]]:
+    """Each train run's split from a sweep's output, by run id: startup, training, scoring (seconds)."""
+    return {
+        match["run_id"]: {key: float(match[key]) for key in ("startup", "training", "scoring")}
+        for match in TRAIN_SPLIT.finditer(output)
+    }
+
+
+def store_runs() -> list[dict]:
+    """Every run of the current tracking store with its entry point, name, lifetime in the store
+    (created to ended, milliseconds apart: for a packaged run, from `mlflow.run` creating it to its
+    step ending it) and Brier score (None where it has none)."""
+    import mlflow
+
+    from madness import names as n
+
+    client = mlflow.MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return [
+        {
+            "run_id": run.info.run_id,
+            "entry_point": run.data.tags.get(n.TAG_PROJECT_ENTRY_POINT, ""),
+            "name": run.data.tags.get(n.TAG_RUN_NAME, ""),
+            "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
+            "brier": run.data.metrics.get(n.BRIER),
+        }
+        for run in client.search_runs(experiments, max_results=1000)
+    ]
