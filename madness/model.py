@@ -6,6 +6,7 @@ feature table's raw columns and a caller never rescales by hand.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -170,6 +171,14 @@ def _best_weights_callback(epochs: int):
     return KeepBestWeights()
 
 
+def epoch_orders(rows: int, epochs: int, seed: int) -> np.ndarray:
+    """The order of the training rows in each epoch: a fresh permutation per epoch (the article's
+    reshuffle), drawn from the run's seed. Drawn here rather than by Keras so that both training
+    paths see the very same mini-batches, and a run's batches depend on its seed alone."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(rows) for _ in range(epochs)]).astype(np.int32)
+
+
 def train(
     name: str,
     scaler: dict,
@@ -183,31 +192,151 @@ def train(
     seed: int,
     fast: bool = True,
 ) -> Trained:
-    """Train one network. `fast` runs a whole epoch per TensorFlow call (steps_per_execution):
-    the same updates in the same order, without Keras' per-batch Python overhead.
+    """Train one network: mini-batch Adam on MSE, reshuffled each epoch, per-epoch training and
+    validation loss, the weights of the best validation epoch kept (the first of equal losses).
+
+    `fast` runs every epoch in one XLA-compiled TensorFlow call (see `_fit_compiled`); `fast=False`
+    is plain Keras `fit` with the same batches, the reference the fast path is tested against.
     Raises Diverged at the first epoch whose training or validation loss is not finite."""
     set_seeds(seed)
     model = build(name, scaler, learning_rate)
-    if fast:
-        steps = max(1, -(-len(x_train) // batch_size))
-        model.compile(optimizer=model.optimizer, loss="mse", steps_per_execution=steps)
+    arrays = [np.asarray(a, dtype="float32") for a in (x_train, y_train, x_val, y_val)]
+    orders = epoch_orders(len(arrays[0]), epochs, seed)
+    fit = _fit_compiled if fast else _fit_plain
+    train_loss, val_loss, best_epoch, diverged = fit(model, *arrays, orders, batch_size)
+    if diverged is not None:
+        epoch, loss, value = diverged
+        raise Diverged(learning_rate, epoch + 1, epochs, loss, value)
+    return Trained(model, train_loss, val_loss, best_epoch)
+
+
+def _fit_plain(model, x_train, y_train, x_val, y_val, orders, batch_size):
+    """Keras `fit`, fed each epoch's batches in `orders` (so Keras' own shuffle is off), with the
+    best-weights callback. Returns (train losses, val losses, best epoch, diverged or None)."""
+    import tensorflow as tf
+
+    epochs = len(orders)
+    x, y = tf.constant(x_train), tf.constant(y_train)
+    batches = tf.data.Dataset.from_tensor_slices(orders).flat_map(
+        lambda order: tf.data.Dataset.from_tensor_slices((tf.gather(x, order), tf.gather(y, order))).batch(batch_size)
+    )
     keep = _best_weights_callback(epochs)
     history = model.fit(
-        np.asarray(x_train, dtype="float32"),
-        np.asarray(y_train, dtype="float32"),
-        validation_data=(np.asarray(x_val, dtype="float32"), np.asarray(y_val, dtype="float32")),
+        batches,
         epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,
+        steps_per_epoch=-(-len(x_train) // batch_size),
+        validation_data=(x_val, y_val),
+        validation_batch_size=batch_size,
+        shuffle=False,
         verbose=0,
         callbacks=[keep],
     )
-    if keep.diverged is not None:
-        epoch, loss, value = keep.diverged
-        raise Diverged(learning_rate, epoch + 1, epochs, loss, value)
-    return Trained(
-        model, list(map(float, history.history["loss"])), list(map(float, history.history["val_loss"])), keep.best_epoch
-    )
+    losses = [list(map(float, history.history[key])) for key in ("loss", "val_loss")]
+    return losses[0], losses[1], keep.best_epoch, keep.diverged
+
+
+def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, batch_size):
+    """The same training as `_fit_plain`, each epoch one call of an XLA-compiled function.
+
+    Why not `fit`: on these networks a step is a few tiny matrix products, and TensorFlow's
+    per-operation dispatch (about 10 microseconds each, some 60 operations a step, plus Keras'
+    Python around every batch and epoch) costs more than the arithmetic. XLA fuses a whole epoch
+    into one program. Same algorithm: the Keras model's own initial weights and Normalization
+    layer, Dense layers with the article's activations, MSE, Keras' Adam update written out with
+    the optimizer's own constants, the epoch's training loss as Keras reports it (the mean of its
+    batch losses weighted by batch size), the validation loss over every validation row, the best
+    epoch's weights kept (strict `<`: the first of equal losses). Not the same bits as `fit`:
+    XLA's kernels round differently in float32's last bits (tests/test_model.py shows how close
+    the paths stay). Returns what `_fit_plain` returns."""
+    import tensorflow as tf
+
+    normalize, dense = model.layers[0], model.layers[1:]
+    variables = [v for layer in dense for v in (layer.kernel, layer.bias)]
+    optimizer = model.optimizer
+    one_epoch = _epoch_program(batch_size, float(optimizer.beta_1), float(optimizer.beta_2), float(optimizer.epsilon))
+    learning_rate = tf.constant(np.asarray(optimizer.learning_rate), tf.float32)
+    x, y = normalize(x_train), tf.constant(y_train.reshape(-1, 1))
+    x_val, y_val = normalize(x_val), tf.constant(y_val.reshape(-1, 1))
+    params = [tf.convert_to_tensor(v) for v in variables]
+    moments = [tf.zeros_like(p) for p in params], [tf.zeros_like(p) for p in params], tf.constant(0.0)
+    train_losses, val_losses, best, best_epoch = [], [], params, -1
+    for epoch, order in enumerate(orders):
+        train_loss, val_loss, params, *moments = one_epoch(
+            tf.gather(x, order), tf.gather(y, order), x_val, y_val, learning_rate, params, *moments
+        )
+        train_losses.append(float(train_loss))
+        val_losses.append(float(val_loss))
+        if not (math.isfinite(train_losses[-1]) and math.isfinite(val_losses[-1])):
+            return train_losses, val_losses, best_epoch, _first_not_finite(train_losses, val_losses)
+        if val_losses[-1] < min(val_losses[:-1], default=math.inf):
+            best, best_epoch = params, epoch
+    for variable, value in zip(variables, best, strict=True):
+        variable.assign(value)
+    return train_losses, val_losses, best_epoch, None
+
+
+@functools.cache
+def _epoch_program(batch_size: int, beta_1: float, beta_2: float, epsilon: float):
+    """One epoch of mini-batch Adam on MSE, and the validation loss after it, as one XLA program.
+
+    Kept for the process: TensorFlow traces and XLA compiles it once per network and data shape,
+    so the trainings of a sweep in one process after the first cost no compilation; the learning
+    rate is an argument for the same reason."""
+    import tensorflow as tf
+
+    def predict(params, x):
+        layers = len(params) // 2
+        for i in range(layers):
+            activation = getattr(tf.nn, OUTPUT_ACTIVATION if i == layers - 1 else HIDDEN_ACTIVATION)
+            x = activation(tf.matmul(x, params[2 * i]) + params[2 * i + 1])
+        return x
+
+    def mse(params, x, y):
+        return tf.reduce_mean(tf.square(y - predict(params, x)))
+
+    def adam_step(x, y, learning_rate, params, m, v, step):
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            loss = mse(params, x, y)
+        grads = tape.gradient(loss, params)
+        step = step + 1.0
+        alpha = learning_rate * tf.sqrt(1.0 - tf.pow(beta_2, step)) / (1.0 - tf.pow(beta_1, step))
+        m = [mi + (g - mi) * (1.0 - beta_1) for mi, g in zip(m, grads, strict=True)]
+        v = [vi + (tf.square(g) - vi) * (1.0 - beta_2) for vi, g in zip(v, grads, strict=True)]
+        params = [p - (mi * alpha) / (tf.sqrt(vi) + epsilon) for p, mi, vi in zip(params, m, v, strict=True)]
+        return loss, params, m, v, step
+
+    @tf.function(jit_compile=True, autograph=False)
+    def one_epoch(x, y, x_val, y_val, learning_rate, params, m, v, step):
+        rows, columns = x.shape
+        full_batches, last_batch = divmod(rows, batch_size)
+
+        def batch(i, total, params, m, v, step):
+            x_batch = tf.slice(x, [i * batch_size, 0], [batch_size, columns])
+            y_batch = tf.slice(y, [i * batch_size, 0], [batch_size, 1])
+            loss, params, m, v, step = adam_step(x_batch, y_batch, learning_rate, params, m, v, step)
+            return i + 1, total + loss * batch_size, params, m, v, step
+
+        _, total, params, m, v, step = tf.while_loop(
+            lambda i, *_: i < full_batches, batch, (0, tf.constant(0.0), params, m, v, step)
+        )
+        if last_batch:  # the epoch's remainder, a smaller last batch as Keras makes it
+            tail = full_batches * batch_size
+            loss, params, m, v, step = adam_step(x[tail:], y[tail:], learning_rate, params, m, v, step)
+            total += loss * last_batch
+        return total / rows, mse(params, x_val, y_val), params, m, v, step
+
+    return one_epoch
+
+
+def _first_not_finite(train_loss, val_loss) -> tuple[int, str, float] | None:
+    """(0-based epoch, which loss, its value) of the first loss that is not a finite number; the
+    training loss is looked at first, as the best-weights callback does."""
+    for epoch, losses in enumerate(zip(train_loss, val_loss, strict=True)):
+        for loss, value in zip(("training", "validation"), losses, strict=True):
+            if not math.isfinite(value):
+                return epoch, loss, value
+    return None
 
 
 def predict(model, x) -> np.ndarray:
