@@ -240,7 +240,10 @@ def test_another_seed_gives_other_orders():
 
 TRAIN_IN_A_PROCESS = """
 import sys, numpy as np
+from pathlib import Path
 from madness import model as M
+if len(sys.argv) > 2:
+    M.use_compile_cache(Path(sys.argv[2]))
 M.set_threads(int(sys.argv[1]))
 rng = np.random.default_rng(0)
 x, y = rng.normal(size=(90, 4)), rng.integers(0, 2, 90).astype("float64")
@@ -254,17 +257,40 @@ print(repr(trained.val_loss), repr(M.predict(trained.model, x).tolist()))
 def test_fast_training_is_bit_identical_across_processes_and_thread_counts():
     # A process compiles its own XLA program: reruns (reproduce, the cache) and sweeps with
     # jobs=1 (all cores) or jobs=2 (one thread each) must still log the same bits.
+    first = train_in_a_process(1)
+    assert first and train_in_a_process(1) == first and train_in_a_process(2) == first
+
+
+def train_in_a_process(threads, *cache):
     import subprocess
     import sys
 
-    def run(threads):
-        done = subprocess.run(
-            [sys.executable, "-c", TRAIN_IN_A_PROCESS, str(threads)], capture_output=True, text=True, check=True
-        )
-        return done.stdout
+    command = [sys.executable, "-c", TRAIN_IN_A_PROCESS, str(threads), *map(str, cache)]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
-    first = run(1)
-    assert first and run(1) == first and run(2) == first
+
+@pytest.mark.slow
+def test_a_program_compiled_by_one_process_is_loaded_by_the_next_with_the_same_results(tmp_path):
+    compiled_here = train_in_a_process(1)
+    first = train_in_a_process(1, tmp_path)
+    entries = list(M.compile_cache_folder(tmp_path).glob("*.pb"))
+    assert entries, "the first process kept no compiled program"
+    stamps = {entry: entry.stat().st_mtime_ns for entry in entries}
+    assert train_in_a_process(1, tmp_path) == first == compiled_here
+    assert {entry: entry.stat().st_mtime_ns for entry in entries} == stamps  # loaded, not compiled again
+
+
+def test_no_compile_cache_once_tensorflow_is_loaded(tmp_path, trained):
+    # TensorFlow reads its XLA flags at import: a folder given later would silently not be used
+    assert M.use_compile_cache(tmp_path) is None and not any(tmp_path.iterdir())
+
+
+def test_the_compile_cache_folder_names_the_tensorflow_version_and_the_cpu(tmp_path):
+    from importlib.metadata import version
+
+    folder = M.compile_cache_folder(tmp_path)
+    assert folder.parent == tmp_path and folder.name.startswith(f"xla-{version('tensorflow')}-")
+    assert folder == M.compile_cache_folder(tmp_path)
 
 
 # --- a learning rate too large: losses that are not numbers stop the training ---
