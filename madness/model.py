@@ -70,6 +70,7 @@ def _without_load_notices():
 
 
 COMPILE_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
+_CACHE_SET_HERE = "FABRIC_MADNESS_XLA_CACHE"  # the folder use_compile_cache put in TF_XLA_FLAGS
 
 
 def compile_cache_folder(base: Path) -> Path:
@@ -101,10 +102,14 @@ def use_compile_cache(base: Path) -> Path | None:
             pass
     except OSError:
         return None
-    flags = os.environ.get("TF_XLA_FLAGS", "")
-    if COMPILE_CACHE_FLAG in flags:
-        return None  # the user's own cache, kept
-    os.environ["TF_XLA_FLAGS"] = f"{flags} {COMPILE_CACHE_FLAG}={folder}".strip()
+    # A process started by one that used a cache inherits its flag: that one is replaced, a flag
+    # the user set is kept.
+    inherited = f"{COMPILE_CACHE_FLAG}={os.environ.get(_CACHE_SET_HERE, '')}"
+    flags = [flag for flag in os.environ.get("TF_XLA_FLAGS", "").split() if flag != inherited]
+    if any(flag.startswith(COMPILE_CACHE_FLAG) for flag in flags):
+        return None
+    os.environ["TF_XLA_FLAGS"] = " ".join([*flags, f"{COMPILE_CACHE_FLAG}={folder}"])
+    os.environ[_CACHE_SET_HERE] = str(folder)
     return folder
 
 

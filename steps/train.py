@@ -14,6 +14,7 @@ feature columns in, probability that team 1 wins out; the scaler is its first la
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from pathlib import Path
@@ -40,6 +41,17 @@ PARAMS = (
     Param("features_uri", "string", "", "features of an ingest run (runs:/<id>/features); empty: build them here"),
     *DATA_PARAMS,
 )
+
+
+CACHE_ENV = "FABRIC_MADNESS_CACHE"
+
+
+def compile_cache_base() -> Path:
+    """Per user, as pip's cache is (or $FABRIC_MADNESS_CACHE): a compiled training program belongs to
+    the machine, not to a run, and the next train run of the same network and data shape loads it."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fabric-madness"
 
 
 def obtain_features(values: dict, workdir: Path) -> dataset.Built:
@@ -89,6 +101,7 @@ def main(argv=None):
     values, raw = parse("train", __doc__.splitlines()[0], PARAMS, argv)
     if not values["features_uri"]:
         seasons_of(values)  # inverted seasons stop here, before any data is read
+    M.use_compile_cache(compile_cache_base())
     M.set_threads(values["threads"])
     with start_run("train", raw), temp_dir() as tmp:
         built = obtain_features(values, Path(tmp))

@@ -79,3 +79,18 @@ def _never_the_repo_store(tmp_path_factory):
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _a_session_compile_cache(tmp_path_factory):
+    """Train runs keep compiled programs (madness.model.use_compile_cache): the tests' go to a
+    folder of the session, shared by every process it starts, never the user's own cache."""
+    from steps.train import CACHE_ENV
+
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("compile-cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous

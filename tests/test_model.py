@@ -7,6 +7,7 @@ few seconds, so the trained networks are shared by module-scoped fixtures.
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -278,6 +279,20 @@ def test_a_program_compiled_by_one_process_is_loaded_by_the_next_with_the_same_r
     stamps = {entry: entry.stat().st_mtime_ns for entry in entries}
     assert train_in_a_process(1, tmp_path) == first == compiled_here
     assert {entry: entry.stat().st_mtime_ns for entry in entries} == stamps  # loaded, not compiled again
+
+
+def test_a_cache_inherited_from_the_parent_process_is_replaced_and_the_users_own_kept(tmp_path, monkeypatch):
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as in a process that has not loaded it yet
+    monkeypatch.delenv("FABRIC_MADNESS_XLA_CACHE", raising=False)
+    monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_auto_jit=0")
+    parents = M.use_compile_cache(tmp_path / "parent")
+    assert os.environ["TF_XLA_FLAGS"] == f"--tf_xla_auto_jit=0 {M.COMPILE_CACHE_FLAG}={parents}"
+    mine = M.use_compile_cache(tmp_path / "child")
+    assert mine != parents and os.environ["TF_XLA_FLAGS"] == f"--tf_xla_auto_jit=0 {M.COMPILE_CACHE_FLAG}={mine}"
+
+    monkeypatch.setenv("TF_XLA_FLAGS", f"{M.COMPILE_CACHE_FLAG}=/the/users/own")
+    assert M.use_compile_cache(tmp_path / "ours") is None
+    assert os.environ["TF_XLA_FLAGS"] == f"{M.COMPILE_CACHE_FLAG}=/the/users/own"
 
 
 def test_no_compile_cache_once_tensorflow_is_loaded(tmp_path, trained):

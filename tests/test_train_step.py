@@ -25,7 +25,7 @@ import pytest
 from conftest import ROOT, run_cli, runs_of
 from madness import names as n
 from madness import scoring
-from steps.train import PARAMS, main
+from steps.train import CACHE_ENV, PARAMS, main
 from stores import all_artifacts, logged_models_of, model_files, run_ids, synthetic_features, temp_store
 
 GIVEN = {"model": "small", "lr": "1e-2", "epochs": "5", "batch_size": "32", "seed": "7"}
@@ -298,21 +298,23 @@ def test_bad_inputs_leave_no_running_run_and_no_model(store, bad_runs):
 # --- through `mlflow run` ---
 
 
-def mlflow_run(*params: str):
+def mlflow_run(*params: str, env: dict | None = None):
     args = [str(Path(sys.executable).parent / "mlflow"), "run", str(ROOT), "-e", "train", "--env-manager", "local"]
     for param in params:
         args += ["-P", param]
-    return run_cli(args, timeout=900)
+    return run_cli(args, env=env, timeout=900)
 
 
 @pytest.mark.slow
-def test_mlflow_run_trains_and_finishes(tracking):
-    done = mlflow_run("model=small", "lr=0.01", "epochs=2")
+def test_mlflow_run_trains_and_finishes(tracking, tmp_path):
+    done = mlflow_run("model=small", "lr=0.01", "epochs=2", env={CACHE_ENV: str(tmp_path)})
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = runs_of()
     assert run.info.status == "FINISHED"
     assert 0 < run.data.metrics[n.BRIER] < 1
     assert run.data.params["lr"] == "0.01"
+    # the run kept its compiled training program for the next one (madness.model.use_compile_cache)
+    assert list(tmp_path.glob("xla-*/*.pb"))
 
 
 @pytest.mark.slow
