@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 
 MLMODEL = "MLmodel"
+# libyaml's safe loader when PyYAML has it: the same documents, parsed several times faster.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ARCHIVES = (".keras", ".zip")  # a cut-short archive is no longer recognised as one: know them by name
 
 
@@ -23,7 +25,7 @@ def model_problem(folder: Path) -> str | None:
     if not spec_file.is_file():
         return f"its model has no {MLMODEL} file"
     try:
-        spec = yaml.safe_load(spec_file.read_text())
+        spec = yaml.load(spec_file.read_text(), Loader=SAFE_LOADER)
         flavor = spec["flavors"]["python_function"]
     except (yaml.YAMLError, TypeError, KeyError, UnicodeDecodeError):
         return f"its model's {MLMODEL} file is unreadable"

@@ -20,6 +20,12 @@ INGEST_FILES = [
 ]
 
 
+def local_path(uri: str) -> Path | None:
+    """The folder a file: (or plain path) URI names on this machine; None for any other store."""
+    location = urllib.parse.urlparse(uri)
+    return Path(urllib.request.url2pathname(location.path)) if location.scheme in ("", "file") else None
+
+
 def artifact_sizes(client, run_id: str, folders: set[str]) -> dict[str, int]:
     """Path -> size of the run's artifacts at its top level and in `folders`."""
     sizes = {}
@@ -30,32 +36,37 @@ def artifact_sizes(client, run_id: str, folders: set[str]) -> dict[str, int]:
     return sizes
 
 
-def missing(client, run_id: str, required: list[str]) -> str | None:
-    folders = {name.rsplit("/", 1)[0] for name in required if "/" in name}
-    gone = wholeness.missing_files(artifact_sizes(client, run_id, folders), required)
+def local_sizes(root: Path, required: list[str]) -> dict[str, int]:
+    """Path -> size of each required artifact present under a local artifact root."""
+    return {name: (root / name).stat().st_size for name in required if (root / name).is_file()}
+
+
+def missing(client, run_id: str, required: list[str], run=None) -> str | None:
+    # A local store's artifacts are looked at where they lie: one stat each, not a listing per folder.
+    root = local_path((run or client.get_run(run_id)).info.artifact_uri)
+    if root is not None:
+        sizes = local_sizes(root, required)
+    else:
+        sizes = artifact_sizes(client, run_id, {name.rsplit("/", 1)[0] for name in required if "/" in name})
+    gone = wholeness.missing_files(sizes, required)
     return f"its artifact {gone[0]} is missing or empty" if gone else None
 
 
-def local_model_folder(client, run_id: str) -> Path | None:
+def local_model_folder(client, run_id: str, run=None) -> Path | None:
     """The folder of the run's logged model when it is on this machine's file system (a local store),
     else None. The model MLflow resolves runs:/<id>/model to: the logged model of that name the run made."""
-    experiment_id = client.get_run(run_id).info.experiment_id
+    experiment_id = (run or client.get_run(run_id)).info.experiment_id
     models = client.search_logged_models(
         experiment_ids=[experiment_id],
         filter_string=f"name = '{n.MODEL_DIR}' AND source_run_id = '{run_id}'",
         max_results=1,
     )
-    if not models:
-        return None
-    location = urllib.parse.urlparse(models[0].artifact_location)
-    if location.scheme not in ("", "file"):
-        return None
-    return Path(urllib.request.url2pathname(location.path))
+    return local_path(models[0].artifact_location) if models else None
 
 
-def model_problem(client, run_id: str) -> str | None:
+def model_problem(client, run_id: str, run=None) -> str | None:
     # A local model is checked where it lies: fetching it first copies every file for nothing.
-    folder = local_model_folder(client, run_id)
+    folder = local_model_folder(client, run_id, run)
     if folder is not None:
         if not folder.is_dir():
             return f"its model cannot be fetched (its folder {folder} is gone)"
@@ -71,15 +82,16 @@ def model_problem(client, run_id: str) -> str | None:
 _whole: set[str] = set()  # runs found whole by this process: a sweep checks, then reports, the same runs
 
 
-def train_run_problem(client, run_id: str) -> str | None:
-    """None when the train run is whole, else what is wrong with it."""
+def train_run_problem(client, run_id: str, run=None) -> str | None:
+    """None when the train run is whole, else what is wrong with it. `run`: the run, when the caller
+    has it already (from a search), so it is not read again."""
     if run_id in _whole:
         return None
-    problem = missing(client, run_id, TRAIN_FILES) or model_problem(client, run_id)
+    problem = missing(client, run_id, TRAIN_FILES, run) or model_problem(client, run_id, run)
     if problem is None:
         _whole.add(run_id)
     return problem
 
 
-def ingest_run_problem(client, run_id: str) -> str | None:
-    return missing(client, run_id, INGEST_FILES)
+def ingest_run_problem(client, run_id: str, run=None) -> str | None:
+    return missing(client, run_id, INGEST_FILES, run)

@@ -60,6 +60,7 @@ PARAMS = (
 )
 GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size"))
 POLL_SECONDS = 1.0
+REAP_SECONDS = 0.05  # how soon a finished child is noticed: the next pair starts without waiting out a poll
 QUIET_SECONDS = 30.0
 
 
@@ -122,22 +123,39 @@ WHOLE = {"train": train_run_problem, "ingest": ingest_run_problem}
 _told: set[str] = set()  # runs already named as not whole by this process
 
 
+def finished_runs(client, exp_ids: list[str], entry: str, identity: dict[str, str | None]) -> list:
+    """FINISHED runs of `entry` at this commit in these experiments, latest first: one search (every
+    page) for the whole grid rather than one per pair."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            sorted(set(exp_ids)),
+            f"tags.`{n.TAG_COMMIT}` = '{identity[n.TAG_COMMIT]}' and tags.`{n.TAG_ENTRY_POINT}` = '{entry}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 def find_reusable(
-    client, exp_id: str, entry: str, params: dict[str, str], identity: dict[str, str | None]
+    client, exp_id: str, entry: str, params: dict[str, str], identity: dict[str, str | None], candidates=None
 ) -> str | None:
     """The latest FINISHED run that can stand for this one (madness.sweep.is_reusable) and still holds
-    its files; a run whose files are gone is named and passed over, so the pair trains again."""
+    its files; a run whose files are gone is named and passed over, so the pair trains again.
+    `candidates`: finished_runs() of this experiment, when the caller searched already."""
     if identity.get(n.TAG_COMMIT) is None:
         return None
-    candidates = client.search_runs(
-        [exp_id],
-        f"tags.`{n.TAG_COMMIT}` = '{identity[n.TAG_COMMIT]}' and tags.`{n.TAG_ENTRY_POINT}` = '{entry}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-    )
+    if candidates is None:
+        candidates = finished_runs(client, [exp_id], entry, identity)
     for run in candidates:
+        if run.info.experiment_id != exp_id:
+            continue
         if not S.is_reusable(run.info.status, run.data.params, run.data.tags, stored(params), identity):
             continue
-        problem = WHOLE[entry](client, run.info.run_id)
+        problem = WHOLE[entry](client, run.info.run_id, run)
         if problem is None:
             return run.info.run_id
         if run.info.run_id not in _told:
@@ -164,19 +182,33 @@ class LaunchError(Exception):
 def launch_child(
     client, sweep_run_id: str, entry: str, params: dict, exp_id: str, run_name: str, env_manager: str, known: set
 ):
-    """`mlflow.run` the entry point asynchronously. MLflow creates the child run before it builds the
-    environment; when that fails (no conda, a pip error) the run would stay RUNNING: end it FAILED
-    (KILLED on an interrupt) and raise LaunchError naming it."""
+    """Launch the entry point as MLflow Projects does and return its SubmittedRun, not waiting for it
+    to end. MLflow creates the child run before it builds the environment; when that fails (no conda,
+    a pip error) the run would stay RUNNING: end it FAILED (KILLED on an interrupt) and raise
+    LaunchError naming it."""
     since_ms = int(time.time() * 1000)
     try:
-        return mlflow.projects.run(
-            str(PROJECT_ROOT),
-            entry_point=entry,
-            parameters=params,
+        # MLflow's asynchronous mlflow.run starts an `mlflow run` CLI per child that only waits for the
+        # entry point: a second interpreter importing MLflow (~3 s a pair) whose end status the steps
+        # set themselves. Its synchronous path, not waited for, is the same launch without it: the
+        # environment built, the run created with the project's tags, the entry point's command started.
+        # The sweep waits for it (reap), ends its run if the step could not (settle) and cancels it.
+        # mlflow.projects._run is private: tests/test_sweep.py checks the child runs it makes.
+        return mlflow.projects._run(
+            uri=str(PROJECT_ROOT),
             experiment_id=exp_id,
-            run_name=run_name,
+            entry_point=entry,
+            version=None,
+            parameters=params,
+            docker_args=None,
+            backend_name="local",
+            backend_config={},
+            storage_dir=None,
             env_manager=env_manager,
-            synchronous=False,
+            synchronous=True,
+            run_name=run_name,
+            build_image=False,
+            docker_auth=None,
         )
     except BaseException as err:
         if isinstance(err, Exception) and store_failure(err) is not None:
@@ -333,6 +365,15 @@ class Launcher:
                 self.durations.append(job.duration)
         return finished
 
+    def pause(self, seconds: float) -> None:
+        """Sleep up to `seconds` (the store is asked about waiting pairs once per poll), but wake as
+        soon as a child's process exits."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if any(job.submitted.command_proc.poll() is not None for job in self.running):
+                return
+            time.sleep(min(REAP_SECONDS, left))
+
     def settle(self, run_id: str, status: str) -> str:
         """A child that died before ending its run would leave it RUNNING: end it here."""
         current = self.client.get_run(run_id).info.status
@@ -390,7 +431,7 @@ class Launcher:
                     print(line, flush=True)
                     shown, last_print = line, time.monotonic()
                 if self.running or self.waiting:
-                    time.sleep(POLL_SECONDS)
+                    self.pause(POLL_SECONDS)
         except BaseException as err:
             if isinstance(err, Exception) and store_failure(err) is not None:
                 self.store_failed = True
@@ -463,6 +504,7 @@ def log_pairs(jobs: list[Job], after_store_failure: bool) -> None:
 def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, threads: int) -> list[Job]:
     jobs = []
     pairs = S.grid(values["models"], values["lrs"])
+    experiments = {}  # name -> id: one lookup per model, not per pair
     for pair in pairs:
         name = f"{values['prefix']}_{pair.model}"
         params = {
@@ -473,19 +515,26 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
             "features_uri": features_uri,
             **spelled(DATA_PARAMS, raw),
         }
-        lrs = [p.lr for p in pairs if p.model == pair.model]
+        if name not in experiments:
+            lrs = [p.lr for p in pairs if p.model == pair.model]
+            experiments[name] = experiment_id(
+                client, name, describe.model_description(pair.model, lrs, params["epochs"])
+            )
         job = Job(
             pair,
             name,
-            experiment_id(client, name, describe.model_description(pair.model, lrs, params["epochs"])),
+            experiments[name],
             params,
             key=coordination.claim_key({"entry": "train", **cache_identity(params), **identity}),
         )
-        if not values["force"]:
-            job.run_id = find_reusable(client, job.experiment_id, "train", params, identity)
-            if job.run_id:
-                job.reused, job.status = True, "FINISHED"
         jobs.append(job)
+    if values["force"] or identity.get(n.TAG_COMMIT) is None:
+        return jobs
+    candidates = finished_runs(client, list(experiments.values()), "train", identity)
+    for job in jobs:
+        job.run_id = find_reusable(client, job.experiment_id, "train", job.params, identity, candidates)
+        if job.run_id:
+            job.reused, job.status = True, "FINISHED"
     return jobs
 
 

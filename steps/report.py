@@ -131,7 +131,7 @@ def status_of(client, run) -> str:
     such, never passes the filter, is never best and is never registered."""
     if run.info.status != "FINISHED":
         return run.info.status
-    problem = train_run_problem(client, run.info.run_id)
+    problem = train_run_problem(client, run.info.run_id, run)
     if problem is None:
         return run.info.status
     print(
