@@ -29,11 +29,11 @@ def frame():
     return {"x_train": x[:200], "y_train": y[:200], "x_val": x[200:], "y_val": y[200:], "scaler": scaler}
 
 
-def train(frame, seed=SEED, fast=True, epochs=5):
+def train(frame, seed=SEED, fast=True, epochs=5, lr=0.01):
     return M.train(
         "small",
         frame["scaler"],
-        0.01,
+        lr,
         frame["x_train"],
         frame["y_train"],
         frame["x_val"],
@@ -208,19 +208,7 @@ def test_fast_training_predictions_agree_with_plain_keras_fit(trained, plain, fr
 def test_both_paths_stop_on_a_learning_rate_too_large(frame):
     for fast in (True, False):
         with pytest.raises(M.Diverged):
-            M.train(
-                "small",
-                frame["scaler"],
-                1e30,
-                frame["x_train"],
-                frame["y_train"],
-                frame["x_val"],
-                frame["y_val"],
-                epochs=3,
-                batch_size=32,
-                seed=SEED,
-                fast=fast,
-            )
+            train(frame, fast=fast, epochs=3, lr=1e30)
 
 
 def test_each_epoch_visits_every_training_row_once_in_a_fresh_order():
@@ -313,18 +301,7 @@ def test_the_compile_cache_folder_names_the_tensorflow_version_and_the_cpu(tmp_p
 
 def test_a_learning_rate_too_large_raises_diverged_naming_it_and_the_epoch(frame):
     with pytest.raises(M.Diverged) as raised:
-        M.train(
-            "small",
-            frame["scaler"],
-            1e30,
-            frame["x_train"],
-            frame["y_train"],
-            frame["x_val"],
-            frame["y_val"],
-            epochs=4,
-            batch_size=32,
-            seed=SEED,
-        )
+        train(frame, epochs=4, lr=1e30)
     err = raised.value
     assert isinstance(err, UserError)  # what steps print as one line
     assert (err.learning_rate, err.epoch, err.loss) == (1e30, 1, "training") and np.isnan(err.value)
