@@ -39,6 +39,7 @@ def test_training_speed_and_cache_benchmarks_run_and_print_ratios():
     cache = run_bench("cache.py")
     assert "ratio first / second:" in cache and RATIO.search(cache)
     assert "| second (same command) |" in cache and re.search(r"\| second \(same command\) \| [\d.]+ \| 0 \|", cache)
+    assert re.search(r"second invocation above the store's floor: -?[\d.]+ s", cache)
 
 
 @pytest.mark.slow
