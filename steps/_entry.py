@@ -55,6 +55,36 @@ def _announce_retries() -> None:
         pool.addHandler(_RetryNotice(logging.WARNING))
 
 
+def run_as_script(main) -> None:
+    """`python -m steps.<step>`: run the entry point, then leave without the interpreter's teardown.
+
+    Once a step has returned, its run is ended and its files are closed; what Python does next,
+    finalizing every module and TensorFlow's native libraries, takes 2-3 s of a process here and
+    serves nothing (measured: from the end of main to the exit, 2.3-2.5 s of a train step). So the
+    atexit handlers run, the streams and logs are flushed, and the process exits with the step's
+    code. A step's bug (an exception that is not SystemExit) keeps the normal path: its traceback."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    if isinstance(code, str):  # sys.exit("message"): Python prints it and exits 1
+        print(code, file=sys.stderr)
+        code = 1
+    _exit_now(code or 0)
+
+
+def _exit_now(code: int) -> None:
+    import atexit
+
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 def entry_point(main):
     """Run `main`; a UserError or a failing store prints one line and exits 1; any failure ends the
     active run FAILED."""

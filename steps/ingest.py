@@ -21,7 +21,7 @@ from madness import dataset
 from madness import names as n
 from madness.cli import DATA_PARAMS, parse
 from steps._data import build_features, log_data, seasons_of
-from steps._entry import entry_point, start_run
+from steps._entry import entry_point, run_as_script, start_run
 from steps._lifecycle import temp_dir
 
 PARAMS = DATA_PARAMS
@@ -49,4 +49,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

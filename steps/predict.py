@@ -26,7 +26,7 @@ from madness import names as n
 from madness.cli import DATA_PARAMS, Param, not_empty, parse, season
 from madness.errors import UserError
 from steps._data import read_data_for_model, require_columns
-from steps._entry import entry_point, start_run
+from steps._entry import entry_point, run_as_script, start_run
 from steps._failures import unwritable
 from steps._lifecycle import temp_dir
 from steps._models import load_model
@@ -115,4 +115,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

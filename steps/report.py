@@ -31,7 +31,7 @@ from madness import report as tables
 from madness.cli import Param, boolean, parse
 from madness.errors import UserError
 from steps._coordination import Claims, Liveness, end_orphans
-from steps._entry import entry_point, start_run
+from steps._entry import entry_point, run_as_script, start_run
 from steps._lifecycle import temp_dir
 from steps._stored import train_run_problem
 
@@ -399,4 +399,4 @@ def end_orphans_of(client, sweep_run_id: str, by: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

@@ -35,7 +35,7 @@ from madness import names as n
 from madness import reproduce as reproduction
 from madness.cli import Param, non_negative, not_empty, one_of, parse
 from madness.errors import UserError
-from steps._entry import PROJECT_ROOT, entry_point, start_run
+from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
 
 PARAMS = (
     Param("run_id", "string", None, "the run to rerun", not_empty),
@@ -307,4 +307,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

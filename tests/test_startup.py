@@ -29,3 +29,41 @@ def test_drawing_a_figure_imports_matplotlib_then():
     result = run_cli([sys.executable, "-c", code])
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True"]
+
+
+# --- the end of a step's process: run_as_script leaves without the interpreter's teardown ---
+
+
+def run_script(body: str):
+    """A step-like main run through steps._entry.run_as_script in a real interpreter, its output piped."""
+    code = (
+        "import atexit, sys\n"
+        "from steps._entry import run_as_script\n"
+        "atexit.register(lambda: print('atexit handler ran', flush=True))\n"
+        f"def main():\n    {body}\n"
+        "run_as_script(main)\n"
+        "print('not reached')\n"
+    )
+    return run_cli([sys.executable, "-c", code])
+
+
+def test_a_finished_step_exits_0_with_its_output_flushed_and_atexit_run():
+    result = run_script("print('step output')  # buffered: stdout is a pipe")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["step output", "atexit handler ran"]
+
+
+def test_a_step_that_exits_with_a_code_keeps_it():
+    result = run_script("print('error: a one-line reason', file=sys.stderr); sys.exit(3)")
+    assert result.returncode == 3 and result.stderr.strip() == "error: a one-line reason"
+
+
+def test_a_step_that_exits_with_a_message_prints_it_and_exits_1():
+    result = run_script("sys.exit('error: stopped')")
+    assert result.returncode == 1 and result.stderr.strip() == "error: stopped"
+
+
+def test_a_steps_bug_keeps_its_traceback():
+    result = run_script("raise RuntimeError('a bug')")
+    assert result.returncode == 1 and "Traceback" in result.stderr and "RuntimeError: a bug" in result.stderr
+    assert "not reached" not in result.stdout
