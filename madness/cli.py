@@ -97,8 +97,8 @@ DATA_PARAMS = (
     Param("league", "string", "both", "M (men), W (women) or both", one_of(*n.LEAGUE_CHOICES)),
     Param("first_season", "int", 2003, "first training season", season),
     Param("val_season", "int", 2019, "first validation season", season),
-    Param("test_season", "int", 2022, "first test season", season),
-    Param("last_season", "int", 2023, "last test season", season),
+    Param("test_season", "int", 2022, "first test season (last_season + 1: no test seasons)", season),
+    Param("last_season", "int", 2023, "last season used (the last test season, or validation season)", season),
     Param("seed", "int", 42, "seed for the synthetic league, weights and shuffling", non_negative),
 )
 

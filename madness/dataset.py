@@ -22,18 +22,26 @@ from madness.errors import UserError
 
 @dataclass(frozen=True)
 class Seasons:
-    """Train on [first, val), validate on [val, test), test on [test, last]: a season is in one split only."""
+    """Train on [first, val), validate on [val, test), test on [test, last]: a season is in one split only.
+
+    test = last + 1 leaves no test seasons: every season with results is used for training or
+    validation, as a model for the coming tournament wants (it is scored when that tournament is played)."""
 
     first: int
     val: int
     test: int
     last: int
 
+    @property
+    def has_test(self) -> bool:
+        return self.test <= self.last
+
     def check(self) -> Seasons:
-        if not self.first < self.val < self.test <= self.last:
+        if not self.first < self.val < self.test <= self.last + 1:
             raise UserError(
-                f"seasons must satisfy first_season < val_season < test_season <= last_season, "
-                f"got {self.first} < {self.val} < {self.test} <= {self.last}"
+                f"seasons must satisfy first_season < val_season < test_season <= last_season + 1 "
+                f"(test_season = last_season + 1: no test seasons), "
+                f"got {self.first} < {self.val} < {self.test} <= {self.last} + 1"
             )
         return self
 
@@ -108,11 +116,10 @@ def build(files: list[kaggle.LeagueFiles], seasons: Seasons, synthetic_data: boo
 def _check_splits(games: pd.DataFrame, files, seasons: Seasons) -> None:
     played = sorted(set().union(*(set(f.tourney[n.SEASON]) for f in files)))
     span = f"{played[0]}-{played[-1]}" if played else "none"
-    for split, low, high in (
-        (n.TRAIN, seasons.first, seasons.val - 1),
-        (n.VAL, seasons.val, seasons.test - 1),
-        (n.TEST, seasons.test, seasons.last),
-    ):
+    splits = [(n.TRAIN, seasons.first, seasons.val - 1), (n.VAL, seasons.val, seasons.test - 1)]
+    if seasons.has_test:
+        splits.append((n.TEST, seasons.test, seasons.last))
+    for split, low, high in splits:
         if not (games[n.SPLIT] == split).any():
             raise UserError(
                 f"no tournament games for the {split} seasons {low}-{high}; tournaments in the data: {span}"

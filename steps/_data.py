@@ -65,6 +65,8 @@ def log_data(built: D.Built, source: str) -> None:
     mlflow.log_dict(built.manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
     for split in (n.TRAIN, n.VAL, n.TEST):
         rows = built.games[built.games[n.SPLIT] == split]
+        if rows.empty:  # no test seasons: a model for the coming tournament
+            continue
         # MLflow warns that a plain path "can be interpreted in multiple ways" (each way reads the
         # same file) and, as log_input infers the table's schema, that integer columns cannot hold
         # missing values (a hint for models scoring such columns): neither applies to these tables.

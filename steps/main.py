@@ -35,7 +35,7 @@ from madness.errors import UserError
 from steps import report as report_step
 from steps._coordination import Claims, Liveness, end_orphans
 from steps._data import seasons_of
-from steps._entry import PROJECT_ROOT, entry_point, single_attempt, start_run
+from steps._entry import PROJECT_ROOT, entry_point, run_as_script, single_attempt, start_run
 from steps._failures import store_failure
 from steps._stored import ingest_run_problem, train_run_problem
 
@@ -542,7 +542,12 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
 def main(argv=None):
     values, raw = parse("main", __doc__.splitlines()[0], PARAMS, argv)
     pairs = S.grid(values["models"], values["lrs"])  # an empty or repeated list stops here
-    seasons_of(values)
+    if not seasons_of(values).has_test:
+        raise UserError(
+            f"a sweep compares its pairs by their Brier on the test seasons: test_season must be at most "
+            f"last_season ({values['last_season']}), got {values['test_season']}; to train a model for the coming "
+            "tournament without test seasons, run the train entry point"
+        )
     client = mlflow.MlflowClient()
     models, lrs = list(dict.fromkeys(p.model for p in pairs)), list(dict.fromkeys(p.lr for p in pairs))
     description = describe.sweep_description(values["prefix"], models, lrs, S.canonical(raw["epochs"]))
@@ -593,4 +598,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

@@ -28,7 +28,7 @@ from madness import names as n
 from madness.cli import DATA_PARAMS, Param, non_negative, one_of, parse, positive
 from madness.environment import model_pins
 from steps._data import build_features, features_source, load_features, log_data, seasons_of
-from steps._entry import entry_point, start_run
+from steps._entry import entry_point, run_as_script, start_run
 from steps._lifecycle import temp_dir
 from steps.pyfunc_model import KERAS_ARTIFACT, TournamentModel, signature
 
@@ -129,32 +129,44 @@ def main(argv=None):
         # Scored through the served model's own code on the saved file: the network still compiled for
         # training runs another TensorFlow graph, whose probabilities can differ in the last bits.
         keras_path = save_network(trained.model, Path(tmp))
-        p_test = TournamentModel.from_file(features, keras_path).predict(None, x_test)
-        games = built.games
-        baseline = scoring.seed_baseline(games[games[n.SPLIT] == n.TRAIN], games[games[n.SPLIT] == n.TEST])
+        served = TournamentModel.from_file(features, keras_path)
         log_curves(trained)
-        mlflow.log_metrics(
-            {
-                **scoring.all_scores(y_test, p_test),
-                n.BASELINE_BRIER: scoring.brier(y_test, baseline),
-                n.BEST_EPOCH: trained.best_epoch + 1,
-                n.N_GAMES: len(y_test) // 2,
-            }
-        )
+        # Without test seasons (a model for the coming tournament) there is nothing to score, and
+        # the signature's output is described from the validation rows.
+        rows = x_test if len(x_test) else x_val
+        probabilities = served.predict(None, rows)
+        scores = scores_on_test(built, y_test, probabilities) if len(x_test) else {}
+        mlflow.log_metrics({**scores, n.BEST_EPOCH: trained.best_epoch + 1})
         mlflow.log_figure(
             plots.loss_figure(trained.train_loss, trained.val_loss, trained.best_epoch, values["model"], raw["lr"]),
             n.LOSS_PLOT,
         )
-        log_model(keras_path, features, signature(features, x_test, p_test))
+        log_model(keras_path, features, signature(features, rows, probabilities))
         run_id = mlflow.active_run().info.run_id
         done = time.perf_counter()
     print(
-        f"train run {run_id}: {values['model']} lr={raw['lr']} brier={scoring.brier(y_test, p_test):.4f} "
-        f"(seed baseline {scoring.brier(y_test, baseline):.4f}), best epoch {trained.best_epoch + 1}; "
+        f"train run {run_id}: {values['model']} lr={raw['lr']} {summary(scores)}, best epoch {trained.best_epoch + 1}; "
         f"seconds: start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
         f"scoring and logging {done - trained_at:.1f}"
     )
 
 
+def scores_on_test(built: dataset.Built, y_test, p_test) -> dict:
+    """The test seasons' scores, and the Brier of the seed baseline fit on the training seasons, on the same games."""
+    games = built.games
+    baseline = scoring.seed_baseline(games[games[n.SPLIT] == n.TRAIN], games[games[n.SPLIT] == n.TEST])
+    return {
+        **scoring.all_scores(y_test, p_test),
+        n.BASELINE_BRIER: scoring.brier(y_test, baseline),
+        n.N_GAMES: len(y_test) // 2,
+    }
+
+
+def summary(scores: dict) -> str:
+    if not scores:
+        return "no test seasons (trained for the coming tournament): not scored"
+    return f"brier={scores[n.BRIER]:.4f} (seed baseline {scores[n.BASELINE_BRIER]:.4f})"
+
+
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

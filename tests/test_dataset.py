@@ -33,16 +33,29 @@ def built() -> dataset.Built:
         (2019, 2003, 2022, 2023),  # validation before training
         (2003, 2003, 2022, 2023),  # empty training span
         (2003, 2019, 2019, 2023),  # empty validation span
-        (2003, 2019, 2024, 2023),  # test after last
+        (2003, 2019, 2025, 2023),  # test more than one season after last
     ],
 )
 def test_inverted_seasons_are_refused(first, val, test, last):
-    with pytest.raises(UserError, match=r"first_season < val_season < test_season <= last_season, got"):
+    with pytest.raises(UserError, match=r"first_season < val_season < test_season <= last_season \+ 1 .*, got"):
         dataset.Seasons(first, val, test, last).check()
 
 
 def test_one_season_test_span_is_accepted():
     assert dataset.Seasons(2003, 2019, 2023, 2023).check() == dataset.Seasons(2003, 2019, 2023, 2023)
+
+
+def test_test_season_after_the_last_means_no_test_seasons():
+    seasons = dataset.Seasons(2003, 2023, 2024, 2023).check()
+    assert not seasons.has_test and dataset.Seasons(2003, 2019, 2023, 2023).has_test
+
+
+def test_without_test_seasons_every_season_with_results_is_trained_or_validated():
+    frames = season_frames(seasons=range(2000, 2008))
+    built = dataset.build([league_files(frames)], dataset.Seasons(2001, 2007, 2008, 2007))
+    split_seasons = built.games.groupby(n.SPLIT)[n.SEASON].agg(["min", "max"])
+    assert set(split_seasons.index) == {n.TRAIN, n.VAL}
+    assert tuple(split_seasons.loc[n.TRAIN]) == (2001, 2006) and tuple(split_seasons.loc[n.VAL]) == (2007, 2007)
 
 
 def test_build_checks_seasons():
