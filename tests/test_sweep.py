@@ -443,6 +443,17 @@ without_conda = pytest.mark.skipif(
 )
 
 
+def test_a_sweep_without_test_seasons_is_refused_in_one_line_before_any_run(store):
+    result = store.sweep(
+        "--models", "small", "--lrs", "0.1", "--val_season", "2023", "--test_season", "2024", "--prefix", "nt"
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert last_line(result.stderr).startswith(
+        "error: a sweep compares its pairs by their Brier on the test seasons: test_season must be at most last_season (2023), got 2024"
+    )
+    assert store.runs("nt") == []
+
+
 @without_conda
 def test_an_ingest_that_cannot_start_gives_one_line_and_leaves_nothing_running(store):
     result = store.sweep(
