@@ -56,6 +56,12 @@ ACCURACY = "accuracy"
 BASELINE_BRIER = "baseline_brier"
 BEST_EPOCH = "best_epoch"
 N_GAMES = "n_games"
+# Brier minus the seed baseline's on the same test games, and its paired-bootstrap 95% interval.
+BRIER_VS_BASELINE = "brier_minus_baseline"
+BRIER_VS_BASELINE_LOW = "brier_minus_baseline_low"
+BRIER_VS_BASELINE_HIGH = "brier_minus_baseline_high"
+PREDICTION = "p"  # a predictions file's columns beside the game's: the model's and the baseline's P(team 1 wins)
+BASELINE_PREDICTION = "p_baseline"
 
 # --- tags ---
 TAG_SYNTHETIC = "data.synthetic"
@@ -83,6 +89,7 @@ GAMES_FILE = "games.csv"
 SCALER_FILE = "scaler.json"
 MANIFEST_FILE = "manifest.json"
 LOSS_PLOT = "loss.png"
+PREDICTIONS_FILE = "predictions.csv"  # a train run's test rows: the game, its outcome, both predictions
 CALIBRATION_PLOT = "calibration.png"
 MODEL_DIR = "model"
 SUBMISSION_FILE = "submission.csv"

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 
 from madness import names as n
+from madness import scoring
 
 INCOMPLETE = "INCOMPLETE"  # FINISHED, but its model or artifacts are gone
 TABLE_COLUMNS = [
@@ -62,6 +63,38 @@ def ranked(table: pd.DataFrame) -> pd.DataFrame:
 def best_row(table: pd.DataFrame) -> dict | None:
     scored = ranked(table)
     return None if scored.empty else scored.iloc[0].to_dict()
+
+
+def runner_up_row(table: pd.DataFrame) -> dict | None:
+    scored = ranked(table)
+    return None if len(scored) < 2 else scored.iloc[1].to_dict()
+
+
+def same_games(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Two runs' predictions files cover the very same test rows, in the same order."""
+    keys = [n.SEASON, n.T1_TEAM, n.T2_TEAM, n.TARGET]
+    return len(a) == len(b) and a[keys].reset_index(drop=True).equals(b[keys].reset_index(drop=True))
+
+
+def best_against_runner_up(best: pd.DataFrame, runner_up: pd.DataFrame) -> scoring.Interval:
+    """The best run's Brier minus the runner-up's on the same test games, paired bootstrap over games."""
+    return scoring.paired_brier_difference(
+        best[n.TARGET], best[n.PREDICTION], runner_up[n.PREDICTION], scoring.game_labels(best)
+    )
+
+
+def how_sure(best: dict, runner_up: dict, interval: scoring.Interval, games: int) -> str:
+    """What the report says of its winner: whether the games it was scored on tell it from the runner-up."""
+    verdict = (
+        "the best is distinguishable from the runner-up"
+        if interval.excludes_zero
+        else "not distinguishable from the runner-up: on these games the ranking of the two is noise"
+    )
+    return (
+        f"against the runner-up {runner_up['model']} with learning rate {runner_up['lr']} (brier "
+        f"{runner_up[n.BRIER]:.4f}): difference {interval.estimate:+.4f}, {scoring.BOOTSTRAP_LEVEL:.0%} interval "
+        f"[{interval.low:+.4f}, {interval.high:+.4f}] over {games} games resampled: {verdict}"
+    )
 
 
 def chart_frame(table: pd.DataFrame) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -26,6 +28,47 @@ def accuracy(y, p) -> float:
 
 def all_scores(y, p) -> dict[str, float]:
     return {n.BRIER: brier(y, p), n.LOG_LOSS: log_loss(y, p), n.ACCURACY: accuracy(y, p)}
+
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0  # fixed: the same predictions give the same interval, run after run
+BOOTSTRAP_LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def game_labels(games: pd.DataFrame) -> np.ndarray:
+    """One integer per game, shared by its two rows (the game from each team's side)."""
+    low = np.minimum(games[n.T1_TEAM], games[n.T2_TEAM])
+    high = np.maximum(games[n.T1_TEAM], games[n.T2_TEAM])
+    return pd.MultiIndex.from_arrays([games[n.SEASON].to_numpy(), low.to_numpy(), high.to_numpy()]).factorize()[0]
+
+
+def paired_brier_difference(
+    y, p_a, p_b, games: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> Interval:
+    """Brier(p_a) - Brier(p_b) on the same rows, with a percentile interval (BOOTSTRAP_LEVEL) from
+    resampling whole games with replacement (`games`: game_labels of the rows): both rows of a game
+    go together, and both predictors are scored on each resampled set, so what the games have in
+    common cancels out of the difference."""
+    y = np.asarray(y, dtype="float64")
+    per_row = (np.asarray(p_a, dtype="float64") - y) ** 2 - (np.asarray(p_b, dtype="float64") - y) ** 2
+    count = int(games.max()) + 1
+    per_game, rows = np.bincount(games, per_row, count), np.bincount(games, minlength=count).astype("float64")
+    picks = np.random.default_rng(seed).integers(0, count, size=(resamples, count))
+    diffs = per_game[picks].sum(axis=1) / rows[picks].sum(axis=1)
+    tail = (1 - BOOTSTRAP_LEVEL) / 2 * 100
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    return Interval(brier(y, p_a) - brier(y, p_b), float(low), float(high))
 
 
 def seed_difference(games: pd.DataFrame) -> np.ndarray:

@@ -327,6 +327,7 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     }
     if best is not None:
         summary["best_model_uri"] = f"runs:/{best['run_id']}/{n.MODEL_DIR}"
+        summary["how_sure"] = how_sure(best, tables.runner_up_row(table))
         if do_register:
             champions = register(client, pairs, table)
             summary["champions"] = champions
@@ -335,6 +336,26 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     summary["markdown"] = tables.markdown(table)
     summary["figures_digest"], summary["figures_from"] = digest, reused_from
     return summary
+
+
+def how_sure(best: dict, runner_up: dict | None) -> str:
+    """Whether the test games tell the best run from the runner-up (both runs' predictions.csv,
+    paired bootstrap over the same games), or why that cannot be said."""
+    if runner_up is None:
+        return "no runner-up to compare it with"
+    with temp_dir() as tmp:
+        frames = []
+        for row in (best, runner_up):
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=row["run_id"], artifact_path=n.PREDICTIONS_FILE, dst_path=str(Path(tmp) / row["run_id"])
+                )
+            except Exception:  # noqa: BLE001 - absent (a run trained before predictions were logged): MLflow raises several types
+                return f"not compared with the runner-up: run {row['run_id']} has no {n.PREDICTIONS_FILE}"
+            frames.append(pd.read_csv(local))
+    if not tables.same_games(*frames):
+        return "not compared with the runner-up: the two runs were scored on different games"
+    return tables.how_sure(best, runner_up, tables.best_against_runner_up(*frames), len(frames[0]) // 2)
 
 
 def print_summary(summary: dict) -> None:
@@ -346,6 +367,8 @@ def print_summary(summary: dict) -> None:
     if best is None:
         print("no run finished with a Brier score")
     else:
+        # Said before the best, whose line stays the last: it ends with the model's URI, for scripts.
+        print(f"how sure: {summary['how_sure']}")
         print(
             f"best: {best['model']} with learning rate {best['lr']}, brier {best[n.BRIER]:.4f} -> {summary['best_model_uri']}"
         )

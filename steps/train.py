@@ -5,9 +5,12 @@ Inputs: `model` (small, medium, large), `lr` (> 0), `epochs`, `batch_size`, `see
 ingest run's features (runs:/<id>/features); when empty, the features are built here by the same
 code, and the same manifest and datasets are logged.
 Outputs: metrics `train_loss` and `val_loss` per epoch (step = epoch), `best_epoch`, and on the test
-seasons `brier`, `log_loss`, `accuracy`, `baseline_brier` (seed-difference logistic regression);
-artifacts `loss.png`, `features/manifest.json`, and `model` (an MLflow model with a signature: raw
-feature columns in, probability that team 1 wins out; the scaler is its first layer).
+seasons `brier`, `log_loss`, `accuracy`, `baseline_brier` (seed-difference logistic regression),
+`brier_minus_baseline` with its paired-bootstrap 95% interval (`_low`, `_high`; games resampled);
+artifacts `loss.png`, `predictions.csv` (each test row: the game, its outcome, the model's and the
+baseline's probabilities), `features/manifest.json`, and `model` (an MLflow model with a signature:
+raw feature columns in, probability that team 1 wins out; the scaler is its first layer). With no
+test seasons (test_season = last_season + 1) nothing is scored.
 
     mlflow run . -e train -P model=medium -P lr=0.01 --env-manager local
 """
@@ -152,20 +155,35 @@ def main(argv=None):
 
 
 def scores_on_test(built: dataset.Built, y_test, p_test) -> dict:
-    """The test seasons' scores, and the Brier of the seed baseline fit on the training seasons, on the same games."""
+    """The test seasons' scores; the seed baseline (fit on the training seasons) on the same games,
+    and this model's Brier minus the baseline's with a paired-bootstrap interval over those games.
+    Logs the test rows' predictions beside the baseline's (predictions.csv), which the report's
+    comparisons of runs resample in turn."""
     games = built.games
-    baseline = scoring.seed_baseline(games[games[n.SPLIT] == n.TRAIN], games[games[n.SPLIT] == n.TEST])
+    test = games[games[n.SPLIT] == n.TEST]
+    baseline = scoring.seed_baseline(games[games[n.SPLIT] == n.TRAIN], test)
+    against = scoring.paired_brier_difference(y_test, p_test, baseline, scoring.game_labels(test))
+    predictions = test[[n.SEASON, n.T1_TEAM, n.T2_TEAM, n.TARGET]].assign(
+        **{n.PREDICTION: p_test, n.BASELINE_PREDICTION: baseline}
+    )
+    mlflow.log_text(predictions.to_csv(index=False), n.PREDICTIONS_FILE)
     return {
         **scoring.all_scores(y_test, p_test),
         n.BASELINE_BRIER: scoring.brier(y_test, baseline),
         n.N_GAMES: len(y_test) // 2,
+        n.BRIER_VS_BASELINE: against.estimate,
+        n.BRIER_VS_BASELINE_LOW: against.low,
+        n.BRIER_VS_BASELINE_HIGH: against.high,
     }
 
 
 def summary(scores: dict) -> str:
     if not scores:
         return "no test seasons (trained for the coming tournament): not scored"
-    return f"brier={scores[n.BRIER]:.4f} (seed baseline {scores[n.BASELINE_BRIER]:.4f})"
+    return (
+        f"brier={scores[n.BRIER]:.4f} (seed baseline {scores[n.BASELINE_BRIER]:.4f}, difference "
+        f"{scores[n.BRIER_VS_BASELINE]:+.4f}, 95% [{scores[n.BRIER_VS_BASELINE_LOW]:+.4f}, {scores[n.BRIER_VS_BASELINE_HIGH]:+.4f}])"
+    )
 
 
 if __name__ == "__main__":

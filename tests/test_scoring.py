@@ -101,3 +101,80 @@ def test_off_the_bin_edges_reliability_is_sklearns_calibration_curve():
     assert table["bin"].tolist() == [0, 1, 2, 3, 7, 8, 9]
     np.testing.assert_allclose(table["mean_pred"], mean_pred, rtol=1e-12)
     np.testing.assert_allclose(table["observed"], observed, rtol=1e-12)
+
+
+# --- the paired bootstrap of a Brier difference over games ---
+
+
+def games_both_sides(outcomes: list[int]) -> pd.DataFrame:
+    """Tournament rows as the features make them: game i between teams 100+i and 200+i in 2020,
+    first from the winner's side, then from the loser's (outcomes: 1 if team 100+i won)."""
+    rows = []
+    for i, won in enumerate(outcomes):
+        rows.append({n.SEASON: 2020, n.T1_TEAM: 100 + i, n.T2_TEAM: 200 + i, n.TARGET: won})
+    for i, won in enumerate(outcomes):
+        rows.append({n.SEASON: 2020, n.T1_TEAM: 200 + i, n.T2_TEAM: 100 + i, n.TARGET: 1 - won})
+    return pd.DataFrame(rows)
+
+
+def test_a_games_two_rows_share_one_label_and_games_differ():
+    games = games_both_sides([1, 0, 1])
+    labels = scoring.game_labels(games)
+    assert list(labels[:3]) == list(labels[3:]) and len(set(labels)) == 3
+
+
+def test_the_same_team_pair_in_two_seasons_is_two_games():
+    games = pd.DataFrame({n.SEASON: [2020, 2021], n.T1_TEAM: [1, 1], n.T2_TEAM: [2, 2]})
+    assert len(set(scoring.game_labels(games))) == 2
+
+
+def test_the_difference_of_a_predictor_with_itself_is_zero_with_a_zero_width_interval():
+    games = games_both_sides([1, 0, 1, 1, 0])
+    p = np.linspace(0.2, 0.8, len(games))
+    interval = scoring.paired_brier_difference(games[n.TARGET], p, p, scoring.game_labels(games))
+    assert (interval.estimate, interval.low, interval.high) == (0.0, 0.0, 0.0) and not interval.excludes_zero
+
+
+def test_the_estimate_is_the_difference_of_the_two_briers():
+    games = games_both_sides([1, 0, 1, 1, 0, 0])
+    y, rng = games[n.TARGET].to_numpy(), np.random.default_rng(1)
+    p_a, p_b = rng.uniform(size=len(y)), rng.uniform(size=len(y))
+    interval = scoring.paired_brier_difference(y, p_a, p_b, scoring.game_labels(games))
+    assert interval.estimate == scoring.brier(y, p_a) - scoring.brier(y, p_b)
+    assert interval.low <= interval.estimate <= interval.high
+
+
+def test_a_clearly_better_predictor_has_an_interval_below_zero():
+    outcomes = list(np.random.default_rng(2).integers(0, 2, size=60))
+    games = games_both_sides(outcomes)
+    y = games[n.TARGET].to_numpy(dtype="float64")
+    right = np.where(y == 1, 0.8, 0.2)
+    interval = scoring.paired_brier_difference(y, right, np.full(len(y), 0.5), scoring.game_labels(games))
+    assert interval.high < 0 and interval.excludes_zero
+
+
+def test_a_predictor_against_its_mirror_image_on_noise_is_not_distinguishable():
+    # Guesses right on half the games, wrong on the other half, against a coin: no real difference.
+    outcomes = [1, 0] * 30
+    games = games_both_sides(outcomes)
+    y = games[n.TARGET].to_numpy(dtype="float64")
+    half = np.where(np.arange(len(y)) % 60 < 30, np.where(y == 1, 0.7, 0.3), np.where(y == 1, 0.3, 0.7))
+    interval = scoring.paired_brier_difference(y, half, np.full(len(y), 0.5), scoring.game_labels(games))
+    assert interval.low < 0 < interval.high and not interval.excludes_zero
+
+
+def test_the_interval_is_the_same_every_time_for_the_same_predictions():
+    games = games_both_sides([1, 0, 1, 1, 0, 1, 0])
+    y, rng = games[n.TARGET].to_numpy(), np.random.default_rng(3)
+    p_a, p_b = rng.uniform(size=len(y)), rng.uniform(size=len(y))
+    labels = scoring.game_labels(games)
+    assert scoring.paired_brier_difference(y, p_a, p_b, labels) == scoring.paired_brier_difference(y, p_a, p_b, labels)
+
+
+def test_games_are_resampled_whole_not_rows():
+    # One game, its two rows scored oppositely: resampling rows would give differences of either
+    # sign; resampling the game always takes both rows, so the interval is the single game's difference.
+    games = games_both_sides([1])
+    y = games[n.TARGET].to_numpy(dtype="float64")
+    interval = scoring.paired_brier_difference(y, [1.0, 1.0], [0.0, 0.0], scoring.game_labels(games))
+    assert interval.low == interval.high == interval.estimate == 0.0

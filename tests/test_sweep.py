@@ -21,6 +21,7 @@ import pytest
 
 from conftest import run_cli
 from madness import names as n
+from madness import scoring
 from madness import sweep as S
 from stores import last_line, ok, snapshot
 from tools import sandbox
@@ -190,6 +191,21 @@ def test_runs_csv_has_a_row_per_pair_best_first(store, first):
     assert len(markdown) == 2 + 4 and markdown[0].startswith("| model | lr | brier |")
 
 
+def test_the_report_says_how_sure_the_best_is_from_both_runs_predictions(store, first, tmp_path):
+    best = json.loads(store.artifact(first.sweep_id, f"{n.REPORT_DIR}/{n.BEST_FILE}").read_text())
+    best_run, runner_up = sorted(first.children.values(), key=lambda run: run.data.metrics[n.BRIER])[:2]
+    frames = [pd.read_csv(store.artifact(run.info.run_id, n.PREDICTIONS_FILE)) for run in (best_run, runner_up)]
+    interval = scoring.paired_brier_difference(
+        frames[0][n.TARGET], frames[0][n.PREDICTION], frames[1][n.PREDICTION], scoring.game_labels(frames[0])
+    )
+    assert best["how_sure"].startswith(
+        f"against the runner-up {runner_up.data.params['model']} with learning rate {runner_up.data.params['lr']} "
+    )
+    assert (
+        f"[{interval.low:+.4f}, {interval.high:+.4f}] over {len(frames[0]) // 2} games resampled: " in best["how_sure"]
+    )
+
+
 def test_best_json_names_the_best_run(store, first):
     best = json.loads(store.artifact(first.sweep_id, f"{n.REPORT_DIR}/{n.BEST_FILE}").read_text())
     winner = min(first.children.values(), key=lambda run: run.data.metrics[n.BRIER])
@@ -221,7 +237,9 @@ def test_stdout_shows_progress_the_table_and_the_best(first):
     for name in NAMES:
         assert f"  {name}: FINISHED in " in out
     assert "| model | lr | brier |" in out
-    assert last_line(out).startswith("best: ")
+    sure_line, best_line = out.strip().splitlines()[-2:]
+    assert sure_line.startswith("how sure: against the runner-up ") and " games resampled: " in sure_line
+    assert best_line.startswith("best: ")
     assert (
         f"-> runs:/{min(first.children.values(), key=lambda run: run.data.metrics[n.BRIER]).info.run_id}/model" in out
     )

@@ -10,6 +10,7 @@ import pytest
 
 from madness import names as n
 from madness import report as tables
+from madness import scoring
 from madness import sweep as S
 from madness.errors import UserError
 
@@ -322,6 +323,42 @@ def test_best_row_is_none_when_nothing_finished():
         is None
     )
     assert tables.best_row(tables.runs_table([])) is None
+
+
+def test_the_runner_up_is_the_second_lowest_whole_finished_brier():
+    table = tables.runs_table(
+        [
+            row("small", "0.1", 0.3),
+            row("medium", "0.01", 0.2),
+            row("large", "0.01", 0.1, status=tables.INCOMPLETE),
+            row("large", "0.1", 0.25),
+        ]
+    )
+    assert tables.runner_up_row(table)["run_id"] == "id_large_0.1"
+    assert tables.runner_up_row(tables.runs_table([row("small", "0.1", 0.3)])) is None
+
+
+def predictions(p: list[float], seasons=(2022, 2022)) -> pd.DataFrame:
+    return pd.DataFrame(
+        {n.SEASON: list(seasons), n.T1_TEAM: [1, 2], n.T2_TEAM: [2, 1], n.TARGET: [1, 0], n.PREDICTION: p}
+    )
+
+
+def test_predictions_of_the_same_rows_are_the_same_games_whatever_they_predict():
+    assert tables.same_games(predictions([0.6, 0.4]), predictions([0.9, 0.2]))
+    assert not tables.same_games(predictions([0.6, 0.4]), predictions([0.6, 0.4], seasons=(2022, 2023)))
+    assert not tables.same_games(predictions([0.6, 0.4]), predictions([0.6, 0.4]).iloc[:1])
+
+
+def test_how_sure_says_a_winner_is_distinguishable_only_when_the_interval_excludes_zero():
+    best, runner = row("small", "0.001", 0.1656), row("medium", "0.01", 0.1678)
+    clear = tables.how_sure(best, runner, scoring.Interval(-0.0022, -0.004, -0.001), 134)
+    noise = tables.how_sure(best, runner, scoring.Interval(-0.0022, -0.012, 0.009), 134)
+    assert clear == (
+        "against the runner-up medium with learning rate 0.01 (brier 0.1678): difference -0.0022, "
+        "95% interval [-0.0040, -0.0010] over 134 games resampled: the best is distinguishable from the runner-up"
+    )
+    assert noise.endswith("not distinguishable from the runner-up: on these games the ranking of the two is noise")
 
 
 def test_chart_frame_keeps_scored_rows_with_a_numeric_lr():

@@ -104,9 +104,45 @@ def test_scores_are_logged(trained, test_rows):
     assert metrics[n.N_GAMES] == len(games) // 2
 
 
+def test_the_difference_from_the_baseline_is_logged_inside_its_interval(trained):
+    metrics = trained.run.data.metrics
+    assert metrics[n.BRIER_VS_BASELINE] == metrics[n.BRIER] - metrics[n.BASELINE_BRIER]
+    assert metrics[n.BRIER_VS_BASELINE_LOW] <= metrics[n.BRIER_VS_BASELINE] <= metrics[n.BRIER_VS_BASELINE_HIGH]
+    assert metrics[n.BRIER_VS_BASELINE_LOW] < metrics[n.BRIER_VS_BASELINE_HIGH]
+
+
+@pytest.fixture(scope="module")
+def predictions(trained, tmp_path_factory) -> pd.DataFrame:
+    local = mlflow.artifacts.download_artifacts(
+        run_id=trained.run.info.run_id, artifact_path=n.PREDICTIONS_FILE, dst_path=str(tmp_path_factory.mktemp("p"))
+    )
+    return pd.read_csv(local)
+
+
+def test_the_predictions_file_holds_each_test_row_with_the_logged_scores(trained, test_rows, predictions):
+    games, _ = test_rows
+    keys = [n.SEASON, n.T1_TEAM, n.T2_TEAM, n.TARGET]
+    assert predictions[keys].equals(games[keys].reset_index(drop=True))
+    metrics = trained.run.data.metrics
+    # Bit for bit: the CSV keeps each float's shortest exact spelling.
+    assert scoring.brier(predictions[n.TARGET], predictions[n.PREDICTION]) == metrics[n.BRIER]
+    assert scoring.brier(predictions[n.TARGET], predictions[n.BASELINE_PREDICTION]) == metrics[n.BASELINE_BRIER]
+
+
+def test_the_logged_interval_is_the_bootstrap_of_the_predictions_file(trained, predictions):
+    interval = scoring.paired_brier_difference(
+        predictions[n.TARGET],
+        predictions[n.PREDICTION],
+        predictions[n.BASELINE_PREDICTION],
+        scoring.game_labels(predictions),
+    )
+    metrics = trained.run.data.metrics
+    assert (interval.low, interval.high) == (metrics[n.BRIER_VS_BASELINE_LOW], metrics[n.BRIER_VS_BASELINE_HIGH])
+
+
 def test_artifacts_are_logged(store, trained):
     files = all_artifacts(store.client, trained.run.info.run_id)
-    assert n.LOSS_PLOT in files and f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}" in files
+    assert n.LOSS_PLOT in files and n.PREDICTIONS_FILE in files and f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}" in files
     # MLflow 3 stores the model as a LoggedModel beside the run; runs:/<id>/model reaches it.
     assert f"{n.MODEL_DIR}/MLmodel" in model_files(trained.run.info.run_id)
     assert len(logged_models_of(store.experiment_id, trained.run.info.run_id)) == 1
