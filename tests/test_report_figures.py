@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.entities import Metric
 
@@ -92,3 +93,38 @@ def test_figures_that_are_not_whole_are_not_copied(pairs, damage):
     assert wholeness.png_whole(figure(second, n.LOSS_GRID))
     _, third = sweep(pairs)
     assert third["figures_from"] == second  # the whole one, not the damaged one
+
+
+# --- how sure the best is: its predictions against the runner-up's ---
+
+
+def row(run_id: str, lr: str, brier: float) -> dict:
+    return {"model": "small", "lr": lr, n.BRIER: brier, "run_id": run_id}
+
+
+def with_predictions(run_id: str, seasons: tuple[int, int]) -> None:
+    frame = pd.DataFrame(
+        {n.SEASON: seasons, n.T1_TEAM: [1, 2], n.T2_TEAM: [2, 1], n.TARGET: [1, 0], n.PREDICTION: [0.7, 0.3]}
+    )
+    mlflow.MlflowClient().log_text(run_id, frame.to_csv(index=False), n.PREDICTIONS_FILE)
+
+
+def test_a_run_without_predictions_is_not_compared_and_the_report_says_which(pairs):
+    best, runner_up = row(pairs[0]["run_id"], "0.01", 0.21), row(pairs[1]["run_id"], "0.1", 0.23)
+    with_predictions(best["run_id"], (2022, 2022))
+    assert report.how_sure(best, runner_up) == (
+        f"not compared with the runner-up: run {runner_up['run_id']} has no {n.PREDICTIONS_FILE}"
+    )
+
+
+def test_runs_scored_on_different_games_are_not_compared(pairs):
+    best, runner_up = row(pairs[0]["run_id"], "0.01", 0.21), row(pairs[1]["run_id"], "0.1", 0.23)
+    with_predictions(best["run_id"], (2022, 2022))
+    with_predictions(runner_up["run_id"], (2023, 2023))
+    assert report.how_sure(best, runner_up) == (
+        "not compared with the runner-up: the two runs were scored on different games"
+    )
+
+
+def test_a_lone_best_has_no_runner_up(pairs):
+    assert report.how_sure(row(pairs[0]["run_id"], "0.01", 0.21), None) == "no runner-up to compare it with"
