@@ -40,7 +40,8 @@ def stop_reason(err: BaseException) -> str:
     return f"interrupted ({err.args[0]})" if err.args else "interrupted"
 
 
-_stopping = threading.Event()
+_stopping = threading.Event()  # the step's Interrupted is raised: it is ending its runs
+_signalled = threading.Event()  # a stopping signal arrived (its raise may wait for a store call)
 
 
 def stopping() -> bool:
@@ -51,16 +52,65 @@ def _interrupt(signum, frame):
     """The first signal stops the step; later ones must not break its clean-up. A stopped sweep's
     child gets two SIGTERMs a moment apart (its own watch and the sweep cancelling it), and a
     second exception raised inside the first one's clean-up left tracebacks, runs not ended and,
-    once, a process that never exited. A person pressing Ctrl-C twice means now."""
+    once, a process that never exited. A person pressing Ctrl-C twice means now.
+
+    A signal that lands inside a call of a SQL store is raised once the call is over: raised there,
+    it left that call's SQLite cursor (and the database's lock) to the frames it unwound, so every
+    write of the clean-up, ending the runs KILLED, waited on this process's own lock for MLflow's
+    20 s busy timeout and failed. Seen in CI, and in 1 of 6 interrupts of a step that queries the
+    store in a loop. A call to a tracking server holds no lock and may retry for a minute: it is
+    cut at once. The clean-up's time limit runs from the first signal."""
     name = signal.Signals(signum).name
-    if not _stopping.is_set():
-        _stopping.set()
+    if _stopping.is_set():
+        if signum == signal.SIGINT:
+            _exit_now(f"{name} again: exiting without ending its runs")
+        return
+    if not _signalled.is_set():
+        _signalled.set()
         _exit_after(
             CLEANUP_SECONDS, f"still ending its runs {CLEANUP_SECONDS:.0f} s after {name}; exiting without them"
         )
-        raise Interrupted(f"signal {name}")
-    if signum == signal.SIGINT:
-        _exit_now(f"{name} again: exiting without ending its runs")
+    store_call = outermost_sql_store_frame(frame)
+    if store_call is not None:
+        _raise_as_it_returns(store_call, name)
+        return
+    _stopping.set()
+    raise Interrupted(f"signal {name}")
+
+
+def sql_store_code(module: str) -> bool:
+    """SQLAlchemy, or MLflow's code of its SQL stores (mlflow.store.tracking.sqlalchemy_store,
+    mlflow.store.db.utils, ...), where a connection or cursor may be open."""
+    if module.startswith(("sqlalchemy.", "mlflow.store.db")) or module == "sqlalchemy":
+        return True
+    return module.startswith("mlflow.store.") and ("sqlalchemy" in module or "dbmodels" in module)
+
+
+def outermost_sql_store_frame(frame):
+    """The frame of the SQL store call the interrupted code is in (the outermost frame of such code
+    on the stack), or None."""
+    outermost = None
+    while frame is not None:
+        if sql_store_code(frame.f_globals.get("__name__", "")):
+            outermost = frame
+        frame = frame.f_back
+    return outermost
+
+
+def _raise_as_it_returns(store_call, name: str) -> None:
+    """Raise Interrupted in the caller of `store_call` as that call returns or unwinds: Python's
+    trace hook, on for this thread until then (the global hook traces no new frame)."""
+
+    def on_event(frame, event, arg):
+        if event == "return":
+            sys.settrace(None)
+            _stopping.set()
+            raise Interrupted(f"signal {name}")
+        return on_event
+
+    store_call.f_trace_lines = False
+    store_call.f_trace = on_event
+    sys.settrace(lambda *args: None)
 
 
 def _exit_now(why: str) -> None:

@@ -149,6 +149,102 @@ def test_a_clean_up_that_hangs_is_cut_off_after_its_limit():
     )
 
 
+# A signal that arrives inside a store call: the "store" is code in a module named as one of MLflow's
+# stores; it signals its own process, then goes on to its end. argv[1]: the module name.
+SIGNAL_IN_STORE_CALL = textwrap.dedent("""
+    import os, signal, sys
+    from steps import _lifecycle as lifecycle
+    store = {"__name__": sys.argv[1], "os": os, "signal": signal}
+    exec(
+        "def call(done):\\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\\n"
+        "    for _ in range(100000):\\n"  # bytecodes enough for the handler to run in here
+        "        pass\\n"
+        "    done.append('finished')\\n",
+        store,
+    )
+    lifecycle.handle_signals()
+    done = []
+    try:
+        store["call"](done)
+        print("not interrupted", flush=True)
+    except lifecycle.Interrupted:
+        print("interrupted after:", *done, flush=True)
+""")
+
+
+@pytest.mark.parametrize(
+    ("module", "said"),
+    [
+        ("mlflow.store.tracking.sqlalchemy_store", "interrupted after: finished"),
+        ("mlflow.store.db.utils", "interrupted after: finished"),
+        ("sqlalchemy.engine.base", "interrupted after: finished"),
+        ("mlflow.store.tracking.rest_store", "interrupted after:"),  # no lock; may retry for a minute
+        ("steps.example", "interrupted after:"),
+    ],
+    ids=["sql-store", "store-db", "sqlalchemy", "rest-store", "elsewhere"],
+)
+def test_a_signal_inside_a_sql_store_call_is_raised_as_the_call_returns(module, said):
+    out = subprocess.run(
+        [sys.executable, "-c", SIGNAL_IN_STORE_CALL, module],
+        check=False,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (out.returncode, out.stdout.strip(), out.stderr) == (0, said, "")
+
+
+# A step that queries a real SQLite store in a loop until a signal ends it, then ends its run.
+QUERYING_STEP = textwrap.dedent("""
+    import mlflow
+    from steps._entry import entry_point, run_as_script, start_run
+
+    @entry_point
+    def main(argv=None):
+        with start_run("probe", {}) as run:
+            client = mlflow.MlflowClient()
+            print("ready", flush=True)
+            while True:
+                client.get_run(run.info.run_id)
+                client.search_runs([run.info.experiment_id], "attributes.status = 'RUNNING'")
+
+    run_as_script(main)
+""")
+
+
+@pytest.mark.slow
+def test_a_step_stopped_amid_store_calls_ends_its_run_killed_at_once(tmp_path):
+    """Before signals waited for the store call to return, 1 in 6 of these left the run RUNNING
+    after 20 s: the clean-up waited on the SQLite lock of the call the signal had cut."""
+    import mlflow
+
+    for attempt in range(8):
+        uri = f"sqlite:///{tmp_path}/store{attempt}.db"
+        step = subprocess.Popen(
+            [sys.executable, "-c", QUERYING_STEP],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert step.stdout.readline().strip() == "ready"
+        time.sleep(0.3 + 0.1 * attempt)  # the signal lands at another point of the loop each time
+        started = time.monotonic()
+        step.send_signal(signal.SIGTERM)
+        out, err = step.communicate(timeout=60)
+        took = time.monotonic() - started
+        statuses = [r.info.status for r in mlflow.MlflowClient(uri).search_runs(["0"])]
+        assert (step.returncode, statuses, err.strip().splitlines()[-1]) == (
+            130,
+            ["KILLED"],
+            "error: interrupted (signal SIGTERM)",
+        ), f"attempt {attempt}"
+        assert took < 5, f"attempt {attempt}: {took:.1f} s"
+
+
 def test_the_watch_does_not_signal_a_step_already_stopping(launcher):
     step = start_slow_cleanup(3, 30, coordination.process_token(launcher.pid))
     stop_and_wait_for_cleanup(step)
