@@ -102,6 +102,16 @@ DATA_PARAMS = (
     Param("seed", "int", 42, "seed for the synthetic league, weights and shuffling", non_negative),
 )
 
+# A pair's networks (train and main): the model they make is their average, scored with each
+# member's Brier, their mean and spread (madness.model.member_seeds derives the members' seeds).
+SEEDS = Param(
+    "seeds",
+    "int",
+    1,
+    "networks trained per pair from seeds derived from `seed`; the model is their average (> 0)",
+    positive,
+)
+
 
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own errors: one line, no usage block

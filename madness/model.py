@@ -219,6 +219,14 @@ def _best_weights_callback(epochs: int):
     return KeepBestWeights()
 
 
+def member_seeds(seed: int, count: int) -> list[int]:
+    """The seeds of a pair's `count` networks: the first is `seed` itself, so one member is the
+    single-seed run bit for bit; the others are drawn from NumPy's SeedSequence of `seed`, which
+    makes streams that do not overlap (seed + 1, seed + 2 ... would collide with a neighbour's run)."""
+    children = np.random.SeedSequence(seed).spawn(count - 1)
+    return [seed, *(int(child.generate_state(1)[0]) for child in children)]
+
+
 def epoch_orders(rows: int, epochs: int, seed: int) -> np.ndarray:
     """The order of the training rows in each epoch: a fresh permutation per epoch (the article's
     reshuffle), drawn from the run's seed. Drawn here rather than by Keras so that both training

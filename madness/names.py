@@ -62,6 +62,11 @@ BRIER_VS_BASELINE_LOW = "brier_minus_baseline_low"
 BRIER_VS_BASELINE_HIGH = "brier_minus_baseline_high"
 PREDICTION = "p"  # a predictions file's columns beside the game's: the model's and the baseline's P(team 1 wins)
 BASELINE_PREDICTION = "p_baseline"
+# A pair trained from several seeds (param `seeds` > 1): each member's Brier (a history, step =
+# member), their mean and sample standard deviation; `brier` is then the averaged model's.
+BRIER_SEED = "brier_seed"
+BRIER_MEAN = "brier_mean"
+BRIER_SD = "brier_sd"
 
 # --- tags ---
 TAG_SYNTHETIC = "data.synthetic"
@@ -90,6 +95,7 @@ SCALER_FILE = "scaler.json"
 MANIFEST_FILE = "manifest.json"
 LOSS_PLOT = "loss.png"
 PREDICTIONS_FILE = "predictions.csv"  # a train run's test rows: the game, its outcome, both predictions
+MEMBERS_FILE = "members.json"  # a train run of several seeds: each member's seed, best epoch and Brier
 CALIBRATION_PLOT = "calibration.png"
 MODEL_DIR = "model"
 SUBMISSION_FILE = "submission.csv"

@@ -56,13 +56,19 @@ def calibration_figure(y, p_model, p_baseline, title: str):
 
 
 def brier_by_lr_figure(table: pd.DataFrame):
-    """The article's Figure 5: Brier score against learning rate, one line per model."""
+    """The article's Figure 5: Brier score against learning rate, one line per model; with several
+    seeds per pair, the mean of the members' Brier with error bars of one standard deviation."""
     fig, ax = new_figure()
+    spread = table[n.BRIER_SD].notna().any()
     for model, rows in table.groupby("model", sort=False):
         rows = rows.sort_values("lr")
-        ax.plot(rows["lr"], rows[n.BRIER], marker="o", label=model)
+        if spread:
+            ax.errorbar(rows["lr"], rows[n.BRIER_MEAN], yerr=rows[n.BRIER_SD], marker="o", capsize=4, label=model)
+        else:
+            ax.plot(rows["lr"], rows[n.BRIER_MEAN], marker="o", label=model)
     ax.set_xscale("log")
-    ax.set(title="Brier score against learning rate", xlabel="learning rate", ylabel="Brier score (test seasons)")
+    ylabel = "Brier score (test seasons; mean +- sd over seeds)" if spread else "Brier score (test seasons)"
+    ax.set(title="Brier score against learning rate", xlabel="learning rate", ylabel=ylabel)
     if not table.empty:
         ax.legend()
     fig.tight_layout()

@@ -12,9 +12,13 @@ from madness import names as n
 from madness import scoring
 
 INCOMPLETE = "INCOMPLETE"  # FINISHED, but its model or artifacts are gone
+SEEDS = "seeds"
 TABLE_COLUMNS = [
     "model",
     "lr",
+    SEEDS,
+    n.BRIER_MEAN,
+    n.BRIER_SD,
     n.BRIER,
     n.LOG_LOSS,
     n.ACCURACY,
@@ -27,13 +31,28 @@ TABLE_COLUMNS = [
 ]
 
 
+def pair_scores(metrics: dict, seeds: int) -> dict:
+    """A run's Brier columns: its seeds, the mean and standard deviation of its members' Brier, and
+    its model's. A single-seed run's mean is its Brier, and it has no spread."""
+    brier = metrics.get(n.BRIER)
+    return {
+        SEEDS: seeds,
+        n.BRIER_MEAN: metrics.get(n.BRIER_MEAN, brier),
+        n.BRIER_SD: metrics.get(n.BRIER_SD, math.nan),
+        n.BRIER: brier,
+    }
+
+
 def runs_table(rows: list[dict]) -> pd.DataFrame:
-    """One row per pair, best Brier first; failed pairs (no Brier) last."""
+    """One row per pair, best mean Brier first (a single seed's Brier is its mean); failed pairs
+    (no Brier) last."""
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    return table.sort_values([n.BRIER, "model", "lr"], na_position="last", kind="stable", ignore_index=True)
+    return table.sort_values(
+        [n.BRIER_MEAN, n.BRIER, "model", "lr"], na_position="last", kind="stable", ignore_index=True
+    )
 
 
-_FORMATS = {n.BEST_EPOCH: "{:.0f}", "duration_s": "{:.1f}"}
+_FORMATS = {n.BEST_EPOCH: "{:.0f}", "duration_s": "{:.1f}", SEEDS: "{:.0f}"}
 
 
 def _cell(column: str, value) -> str:
@@ -56,8 +75,8 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def ranked(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows that may be best or registered: whole FINISHED runs with a Brier score, best first."""
-    return table[table["status"] == "FINISHED"].dropna(subset=[n.BRIER])
+    """The rows that may be best or registered: whole FINISHED runs with a Brier score, best mean first."""
+    return table[table["status"] == "FINISHED"].dropna(subset=[n.BRIER_MEAN])
 
 
 def best_row(table: pd.DataFrame) -> dict | None:
@@ -83,23 +102,33 @@ def best_against_runner_up(best: pd.DataFrame, runner_up: pd.DataFrame) -> scori
     )
 
 
+def brier_text(row: dict) -> str:
+    """`brier 0.1650` for a single seed; `mean brier 0.1650 +- 0.0040 over 3 seeds` for several."""
+    seeds = int(row.get(SEEDS) or 1)
+    if seeds == 1:
+        return f"brier {row[n.BRIER]:.4f}"
+    return f"mean brier {row[n.BRIER_MEAN]:.4f} +- {row[n.BRIER_SD]:.4f} over {seeds} seeds"
+
+
 def how_sure(best: dict, runner_up: dict, interval: scoring.Interval, games: int) -> str:
-    """What the report says of its winner: whether the games it was scored on tell it from the runner-up."""
+    """What the report says of its winner: whether the games it was scored on tell it from the
+    runner-up. The two logged models are compared (with several seeds, each pair's average)."""
     verdict = (
         "the best is distinguishable from the runner-up"
         if interval.excludes_zero
         else "not distinguishable from the runner-up: on these games the ranking of the two is noise"
     )
+    models = "" if int(best.get(SEEDS) or 1) == 1 and int(runner_up.get(SEEDS) or 1) == 1 else "the averaged models' "
     return (
-        f"against the runner-up {runner_up['model']} with learning rate {runner_up['lr']} (brier "
-        f"{runner_up[n.BRIER]:.4f}): difference {interval.estimate:+.4f}, {scoring.BOOTSTRAP_LEVEL:.0%} interval "
+        f"against the runner-up {runner_up['model']} with learning rate {runner_up['lr']} ({brier_text(runner_up)}): "
+        f"{models}difference {interval.estimate:+.4f}, {scoring.BOOTSTRAP_LEVEL:.0%} interval "
         f"[{interval.low:+.4f}, {interval.high:+.4f}] over {games} games resampled: {verdict}"
     )
 
 
 def chart_frame(table: pd.DataFrame) -> pd.DataFrame:
     """Rows with a Brier score and a numeric learning rate, for the Brier-against-lr chart."""
-    frame = table.dropna(subset=[n.BRIER]).copy()
+    frame = table.dropna(subset=[n.BRIER_MEAN]).copy()
     frame["lr"] = pd.to_numeric(frame["lr"], errors="coerce")
     return frame.dropna(subset=["lr"])
 
@@ -109,7 +138,7 @@ def figures_digest(chart: pd.DataFrame, grid: list[dict], drawn_by: list[str]) -
     grid (model, lr, run and its curves, in order) and `drawn_by` (the drawing code and matplotlib's
     version). Equal digests draw the same figures, so a report may take them from an earlier one."""
     payload = {
-        "chart": chart[["model", "lr", n.BRIER]].astype(object).values.tolist(),
+        "chart": chart[["model", "lr", n.BRIER_MEAN, n.BRIER_SD]].astype(object).values.tolist(),
         "grid": grid,
         "drawn_by": drawn_by,
     }

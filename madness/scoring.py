@@ -30,6 +30,15 @@ def all_scores(y, p) -> dict[str, float]:
     return {n.BRIER: brier(y, p), n.LOG_LOSS: log_loss(y, p), n.ACCURACY: accuracy(y, p)}
 
 
+def seed_spread(y, member_probabilities) -> tuple[list[float], float, float]:
+    """Each member's Brier on the same rows, their mean and sample standard deviation (n - 1: the
+    members are a sample of the seeds one could have drawn). Needs two members or more."""
+    briers = [brier(y, p) for p in member_probabilities]
+    if len(briers) < 2:
+        raise ValueError(f"a spread needs two members or more, got {len(briers)}")
+    return briers, float(np.mean(briers)), float(np.std(briers, ddof=1))
+
+
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0  # fixed: the same predictions give the same interval, run after run
 BOOTSTRAP_LEVEL = 0.95

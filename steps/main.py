@@ -1,6 +1,7 @@
 """Main: the article's grid (models x learning rates), each pair a packaged `mlflow.run` of `train`.
 
-Inputs: `models`, `lrs` (comma-separated), `epochs`, `batch_size`, the data parameters, `prefix`
+Inputs: `models`, `lrs` (comma-separated), `epochs`, `batch_size`, `seeds` (networks per pair,
+averaged into its model; see train), the data parameters, `prefix`
 (experiments `<prefix>` for the sweep and its ingest run, `<prefix>_<model>` per model), `jobs`
 (pairs at once; each gets its share of the cores), `env_manager` (passed to every child run:
 local, virtualenv, uv or conda), `force` (rerun everything), `filter` and `register` (see report).
@@ -11,6 +12,7 @@ on the sweep run; the process exits non-zero naming any failed pair.
 
     mlflow run . --env-manager local
     mlflow run . -P models=small,medium -P lrs=0.001,0.01 -P epochs=10 -P jobs=2 --env-manager local
+    mlflow run . -P seeds=3 -P epochs=5 -P jobs=2 --env-manager local
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from mlflow.exceptions import MlflowException
 from madness import coordination, describe, git
 from madness import names as n
 from madness import sweep as S
-from madness.cli import DATA_PARAMS, Param, boolean, not_empty, one_of, parse, positive
+from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, not_empty, one_of, parse, positive
 from madness.errors import UserError
 from steps import report as report_step
 from steps._coordination import Claims, Liveness, end_orphans
@@ -44,6 +46,7 @@ PARAMS = (
     Param("lrs", "string", "0.001,0.01,0.1", "comma-separated learning rates"),
     Param("epochs", "int", 100, "training epochs per pair (> 0)", positive),
     Param("batch_size", "int", 32, "mini-batch size (> 0)", positive),
+    SEEDS,
     *DATA_PARAMS,
     Param("prefix", "string", "fabric_madness", "experiment name prefix", not_empty),
     Param("jobs", "int", 1, "pairs trained at once (> 0)", positive),
@@ -58,7 +61,7 @@ PARAMS = (
     Param("filter", "string", report_step.DEFAULT_FILTER, "MLflow search filter for the report"),
     Param("register", "string", "false", "true: register the models, alias the best 'champion'", boolean),
 )
-GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size"))
+GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size", SEEDS.name))
 POLL_SECONDS = 1.0
 REAP_SECONDS = 0.05  # how soon a finished child is noticed: the next pair starts without waiting out a poll
 QUIET_SECONDS = 30.0

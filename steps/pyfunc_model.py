@@ -5,6 +5,10 @@ layer holds the fitted scaler) in a pyfunc gives a column signature, so callers 
 with named columns, in any order, and never rescale by hand. It ships with the model (code_paths).
 The columns are declared `any`, not `double`: MLflow refuses int64 -> double, and a feature table
 read with pandas (games.csv) holds integer seed numbers; `predict` casts every column to float32.
+
+A pair trained from several seeds is one model still: its networks are artifacts `keras_model`
+(the first seed's, named as a single-seed model's), `keras_model_1`, `keras_model_2`, ..., and its
+prediction is the mean of theirs.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ import numpy as np
 import pandas as pd
 
 KERAS_ARTIFACT = "keras_model"
+
+
+def member_artifact(index: int) -> str:
+    return KERAS_ARTIFACT if index == 0 else f"{KERAS_ARTIFACT}_{index}"
 
 
 def signature(feature_names: list[str], model_input, probabilities):
@@ -31,24 +39,36 @@ def load_network(path):
     return keras.models.load_model(path, compile=False)
 
 
+def average(member_probabilities: np.ndarray) -> np.ndarray:
+    """The members' mean prediction; one member's own, untouched (a single-seed model's bits)."""
+    return member_probabilities[0] if len(member_probabilities) == 1 else member_probabilities.mean(axis=0)
+
+
 class TournamentModel(mlflow.pyfunc.PythonModel):
     def __init__(self, feature_names: list[str]):
         self.feature_names = list(feature_names)
-        self.network = None
+        self.networks = []
 
     @classmethod
-    def from_file(cls, feature_names: list[str], keras_path) -> TournamentModel:
-        """The model as `mlflow.pyfunc.load_model` gives it, loaded from the saved network file:
+    def from_files(cls, feature_names: list[str], keras_paths: list) -> TournamentModel:
+        """The model as `mlflow.pyfunc.load_model` gives it, loaded from the saved network files:
         `train` scores through this, so its logged Brier is the served model's, bit for bit."""
         served = cls(feature_names)
-        served.network = load_network(keras_path)
+        served.networks = [load_network(path) for path in keras_paths]
         return served
 
     def load_context(self, context):
-        self.network = load_network(context.artifacts[KERAS_ARTIFACT])
+        count = 0
+        while member_artifact(count) in context.artifacts:
+            count += 1
+        self.networks = [load_network(context.artifacts[member_artifact(i)]) for i in range(count)]
+
+    def member_predictions(self, model_input: pd.DataFrame) -> np.ndarray:
+        """One row of probabilities per network."""
+        values = np.asarray(model_input[self.feature_names], dtype="float32")
+        return np.stack([network.predict(values, verbose=0).reshape(-1).astype("float64") for network in self.networks])
 
     # The DataFrame hint tells MLflow there is no signature to infer from it (the signature is given
     # at logging) and spares the warning it gives for a predict without hints; validation is unchanged.
     def predict(self, context, model_input: pd.DataFrame, params=None):
-        values = np.asarray(model_input[self.feature_names], dtype="float32")
-        return self.network.predict(values, verbose=0).reshape(-1).astype("float64")
+        return average(self.member_predictions(model_input))

@@ -4,9 +4,11 @@ Inputs: `sweep_run_id` (empty: the latest sweep), `filter` (MLflow search syntax
 `metrics.brier < 0.25`), `register` (true: each architecture becomes a registered model, each
 learning rate a version, the best version gets the alias `champion`).
 Outputs, logged to the sweep run under `report/` (and to this run, when run on its own):
-`runs.csv` and `runs.md` (model, lr, brier, log_loss, accuracy, baseline, best epoch, duration,
-run id), `brier_vs_lr.png` (the article's Figure 5), `loss_curves.png` (a grid of every pair's
-curves), `filtered_runs.csv` (runs passing the filter), `best.json` (the best configuration).
+`runs.csv` and `runs.md` (model, lr, seeds, brier_mean and brier_sd over the seeds, brier of the
+pair's model, log_loss, accuracy, baseline, best epoch, duration, run id; best mean Brier first),
+`brier_vs_lr.png` (the article's Figure 5; error bars of one standard deviation over seeds),
+`loss_curves.png` (a grid of every pair's curves, the first seed's), `filtered_runs.csv` (runs
+passing the filter), `best.json` (the best configuration by mean Brier, and how sure that is).
 
     mlflow run . -e report -P sweep_run_id=<sweep run id> -P filter="metrics.brier < 0.22" --env-manager local
 """
@@ -116,7 +118,8 @@ def table_rows(client, pairs: list[dict]) -> list[dict]:
             {
                 "model": pair["model"],
                 "lr": pair["lr"],
-                **{k: m.get(k) for k in (n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER, n.BEST_EPOCH)},
+                **tables.pair_scores(m, int(run.data.params.get(tables.SEEDS, "1"))),
+                **{k: m.get(k) for k in (n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER, n.BEST_EPOCH)},
                 "duration_s": round((end - run.info.start_time) / 1000, 1),
                 "status": status_of(client, run),
                 "reused": pair.get("reused", False),
@@ -293,7 +296,7 @@ def register_versions(client, name: str, rows) -> None:
         existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
         version = existing[0] if existing else mlflow.register_model(f"runs:/{run_id}/{n.MODEL_DIR}", name)
         versions[run_id] = version.version
-    best_run = rows.sort_values(n.BRIER).iloc[0]["run_id"]
+    best_run = rows.iloc[0]["run_id"]  # ranked: best mean Brier first
     client.set_registered_model_alias(name, CHAMPION, versions[best_run])
 
 
@@ -370,7 +373,7 @@ def print_summary(summary: dict) -> None:
         # Said before the best, whose line stays the last: it ends with the model's URI, for scripts.
         print(f"how sure: {summary['how_sure']}")
         print(
-            f"best: {best['model']} with learning rate {best['lr']}, brier {best[n.BRIER]:.4f} -> {summary['best_model_uri']}"
+            f"best: {best['model']} with learning rate {best['lr']}, {tables.brier_text(best)} -> {summary['best_model_uri']}"
         )
 
 

@@ -11,8 +11,14 @@ artifacts `loss.png`, `predictions.csv` (each test row: the game, its outcome, t
 baseline's probabilities), `features/manifest.json`, and `model` (an MLflow model with a signature:
 raw feature columns in, probability that team 1 wins out; the scaler is its first layer). With no
 test seasons (test_season = last_season + 1) nothing is scored.
+With `seeds` N > 1 the pair trains N networks (the first from `seed`, the others from seeds derived
+from it) and the model is their average: `brier` and the other scores are the average's, and it also
+logs `brier_seed` (each member's Brier, step = member), `brier_mean`, `brier_sd` (sample standard
+deviation) and `members.json` (each member's seed, best epoch and Brier); the curves, `loss.png` and
+`best_epoch` are the first member's.
 
     mlflow run . -e train -P model=medium -P lr=0.01 --env-manager local
+    mlflow run . -e train -P model=small -P lr=0.001 -P seeds=5 --env-manager local
 """
 
 from __future__ import annotations
@@ -28,18 +34,19 @@ from mlflow.entities import Metric
 from madness import dataset, plots, scoring
 from madness import model as M
 from madness import names as n
-from madness.cli import DATA_PARAMS, Param, non_negative, one_of, parse, positive
+from madness.cli import DATA_PARAMS, SEEDS, Param, non_negative, one_of, parse, positive
 from madness.environment import model_pins
 from steps._data import build_features, features_source, load_features, log_data, seasons_of
 from steps._entry import entry_point, run_as_script, start_run
 from steps._lifecycle import temp_dir
-from steps.pyfunc_model import KERAS_ARTIFACT, TournamentModel, signature
+from steps.pyfunc_model import TournamentModel, average, member_artifact, signature
 
 PARAMS = (
     Param("model", "string", "medium", "network size: small, medium or large", one_of(*M.MODEL_NAMES)),
     Param("lr", "float", 0.001, "Adam learning rate (> 0)", positive),
     Param("epochs", "int", 100, "training epochs (> 0)", positive),
     Param("batch_size", "int", 32, "mini-batch size (> 0)", positive),
+    SEEDS,
     Param("threads", "int", 0, "TensorFlow threads (0 = all cores)", non_negative),
     Param("features_uri", "string", "", "features of an ingest run (runs:/<id>/features); empty: build them here"),
     *DATA_PARAMS,
@@ -76,13 +83,15 @@ def log_curves(trained: M.Trained) -> None:
         client.log_batch(run_id, metrics=metrics[start : start + 1000], synchronous=True)
 
 
-def save_network(network, workdir: Path) -> Path:
-    keras_path = workdir / "network.keras"
-    network.save(keras_path)
-    return keras_path
+def save_networks(members: list[M.Trained], workdir: Path) -> list[Path]:
+    paths = []
+    for index, member in enumerate(members):
+        paths.append(workdir / ("network.keras" if index == 0 else f"network_{index}.keras"))
+        member.model.save(paths[-1])
+    return paths
 
 
-def log_model(keras_path: Path, features: list[str], signature) -> None:
+def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
     # MLflow asks for an input example "to ensure the model signature functions correctly": the
     # signature is given, and the served model's predictions are the logged scores (from_file).
     # The message opens with a terminal colour code, hence the leading ".*".
@@ -91,7 +100,7 @@ def log_model(keras_path: Path, features: list[str], signature) -> None:
         mlflow.pyfunc.log_model(
             name=n.MODEL_DIR,
             python_model=TournamentModel(features),
-            artifacts={KERAS_ARTIFACT: str(keras_path)},
+            artifacts={member_artifact(i): str(path) for i, path in enumerate(keras_paths)},
             code_paths=[str(Path(__file__).parent)],
             signature=signature,
             pip_requirements=model_pins(),  # explicit: MLflow's own inference reruns the model (slow)
@@ -115,43 +124,70 @@ def main(argv=None):
         x_test, y_test = dataset.split_xy(built.games, features, n.TEST)
         ready = time.perf_counter()
 
-        trained = M.train(
-            values["model"],
-            built.scaler,
-            values["lr"],
-            x_train,
-            y_train,
-            x_val,
-            y_val,
-            values["epochs"],
-            values["batch_size"],
-            values["seed"],
-        )
+        seeds = M.member_seeds(values["seed"], values["seeds"])
+        members = [
+            M.train(
+                values["model"],
+                built.scaler,
+                values["lr"],
+                x_train,
+                y_train,
+                x_val,
+                y_val,
+                values["epochs"],
+                values["batch_size"],
+                seed,
+            )
+            for seed in seeds
+        ]
         trained_at = time.perf_counter()
 
-        # Scored through the served model's own code on the saved file: the network still compiled for
-        # training runs another TensorFlow graph, whose probabilities can differ in the last bits.
-        keras_path = save_network(trained.model, Path(tmp))
-        served = TournamentModel.from_file(features, keras_path)
-        log_curves(trained)
+        # Scored through the served model's own code on the saved files: the networks still compiled
+        # for training run another TensorFlow graph, whose probabilities can differ in the last bits.
+        keras_paths = save_networks(members, Path(tmp))
+        served = TournamentModel.from_files(features, keras_paths)
+        log_curves(members[0])
         # Without test seasons (a model for the coming tournament) there is nothing to score, and
         # the signature's output is described from the validation rows.
         rows = x_test if len(x_test) else x_val
-        probabilities = served.predict(None, rows)
+        each = served.member_predictions(rows)
+        probabilities = average(each)
         scores = scores_on_test(built, y_test, probabilities) if len(x_test) else {}
-        mlflow.log_metrics({**scores, n.BEST_EPOCH: trained.best_epoch + 1})
+        if len(members) > 1:
+            scores.update(log_members(seeds, members, y_test, each if len(x_test) else None))
+        mlflow.log_metrics({**scores, n.BEST_EPOCH: members[0].best_epoch + 1})
+        first = members[0]
         mlflow.log_figure(
-            plots.loss_figure(trained.train_loss, trained.val_loss, trained.best_epoch, values["model"], raw["lr"]),
+            plots.loss_figure(first.train_loss, first.val_loss, first.best_epoch, values["model"], raw["lr"]),
             n.LOSS_PLOT,
         )
-        log_model(keras_path, features, signature(features, rows, probabilities))
+        log_model(keras_paths, features, signature(features, rows, probabilities))
         run_id = mlflow.active_run().info.run_id
         done = time.perf_counter()
     print(
-        f"train run {run_id}: {values['model']} lr={raw['lr']} {summary(scores)}, best epoch {trained.best_epoch + 1}; "
+        f"train run {run_id}: {values['model']} lr={raw['lr']} {summary(scores)}, "
+        f"best epoch {', '.join(str(m.best_epoch + 1) for m in members)}; "
         f"seconds: start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
         f"scoring and logging {done - trained_at:.1f}"
     )
+
+
+def log_members(seeds: list[int], members: list[M.Trained], y_test, each) -> dict:
+    """A pair of several seeds: each member's seed, best epoch and (with test seasons) Brier in
+    members.json, the Brier as a history (step = member) for MLflow's charts; returns their mean
+    and standard deviation to log beside the averaged model's scores."""
+    record = [{"seed": seed, n.BEST_EPOCH: m.best_epoch + 1} for seed, m in zip(seeds, members, strict=True)]
+    if each is None:
+        mlflow.log_dict(record, n.MEMBERS_FILE)
+        return {}
+    briers, mean, sd = scoring.seed_spread(y_test, each)
+    for entry, value in zip(record, briers, strict=True):
+        entry[n.BRIER] = value
+    mlflow.log_dict(record, n.MEMBERS_FILE)
+    now = int(time.time() * 1000)
+    metrics = [Metric(n.BRIER_SEED, value, now, step) for step, value in enumerate(briers)]
+    mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics, synchronous=True)
+    return {n.BRIER_MEAN: mean, n.BRIER_SD: sd}
 
 
 def scores_on_test(built: dataset.Built, y_test, p_test) -> dict:
@@ -180,8 +216,13 @@ def scores_on_test(built: dataset.Built, y_test, p_test) -> dict:
 def summary(scores: dict) -> str:
     if not scores:
         return "no test seasons (trained for the coming tournament): not scored"
+    members = (
+        f" (the average; each seed {scores[n.BRIER_MEAN]:.4f} +- {scores[n.BRIER_SD]:.4f})"
+        if n.BRIER_MEAN in scores
+        else ""
+    )
     return (
-        f"brier={scores[n.BRIER]:.4f} (seed baseline {scores[n.BASELINE_BRIER]:.4f}, difference "
+        f"brier={scores[n.BRIER]:.4f}{members} (seed baseline {scores[n.BASELINE_BRIER]:.4f}, difference "
         f"{scores[n.BRIER_VS_BASELINE]:+.4f}, 95% [{scores[n.BRIER_VS_BASELINE_LOW]:+.4f}, {scores[n.BRIER_VS_BASELINE_HIGH]:+.4f}])"
     )
 

@@ -211,6 +211,19 @@ def test_both_paths_stop_on_a_learning_rate_too_large(frame):
             train(frame, fast=fast, epochs=3, lr=1e30)
 
 
+def test_the_first_member_of_several_seeds_is_the_single_seed_run():
+    assert M.member_seeds(42, 1) == [42]
+    assert M.member_seeds(42, 5)[0] == 42
+
+
+def test_member_seeds_are_distinct_fixed_and_extend_without_changing_earlier_members():
+    five = M.member_seeds(42, 5)
+    assert len(set(five)) == 5 and five == M.member_seeds(42, 5)
+    assert M.member_seeds(42, 10)[:5] == five  # 10 seeds contain the 5-seed run's members
+    assert M.member_seeds(43, 5)[1:] != five[1:]
+    assert all(0 <= s < 2**32 for s in five)  # NumPy's legacy seeding, used by Keras, takes 32 bits
+
+
 def test_each_epoch_visits_every_training_row_once_in_a_fresh_order():
     orders = M.epoch_orders(rows=50, epochs=4, seed=SEED)
     assert orders.shape == (4, 50)

@@ -1,9 +1,13 @@
-"""madness.plots: what the calibration figure draws, from arrays built here."""
+"""madness.plots: what the calibration and Brier figures draw, from arrays built here."""
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
+import numpy as np
+import pandas as pd
+
+from madness import names as n
 from madness import plots, scoring
 
 
@@ -19,3 +23,34 @@ def test_calibration_figure_draws_the_diagonal_and_the_reliability_of_model_and_
         np.testing.assert_array_equal(lines[label].get_xdata(), table["mean_pred"])
         np.testing.assert_array_equal(lines[label].get_ydata(), table["observed"])
     assert (ax.get_xlim(), ax.get_ylim(), ax.get_title()) == ((0, 1), (0, 1), "Calibration")
+
+
+def brier_chart(sd: list[float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "model": ["small", "small", "medium"],
+            "lr": [0.1, 0.001, 0.01],
+            n.BRIER_MEAN: [0.25, 0.2, 0.21],
+            n.BRIER_SD: sd,
+        }
+    )
+
+
+def test_the_brier_chart_of_single_seed_runs_draws_one_line_per_model_without_error_bars():
+    ax = plots.brier_by_lr_figure(brier_chart([math.nan] * 3)).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines) == ["small", "medium"] and ax.containers == []
+    np.testing.assert_array_equal(lines["small"].get_xydata(), [[0.001, 0.2], [0.1, 0.25]])
+    assert ax.get_yaxis().get_label().get_text() == "Brier score (test seasons)"
+
+
+def test_the_brier_chart_of_several_seeds_draws_the_mean_with_one_sd_error_bars():
+    ax = plots.brier_by_lr_figure(brier_chart([0.02, 0.01, 0.005])).axes[0]
+    bars = {container.get_label(): container for container in ax.containers}
+    assert list(bars) == ["small", "medium"]
+    line, _, (vertical,) = bars["small"]
+    np.testing.assert_array_equal(line.get_xydata(), [[0.001, 0.2], [0.1, 0.25]])
+    # Each bar spans mean - sd to mean + sd at its learning rate.
+    spans = [segment[:, 1] for segment in vertical.get_segments()]
+    np.testing.assert_allclose(spans, [[0.19, 0.21], [0.23, 0.27]])
+    assert "mean +- sd over seeds" in ax.get_yaxis().get_label().get_text()

@@ -32,6 +32,19 @@ def test_log_loss_clips_certain_wrong_answers_to_a_finite_value():
     assert scoring.log_loss([0], [1.0]) == pytest.approx(-math.log(scoring.EPS), rel=1e-3)
 
 
+def test_seed_spread_is_each_members_brier_their_mean_and_sample_sd():
+    y = np.array([1, 0, 1, 0])
+    members = np.array([[0.9, 0.1, 0.8, 0.2], [0.6, 0.4, 0.5, 0.5], [1.0, 0.0, 1.0, 0.0]])
+    briers, mean, sd = scoring.seed_spread(y, members)
+    assert briers == [pytest.approx(0.025), pytest.approx(0.205), 0.0]
+    assert mean == pytest.approx(0.23 / 3) and sd == pytest.approx(np.std([0.025, 0.205, 0.0], ddof=1))
+
+
+def test_seed_spread_needs_two_members():
+    with pytest.raises(ValueError, match="two members or more, got 1"):
+        scoring.seed_spread([1, 0], [[0.5, 0.5]])
+
+
 def test_accuracy_counts_p_above_one_half_as_team_1_wins():
     # 0.9 -> win (right), 0.2 -> loss (right), 0.4 -> loss (wrong), 0.5 -> loss (right: not above 1/2)
     assert scoring.accuracy([1, 0, 1, 0], [0.9, 0.2, 0.4, 0.5]) == 0.75

@@ -222,11 +222,15 @@ def test_progress_line_before_any_estimate_and_with_nothing_running():
 # --- the runs table ---
 
 
-def row(model, lr, brier, status="FINISHED", **extra):
+def row(model, lr, brier, status="FINISHED", seeds=1, members=None, **extra):
+    """What steps.report.table_rows gives for a run; `members`: (mean, sd) of a run of several seeds."""
+    metrics = {} if brier is None else {n.BRIER: brier}
+    if members is not None:
+        metrics.update({n.BRIER_MEAN: members[0], n.BRIER_SD: members[1]})
     base = {
         "model": model,
         "lr": lr,
-        n.BRIER: brier,
+        **tables.pair_scores(metrics, seeds),
         n.LOG_LOSS: None if brier is None else brier * 3,
         n.ACCURACY: None if brier is None else 0.7,
         n.BASELINE_BRIER: 0.23,
@@ -249,6 +253,9 @@ def test_runs_table_has_the_report_columns():
     assert list(table.columns) == [
         "model",
         "lr",
+        "seeds",
+        "brier_mean",
+        "brier_sd",
         "brier",
         "log_loss",
         "accuracy",
@@ -292,9 +299,10 @@ def test_markdown_formats_numbers_and_leaves_missing_cells_empty():
     assert lines[0] == "| " + " | ".join(tables.TABLE_COLUMNS) + " |"
     assert lines[1] == "| " + " | ".join(["---"] * len(tables.TABLE_COLUMNS)) + " |"
     assert (
-        lines[2] == "| small | 0.01 | 0.1235 | 0.3704 | 0.7000 | 0.2300 | 4 | 12.3 | FINISHED | False | id_small_0.01 |"
+        lines[2]
+        == "| small | 0.01 | 1 | 0.1235 |  | 0.1235 | 0.3704 | 0.7000 | 0.2300 | 4 | 12.3 | FINISHED | False | id_small_0.01 |"
     )
-    assert lines[3] == "| small | abc |  |  |  |  |  |  | FAILED | False |  |"
+    assert lines[3] == "| small | abc |  |  |  |  |  |  |  |  |  | FAILED | False |  |"
     assert len(lines) == 4 and tables.markdown(table).endswith("\n")
 
 
@@ -323,6 +331,46 @@ def test_best_row_is_none_when_nothing_finished():
         is None
     )
     assert tables.best_row(tables.runs_table([])) is None
+
+
+def test_a_single_seed_runs_mean_is_its_brier_and_it_has_no_spread():
+    scores = tables.pair_scores({n.BRIER: 0.2}, 1)
+    assert scores[tables.SEEDS] == 1 and scores[n.BRIER_MEAN] == 0.2 and math.isnan(scores[n.BRIER_SD])
+
+
+def test_a_run_of_several_seeds_keeps_its_members_mean_and_spread_beside_its_models_brier():
+    scores = tables.pair_scores({n.BRIER: 0.19, n.BRIER_MEAN: 0.2, n.BRIER_SD: 0.01}, 3)
+    assert scores == {tables.SEEDS: 3, n.BRIER_MEAN: 0.2, n.BRIER_SD: 0.01, n.BRIER: 0.19}
+
+
+def test_runs_are_ranked_by_their_members_mean_brier_not_by_their_averaged_models():
+    # The averaged model of `small` scores better, but its seeds, on average, do worse.
+    table = tables.runs_table(
+        [
+            row("small", "0.01", 0.18, seeds=3, members=(0.21, 0.02)),
+            row("medium", "0.01", 0.19, seeds=3, members=(0.2, 0.001)),
+        ]
+    )
+    assert tables.best_row(table)["model"] == "medium"
+    assert tables.runner_up_row(table)["model"] == "small"
+
+
+def test_the_brier_text_of_one_seed_is_as_before_and_of_several_names_mean_spread_and_count():
+    assert tables.brier_text(row("small", "0.01", 0.1656)) == "brier 0.1656"
+    assert (
+        tables.brier_text(row("small", "0.01", 0.16, seeds=5, members=(0.1656, 0.0043)))
+        == "mean brier 0.1656 +- 0.0043 over 5 seeds"
+    )
+
+
+def test_how_sure_of_several_seeds_says_the_averaged_models_are_compared():
+    best = row("small", "0.001", 0.16, seeds=3, members=(0.1656, 0.002))
+    runner = row("medium", "0.01", 0.17, seeds=3, members=(0.1678, 0.003))
+    said = tables.how_sure(best, runner, scoring.Interval(-0.0022, -0.012, 0.009), 134)
+    assert said.startswith(
+        "against the runner-up medium with learning rate 0.01 (mean brier 0.1678 +- 0.0030 over 3 seeds): "
+        "the averaged models' difference -0.0022, 95% interval [-0.0120, +0.0090]"
+    )
 
 
 def test_the_runner_up_is_the_second_lowest_whole_finished_brier():
@@ -387,7 +435,9 @@ def test_chart_frame_of_a_table_without_scores_is_empty():
 
 
 def figure_inputs():
-    chart = pd.DataFrame({"model": ["small", "small"], "lr": [0.01, 0.1], n.BRIER: [0.2, 0.1 + 0.2]})
+    chart = pd.DataFrame(
+        {"model": ["small", "small"], "lr": [0.01, 0.1], n.BRIER_MEAN: [0.2, 0.1 + 0.2], n.BRIER_SD: [0.01, math.nan]}
+    )
     grid = [{"model": "small", "lr": "0.01", "run_id": "a", "curves": [[0.3, 0.2], [0.31, 0.25]]}]
     return chart, grid, ["code", "matplotlib 3.9"]
 
@@ -396,12 +446,14 @@ def test_equal_figure_inputs_have_equal_digests():
     assert tables.figures_digest(*figure_inputs()) == tables.figures_digest(*figure_inputs())
 
 
-@pytest.mark.parametrize("change", ["brier", "curve", "run", "code"])
+@pytest.mark.parametrize("change", ["brier", "spread", "curve", "run", "code"])
 def test_any_change_to_what_the_figures_show_or_how_they_are_drawn_changes_the_digest(change):
     chart, grid, drawn_by = figure_inputs()
     before = tables.figures_digest(chart, grid, drawn_by)
     if change == "brier":
-        chart.loc[1, n.BRIER] = 0.3  # 0.1 + 0.2 is not 0.3: every bit counts
+        chart.loc[1, n.BRIER_MEAN] = 0.3  # 0.1 + 0.2 is not 0.3: every bit counts
+    elif change == "spread":
+        chart.loc[1, n.BRIER_SD] = 0.02
     elif change == "curve":
         grid[0]["curves"][1].append(0.24)
     elif change == "run":

@@ -261,6 +261,71 @@ def test_the_same_arguments_give_the_same_brier_bit_for_bit(store, features, tra
     ]
 
 
+# --- several seeds ---
+
+
+@pytest.fixture(scope="module")
+def ensemble(store, features):
+    return train_in_process(store, features, seeds="3")
+
+
+def test_a_single_seed_run_logs_no_member_metrics_or_file(store, trained):
+    assert not {n.BRIER_MEAN, n.BRIER_SD, n.BRIER_SEED} & set(trained.run.data.metrics)
+    assert n.MEMBERS_FILE not in all_artifacts(store.client, trained.run.info.run_id)
+
+
+def test_a_run_of_several_seeds_logs_each_members_brier_their_mean_and_sample_sd(store, ensemble):
+    each = history(store, ensemble.run, n.BRIER_SEED)
+    briers = [m.value for m in each]
+    assert [m.step for m in each] == [0, 1, 2] and len(set(briers)) == 3
+    metrics = ensemble.run.data.metrics
+    assert metrics[n.BRIER_MEAN] == float(np.mean(briers))
+    assert metrics[n.BRIER_SD] == float(np.std(briers, ddof=1))
+
+
+def test_the_first_member_of_several_seeds_is_the_single_seed_run_bit_for_bit(store, ensemble, trained):
+    assert history(store, ensemble.run, n.BRIER_SEED)[0].value == trained.run.data.metrics[n.BRIER]
+    for key in (n.TRAIN_LOSS, n.VAL_LOSS):
+        assert [m.value for m in history(store, ensemble.run, key)] == [
+            m.value for m in history(store, trained.run, key)
+        ]
+    assert ensemble.run.data.metrics[n.BEST_EPOCH] == trained.run.data.metrics[n.BEST_EPOCH]
+
+
+def test_the_model_of_several_seeds_is_the_average_of_its_networks(ensemble, test_rows, tmp_path):
+    import keras
+
+    uri = f"runs:/{ensemble.run.info.run_id}/{n.MODEL_DIR}"
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path)))
+    networks = [keras.models.load_model(path, compile=False) for path in sorted(local.glob("artifacts/*.keras"))]
+    games, features = test_rows
+    p = np.asarray(mlflow.pyfunc.load_model(uri).predict(games[features]), dtype="float64").reshape(-1)
+    each = [network.predict(games[features].to_numpy(dtype="float32"), verbose=0).reshape(-1) for network in networks]
+    assert len(networks) == 3
+    np.testing.assert_allclose(p, np.mean(each, axis=0), rtol=0, atol=1e-6)
+    # Its logged scores are the average's, through the served model's code, bit for bit.
+    assert scoring.brier(games[n.TARGET], p) == ensemble.run.data.metrics[n.BRIER]
+
+
+def test_the_members_file_names_each_seed_its_best_epoch_and_brier(store, ensemble):
+    from madness import model as M
+
+    members = mlflow.artifacts.load_dict(f"runs:/{ensemble.run.info.run_id}/{n.MEMBERS_FILE}")
+    assert [m["seed"] for m in members] == M.member_seeds(int(GIVEN["seed"]), 3)
+    assert [m[n.BRIER] for m in members] == [m.value for m in history(store, ensemble.run, n.BRIER_SEED)]
+    assert members[0][n.BEST_EPOCH] == ensemble.run.data.metrics[n.BEST_EPOCH]
+    assert all(1 <= m[n.BEST_EPOCH] <= int(GIVEN["epochs"]) for m in members)
+
+
+def test_the_summary_line_of_several_seeds_names_the_average_and_the_members_spread(ensemble):
+    metrics = ensemble.run.data.metrics
+    assert (
+        f"brier={metrics[n.BRIER]:.4f} (the average; each seed {metrics[n.BRIER_MEAN]:.4f} +- "
+        f"{metrics[n.BRIER_SD]:.4f})" in ensemble.printed
+    )
+    assert re.search(r"best epoch \d+, \d+, \d+;", ensemble.printed), ensemble.printed
+
+
 def test_a_diverging_learning_rate_fails_the_run_with_one_line_and_logs_no_model(store, features, capsys):
     before = run_ids(store.experiment_id)
     args = {**GIVEN, "features_uri": str(features), "lr": "1e30", "epochs": "3"}
@@ -289,6 +354,7 @@ BAD = {
     "lr=abc": (["--lr", "abc"], ["lr", "'abc'"]),
     "lr=0": (["--lr", "0"], ["lr", "0"]),
     "epochs=0": (["--epochs", "0"], ["epochs", "0"]),
+    "seeds=0": (["--seeds", "0"], ["seeds", "0"]),
     "features_uri=no such run": (["--features_uri", f"runs:/{NO_RUN}/features"], ["features", NO_RUN]),
 }
 
