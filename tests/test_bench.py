@@ -1,4 +1,4 @@
-"""The benchmarks run: bench/training_speed.py, bench/cache.py and bench/packaging.py in --quick mode, as a person would."""
+"""The benchmarks run: bench/training_speed.py, cache.py, packaging.py and seeds.py in --quick mode, as a person would."""
 
 from __future__ import annotations
 
@@ -58,3 +58,13 @@ def test_packaging_benchmark_runs_every_side_and_prints_the_overheads():
     assert re.search(r"\| small_0\.1 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", out)
     assert "packaged jobs=1 and jobs=2 identical Brier (all digits) in 1 of 1 pairs" in out
     assert re.search(r"ratio packaged jobs=1 / notebook loop: [\d.]+x; jobs=2 / notebook loop: [\d.]+x", out)
+
+
+@pytest.mark.slow
+def test_seeds_benchmark_runs_and_prints_its_three_figures():
+    out = run_bench("seeds.py")
+    assert "nproc:" in out and "4 trainings in " in out
+    assert re.search(r"\| small_0\.001 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+, \d+ \|", out)
+    assert re.search(r"\| small_0\.01 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [+-][\d.]+ \| [+-][\d.]+ \|", out)
+    assert re.search(r"Kendall's tau between the two rankings: [+-][\d.]+", out)
+    assert re.search(r"best when one seed decides, over the 2 seeds: small_0\.0\d+ \dx", out)
