@@ -8,6 +8,7 @@ run would otherwise turn the "second invocation reuses every run" check into a f
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -32,6 +33,7 @@ GRID = ["--models", "small,medium", "--lrs", "0.01,0.1", "--epochs", "2"]
 NAMES = {"small_0.01", "small_0.1", "medium_0.01", "medium_0.1"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SWEEP_TIMEOUT = 1500
+HEADER = "| model | lr | seeds | brier_mean | brier_sd | brier |"  # the runs table, best mean Brier first
 TIMINGS: dict[str, float] = {}  # wall times of the sweeps, printed at the end of the module (pytest -s shows them)
 
 
@@ -187,8 +189,10 @@ def test_runs_csv_has_a_row_per_pair_best_first(store, first):
             first.children[f"{record['model']}_{record['lr']}"].data.metrics[n.BRIER]
         )
         assert 1 <= record[n.BEST_EPOCH] <= 2 and record["duration_s"] > 0 and 0 <= record[n.ACCURACY] <= 1
+        # One seed: its mean is its Brier, and there is no spread.
+        assert record["seeds"] == 1 and record[n.BRIER_MEAN] == record[n.BRIER] and math.isnan(record[n.BRIER_SD])
     markdown = store.artifact(first.sweep_id, f"{n.REPORT_DIR}/{n.RUNS_MD}").read_text().splitlines()
-    assert len(markdown) == 2 + 4 and markdown[0].startswith("| model | lr | brier |")
+    assert len(markdown) == 2 + 4 and markdown[0].startswith(HEADER)
 
 
 def test_the_report_says_how_sure_the_best_is_from_both_runs_predictions(store, first, tmp_path):
@@ -236,7 +240,7 @@ def test_stdout_shows_progress_the_table_and_the_best(first):
     assert "4 pairs, 0 reused, 4 to train" in out
     for name in NAMES:
         assert f"  {name}: FINISHED in " in out
-    assert "| model | lr | brier |" in out
+    assert HEADER in out
     sure_line, best_line = out.strip().splitlines()[-2:]
     assert sure_line.startswith("how sure: against the runner-up ") and " games resampled: " in sure_line
     assert best_line.startswith("best: ")
