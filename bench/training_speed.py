@@ -1,4 +1,4 @@
-"""Training speed: madness.model.train(fast=True) (each epoch one XLA-compiled call) against
+"""Training speed: madness.model.train(fast=True) (all epochs one XLA-compiled call) against
 fast=False (plain Keras model.fit, the article's way, fed the same batches), same data and seed.
 
 For each network: plain fit once, then the fast path twice in the same process: "cold" is the

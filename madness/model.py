@@ -251,7 +251,7 @@ def train(
     """Train one network: mini-batch Adam on MSE, reshuffled each epoch, per-epoch training and
     validation loss, the weights of the best validation epoch kept (the first of equal losses).
 
-    `fast` runs every epoch in one XLA-compiled TensorFlow call (see `_fit_compiled`); `fast=False`
+    `fast` runs the whole training as one XLA-compiled TensorFlow call (see `_fit_compiled`); `fast=False`
     is plain Keras `fit` with the same batches, the reference the fast path is tested against.
     Raises Diverged at the first epoch whose training or validation loss is not finite."""
     set_seeds(seed)
@@ -292,52 +292,53 @@ def _fit_plain(model, x_train, y_train, x_val, y_val, orders, batch_size):
 
 
 def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, batch_size):
-    """The same training as `_fit_plain`, each epoch one call of an XLA-compiled function.
+    """The same training as `_fit_plain`, every epoch in one call of an XLA-compiled function.
 
     Why not `fit`: on these networks a step is a few tiny matrix products, and TensorFlow's
     per-operation dispatch (about 10 microseconds each, some 60 operations a step, plus Keras'
-    Python around every batch and epoch) costs more than the arithmetic. XLA fuses a whole epoch
-    into one program. Same algorithm: the Keras model's own initial weights and Normalization
-    layer, Dense layers with the article's activations, MSE, Keras' Adam update written out with
-    the optimizer's own constants, the epoch's training loss as Keras reports it (the mean of its
-    batch losses weighted by batch size), the validation loss over every validation row, the best
-    epoch's weights kept (strict `<`: the first of equal losses). Not the same bits as `fit`:
-    XLA's kernels round differently in float32's last bits (tests/test_model.py shows how close
-    the paths stay). Returns what `_fit_plain` returns."""
+    Python around every batch and epoch) costs more than the arithmetic. XLA fuses the whole
+    training into one program, so Python is not entered between epochs either. Same algorithm:
+    the Keras model's own initial weights and Normalization layer, Dense layers with the article's
+    activations, MSE, Keras' Adam update written out with the optimizer's own constants, each
+    epoch's rows in the order `orders` gives, the epoch's training loss as Keras reports it (the
+    mean of its batch losses weighted by batch size), the validation loss over every validation
+    row, the best epoch's weights kept (strict `<`: the first of equal losses), and the training
+    stopped at the first epoch whose loss is not finite. Not the same bits as `fit`: XLA's kernels
+    round differently in float32's last bits (tests/test_model.py shows how close the paths stay).
+    Returns what `_fit_plain` returns."""
     import tensorflow as tf
 
     normalize, dense = model.layers[0], model.layers[1:]
     variables = [v for layer in dense for v in (layer.kernel, layer.bias)]
     optimizer = model.optimizer
-    one_epoch = _epoch_program(batch_size, float(optimizer.beta_1), float(optimizer.beta_2), float(optimizer.epsilon))
-    learning_rate = tf.constant(np.asarray(optimizer.learning_rate), tf.float32)
-    x, y = normalize(x_train), tf.constant(y_train.reshape(-1, 1))
-    x_val, y_val = normalize(x_val), tf.constant(y_val.reshape(-1, 1))
-    params = [tf.convert_to_tensor(v) for v in variables]
-    moments = [tf.zeros_like(p) for p in params], [tf.zeros_like(p) for p in params], tf.constant(0.0)
-    train_losses, val_losses, best, best_epoch = [], [], params, -1
-    for epoch, order in enumerate(orders):
-        train_loss, val_loss, params, *moments = one_epoch(
-            tf.gather(x, order), tf.gather(y, order), x_val, y_val, learning_rate, params, *moments
-        )
-        train_losses.append(float(train_loss))
-        val_losses.append(float(val_loss))
-        if not (math.isfinite(train_losses[-1]) and math.isfinite(val_losses[-1])):
-            return train_losses, val_losses, best_epoch, _first_not_finite(train_losses, val_losses)
-        if val_losses[-1] < min(val_losses[:-1], default=math.inf):
-            best, best_epoch = params, epoch
-    for variable, value in zip(variables, best, strict=True):
-        variable.assign(value)
-    return train_losses, val_losses, best_epoch, None
+    program = _training_program(batch_size, float(optimizer.beta_1), float(optimizer.beta_2), float(optimizer.epsilon))
+    epochs_run, losses, best, best_epoch = program(
+        normalize(x_train),
+        tf.constant(y_train.reshape(-1, 1)),
+        tf.constant(orders),
+        normalize(x_val),
+        tf.constant(y_val.reshape(-1, 1)),
+        tf.constant(np.asarray(optimizer.learning_rate), tf.float32),
+        [tf.convert_to_tensor(v) for v in variables],
+    )
+    losses = losses.numpy()[:, : int(epochs_run)]
+    train_losses, val_losses = (list(map(float, row)) for row in losses)
+    diverged = _first_not_finite(train_losses, val_losses)
+    if diverged is None:
+        for variable, value in zip(variables, best, strict=True):
+            variable.assign(value)
+    return train_losses, val_losses, int(best_epoch), diverged
 
 
 @functools.cache
-def _epoch_program(batch_size: int, beta_1: float, beta_2: float, epsilon: float):
-    """One epoch of mini-batch Adam on MSE, and the validation loss after it, as one XLA program.
+def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: float):
+    """Every epoch of mini-batch Adam on MSE, with the losses after each, as one XLA program.
 
-    Kept for the process: TensorFlow traces and XLA compiles it once per network and data shape,
-    so the trainings of a sweep in one process after the first cost no compilation; the learning
-    rate is an argument for the same reason."""
+    Kept for the process: TensorFlow traces and XLA compiles it once per network, data shape and
+    number of epochs, so the trainings of a sweep in one process after the first cost no
+    compilation; the learning rate is an argument for the same reason. The epochs' loop is inside
+    the program: a Python loop calling one compiled epoch at a time spent about as long between
+    the calls (gathering the epoch's rows, reading its losses back) as in them."""
     import tensorflow as tf
 
     def predict(params, x):
@@ -362,8 +363,8 @@ def _epoch_program(batch_size: int, beta_1: float, beta_2: float, epsilon: float
         params = [p - (mi * alpha) / (tf.sqrt(vi) + epsilon) for p, mi, vi in zip(params, m, v, strict=True)]
         return loss, params, m, v, step
 
-    @tf.function(jit_compile=True, autograph=False)
-    def one_epoch(x, y, x_val, y_val, learning_rate, params, m, v, step):
+    def one_epoch(x, y, learning_rate, params, m, v, step):
+        """The epoch's training loss and the state after it; x and y are in the epoch's order."""
         rows, columns = x.shape
         full_batches, last_batch = divmod(rows, batch_size)
 
@@ -380,9 +381,37 @@ def _epoch_program(batch_size: int, beta_1: float, beta_2: float, epsilon: float
             tail = full_batches * batch_size
             loss, params, m, v, step = adam_step(x[tail:], y[tail:], learning_rate, params, m, v, step)
             total += loss * last_batch
-        return total / rows, mse(params, x_val, y_val), params, m, v, step
+        return total / rows, params, m, v, step
 
-    return one_epoch
+    @tf.function(jit_compile=True, autograph=False)
+    def all_epochs(x, y, orders, x_val, y_val, learning_rate, params):
+        """(epochs run, [training losses, validation losses] per epoch, best weights, best epoch)."""
+        epochs = orders.shape[0]
+
+        def go_on(epoch, stop, *_):
+            return tf.logical_and(epoch < epochs, tf.logical_not(stop))
+
+        def epoch_of(epoch, stop, params, m, v, step, best, best_loss, best_epoch, losses):
+            order = orders[epoch]
+            train_loss, params, m, v, step = one_epoch(
+                tf.gather(x, order), tf.gather(y, order), learning_rate, params, m, v, step
+            )
+            val_loss = mse(params, x_val, y_val)
+            losses = tf.tensor_scatter_nd_update(losses, [[0, epoch], [1, epoch]], tf.stack([train_loss, val_loss]))
+            better = val_loss < best_loss  # never for NaN
+            best = [tf.where(better, p, b) for p, b in zip(params, best, strict=True)]
+            best_loss, best_epoch = tf.where(better, val_loss, best_loss), tf.where(better, epoch, best_epoch)
+            stop = tf.logical_not(tf.math.is_finite(train_loss) & tf.math.is_finite(val_loss))
+            return epoch + 1, stop, params, m, v, step, best, best_loss, best_epoch, losses
+
+        zeros = [tf.zeros_like(p) for p in params]
+        start = (0, tf.constant(False), params, zeros, zeros, tf.constant(0.0), params, tf.constant(math.inf), -1)
+        epochs_run, _, _, _, _, _, best, _, best_epoch, losses = tf.while_loop(
+            go_on, epoch_of, (*start, tf.zeros([2, epochs]))
+        )
+        return epochs_run, losses, best, best_epoch
+
+    return all_epochs
 
 
 def _first_not_finite(train_loss, val_loss) -> tuple[int, str, float] | None:
