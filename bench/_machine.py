@@ -162,6 +162,16 @@ def resolve_data(data: str) -> str:
     return str(path)
 
 
+def features(data: str, league: str, seed: int):
+    """The article's feature table (madness.dataset.Built) of `data` ('synthetic' or a folder of
+    Kaggle files), over the default seasons: what the in-process benchmarks train on."""
+    from madness import dataset
+
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
+        files, synthetic_data = dataset.read_inputs(data, league, seed, Path(tmp))
+        return dataset.build(files, dataset.Seasons(2003, 2019, 2022, 2023), synthetic_data)
+
+
 def quiet_tensorflow() -> None:
     """Imports TensorFlow and silences its Python-side warnings (e.g. retracing notices)."""
     import tensorflow as tf

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import tempfile
 from collections import Counter
-from pathlib import Path
 
 import _machine
 import numpy as np
@@ -32,12 +30,6 @@ from madness import names as n
 from madness import sweep as S
 
 AVERAGED = 5  # the seeds=5 run of point 4's "5-seed average"
-
-
-def features(data: str, league: str, seed: int) -> dataset.Built:
-    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
-        files, synthetic_data = dataset.read_inputs(data, league, seed, Path(tmp))
-        return dataset.build(files, dataset.Seasons(2003, 2019, 2022, 2023), synthetic_data)
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:
@@ -63,7 +55,7 @@ def main() -> None:
         args.seeds, args.epochs, args.models, args.lrs, args.league = 2, 3, "small", "0.001,0.01", "W"
 
     _machine.header(f"seeds: each pair's Brier over {args.seeds} seeds")
-    built = features(_machine.resolve_data(args.data), args.league, args.seed)
+    built = _machine.features(_machine.resolve_data(args.data), args.league, args.seed)
     names = built.feature_names
     x_train, y_train = dataset.split_xy(built.games, names, n.TRAIN)
     x_val, y_val = dataset.split_xy(built.games, names, n.VAL)

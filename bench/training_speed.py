@@ -16,8 +16,6 @@ warm runs must be bit-identical (same seed).
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 import _machine
 import numpy as np
@@ -25,12 +23,6 @@ import numpy as np
 from madness import dataset
 from madness import model as M
 from madness import names as n
-
-
-def features(data: str, league: str, seed: int) -> dataset.Built:
-    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
-        files, synthetic_data = dataset.read_inputs(data, league, seed, Path(tmp))
-        return dataset.build(files, dataset.Seasons(2003, 2019, 2022, 2023), synthetic_data)
 
 
 def main() -> None:
@@ -49,7 +41,7 @@ def main() -> None:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
 
     _machine.header("training speed: train(fast=True) vs fast=False (plain Keras fit)")
-    built = features(_machine.resolve_data(args.data), args.league, args.seed)
+    built = _machine.features(_machine.resolve_data(args.data), args.league, args.seed)
     names = built.feature_names
     x_train, y_train = dataset.split_xy(built.games, names, n.TRAIN)
     x_val, y_val = dataset.split_xy(built.games, names, n.VAL)
