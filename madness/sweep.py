@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
+from madness.backends import usable_cores
 from madness.errors import UserError
 
 # Params that never change a run's results: the thread count (TensorFlow's op determinism gives the
@@ -84,8 +84,8 @@ def is_reusable(
 
 
 def threads_per_job(jobs: int, cores: int | None = None) -> int:
-    """A fair share of the machine's cores for each of `jobs` concurrent trainings."""
-    cores = cores or os.cpu_count() or 1
+    """A fair share of the cores this process may use for each of `jobs` concurrent trainings."""
+    cores = cores or usable_cores()
     return max(1, cores // max(1, jobs))
 
 

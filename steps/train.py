@@ -1,7 +1,8 @@
 """Train: one of the article's Keras networks at one learning rate, tracked and scored by Brier.
 
 Inputs: `model` (small, medium, large), `lr` (> 0), `epochs`, `batch_size`, `seed`, `threads`
-(TensorFlow threads, 0 = all cores), the data parameters of `ingest`, and `features_uri`: an
+(TensorFlow threads, 0 = every core this process may use: in a
+container or pod, its CPU limit), the data parameters of `ingest`, and `features_uri`: an
 ingest run's features (runs:/<id>/features); when empty, the features are built here by the same
 code, and the same manifest and datasets are logged.
 Outputs: metrics `train_loss` and `val_loss` per epoch (step = epoch), `best_epoch`, and on the test
@@ -34,6 +35,7 @@ from mlflow.entities import Metric
 from madness import dataset, plots, scoring
 from madness import model as M
 from madness import names as n
+from madness.backends import usable_cores
 from madness.cli import DATA_PARAMS, SEEDS, Param, non_negative, one_of, parse, positive
 from madness.environment import model_pins
 from steps._data import build_features, features_source, load_features, log_data, seasons_of
@@ -47,7 +49,7 @@ PARAMS = (
     Param("epochs", "int", 100, "training epochs (> 0)", positive),
     Param("batch_size", "int", 32, "mini-batch size (> 0)", positive),
     SEEDS,
-    Param("threads", "int", 0, "TensorFlow threads (0 = all cores)", non_negative),
+    Param("threads", "int", 0, "TensorFlow threads (0 = the cores this process may use)", non_negative),
     Param("features_uri", "string", "", "features of an ingest run (runs:/<id>/features); empty: build them here"),
     *DATA_PARAMS,
 )
@@ -114,7 +116,7 @@ def main(argv=None):
     if not values["features_uri"]:
         seasons_of(values)  # inverted seasons stop here, before any data is read
     M.use_compile_cache(compile_cache_base())
-    M.set_threads(values["threads"])
+    M.set_threads(values["threads"] or usable_cores())
     with start_run("train", raw), temp_dir() as tmp:
         built = obtain_features(values, Path(tmp))
         log_data(built, source=features_source(values["features_uri"]) if values["features_uri"] else values["data"])

@@ -491,6 +491,26 @@ def test_an_ingest_that_cannot_start_gives_one_line_and_leaves_nothing_running(s
     assert store.client.get_experiment_by_name("tc_small") is None
 
 
+def test_a_kubernetes_child_that_cannot_be_launched_gives_one_line_and_leaves_nothing_running(store, tmp_path):
+    # MLflow creates the child run before it reaches its Kubernetes and Docker clients; on this
+    # machine the first of them to fail is the kubernetes package, absent from the project's lock.
+    (tmp_path / "job.yaml").write_text("apiVersion: batch/v1\nkind: Job\n")
+    config = tmp_path / "kubernetes_config.json"
+    config.write_text(json.dumps({"kube-job-template-path": "job.yaml", "repository-uri": "localhost:5001/madness"}))
+    result = store.sweep(
+        "--models", "small", "--lrs", "0.1", "--epochs", "1", "--backend", "kubernetes",
+        "--backend_config", str(config), "--prefix", "tk",
+    )  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert last_line(result.stderr) == (
+        "error: the ingest run could not start: ModuleNotFoundError: No module named 'kubernetes'"
+    )
+    assert sorted((r.info.run_name, r.info.status) for r in store.runs("tk")) == [
+        ("ingest", "FAILED"),
+        ("sweep", "FAILED"),
+    ]
+
+
 @without_conda
 def test_a_pair_that_cannot_start_fails_alone_and_is_not_left_running(store, parallel):
     result = store.sweep(
@@ -515,10 +535,12 @@ def test_a_pair_that_cannot_start_fails_alone_and_is_not_left_running(store, par
     [
         (["--filter", "metrics.brier <<< 1"], "bad filter 'metrics.brier <<< 1'"),
         (["--env_manager", "docker"], "unknown env_manager 'docker'; accepted: local, virtualenv, uv, conda"),
+        (["--backend", "docker"], "unknown backend 'docker'; accepted: local, kubernetes"),
+        (["--backend_config", "k.json"], "backend_config is for backend=kubernetes; backend=local takes none"),
         (["--models", ""], "models must be a comma-separated list"),
         (["--lrs", "0.1,1e-1"], "lrs lists 0.1 twice (as '0.1' and '1e-1')"),
     ],
-    ids=["filter", "env_manager", "models", "lrs"],
+    ids=["filter", "env_manager", "backend", "backend_config", "models", "lrs"],
 )
 def test_bad_arguments_give_a_one_line_error_and_train_nothing(store, args, says):
     prefix = f"te_{args[0].strip('-')}"

@@ -1,0 +1,343 @@
+"""The sweep's children: each a packaged `mlflow.run` of an entry point on an MLflow backend,
+watched and ended through MLflow's public `SubmittedRun` API only (`get_status`, `wait`, `cancel`,
+`run_id`), so the same code drives a local process and a Kubernetes Job.
+
+A child's run is never left RUNNING: a child that ends without ending its run (killed, evicted,
+its process gone) has it ended here with the status its backend reports; a launch that fails after
+MLflow created the run ends that run FAILED (KILLED on an interrupt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import mlflow
+import mlflow.projects
+from mlflow.entities import RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+
+from madness import names as n
+from madness import sweep as S
+from madness.backends import LOCAL, Backend
+from steps._coordination import Claims
+from steps._entry import PROJECT_ROOT, single_attempt
+from steps._failures import store_failure
+
+POLL_SECONDS = 1.0  # how often the store is asked about pairs waiting for another sweep
+# How often a running child's status is asked for: a local child's is its process' exit code, cheap,
+# so the next pair starts without waiting out a poll; another backend's is a call to its API.
+STATUS_SECONDS = {LOCAL: 0.05}
+REMOTE_STATUS_SECONDS = 5.0  # as MLflow's own KubernetesSubmittedRun.wait polls
+QUIET_SECONDS = 30.0
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+
+
+def status_of(submitted) -> str:
+    """The child's status as a name: local runs report a name, Kubernetes ones a RunStatus number."""
+    status = submitted.get_status()
+    return status if isinstance(status, str) else RunStatus.to_string(status)
+
+
+def tag_child(client, run_id: str, sweep_run_id: str, key: str) -> None:
+    client.log_batch(run_id, tags=[RunTag(n.TAG_SWEEP, sweep_run_id), RunTag(n.TAG_CLAIM_KEY, key)])
+
+
+def settle(client, run_id: str, status: str) -> str:
+    """A child that ended before ending its run would leave it RUNNING: end it with `status`.
+    Returns the run's final status."""
+    current = client.get_run(run_id).info.status
+    if current == "RUNNING":
+        client.set_terminated(run_id, status)
+        return status
+    return current
+
+
+class LaunchError(Exception):
+    def __init__(self, message: str, run_id: str | None):
+        super().__init__(message)
+        self.message, self.run_id = message, run_id
+
+
+# What a local launch may raise that is the child's fault, not this code's: anything else is a bug, raised.
+LOCAL_LAUNCH_FAILURES = (MlflowException, OSError, subprocess.CalledProcessError)
+
+
+def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backend):
+    """Start the entry point on `backend` and return its SubmittedRun without waiting for it."""
+    if backend.name == LOCAL:
+        # MLflow's asynchronous mlflow.run starts an `mlflow run` CLI per child that only waits for the
+        # entry point: a second interpreter importing MLflow (~3 s a pair) whose end status the steps
+        # set themselves. Its synchronous path, not waited for, is the same launch without it: the
+        # environment built, the run created with the project's tags, the entry point's command started,
+        # and a LocalSubmittedRun returned. mlflow.projects._run is private: tests/test_sweep.py checks
+        # the child runs it makes.
+        return mlflow.projects._run(
+            uri=str(PROJECT_ROOT),
+            experiment_id=exp_id,
+            entry_point=entry,
+            version=None,
+            parameters=params,
+            docker_args=None,
+            backend_name=LOCAL,
+            backend_config={},
+            storage_dir=None,
+            env_manager=backend.env_manager,
+            synchronous=True,
+            run_name=run_name,
+            build_image=False,
+            docker_auth=None,
+        )
+    return mlflow.projects.run(
+        uri=str(PROJECT_ROOT),
+        entry_point=entry,
+        parameters=params,
+        experiment_id=exp_id,
+        backend=backend.name,
+        backend_config=dict(backend.config),  # MLflow adds its own keys to the dict it is given
+        env_manager=backend.env_manager,
+        synchronous=False,
+        run_name=run_name,
+    )
+
+
+def launch_failure(err: BaseException) -> str:
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else ""
+    if isinstance(err, LOCAL_LAUNCH_FAILURES):
+        return line or type(err).__name__
+    return f"{type(err).__name__}: {line}" if line else type(err).__name__
+
+
+def launch_child(client, sweep_run_id: str, entry: str, params: dict, exp_id: str, run_name: str, backend, known: set):
+    """Launch the entry point as MLflow Projects does and return its SubmittedRun, not waiting for it
+    to end. MLflow creates the child run before it builds the environment or the image; when that
+    fails (no conda, a pip error, no Docker engine) the run would stay RUNNING: end it FAILED
+    (KILLED on an interrupt) and raise LaunchError naming the cause in one line."""
+    since_ms = int(time.time() * 1000)
+    try:
+        return submit(entry, params, exp_id, run_name, backend)
+    except BaseException as err:
+        if isinstance(err, Exception) and store_failure(err) is not None:
+            raise  # the store is away: nothing can be looked up or ended now
+        orphans = [
+            run.info.run_id
+            for run in client.search_runs(
+                [exp_id],
+                f"tags.`mlflow.parentRunId` = '{sweep_run_id}' and tags.`mlflow.project.entryPoint` = '{entry}' "
+                f"and attributes.status = 'RUNNING' and attributes.start_time >= {since_ms}",
+            )
+            if run.info.run_id not in known
+        ]
+        for run_id in orphans:
+            client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            client.set_tag(run_id, n.TAG_SWEEP, sweep_run_id)
+            client.set_tag(run_id, n.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
+        # Another backend's client libraries (docker, kubernetes) raise their own errors, all the child's.
+        if not isinstance(err, LOCAL_LAUNCH_FAILURES if backend.name == LOCAL else Exception):
+            raise
+        raise LaunchError(launch_failure(err), orphans[0] if orphans else None) from None
+
+
+@dataclass
+class Job:
+    pair: S.Pair
+    experiment: str
+    experiment_id: str
+    params: dict
+    run_id: str | None = None
+    reused: bool = False
+    status: str = "PENDING"
+    submitted: object = None
+    started: float = 0.0
+    duration: float = 0.0
+    error: str = ""
+    key: str = ""  # its claim (madness.coordination): the same for every sweep that wants this pair
+    waiting_for: str | None = None  # what trains it now: "sweep <id>" or "run <id>"
+
+    def record(self) -> dict:
+        return {
+            "model": self.pair.model,
+            "lr": self.pair.lr,
+            "run_id": self.run_id,
+            "experiment": self.experiment,
+            "experiment_id": self.experiment_id,
+            "reused": self.reused,
+            "status": self.status,
+            "error": self.error,
+        }
+
+
+@dataclass
+class Launcher:
+    """Runs jobs through `mlflow.run` on `backend`, `jobs` at a time, and never leaves a child
+    RUNNING. With `claims`, a pair another live sweep is training waits for it and is then reused
+    (`reusable` finds the run that stands for it) or trained here when that sweep's run failed;
+    pairs are claimed only when a slot is free, so two identical sweeps share the grid between them."""
+
+    client: object
+    backend: Backend
+    jobs: int
+    sweep_run_id: str
+    reusable: Callable[[Job], str | None]
+    claims: Claims | None = None
+    running: list[Job] = field(default_factory=list)
+    waiting: list[Job] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)
+    store_failed: bool = False
+
+    def launch(self, job: Job) -> None:
+        job.started = time.perf_counter()
+        try:
+            job.submitted = launch_child(
+                self.client,
+                self.sweep_run_id,
+                "train",
+                job.params,
+                job.experiment_id,
+                job.pair.name,
+                self.backend,
+                known={j.run_id for j in self.running},
+            )
+        except LaunchError as err:
+            job.status, job.error, job.run_id = "FAILED", err.message, err.run_id
+            self.release(job)
+            return
+        job.run_id = job.submitted.run_id
+        job.status = "RUNNING"
+        tag_child(self.client, job.run_id, self.sweep_run_id, job.key)
+        self.running.append(job)
+
+    def acquire(self, job: Job) -> str:
+        """'go' (this sweep trains it), 'reused' (a finished run stands for it) or 'wait'."""
+        if self.claims is None:
+            return "go"
+        holder = self.claims.blocker(job.experiment_id, job.key)
+        job.waiting_for = f"sweep {holder}" if holder else self.live_run_of(job)
+        if job.waiting_for is not None:
+            return "wait"
+        reused = self.reusable(job)
+        if reused is None:
+            return "go"
+        self.release(job)
+        job.run_id, job.reused, job.status = reused, True, "FINISHED"
+        return "reused"
+
+    def live_run_of(self, job: Job) -> str | None:
+        """A run of this pair still training though its sweep is gone (killed, crashed): wait for it
+        rather than train the pair twice; once it ends it is reused, or ended as an orphan."""
+        runs = self.client.search_runs(
+            [job.experiment_id], f"tags.`{n.TAG_CLAIM_KEY}` = '{job.key}' and attributes.status = 'RUNNING'"
+        )
+        return next((f"run {run.info.run_id}" for run in runs if self.claims.alive.judge(run)), None)
+
+    def release(self, job: Job) -> None:
+        if self.claims is not None:
+            self.claims.release(job.experiment_id, job.key)
+
+    def step(self, queue: list[Job]) -> list[Job]:
+        """Resolve waiting pairs, start what the free slots allow; return the pairs reused meanwhile."""
+        reused = []
+        for job in [*self.waiting, *queue]:
+            if job in queue and len(self.running) >= self.jobs:
+                break
+            decision = self.acquire(job)
+            if decision == "wait":
+                if job in queue:
+                    queue.remove(job)
+                    self.waiting.append(job)
+                continue
+            if decision == "go" and len(self.running) >= self.jobs:
+                continue  # it goes first once a slot frees
+            (self.waiting if job in self.waiting else queue).remove(job)
+            if decision == "reused":
+                reused.append(job)
+            else:
+                self.launch(job)
+                if job.status == "FAILED":  # could not even start (e.g. its environment failed to build)
+                    reused.append(job)
+        return reused
+
+    def reap(self) -> list[Job]:
+        ended = [(job, status) for job in self.running if (status := status_of(job.submitted)) in TERMINAL]
+        for job, status in ended:
+            self.running.remove(job)
+            job.duration = time.perf_counter() - job.started
+            job.status = settle(self.client, job.run_id, status)
+            self.release(job)
+            if job.status == "FINISHED":
+                self.durations.append(job.duration)
+        return [job for job, _ in ended]
+
+    def pause(self, seconds: float) -> None:
+        """Sleep up to `seconds` (the store is asked about waiting pairs once per poll), but wake as
+        soon as a child ends."""
+        every = STATUS_SECONDS.get(self.backend.name, REMOTE_STATUS_SECONDS)
+        deadline = time.monotonic() + max(seconds, 0.0 if self.backend.name == LOCAL else every)
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(every, left))
+            if any(status_of(job.submitted) in TERMINAL for job in self.running):
+                return
+
+    def cancel_all(self) -> None:
+        for job in self.running:
+            job.submitted.cancel()
+            job.status = settle(self.client, job.run_id, "KILLED")
+        self.running.clear()
+
+    def drain(self) -> None:
+        """The store failed: start nothing more, let the children in flight end on their own (each
+        retries the store itself, and may finish), then tidy up what the store still accepts."""
+        succeeded = {job.run_id: job.submitted.wait() for job in self.running}
+        with single_attempt():
+            for job in self.running:
+                try:
+                    job.status = settle(self.client, job.run_id, "FINISHED" if succeeded[job.run_id] else "FAILED")
+                except Exception:  # noqa: BLE001 - still away: the next sweep ends the run (its process is gone)
+                    job.status = "UNKNOWN"
+        self.running.clear()
+
+    def run_all(self, queue: list[Job], total: int, done: int) -> None:
+        last_print, shown = 0.0, None
+        try:
+            while queue or self.running or self.waiting:
+                for job in self.reap():
+                    done += 1
+                    print(
+                        f"  {job.pair.name}: {job.status} in {S.format_seconds(job.duration)} (run {job.run_id})",
+                        flush=True,
+                    )
+                for job in self.step(queue):
+                    done += 1
+                    if job.reused:
+                        print(f"  {job.pair.name}: reused run {job.run_id}, trained by another sweep", flush=True)
+                    else:
+                        print(f"  {job.pair.name}: FAILED to start: {job.error}", flush=True)
+                waiting = [f"{j.pair.name} ({j.waiting_for})" for j in self.waiting if j.waiting_for]
+                line = S.progress_line(
+                    done,
+                    total,
+                    [j.pair.name for j in self.running],
+                    S.eta_seconds(self.durations, len(queue) + len(self.running) + len(self.waiting), self.jobs),
+                    waiting,
+                )
+                if line != shown or time.monotonic() - last_print > QUIET_SECONDS:
+                    print(line, flush=True)
+                    shown, last_print = line, time.monotonic()
+                if self.running or self.waiting:
+                    self.pause(POLL_SECONDS)
+        except BaseException as err:
+            if isinstance(err, Exception) and store_failure(err) is not None:
+                self.store_failed = True
+                self.drain()
+            else:
+                self.cancel_all()
+            raise
+        finally:
+            if self.claims is not None:
+                # The store is away: claims of a finished sweep are ignored anyway.
+                with single_attempt(), contextlib.suppress(Exception):
+                    self.claims.release_all()
