@@ -23,6 +23,7 @@ class Backend:
     name: str = LOCAL
     config: dict = field(default_factory=dict)
     env_manager: str = "local"
+    image: str = ""  # kubernetes: the project's image at this commit (image_name)
 
 
 def backend_of(name: str, config_path: str, env_manager: str) -> Backend:
@@ -66,6 +67,28 @@ def kubernetes_config(config_path: str) -> dict:
     if not template.is_file():
         raise UserError(f"the Job template {str(template)!r} named by backend_config {config_path!r} does not exist")
     return {**config, KUBE_TEMPLATE: str(template)}
+
+
+def image_name(config: dict, commit: str | None) -> str:
+    """The image a Kubernetes child runs: the configured repository, tagged with the commit whose
+    code it holds (the README's `docker build` command tags it so)."""
+    if not commit:
+        raise UserError(
+            f"backend={KUBERNETES} runs the image built from a git commit, and this project has none: commit it, "
+            "then build and push its image (README, Run on Kubernetes)"
+        )
+    return f"{config[KUBE_REPOSITORY]}:{commit[:12]}"
+
+
+def docker_variant(project: dict, image: str) -> dict:
+    """The project (MLproject, as read by YAML) with its entry points unchanged, run in `image`
+    instead of an environment MLflow builds: what MLflow's kubernetes backend requires."""
+    variant = {key: value for key, value in project.items() if key not in ("conda_env", "python_env", "docker_env")}
+    return {
+        "name": project["name"],
+        "docker_env": {"image": image},
+        **{k: v for k, v in variant.items() if k != "name"},
+    }
 
 
 def cpu_quota(cgroup: Path = CGROUP) -> float | None:

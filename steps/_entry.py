@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import os
+import subprocess
 import sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -169,6 +170,18 @@ def _end_active_run(status: str, quick: bool = False) -> None:
                 mlflow.end_run(status)
 
 
+def commit_tag(tags: dict[str, str]) -> dict[str, str]:
+    """The commit this code is at, when MLflow did not tag the run with it: MLflow reads it from the
+    project folder it was given, which for another backend (a Kubernetes child's docker_env variant of
+    MLproject) is not this repository. The sweep's cache finds reusable runs by it."""
+    if n.TAG_COMMIT in tags:
+        return {}
+    try:
+        return {n.TAG_COMMIT: git.head(PROJECT_ROOT)}
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+
+
 @contextmanager
 def start_run(entry: str, raw_params: dict[str, str], **kwargs):
     """Start (or, under `mlflow run`, resume) the run; log params once, as given, source and process
@@ -177,9 +190,11 @@ def start_run(entry: str, raw_params: dict[str, str], **kwargs):
     try:
         # Under `mlflow run` the params are already logged, shell-quoted by MLflow ('' for an empty
         # string); logging them again with another string would be refused, so only the missing ones go in.
-        logged = mlflow.get_run(run.info.run_id).data.params
-        mlflow.log_params({k: v for k, v in raw_params.items() if k not in logged})
-        mlflow.set_tags({n.TAG_ENTRY_POINT: entry, **git.state(PROJECT_ROOT), **liveness_tags()})
+        logged = mlflow.get_run(run.info.run_id).data
+        mlflow.log_params({k: v for k, v in raw_params.items() if k not in logged.params})
+        mlflow.set_tags(
+            {n.TAG_ENTRY_POINT: entry, **commit_tag(logged.tags), **git.state(PROJECT_ROOT), **liveness_tags()}
+        )
         with Heartbeat(run.info.run_id):
             yield run
     except BaseException as err:

@@ -9,20 +9,26 @@ MLflow created the run ends that run FAILED (KILLED on an interrupt).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import mlflow
 import mlflow.projects
+import yaml
 from mlflow.entities import RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
 from madness import names as n
 from madness import sweep as S
-from madness.backends import LOCAL, Backend
+from madness.backends import LOCAL, Backend, docker_variant
 from steps._coordination import Claims
 from steps._entry import PROJECT_ROOT, single_attempt
 from steps._failures import store_failure
@@ -66,6 +72,18 @@ class LaunchError(Exception):
 LOCAL_LAUNCH_FAILURES = (MlflowException, OSError, subprocess.CalledProcessError)
 
 
+@functools.cache
+def variant_project(image: str) -> Path:
+    """A folder holding the project's MLproject with its entry points run in `image` (made once per
+    process, removed at its exit): MLflow's kubernetes backend wants a docker_env, which in the
+    project's own MLproject would make every local run need Docker."""
+    folder = Path(tempfile.mkdtemp(prefix="fabric-madness-kubernetes-"))
+    atexit.register(shutil.rmtree, folder, True)
+    project = yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())
+    (folder / "MLproject").write_text(yaml.safe_dump(docker_variant(project, image), sort_keys=False))
+    return folder
+
+
 def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backend):
     """Start the entry point on `backend` and return its SubmittedRun without waiting for it."""
     if backend.name == LOCAL:
@@ -92,7 +110,7 @@ def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backen
             docker_auth=None,
         )
     return mlflow.projects.run(
-        uri=str(PROJECT_ROOT),
+        uri=str(variant_project(backend.image)),
         entry_point=entry,
         parameters=params,
         experiment_id=exp_id,
@@ -104,9 +122,20 @@ def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backen
     )
 
 
+DOCKER_INFO_FAILED = "Ran `docker info`"  # how MLflow's validate_docker_installation begins, the output below it
+
+
 def launch_failure(err: BaseException) -> str:
     text = str(err).strip()
     line = text.splitlines()[0] if text else ""
+    if line.startswith(DOCKER_INFO_FAILED):
+        said = [part.strip() for part in text.splitlines()[1:] if part.strip()]
+        return f"no Docker engine to push the image with: `docker info` says: {said[-1] if said else 'nothing'}"
+    if type(err).__name__ == "ConfigException":  # kubernetes' own: neither the context named nor in-cluster config
+        return (
+            f"no Kubernetes cluster to create the Job in: {line.rstrip('.') or 'no configuration'}; name a context of "
+            "`kubectl config get-contexts` as kube-context in backend_config"
+        )
     if isinstance(err, LOCAL_LAUNCH_FAILURES):
         return line or type(err).__name__
     return f"{type(err).__name__}: {line}" if line else type(err).__name__

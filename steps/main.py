@@ -20,6 +20,7 @@ on the sweep run; the process exits non-zero naming any failed pair.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shlex
 import subprocess
@@ -31,7 +32,7 @@ from mlflow.exceptions import MlflowException
 from madness import coordination, describe, git
 from madness import names as n
 from madness import sweep as S
-from madness.backends import BACKENDS, LOCAL, Backend, backend_of
+from madness.backends import BACKENDS, LOCAL, Backend, backend_of, image_name
 from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, not_empty, one_of, parse, positive
 from madness.errors import UserError
 from steps import report as report_step
@@ -277,6 +278,8 @@ def main(argv=None):
     values, raw = parse("main", __doc__.splitlines()[0], PARAMS, argv)
     pairs = S.grid(values["models"], values["lrs"])  # an empty or repeated list stops here
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
+    if backend.name != LOCAL:
+        backend = dataclasses.replace(backend, image=image_name(backend.config, git_commit()))
     if not seasons_of(values).has_test:
         raise UserError(
             f"a sweep compares its pairs by their Brier on the test seasons: test_season must be at most "

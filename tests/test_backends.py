@@ -109,3 +109,25 @@ def test_usable_cores_are_the_cpu_limit_rounded_down_and_at_least_one(tmp_path):
     assert B.usable_cores(cgroup(tmp_path / "half", v2="50000 100000")) == 1
     (tmp_path / "many").mkdir()
     assert B.usable_cores(cgroup(tmp_path / "many", v2="6400000 100000")) == cores  # never above the cores there
+
+
+# --- the image a Kubernetes child runs ---
+
+
+def test_the_image_is_the_repository_tagged_with_the_commit():
+    config = {B.KUBE_REPOSITORY: "localhost:5001/fabric-madness"}
+    assert B.image_name(config, "0123456789abcdef0123") == "localhost:5001/fabric-madness:0123456789ab"
+
+
+def test_a_project_without_a_commit_has_no_image_to_run():
+    with pytest.raises(UserError, match="runs the image built from a git commit, and this project has none"):
+        B.image_name({B.KUBE_REPOSITORY: "r"}, None)
+
+
+def test_the_docker_variant_drops_the_environment_mlflow_would_build():
+    project = {"name": "p", "conda_env": "conda.yaml", "entry_points": {"main": {"command": "python -m x"}}}
+    assert B.docker_variant(project, "r:1") == {
+        "name": "p",
+        "docker_env": {"image": "r:1"},
+        "entry_points": {"main": {"command": "python -m x"}},
+    }

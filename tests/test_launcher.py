@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from kubernetes.config.config_exception import ConfigException
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.projects.submitted_run import LocalSubmittedRun, SubmittedRun
@@ -76,8 +77,22 @@ def test_only_finished_failed_and_killed_end_a_child():
         ),
         (ModuleNotFoundError("No module named 'kubernetes'"), "ModuleNotFoundError: No module named 'kubernetes'"),
         (RuntimeError(), "RuntimeError"),
+        (
+            MlflowException(
+                "Ran `docker info` to ensure docker daemon is running but it failed with the "
+                "following output:\nClient:\n Version: 28.5.1\n\nServer:\nCannot connect to the Docker daemon at "
+                "unix:///var/run/docker.sock. Is the docker daemon running?\n"
+            ),
+            "no Docker engine to push the image with: `docker info` says: Cannot connect to the Docker daemon at "
+            "unix:///var/run/docker.sock. Is the docker daemon running?",
+        ),
+        (
+            ConfigException("Service host/port is not set."),
+            "no Kubernetes cluster to create the Job in: Service host/port is not set; name a context of "
+            "`kubectl config get-contexts` as kube-context in backend_config",
+        ),
     ],
-    ids=["mlflow", "another-library", "no-text"],
+    ids=["mlflow", "another-library", "no-text", "no-docker-engine", "no-kube-context"],
 )
 def test_a_launch_failure_is_one_line_naming_its_kind_when_not_mlflows(err, line):
     assert L.launch_failure(err) == line

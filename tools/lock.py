@@ -1,5 +1,5 @@
-"""Regenerate requirements.lock, for every platform: conda.yaml's pip pins, requirements-server.in
-and requirements-dev.in.
+"""Regenerate requirements.lock, for every platform: conda.yaml's pip pins, requirements-server.in,
+requirements-kubernetes.in and requirements-dev.in.
 
 python tools/lock.py        (what `make lock` runs; needs uv)
 """
@@ -29,6 +29,7 @@ def main() -> int:
             "--no-header",
             "-",
             "requirements-server.in",
+            "requirements-kubernetes.in",
             "requirements-dev.in",
             "-o",
             "requirements.lock",

@@ -1,0 +1,137 @@
+"""The project's Kubernetes variant, checked without a cluster: kubernetes/kubernetes_config.json
+and its Job template as MLflow's own kubernetes backend reads and renders them, the Job validated
+against Kubernetes' schemas (kubernetes-validate), and the docker_env variant of MLproject that
+the sweep hands to MLflow, whose entry points must be the project's own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from mlflow.projects import _parse_kubernetes_config
+from mlflow.projects._project_spec import load_project
+from mlflow.projects.kubernetes import _get_kubernetes_job_definition, _get_run_command
+from mlflow.projects.utils import get_entry_point_command
+
+from madness import backends as B
+from steps import _launcher
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "kubernetes" / "kubernetes_config.json"
+IMAGE = "localhost:5001/fabric-madness:0123456789ab"
+ENTRY_POINTS = ("ingest", "train", "evaluate", "predict", "main", "report", "reproduce")
+# What MLflow gives a child Job (mlflow.projects.utils.get_run_env_vars), then appends to its env.
+MLFLOW_ENV = {
+    "MLFLOW_RUN_ID": "r1",
+    "MLFLOW_TRACKING_URI": "http://mlflow.fabric-madness:5000",
+    "MLFLOW_EXPERIMENT_ID": "1",
+}
+TRAIN_PARAMS = {"model": "large", "lr": "0.01", "epochs": "100", "threads": "0", "features_uri": "runs:/abc/features"}
+
+
+@pytest.fixture(scope="module")
+def variant():
+    """The variant as the sweep writes it, loaded by MLflow."""
+    return load_project(str(_launcher.variant_project(IMAGE)))
+
+
+@pytest.fixture(scope="module")
+def project():
+    return load_project(str(ROOT))
+
+
+@pytest.fixture
+def job(variant):
+    """The Job MLflow's kubernetes backend creates for a train child, from our configuration."""
+    config = _parse_kubernetes_config(B.backend_of("kubernetes", str(CONFIG), "local").config)
+    command = get_entry_point_command(variant, "train", TRAIN_PARAMS, None)
+    return _get_kubernetes_job_definition(
+        variant.name,
+        IMAGE,
+        "sha256:" + "0" * 64,
+        _get_run_command(command),
+        dict(MLFLOW_ENV),
+        config["kube-job-template"],
+    )
+
+
+def test_the_shipped_configuration_names_an_existing_template_and_a_registry():
+    config = B.backend_of("kubernetes", str(CONFIG), "local").config
+    assert Path(config[B.KUBE_TEMPLATE]) == ROOT / "kubernetes" / "job_template.yaml"
+    assert json.loads(CONFIG.read_text())[B.KUBE_REPOSITORY] == "localhost:5001/fabric-madness"
+
+
+def test_the_rendered_job_is_valid_for_kubernetes(job):
+    kubernetes_validate.validate(job, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_a_failed_pod_is_not_retried(job):
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_the_pod_has_cpu_and_memory_requests_and_limits(job):
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert set(container["resources"]) == {"requests", "limits"}
+    for part in container["resources"].values():
+        assert set(part) == {"cpu", "memory"}
+
+
+def test_the_child_takes_its_threads_from_its_pods_cpu_limit(job):
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert "--threads 0" in " ".join(container["command"])  # train reads 0 as the cgroup's limit
+
+
+def test_credentials_come_from_a_secret_not_the_image_or_the_job(job):
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["envFrom"] == [{"secretRef": {"name": "mlflow-tracking", "optional": True}}]
+    assert {var["name"] for var in container["env"]} == set(MLFLOW_ENV)
+
+
+def test_the_job_runs_the_image_by_digest_and_the_entry_points_command(job):
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == IMAGE + "@sha256:" + "0" * 64
+    assert container["command"][:3] == ["python", "-m", "steps.train"]
+    assert job["metadata"]["namespace"] == "fabric-madness"
+
+
+def test_the_variant_runs_in_the_image(variant):
+    assert variant.docker_env == {"image": IMAGE}
+    assert variant.env_type == "docker_env"
+
+
+def test_the_variant_has_the_projects_name_and_entry_points(variant, project):
+    assert variant.name == project.name
+    assert tuple(project._entry_points) == ENTRY_POINTS
+    assert tuple(variant._entry_points) == ENTRY_POINTS
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_each_entry_point_of_the_variant_is_the_projects_own(variant, project, entry):
+    ours, theirs = project.get_entry_point(entry), variant.get_entry_point(entry)
+    assert theirs.command == ours.command
+    assert {name: (p.type, p.default) for name, p in theirs.parameters.items()} == {
+        name: (p.type, p.default) for name, p in ours.parameters.items()
+    }
+
+
+def test_the_variant_follows_mlproject_as_it_stands():
+    project = yaml.safe_load((ROOT / "MLproject").read_text())
+    variant = B.docker_variant(project, IMAGE)
+    assert variant == {
+        "name": project["name"],
+        "docker_env": {"image": IMAGE},
+        "entry_points": project["entry_points"],
+    }
+
+
+def test_a_child_tags_its_own_commit_when_mlflow_could_not():
+    from madness import git
+    from madness import names as n
+    from steps._entry import commit_tag
+
+    assert commit_tag({}) == {n.TAG_COMMIT: git.head(ROOT)}  # the variant's folder is no repository
+    assert commit_tag({n.TAG_COMMIT: "abc"}) == {}  # MLflow's own tag stands
