@@ -39,6 +39,8 @@ POLL_SECONDS = 1.0  # how often the store is asked about pairs waiting for anoth
 STATUS_SECONDS = {LOCAL: 0.05}
 REMOTE_STATUS_SECONDS = 5.0  # as MLflow's own KubernetesSubmittedRun.wait polls
 QUIET_SECONDS = 30.0
+# How long a child's status may stay unreadable (its cluster out of reach) before it counts as failed.
+STATUS_PATIENCE_SECONDS = 300.0
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 
 
@@ -186,6 +188,7 @@ class Job:
     error: str = ""
     key: str = ""  # its claim (madness.coordination): the same for every sweep that wants this pair
     waiting_for: str | None = None  # what trains it now: "sweep <id>" or "run <id>"
+    unread_since: float | None = None  # when its backend last failed to say its status
 
     def record(self) -> dict:
         return {
@@ -290,8 +293,29 @@ class Launcher:
                     reused.append(job)
         return reused
 
+    def status(self, job: Job) -> str:
+        """The child's status; while its backend cannot say it (a cluster out of reach) it counts as
+        RUNNING, for STATUS_PATIENCE_SECONDS, then as FAILED, named, and asked to stop."""
+        try:
+            status = status_of(job.submitted)
+        except Exception as err:  # noqa: BLE001 - the backend's client libraries raise their own
+            now = time.monotonic()
+            if job.unread_since is None:
+                job.unread_since = now
+                print(f"  {job.pair.name}: its status cannot be read: {launch_failure(err)}; asking again", flush=True)
+            if now - job.unread_since < STATUS_PATIENCE_SECONDS:
+                return "RUNNING"
+            job.error = (
+                f"its status could not be read for {S.format_seconds(now - job.unread_since)}: {launch_failure(err)}"
+            )
+            with contextlib.suppress(Exception):
+                job.submitted.cancel()
+            return "FAILED"
+        job.unread_since = None
+        return status
+
     def reap(self) -> list[Job]:
-        ended = [(job, status) for job in self.running if (status := status_of(job.submitted)) in TERMINAL]
+        ended = [(job, status) for job in self.running if (status := self.status(job)) in TERMINAL]
         for job, status in ended:
             self.running.remove(job)
             job.duration = time.perf_counter() - job.started
@@ -308,12 +332,17 @@ class Launcher:
         deadline = time.monotonic() + max(seconds, 0.0 if self.backend.name == LOCAL else every)
         while (left := deadline - time.monotonic()) > 0:
             time.sleep(min(every, left))
-            if any(status_of(job.submitted) in TERMINAL for job in self.running):
+            if any(self.status(job) in TERMINAL for job in self.running):
                 return
 
     def cancel_all(self) -> None:
+        """Stop every child and end its run KILLED: one its backend cannot stop (a cluster out of
+        reach) is named, and its run ended all the same."""
         for job in self.running:
-            job.submitted.cancel()
+            try:
+                job.submitted.cancel()
+            except Exception as err:  # noqa: BLE001 - the backend's client libraries raise their own
+                print(f"  {job.pair.name}: could not be stopped: {launch_failure(err)}", flush=True)
             job.status = settle(self.client, job.run_id, "KILLED")
         self.running.clear()
 
@@ -335,8 +364,9 @@ class Launcher:
             while queue or self.running or self.waiting:
                 for job in self.reap():
                     done += 1
+                    why = f": {job.error}" if job.error else ""
                     print(
-                        f"  {job.pair.name}: {job.status} in {S.format_seconds(job.duration)} (run {job.run_id})",
+                        f"  {job.pair.name}: {job.status} in {S.format_seconds(job.duration)} (run {job.run_id}){why}",
                         flush=True,
                     )
                 for job in self.step(queue):

@@ -9,10 +9,13 @@ import sys
 
 import pytest
 from kubernetes.config.config_exception import ConfigException
+from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.projects.submitted_run import LocalSubmittedRun, SubmittedRun
 
+from madness import sweep as S
+from madness.backends import Backend
 from steps import _launcher as L
 
 
@@ -96,3 +99,61 @@ def test_only_finished_failed_and_killed_end_a_child():
 )
 def test_a_launch_failure_is_one_line_naming_its_kind_when_not_mlflows(err, line):
     assert L.launch_failure(err) == line
+
+
+# --- a backend out of reach: the runs are ended all the same ---
+
+
+class UnreachableRun(SubmittedRun):
+    """A child whose backend cannot be reached: every call fails, as a cluster's API out of reach would."""
+
+    def __init__(self, run_id: str):
+        self._run_id = run_id
+
+    def wait(self):
+        raise ConnectionError("cluster unreachable")
+
+    def get_status(self):
+        raise ConnectionError("cluster unreachable")
+
+    def cancel(self):
+        raise ConnectionError("cluster unreachable")
+
+    @property
+    def run_id(self):
+        return self._run_id
+
+
+@pytest.fixture
+def unreachable(tracking):
+    """A launcher with one running child out of reach, its run RUNNING in a real store."""
+    client = MlflowClient()
+    run_id = client.create_run("0").info.run_id
+    job = L.Job(S.Pair("small", "0.1"), "Default", "0", {}, run_id=run_id, status="RUNNING")
+    job.submitted = UnreachableRun(run_id)
+    launcher = L.Launcher(client, Backend("kubernetes"), 1, "sweep", lambda job: None)
+    launcher.running.append(job)
+    return launcher, job, client
+
+
+def test_a_child_that_cannot_be_stopped_is_named_and_its_run_ended_killed(unreachable, capsys):
+    launcher, job, client = unreachable
+    launcher.cancel_all()
+    assert job.status == "KILLED" and client.get_run(job.run_id).info.status == "KILLED"
+    assert "  small_0.1: could not be stopped: cluster unreachable" in capsys.readouterr().out
+
+
+def test_a_child_whose_status_cannot_be_read_runs_on_while_patience_lasts(unreachable, capsys):
+    launcher, job, client = unreachable
+    assert launcher.reap() == [] and launcher.reap() == []
+    assert client.get_run(job.run_id).info.status == "RUNNING"
+    said = capsys.readouterr().out
+    assert said.count("small_0.1: its status cannot be read: cluster unreachable; asking again") == 1
+
+
+def test_a_child_whose_status_stays_unreadable_fails_named(unreachable, monkeypatch):
+    launcher, job, client = unreachable
+    monkeypatch.setattr(L, "STATUS_PATIENCE_SECONDS", 0.0)
+    assert launcher.reap() == [job]
+    assert job.status == "FAILED" and client.get_run(job.run_id).info.status == "FAILED"
+    assert job.error.startswith("its status could not be read for ") and job.error.endswith(": cluster unreachable")
