@@ -67,7 +67,7 @@ def team_server(**options):
 
 @dataclass
 class ReadmeServer:
-    """A server started by the README's by-hand commands, not by tools/teamserver.py."""
+    """A server started by the by-hand commands of docs/team-server.md, not by tools/teamserver.py."""
 
     tracking_uri: str
     folder: Path
@@ -83,18 +83,18 @@ class ReadmeServer:
 
 
 def readme_by_hand_block() -> list[str]:
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"By hand, `make server` amounts to:\n\n```bash\n(.*?)```", readme, flags=re.S).group(1)
+    page = (ROOT / "docs" / "team-server.md").read_text()
+    block = re.search(r"By hand, `make server` amounts to:\n\n```bash\n(.*?)```", page, flags=re.S).group(1)
     lines = block.strip().splitlines()
     assert lines[0].startswith("DIR=") and lines[-1].startswith("mlflow server "), (
-        "the README's by-hand block changed shape"
+        "the by-hand block of docs/team-server.md changed shape"
     )
     return lines
 
 
 @contextmanager
 def readme_server():
-    """Run the README's by-hand block as written, its variables set to a temporary folder and free
+    """Run the by-hand block of docs/team-server.md as written, its variables set to a temporary folder and free
     ports: the setup lines in one shell, then the last line (the server, in the foreground) in the
     background, as a user would in a second terminal. Stopped and removed afterwards."""
     require_postgres()
@@ -122,7 +122,7 @@ def wait_healthy(uri: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"the README's server commands exited with {process.returncode}: {log.read_text()[-2000:]}")
+            pytest.fail(f"the by-hand server commands exited with {process.returncode}: {log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(f"{uri}/health", timeout=2):
                 return

@@ -1,7 +1,9 @@
-"""The README's commands name entry points, parameters, make targets and files that exist.
+"""The README's and its docs/ pages' commands name entry points, parameters, make targets and files
+that exist.
 
 CI runs `make test` (the README's test command) itself; the end-to-end tests run `mlflow run`
-on the entry points shown here. This file keeps the text of every shown command true.
+on the entry points shown here. This file keeps the text of every shown command true, on the README
+and on each page of docs/ it links to.
 """
 
 import re
@@ -13,6 +15,8 @@ import yaml
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
+PAGES = {path.name: path.read_text() for path in sorted(DOCS.glob("*.md"))}
 
 
 def bash_lines(text: str) -> list[str]:
@@ -26,12 +30,12 @@ def bash_lines(text: str) -> list[str]:
     return lines
 
 
-COMMANDS = bash_lines(README)
+COMMANDS = [line for text in (README, *PAGES.values()) for line in bash_lines(text)]
 ENTRY_POINTS = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]
 
 
-def mlflow_run_commands():
-    for command in COMMANDS:
+def mlflow_run_commands(commands=COMMANDS):
+    for command in commands:
         for part in command.split("&&"):
             words = shlex.split(part)
             if words[:3] == ["mlflow", "run", "."]:
@@ -49,14 +53,22 @@ def test_mlflow_run_command_names_a_real_entry_point_and_params(command, words):
 
 
 def test_readme_shows_mlflow_run_commands():
-    assert len(list(mlflow_run_commands())) >= 5
+    assert len(list(mlflow_run_commands(bash_lines(README)))) >= 5
+
+
+def test_the_readme_links_every_docs_page_and_each_link_exists():
+    linked = set(re.findall(r"\]\(docs/([\w.-]+\.md)\)", README))
+    assert linked == set(PAGES), f"pages not linked: {set(PAGES) - linked}; links to no page: {linked - set(PAGES)}"
+    for name, text in PAGES.items():
+        for target in re.findall(r"\]\((?!https?:)([^)#]+)(?:#[^)]*)?\)", text):
+            assert (DOCS / target).exists(), f"docs/{name} links to {target}, which does not exist"
 
 
 def test_make_targets_shown_exist():
     makefile = (ROOT / "Makefile").read_text()
     targets = {m for m in re.findall(r"^([a-z-]+):", makefile, flags=re.M)}
     shown = {cmd.split()[1] for cmd in COMMANDS if cmd.startswith("make ")}
-    shown |= set(re.findall(r"`make ([\w-]+)", README))
+    shown |= {target for text in (README, *PAGES.values()) for target in re.findall(r"`make ([\w-]+)", text)}
     assert shown and shown <= targets, shown - targets
 
 
@@ -66,7 +78,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_tree_lists_existing_paths():
-    tree = re.search(r"## What is where\n\n```\n(.*?)```", README, flags=re.S).group(1)
+    tree = re.search(r"## What is where\n\n```\n(.*?)```", PAGES["layout.md"], flags=re.S).group(1)
     for line in tree.splitlines():
         names = re.match(r"\s*((?:[\w./-]+,\s*)*[\w./-]+)", line).group(1).replace(",", " ").split()
         for name in names:
@@ -83,9 +95,8 @@ def test_the_retry_settings_shown_for_mlflow_run_are_the_steps_own():
     assert dict(word.split("=", 1) for word in line.split()[1:]) == HTTP_DEFAULTS
 
 
-def test_every_test_the_reliability_section_names_exists():
-    section = README.split("## Reliability", 1)[1].split("\n## ", 1)[0]
-    named = set(re.findall(r"`(test_[a-z0-9_]+)`", section))
+def test_every_test_the_reliability_page_names_exists():
+    named = set(re.findall(r"`(test_[a-z0-9_]+)`", PAGES["reliability.md"]))
     defined = {
         name
         for path in (ROOT / "tests").glob("test_*.py")

@@ -1,7 +1,7 @@
 """Every entry point against a team server: PostgreSQL as the backend store, `mlflow server` proxying
 the artifacts, each command a real `mlflow run` (or step) subprocess over HTTP.
 
-The server is started by the README's by-hand commands as written (tests/servers.py), not by the
+The server is started by the by-hand commands of docs/team-server.md as written (tests/servers.py), not by the
 project's own tools/teamserver.py: a sweep, its cached re-invocation and a reproduce succeed on a
 server the project did not start. One server serves the module; each test group has its own prefix.
 """

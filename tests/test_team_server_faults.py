@@ -10,7 +10,9 @@ import time
 import pytest
 
 from servers import MLFLOW, last_line, ok
-from steps._entry import HTTP_DEFAULTS  # what the README tells users to export for `mlflow run` (test_readme checks)
+from steps._entry import (
+    HTTP_DEFAULTS,
+)  # what docs/team-server.md tells users to export for `mlflow run` (test_readme checks)
 from tools.teamserver import free_port
 
 pytestmark = pytest.mark.slow
@@ -88,7 +90,7 @@ def unreachable(team):
     nowhere = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     step = team.popen("steps.main", *SWEEP, "--prefix", "gone", env={"MLFLOW_TRACKING_URI": nowhere})
-    # `mlflow run` creates its run before any step starts: with the retry settings the README gives
+    # `mlflow run` creates its run before any step starts: with the retry settings docs/team-server.md gives
     # for it, MLflow's own CLI gives up as quickly, naming the server in its error.
     cli = subprocess.Popen(
         [MLFLOW, "run", str(team.project), "--env-manager", "local", "-P", "models=small"],
