@@ -84,10 +84,11 @@ def temp_store(folder: Path, experiment: str | None = None):
 def snapshot(dest: Path, root: Path = ROOT, history: bool = True) -> Path:
     """The working tree as it is now (uncommitted changes included) in `dest`, with its git history
     unless `history` is false. Sweeps run on a snapshot: their cache keys on the commit and the
-    tree's state, which edits made to the repo meanwhile would otherwise change."""
+    tree's state, which edits made to the repo meanwhile would otherwise change. A symbolic link is
+    copied as a link, as git keeps it (a .venv linked to a shared environment stays a link)."""
     for name in git.files(root):
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / name, dest / name)
+        shutil.copy2(root / name, dest / name, follow_symlinks=False)
     if history:
         shutil.copytree(root / ".git", dest / ".git", ignore=shutil.ignore_patterns("index.lock"))
     return dest
