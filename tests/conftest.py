@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import mlflow
@@ -94,3 +95,18 @@ def _a_session_compile_cache(tmp_path_factory):
         os.environ.pop(CACHE_ENV, None)
     else:
         os.environ[CACHE_ENV] = previous
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter):
+    """Print each test file's time (set-up, call and tear-down of its tests), slowest first, below
+    pytest's slowest tests (--durations): where the suite's time goes, file by file."""
+    per_file = Counter()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport):
+                per_file[report.nodeid.split("::", 1)[0]] += report.duration
+    if per_file:
+        terminalreporter.write_sep("=", f"time per test file ({sum(per_file.values()):.1f}s in all)")
+        for path, seconds in per_file.most_common():
+            terminalreporter.write_line(f"{seconds:8.2f}s {path}")
