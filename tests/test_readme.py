@@ -56,6 +56,12 @@ def test_readme_shows_mlflow_run_commands():
     assert len(list(mlflow_run_commands(bash_lines(README)))) >= 5
 
 
+def test_the_readme_fits_in_250_lines():
+    # The user's page: what it is, set-up and test, the workflow, the UI, real data, reruns; operators'
+    # and contributors' material goes to docs/.
+    assert len(README.splitlines()) <= 250
+
+
 def test_the_readme_links_every_docs_page_and_each_link_exists():
     linked = set(re.findall(r"\]\(docs/([\w.-]+\.md)\)", README))
     assert linked == set(PAGES), f"pages not linked: {set(PAGES) - linked}; links to no page: {linked - set(PAGES)}"
