@@ -83,6 +83,7 @@ def test_the_synthetic_league_gives_the_recorded_bits(network, synthetic):
 REAL_WOMENS_BRIER = {"small": 0.16637479497694718, "medium": 0.17071012924738116, "large": 0.16556570779139398}
 
 
+@pytest.mark.slow  # 100 epochs each
 @pytest.mark.realdata
 @pytest.mark.parametrize("network", model.ARCHITECTURES)
 def test_the_real_womens_data_give_the_briers_bench_results_printed(network, real_womens):
