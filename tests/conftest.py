@@ -70,31 +70,56 @@ def team(server, tmp_path_factory, request):
     return team_of(server, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _never_the_repo_store(tmp_path_factory):
-    """A test that forgets the `tracking` fixture still never writes into the repo's mlflow.db."""
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('default-store') / 'mlflow.db'}"
-    yield
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
+# What a user may have exported, as the README and docs/ tell them to: the tests' processes and every
+# process they start see none of it, so the suite passes whatever the environment holds.
+USERS_VARIABLES = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "KUBE_MLFLOW_TRACKING_URI",
+    "MADNESS_BACKEND_STORE_URI",
+    "FABRIC_MADNESS_CACHE",
+    "FABRIC_MADNESS_XLA_CACHE",
+    "TF_XLA_FLAGS",
+    "XDG_CACHE_HOME",
+)
+
+
+def pytest_configure(config):
+    """Clear the user's variables before collection (TensorFlow reads TF_XLA_FLAGS once, at import);
+    xdist's workers, started later, inherit the cleared environment. Put back at the end."""
+    environment = pytest.MonkeyPatch()
+    for name in USERS_VARIABLES:
+        environment.delenv(name, raising=False)
+    config.add_cleanup(environment.undo)
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _a_session_compile_cache(tmp_path_factory):
-    """Train runs keep compiled programs (madness.model.use_compile_cache): the tests' go to a
-    folder of the session, shared by every process it starts, never the user's own cache."""
+def _a_session_environment(tmp_path_factory):
+    """Every process of the session tracks into a store of the session, never the repo's mlflow.db
+    (for a test that forgets the `tracking` fixture), and keeps compiled programs
+    (madness.model.use_compile_cache) and anything else it caches in folders of the session, never
+    the user's own. TensorFlow's thread pools are set as the train step sets them, so a step run in
+    this process after another test has started TensorFlow finds them already so."""
+    from madness.backends import usable_cores
+    from madness.model import set_threads
     from steps.train import CACHE_ENV
 
-    previous = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("compile-cache"))
-    yield
-    if previous is None:
-        os.environ.pop(CACHE_ENV, None)
-    else:
-        os.environ[CACHE_ENV] = previous
+    with pytest.MonkeyPatch.context() as environment:
+        store = tmp_path_factory.mktemp("default-store") / "mlflow.db"
+        environment.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+        environment.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("compile-cache")))
+        environment.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        set_threads(usable_cores())
+        yield
 
 
 @pytest.hookimpl(trylast=True)
