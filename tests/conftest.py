@@ -107,19 +107,26 @@ def _a_session_environment(tmp_path_factory):
     """Every process of the session tracks into a store of the session, never the repo's mlflow.db
     (for a test that forgets the `tracking` fixture), and keeps compiled programs
     (madness.model.use_compile_cache) and anything else it caches in folders of the session, never
-    the user's own. TensorFlow's thread pools are set as the train step sets them, so a step run in
-    this process after another test has started TensorFlow finds them already so."""
-    from madness.backends import usable_cores
-    from madness.model import set_threads
-    from steps.train import CACHE_ENV
-
+    the user's own."""
     with pytest.MonkeyPatch.context() as environment:
         store = tmp_path_factory.mktemp("default-store") / "mlflow.db"
         environment.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
-        environment.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("compile-cache")))
+        environment.setenv("FABRIC_MADNESS_CACHE", str(tmp_path_factory.mktemp("compile-cache")))
         environment.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
-        set_threads(usable_cores())
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tensorflow_threads_as_the_train_step_sets_them():
+    """TensorFlow's thread pools can be set only before it runs its first operation: set them as the
+    train step does (steps.train: all usable cores), so a step run in this process finds them so,
+    whichever test of the session started TensorFlow first. Only where the collected tests train in
+    this process (madness.model imported), so a session without them does not load TensorFlow."""
+    if "madness.model" in sys.modules:
+        from madness.backends import usable_cores
+        from madness.model import set_threads
+
+        set_threads(usable_cores())
 
 
 @pytest.hookimpl(trylast=True)

@@ -94,6 +94,19 @@ def test_tree_lists_existing_paths():
                 assert (ROOT / name.rstrip("/")).exists(), name
 
 
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_into_a_docs_page_names_one_of_its_headings():
+    links = re.findall(r"\]\(docs/([\w.-]+\.md)#([\w-]+)\)", README)
+    assert links
+    for page, target in links:
+        headings = {anchor(h) for h in re.findall(r"^#+ (.+)$", PAGES[page], re.M)}
+        assert target in headings, f"README links docs/{page}#{target}, a heading it does not have"
+
+
 def test_the_retry_settings_shown_for_mlflow_run_are_the_steps_own():
     from steps._entry import HTTP_DEFAULTS
 
