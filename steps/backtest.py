@@ -44,7 +44,7 @@ from madness.backends import LOCAL, backend_of, image_name
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
 from steps import main as sweep_step
-from steps._coordination import Claims, Liveness, end_orphans
+from steps._coordination import Claims, Liveness, end_orphans, liveness_tags
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
 from steps._launcher import Job, Launcher
 from steps._lifecycle import temp_dir
@@ -162,6 +162,7 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
         names.TAG_SEASON_RUNS: season_runs,
         names.TAG_SWEEP: parent,
         **{k: v for k, v in identity.items() if v is not None},
+        **liveness_tags(),  # a pair run left RUNNING by a process that died is ended by the next invocation
     }
     run = client.create_run(first.experiment_id, run_name=f"{first.pair.model}_{first.pair.lr}", tags=tags)
     run_id = run.info.run_id
@@ -191,8 +192,8 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
         for job in jobs:
             if not job.reused:
                 client.log_batch(job.run_id, tags=[RunTag(names.TAG_PARENT_RUN, run_id)])
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
+    except BaseException as err:
+        client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
     return run_id, predictions, False
@@ -230,16 +231,23 @@ def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run
     if not ranked.empty:
         best = ranked.iloc[0].to_dict()
         runner_up = ranked.iloc[1].to_dict() if len(ranked) > 1 else None
-        name = lambda row: f"{row['model']}_{row['lr']}"  # noqa: E731
         summary["best"] = best
         summary["how_sure"] = backtest.how_sure(
-            best, runner_up, predictions[name(best)], predictions[name(runner_up)] if runner_up else None
+            best,
+            runner_up,
+            predictions[pair_name(best)],
+            predictions[pair_name(runner_up)] if runner_up else None,
         )
         nested = backtest.nested_choice(predictions, values["choose_until"])
         summary["nested"] = backtest.nested_text(nested, values["choose_until"])
         summary["best_text"] = backtest.best_text(best)
-    (folder / names.BEST_FILE).write_text(json.dumps({k: v for k, v in summary.items() if k != "markdown"}, indent=1))
+    kept = {k: v for k, v in summary.items() if k != "markdown"}
+    (folder / names.BEST_FILE).write_text(json.dumps(kept, indent=1, default=lambda v: v.item()))  # NumPy numbers
     return summary
+
+
+def pair_name(row: dict) -> str:
+    return f"{row['model']}_{row['lr']}"
 
 
 def print_summary(summary: dict) -> None:

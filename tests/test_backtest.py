@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,8 +18,6 @@ from conftest import run_cli
 from madness import names
 from stores import last_line
 from tools import sandbox
-
-pytestmark = pytest.mark.slow
 
 # Synthetic seasons have a tournament every year, 2020 included: 2019-2021 validate on 2018-2020.
 COMMAND = (
@@ -58,6 +57,7 @@ def backtest(tmp_path_factory):
         )
 
 
+@pytest.mark.slow
 def test_each_season_is_a_train_run_validated_on_the_season_before_it(backtest):
     assert len(backtest.season_runs) == 6
     for run in backtest.season_runs:
@@ -68,6 +68,7 @@ def test_each_season_is_a_train_run_validated_on_the_season_before_it(backtest):
         assert run.info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_each_pair_run_holds_its_season_runs_and_logs_brier_by_season(backtest):
     assert sorted(backtest.pair_runs) == ["small_0.01", "small_0.1"]
     for pair in backtest.pair_runs.values():
@@ -81,6 +82,7 @@ def test_each_pair_run_holds_its_season_runs_and_logs_brier_by_season(backtest):
         assert pair.data.params["seasons"] == "2019,2020,2021"
 
 
+@pytest.mark.slow
 def test_each_pair_run_logs_the_mean_over_all_games_and_the_interval_against_the_baseline(backtest):
     for pair in backtest.pair_runs.values():
         metrics = pair.data.metrics
@@ -97,6 +99,7 @@ def test_each_pair_run_logs_the_mean_over_all_games_and_the_interval_against_the
         )
 
 
+@pytest.mark.slow
 def test_the_report_ranks_the_pairs_says_how_sure_and_shows_the_nested_choice(backtest):
     assert backtest.ranking[names.BRIER].is_monotonic_increasing
     assert list(backtest.ranking.columns[-5:]) == ["2019", "2020", "2021", "status", "run_id"]
@@ -109,8 +112,32 @@ def test_the_report_ranks_the_pairs_says_how_sure_and_shows_the_nested_choice(ba
     assert backtest.chart.startswith(b"\x89PNG\r\n\x1a\n")
 
 
+@pytest.mark.slow
 def test_invoked_again_it_trains_nothing_and_reuses_the_pair_runs(backtest):
     assert "6 train runs, 6 reused, 0 to train" in backtest.again
     assert backtest.client.get_run(backtest.again_id).data.metrics["season_runs_trained"] == 0
     assert "reused pair run" in backtest.again and "logged pair run" not in backtest.again
     assert last_line(backtest.again) == last_line(backtest.first)
+
+
+@pytest.mark.parametrize(
+    "args,said",
+    [
+        (["--seasons", "2023-2021"], "error: seasons: range '2023-2021' runs backwards; write it 2021-2023"),
+        (
+            ["--seasons", "2030", "--league", "W"],
+            "error: none of the seasons 2030-2030 had a tournament; tournaments in the data: 2003-2023",
+        ),
+        (["--seasons", "2004", "--league", "W"], "error: season 2004 cannot be backtested"),
+    ],
+)
+def test_bad_seasons_stop_in_one_line_before_any_run(args, said, tracking):
+    done = run_cli([sys.executable, "-m", "steps.backtest", *args], env={"MLFLOW_TRACKING_URI": tracking})
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith(said) and len(done.stderr.strip().splitlines()) == 1
+    assert (
+        mlflow.MlflowClient(tracking).search_runs(
+            [e.experiment_id for e in mlflow.MlflowClient(tracking).search_experiments()]
+        )
+        == []
+    )
