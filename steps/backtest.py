@@ -213,7 +213,9 @@ def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run
         if failed:
             rows.append({**row, "status": "FAILED", "run_id": ""})
             continue
-        pair_id, predictions[name], reused = pair_run(client, values, raw, pair_jobs, identity, run_id, folder)
+        pair_id, predictions[name], reused = pair_run(
+            client, values, raw, pair_jobs, identity, run_id, folder.parent / "downloads"
+        )
         scores[name] = backtest.season_scores(predictions[name])
         seasons = dict(zip(scores[name][names.SEASON], scores[name][names.SEASON_BRIER], strict=True))
         rows.append(

@@ -54,6 +54,7 @@ def backtest(tmp_path_factory):
             ranking=pd.read_csv(folder / names.RANKING_CSV, dtype={"lr": str}),
             best=json.loads((folder / names.BEST_FILE).read_text()),
             chart=(folder / names.SEASON_CHART).read_bytes(),
+            report_files=sorted(path.name for path in folder.iterdir()),
         )
 
 
@@ -110,6 +111,7 @@ def test_the_report_ranks_the_pairs_says_how_sure_and_shows_the_nested_choice(ba
     assert last_line(backtest.first).endswith(f"-> pair run {best['run_id']}")
     assert backtest.best["how_sure"] in backtest.first and backtest.best["nested"] in backtest.first
     assert backtest.chart.startswith(b"\x89PNG\r\n\x1a\n")
+    assert backtest.report_files == sorted([names.BEST_FILE, names.RANKING_CSV, names.RANKING_MD, names.SEASON_CHART])
 
 
 @pytest.mark.slow
