@@ -1,8 +1,9 @@
 """Season-by-season backtest on the real women's data: every configuration of the article's grid
 and a seed-difference logistic regression, each test season predicted only from earlier seasons.
 
-For each test season S in 2015..2023 that had a tournament (not 2020): validation season V = S-1,
-or S-2 when S-1 had no tournament (2020); training seasons first_season..V-1. The scaler is fit on
+For each test season S in 2015..2023 that had a tournament (not 2020): validation season V = the
+latest earlier tournament season (S-1, or S-2 after 2020); training seasons first_season..V-1: the
+splits of `mlflow run . -e backtest` (madness.backtest.season_splits), which tracks each in MLflow. The scaler is fit on
 the training rows; each network (100 epochs, the best validation epoch kept) is trained on them
 and scored by Brier on S. The seed-difference logistic regression is fit on the same training
 seasons, and also, for reference, on every season before S (training + validation). Brier is
@@ -25,22 +26,13 @@ from pathlib import Path
 import _machine
 import numpy as np
 
-from madness import dataset, kaggle, scoring
+from madness import backtest, dataset, kaggle, scoring
 from madness import features as F
 from madness import model as M
 from madness import names as n
 
 SEED_LR = "seed-diff LR (train seasons)"
 SEED_LR_ALL = "seed-diff LR (all earlier seasons)"
-
-
-def split_for(test: int, played: set[int], first: int) -> tuple[list[int], int]:
-    val = test - 1
-    while val not in played:
-        val -= 1
-        if val <= first:
-            raise SystemExit(f"error: no validation season before {test}")
-    return [s for s in sorted(played) if first <= s < val], val
 
 
 def main() -> None:
@@ -60,11 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seasons, args.models, args.lrs, args.epochs = "2023", "small", "0.01", 3
-    if "-" in args.seasons:
-        low, high = map(int, args.seasons.split("-"))
-        wanted = list(range(low, high + 1))
-    else:
-        wanted = [int(s) for s in args.seasons.split(",")]
+    wanted = backtest.parse_seasons(args.seasons)
     configs = [(m, lr) for m in args.models.split(",") for lr in args.lrs.split(",")]
 
     _machine.header("backtest: season by season, every configuration and the seed-difference baseline")
@@ -80,8 +68,8 @@ def main() -> None:
     games = games[games[n.SEASON] >= args.first_season].reset_index(drop=True)
     dataset.check_complete(games, names)
     played = set(games[n.SEASON].unique().tolist())
-    tests = [s for s in wanted if s in played]
-    skipped = [s for s in wanted if s not in played]
+    splits, skipped = backtest.season_splits(wanted, sorted(played), args.first_season)
+    tests = [split.season for split in splits]
     print(
         f"data {folder} league {args.league}: {len(games) // 2} tournament games {min(played)}-{max(played)}, "
         f"{len(names)} features; test seasons {tests}" + (f" (no tournament: {skipped})" if skipped else ""),
@@ -99,8 +87,9 @@ def main() -> None:
     best_epochs: dict[str, dict[int, int]] = {f"{m} {lr}": {} for m, lr in configs}
     n_games: dict[int, int] = {}
     total, done, started = len(configs) * len(tests), 0, time.perf_counter()
-    for season in tests:
-        train_seasons, val = split_for(season, played, args.first_season)
+    for split in splits:
+        season, val = split.season, split.val
+        train_seasons = [s for s in sorted(played) if split.first <= s < val]
         train = games[games[n.SEASON].isin(train_seasons)]
         valid = games[games[n.SEASON] == val]
         test = games[games[n.SEASON] == season]

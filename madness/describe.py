@@ -42,3 +42,21 @@ def training_tags(description: str | None) -> dict[str, str]:
     """An experiment's tags for MLflow's UI: a model-training experiment, with its description."""
     tags = {n.TAG_EXPERIMENT_KIND: n.EXPERIMENT_KIND_TRAINING}
     return tags if description is None else {**tags, n.TAG_DESCRIPTION: description}
+
+
+def backtest_model_description(model: str, lrs: list[str], epochs: str) -> str:
+    """The one line shown above the runs of experiment <prefix>_backtest_<model>."""
+    return (
+        f"Fabric Madness backtest: {network_words(model)} at {grid_words(lrs, epochs)}; one run per pair "
+        "(its Brier on every predicted season, over all games, and against the seed baseline) holding one train "
+        "run per season, each predicting that season from the seasons before it alone"
+    )
+
+
+def backtest_description(prefix: str, models: list[str]) -> str:
+    """The one line shown above the runs of experiment <prefix>_backtest: the backtest runs."""
+    return (
+        "Fabric Madness: backtest runs (each with its report: pairs ranked by backtest Brier, how sure, the "
+        "nested choice, Brier by season); their pairs in "
+        f"{', '.join(f'{prefix}_backtest_{model}' for model in models)}"
+    )

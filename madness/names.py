@@ -67,6 +67,10 @@ BASELINE_PREDICTION = "p_baseline"
 BRIER_SEED = "brier_seed"
 BRIER_MEAN = "brier_mean"
 BRIER_SD = "brier_sd"
+# A backtest pair's run: each predicted season's games, Brier and seed-baseline Brier (step = season).
+SEASON_GAMES = "season_games"
+SEASON_BRIER = "season_brier"
+SEASON_BASELINE_BRIER = "season_baseline_brier"
 
 # --- tags ---
 TAG_SYNTHETIC = "data.synthetic"
@@ -83,6 +87,7 @@ TAG_PROCESS = "process.token"  # pid:start time of the step's process
 TAG_HEARTBEAT = "process.heartbeat"  # unix seconds, refreshed while the step runs against a remote store
 TAG_ENDED_BY = "ended_by"  # why a run that was left RUNNING was ended by another process
 ENV_WATCH = "MADNESS_WATCH"  # process tokens whose end stops a step: set by a launching step for its children
+TAG_SEASON_RUNS = "backtest.season_runs"  # on a backtest pair run: its season runs' ids, in season order
 TAG_CLAIM_KEY = "claim.key"  # on a train or ingest run: the claim it was launched under
 TAG_FIGURES_DIGEST = "report.figures_digest"  # on a run holding report/: what its two charts were drawn from
 CLAIM_PREFIX = "claim."  # experiment tags claim.<key>.<holder run id>: who trains what (madness.coordination)
@@ -107,6 +112,10 @@ BRIER_CHART = "brier_vs_lr.png"
 LOSS_GRID = "loss_curves.png"
 FILTERED_CSV = "filtered_runs.csv"
 BEST_FILE = "best.json"
+BACKTEST_DIR = "backtest"  # a backtest run's report: ranking.csv, ranking.md, brier_by_season.png, best.json
+RANKING_CSV = "ranking.csv"
+RANKING_MD = "ranking.md"
+SEASON_CHART = "brier_by_season.png"
 COMPARISON_FILE = "comparison.txt"  # a reproduce run: each metric, original against rerun
 
 # --- experiment tags MLflow's UI reads (set on every experiment the project creates) ---

@@ -73,3 +73,29 @@ def brier_by_lr_figure(table: pd.DataFrame):
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def brier_by_season_figure(seasons: dict[str, pd.DataFrame], baseline: pd.DataFrame):
+    """The backtest's chart: each pair's Brier on each predicted season, and the seed baseline's
+    (fit on the same training seasons) as a dashed black line. `seasons`: pair name -> its
+    madness.backtest.season_scores; `baseline`: one of them (the baseline is the same for every pair)."""
+    fig, ax = new_figure(size=(8, 4.5))
+    for name, scores in seasons.items():
+        ax.plot(scores[n.SEASON], scores[n.SEASON_BRIER], marker="o", label=name)
+    ax.plot(
+        baseline[n.SEASON],
+        baseline[n.SEASON_BASELINE_BRIER],
+        color="black",
+        linestyle="--",
+        marker="s",
+        label="seed baseline",
+    )
+    ax.set(
+        title="Backtest: Brier score of each season, predicted from the seasons before it",
+        xlabel="predicted season",
+        ylabel="Brier score",
+    )
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig

@@ -22,7 +22,7 @@ from steps import _launcher
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "kubernetes" / "kubernetes_config.json"
 IMAGE = "localhost:5001/fabric-madness:0123456789ab"
-ENTRY_POINTS = ("ingest", "train", "evaluate", "predict", "main", "report", "reproduce")
+ENTRY_POINTS = ("ingest", "train", "evaluate", "predict", "main", "backtest", "report", "reproduce")
 # What MLflow gives a child Job (mlflow.projects.utils.get_run_env_vars), then appends to its env.
 MLFLOW_ENV = {
     "MLFLOW_RUN_ID": "r1",

@@ -54,3 +54,24 @@ def test_the_brier_chart_of_several_seeds_draws_the_mean_with_one_sd_error_bars(
     spans = [segment[:, 1] for segment in vertical.get_segments()]
     np.testing.assert_allclose(spans, [[0.19, 0.21], [0.23, 0.27]])
     assert "mean +- sd over seeds" in ax.get_yaxis().get_label().get_text()
+
+
+def test_brier_by_season_figure_draws_each_pair_and_the_baseline_by_season():
+    def scores(brier: list[float]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                n.SEASON: [2021, 2022, 2023],
+                n.SEASON_GAMES: [63, 63, 63],
+                n.SEASON_BRIER: brier,
+                n.SEASON_BASELINE_BRIER: [0.17, 0.19, 0.16],
+            }
+        )
+
+    pairs = {"small_0.001": scores([0.15, 0.18, 0.14]), "medium_0.01": scores([0.16, 0.17, 0.15])}
+    ax = plots.brier_by_season_figure(pairs, pairs["small_0.001"]).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines) == ["small_0.001", "medium_0.01", "seed baseline"]
+    np.testing.assert_array_equal(lines["medium_0.01"].get_xydata(), [[2021, 0.16], [2022, 0.17], [2023, 0.15]])
+    np.testing.assert_array_equal(lines["seed baseline"].get_ydata(), [0.17, 0.19, 0.16])
+    assert lines["seed baseline"].get_linestyle() == "--"
+    assert ax.get_xlabel() == "predicted season"

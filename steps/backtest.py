@@ -1,0 +1,326 @@
+"""Backtest: every pair of the grid predicts each chosen season from the seasons before it alone.
+
+Inputs: `models`, `lrs`, `epochs`, `batch_size`, `seeds` (as main), `seasons` (the seasons to
+predict: `2015-2023`, `2019,2021-2023`; a season without a tournament, 2020, is skipped),
+`choose_until` (the nested choice: pairs chosen on the predicted seasons up to it, scored on the
+later ones), `data`, `league`, `first_season` (the first training season of every split), `seed`,
+and main's `prefix`, `jobs`, `env_manager`, `backend`, `backend_config`, `force`.
+Season s is an ordinary `train` run with val_season = the latest earlier season with a tournament,
+test_season = last_season = s, training on first_season..val_season - 1; its features are built
+here and logged to this run (`features/<season>/`). The train runs are the sweep's children:
+cached (a FINISHED run with the same params, commit, working-tree state and data is reused),
+`jobs` at a time, a failed one isolated and retried alone on the next invocation, on any backend;
+they go in experiment `<prefix>_backtest_<model>`, named `<model>_<lr>_<season>`.
+Outputs: per pair, a run `<model>_<lr>` in the same experiment (parent of the season runs it
+trained) with `season_brier`, `season_baseline_brier`, `season_games` (step = season), `brier` and
+`baseline_brier` over all its games, `brier_minus_baseline` with its paired-bootstrap 95% interval
+(`_low`, `_high`; games resampled whole), `n_games` and `predictions.csv` (every predicted game);
+reused when its season runs are. On this run, `backtest/`: `ranking.csv`, `ranking.md` (best
+backtest Brier first, a column per season), `brier_by_season.png` (each pair and the seed
+baseline), `best.json` (the best pair, how sure that is against the runner-up over all games, the
+nested choice); `season_runs.json` (each season run). The process exits non-zero naming any
+failed season run.
+
+    mlflow run . -e backtest -P models=small,medium -P lrs=0.001,0.01 -P data=../shared/data/mmlm2024 -P league=W --env-manager local
+    mlflow run . -e backtest -P models=small -P lrs=0.01 -P epochs=5 -P seasons=2021-2023 --env-manager local
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Metric, RunTag
+from mlflow.entities import Param as RunParam
+
+from madness import backtest, coordination, dataset, describe, git, names, plots, sweep
+from madness import report as tables
+from madness.backends import LOCAL, backend_of, image_name
+from madness.cli import DATA_PARAMS, Param, parse, season
+from madness.errors import UserError
+from steps import main as sweep_step
+from steps._coordination import Claims, Liveness, end_orphans, liveness_tags
+from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
+from steps._launcher import Job, Launcher
+from steps._lifecycle import temp_dir
+
+_MAIN = {p.name: p for p in sweep_step.PARAMS}
+_DATA = {p.name: p for p in DATA_PARAMS}
+PARAMS = (
+    _MAIN["models"],
+    _MAIN["lrs"],
+    Param("seasons", "string", "2015-2023", "seasons to predict, each from the seasons before it: A-B or a comma list"),
+    Param(
+        "choose_until",
+        "int",
+        2019,
+        "the nested choice: pairs chosen on the predicted seasons up to this one, scored on the later ones",
+        season,
+    ),
+    *(_MAIN[name] for name in ("epochs", "batch_size", "seeds")),
+    *(_DATA[name] for name in ("data", "league", "first_season", "seed")),
+    *(_MAIN[name] for name in ("prefix", "jobs", "env_manager", "backend", "backend_config", "force")),
+)
+PAIR_ENTRY = "backtest_pair"  # the entry_point tag of a pair's run (logged by this step, not an entry point)
+SEASON_RUNS_FILE = "season_runs.json"
+GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size", "seeds"))
+DATA_OF_RUN = tuple(_DATA[name] for name in ("data", "league", "seed"))
+
+
+def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity: dict, threads: int) -> list[Job]:
+    """A train job per pair and season, each in experiment <prefix>_backtest_<model>; the ones a
+    FINISHED run can stand for are marked reused."""
+    pairs = sweep.grid(values["models"], values["lrs"])
+    experiments: dict[str, str] = {}
+    jobs = []
+    for pair in pairs:
+        name = f"{values['prefix']}_backtest_{pair.model}"
+        if name not in experiments:
+            lrs = [p.lr for p in pairs if p.model == pair.model]
+            description = describe.backtest_model_description(pair.model, lrs, sweep.canonical(raw["epochs"]))
+            experiments[name] = sweep_step.experiment_id(client, name, description)
+        for split in splits:
+            params = {
+                "model": pair.model,
+                "lr": pair.lr,
+                **sweep_step.spelled(GRID_NUMBERS, raw),
+                "threads": str(threads),
+                "features_uri": "",
+                **sweep_step.spelled(DATA_OF_RUN, raw),
+                **split.params(),
+            }
+            key = coordination.claim_key({"entry": "train", **sweep_step.cache_identity(params), **identity})
+            jobs.append(
+                Job(backtest.SeasonPair(pair.model, pair.lr, split.season), name, experiments[name], params, key=key)
+            )
+    if values["force"] or identity.get(names.TAG_COMMIT) is None:
+        return jobs
+    candidates = sweep_step.finished_runs(client, list(experiments.values()), "train", identity)
+    for job in jobs:
+        job.run_id = sweep_step.find_reusable(client, job.experiment_id, "train", job.params, identity, candidates)
+        if job.run_id:
+            job.reused, job.status = True, "FINISHED"
+    return jobs
+
+
+def train_all(client, backend, values: dict, run_id: str, identity: dict, claims, jobs: list[Job]) -> None:
+    """Hand the season runs still to train to the sweep's launcher (steps/_launcher.py), as main does:
+    `jobs` at a time on the backend, each failure isolated, a run another sweep trains waited for."""
+    todo = [job for job in jobs if not job.reused]
+    launcher = Launcher(
+        client,
+        backend,
+        values["jobs"],
+        run_id,
+        lambda job: sweep_step.find_reusable(client, job.experiment_id, "train", job.params, identity),
+        claims,
+    )
+    launcher.run_all(todo, total=len(jobs), done=len(jobs) - len(todo))
+
+
+def log_features(files, splits: list[backtest.Split], seasons: set[int], folder: Path) -> None:
+    """Each split's features (the ingest step's folder) under features/<season>/ of this run, for
+    the season runs to train from on any backend."""
+    for split in (s for s in splits if s.season in seasons):
+        built = dataset.build(files, dataset.Seasons(split.first, split.val, split.season, split.season))
+        dataset.write(built, folder / str(split.season))
+        mlflow.log_artifacts(str(folder / str(split.season)), f"{names.FEATURES_DIR}/{split.season}")
+
+
+def predictions_of(run_id: str, folder: Path) -> pd.DataFrame:
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=names.PREDICTIONS_FILE, dst_path=str(folder / run_id)
+    )
+    return pd.read_csv(local)
+
+
+def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, parent: str, folder: Path):
+    """The pair's run: reused when a FINISHED one aggregates the very same season runs, otherwise
+    logged here (per-season Brier, the mean over all games, the interval against the baseline,
+    every predicted game) and made the parent of the season runs this invocation trained.
+    Returns (its run id, its predictions over every season, whether it was reused)."""
+    first = jobs[0]
+    season_runs = ",".join(job.run_id for job in jobs)
+    predictions = pd.concat([predictions_of(job.run_id, folder) for job in jobs], ignore_index=True)
+    found = client.search_runs(
+        [first.experiment_id],
+        f"tags.`{names.TAG_SEASON_RUNS}` = '{season_runs}' and tags.`{names.TAG_ENTRY_POINT}` = '{PAIR_ENTRY}' "
+        "and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if found and not values["force"]:
+        return found[0].info.run_id, predictions, True
+    tags = {
+        names.TAG_PARENT_RUN: parent,
+        names.TAG_ENTRY_POINT: PAIR_ENTRY,
+        names.TAG_SEASON_RUNS: season_runs,
+        names.TAG_SWEEP: parent,
+        **{k: v for k, v in identity.items() if v is not None},
+        **liveness_tags(),  # a pair run left RUNNING by a process that died is ended by the next invocation
+    }
+    run = client.create_run(first.experiment_id, run_name=f"{first.pair.model}_{first.pair.lr}", tags=tags)
+    run_id = run.info.run_id
+    try:
+        params = {
+            "model": first.pair.model,
+            "lr": first.pair.lr,
+            **sweep_step.spelled(GRID_NUMBERS, raw),
+            **sweep_step.spelled(DATA_OF_RUN, raw),
+            "first_season": first.params["first_season"],
+            "seasons": ",".join(str(job.pair.season) for job in jobs),
+        }
+        now = int(time.time() * 1000)
+        by_season = backtest.season_scores(predictions)
+        metrics = [
+            Metric(key, float(row[key]), now, int(row[names.SEASON]))
+            for _, row in by_season.iterrows()
+            for key in (names.SEASON_BRIER, names.SEASON_BASELINE_BRIER, names.SEASON_GAMES)
+        ]
+        metrics += [Metric(key, float(value), now, 0) for key, value in backtest.overall_scores(predictions).items()]
+        client.log_batch(
+            run_id, metrics=metrics, params=[RunParam(k, str(v)) for k, v in params.items()], synchronous=True
+        )
+        (folder / run_id).mkdir(parents=True, exist_ok=True)
+        predictions.to_csv(folder / run_id / names.PREDICTIONS_FILE, index=False)
+        client.log_artifact(run_id, str(folder / run_id / names.PREDICTIONS_FILE))
+        for job in jobs:
+            if not job.reused:
+                client.log_batch(job.run_id, tags=[RunTag(names.TAG_PARENT_RUN, run_id)])
+    except BaseException as err:
+        client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id, predictions, False
+
+
+def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run_id: str, folder: Path) -> dict:
+    """Each pair's run, the ranking, how sure, the nested choice and the chart, in `folder`
+    (logged under backtest/ by the caller); returns the summary that is printed."""
+    by_pair: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_pair.setdefault(f"{job.pair.model}_{job.pair.lr}", []).append(job)
+    rows, predictions, scores = [], {}, {}
+    for name, pair_jobs in by_pair.items():
+        first = pair_jobs[0].pair
+        row = {"model": first.model, "lr": first.lr}
+        failed = [job for job in pair_jobs if job.status != "FINISHED"]
+        if failed:
+            rows.append({**row, "status": "FAILED", "run_id": ""})
+            continue
+        pair_id, predictions[name], reused = pair_run(
+            client, values, raw, pair_jobs, identity, run_id, folder.parent / "downloads"
+        )
+        scores[name] = backtest.season_scores(predictions[name])
+        seasons = dict(zip(scores[name][names.SEASON], scores[name][names.SEASON_BRIER], strict=True))
+        rows.append(
+            {**row, **backtest.overall_scores(predictions[name]), **seasons, "status": "FINISHED", "run_id": pair_id}
+        )
+        print(f"  {name}: {'reused' if reused else 'logged'} pair run {pair_id}", flush=True)
+    table = backtest.ranking(rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / names.RANKING_CSV, index=False)
+    (folder / names.RANKING_MD).write_text(tables.markdown(table))
+    if scores:
+        plots.brier_by_season_figure(scores, next(iter(scores.values()))).savefig(folder / names.SEASON_CHART, dpi=100)
+    ranked = backtest.scored(table)
+    summary: dict = {"backtest_run_id": run_id, "best": None, "markdown": tables.markdown(table)}
+    if not ranked.empty:
+        best = ranked.iloc[0].to_dict()
+        runner_up = ranked.iloc[1].to_dict() if len(ranked) > 1 else None
+        summary["best"] = best
+        summary["how_sure"] = backtest.how_sure(
+            best,
+            runner_up,
+            predictions[pair_name(best)],
+            predictions[pair_name(runner_up)] if runner_up else None,
+        )
+        nested = backtest.nested_choice(predictions, values["choose_until"])
+        summary["nested"] = backtest.nested_text(nested, values["choose_until"])
+        summary["best_text"] = backtest.best_text(best)
+    kept = {k: v for k, v in summary.items() if k != "markdown"}
+    (folder / names.BEST_FILE).write_text(json.dumps(kept, indent=1, default=lambda v: v.item()))  # NumPy numbers
+    return summary
+
+
+def pair_name(row: dict) -> str:
+    return f"{row['model']}_{row['lr']}"
+
+
+def print_summary(summary: dict) -> None:
+    print(summary["markdown"])
+    if summary["best"] is None:
+        print("no pair predicted every season")
+        return
+    print(f"how sure: {summary['how_sure']}")
+    print(f"nested: {summary['nested']}")
+    # The last line names the pair to use and its run, for scripts.
+    print(f"best: {summary['best_text']} -> pair run {summary['best']['run_id']}")
+
+
+@entry_point
+def main(argv=None):
+    values, raw = parse("backtest", __doc__.splitlines()[0], PARAMS, argv)
+    pairs = sweep.grid(values["models"], values["lrs"])
+    wanted = backtest.parse_seasons(values["seasons"])
+    backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
+    if backend.name != LOCAL:
+        backend = dataclasses.replace(backend, image=image_name(backend.config, sweep_step.git_commit()))
+    with temp_dir() as tmp:
+        files, synthetic_data = dataset.read_inputs(values["data"], values["league"], values["seed"], Path(tmp) / "raw")
+    games, _, manifest = dataset.assemble(files, synthetic_data)
+    splits, skipped = backtest.season_splits(wanted, games[names.SEASON].unique().tolist(), values["first_season"])
+    client = mlflow.MlflowClient()
+    models = list(dict.fromkeys(p.model for p in pairs))
+    home = sweep_step.experiment_id(
+        client, f"{values['prefix']}_backtest", describe.backtest_description(values["prefix"], models)
+    )
+    where = {} if os.environ.get("MLFLOW_RUN_ID") else {"experiment_id": home, "run_name": "backtest"}
+    with start_run("backtest", raw, **where) as run, temp_dir() as tmp:
+        run_id = run.info.run_id
+        identity = {names.TAG_COMMIT: sweep_step.git_commit(), **git.state(PROJECT_ROOT)}
+        identity.setdefault(names.TAG_STATE, None)
+        identity.pop(names.TAG_DIRTY, None)
+        identity[names.TAG_DATA_DIGEST] = manifest["digest"]
+        jobs = plan(client, values, raw, splits, identity, sweep_step.threads_of(backend, values["jobs"]))
+        liveness = Liveness(client)
+        orphans = end_orphans(client, [home, *{job.experiment_id for job in jobs}], liveness, f"backtest {run_id}")
+        if orphans:
+            print(f"ended FAILED {len(orphans)} run(s) left RUNNING by processes that are gone: {', '.join(orphans)}")
+        todo = [job for job in jobs if not job.reused]
+        print(
+            f"backtest {run_id}: {len(pairs)} pairs x {len(splits)} seasons "
+            f"({', '.join(f'{s.season} (val {s.val})' for s in splits)}"
+            f"{'; no tournament: ' + ', '.join(map(str, skipped)) if skipped else ''}) = {len(jobs)} train runs, "
+            f"{len(jobs) - len(todo)} reused, {len(todo)} to train (jobs={values['jobs']}, "
+            f"env_manager={values['env_manager']}{sweep_step.on_backend(backend)})",
+            flush=True,
+        )
+        for job in todo:
+            job.params["features_uri"] = f"runs:/{run_id}/{names.FEATURES_DIR}/{job.pair.season}"
+        log_features(files, splits, {job.pair.season for job in todo}, Path(tmp) / names.FEATURES_DIR)
+        claims = None if values["force"] else Claims(client, run_id, liveness)
+        try:
+            train_all(client, backend, values, run_id, identity, claims, jobs)
+        finally:
+            mlflow.log_dict([{**job.record(), "season": job.pair.season} for job in jobs], SEASON_RUNS_FILE)
+        reused = sum(job.reused for job in jobs)
+        mlflow.log_metrics({"season_runs_trained": len(jobs) - reused, "season_runs_reused": reused})
+        summary = report(client, values, raw, jobs, identity, run_id, Path(tmp) / names.BACKTEST_DIR)
+        mlflow.log_artifacts(str(Path(tmp) / names.BACKTEST_DIR), names.BACKTEST_DIR)
+        print_summary(summary)
+        failed = [job.pair.name for job in jobs if job.status != "FINISHED"]
+        if failed:
+            raise UserError(
+                f"{len(failed)} of {len(jobs)} season runs failed: {', '.join(failed)}; "
+                "run the backtest again to retry only those"
+            )
+
+
+if __name__ == "__main__":
+    run_as_script(main)
