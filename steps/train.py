@@ -38,6 +38,7 @@ from madness import names as n
 from madness.backends import usable_cores
 from madness.cli import DATA_PARAMS, SEEDS, Param, non_negative, one_of, parse, positive
 from madness.environment import model_pins
+from madness.limits import check_work
 from steps._data import build_features, features_source, load_features, log_data, seasons_of
 from steps._entry import entry_point, run_as_script, start_run
 from steps._lifecycle import temp_dir
@@ -113,6 +114,7 @@ def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
 def main(argv=None):
     started = time.perf_counter()
     values, raw = parse("train", __doc__.splitlines()[0], PARAMS, argv)
+    check_work(values["epochs"], values["seeds"], values["batch_size"])  # before TensorFlow loads
     if not values["features_uri"]:
         seasons_of(values)  # inverted seasons stop here, before any data is read
     M.use_compile_cache(compile_cache_base())
