@@ -398,9 +398,11 @@ def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: fl
             loss, params, m, v, step = adam_step(x_batch, y_batch, learning_rate, params, m, v, step)
             return i + 1, total + loss * batch_size, params, m, v, step
 
-        _, total, params, m, v, step = tf.while_loop(
-            lambda i, *_: i < full_batches, batch, (0, tf.constant(0.0), params, m, v, step)
-        )
+        total = tf.constant(0.0)
+        if full_batches:  # a batch larger than the rows: no full batch, whose slice XLA would refuse
+            _, total, params, m, v, step = tf.while_loop(
+                lambda i, *_: i < full_batches, batch, (0, total, params, m, v, step)
+            )
         if last_batch:  # the epoch's remainder, a smaller last batch as Keras makes it
             tail = full_batches * batch_size
             loss, params, m, v, step = adam_step(x[tail:], y[tail:], learning_rate, params, m, v, step)

@@ -30,7 +30,7 @@ def frame():
     return {"x_train": x[:200], "y_train": y[:200], "x_val": x[200:], "y_val": y[200:], "scaler": scaler}
 
 
-def train(frame, seed=SEED, fast=True, epochs=5, lr=0.01):
+def train(frame, seed=SEED, fast=True, epochs=5, lr=0.01, batch_size=32):
     return M.train(
         "small",
         frame["scaler"],
@@ -40,7 +40,7 @@ def train(frame, seed=SEED, fast=True, epochs=5, lr=0.01):
         frame["x_val"],
         frame["y_val"],
         epochs=epochs,
-        batch_size=32,
+        batch_size=batch_size,
         seed=seed,
         fast=fast,
     )
@@ -204,6 +204,13 @@ def test_fast_training_predictions_agree_with_plain_keras_fit(trained, plain, fr
     np.testing.assert_allclose(
         M.predict(trained.model, frame["x_val"]), M.predict(plain.model, frame["x_val"]), atol=1e-5
     )
+
+
+def test_a_batch_larger_than_the_training_rows_is_one_batch_an_epoch(frame):
+    # 200 training rows, batches of 256: each epoch is one batch of every row, on both paths
+    fast, plain = (train(frame, fast=fast, batch_size=256) for fast in (True, False))
+    np.testing.assert_allclose(fast.train_loss, plain.train_loss, rtol=1e-5)
+    np.testing.assert_allclose(fast.val_loss, plain.val_loss, rtol=1e-5)
 
 
 def test_both_paths_stop_on_a_learning_rate_too_large(frame):
