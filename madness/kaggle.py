@@ -2,7 +2,8 @@
 
 Every problem found becomes a one-line `UserError` naming the file and column at fault: a file
 that is missing, a folder or unreadable, bytes neither UTF-8 nor Windows-1252 (or UTF-16 text), a
-bad value, or a key (declared in `SCHEMAS`) shared by two rows.
+bad value, a key (declared in `SCHEMAS`) shared by two rows, or a value whose meaning breaks a
+rule of `madness.schemas` (a range, the winner above the loser, a team unknown to the teams file).
 """
 
 from __future__ import annotations
@@ -179,6 +180,11 @@ def _typed(values: pd.Series, kind: str, where: str) -> pd.Series:
         bad = ~np.isfinite(numbers) | (numbers != np.floor(numbers))
         if bad.any():
             raise UserError(f"{where} must hold integers, found {values[bad].iloc[0]!r} at row {_row(bad)}")
+        bad = numbers.abs() >= 2.0**63  # beyond int64, pandas would wrap the value round to another number
+        if bad.any():
+            raise UserError(
+                f"{where} must hold integers of at most 18 digits, found {values[bad].iloc[0]!r} at row {_row(bad)}"
+            )
         return numbers.astype("int64")
     text = values.astype("string").str.strip()
     if kind == "loc":
@@ -224,7 +230,9 @@ def _parse(text: str, source: str, columns: dict[str, str]) -> pd.DataFrame:
             # Rows longer than the header: pandas would take the first field as an index (shifting
             # every column) or, with index_col=False, drop the extra fields with only this warning.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(io.StringIO(text), keep_default_na=False, index_col=False)
+            # low_memory=False: a column is typed once, whole, so a stray value (a score beyond
+            # int64) is refused by its check, not announced by a DtypeWarning.
+            return pd.read_csv(io.StringIO(text), keep_default_na=False, index_col=False, low_memory=False)
     except pd.errors.ParserWarning:
         raise UserError(
             f"{source}: rows have more fields than the header; expected columns: {', '.join(columns)}"
@@ -257,17 +265,26 @@ def _lines(lines: np.ndarray) -> str:
 
 
 def read_league(folder: Path, league: str) -> LeagueFiles:
-    """Read one league's files from a folder of Kaggle CSVs."""
+    """Read one league's files from a folder of Kaggle CSVs; check their form, then their meaning
+    (madness.schemas), the teams file first as the others' team ids must be known to it."""
+    # Imported here: pandera takes about half a second to import, which a step reading features
+    # already built (a sweep's train runs) need not pay.
+    from madness import schemas
+
     folder = _data_folder(Path(folder))
-    frames: dict[str, pd.DataFrame | None] = {}
-    manifest = []
-    for stem, schema in SCHEMAS.items():
-        path = _kaggle_file(folder, file_name(league, stem), schema.required)
+    paths = {stem: _kaggle_file(folder, file_name(league, stem), schema.required) for stem, schema in SCHEMAS.items()}
+    frames: dict[str, pd.DataFrame | None] = dict.fromkeys(SCHEMAS)
+    entries = {}
+    for stem in sorted(SCHEMAS, key=lambda stem: stem != n.TEAMS):
+        path = paths[stem]
         if path is None:
-            frames[stem] = None
             continue
-        frames[stem], entry = read_checked(path, schema.columns, schema.keys)
-        manifest.append(entry)
+        frames[stem], entries[stem] = read_checked(path, SCHEMAS[stem].columns, SCHEMAS[stem].keys)
+        schemas.validate(frames[stem], schemas.SCHEMAS[stem], path.name)
+        if stem != n.TEAMS:
+            team_ids = frames[n.TEAMS][n.TEAM_ID]
+            schemas.validate(frames[stem], schemas.known_teams(stem, team_ids, paths[n.TEAMS].name), path.name)
+    manifest = [entries[stem] for stem in SCHEMAS if stem in entries]  # in Kaggle's order, as before
     return LeagueFiles(
         league=league,
         regular=frames[n.REGULAR_COMPACT],

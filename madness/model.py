@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import math
 import os
 import platform
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,12 +229,19 @@ def member_seeds(seed: int, count: int) -> list[int]:
     return [seed, *(int(child.generate_state(1)[0]) for child in children)]
 
 
-def epoch_orders(rows: int, epochs: int, seed: int) -> np.ndarray:
-    """The order of the training rows in each epoch: a fresh permutation per epoch (the article's
-    reshuffle), drawn from the run's seed. Drawn here rather than by Keras so that both training
-    paths see the very same mini-batches, and a run's batches depend on its seed alone."""
+# Epochs handed to the compiled training at once: the row orders it holds (EPOCH_CHUNK x rows
+# integers) stay the same whatever the number of epochs.
+EPOCH_CHUNK = 1000
+
+
+def epoch_orders(rows: int, seed: int) -> Iterator[np.ndarray]:
+    """The order of the training rows in each epoch, one epoch after the other: a fresh permutation
+    per epoch (the article's reshuffle), drawn from the run's seed. Drawn here rather than by Keras
+    so that both training paths see the very same mini-batches, and a run's batches depend on its
+    seed alone; drawn as the epochs come, so the memory they take does not grow with the epochs."""
     rng = np.random.default_rng(seed)
-    return np.stack([rng.permutation(rows) for _ in range(epochs)]).astype(np.int32)
+    while True:
+        yield rng.permutation(rows).astype(np.int32)
 
 
 def train(
@@ -257,23 +266,26 @@ def train(
     set_seeds(seed)
     model = build(name, scaler, learning_rate)
     arrays = [np.asarray(a, dtype="float32") for a in (x_train, y_train, x_val, y_val)]
-    orders = epoch_orders(len(arrays[0]), epochs, seed)
+    orders = epoch_orders(len(arrays[0]), seed)
     fit = _fit_compiled if fast else _fit_plain
-    train_loss, val_loss, best_epoch, diverged = fit(model, *arrays, orders, batch_size)
+    train_loss, val_loss, best_epoch, diverged = fit(model, *arrays, orders, epochs, batch_size)
     if diverged is not None:
         epoch, loss, value = diverged
         raise Diverged(learning_rate, epoch + 1, epochs, loss, value)
     return Trained(model, train_loss, val_loss, best_epoch)
 
 
-def _fit_plain(model, x_train, y_train, x_val, y_val, orders, batch_size):
-    """Keras `fit`, fed each epoch's batches in `orders` (so Keras' own shuffle is off), with the
-    best-weights callback. Returns (train losses, val losses, best epoch, diverged or None)."""
+def _fit_plain(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size):
+    """Keras `fit` for `epochs`, fed each epoch's batches in the order `orders` yields (so Keras' own
+    shuffle is off), with the best-weights callback. Returns (train losses, val losses, best epoch,
+    diverged or None)."""
     import tensorflow as tf
 
-    epochs = len(orders)
     x, y = tf.constant(x_train), tf.constant(y_train)
-    batches = tf.data.Dataset.from_tensor_slices(orders).flat_map(
+    per_epoch = tf.data.Dataset.from_generator(
+        lambda: itertools.islice(orders, epochs), output_signature=tf.TensorSpec([len(x_train)], tf.int32)
+    )
+    batches = per_epoch.flat_map(
         lambda order: tf.data.Dataset.from_tensor_slices((tf.gather(x, order), tf.gather(y, order))).batch(batch_size)
     )
     keep = _best_weights_callback(epochs)
@@ -291,13 +303,13 @@ def _fit_plain(model, x_train, y_train, x_val, y_val, orders, batch_size):
     return losses[0], losses[1], keep.best_epoch, keep.diverged
 
 
-def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, batch_size):
-    """The same training as `_fit_plain`, every epoch in one call of an XLA-compiled function.
+def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size):
+    """The same training as `_fit_plain`, each EPOCH_CHUNK epochs in one call of an XLA-compiled function.
 
     Why not `fit`: on these networks a step is a few tiny matrix products, and TensorFlow's
     per-operation dispatch (about 10 microseconds each, some 60 operations a step, plus Keras'
-    Python around every batch and epoch) costs more than the arithmetic. XLA fuses the whole
-    training into one program, so Python is not entered between epochs either. Same algorithm:
+    Python around every batch and epoch) costs more than the arithmetic. XLA fuses the training
+    into one program, so Python is not entered between epochs either. Same algorithm:
     the Keras model's own initial weights and Normalization layer, Dense layers with the article's
     activations, MSE, Keras' Adam update written out with the optimizer's own constants, each
     epoch's rows in the order `orders` gives, the epoch's training loss as Keras reports it (the
@@ -305,6 +317,8 @@ def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, batch_size):
     row, the best epoch's weights kept (strict `<`: the first of equal losses), and the training
     stopped at the first epoch whose loss is not finite. Not the same bits as `fit`: XLA's kernels
     round differently in float32's last bits (tests/test_model.py shows how close the paths stay).
+    The training's state (weights, Adam's moments and step, the best weights so far) goes from one
+    call to the next unchanged, so the chunks give the bits one call over every epoch would.
     Returns what `_fit_plain` returns."""
     import tensorflow as tf
 
@@ -312,17 +326,27 @@ def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, batch_size):
     variables = [v for layer in dense for v in (layer.kernel, layer.bias)]
     optimizer = model.optimizer
     program = _training_program(batch_size, float(optimizer.beta_1), float(optimizer.beta_2), float(optimizer.epsilon))
-    epochs_run, losses, best, best_epoch = program(
-        normalize(x_train),
-        tf.constant(y_train.reshape(-1, 1)),
-        tf.constant(orders),
-        normalize(x_val),
-        tf.constant(y_val.reshape(-1, 1)),
-        tf.constant(np.asarray(optimizer.learning_rate), tf.float32),
-        [tf.convert_to_tensor(v) for v in variables],
-    )
-    losses = losses.numpy()[:, : int(epochs_run)]
-    train_losses, val_losses = (list(map(float, row)) for row in losses)
+    x, y = normalize(x_train), tf.constant(y_train.reshape(-1, 1))
+    x_val, y_val = normalize(x_val), tf.constant(y_val.reshape(-1, 1))
+    learning_rate = tf.constant(np.asarray(optimizer.learning_rate), tf.float32)
+    params = [tf.convert_to_tensor(v) for v in variables]
+    zeros = [tf.zeros_like(p) for p in params]
+    state = (params, zeros, zeros, tf.constant(0.0), params, tf.constant(math.inf), tf.constant(-1))
+    chunk = min(epochs, EPOCH_CHUNK)
+    train_losses, val_losses = [], []
+    for first in range(0, epochs, chunk):
+        count = min(chunk, epochs - first)
+        block = np.zeros((chunk, len(x_train)), np.int32)  # a last, shorter chunk runs `count` of its rows
+        block[:count] = np.stack(list(itertools.islice(orders, count)))
+        epochs_run, losses, state = program(
+            x, y, tf.constant(block), tf.constant(count), tf.constant(first), x_val, y_val, learning_rate, state
+        )
+        losses = losses.numpy()[:, : int(epochs_run)]
+        train_losses += map(float, losses[0])
+        val_losses += map(float, losses[1])
+        if int(epochs_run) < count:  # stopped on a loss that is not finite
+            break
+    best, best_epoch = state[4], state[6]
     diverged = _first_not_finite(train_losses, val_losses)
     if diverged is None:
         for variable, value in zip(variables, best, strict=True):
@@ -332,10 +356,10 @@ def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, batch_size):
 
 @functools.cache
 def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: float):
-    """Every epoch of mini-batch Adam on MSE, with the losses after each, as one XLA program.
+    """Epochs of mini-batch Adam on MSE, with the losses after each, as one XLA program.
 
     Kept for the process: TensorFlow traces and XLA compiles it once per network, data shape and
-    number of epochs, so the trainings of a sweep in one process after the first cost no
+    chunk of epochs, so the trainings of a sweep in one process after the first cost no
     compilation; the learning rate is an argument for the same reason. The epochs' loop is inside
     the program: a Python loop calling one compiled epoch at a time spent about as long between
     the calls (gathering the epoch's rows, reading its losses back) as in them."""
@@ -374,9 +398,11 @@ def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: fl
             loss, params, m, v, step = adam_step(x_batch, y_batch, learning_rate, params, m, v, step)
             return i + 1, total + loss * batch_size, params, m, v, step
 
-        _, total, params, m, v, step = tf.while_loop(
-            lambda i, *_: i < full_batches, batch, (0, tf.constant(0.0), params, m, v, step)
-        )
+        total = tf.constant(0.0)
+        if full_batches:  # a batch larger than the rows: no full batch, whose slice XLA would refuse
+            _, total, params, m, v, step = tf.while_loop(
+                lambda i, *_: i < full_batches, batch, (0, total, params, m, v, step)
+            )
         if last_batch:  # the epoch's remainder, a smaller last batch as Keras makes it
             tail = full_batches * batch_size
             loss, params, m, v, step = adam_step(x[tail:], y[tail:], learning_rate, params, m, v, step)
@@ -384,12 +410,15 @@ def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: fl
         return total / rows, params, m, v, step
 
     @tf.function(jit_compile=True, autograph=False)
-    def all_epochs(x, y, orders, x_val, y_val, learning_rate, params):
-        """(epochs run, [training losses, validation losses] per epoch, best weights, best epoch)."""
-        epochs = orders.shape[0]
+    def some_epochs(x, y, orders, count, first, x_val, y_val, learning_rate, state):
+        """Run the first `count` epochs of `orders` from `state` (weights, Adam's moments and step,
+        best weights, best validation loss and its epoch, counted from the training's first, which
+        is `first` epochs before this chunk's); return (epochs run, [training losses, validation
+        losses] per epoch of the chunk, the state after them)."""
+        chunk = orders.shape[0]
 
         def go_on(epoch, stop, *_):
-            return tf.logical_and(epoch < epochs, tf.logical_not(stop))
+            return tf.logical_and(epoch < count, tf.logical_not(stop))
 
         def epoch_of(epoch, stop, params, m, v, step, best, best_loss, best_epoch, losses):
             order = orders[epoch]
@@ -400,18 +429,16 @@ def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: fl
             losses = tf.tensor_scatter_nd_update(losses, [[0, epoch], [1, epoch]], tf.stack([train_loss, val_loss]))
             better = val_loss < best_loss  # never for NaN
             best = [tf.where(better, p, b) for p, b in zip(params, best, strict=True)]
-            best_loss, best_epoch = tf.where(better, val_loss, best_loss), tf.where(better, epoch, best_epoch)
+            best_loss, best_epoch = tf.where(better, val_loss, best_loss), tf.where(better, first + epoch, best_epoch)
             stop = tf.logical_not(tf.math.is_finite(train_loss) & tf.math.is_finite(val_loss))
             return epoch + 1, stop, params, m, v, step, best, best_loss, best_epoch, losses
 
-        zeros = [tf.zeros_like(p) for p in params]
-        start = (0, tf.constant(False), params, zeros, zeros, tf.constant(0.0), params, tf.constant(math.inf), -1)
-        epochs_run, _, _, _, _, _, best, _, best_epoch, losses = tf.while_loop(
-            go_on, epoch_of, (*start, tf.zeros([2, epochs]))
+        epochs_run, _, *state, losses = tf.while_loop(
+            go_on, epoch_of, (0, tf.constant(False), *state, tf.zeros([2, chunk]))
         )
-        return epochs_run, losses, best, best_epoch
+        return epochs_run, losses, tuple(state)
 
-    return all_epochs
+    return some_epochs
 
 
 def _first_not_finite(train_loss, val_loss) -> tuple[int, str, float] | None:

@@ -75,6 +75,7 @@ SEASON_BASELINE_BRIER = "season_baseline_brier"
 # --- tags ---
 TAG_SYNTHETIC = "data.synthetic"
 TAG_DATA_DIGEST = "data.digest"
+TAG_DATA_MATCHES_MODEL = "data.matches_model"  # evaluate, predict: the data read are the model's training data
 TAG_DIRTY = "git.dirty"
 TAG_STATE = "git.state"
 TAG_SWEEP = "sweep_run_id"

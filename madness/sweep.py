@@ -6,7 +6,9 @@ import math
 from dataclasses import dataclass
 
 from madness.backends import usable_cores
+from madness.cli import Param, one_of, positive
 from madness.errors import UserError
+from madness.model import MODEL_NAMES
 
 # Params that never change a run's results: the thread count (TensorFlow's op determinism gives the
 # same bits with 1 or 2 threads; a test checks it) and where the features came from (the data digest
@@ -46,10 +48,13 @@ class Pair:
 
 
 def split_list(name: str, text: str) -> list[str]:
-    """The items, each in its canonical spelling; a value given twice (in any spelling) is refused."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
+    """The items, each in its canonical spelling; an empty item or a value given twice (in any
+    spelling) is refused."""
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
         raise UserError(f"{name} must be a comma-separated list, got {text!r}")
+    if not all(items):
+        raise UserError(f"{name} has an empty item in {text!r}; give values separated by single commas")
     seen: dict[str, str] = {}
     for item in items:
         value = canonical(item)
@@ -60,10 +65,19 @@ def split_list(name: str, text: str) -> list[str]:
     return list(seen)
 
 
+MODEL = Param("model", "string", None, "", one_of(*MODEL_NAMES))
+LEARNING_RATE = Param("lrs", "float", None, "", positive)
+
+
 def grid(models: str, lrs: str) -> list[Pair]:
-    """Every model x learning-rate pair, in the order given. Values are checked by `train` itself,
-    so one bad learning rate fails only its own pairs."""
-    return [Pair(m, lr) for m in split_list("models", models) for lr in split_list("lrs", lrs)]
+    """Every model x learning-rate pair, in the order given, each value checked as `train` checks
+    its own, so that a bad one stops the sweep before any run."""
+    models, lrs = split_list("models", models), split_list("lrs", lrs)
+    for model in models:
+        MODEL.convert(model)
+    for lr in lrs:
+        LEARNING_RATE.convert(lr)
+    return [Pair(m, lr) for m in models for lr in lrs]
 
 
 def is_reusable(

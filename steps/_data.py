@@ -3,6 +3,7 @@ datasets logged with a source that resolves on every store, the model's inputs c
 
 from __future__ import annotations
 
+import sys
 import time
 import urllib.parse
 import warnings
@@ -116,4 +117,26 @@ def read_data_for_model(values: dict, model_run: str | None, workdir: Path):
     games, team_season, manifest = D.assemble(files, synthetic_data)
     mlflow.set_tags({n.TAG_SYNTHETIC: str(synthetic_data).lower(), n.TAG_DATA_DIGEST: manifest["digest"]})
     mlflow.log_dict(manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
+    if model_run:
+        say_if_other_data(values, manifest, model_run)
     return files, games, team_season
+
+
+def say_if_other_data(values: dict, manifest: dict, model_run: str) -> None:
+    """Tag whether the data read are those the model's run was trained on (their digests), and say
+    so in one line when they are not: a model trained on real data scored on the synthetic league,
+    or on other seasons or leagues, is scored on data it never saw the like of."""
+    trained = mlflow.MlflowClient().get_run(model_run).data.tags
+    digest = trained.get(n.TAG_DATA_DIGEST)
+    if digest is None:  # a model logged by other code: nothing to compare
+        return
+    same = digest == manifest["digest"]
+    mlflow.set_tag(n.TAG_DATA_MATCHES_MODEL, str(same).lower())
+    if not same:
+        kind = {"true": "the synthetic league", "false": "real data"}.get(trained.get(n.TAG_SYNTHETIC), "other data")
+        print(
+            f"note: the data read (data={values['data']}, league={values['league']}, digest {manifest['digest'][:12]}) "
+            f"are not those model run {model_run} was trained on ({kind}, digest {digest[:12]})",
+            file=sys.stderr,
+            flush=True,
+        )

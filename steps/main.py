@@ -35,6 +35,7 @@ from madness import sweep as S
 from madness.backends import BACKENDS, LOCAL, Backend, backend_of, image_name
 from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, not_empty, one_of, parse, positive
 from madness.errors import UserError
+from madness.limits import check_work
 from steps import report as report_step
 from steps._coordination import Claims, Liveness, end_orphans
 from steps._data import seasons_of
@@ -276,7 +277,10 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
 @entry_point
 def main(argv=None):
     values, raw = parse("main", __doc__.splitlines()[0], PARAMS, argv)
-    pairs = S.grid(values["models"], values["lrs"])  # an empty or repeated list stops here
+    pairs = S.grid(values["models"], values["lrs"])  # a bad, empty or repeated value stops here
+    check_work(
+        values["epochs"], values["seeds"], values["batch_size"], values["jobs"] if values["backend"] == LOCAL else 1
+    )
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
     if backend.name != LOCAL:
         backend = dataclasses.replace(backend, image=image_name(backend.config, git_commit()))

@@ -109,9 +109,13 @@ def main(argv=None):
         result = submission(rows, model.predict(rows[features]))
         local = Path(tmp) / n.SUBMISSION_FILE
         result.to_csv(local, index=False, lineterminator="\n")
+        replaced = output.exists()
         write_and_log(local, output)
         run_id = mlflow.active_run().info.run_id
-    print(f"predict run {run_id}: {len(result)} pairs for season {values['season']} written to {values['output']}")
+    print(
+        f"predict run {run_id}: {len(result)} pairs for season {values['season']} written to {values['output']}"
+        + (" (it replaced the file that was there)" if replaced else "")
+    )
 
 
 if __name__ == "__main__":

@@ -293,7 +293,9 @@ def register_versions(client, name: str, rows) -> None:
             raise
     versions = {}
     for run_id in rows["run_id"]:
-        existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        # Searched by run alone: the name comes from the user's prefix, and a quote in it (it's)
+        # cannot be escaped in every MLflow filter.
+        existing = [v for v in client.search_model_versions(f"run_id = '{run_id}'") if v.name == name]
         version = existing[0] if existing else mlflow.register_model(f"runs:/{run_id}/{n.MODEL_DIR}", name)
         versions[run_id] = version.version
     best_run = rows.iloc[0]["run_id"]  # ranked: best mean Brier first

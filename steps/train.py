@@ -24,6 +24,7 @@ deviation) and `members.json` (each member's seed, best epoch and Brier); the cu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Metric
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from madness import dataset, plots, scoring
 from madness import model as M
@@ -38,6 +40,8 @@ from madness import names as n
 from madness.backends import usable_cores
 from madness.cli import DATA_PARAMS, SEEDS, Param, non_negative, one_of, parse, positive
 from madness.environment import model_pins
+from madness.errors import UserError
+from madness.limits import check_work
 from steps._data import build_features, features_source, load_features, log_data, seasons_of
 from steps._entry import entry_point, run_as_script, start_run
 from steps._lifecycle import temp_dir
@@ -94,25 +98,43 @@ def save_networks(members: list[M.Trained], workdir: Path) -> list[Path]:
 
 
 def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
-    # MLflow asks for an input example "to ensure the model signature functions correctly": the
-    # signature is given, and the served model's predictions are the logged scores (from_file).
-    # The message opens with a terminal colour code, hence the leading ".*".
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*An input example was not provided when logging the model", UserWarning)
-        mlflow.pyfunc.log_model(
-            name=n.MODEL_DIR,
-            python_model=TournamentModel(features),
-            artifacts={member_artifact(i): str(path) for i, path in enumerate(keras_paths)},
-            code_paths=[str(Path(__file__).parent)],
-            signature=signature,
-            pip_requirements=model_pins(),  # explicit: MLflow's own inference reruns the model (slow)
-        )
+    """Log the pair's model; if that fails, remove what was stored of it, so that no FAILED logged
+    model holding some of its files stays visible, and name the store location that failed."""
+    before = mlflow.last_logged_model()
+    try:
+        # MLflow asks for an input example "to ensure the model signature functions correctly": the
+        # signature is given, and the served model's predictions are the logged scores (from_file).
+        # The message opens with a terminal colour code, hence the leading ".*".
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*An input example was not provided when logging the model", UserWarning)
+            mlflow.pyfunc.log_model(
+                name=n.MODEL_DIR,
+                python_model=TournamentModel(features),
+                artifacts={member_artifact(i): str(path) for i, path in enumerate(keras_paths)},
+                code_paths=[str(Path(__file__).parent)],
+                signature=signature,
+                pip_requirements=model_pins(),  # explicit: MLflow's own inference reruns the model (slow)
+            )
+    except BaseException as err:
+        model = mlflow.last_logged_model()
+        if model is None or (before is not None and model.model_id == before.model_id):
+            raise  # failed before the model was created: nothing stored
+        with contextlib.suppress(Exception):  # what cannot be removed is in a model marked deleted
+            get_artifact_repository(model.artifact_location).delete_artifacts()
+        mlflow.MlflowClient().delete_logged_model(model.model_id)
+        if isinstance(err, OSError):  # its path is a temporary copy's or the store's: name the store
+            raise UserError(
+                f"cannot store the model in {model.artifact_location} ({err.strerror or err}); "
+                "nothing of it was kept: free space or make the artifact store writable, then train again"
+            ) from None
+        raise
 
 
 @entry_point
 def main(argv=None):
     started = time.perf_counter()
     values, raw = parse("train", __doc__.splitlines()[0], PARAMS, argv)
+    check_work(values["epochs"], values["seeds"], values["batch_size"])  # before TensorFlow loads
     if not values["features_uri"]:
         seasons_of(values)  # inverted seasons stop here, before any data is read
     M.use_compile_cache(compile_cache_base())

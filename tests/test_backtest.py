@@ -147,17 +147,19 @@ def test_bad_seasons_stop_in_one_line_before_any_run(args, said, tracking):
 
 @pytest.mark.slow
 def test_a_failed_season_run_fails_only_its_pair_and_is_named(tmp_path):
+    # lr 1e38 passes every check and diverges (the second Adam step overflows float32).
     from stores import temp_store
 
     project = sandbox.snapshot(tmp_path / "project")
     with temp_store(tmp_path) as (uri, _):
-        command = "mlflow run . -e backtest -P models=small -P lrs=0.01,-1 -P epochs=1 -P seasons=2021 -P league=W --env-manager local"
+        command = "mlflow run . -e backtest -P models=small -P lrs=0.01,1e38 -P epochs=1 -P seasons=2021 -P league=W --env-manager local"
         done = run_cli(shlex.split(command), cwd=project)
         assert done.returncode != 0
         assert (
-            "error: 1 of 2 season runs failed: small_-1_2021; run the backtest again to retry only those" in done.stderr
+            "error: 1 of 2 season runs failed: small_1e+38_2021; run the backtest again to retry only those"
+            in done.stderr
         )
-        assert "| small | -1 |" in done.stdout and "FAILED |  |" in done.stdout
+        assert "| small | 1e+38 |" in done.stdout and "FAILED |  |" in done.stdout
         assert last_line(done.stdout).startswith("best: small with learning rate 0.01, backtest brier ")
         pairs = mlflow.MlflowClient(uri).search_runs(
             [mlflow.MlflowClient(uri).get_experiment_by_name("fabric_madness_backtest_small").experiment_id],

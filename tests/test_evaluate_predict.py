@@ -79,6 +79,22 @@ def test_evaluate_tags_the_evaluated_run(evaluated, model):
     assert evaluated.data.tags[n.TAG_SYNTHETIC] == "true"
 
 
+def test_evaluate_on_the_models_own_data_says_nothing_and_tags_it(evaluated):
+    assert evaluated.data.tags[n.TAG_DATA_MATCHES_MODEL] == "true"
+
+
+def test_evaluate_on_other_data_than_the_models_says_so_in_one_line_and_tags_it(store, model, capsys):
+    # the model learnt from the women's synthetic league; both leagues are other data
+    run = run_step(store, evaluate, ["--model_uri", model.uri, "--league", "both"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"note: the data read (data=synthetic, league=both, digest {run.data.tags[n.TAG_DATA_DIGEST][:12]}) are not "
+        f"those model run {model.run.info.run_id} was trained on (the synthetic league, digest "
+        f"{model.run.data.tags[n.TAG_DATA_DIGEST][:12]})"
+    ]
+    assert run.info.status == "FINISHED" and run.data.tags[n.TAG_DATA_MATCHES_MODEL] == "false"
+
+
 def test_evaluate_with_a_missing_model_fails_with_one_line(store, capsys):
     before = run_ids(store.experiment_id)
     uri = f"runs:/{NO_RUN}/{n.MODEL_DIR}"
@@ -144,6 +160,18 @@ def test_predict_logs_the_same_file_as_artifact(store, predicted, tmp_path):
 
 def test_predict_tags_the_model_run(predicted, model):
     assert predicted.run.data.tags[n.TAG_EVALUATED] == model.run.info.run_id
+
+
+def test_predict_says_when_it_replaces_a_file(model, tmp_path):
+    output = tmp_path / "submission.csv"
+    said = []
+    for _ in range(2):
+        out = io.StringIO()
+        with redirect_stdout(out):
+            predict.main(["--model_uri", model.uri, "--league", "W", "--output", str(output)])
+        said.append(out.getvalue().strip())
+    assert not said[0].endswith(")") and said[0].endswith(f"written to {output}")
+    assert said[1].endswith(f"written to {output} (it replaced the file that was there)")
 
 
 def test_predict_for_a_season_without_seeds_fails_naming_it_and_writes_nothing(store, model, tmp_path, capsys):

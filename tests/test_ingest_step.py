@@ -185,6 +185,18 @@ def _wrong_column(folder: Path) -> list[str]:
     return ["--data", str(data), "--league", "W"]
 
 
+def _winners_swapped_from_2010(folder: Path) -> list[str]:
+    data = folder / "data"
+    data.mkdir()
+    for name in W_FILES:
+        shutil.copy(REAL_DATA / name, data)
+    games = pd.read_csv(data / W_FILES[0])
+    later = games[n.SEASON] >= 2010
+    games.loc[later, [n.WSCORE, n.LSCORE]] = games.loc[later, [n.LSCORE, n.WSCORE]].to_numpy()
+    games.to_csv(data / W_FILES[0], index=False)
+    return ["--data", str(data), "--league", "W"]
+
+
 BAD_INPUTS = {
     # case: (arguments from a scratch folder, needs real data, words the error line must hold)
     "missing_folder": (
@@ -194,6 +206,11 @@ BAD_INPUTS = {
     ),
     "missing_file": (_missing_file, True, ["missing file WNCAATourneySeeds.csv", "kaggle competitions download"]),
     "wrong_column": (_wrong_column, True, ["WNCAATourneySeeds.csv", "missing column 'Seed'"]),
+    "winners_swapped": (
+        _winners_swapped_from_2010,
+        True,
+        [W_FILES[0], "column WScore: rule 'winner above loser'", "accepted: WScore above LScore"],
+    ),
     "unknown_league": (lambda f: ["--league", "X"], False, ["unknown league 'X'"]),
     "inverted_seasons": (
         lambda f: ["--val_season", "2022", "--test_season", "2019"],

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pandas as pd
 import pytest
 
-from leagues import compact, detailed, season_frames, write_folder
+from leagues import TEAMS, compact, detailed, season_frames, write_folder
 from madness import kaggle
 from madness import names as n
 from madness.errors import UserError
@@ -110,18 +110,18 @@ def test_kaggle_seed_labels_are_accepted(label):
 
 
 def test_windows_1252_file_is_decoded(folder):
-    rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,Saint Mary’s\n102,Montréal\n", encoding="cp1252")
+    rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,Saint Mary’s\n102,Montréal\n103,C\n104,D\n", encoding="cp1252")
     raw = (folder / "WTeams.csv").read_bytes()
     with pytest.raises(UnicodeDecodeError):
         raw.decode("utf-8")  # the fixture really is not UTF-8
     teams = kaggle.read_league(folder, "W").teams
-    assert teams[n.TEAM_NAME].tolist() == ["Saint Mary’s", "Montréal"]
+    assert teams[n.TEAM_NAME].tolist() == ["Saint Mary’s", "Montréal", "C", "D"]
 
 
 def test_utf8_with_byte_order_mark_is_decoded(folder):
-    rewrite(folder, n.TEAMS, "\ufeffTeamID,TeamName\n101,Montréal\n")
+    rewrite(folder, n.TEAMS, "\ufeffTeamID,TeamName\n101,Montréal\n102,B\n103,C\n104,D\n")
     teams = kaggle.read_league(folder, "W").teams
-    assert teams[n.TEAM_NAME].tolist() == ["Montréal"]
+    assert teams[n.TEAM_NAME].tolist() == ["Montréal", "B", "C", "D"]
 
 
 def test_byte_invalid_in_utf8_and_windows_1252_names_offset_and_line(folder):
@@ -229,7 +229,7 @@ def test_keys_are_compared_as_typed_values(folder):
 def test_team_playing_twice_on_one_day_is_accepted(folder):
     # Kaggle's women's regular season has such days: a game is known by both teams, not one
     games = compact(
-        [(2001, 10, 101, 70, 102, 60, "H"), (2001, 10, 101, 71, 103, 61, "H"), (2001, 10, 102, 72, 101, 62, "A")]
+        [(2001, 10, 101, 70, 102, 60, "H"), (2001, 10, 101, 71, 103, 61, "H"), (2001, 10, 104, 72, 102, 62, "A")]
     )
     games.to_csv(folder / "WRegularSeasonCompactResults.csv", index=False)
     assert len(kaggle.read_league(folder, "W").regular) == 3
@@ -328,8 +328,10 @@ def test_present_detailed_file_with_missing_column_is_refused(folder):
 
 
 def test_extra_columns_are_kept_out_of_the_way(folder):
-    rewrite(folder, n.TEAMS, "TeamID,TeamName,FirstD1Season,LastD1Season\n101,A,1985,2025\n")
-    assert kaggle.read_league(folder, "W").teams[n.TEAM_NAME].tolist() == ["A"]
+    rewrite(
+        folder, n.TEAMS, "TeamID,TeamName,FirstD1Season,LastD1Season\n" + "".join(f"{t},{t},1985,2025\n" for t in TEAMS)
+    )
+    assert kaggle.read_league(folder, "W").teams[n.TEAM_NAME].tolist() == [str(t) for t in TEAMS]
 
 
 @pytest.mark.parametrize("choice, leagues", [("M", ("M",)), ("W", ("W",)), ("both", ("M", "W"))])

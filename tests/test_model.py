@@ -6,6 +6,7 @@ few seconds, so the trained networks are shared by module-scoped fixtures.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
@@ -29,7 +30,7 @@ def frame():
     return {"x_train": x[:200], "y_train": y[:200], "x_val": x[200:], "y_val": y[200:], "scaler": scaler}
 
 
-def train(frame, seed=SEED, fast=True, epochs=5, lr=0.01):
+def train(frame, seed=SEED, fast=True, epochs=5, lr=0.01, batch_size=32):
     return M.train(
         "small",
         frame["scaler"],
@@ -39,7 +40,7 @@ def train(frame, seed=SEED, fast=True, epochs=5, lr=0.01):
         frame["x_val"],
         frame["y_val"],
         epochs=epochs,
-        batch_size=32,
+        batch_size=batch_size,
         seed=seed,
         fast=fast,
     )
@@ -205,6 +206,13 @@ def test_fast_training_predictions_agree_with_plain_keras_fit(trained, plain, fr
     )
 
 
+def test_a_batch_larger_than_the_training_rows_is_one_batch_an_epoch(frame):
+    # 200 training rows, batches of 256: each epoch is one batch of every row, on both paths
+    fast, plain = (train(frame, fast=fast, batch_size=256) for fast in (True, False))
+    np.testing.assert_allclose(fast.train_loss, plain.train_loss, rtol=1e-5)
+    np.testing.assert_allclose(fast.val_loss, plain.val_loss, rtol=1e-5)
+
+
 def test_both_paths_stop_on_a_learning_rate_too_large(frame):
     for fast in (True, False):
         with pytest.raises(M.Diverged):
@@ -224,20 +232,42 @@ def test_member_seeds_are_distinct_fixed_and_extend_without_changing_earlier_mem
     assert all(0 <= s < 2**32 for s in five)  # NumPy's legacy seeding, used by Keras, takes 32 bits
 
 
+def orders(rows, epochs, seed):
+    return np.stack(list(itertools.islice(M.epoch_orders(rows, seed), epochs)))
+
+
 def test_each_epoch_visits_every_training_row_once_in_a_fresh_order():
-    orders = M.epoch_orders(rows=50, epochs=4, seed=SEED)
-    assert orders.shape == (4, 50)
-    assert all(sorted(order) == list(range(50)) for order in orders)
-    assert len({tuple(order) for order in orders}) == 4
+    four = orders(rows=50, epochs=4, seed=SEED)
+    assert four.shape == (4, 50)
+    assert all(sorted(order) == list(range(50)) for order in four)
+    assert len({tuple(order) for order in four}) == 4
 
 
-def test_the_first_epochs_orders_do_not_depend_on_how_many_follow():
-    # what lets a run cut at its best epoch retrace the longer run's steps (see the best-epoch test)
-    np.testing.assert_array_equal(M.epoch_orders(50, 3, SEED), M.epoch_orders(50, 7, SEED)[:3])
+def test_the_orders_are_one_permutation_per_epoch_from_the_seed():
+    # what every training so far was given (the orders used to be drawn up front this way): the same
+    # seed gives the same batches as before, epoch after epoch
+    rng = np.random.default_rng(SEED)
+    np.testing.assert_array_equal(orders(50, 7, SEED), np.stack([rng.permutation(50) for _ in range(7)]))
 
 
 def test_another_seed_gives_other_orders():
-    assert not np.array_equal(M.epoch_orders(50, 3, SEED), M.epoch_orders(50, 3, SEED + 1))
+    assert not np.array_equal(orders(50, 3, SEED), orders(50, 3, SEED + 1))
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4])
+def test_training_in_chunks_of_epochs_gives_the_bits_of_one_call(frame, trained, monkeypatch, chunk):
+    # chunks of 2 and 4 over 5 epochs leave a shorter last chunk
+    monkeypatch.setattr(M, "EPOCH_CHUNK", chunk)
+    chunked = train(frame)
+    assert chunked.train_loss == trained.train_loss and chunked.val_loss == trained.val_loss
+    assert chunked.best_epoch == trained.best_epoch
+    assert_same_weights(chunked, trained)
+
+
+def test_a_divergence_stops_the_training_without_running_the_chunks_that_follow(frame, monkeypatch):
+    monkeypatch.setattr(M, "EPOCH_CHUNK", 2)
+    with pytest.raises(M.Diverged, match="at epoch 1 of 5"):
+        train(frame, epochs=5, lr=1e30)
 
 
 TRAIN_IN_A_PROCESS = """

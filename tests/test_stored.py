@@ -140,3 +140,16 @@ def test_the_report_fails_on_a_pairs_run_that_is_gone_as_get_run_does(tracking):
     ]
     with pytest.raises(mlflow.exceptions.MlflowException, match="0123456789abcdef0123456789abcdef"):
         report.table_rows(mlflow.MlflowClient(), pairs)
+
+
+@pytest.mark.parametrize("prefix", ["it's", 'say "hi"', "both ' and \""])
+def test_a_quote_in_the_prefix_registers_and_reuses_the_version(run, prefix):
+    # the name goes into no search filter, where a quote would end the string early
+    client = mlflow.MlflowClient()
+    name = f"{prefix}_small"
+    rows = pd.DataFrame({"run_id": [run]})
+    report.register_versions(client, name, rows)
+    report.register_versions(client, name, rows)
+    (version,) = client.search_model_versions(f"run_id = '{run}'")
+    assert (version.name, str(version.version)) == (name, "1")
+    assert str(client.get_model_version_by_alias(name, report.CHAMPION).version) == "1"

@@ -365,38 +365,41 @@ def test_the_printed_champion_uri_loads_and_predicts(store, first, registered):
 
 @pytest.fixture(scope="module")
 def broken(store):
-    result = store.sweep("--models", "small", "--lrs", "0.01,abc", "--epochs", "2", "--prefix", "tb")
+    # a learning rate that diverges: a valid value, whose pair alone fails when it trains
+    result = store.sweep("--models", "small", "--lrs", "0.01,1e30", "--epochs", "2", "--prefix", "tb")
     return result, store.by_name("tb_small")
 
 
 def test_a_failed_pair_fails_the_sweep_and_is_named_last(broken):
     result, _ = broken
     assert result.returncode != 0, result.stdout
-    assert last_line(result.stderr) == "error: 1 of 2 pairs failed: small_abc; run the sweep again to retry only those"
-    assert "  small_abc: FAILED in " in result.stdout
+    assert (
+        last_line(result.stderr) == "error: 1 of 2 pairs failed: small_1e+30; run the sweep again to retry only those"
+    )
+    assert "  small_1e+30: FAILED in " in result.stdout
 
 
 def test_the_valid_pair_finishes_and_the_bad_one_is_failed_not_running(store, broken):
     _, runs = broken
     assert {name: [r.info.status for r in rs] for name, rs in runs.items()} == {
         "small_0.01": ["FINISHED"],
-        "small_abc": ["FAILED"],
+        "small_1e+30": ["FAILED"],
     }
     assert store.sweeps("tb")[0].info.status == "FAILED"
     table = store.runs_csv(store.sweeps("tb")[0].info.run_id)
-    assert list(table["lr"]) == ["0.01", "abc"] and list(table["status"]) == ["FINISHED", "FAILED"]
+    assert list(table["lr"]) == ["0.01", "1e+30"] and list(table["status"]) == ["FINISHED", "FAILED"]
     assert pd.isna(table[n.BRIER][1])
 
 
 def test_running_again_retrains_only_the_failed_pair(store, broken):
     _, runs = broken
-    again = store.sweep("--models", "small", "--lrs", "0.01,abc", "--epochs", "2", "--prefix", "tb")
+    again = store.sweep("--models", "small", "--lrs", "0.01,1e30", "--epochs", "2", "--prefix", "tb")
     assert again.returncode != 0
     assert "2 pairs, 1 reused, 1 to train" in again.stdout
-    assert "small_abc" in last_line(again.stderr)
+    assert "small_1e+30" in last_line(again.stderr)
     now = store.by_name("tb_small")
     assert [r.info.run_id for r in now["small_0.01"]] == [r.info.run_id for r in runs["small_0.01"]]
-    assert [r.info.status for r in now["small_abc"]] == ["FAILED", "FAILED"]
+    assert [r.info.status for r in now["small_1e+30"]] == ["FAILED", "FAILED"]
     assert len(store.ingests("tb")) == 1
 
 

@@ -56,13 +56,31 @@ def test_canonical_spells_numbers_one_way_and_leaves_the_rest(text, spelling):
     assert S.canonical(text) == spelling
 
 
-def test_grid_does_not_check_values_train_does():
-    # One bad learning rate must fail only its own pairs, so the grid lets it through.
-    assert [p.name for p in S.grid("small", "0.01,abc")] == ["small_0.01", "small_abc"]
+@pytest.mark.parametrize(
+    ("models", "lrs", "line"),
+    [
+        ("small", "0.01,abc", "lrs must be a number, got 'abc'"),
+        ("small", "nan", "lrs must be a finite number, got 'nan'"),
+        ("small", "0.01,inf", "lrs must be a finite number, got 'inf'"),
+        ("small", "-0.01", "lrs must be > 0, got -0.01"),
+        ("small", "0", "lrs must be > 0, got 0.0"),
+        ("small,huge", "0.01", "unknown model 'huge'; accepted: small, medium, large"),
+        (
+            "small,,medium",
+            "0.01",
+            "models has an empty item in 'small,,medium'; give values separated by single commas",
+        ),
+        ("small", "0.01,", "lrs has an empty item in '0.01,'; give values separated by single commas"),
+    ],
+)
+def test_every_value_of_the_grid_is_checked_before_any_run(models, lrs, line):
+    with pytest.raises(UserError) as err:
+        S.grid(models, lrs)
+    assert str(err.value) == line
 
 
-def test_split_list_strips_spaces_and_skips_empty_items():
-    assert S.split_list("models", " small , ,medium,") == ["small", "medium"]
+def test_split_list_strips_spaces():
+    assert S.split_list("models", " small , medium") == ["small", "medium"]
 
 
 @pytest.mark.parametrize("text", ["", " ", ",", " , ,"])

@@ -157,3 +157,28 @@ def test_a_read_only_artifact_store_fails_the_run_in_one_line(store, tmp_path):
     strerror = "Permission denied" if why == NO_PERMISSION else "Read-only file system"
     assert_fails_with(result, f"error: the artifact store cannot be written: {store.artifacts / failed}: {strerror}")
     assert_failed_without_artifacts(store, failed)
+
+
+@pytest.mark.slow
+def test_a_model_that_cannot_be_stored_is_removed_and_the_store_named(store, tmp_path):
+    # The run's own artifacts can be written, the experiment's logged models cannot: the training
+    # is logged, its model's upload fails.
+    location = Path(store.client.get_experiment(store.experiment_id).artifact_location.removeprefix("file://"))
+    (location / "models").mkdir(parents=True, exist_ok=True)
+    before = run_ids(store.experiment_id)
+    result = run(
+        step("train", "--model", "small", "--epochs", "1", "--league", "W"),
+        in_store(store),
+        tmp_path,
+        read_only=location / "models",
+        timeout=600,
+    )
+    (failed,) = run_ids(store.experiment_id) - before
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    line = last_line(result.stderr)
+    assert line.startswith(f"error: cannot store the model in file://{location}/models/m-"), line
+    assert "nothing of it was kept" in line and "/tmp" not in line.replace(str(location), "")
+    assert store.client.get_run(failed).info.status == "FAILED"
+    models = store.client.search_logged_models([store.experiment_id])
+    assert [m for m in models if m.source_run_id == failed] == []  # no FAILED model left visible
+    assert list((location / "models").iterdir()) == []

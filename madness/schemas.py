@@ -1,0 +1,166 @@
+"""What each Kaggle file must mean, declared as pandera schemas: the documentation of what is accepted.
+
+`madness.kaggle` checks a file's form first (encoding, columns, integers, locations, seed labels,
+keys); these schemas then check its values: ranges of seasons, days, scores and overtimes, the
+winner's score above the loser's, no team against itself, each game once, every team id known to
+the teams file. The first violation becomes one `UserError` line naming the file, its line, the
+column, the rule and what is accepted.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pandera.pandas as pa
+
+from madness import names as n
+from madness.errors import UserError
+
+FIRST_SEASON, LAST_SEASON = 1985, 2100  # Kaggle's men's data start in 1985
+MAX_DAYNUM = 200  # days since the season's day zero; Kaggle's last is the women's final, day 155
+MAX_SCORE = 300
+MAX_OVERTIMES = 20
+
+
+def _between(low: int, high: int, what: str) -> pa.Check:
+    return pa.Check.in_range(low, high, name=f"{what} range", error=f"{what} between {low} and {high}")
+
+
+def _frame_rule(name: str, columns: tuple[str, ...], test, accepted: str) -> pa.Check:
+    """A rule over several columns of a row; `columns` (the ones an error names) is handed to `test`."""
+    return pa.Check(lambda games: test(games, columns), name=name, error=accepted, statistics={"columns": columns})
+
+
+_SEASON = pa.Column(int, _between(FIRST_SEASON, LAST_SEASON, "season"))
+_TEAM = pa.Column(int, pa.Check.gt(0, name="team id range", error="a team id above 0"))
+_SCORE = pa.Column(int, _between(0, MAX_SCORE, "score"))
+
+_WINNER_ABOVE_LOSER = _frame_rule(
+    "winner above loser",
+    (n.WSCORE, n.LSCORE),
+    lambda games, columns: games[columns[0]] > games[columns[1]],
+    f"{n.WSCORE} above {n.LSCORE} (no ties; winner and loser not swapped)",
+)
+_NOT_ITSELF = _frame_rule(
+    "no team against itself",
+    (n.WTEAM, n.LTEAM),
+    lambda games, columns: games[columns[0]] != games[columns[1]],
+    f"{n.WTEAM} different from {n.LTEAM}",
+)
+_GAME_ONCE = _frame_rule(
+    "each game once",
+    (n.WTEAM, n.LTEAM, n.SEASON, n.DAYNUM),
+    lambda games, columns: (
+        ~pd.DataFrame(
+            {
+                "low": games[[columns[0], columns[1]]].min(axis=1),
+                "high": games[[columns[0], columns[1]]].max(axis=1),
+                "season": games[columns[2]],
+                "day": games[columns[3]],
+            }
+        ).duplicated(keep="first")
+    ),
+    "two teams meet at most once a day (the same game is not listed again with winner and loser swapped)",
+)
+
+_RESULTS = {
+    n.SEASON: _SEASON,
+    n.DAYNUM: pa.Column(int, _between(0, MAX_DAYNUM, "day number")),
+    n.WTEAM: _TEAM,
+    n.WSCORE: _SCORE,
+    n.LTEAM: _TEAM,
+    n.LSCORE: _SCORE,
+    n.NUMOT: pa.Column(int, _between(0, MAX_OVERTIMES, "overtimes")),
+}
+_RESULT_RULES = [_WINNER_ABOVE_LOSER, _NOT_ITSELF, _GAME_ONCE]
+
+
+def _made_within_attempted(side: str, made: str, attempted: str) -> pa.Check:
+    columns = (f"{side}{made}", f"{side}{attempted}")
+    return _frame_rule(
+        "made within attempted",
+        columns,
+        lambda games, columns: games[columns[0]] <= games[columns[1]],
+        f"{columns[0]} at most {columns[1]}",
+    )
+
+
+RESULTS = pa.DataFrameSchema(_RESULTS, checks=_RESULT_RULES, name="compact results")
+DETAILED = pa.DataFrameSchema(
+    {
+        **_RESULTS,
+        **{
+            f"{side}{stat}": pa.Column(int, pa.Check.ge(0, name="count range", error="a count of 0 or more"))
+            for side in ("W", "L")
+            for stat in n.BOX_STATS
+        },
+    },
+    checks=[
+        *_RESULT_RULES,
+        *(
+            _made_within_attempted(side, made, attempted)
+            for side in ("W", "L")
+            for made, attempted in (("FGM", "FGA"), ("FGM3", "FGA3"), ("FTM", "FTA"))
+        ),
+    ],
+    name="detailed results",
+)
+# The seed label's form (region W-Z, 01-16, a play-in's a or b) and the keys are checked with the
+# file's form in madness.kaggle.
+SEEDS = pa.DataFrameSchema({n.SEASON: _SEASON, n.TEAM_ID: _TEAM}, name="seeds")
+TEAMS = pa.DataFrameSchema(
+    {
+        n.TEAM_ID: _TEAM,
+        n.TEAM_NAME: pa.Column(
+            object, pa.Check.str_length(min_value=1, name="named", error="a name that is not empty")
+        ),
+    },
+    name="teams",
+)
+
+SCHEMAS: dict[str, pa.DataFrameSchema] = {
+    n.REGULAR_COMPACT: RESULTS,
+    n.REGULAR_DETAILED: DETAILED,
+    n.TOURNEY_COMPACT: RESULTS,
+    n.TOURNEY_SEEDS: SEEDS,
+    n.TEAMS: TEAMS,
+}
+TEAM_COLUMNS = {
+    n.REGULAR_COMPACT: (n.WTEAM, n.LTEAM),
+    n.REGULAR_DETAILED: (n.WTEAM, n.LTEAM),
+    n.TOURNEY_COMPACT: (n.WTEAM, n.LTEAM),
+    n.TOURNEY_SEEDS: (n.TEAM_ID,),
+}
+
+
+def known_teams(stem: str, team_ids, teams_file: str) -> pa.DataFrameSchema:
+    """Every team id of the file `stem` is one of `team_ids`, those of the league's teams file."""
+    known = pa.Check.isin(set(team_ids), name="known team", error=f"a TeamID listed in {teams_file}")
+    return pa.DataFrameSchema({column: pa.Column(int, known) for column in TEAM_COLUMNS[stem]})
+
+
+def validate(frame: pd.DataFrame, schema: pa.DataFrameSchema, source: str) -> None:
+    """Check `frame` (read from the file `source`, its index the file's rows) against `schema`;
+    raise a one-line UserError for the first violation."""
+    try:
+        schema.validate(frame)
+    except pa.errors.SchemaError as err:
+        if err.reason_code == pa.errors.SchemaErrorReason.CHECK_ERROR:
+            raise  # a rule that could not run is a bug, not bad data
+        raise UserError(_violation(err, frame, source)) from None
+
+
+def _violation(err: pa.errors.SchemaError, frame: pd.DataFrame, source: str) -> str:
+    failures = err.failure_cases
+    if "index" not in failures or failures["index"].isna().all():  # a rule about the whole column
+        return f"{source}: {err}"
+    row = int(failures["index"].dropna().min())
+    columns = (err.check.statistics or {}).get("columns") or (err.schema.name,)
+    found = ", ".join(
+        f"{column}={value!r}" for column, value in zip(columns, frame.loc[row, list(columns)].tolist(), strict=True)
+    )
+    others = len(failures["index"].unique()) - 1
+    more = f" ({others} more {'line' if others == 1 else 'lines'} like it)" if others else ""
+    return (
+        f"{source}: line {row + 2}, column {columns[0]}: rule '{err.check.name}' broken by {found}{more}; "
+        f"accepted: {err.check.error}"
+    )
