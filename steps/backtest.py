@@ -43,6 +43,7 @@ from madness import report as tables
 from madness.backends import LOCAL, backend_of, image_name
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
+from madness.limits import check_work
 from steps import main as sweep_step
 from steps._coordination import Claims, Liveness, end_orphans, liveness_tags
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
@@ -267,6 +268,9 @@ def print_summary(summary: dict) -> None:
 def main(argv=None):
     values, raw = parse("backtest", __doc__.splitlines()[0], PARAMS, argv)
     pairs = sweep.grid(values["models"], values["lrs"])
+    check_work(
+        values["epochs"], values["seeds"], values["batch_size"], values["jobs"] if values["backend"] == LOCAL else 1
+    )
     wanted = backtest.parse_seasons(values["seasons"])
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
     if backend.name != LOCAL:

@@ -131,9 +131,11 @@ def test_invoked_again_it_trains_nothing_and_reuses_the_pair_runs(backtest):
             "error: none of the seasons 2030-2030 had a tournament; tournaments in the data: 2003-2023",
         ),
         (["--seasons", "2004", "--league", "W"], "error: season 2004 cannot be backtested"),
+        (["--epochs", "1000000000"], "error: epochs=1000000000 would need about "),
+        (["--lrs", "0.01,abc"], "error: lrs must be a number, got 'abc'"),
     ],
 )
-def test_bad_seasons_stop_in_one_line_before_any_run(args, said, tracking):
+def test_bad_seasons_work_or_grid_stop_in_one_line_before_any_run(args, said, tracking):
     done = run_cli([sys.executable, "-m", "steps.backtest", *args], env={"MLFLOW_TRACKING_URI": tracking})
     assert done.returncode == 1
     assert done.stderr.strip().startswith(said) and len(done.stderr.strip().splitlines()) == 1
