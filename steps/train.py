@@ -100,7 +100,6 @@ def save_networks(members: list[M.Trained], workdir: Path) -> list[Path]:
 def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
     """Log the pair's model; if that fails, remove what was stored of it, so that no FAILED logged
     model holding some of its files stays visible, and name the store location that failed."""
-    before = mlflow.last_logged_model()
     try:
         # MLflow asks for an input example "to ensure the model signature functions correctly": the
         # signature is given, and the served model's predictions are the logged scores (from_file).
@@ -116,12 +115,18 @@ def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
                 pip_requirements=model_pins(),  # explicit: MLflow's own inference reruns the model (slow)
             )
     except BaseException as err:
-        model = mlflow.last_logged_model()
-        if model is None or (before is not None and model.model_id == before.model_id):
+        # A train run logs one model: whatever model this run holds is the one that failed.
+        run = mlflow.active_run().info
+        stored = mlflow.search_logged_models(
+            [run.experiment_id], f"source_run_id = '{run.run_id}'", output_format="list"
+        )
+        if not stored:
             raise  # failed before the model was created: nothing stored
-        with contextlib.suppress(Exception):  # what cannot be removed is in a model marked deleted
-            get_artifact_repository(model.artifact_location).delete_artifacts()
-        mlflow.MlflowClient().delete_logged_model(model.model_id)
+        model = stored[0]
+        for each in stored:
+            with contextlib.suppress(Exception):  # what cannot be removed is in a model marked deleted
+                get_artifact_repository(each.artifact_location).delete_artifacts()
+            mlflow.MlflowClient().delete_logged_model(each.model_id)
         if isinstance(err, OSError):  # its path is a temporary copy's or the store's: name the store
             raise UserError(
                 f"cannot store the model in {model.artifact_location} ({err.strerror or err}); "

@@ -93,10 +93,14 @@ USERS_VARIABLES = (
 )
 
 
+EXPORTED_BY_THE_USER: dict[str, str] = {}  # what the session cleared, kept for the test that checks it
+
+
 def pytest_configure(config):
     """Clear the user's variables before collection (TensorFlow reads TF_XLA_FLAGS once, at import);
     xdist's workers, started later, inherit the cleared environment. Put back at the end."""
     environment = pytest.MonkeyPatch()
+    EXPORTED_BY_THE_USER.update({name: os.environ[name] for name in USERS_VARIABLES if name in os.environ})
     for name in USERS_VARIABLES:
         environment.delenv(name, raising=False)
     config.add_cleanup(environment.undo)
@@ -114,6 +118,18 @@ def _a_session_environment(tmp_path_factory):
         environment.setenv("FABRIC_MADNESS_CACHE", str(tmp_path_factory.mktemp("compile-cache")))
         environment.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
         yield
+
+
+@pytest.fixture(autouse=True)
+def _environment_put_back():
+    """Put os.environ back as it was after each test: a step run in this process sets variables for
+    a process it expects to end with it (retry settings, TensorFlow's log level, a run's context),
+    and none of them may reach the next test."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(autouse=True, scope="session")

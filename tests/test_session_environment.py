@@ -7,18 +7,23 @@ import io
 import os
 from contextlib import redirect_stdout
 
-from conftest import USERS_VARIABLES
+from conftest import EXPORTED_BY_THE_USER, USERS_VARIABLES
 from steps import train
 
 SET_BY_THE_SESSION = ("MLFLOW_TRACKING_URI", train.CACHE_ENV, "XDG_CACHE_HOME")
 
 
-def test_the_users_variables_are_cleared_and_the_sessions_own_set(tmp_path_factory):
-    assert set(SET_BY_THE_SESSION) <= set(USERS_VARIABLES)
-    leaked = {name: os.environ[name] for name in USERS_VARIABLES if name in os.environ}
+def test_no_variable_the_user_exported_reaches_a_test():
+    # `make test` itself exports MLFLOW_TRACKING_URI=sqlite:///mlflow.db, so CI checks one at least.
+    reached = {name for name, value in EXPORTED_BY_THE_USER.items() if os.environ.get(name) == value}
+    assert not reached
+
+
+def test_the_session_keeps_its_store_and_caches_in_its_own_folder(tmp_path_factory):
     session = str(tmp_path_factory.getbasetemp())
-    assert set(leaked) == set(SET_BY_THE_SESSION), leaked
-    assert all(session in value for value in leaked.values()), leaked
+    assert set(SET_BY_THE_SESSION) <= set(USERS_VARIABLES)
+    assert all(session in os.environ[name] for name in SET_BY_THE_SESSION if name in os.environ)
+    assert session in os.environ[train.CACHE_ENV]
 
 
 def test_a_train_step_runs_in_a_process_where_tensorflow_already_ran(tracking):
