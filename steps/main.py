@@ -3,7 +3,8 @@
 Inputs: `models`, `lrs` (comma-separated), `epochs`, `batch_size`, `seeds` (networks per pair,
 averaged into its model; see train), the data parameters, `prefix`
 (experiments `<prefix>` for the sweep and its ingest run, `<prefix>_<model>` per model), `jobs`
-(pairs at once; each gets its share of the cores), `env_manager` (passed to every child run:
+(pairs at once, each with its share of the cores; 0, the default: as many as this machine's usable
+cores, madness.backends.usable_cores), `env_manager` (passed to every child run:
 local, virtualenv, uv or conda), `backend` and `backend_config` (the MLflow backend of every child
 run, local or kubernetes, and its JSON configuration), `force` (rerun everything), `filter` and
 `register` (see report).
@@ -14,7 +15,7 @@ on the sweep run; the process exits non-zero naming any failed pair.
 
     mlflow run . --env-manager local
     mlflow run . -P models=small,medium -P lrs=0.001,0.01 -P epochs=10 -P jobs=2 --env-manager local
-    mlflow run . -P seeds=3 -P epochs=5 -P jobs=2 --env-manager local
+    mlflow run . -P seeds=3 -P epochs=5 -P jobs=1 --env-manager local
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from mlflow.exceptions import MlflowException
 from madness import coordination, describe, git
 from madness import names as n
 from madness import sweep as S
-from madness.backends import BACKENDS, LOCAL, Backend, backend_of, image_name
-from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, not_empty, one_of, parse, positive
+from madness.backends import BACKENDS, LOCAL, Backend, backend_of, image_name, usable_cores
+from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, non_negative, not_empty, one_of, parse, positive
 from madness.errors import UserError
 from steps import report as report_step
 from steps._coordination import Claims, Liveness, end_orphans
@@ -50,7 +51,7 @@ PARAMS = (
     SEEDS,
     *DATA_PARAMS,
     Param("prefix", "string", "fabric_madness", "experiment name prefix", not_empty),
-    Param("jobs", "int", 1, "pairs trained at once (> 0)", positive),
+    Param("jobs", "int", 0, "pairs trained at once (0 = one per usable core; 1 = one at a time)", non_negative),
     Param(
         "env_manager",
         "string",
@@ -277,6 +278,7 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
 def main(argv=None):
     values, raw = parse("main", __doc__.splitlines()[0], PARAMS, argv)
     pairs = S.grid(values["models"], values["lrs"])  # an empty or repeated list stops here
+    values["jobs"] = values["jobs"] or usable_cores()
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
     if backend.name != LOCAL:
         backend = dataclasses.replace(backend, image=image_name(backend.config, git_commit()))
