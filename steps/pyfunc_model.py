@@ -2,7 +2,10 @@
 
 MLflow's Keras flavor only accepts tensor signatures; wrapping the saved Keras network (whose first
 layer holds the fitted scaler) in a pyfunc gives a column signature, so callers pass a DataFrame
-with named columns, in any order, and never rescale by hand. It ships with the model (code_paths).
+with named columns, in any order, and never rescale by hand. It is logged as MLflow's "model from
+code": steps/served_model.py, which ends in `set_model(TournamentModel())`, is the model's code (this
+module ships beside it, code_paths), the feature names are its model_config and the networks its
+artifacts; nothing is pickled.
 The columns are declared `any`, not `double`: MLflow refuses int64 -> double, and a feature table
 read with pandas (games.csv) holds integer seed numbers; `predict` casts every column to float32.
 
@@ -13,11 +16,14 @@ prediction is the mean of theirs.
 
 from __future__ import annotations
 
+import os
+
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
 KERAS_ARTIFACT = "keras_model"
+FEATURES_CONFIG = "feature_names"  # the model_config key holding the input columns, in the networks' order
 
 
 def member_artifact(index: int) -> str:
@@ -34,6 +40,9 @@ def signature(feature_names: list[str], model_input, probabilities):
 
 
 def load_network(path):
+    # Loading or serving the model imports TensorFlow here: its C++ start-up lines (CPU features, no
+    # CUDA) say nothing a user of the model can act on.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
     return keras.models.load_model(path, compile=False)
@@ -45,7 +54,7 @@ def average(member_probabilities: np.ndarray) -> np.ndarray:
 
 
 class TournamentModel(mlflow.pyfunc.PythonModel):
-    def __init__(self, feature_names: list[str]):
+    def __init__(self, feature_names: list[str] = ()):
         self.feature_names = list(feature_names)
         self.networks = []
 
@@ -58,6 +67,9 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
         return served
 
     def load_context(self, context):
+        # A model logged from code gets its columns from model_config; one pickled by an earlier
+        # version of train carries them in the object itself.
+        self.feature_names = list((context.model_config or {}).get(FEATURES_CONFIG, self.feature_names))
         count = 0
         while member_artifact(count) in context.artifacts:
             count += 1

@@ -41,7 +41,7 @@ from madness.environment import model_pins
 from steps._data import build_features, features_source, load_features, log_data, seasons_of
 from steps._entry import entry_point, run_as_script, start_run
 from steps._lifecycle import temp_dir
-from steps.pyfunc_model import TournamentModel, average, member_artifact, signature
+from steps.pyfunc_model import FEATURES_CONFIG, TournamentModel, average, member_artifact, signature
 
 PARAMS = (
     Param("model", "string", "medium", "network size: small, medium or large", one_of(*M.MODEL_NAMES)),
@@ -101,7 +101,8 @@ def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
         warnings.filterwarnings("ignore", ".*An input example was not provided when logging the model", UserWarning)
         mlflow.pyfunc.log_model(
             name=n.MODEL_DIR,
-            python_model=TournamentModel(features),
+            python_model=str(Path(__file__).with_name("served_model.py")),
+            model_config={FEATURES_CONFIG: features},
             artifacts={member_artifact(i): str(path) for i, path in enumerate(keras_paths)},
             code_paths=[str(Path(__file__).parent)],
             signature=signature,
