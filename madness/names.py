@@ -81,6 +81,9 @@ TAG_ENTRY_POINT = "entry_point"
 TAG_HOST = "process.host"
 TAG_PROCESS = "process.token"  # pid:start time of the step's process
 TAG_HEARTBEAT = "process.heartbeat"  # unix seconds, refreshed while the step runs against a remote store
+TAG_CONSTANT = (
+    "predictions.constant"  # on a train run: "true" when its network predicts about one probability for every game
+)
 TAG_ENDED_BY = "ended_by"  # why a run that was left RUNNING was ended by another process
 ENV_WATCH = "MADNESS_WATCH"  # process tokens whose end stops a step: set by a launching step for its children
 TAG_CLAIM_KEY = "claim.key"  # on a train or ingest run: the claim it was launched under

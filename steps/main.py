@@ -63,7 +63,9 @@ PARAMS = (
     Param("backend_config", "string", "", "the backend's configuration, a JSON file (kubernetes only)"),
     Param("force", "string", "false", "true: rerun every pair and the ingest", boolean),
     Param("filter", "string", report_step.DEFAULT_FILTER, "MLflow search filter for the report"),
-    Param("register", "string", "false", "true: register the models, alias the best 'champion'", boolean),
+    Param(
+        "register", "string", "false", "true: register the pairs passing the filter, alias the best 'champion'", boolean
+    ),
 )
 GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size", SEEDS.name))
 

@@ -159,6 +159,8 @@ def main(argv=None):
         if len(members) > 1:
             scores.update(log_members(seeds, members, y_test, each if len(x_test) else None))
         mlflow.log_metrics({**scores, n.BEST_EPOCH: members[0].best_epoch + 1})
+        constant = scoring.is_constant(probabilities)
+        mlflow.set_tag(n.TAG_CONSTANT, str(constant).lower())
         first = members[0]
         mlflow.log_figure(
             plots.loss_figure(first.train_loss, first.val_loss, first.best_epoch, values["model"], raw["lr"]),
@@ -173,6 +175,12 @@ def main(argv=None):
         f"seconds: start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
         f"scoring and logging {done - trained_at:.1f}"
     )
+    if constant:
+        print(
+            f"warning: {values['model']} lr={raw['lr']} gives about the same probability to every game "
+            f"({probabilities.mean():.4f} +- {probabilities.std():.4f}): the network learned nothing; "
+            f"a lower learning rate usually trains it (run tagged {n.TAG_CONSTANT}=true)"
+        )
 
 
 def log_members(seeds: list[int], members: list[M.Trained], y_test, each) -> dict:
@@ -220,7 +228,8 @@ def summary(scores: dict) -> str:
     if not scores:
         return "no test seasons (trained for the coming tournament): not scored"
     members = (
-        f" (the average; each seed {scores[n.BRIER_MEAN]:.4f} +- {scores[n.BRIER_SD]:.4f})"
+        f" (the seeds' averaged model; each seed's network alone: brier_mean {scores[n.BRIER_MEAN]:.4f}"
+        f" +- brier_sd {scores[n.BRIER_SD]:.4f})"
         if n.BRIER_MEAN in scores
         else ""
     )

@@ -186,6 +186,11 @@ def test_data_tags_name_the_synthetic_data_and_its_digest(trained, features):
     assert trained.run.data.tags[n.TAG_DATA_DIGEST] == manifest["digest"]
 
 
+def test_a_network_that_tells_games_apart_is_not_tagged_constant(trained):
+    assert trained.run.data.tags[n.TAG_CONSTANT] == "false"
+    assert "learned nothing" not in trained.printed
+
+
 def test_the_summary_line_names_the_run_score_and_phase_times(trained):
     line = trained.printed.strip().splitlines()[-1]
     assert line.startswith(f"train run {trained.run.info.run_id}: small lr=1e-2 brier=")
@@ -320,8 +325,8 @@ def test_the_members_file_names_each_seed_its_best_epoch_and_brier(store, ensemb
 def test_the_summary_line_of_several_seeds_names_the_average_and_the_members_spread(ensemble):
     metrics = ensemble.run.data.metrics
     assert (
-        f"brier={metrics[n.BRIER]:.4f} (the average; each seed {metrics[n.BRIER_MEAN]:.4f} +- "
-        f"{metrics[n.BRIER_SD]:.4f})" in ensemble.printed
+        f"brier={metrics[n.BRIER]:.4f} (the seeds' averaged model; each seed's network alone: brier_mean "
+        f"{metrics[n.BRIER_MEAN]:.4f} +- brier_sd {metrics[n.BRIER_SD]:.4f})" in ensemble.printed
     )
     assert re.search(r"best epoch \d+, \d+, \d+;", ensemble.printed), ensemble.printed
 
