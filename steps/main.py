@@ -28,7 +28,6 @@ import subprocess
 import time
 
 import mlflow
-from mlflow.exceptions import MlflowException
 
 from madness import coordination, describe, git
 from madness import names as n
@@ -40,6 +39,7 @@ from steps import report as report_step
 from steps._coordination import Claims, Liveness, end_orphans
 from steps._data import seasons_of
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, single_attempt, start_run
+from steps._experiments import experiment_id, label_experiment
 from steps._launcher import POLL_SECONDS, Job, Launcher, LaunchError, launch_child, settle, tag_child
 from steps._stored import ingest_run_problem, train_run_problem
 
@@ -73,44 +73,6 @@ GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size", SEE
 def stored(params: dict[str, str]) -> dict[str, str]:
     """Params as `mlflow.run` stores them: shell-quoted strings ('' for an empty one)."""
     return {k: shlex.quote(str(v)) for k, v in params.items()}
-
-
-def label_experiment(client, experiment, description: str | None, attempts: int = 3) -> None:
-    """Add the kind and the description (None: the kind only) to an experiment that lacks them; a
-    kind or description already there, a user's own included, is kept. Sweeps may add them at once
-    (a SQLite store may then refuse a write): a failed write is retried on the experiment read
-    again, where the other's tag may already be."""
-    for attempt in range(attempts):
-        missing = {
-            key: value for key, value in describe.training_tags(description).items() if key not in experiment.tags
-        }
-        try:
-            for key, value in missing.items():
-                client.set_experiment_tag(experiment.experiment_id, key, value)
-            return
-        except MlflowException:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-            experiment = client.get_experiment(experiment.experiment_id)
-
-
-def experiment_id(client, name: str, description: str) -> str:
-    """Fetch the experiment, or create it: as the article does, one per model. Two sweeps may
-    create it at once: the second takes the first's. Either way it is marked a model-training
-    experiment ("Machine learning" in MLflow's UI) with `description`, when it has neither yet."""
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        try:
-            return client.create_experiment(name, tags=describe.training_tags(description))
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-            experiment = client.get_experiment_by_name(name)
-    if experiment.lifecycle_stage == "deleted":
-        raise UserError(f"experiment {name!r} is deleted; restore it or choose another prefix")
-    label_experiment(client, experiment, description)
-    return experiment.experiment_id
 
 
 def git_commit() -> str | None:
@@ -254,10 +216,7 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
             **spelled(DATA_PARAMS, raw),
         }
         if name not in experiments:
-            lrs = [p.lr for p in pairs if p.model == pair.model]
-            experiments[name] = experiment_id(
-                client, name, describe.model_description(pair.model, lrs, params["epochs"])
-            )
+            experiments[name] = experiment_id(client, name, describe.model_description(pair.model))
         job = Job(
             pair,
             name,
@@ -279,7 +238,7 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
 @entry_point
 def main(argv=None):
     values, raw = parse("main", __doc__.splitlines()[0], PARAMS, argv)
-    pairs = S.grid(values["models"], values["lrs"])  # an empty or repeated list stops here
+    S.grid(values["models"], values["lrs"])  # an empty or repeated list stops here
     values["jobs"] = values["jobs"] or usable_cores()
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
     if backend.name != LOCAL:
@@ -291,8 +250,7 @@ def main(argv=None):
             "tournament without test seasons, run the train entry point"
         )
     client = mlflow.MlflowClient()
-    models, lrs = list(dict.fromkeys(p.model for p in pairs)), list(dict.fromkeys(p.lr for p in pairs))
-    description = describe.sweep_description(values["prefix"], models, lrs, S.canonical(raw["epochs"]))
+    description = describe.sweep_description(values["prefix"])
     sweep_exp = experiment_id(client, values["prefix"], description)
     report_step.check_filter(values["filter"], sweep_exp)
     # Under `mlflow run .` the sweep run already exists (MLFLOW_RUN_ID); on its own it goes in <prefix>.

@@ -32,14 +32,16 @@ from pathlib import Path
 import mlflow
 from mlflow.entities import Metric
 
-from madness import dataset, plots, scoring
+from madness import dataset, describe, plots, scoring
 from madness import model as M
 from madness import names as n
 from madness.backends import usable_cores
 from madness.cli import DATA_PARAMS, SEEDS, Param, non_negative, one_of, parse, positive
 from madness.environment import model_pins
+from madness.sweep import canonical
 from steps._data import build_features, features_source, load_features, log_data, seasons_of
 from steps._entry import entry_point, run_as_script, start_run
+from steps._experiments import generated_name, own_experiment
 from steps._lifecycle import temp_dir
 from steps.pyfunc_model import FEATURES_CONFIG, TournamentModel, average, member_artifact, signature
 
@@ -118,7 +120,9 @@ def main(argv=None):
         seasons_of(values)  # inverted seasons stop here, before any data is read
     M.use_compile_cache(compile_cache_base())
     M.set_threads(values["threads"] or usable_cores())
-    with start_run("train", raw), temp_dir() as tmp:
+    client = mlflow.MlflowClient()
+    with start_run("train", raw, **own_experiment(client, values["model"])) as run, temp_dir() as tmp:
+        name_run(client, run, values)
         built = obtain_features(values, Path(tmp))
         log_data(built, source=features_source(values["features_uri"]) if values["features_uri"] else values["data"])
         features = built.feature_names
@@ -181,6 +185,15 @@ def main(argv=None):
             f"({probabilities.mean():.4f} +- {probabilities.std():.4f}): the network learned nothing; "
             f"a lower learning rate usually trains it (run tagged {n.TAG_CONSTANT}=true)"
         )
+
+
+def name_run(client, run, values: dict) -> None:
+    """Name the run `<model>_<lr>` with its non-default settings after it (madness.describe.run_name)
+    when its caller gave it no name (MLflow made one up); a given name stays."""
+    if generated_name(run.info.run_name):
+        defaults = {p.name: p.default for p in PARAMS}
+        name = describe.run_name(values["model"], canonical(str(values["lr"])), values, defaults)
+        client.set_tag(run.info.run_id, n.TAG_RUN_NAME, name)
 
 
 def log_members(seeds: list[int], members: list[M.Trained], y_test, each) -> dict:
