@@ -4,7 +4,7 @@ MLflow's Keras flavor only accepts tensor signatures; wrapping the saved Keras n
 layer holds the fitted scaler) in a pyfunc gives a column signature, so callers pass a DataFrame
 with named columns, in any order, and never rescale by hand. It is logged as MLflow's "model from
 code": steps/served_model.py, which ends in `set_model(TournamentModel())`, is the model's code (this
-module ships beside it, code_paths), the feature names are its model_config and the networks its
+module and madness/ ship beside it, code_paths), the feature names are its model_config and the networks its
 artifacts; nothing is pickled.
 The columns are declared `any`, not `double`: MLflow refuses int64 -> double, and a feature table
 read with pandas (games.csv) holds integer seed numbers; `predict` casts every column to float32.
@@ -15,8 +15,6 @@ prediction is the mean of theirs.
 """
 
 from __future__ import annotations
-
-import os
 
 import mlflow.pyfunc
 import numpy as np
@@ -40,10 +38,11 @@ def signature(feature_names: list[str], model_input, probabilities):
 
 
 def load_network(path):
-    # Loading or serving the model imports TensorFlow here: its C++ start-up lines (CPU features, no
-    # CUDA) say nothing a user of the model can act on.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
+    # Loading or serving the model imports TensorFlow here, without its load-time notices (no CUDA
+    # drivers, oneDNN): nothing a user of the model can act on, and no environment variable stops them.
+    from madness.model import import_keras
+
+    keras = import_keras()
 
     return keras.models.load_model(path, compile=False)
 

@@ -106,7 +106,7 @@ def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
             python_model=str(Path(__file__).with_name("served_model.py")),
             model_config={FEATURES_CONFIG: features},
             artifacts={member_artifact(i): str(path) for i, path in enumerate(keras_paths)},
-            code_paths=[str(Path(__file__).parent)],
+            code_paths=[str(Path(__file__).parent), str(Path(M.__file__).parent)],  # steps/ and madness/
             signature=signature,
             pip_requirements=model_pins(),  # explicit: MLflow's own inference reruns the model (slow)
         )
