@@ -4,6 +4,7 @@ which grid), and the tags that make it a model-training experiment."""
 from __future__ import annotations
 
 from madness import names as n
+from madness.cli import DATA_PARAMS
 from madness.model import ARCHITECTURES, HIDDEN_ACTIVATION, OUTPUT_ACTIVATION
 
 
@@ -40,18 +41,7 @@ def sweep_description(prefix: str) -> str:
 
 
 # A train run's settings named in its run name when they differ from train's defaults, in this order.
-NAMED_SETTINGS = (
-    "epochs",
-    "batch_size",
-    "seeds",
-    "seed",
-    "data",
-    "league",
-    "first_season",
-    "val_season",
-    "test_season",
-    "last_season",
-)
+NAMED_SETTINGS = ("epochs", "batch_size", "seeds", *(param.name for param in DATA_PARAMS))
 
 
 def run_name(model: str, lr: str, settings: dict[str, str], defaults: dict[str, str]) -> str:
@@ -68,4 +58,4 @@ def run_name(model: str, lr: str, settings: dict[str, str], defaults: dict[str, 
 def training_tags(description: str | None) -> dict[str, str]:
     """An experiment's tags for MLflow's UI: a model-training experiment, with its description."""
     tags = {n.TAG_EXPERIMENT_KIND: n.EXPERIMENT_KIND_TRAINING}
-    return tags if description is None else {**tags, n.TAG_DESCRIPTION: description}
+    return tags if description is None else {**tags, n.TAG_DESCRIPTION: description, n.TAG_OUR_DESCRIPTION: description}

@@ -116,6 +116,7 @@ COMPARISON_FILE = "comparison.txt"  # a reproduce run: each metric, original aga
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # the experiment's type in the UI
 EXPERIMENT_KIND_TRAINING = "custom_model_development"  # "Machine learning" (the other: genai_development)
 TAG_DESCRIPTION = "mlflow.note.content"  # the description shown above the experiment's runs
+TAG_OUR_DESCRIPTION = "madness.description"  # the description as the project last wrote it: a differing one is a user's
 
 # --- MLflow's own run tags, as the project reads or sets them ---
 TAG_COMMIT = "mlflow.source.git.commit"

@@ -10,19 +10,27 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils import name_utils
 
 from madness import describe
+from madness import names as n
 from madness.errors import UserError
 
 DEFAULT_PREFIX = "fabric_madness"  # main's default prefix: a train run on its own goes to <prefix>_<model>
 
 
 def label_experiment(client, experiment, description: str | None, attempts: int = 3) -> None:
-    """Add the kind and the description (None: the kind only) to an experiment that lacks them; a
-    kind or description already there, a user's own included, is kept. Sweeps may add them at once
+    """Add the kind and the description (None: the kind only) to an experiment that lacks them, and
+    replace a description the project wrote (the experiment's tag madness.description holds it) when it
+    now words it otherwise; a kind or a description a user wrote is kept. Sweeps may add them at once
     (a SQLite store may then refuse a write): a failed write is retried on the experiment read
     again, where the other's tag may already be."""
     for attempt in range(attempts):
+        tags = experiment.tags
+        ours = tags.get(n.TAG_DESCRIPTION) is not None and tags.get(n.TAG_DESCRIPTION) == tags.get(
+            n.TAG_OUR_DESCRIPTION
+        )
         missing = {
-            key: value for key, value in describe.training_tags(description).items() if key not in experiment.tags
+            key: value
+            for key, value in describe.training_tags(description).items()
+            if key not in tags or (ours and key in (n.TAG_DESCRIPTION, n.TAG_OUR_DESCRIPTION) and tags[key] != value)
         }
         try:
             for key, value in missing.items():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import shlex
 import subprocess
@@ -238,6 +239,8 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
 @entry_point
 def main(argv=None):
     values, raw = parse("main", __doc__.splitlines()[0], PARAMS, argv)
+    # MLflow announces each child's scratch folder and command at INFO: the sweep's own line per pair says it.
+    logging.getLogger("mlflow.projects").setLevel(logging.WARNING)
     S.grid(values["models"], values["lrs"])  # an empty or repeated list stops here
     values["jobs"] = values["jobs"] or usable_cores()
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])

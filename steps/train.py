@@ -189,11 +189,15 @@ def main(argv=None):
 
 def name_run(client, run, values: dict) -> None:
     """Name the run `<model>_<lr>` with its non-default settings after it (madness.describe.run_name)
-    when its caller gave it no name (MLflow made one up); a given name stays."""
-    if generated_name(run.info.run_name):
-        defaults = {p.name: p.default for p in PARAMS}
-        name = describe.run_name(values["model"], canonical(str(values["lr"])), values, defaults)
-        client.set_tag(run.info.run_id, n.TAG_RUN_NAME, name)
+    when its caller gave it no name (MLflow made one up) or only `<model>_<lr>` (a sweep names its
+    pairs so, whatever their epochs, seeds or data); any other name stays."""
+    base = f"{values['model']}_{canonical(str(values['lr']))}"
+    if generated_name(run.info.run_name) or run.info.run_name == base:
+        name = describe.run_name(
+            values["model"], canonical(str(values["lr"])), values, {p.name: p.default for p in PARAMS}
+        )
+        if name != run.info.run_name:
+            client.set_tag(run.info.run_id, n.TAG_RUN_NAME, name)
 
 
 def log_members(seeds: list[int], members: list[M.Trained], y_test, each) -> dict:

@@ -72,18 +72,9 @@ def test_the_sweep_description_names_the_model_experiments():
 
 
 def test_a_run_name_is_model_and_rate_with_each_non_default_setting_after_it():
-    defaults = {
-        "epochs": 100,
-        "batch_size": 32,
-        "seeds": 1,
-        "seed": 42,
-        "data": "synthetic",
-        "league": "both",
-        "first_season": 2003,
-        "val_season": 2019,
-        "test_season": 2022,
-        "last_season": 2023,
-    }
+    from steps.train import PARAMS
+
+    defaults = {param.name: param.default for param in PARAMS}
     assert describe.run_name("medium", "0.1", defaults, defaults) == "medium_0.1"
     given = {**defaults, "epochs": 5, "seeds": 3, "data": "../shared/data/mmlm2024/", "league": "W"}
     assert describe.run_name("medium", "0.1", given, defaults) == "medium_0.1_epochs5_seeds3_datammlm2024_leagueW"
@@ -149,7 +140,7 @@ def test_a_labelled_experiment_is_not_written_again(tracking):
             writes.append(args)
             return client.set_experiment_tag(*args)
 
-    assert sweep_step.experiment_id(Counting(), "fm_small", "a later grid") == first
+    assert sweep_step.experiment_id(Counting(), "fm_small", "the small one") == first
     assert writes == []
     assert tags_of(first)[n.TAG_DESCRIPTION] == "the small one"
 
@@ -245,3 +236,13 @@ def test_an_experiment_reproduce_only_finds_is_left_as_it_is(tracking):
     existing = client.create_experiment("someone else's", tags={"team": "b"})
     assert reproduce_step.rerun_experiment(client, "someone else's", "0", "d") == existing
     assert tags_of(existing) == {"team": "b"}
+
+
+def test_a_description_the_project_wrote_follows_and_one_a_user_edited_stays(tracking):
+    client = mlflow.MlflowClient()
+    ours = sweep_step.experiment_id(client, "fm_medium", "an older wording")
+    sweep_step.experiment_id(client, "fm_medium", describe.model_description("medium"))
+    assert tags_of(ours)["mlflow.note.content"] == describe.model_description("medium")
+    client.set_experiment_tag(ours, "mlflow.note.content", "my notes")  # edited in the UI
+    sweep_step.experiment_id(client, "fm_medium", "a later wording")
+    assert tags_of(ours)["mlflow.note.content"] == "my notes"

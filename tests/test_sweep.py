@@ -30,7 +30,7 @@ from tools import sandbox
 pytestmark = pytest.mark.slow
 
 GRID = ["--models", "small,medium", "--lrs", "0.01,0.1", "--epochs", "2"]
-NAMES = {"small_0.01", "small_0.1", "medium_0.01", "medium_0.1"}
+NAMES = {"small_0.01", "small_0.1", "medium_0.01", "medium_0.1"}  # each pair's; its run is named <pair>_epochs2
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SWEEP_TIMEOUT = 1500
 HEADER = "| model | lr | seeds | brier_mean | brier_sd | brier |"  # the runs table, best mean Brier first
@@ -67,9 +67,10 @@ class Store:
         )
 
     def by_name(self, experiment: str) -> dict[str, list]:
+        """Runs by their pair's name, <model>_<lr> (a run's own name adds its non-default settings)."""
         named: dict[str, list] = {}
         for run in self.runs(experiment):
-            named.setdefault(run.info.run_name, []).append(run)
+            named.setdefault(pair_name(run), []).append(run)
         return named
 
     def sweeps(self, prefix: str) -> list:
@@ -115,13 +116,21 @@ class Sweep:
     children: dict  # pair name -> Run
 
 
+def pair_name(run) -> str:
+    return f"{run.data.params['model']}_{run.data.params['lr']}"
+
+
 @pytest.fixture(scope="module")
 def first(store):
     result = store.sweep(*GRID, "--prefix", "t", label="first sweep (4 pairs, jobs=1)")
     ok(result)
     (sweep,) = store.sweeps("t")
-    children = {run.info.run_name: run for exp in ("t_small", "t_medium") for run in store.runs(exp)}
+    children = {pair_name(run): run for exp in ("t_small", "t_medium") for run in store.runs(exp)}
     return Sweep(result, sweep.info.run_id, children)
+
+
+def test_each_run_is_named_by_its_pair_and_the_setting_that_is_not_trains_default(first):
+    assert {run.info.run_name for run in first.children.values()} == {f"{name}_epochs2" for name in NAMES}
 
 
 def test_one_experiment_per_model_with_one_finished_run_per_lr(store, first):
@@ -365,7 +374,7 @@ def test_the_printed_champion_uri_loads_and_predicts(store, first, registered):
     (ingest,) = store.ingests("t")
     games = pd.read_csv(store.artifact(ingest.info.run_id, f"{n.FEATURES_DIR}/{n.GAMES_FILE}"))
     columns = model.metadata.get_input_schema().input_names()
-    p = model.predict(games[columns].head(20).astype("float64"))  # the signature's columns are doubles
+    p = model.predict(games[columns].head(20))  # typed as pandas reads them: seeds long, the rest double
     assert len(p) == 20 and ((p > 0) & (p < 1)).all()
 
 
