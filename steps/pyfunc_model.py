@@ -6,8 +6,9 @@ with named columns, in any order, and never rescale by hand. It is logged as MLf
 code": steps/served_model.py, which ends in `set_model(TournamentModel())`, is the model's code (this
 module and madness/ ship beside it, code_paths), the feature names are its model_config and the networks its
 artifacts; nothing is pickled.
-The columns are declared `any`, not `double`: MLflow refuses int64 -> double, and a feature table
-read with pandas (games.csv) holds integer seed numbers; `predict` casts every column to float32.
+The seed columns are declared `long`, the others `double`, as a feature table read with pandas
+(games.csv) holds them (MLflow refuses int64 for a double column); `predict` casts every column to
+float32 for the networks.
 
 A pair trained from several seeds is one model still: its networks are artifacts `keras_model`
 (the first seed's, named as a single-seed model's), `keras_model_1`, `keras_model_2`, ..., and its
@@ -29,11 +30,16 @@ def member_artifact(index: int) -> str:
 
 
 def signature(feature_names: list[str], model_input, probabilities):
-    """The feature columns by name (integer or float values), the probabilities out."""
+    """The feature columns by name, typed as the feature table holds them (games.csv as pandas reads
+    it): seed numbers are integers (long), every other feature a double; the probabilities out."""
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.schema import ColSpec, DataType, Schema
 
-    inputs = Schema([ColSpec(AnyType(), name) for name in feature_names])
+    from madness.names import SEED_NUM
+
+    inputs = Schema(
+        [ColSpec(DataType.long if name.endswith(SEED_NUM) else DataType.double, name) for name in feature_names]
+    )
     return ModelSignature(inputs=inputs, outputs=infer_signature(model_input, probabilities).outputs)
 
 

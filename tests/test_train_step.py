@@ -61,10 +61,11 @@ def trained(store, features):
 
 @pytest.fixture(scope="module")
 def test_rows(features):
-    """The test seasons' rows, feature columns as float64 as the steps hold them."""
+    """The test seasons' rows, feature columns typed as the signature declares them: seeds long, others double."""
     games = pd.read_csv(features / n.GAMES_FILE)
     scaler = json.loads((features / n.SCALER_FILE).read_text())
-    games = games[games[n.SPLIT] == n.TEST].astype({name: "float64" for name in scaler["features"]})
+    types = {name: "int64" if name.endswith(n.SEED_NUM) else "float64" for name in scaler["features"]}
+    games = games[games[n.SPLIT] == n.TEST].astype(types)
     return games, scaler["features"]
 
 
@@ -216,6 +217,12 @@ def test_the_model_signature_takes_the_feature_columns(served, test_rows):
     pyfunc, _ = served
     _, features = test_rows
     assert pyfunc.metadata.get_input_schema().input_names() == features
+
+
+def test_the_signature_types_seed_numbers_long_and_every_other_feature_double(served, test_rows):
+    pyfunc, _ = served
+    types = {spec.name: spec.type.name for spec in pyfunc.metadata.get_input_schema().inputs}
+    assert types == {name: "long" if name.endswith(n.SEED_NUM) else "double" for name in test_rows[1]}
 
 
 def test_the_pyfunc_model_gives_the_networks_probabilities_for_columns_in_any_order(served, test_rows):
