@@ -123,6 +123,8 @@ def main(argv=None):
     client = mlflow.MlflowClient()
     with start_run("train", raw, **own_experiment(client, values["model"])) as run, temp_dir() as tmp:
         name_run(client, run, values)
+        # A sweep's pair (or a reproduce's rerun) is a child run: its parent says how it went, in one line.
+        child = n.TAG_PARENT_RUN in run.data.tags
         built = obtain_features(values, Path(tmp))
         log_data(built, source=features_source(values["features_uri"]) if values["features_uri"] else values["data"])
         features = built.feature_names
@@ -173,12 +175,13 @@ def main(argv=None):
         log_model(keras_paths, features, signature(features, rows, probabilities))
         run_id = mlflow.active_run().info.run_id
         done = time.perf_counter()
-    print(
-        f"train run {run_id}: {values['model']} lr={raw['lr']} {summary(scores)}, "
-        f"best epoch {', '.join(str(m.best_epoch + 1) for m in members)}; "
-        f"seconds: start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
-        f"scoring and logging {done - trained_at:.1f}"
-    )
+    if not child:
+        print(
+            f"train run {run_id}: {values['model']} lr={raw['lr']} {summary(scores)}, "
+            f"best epoch {', '.join(str(m.best_epoch + 1) for m in members)}; "
+            f"seconds: start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
+            f"scoring and logging {done - trained_at:.1f}"
+        )
     if constant:
         print(
             f"warning: {values['model']} lr={raw['lr']} gives about the same probability to every game "
