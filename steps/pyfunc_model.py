@@ -4,7 +4,7 @@ MLflow's Keras flavor only accepts tensor signatures; wrapping the saved Keras n
 layer holds the fitted scaler) in a pyfunc gives a column signature, so callers pass a DataFrame
 with named columns, in any order, and never rescale by hand. It is logged as MLflow's "model from
 code": steps/served_model.py, which ends in `set_model(TournamentModel())`, is the model's code (this
-module and madness/ ship beside it, code_paths), the feature names are its model_config and the networks its
+module and madness/ ship beside it, code_paths), the feature names and the networks are its
 artifacts; nothing is pickled.
 The seed columns are declared `long`, the others `double`, as a feature table read with pandas
 (games.csv) holds them (MLflow refuses int64 for a double column); `predict` casts every column to
@@ -17,12 +17,15 @@ prediction is the mean of theirs.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
 KERAS_ARTIFACT = "keras_model"
-FEATURES_CONFIG = "feature_names"  # the model_config key holding the input columns, in the networks' order
+FEATURES_ARTIFACT = "feature_names"  # the artifact listing the input columns (JSON), in the networks' order
 
 
 def member_artifact(index: int) -> str:
@@ -72,9 +75,10 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
         return served
 
     def load_context(self, context):
-        # A model logged from code gets its columns from model_config; one pickled by an earlier
-        # version of train carries them in the object itself.
-        self.feature_names = list((context.model_config or {}).get(FEATURES_CONFIG, self.feature_names))
+        # A model logged from code reads its columns from an artifact (model_config would also be logged
+        # as run params); one pickled by an earlier version of train carries them in the object itself.
+        if FEATURES_ARTIFACT in context.artifacts:
+            self.feature_names = json.loads(Path(context.artifacts[FEATURES_ARTIFACT]).read_text())
         count = 0
         while member_artifact(count) in context.artifacts:
             count += 1

@@ -1,7 +1,7 @@
 """The code MLflow logs as the served model ("models from code"): the model is set, not pickled.
 
-train logs this file as `python_model`, with the networks as artifacts and the feature names as
-model_config (steps.pyfunc_model.TournamentModel reads both in load_context).
+train logs this file as `python_model`, with the networks and the feature names (a JSON list) as
+artifacts, which steps.pyfunc_model.TournamentModel reads in load_context.
 """
 
 from mlflow.models import set_model

@@ -24,6 +24,7 @@ deviation) and `members.json` (each member's seed, best epoch and Brier); the cu
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
@@ -43,7 +44,7 @@ from steps._data import build_features, features_source, load_features, log_data
 from steps._entry import entry_point, run_as_script, start_run
 from steps._experiments import generated_name, own_experiment
 from steps._lifecycle import temp_dir
-from steps.pyfunc_model import FEATURES_CONFIG, TournamentModel, average, member_artifact, signature
+from steps.pyfunc_model import FEATURES_ARTIFACT, TournamentModel, average, member_artifact, signature
 
 PARAMS = (
     Param("model", "string", "medium", "network size: small, medium or large", one_of(*M.MODEL_NAMES)),
@@ -96,6 +97,8 @@ def save_networks(members: list[M.Trained], workdir: Path) -> list[Path]:
 
 
 def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
+    names_file = keras_paths[0].with_name("feature_names.json")
+    names_file.write_text(json.dumps(features))
     # MLflow asks for an input example "to ensure the model signature functions correctly": the
     # signature is given, and the served model's predictions are the logged scores (from_file).
     # The message opens with a terminal colour code, hence the leading ".*".
@@ -104,8 +107,10 @@ def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
         mlflow.pyfunc.log_model(
             name=n.MODEL_DIR,
             python_model=str(Path(__file__).with_name("served_model.py")),
-            model_config={FEATURES_CONFIG: features},
-            artifacts={member_artifact(i): str(path) for i, path in enumerate(keras_paths)},
+            artifacts={
+                FEATURES_ARTIFACT: str(names_file),
+                **{member_artifact(i): str(path) for i, path in enumerate(keras_paths)},
+            },
             code_paths=[str(Path(__file__).parent), str(Path(M.__file__).parent)],  # steps/ and madness/
             signature=signature,
             pip_requirements=model_pins(),  # explicit: MLflow's own inference reruns the model (slow)
