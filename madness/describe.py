@@ -4,6 +4,7 @@ which grid), and the tags that make it a model-training experiment."""
 from __future__ import annotations
 
 from madness import names as n
+from madness.cli import DATA_PARAMS
 from madness.model import ARCHITECTURES, HIDDEN_ACTIVATION, OUTPUT_ACTIVATION
 
 
@@ -20,28 +21,44 @@ def grid_words(lrs: list[str], epochs: str) -> str:
     return f"{rates} for {epochs} epoch{'' if epochs == '1' else 's'}"
 
 
-def model_description(model: str, lrs: list[str], epochs: str) -> str:
-    """The one line shown above the runs of experiment <prefix>_<model>."""
+def model_description(model: str) -> str:
+    """The one line shown above the runs of experiment <prefix>_<model>: true of every run it holds,
+    whatever rates, epochs, seeds or data later sweeps add."""
     return (
-        f"Fabric Madness: {network_words(model)} trained at {grid_words(lrs, epochs)}; "
-        f"one run per rate, scored by Brier (lower is better)"
+        f"Fabric Madness: {network_words(model)}; one run per learning rate and configuration, named "
+        f"<model>_<lr> with any non-default setting after it (e.g. {model}_0.01_epochs5_seeds3), "
+        "scored by Brier (lower is better)"
     )
 
 
-def sweep_description(prefix: str, models: list[str], lrs: list[str], epochs: str) -> str:
+def sweep_description(prefix: str) -> str:
     """The one line shown above the runs of experiment <prefix>: the sweeps and their ingest runs."""
     return (
-        f"Fabric Madness: sweep runs (each with its report: runs table, Brier against learning rate, "
-        f"loss curves) and the ingest runs they train on; the sweep trains the {', '.join(models)} "
-        f"network{'s' if len(models) > 1 else ''} at {grid_words(lrs, epochs)}, one run per pair in "
-        f"{', '.join(f'{prefix}_{model}' for model in models)}"
+        "Fabric Madness: sweep runs (each with its report: runs table, Brier against learning rate, "
+        "loss curves) and the ingest runs they train on; each pair's run is in the experiment "
+        f"{prefix}_<model> of its network"
     )
+
+
+# A train run's settings named in its run name when they differ from train's defaults, in this order.
+NAMED_SETTINGS = ("epochs", "batch_size", "seeds", *(param.name for param in DATA_PARAMS))
+
+
+def run_name(model: str, lr: str, settings: dict[str, str], defaults: dict[str, str]) -> str:
+    """`<model>_<lr>`, then `_<setting><value>` for each of NAMED_SETTINGS not at its default (a data
+    folder by its last part), so that runs of different configurations never share a name."""
+    parts = [f"{model}_{lr}"]
+    for key in NAMED_SETTINGS:
+        value = str(settings.get(key, defaults[key]))
+        if value != str(defaults[key]):
+            parts.append(f"{key}{value.rstrip('/').rsplit('/', 1)[-1] if key == 'data' else value}")
+    return "_".join(parts)
 
 
 def training_tags(description: str | None) -> dict[str, str]:
     """An experiment's tags for MLflow's UI: a model-training experiment, with its description."""
     tags = {n.TAG_EXPERIMENT_KIND: n.EXPERIMENT_KIND_TRAINING}
-    return tags if description is None else {**tags, n.TAG_DESCRIPTION: description}
+    return tags if description is None else {**tags, n.TAG_DESCRIPTION: description, n.TAG_OUR_DESCRIPTION: description}
 
 
 def backtest_model_description(model: str, lrs: list[str], epochs: str) -> str:

@@ -86,6 +86,9 @@ TAG_ENTRY_POINT = "entry_point"
 TAG_HOST = "process.host"
 TAG_PROCESS = "process.token"  # pid:start time of the step's process
 TAG_HEARTBEAT = "process.heartbeat"  # unix seconds, refreshed while the step runs against a remote store
+TAG_CONSTANT = (
+    "predictions.constant"  # on a train run: "true" when its network predicts about one probability for every game
+)
 TAG_ENDED_BY = "ended_by"  # why a run that was left RUNNING was ended by another process
 ENV_WATCH = "MADNESS_WATCH"  # process tokens whose end stops a step: set by a launching step for its children
 TAG_SEASON_RUNS = "backtest.season_runs"  # on a backtest pair run: its season runs' ids, in season order
@@ -123,6 +126,7 @@ COMPARISON_FILE = "comparison.txt"  # a reproduce run: each metric, original aga
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # the experiment's type in the UI
 EXPERIMENT_KIND_TRAINING = "custom_model_development"  # "Machine learning" (the other: genai_development)
 TAG_DESCRIPTION = "mlflow.note.content"  # the description shown above the experiment's runs
+TAG_OUR_DESCRIPTION = "madness.description"  # the description as the project last wrote it: a differing one is a user's
 
 # --- MLflow's own run tags, as the project reads or sets them ---
 TAG_COMMIT = "mlflow.source.git.commit"

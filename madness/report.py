@@ -31,6 +31,13 @@ TABLE_COLUMNS = [
 ]
 
 
+BRIER_WORDS = (
+    "brier: the pair's model on the test games (with seeds > 1, its networks' averaged prediction); "
+    "brier_mean +- brier_sd: each seed's network alone, their mean and standard deviation; "
+    "lower is better, a constant 0.5 scores 0.25"
+)
+
+
 def pair_scores(metrics: dict, seeds: int) -> dict:
     """A run's Brier columns: its seeds, the mean and standard deviation of its members' Brier, and
     its model's. A single-seed run's mean is its Brier, and it has no spread."""

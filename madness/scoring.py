@@ -104,3 +104,13 @@ def reliability(y, p, bins: int = 10) -> pd.DataFrame:
     frame = pd.DataFrame({"p": np.asarray(p, dtype="float64"), "y": np.asarray(y, dtype="float64")})
     frame["bin"] = np.minimum((frame["p"] * bins).astype(int), bins - 1)
     return frame.groupby("bin").agg(mean_pred=("p", "mean"), observed=("y", "mean"), count=("y", "size")).reset_index()
+
+
+# Probabilities whose standard deviation over the games is below this say the same thing of every
+# game: a network that saturated or collapsed (e.g. a learning rate too high), whatever its Brier.
+CONSTANT_SD = 0.01
+
+
+def is_constant(probabilities) -> bool:
+    """Whether a model gives about the same probability to every game (sd below CONSTANT_SD)."""
+    return float(np.std(np.asarray(probabilities, dtype="float64"))) < CONSTANT_SD

@@ -97,6 +97,9 @@ def entry_point(main):
         # TensorFlow's own C++ logging (CPU features, no CUDA, graph notes) would bury our one-line
         # errors; what its libraries log through absl as they load, import_keras leaves out.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # Against a server MLflow prints "View run <name> at <url>" as each run ends (twice under
+        # `mlflow run`), a link to the GenAI view of experiment 0; the report names the runs instead.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         # A new SQLite store announces its tables at INFO; the step's own lines say what it made.
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
         for name, value in HTTP_DEFAULTS.items():

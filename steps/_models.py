@@ -21,3 +21,17 @@ def load_model(uri: str):
             f"cannot load model {uri!r} (give runs:/<run id>/model or models:/<name>@<alias>): {first}"
         ) from None
     return model, info.run_id, model.metadata.get_input_schema().input_names()
+
+
+def typed_input(model, frame):
+    """`frame` with each column cast to the model's input type: the steps hold every feature as float64,
+    and a seed number, a whole number, is a `long` in the signature (exact). A model whose columns are
+    untyped (`any`, logged before the signature was typed) takes the frame as it is."""
+    from mlflow.types.schema import DataType
+
+    types = {
+        spec.name: spec.type.to_numpy()
+        for spec in model.metadata.get_input_schema().inputs
+        if isinstance(spec.type, DataType)
+    }
+    return frame.astype({name: dtype for name, dtype in types.items() if name in frame.columns})

@@ -40,7 +40,7 @@ from mlflow.entities import Param as RunParam
 
 from madness import backtest, coordination, dataset, describe, git, names, plots, sweep
 from madness import report as tables
-from madness.backends import LOCAL, backend_of, image_name
+from madness.backends import LOCAL, backend_of, image_name, usable_cores
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
 from madness.limits import check_work
@@ -268,6 +268,7 @@ def print_summary(summary: dict) -> None:
 def main(argv=None):
     values, raw = parse("backtest", __doc__.splitlines()[0], PARAMS, argv)
     pairs = sweep.grid(values["models"], values["lrs"])
+    values["jobs"] = values["jobs"] or usable_cores()
     check_work(
         values["epochs"], values["seeds"], values["batch_size"], values["jobs"] if values["backend"] == LOCAL else 1
     )

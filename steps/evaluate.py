@@ -23,7 +23,7 @@ from madness.errors import UserError
 from steps._data import read_data_for_model, require_columns
 from steps._entry import entry_point, run_as_script, start_run
 from steps._lifecycle import temp_dir
-from steps._models import load_model
+from steps._models import load_model, typed_input
 
 _DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (
@@ -71,7 +71,7 @@ def main(argv=None):
         scored, history = scored_and_baseline_rows(games, values)
         dataset.check_complete(scored, features)
         y = scored[n.TARGET].to_numpy(dtype="float64")
-        p_model = model.predict(scored[features])
+        p_model = model.predict(typed_input(model, scored[features]))
         p_base = scoring.seed_baseline(history, scored)
         mlflow.log_metrics(
             {**scoring.all_scores(y, p_model), n.BASELINE_BRIER: scoring.brier(y, p_base), n.N_GAMES: len(y) // 2}

@@ -3,7 +3,8 @@
 Inputs: `models`, `lrs` (comma-separated), `epochs`, `batch_size`, `seeds` (networks per pair,
 averaged into its model; see train), the data parameters, `prefix`
 (experiments `<prefix>` for the sweep and its ingest run, `<prefix>_<model>` per model), `jobs`
-(pairs at once; each gets its share of the cores), `env_manager` (passed to every child run:
+(pairs at once, each with its share of the cores; 0, the default: as many as this machine's usable
+cores, madness.backends.usable_cores), `env_manager` (passed to every child run:
 local, virtualenv, uv or conda), `backend` and `backend_config` (the MLflow backend of every child
 run, local or kubernetes, and its JSON configuration), `force` (rerun everything), `filter` and
 `register` (see report).
@@ -14,32 +15,33 @@ on the sweep run; the process exits non-zero naming any failed pair.
 
     mlflow run . --env-manager local
     mlflow run . -P models=small,medium -P lrs=0.001,0.01 -P epochs=10 -P jobs=2 --env-manager local
-    mlflow run . -P seeds=3 -P epochs=5 -P jobs=2 --env-manager local
+    mlflow run . -P seeds=3 -P epochs=5 -P jobs=1 --env-manager local
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import shlex
 import subprocess
 import time
 
 import mlflow
-from mlflow.exceptions import MlflowException
 
 from madness import coordination, describe, git
 from madness import names as n
 from madness import sweep as S
-from madness.backends import BACKENDS, LOCAL, Backend, backend_of, image_name
-from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, not_empty, one_of, parse, positive
+from madness.backends import BACKENDS, LOCAL, Backend, backend_of, image_name, usable_cores
+from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, non_negative, not_empty, one_of, parse, positive
 from madness.errors import UserError
 from madness.limits import check_work
 from steps import report as report_step
 from steps._coordination import Claims, Liveness, end_orphans
 from steps._data import seasons_of
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, single_attempt, start_run
+from steps._experiments import experiment_id, label_experiment
 from steps._launcher import POLL_SECONDS, Job, Launcher, LaunchError, launch_child, settle, tag_child
 from steps._stored import ingest_run_problem, train_run_problem
 
@@ -51,7 +53,7 @@ PARAMS = (
     SEEDS,
     *DATA_PARAMS,
     Param("prefix", "string", "fabric_madness", "experiment name prefix", not_empty),
-    Param("jobs", "int", 1, "pairs trained at once (> 0)", positive),
+    Param("jobs", "int", 0, "pairs trained at once (0 = one per usable core; 1 = one at a time)", non_negative),
     Param(
         "env_manager",
         "string",
@@ -63,7 +65,9 @@ PARAMS = (
     Param("backend_config", "string", "", "the backend's configuration, a JSON file (kubernetes only)"),
     Param("force", "string", "false", "true: rerun every pair and the ingest", boolean),
     Param("filter", "string", report_step.DEFAULT_FILTER, "MLflow search filter for the report"),
-    Param("register", "string", "false", "true: register the models, alias the best 'champion'", boolean),
+    Param(
+        "register", "string", "false", "true: register the pairs passing the filter, alias the best 'champion'", boolean
+    ),
 )
 GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size", SEEDS.name))
 
@@ -71,44 +75,6 @@ GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size", SEE
 def stored(params: dict[str, str]) -> dict[str, str]:
     """Params as `mlflow.run` stores them: shell-quoted strings ('' for an empty one)."""
     return {k: shlex.quote(str(v)) for k, v in params.items()}
-
-
-def label_experiment(client, experiment, description: str | None, attempts: int = 3) -> None:
-    """Add the kind and the description (None: the kind only) to an experiment that lacks them; a
-    kind or description already there, a user's own included, is kept. Sweeps may add them at once
-    (a SQLite store may then refuse a write): a failed write is retried on the experiment read
-    again, where the other's tag may already be."""
-    for attempt in range(attempts):
-        missing = {
-            key: value for key, value in describe.training_tags(description).items() if key not in experiment.tags
-        }
-        try:
-            for key, value in missing.items():
-                client.set_experiment_tag(experiment.experiment_id, key, value)
-            return
-        except MlflowException:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-            experiment = client.get_experiment(experiment.experiment_id)
-
-
-def experiment_id(client, name: str, description: str) -> str:
-    """Fetch the experiment, or create it: as the article does, one per model. Two sweeps may
-    create it at once: the second takes the first's. Either way it is marked a model-training
-    experiment ("Machine learning" in MLflow's UI) with `description`, when it has neither yet."""
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        try:
-            return client.create_experiment(name, tags=describe.training_tags(description))
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-            experiment = client.get_experiment_by_name(name)
-    if experiment.lifecycle_stage == "deleted":
-        raise UserError(f"experiment {name!r} is deleted; restore it or choose another prefix")
-    label_experiment(client, experiment, description)
-    return experiment.experiment_id
 
 
 def git_commit() -> str | None:
@@ -252,10 +218,7 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
             **spelled(DATA_PARAMS, raw),
         }
         if name not in experiments:
-            lrs = [p.lr for p in pairs if p.model == pair.model]
-            experiments[name] = experiment_id(
-                client, name, describe.model_description(pair.model, lrs, params["epochs"])
-            )
+            experiments[name] = experiment_id(client, name, describe.model_description(pair.model))
         job = Job(
             pair,
             name,
@@ -277,7 +240,10 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
 @entry_point
 def main(argv=None):
     values, raw = parse("main", __doc__.splitlines()[0], PARAMS, argv)
-    pairs = S.grid(values["models"], values["lrs"])  # a bad, empty or repeated value stops here
+    # MLflow announces each child's scratch folder and command at INFO: the sweep's own line per pair says it.
+    logging.getLogger("mlflow.projects").setLevel(logging.WARNING)
+    S.grid(values["models"], values["lrs"])  # a bad, empty or repeated value stops here
+    values["jobs"] = values["jobs"] or usable_cores()
     check_work(
         values["epochs"], values["seeds"], values["batch_size"], values["jobs"] if values["backend"] == LOCAL else 1
     )
@@ -291,8 +257,7 @@ def main(argv=None):
             "tournament without test seasons, run the train entry point"
         )
     client = mlflow.MlflowClient()
-    models, lrs = list(dict.fromkeys(p.model for p in pairs)), list(dict.fromkeys(p.lr for p in pairs))
-    description = describe.sweep_description(values["prefix"], models, lrs, S.canonical(raw["epochs"]))
+    description = describe.sweep_description(values["prefix"])
     sweep_exp = experiment_id(client, values["prefix"], description)
     report_step.check_filter(values["filter"], sweep_exp)
     # Under `mlflow run .` the sweep run already exists (MLFLOW_RUN_ID); on its own it goes in <prefix>.

@@ -29,7 +29,7 @@ from steps._data import read_data_for_model, require_columns
 from steps._entry import entry_point, run_as_script, start_run
 from steps._failures import unwritable
 from steps._lifecycle import temp_dir
-from steps._models import load_model
+from steps._models import load_model, typed_input
 
 _DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (
@@ -106,7 +106,7 @@ def main(argv=None):
         rows = submission_rows(files, team_season, values["season"])
         require_columns(rows, features, f"the data at {values['data']}")
         dataset.check_complete(rows, features)
-        result = submission(rows, model.predict(rows[features]))
+        result = submission(rows, model.predict(typed_input(model, rows[features])))
         local = Path(tmp) / n.SUBMISSION_FILE
         result.to_csv(local, index=False, lineterminator="\n")
         replaced = output.exists()

@@ -2,9 +2,13 @@
 
 MLflow's Keras flavor only accepts tensor signatures; wrapping the saved Keras network (whose first
 layer holds the fitted scaler) in a pyfunc gives a column signature, so callers pass a DataFrame
-with named columns, in any order, and never rescale by hand. It ships with the model (code_paths).
-The columns are declared `any`, not `double`: MLflow refuses int64 -> double, and a feature table
-read with pandas (games.csv) holds integer seed numbers; `predict` casts every column to float32.
+with named columns, in any order, and never rescale by hand. It is logged as MLflow's "model from
+code": steps/served_model.py, which ends in `set_model(TournamentModel())`, is the model's code (this
+module and madness/ ship beside it, code_paths), the feature names and the networks are its
+artifacts; nothing is pickled.
+The seed columns are declared `long`, the others `double`, as a feature table read with pandas
+(games.csv) holds them (MLflow refuses int64 for a double column); `predict` casts every column to
+float32 for the networks.
 
 A pair trained from several seeds is one model still: its networks are artifacts `keras_model`
 (the first seed's, named as a single-seed model's), `keras_model_1`, `keras_model_2`, ..., and its
@@ -13,11 +17,15 @@ prediction is the mean of theirs.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
 KERAS_ARTIFACT = "keras_model"
+FEATURES_ARTIFACT = "feature_names"  # the artifact listing the input columns (JSON), in the networks' order
 
 
 def member_artifact(index: int) -> str:
@@ -25,16 +33,25 @@ def member_artifact(index: int) -> str:
 
 
 def signature(feature_names: list[str], model_input, probabilities):
-    """The feature columns by name (integer or float values), the probabilities out."""
+    """The feature columns by name, typed as the feature table holds them (games.csv as pandas reads
+    it): seed numbers are integers (long), every other feature a double; the probabilities out."""
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.schema import ColSpec, DataType, Schema
 
-    inputs = Schema([ColSpec(AnyType(), name) for name in feature_names])
+    from madness.names import SEED_NUM
+
+    inputs = Schema(
+        [ColSpec(DataType.long if name.endswith(SEED_NUM) else DataType.double, name) for name in feature_names]
+    )
     return ModelSignature(inputs=inputs, outputs=infer_signature(model_input, probabilities).outputs)
 
 
 def load_network(path):
-    import keras
+    # Loading or serving the model imports TensorFlow here, without its load-time notices (no CUDA
+    # drivers, oneDNN): nothing a user of the model can act on, and no environment variable stops them.
+    from madness.model import import_keras
+
+    keras = import_keras()
 
     return keras.models.load_model(path, compile=False)
 
@@ -45,7 +62,7 @@ def average(member_probabilities: np.ndarray) -> np.ndarray:
 
 
 class TournamentModel(mlflow.pyfunc.PythonModel):
-    def __init__(self, feature_names: list[str]):
+    def __init__(self, feature_names: list[str] = ()):
         self.feature_names = list(feature_names)
         self.networks = []
 
@@ -58,6 +75,10 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
         return served
 
     def load_context(self, context):
+        # A model logged from code reads its columns from an artifact (model_config would also be logged
+        # as run params); one pickled by an earlier version of train carries them in the object itself.
+        if FEATURES_ARTIFACT in context.artifacts:
+            self.feature_names = json.loads(Path(context.artifacts[FEATURES_ARTIFACT]).read_text())
         count = 0
         while member_artifact(count) in context.artifacts:
             count += 1

@@ -1,8 +1,10 @@
 """Report: compare a sweep's runs, chart Brier against learning rate, filter, pick the best.
 
 Inputs: `sweep_run_id` (empty: the latest sweep), `filter` (MLflow search syntax, e.g.
-`metrics.brier < 0.25`), `register` (true: each architecture becomes a registered model, each
-learning rate a version, the best version gets the alias `champion`).
+`metrics.brier < 0.25`), `register` (true: the pairs that pass the filter are registered, each
+architecture a registered model `<prefix>_<model>`, each learning rate a version, its best version
+aliased `champion`; and all of them in the registered model `<prefix>`, whose `champion` is the best
+over all architectures: `models:/<prefix>@champion`, the model to serve).
 Outputs, logged to the sweep run under `report/` (and to this run, when run on its own):
 `runs.csv` and `runs.md` (model, lr, seeds, brier_mean and brier_sd over the seeds, brier of the
 pair's model, log_loss, accuracy, baseline, best epoch, duration, run id; best mean Brier first),
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -45,7 +48,7 @@ IDS_PER_SEARCH = 100
 PARAMS = (
     Param("sweep_run_id", "string", "", "the sweep run to report (empty: the latest sweep)"),
     Param("filter", "string", DEFAULT_FILTER, "MLflow search filter for the runs to list"),
-    Param("register", "string", "false", "register each model and alias the best version 'champion'", boolean),
+    Param("register", "string", "false", "register the pairs passing the filter, alias the best 'champion'", boolean),
 )
 
 
@@ -244,29 +247,47 @@ def earlier_figures(client, sweep_run_id: str, digest: str, folder: Path) -> str
     return None
 
 
-def register(client, pairs: list[dict], table) -> dict[str, str]:
-    """One registered model per architecture, one version per learning rate (reused when the run was
-    registered before); the best version of each gets the alias `champion`."""
+def register(client, sweep, pairs: list[dict], table, passing: set[str]) -> dict[str, str]:
+    """Register the pairs that pass the filter: one registered model per architecture, one version
+    per learning rate (reused when the run was registered before), its best version aliased
+    `champion`; and every one of them in the registered model named after the sweep's prefix,
+    whose `champion` is the best over all architectures (the one model to serve)."""
     champions = {}
     claims = Claims(client, mlflow.active_run().info.run_id, Liveness(client))
-    for model, rows in tables.ranked(table).groupby("model", sort=False):
-        pair = next(p for p in pairs if p["model"] == model)
-        name, key = pair["experiment"], coordination.claim_key({"register": pair["experiment"]})
+    rows = tables.ranked(table)
+    rows = rows[rows["run_id"].isin(passing)]
+    prefix = prefix_of(sweep)
+    groups = [(pair["experiment"], pair["experiment_id"], part) for part, pair in architectures(pairs, rows)]
+    if len(rows):
+        groups.append((prefix, sweep.info.experiment_id, rows))
+    for name, experiment, part in groups:
+        key = coordination.claim_key({"register": name})
         # Two sweeps reporting at once would each add a version for the same run: one at a time.
         claims.wait_until_first(
-            pair["experiment_id"],
+            experiment,
             key,
             POLL_SECONDS,
             lambda holder, name=name: print(f"registering {name}: waiting for run {holder}", flush=True),
         )
         try:
-            register_versions(client, name, rows)
+            register_versions(client, name, part)
         finally:
-            claims.release(pair["experiment_id"], key)
-        champions[model] = f"models:/{name}@{CHAMPION}"
-    for name in dict.fromkeys(p["experiment"] for p in pairs if p["model"] not in champions):
+            claims.release(experiment, key)
+        champions[name] = f"models:/{name}@{CHAMPION}"
+    for name in dict.fromkeys(p["experiment"] for p in pairs if p["experiment"] not in champions):
         drop_broken_champion(client, name)
     return champions
+
+
+def prefix_of(sweep) -> str:
+    """The sweep's `prefix` param, as given (MLflow stores it shell-quoted when it needs quotes)."""
+    return shlex.split(sweep.data.params.get("prefix", "fabric_madness"))[0]
+
+
+def architectures(pairs: list[dict], rows):
+    """(rows of one architecture, a pair of it) for each architecture with rows."""
+    for model, part in rows.groupby("model", sort=False):
+        yield part, next(p for p in pairs if p["model"] == model)
 
 
 def drop_broken_champion(client, name: str) -> None:
@@ -296,10 +317,21 @@ def register_versions(client, name: str, rows) -> None:
         # Searched by run alone: the name comes from the user's prefix, and a quote in it (it's)
         # cannot be escaped in every MLflow filter.
         existing = [v for v in client.search_model_versions(f"run_id = '{run_id}'") if v.name == name]
-        version = existing[0] if existing else mlflow.register_model(f"runs:/{run_id}/{n.MODEL_DIR}", name)
+        version = existing[0] if existing else new_version(client, name, run_id)
         versions[run_id] = version.version
     best_run = rows.iloc[0]["run_id"]  # ranked: best mean Brier first
     client.set_registered_model_alias(name, CHAMPION, versions[best_run])
+
+
+def new_version(client, name: str, run_id: str):
+    """A version of `name` from the run's logged model. MLflow 3 keeps a model as a logged model,
+    not as run artifacts: named by its id (models:/<model id>), MLflow finds it without first looking
+    for artifacts under runs:/<id>/model and warning that there are none."""
+    outputs = client.get_run(run_id).outputs
+    model_ids = [output.model_id for output in (outputs.model_outputs if outputs else [])]
+    if not model_ids:  # logged before MLflow 3: the model is the run's artifacts
+        return mlflow.register_model(f"runs:/{run_id}/{n.MODEL_DIR}", name)
+    return client.create_model_version(name, f"models:/{model_ids[0]}", run_id=run_id, model_id=model_ids[0])
 
 
 def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folder: Path) -> dict:
@@ -307,10 +339,11 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     client = mlflow.MlflowClient()
     pairs = sweep_pairs(sweep_run_id)
     table = tables.runs_table(table_rows(client, pairs))
+    constant = constant_pairs(client, pairs)
     passing = filtered(pairs, filter_string, set(table.loc[table["status"] == "FINISHED", "run_id"]))
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / n.RUNS_CSV, index=False)
-    (folder / n.RUNS_MD).write_text(tables.markdown(table))
+    (folder / n.RUNS_MD).write_text(tables.markdown(table) + "\n" + tables.BRIER_WORDS + "\n")
     chart, cells = tables.chart_frame(table), loss_histories(client, pairs)
     digest = tables.figures_digest(chart, cells, drawn_by())
     reused_from = earlier_figures(client, sweep_run_id, digest, folder)
@@ -329,14 +362,16 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
         "filter": filter_string,
         "passing": passing["run_id"].tolist() if len(passing) else [],
         "best": best,
+        "constant": constant,
     }
     if best is not None:
         summary["best_model_uri"] = f"runs:/{best['run_id']}/{n.MODEL_DIR}"
         summary["how_sure"] = how_sure(best, tables.runner_up_row(table))
         if do_register:
-            champions = register(client, pairs, table)
-            summary["champions"] = champions
-            summary["best_model_uri"] = champions[best["model"]]
+            sweep = client.get_run(sweep_run_id)
+            summary["champions"] = register(client, sweep, pairs, table, set(summary["passing"]))
+            if best["run_id"] in summary["passing"]:  # the best passes: it is the overall champion
+                summary["best_model_uri"] = summary["champions"][prefix_of(sweep)]
     (folder / n.BEST_FILE).write_text(json.dumps(summary, indent=1, default=str))
     summary["markdown"] = tables.markdown(table)
     summary["figures_digest"], summary["figures_from"] = digest, reused_from
@@ -363,8 +398,24 @@ def how_sure(best: dict, runner_up: dict | None) -> str:
     return tables.how_sure(best, runner_up, tables.best_against_runner_up(*frames), len(frames[0]) // 2)
 
 
+def constant_pairs(client, pairs: list[dict]) -> list[str]:
+    """The pairs whose network gives about the same probability to every game (train's tag)."""
+    runs = runs_of(client, pairs)
+    return [
+        f"{p['model']} lr={p['lr']}"
+        for p in pairs
+        if p["run_id"] is not None and runs[p["run_id"]].data.tags.get(n.TAG_CONSTANT) == "true"
+    ]
+
+
 def print_summary(summary: dict) -> None:
     print(summary["markdown"])
+    print(tables.BRIER_WORDS)
+    if summary["constant"]:
+        print(
+            f"constant predictions (about the same probability for every game: the network learned nothing; "
+            f"try a lower learning rate): {', '.join(summary['constant'])}"
+        )
     print(
         f"{len(summary['passing'])} run(s) pass the filter {summary['filter']!r}: {', '.join(summary['passing']) or 'none'}"
     )

@@ -60,6 +60,7 @@ class Plan:
     env_manager: str
     experiment_id: str
     source: reproduction.Source
+    run_name: str  # the rerun's: the original's name and "_rerun", so the two sit side by side in a list
 
 
 def original_run(client, run_id: str):
@@ -137,6 +138,7 @@ def plan(client, run, values: dict) -> Plan:
         ),
         experiment_id=rerun_experiment(client, values["experiment"], run.info.experiment_id, description),
         source=reproduction.parse_source(tags[n.TAG_SOURCE_NAME]),
+        run_name=f"{run.info.run_name}_rerun",
     )
 
 
@@ -195,6 +197,7 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
                 parameters=params,
                 env_manager=p.env_manager,
                 experiment_id=p.experiment_id,
+                run_name=p.run_name,
                 synchronous=True,
             )
     except BaseException as err:

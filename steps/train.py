@@ -25,6 +25,7 @@ deviation) and `members.json` (each member's seed, best epoch and Brier); the cu
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 import warnings
@@ -34,7 +35,7 @@ import mlflow
 from mlflow.entities import Metric
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from madness import dataset, plots, scoring
+from madness import dataset, describe, plots, scoring
 from madness import model as M
 from madness import names as n
 from madness.backends import usable_cores
@@ -42,10 +43,12 @@ from madness.cli import DATA_PARAMS, SEEDS, Param, non_negative, one_of, parse, 
 from madness.environment import model_pins
 from madness.errors import UserError
 from madness.limits import check_work
+from madness.sweep import canonical
 from steps._data import build_features, features_source, load_features, log_data, seasons_of
 from steps._entry import entry_point, run_as_script, start_run
+from steps._experiments import generated_name, own_experiment
 from steps._lifecycle import temp_dir
-from steps.pyfunc_model import TournamentModel, average, member_artifact, signature
+from steps.pyfunc_model import FEATURES_ARTIFACT, TournamentModel, average, member_artifact, signature
 
 PARAMS = (
     Param("model", "string", "medium", "network size: small, medium or large", one_of(*M.MODEL_NAMES)),
@@ -100,6 +103,8 @@ def save_networks(members: list[M.Trained], workdir: Path) -> list[Path]:
 def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
     """Log the pair's model; if that fails, remove what was stored of it, so that no FAILED logged
     model holding some of its files stays visible, and name the store location that failed."""
+    names_file = keras_paths[0].with_name("feature_names.json")
+    names_file.write_text(json.dumps(features))
     try:
         # MLflow asks for an input example "to ensure the model signature functions correctly": the
         # signature is given, and the served model's predictions are the logged scores (from_file).
@@ -108,9 +113,12 @@ def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
             warnings.filterwarnings("ignore", ".*An input example was not provided when logging the model", UserWarning)
             mlflow.pyfunc.log_model(
                 name=n.MODEL_DIR,
-                python_model=TournamentModel(features),
-                artifacts={member_artifact(i): str(path) for i, path in enumerate(keras_paths)},
-                code_paths=[str(Path(__file__).parent)],
+                python_model=str(Path(__file__).with_name("served_model.py")),
+                artifacts={
+                    FEATURES_ARTIFACT: str(names_file),
+                    **{member_artifact(i): str(path) for i, path in enumerate(keras_paths)},
+                },
+                code_paths=[str(Path(__file__).parent), str(Path(M.__file__).parent)],  # steps/ and madness/
                 signature=signature,
                 pip_requirements=model_pins(),  # explicit: MLflow's own inference reruns the model (slow)
             )
@@ -144,7 +152,11 @@ def main(argv=None):
         seasons_of(values)  # inverted seasons stop here, before any data is read
     M.use_compile_cache(compile_cache_base())
     M.set_threads(values["threads"] or usable_cores())
-    with start_run("train", raw), temp_dir() as tmp:
+    client = mlflow.MlflowClient()
+    with start_run("train", raw, **own_experiment(client, values["model"])) as run, temp_dir() as tmp:
+        name_run(client, run, values)
+        # A sweep's pair (or a reproduce's rerun) is a child run: its parent says how it went, in one line.
+        child = n.TAG_PARENT_RUN in run.data.tags
         built = obtain_features(values, Path(tmp))
         log_data(built, source=features_source(values["features_uri"]) if values["features_uri"] else values["data"])
         features = built.feature_names
@@ -185,6 +197,8 @@ def main(argv=None):
         if len(members) > 1:
             scores.update(log_members(seeds, members, y_test, each if len(x_test) else None))
         mlflow.log_metrics({**scores, n.BEST_EPOCH: members[0].best_epoch + 1})
+        constant = scoring.is_constant(probabilities)
+        mlflow.set_tag(n.TAG_CONSTANT, str(constant).lower())
         first = members[0]
         mlflow.log_figure(
             plots.loss_figure(first.train_loss, first.val_loss, first.best_epoch, values["model"], raw["lr"]),
@@ -193,12 +207,32 @@ def main(argv=None):
         log_model(keras_paths, features, signature(features, rows, probabilities))
         run_id = mlflow.active_run().info.run_id
         done = time.perf_counter()
-    print(
-        f"train run {run_id}: {values['model']} lr={raw['lr']} {summary(scores)}, "
-        f"best epoch {', '.join(str(m.best_epoch + 1) for m in members)}; "
-        f"seconds: start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
-        f"scoring and logging {done - trained_at:.1f}"
-    )
+    if not child:
+        print(
+            f"train run {run_id}: {values['model']} lr={raw['lr']} {summary(scores)}, "
+            f"best epoch {', '.join(str(m.best_epoch + 1) for m in members)}; "
+            f"seconds: start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
+            f"scoring and logging {done - trained_at:.1f}"
+        )
+    if constant:
+        print(
+            f"warning: {values['model']} lr={raw['lr']} gives about the same probability to every game "
+            f"({probabilities.mean():.4f} +- {probabilities.std():.4f}): the network learned nothing; "
+            f"a lower learning rate usually trains it (run tagged {n.TAG_CONSTANT}=true)"
+        )
+
+
+def name_run(client, run, values: dict) -> None:
+    """Name the run `<model>_<lr>` with its non-default settings after it (madness.describe.run_name)
+    when its caller gave it no name (MLflow made one up) or only `<model>_<lr>` (a sweep names its
+    pairs so, whatever their epochs, seeds or data); any other name stays."""
+    base = f"{values['model']}_{canonical(str(values['lr']))}"
+    if generated_name(run.info.run_name) or run.info.run_name == base:
+        name = describe.run_name(
+            values["model"], canonical(str(values["lr"])), values, {p.name: p.default for p in PARAMS}
+        )
+        if name != run.info.run_name:
+            client.set_tag(run.info.run_id, n.TAG_RUN_NAME, name)
 
 
 def log_members(seeds: list[int], members: list[M.Trained], y_test, each) -> dict:
@@ -246,7 +280,8 @@ def summary(scores: dict) -> str:
     if not scores:
         return "no test seasons (trained for the coming tournament): not scored"
     members = (
-        f" (the average; each seed {scores[n.BRIER_MEAN]:.4f} +- {scores[n.BRIER_SD]:.4f})"
+        f" (the seeds' averaged model; each seed's network alone: brier_mean {scores[n.BRIER_MEAN]:.4f}"
+        f" +- brier_sd {scores[n.BRIER_SD]:.4f})"
         if n.BRIER_MEAN in scores
         else ""
     )

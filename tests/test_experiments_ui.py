@@ -54,30 +54,39 @@ def test_the_description_tag_is_mlflows_note():
 
 
 @pytest.mark.parametrize("model", list(ARCHITECTURES))
-def test_a_model_description_names_its_network_rates_and_epochs(model):
+def test_a_model_description_names_its_network_and_how_runs_are_named(model):
     widths = "-".join(map(str, ARCHITECTURES[model]))
-    assert describe.model_description(model, LRS, "100") == (
-        f"Fabric Madness: the {model} network ({widths} relu, sigmoid out) trained at learning rates "
-        "0.001, 0.01, 0.1 for 100 epochs; one run per rate, scored by Brier (lower is better)"
-    )
-
-
-def test_one_rate_and_one_epoch_are_singular():
-    assert "trained at learning rate 0.01 for 1 epoch;" in describe.model_description("small", ["0.01"], "1")
+    text = describe.model_description(model)
+    assert text.startswith(f"Fabric Madness: the {model} network ({widths} relu, sigmoid out); one run per")
+    assert f"e.g. {model}_0.01_epochs5_seeds3" in text and "\n" not in text
 
 
 def test_an_unknown_model_is_named_without_a_shape():
-    assert describe.model_description("huge", ["0.01"], "2").startswith("Fabric Madness: the huge network trained at")
+    assert describe.model_description("huge").startswith("Fabric Madness: the huge network;")
 
 
-def test_the_sweep_description_names_the_grid_and_the_model_experiments():
-    text = describe.sweep_description("fm", ["small", "large"], LRS, "100")
-    assert "the small, large networks at learning rates 0.001, 0.01, 0.1 for 100 epochs" in text
-    assert text.endswith("one run per pair in fm_small, fm_large")
+def test_the_sweep_description_names_the_model_experiments():
+    text = describe.sweep_description("fm")
+    assert text.endswith("in the experiment fm_<model> of its network")
     assert "\n" not in text
-    assert "the small network at learning rate 0.01 for 2 epochs" in describe.sweep_description(
-        "fm", ["small"], ["0.01"], "2"
-    )
+
+
+def test_a_run_name_is_model_and_rate_with_each_non_default_setting_after_it():
+    from steps.train import PARAMS
+
+    defaults = {param.name: param.default for param in PARAMS}
+    assert describe.run_name("medium", "0.1", defaults, defaults) == "medium_0.1"
+    given = {**defaults, "epochs": 5, "seeds": 3, "data": "../shared/data/mmlm2024/", "league": "W"}
+    assert describe.run_name("medium", "0.1", given, defaults) == "medium_0.1_epochs5_seeds3_datammlm2024_leagueW"
+
+
+def test_mlflows_made_up_run_names_are_told_from_given_ones():
+    from mlflow.utils.name_utils import _generate_random_name
+
+    from steps._experiments import generated_name
+
+    assert all(generated_name(_generate_random_name()) for _ in range(20))
+    assert not any(generated_name(name) for name in ("medium_0.01", "sweep", "my-own-run", "brave-cat"))
 
 
 def test_the_network_words_give_its_widths_and_the_activations_build_uses():
@@ -88,7 +97,7 @@ def test_the_network_words_give_its_widths_and_the_activations_build_uses():
 
 
 def test_a_new_model_experiment_is_a_training_experiment_with_its_description(tracking):
-    description = describe.model_description("medium", LRS, "100")
+    description = describe.model_description("medium")
     experiment = sweep_step.experiment_id(mlflow.MlflowClient(), "fm_medium", description)
     tags = tags_of(experiment)
     assert tags["mlflow.experimentKind"] == "custom_model_development"
@@ -106,7 +115,7 @@ def test_an_existing_experiment_without_the_tags_gets_both(tracking):
 def test_a_users_own_description_is_kept_and_the_kind_added(tracking):
     client = mlflow.MlflowClient()
     existing = client.create_experiment("fm_large", tags={n.TAG_DESCRIPTION: "my notes on the large net"})
-    sweep_step.experiment_id(client, "fm_large", describe.model_description("large", LRS, "100"))
+    sweep_step.experiment_id(client, "fm_large", describe.model_description("large"))
     assert tags_of(existing)[n.TAG_DESCRIPTION] == "my notes on the large net"
     assert tags_of(existing)[n.TAG_EXPERIMENT_KIND] == n.EXPERIMENT_KIND_TRAINING
 
@@ -131,7 +140,7 @@ def test_a_labelled_experiment_is_not_written_again(tracking):
             writes.append(args)
             return client.set_experiment_tag(*args)
 
-    assert sweep_step.experiment_id(Counting(), "fm_small", "a later grid") == first
+    assert sweep_step.experiment_id(Counting(), "fm_small", "the small one") == first
     assert writes == []
     assert tags_of(first)[n.TAG_DESCRIPTION] == "the small one"
 
@@ -227,3 +236,13 @@ def test_an_experiment_reproduce_only_finds_is_left_as_it_is(tracking):
     existing = client.create_experiment("someone else's", tags={"team": "b"})
     assert reproduce_step.rerun_experiment(client, "someone else's", "0", "d") == existing
     assert tags_of(existing) == {"team": "b"}
+
+
+def test_a_description_the_project_wrote_follows_and_one_a_user_edited_stays(tracking):
+    client = mlflow.MlflowClient()
+    ours = sweep_step.experiment_id(client, "fm_medium", "an older wording")
+    sweep_step.experiment_id(client, "fm_medium", describe.model_description("medium"))
+    assert tags_of(ours)["mlflow.note.content"] == describe.model_description("medium")
+    client.set_experiment_tag(ours, "mlflow.note.content", "my notes")  # edited in the UI
+    sweep_step.experiment_id(client, "fm_medium", "a later wording")
+    assert tags_of(ours)["mlflow.note.content"] == "my notes"

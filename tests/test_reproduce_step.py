@@ -263,6 +263,7 @@ def test_mlflow_run_reproduces_a_past_run_bit_for_bit_from_its_commit(history, f
     fresh = client.get_run(history.second_run)
     assert rerun.info.status == "FINISHED" and rerun.data.tags[n.TAG_REPRODUCES] == history.first_run
     assert rerun.info.experiment_id == original.info.experiment_id  # by default, the original's experiment
+    assert rerun.info.run_name == f"{original.info.run_name}_rerun"
     assert rerun.data.tags[n.TAG_COMMIT] == original.data.tags[n.TAG_COMMIT] == history.first
     assert rerun.data.tags[n.TAG_PROJECT_ENTRY_POINT] == "train"
     assert fresh.data.tags[n.TAG_COMMIT] == history.second

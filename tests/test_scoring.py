@@ -191,3 +191,12 @@ def test_games_are_resampled_whole_not_rows():
     y = games[n.TARGET].to_numpy(dtype="float64")
     interval = scoring.paired_brier_difference(y, [1.0, 1.0], [0.0, 0.0], scoring.game_labels(games))
     assert interval.low == interval.high == interval.estimate == 0.0
+
+
+def test_probabilities_that_barely_vary_are_constant():
+    assert scoring.is_constant(np.full(10, 0.5) + np.linspace(0, 0.001, 10))
+    assert scoring.is_constant(np.ones(4))  # a saturated network: 1.0 for every game
+
+
+def test_probabilities_that_tell_games_apart_are_not_constant():
+    assert not scoring.is_constant(np.array([0.2, 0.4, 0.6, 0.8]))

@@ -30,7 +30,7 @@ from tools import sandbox
 pytestmark = pytest.mark.slow
 
 GRID = ["--models", "small,medium", "--lrs", "0.01,0.1", "--epochs", "2"]
-NAMES = {"small_0.01", "small_0.1", "medium_0.01", "medium_0.1"}
+NAMES = {"small_0.01", "small_0.1", "medium_0.01", "medium_0.1"}  # each pair's; its run is named <pair>_epochs2
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SWEEP_TIMEOUT = 1500
 HEADER = "| model | lr | seeds | brier_mean | brier_sd | brier |"  # the runs table, best mean Brier first
@@ -67,9 +67,10 @@ class Store:
         )
 
     def by_name(self, experiment: str) -> dict[str, list]:
+        """Runs by their pair's name, <model>_<lr> (a run's own name adds its non-default settings)."""
         named: dict[str, list] = {}
         for run in self.runs(experiment):
-            named.setdefault(run.info.run_name, []).append(run)
+            named.setdefault(pair_name(run), []).append(run)
         return named
 
     def sweeps(self, prefix: str) -> list:
@@ -115,13 +116,21 @@ class Sweep:
     children: dict  # pair name -> Run
 
 
+def pair_name(run) -> str:
+    return f"{run.data.params['model']}_{run.data.params['lr']}"
+
+
 @pytest.fixture(scope="module")
 def first(store):
     result = store.sweep(*GRID, "--prefix", "t", label="first sweep (4 pairs, jobs=1)")
     ok(result)
     (sweep,) = store.sweeps("t")
-    children = {run.info.run_name: run for exp in ("t_small", "t_medium") for run in store.runs(exp)}
+    children = {pair_name(run): run for exp in ("t_small", "t_medium") for run in store.runs(exp)}
     return Sweep(result, sweep.info.run_id, children)
+
+
+def test_each_run_is_named_by_its_pair_and_the_setting_that_is_not_trains_default(first):
+    assert {run.info.run_name for run in first.children.values()} == {f"{name}_epochs2" for name in NAMES}
 
 
 def test_one_experiment_per_model_with_one_finished_run_per_lr(store, first):
@@ -326,37 +335,46 @@ def versions(store, name: str) -> dict[str, str]:
     return {v.run_id: v.version for v in store.client.search_model_versions(f"name = '{name}'")}
 
 
-def test_register_makes_a_model_per_architecture_and_a_version_per_run(store, first, registered):
+def passing(first) -> dict:
+    """name -> run of the pairs that pass the report's default filter, brier < 0.25."""
+    return {name: run for name, run in first.children.items() if run.data.metrics[n.BRIER] < 0.25}
+
+
+def test_register_makes_a_version_only_of_each_run_passing_the_filter(store, first, registered):
+    assert passing(first), "the grid's lr=0.01 pairs pass the filter"
     for model in ("small", "medium"):
         assert set(versions(store, f"t_{model}")) == {
-            run.info.run_id for name, run in first.children.items() if name.startswith(model + "_")
+            run.info.run_id for name, run in passing(first).items() if name.startswith(model + "_")
         }
+    assert set(versions(store, "t")) == {run.info.run_id for run in passing(first).values()}
 
 
-def test_champion_is_each_models_best_brier_version(store, first, registered):
+def test_champion_is_each_models_best_brier_version_and_the_prefix_names_the_best_of_all(store, first, registered):
     for model in ("small", "medium"):
-        runs = [run for name, run in first.children.items() if name.startswith(model + "_")]
-        best = min(runs, key=lambda run: run.data.metrics[n.BRIER])
-        champion = store.client.get_model_version_by_alias(f"t_{model}", "champion")
-        assert champion.run_id == best.info.run_id
+        runs = [run for name, run in passing(first).items() if name.startswith(model + "_")]
+        if runs:
+            best = min(runs, key=lambda run: run.data.metrics[n.BRIER])
+            assert store.client.get_model_version_by_alias(f"t_{model}", "champion").run_id == best.info.run_id
+    best = min(passing(first).values(), key=lambda run: run.data.metrics[n.BRIER])
+    assert store.client.get_model_version_by_alias("t", "champion").run_id == best.info.run_id
 
 
 def test_registering_again_reuses_the_versions(store, first, registered):
-    before = {model: versions(store, f"t_{model}") for model in ("small", "medium")}
+    before = {name: versions(store, name) for name in ("t", "t_small", "t_medium")}
     ok(store.cli("steps.report", "--sweep_run_id", first.sweep_id, "--register", "true"))
-    assert {model: versions(store, f"t_{model}") for model in ("small", "medium")} == before
+    assert {name: versions(store, name) for name in ("t", "t_small", "t_medium")} == before
 
 
 def test_the_printed_champion_uri_loads_and_predicts(store, first, registered):
     winner = min(first.children.values(), key=lambda run: run.data.metrics[n.BRIER])
-    uri = f"models:/t_{winner.data.params['model']}@champion"
+    uri = "models:/t@champion"  # the best over all architectures
     assert last_line(registered.stdout).endswith(f"-> {uri}")
     model = mlflow.pyfunc.load_model(uri)
     assert model.metadata.run_id == winner.info.run_id
     (ingest,) = store.ingests("t")
     games = pd.read_csv(store.artifact(ingest.info.run_id, f"{n.FEATURES_DIR}/{n.GAMES_FILE}"))
     columns = model.metadata.get_input_schema().input_names()
-    p = model.predict(games[columns].head(20).astype("float64"))  # the signature's columns are doubles
+    p = model.predict(games[columns].head(20))  # typed as pandas reads them: seeds long, the rest double
     assert len(p) == 20 and ((p > 0) & (p < 1)).all()
 
 

@@ -39,7 +39,12 @@ def sweep(team):
     )
     ok(result)
     (run,) = team.entry("srv", "main")
-    children = {r.info.run_name: r for model in ("small", "medium") for r in team.runs(f"srv_{model}")}
+    # by pair, <model>_<lr>: each run's own name adds its non-default settings (here _epochs2)
+    children = {
+        f"{r.data.params['model']}_{r.data.params['lr']}": r
+        for model in ("small", "medium")
+        for r in team.runs(f"srv_{model}")
+    }
     return run, children, result
 
 

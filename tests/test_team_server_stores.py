@@ -140,8 +140,8 @@ def test_with_credentials_the_sweep_and_every_child_run_work(alice, alices_sweep
     runs = alice.runs("auth") + alice.runs("auth_small")
     assert sorted((r.info.run_name, r.info.status) for r in runs) == [
         ("ingest", "FINISHED"),
-        ("small_0.01", "FINISHED"),
-        ("small_0.1", "FINISHED"),
+        ("small_0.01_epochs1", "FINISHED"),
+        ("small_0.1_epochs1", "FINISHED"),
         ("sweep", "FINISHED"),
     ]
     assert alice.client.get_model_version_by_alias("auth_small", "champion")

@@ -61,10 +61,11 @@ def trained(store, features):
 
 @pytest.fixture(scope="module")
 def test_rows(features):
-    """The test seasons' rows, feature columns as float64 as the steps hold them."""
+    """The test seasons' rows, feature columns typed as the signature declares them: seeds long, others double."""
     games = pd.read_csv(features / n.GAMES_FILE)
     scaler = json.loads((features / n.SCALER_FILE).read_text())
-    games = games[games[n.SPLIT] == n.TEST].astype({name: "float64" for name in scaler["features"]})
+    types = {name: "int64" if name.endswith(n.SEED_NUM) else "float64" for name in scaler["features"]}
+    games = games[games[n.SPLIT] == n.TEST].astype(types)
     return games, scaler["features"]
 
 
@@ -186,6 +187,11 @@ def test_data_tags_name_the_synthetic_data_and_its_digest(trained, features):
     assert trained.run.data.tags[n.TAG_DATA_DIGEST] == manifest["digest"]
 
 
+def test_a_network_that_tells_games_apart_is_not_tagged_constant(trained):
+    assert trained.run.data.tags[n.TAG_CONSTANT] == "false"
+    assert "learned nothing" not in trained.printed
+
+
 def test_the_summary_line_names_the_run_score_and_phase_times(trained):
     line = trained.printed.strip().splitlines()[-1]
     assert line.startswith(f"train run {trained.run.info.run_id}: small lr=1e-2 brier=")
@@ -211,6 +217,12 @@ def test_the_model_signature_takes_the_feature_columns(served, test_rows):
     pyfunc, _ = served
     _, features = test_rows
     assert pyfunc.metadata.get_input_schema().input_names() == features
+
+
+def test_the_signature_types_seed_numbers_long_and_every_other_feature_double(served, test_rows):
+    pyfunc, _ = served
+    types = {spec.name: spec.type.name for spec in pyfunc.metadata.get_input_schema().inputs}
+    assert types == {name: "long" if name.endswith(n.SEED_NUM) else "double" for name in test_rows[1]}
 
 
 def test_the_pyfunc_model_gives_the_networks_probabilities_for_columns_in_any_order(served, test_rows):
@@ -320,8 +332,8 @@ def test_the_members_file_names_each_seed_its_best_epoch_and_brier(store, ensemb
 def test_the_summary_line_of_several_seeds_names_the_average_and_the_members_spread(ensemble):
     metrics = ensemble.run.data.metrics
     assert (
-        f"brier={metrics[n.BRIER]:.4f} (the average; each seed {metrics[n.BRIER_MEAN]:.4f} +- "
-        f"{metrics[n.BRIER_SD]:.4f})" in ensemble.printed
+        f"brier={metrics[n.BRIER]:.4f} (the seeds' averaged model; each seed's network alone: brier_mean "
+        f"{metrics[n.BRIER_MEAN]:.4f} +- brier_sd {metrics[n.BRIER_SD]:.4f})" in ensemble.printed
     )
     assert re.search(r"best epoch \d+, \d+, \d+;", ensemble.printed), ensemble.printed
 
