@@ -246,8 +246,19 @@ def train_splits(output: str) -> dict[str, dict[str, float]]:
     }
 
 
+def pair_or_run_name(run) -> str:
+    """A train run's pair, `<model>_<lr>`; any other run's own name."""
+    from madness import names as n
+
+    params = run.data.params
+    if "model" in params and "lr" in params:
+        return f"{params['model']}_{params['lr']}"
+    return run.data.tags.get(n.TAG_RUN_NAME, "")
+
+
 def store_runs() -> list[dict]:
-    """Every run of the current tracking store with its entry point, name, lifetime in the store
+    """Every run of the current tracking store with its entry point, name (a train run's pair,
+    `<model>_<lr>`: its own name adds its non-default settings), lifetime in the store
     (created to ended, milliseconds apart: for a packaged run, from `mlflow.run` creating it to its
     step ending it) and Brier score (None where it has none)."""
     import mlflow
@@ -260,7 +271,7 @@ def store_runs() -> list[dict]:
         {
             "run_id": run.info.run_id,
             "entry_point": run.data.tags.get(n.TAG_PROJECT_ENTRY_POINT, ""),
-            "name": run.data.tags.get(n.TAG_RUN_NAME, ""),
+            "name": pair_or_run_name(run),
             "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
             "brier": run.data.metrics.get(n.BRIER),
         }

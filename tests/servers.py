@@ -253,9 +253,10 @@ class Team:
         return [f"{r.info.run_name} ({r.info.run_id})" for r in self.all_runs() if r.info.status == "RUNNING"]
 
     def by_name(self, experiment: str) -> dict[str, list]:
+        """Runs by their pair's name, <model>_<lr> (a run's own name adds its non-default settings)."""
         named: dict[str, list] = {}
         for run in self.runs(experiment):
-            named.setdefault(run.info.run_name, []).append(run)
+            named.setdefault(f"{run.data.params['model']}_{run.data.params['lr']}", []).append(run)
         return named
 
     def entry(self, experiment: str, entry_point: str) -> list:

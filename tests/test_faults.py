@@ -288,7 +288,7 @@ def test_a_pair_whose_files_are_gone_is_never_listed_best_registered_or_reused(t
 
     report = team.step("steps.report", "--sweep_run_id", sweep_id, "--register", "true", "--filter", "")
     ok(report)
-    assert f"run {runs['0.061'].info.run_id} (small_0.061_epochs{EPOCHS}) is incomplete" in report.stdout
+    assert f"run {runs['0.061'].info.run_id} (small_0.061_epochs2) is incomplete" in report.stdout
     assert "| small | 0.061 |" in report.stdout and "INCOMPLETE" in report.stdout
     assert "best: small with learning rate 0.062" in report.stdout
     assert team.client.get_model_version_by_alias(EXPERIMENT, "champion").run_id == runs["0.062"].info.run_id

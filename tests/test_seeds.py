@@ -39,11 +39,10 @@ def report_file(client, sweep_id: str, name: str, folder) -> str:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    from stores import temp_store
-
     home = tmp_path_factory.mktemp("seeds")
     project = sandbox.snapshot(home / "project")
-    with temp_store(home) as (uri, _):
+    # No default experiment: the README's command names its own (mlflow run refuses a name and an id).
+    with sandbox.temp_store(home) as (uri, _):
         done = run_cli(shlex.split(readme_command()), cwd=project)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         client = mlflow.MlflowClient(uri)
