@@ -233,17 +233,16 @@ def interpreter_floor(project: Path, code: str, runs: int) -> list[float]:
 
 # The line steps.train prints last: its own split of a run's seconds.
 TRAIN_SPLIT = re.compile(
-    r"train run (?P<run_id>[0-9a-f]+): .*seconds: start-up and data (?P<startup>[\d.]+), "
-    r"training (?P<training>[\d.]+), scoring and logging (?P<scoring>[\d.]+)"
+    r"start-up and data (?P<startup>[\d.]+), training (?P<training>[\d.]+), scoring and logging (?P<scoring>[\d.]+)"
 )
 
 
-def train_splits(output: str) -> dict[str, dict[str, float]]:
-    """Each train run's split from a sweep's output, by run id: startup, training, scoring (seconds)."""
-    return {
-        match["run_id"]: {key: float(match[key]) for key in ("startup", "training", "scoring")}
-        for match in TRAIN_SPLIT.finditer(output)
-    }
+def train_split(run) -> dict[str, float]:
+    """A train run's split as its step tagged it (seconds): startup, training, scoring; empty if untagged."""
+    from madness import names as n
+
+    match = TRAIN_SPLIT.fullmatch(run.data.tags.get(n.TAG_SECONDS, ""))
+    return {key: float(match[key]) for key in ("startup", "training", "scoring")} if match else {}
 
 
 def pair_or_run_name(run) -> str:
@@ -274,6 +273,7 @@ def store_runs() -> list[dict]:
             "name": pair_or_run_name(run),
             "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
             "brier": run.data.metrics.get(n.BRIER),
+            **train_split(run),
         }
         for run in client.search_runs(experiments, max_results=1000)
     ]

@@ -189,8 +189,7 @@ def packaged(project: Path, args, jobs: int) -> dict:
         )
         output = (store / "sweep.log").read_text()
         runs = _machine.store_runs()
-    splits = _machine.train_splits(output)
-    trains = {run["name"]: {**run, **splits[run["run_id"]]} for run in runs if run["entry_point"] == "train"}
+    trains = {run["name"]: run for run in runs if run["entry_point"] == "train"}
     ingest = [run for run in runs if run["entry_point"] == "ingest"]
     finished = sum(": FINISHED in " in line for line in output.splitlines())
     print(f"  wall {wall:.1f} s ({finished} pairs FINISHED)\n", flush=True)

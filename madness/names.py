@@ -89,6 +89,7 @@ TAG_HEARTBEAT = "process.heartbeat"  # unix seconds, refreshed while the step ru
 TAG_CONSTANT = (
     "predictions.constant"  # on a train run: "true" when its network predicts about one probability for every game
 )
+TAG_SECONDS = "seconds"  # a train run's time split: start-up and data, training, scoring and logging
 TAG_ENDED_BY = "ended_by"  # why a run that was left RUNNING was ended by another process
 ENV_WATCH = "MADNESS_WATCH"  # process tokens whose end stops a step: set by a launching step for its children
 TAG_SEASON_RUNS = "backtest.season_runs"  # on a backtest pair run: its season runs' ids, in season order

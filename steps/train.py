@@ -207,12 +207,15 @@ def main(argv=None):
         log_model(keras_paths, features, signature(features, rows, probabilities))
         run_id = mlflow.active_run().info.run_id
         done = time.perf_counter()
+        seconds = (
+            f"start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
+            f"scoring and logging {done - trained_at:.1f}"
+        )
+        mlflow.set_tag(n.TAG_SECONDS, seconds)  # a sweep's pair prints no line of its own: its split is here
     if not child:
         print(
             f"train run {run_id}: {values['model']} lr={raw['lr']} {summary(scores)}, "
-            f"best epoch {', '.join(str(m.best_epoch + 1) for m in members)}; "
-            f"seconds: start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
-            f"scoring and logging {done - trained_at:.1f}"
+            f"best epoch {', '.join(str(m.best_epoch + 1) for m in members)}; seconds: {seconds}"
         )
     if constant:
         print(
