@@ -20,6 +20,7 @@ from madness.errors import UserError
 from steps import _lifecycle
 from steps._coordination import Heartbeat, liveness_tags
 from steps._failures import check_local_store, drop_store_tracebacks, store_failure, without_credentials
+from steps._store_check import check_tracking_store, store_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,6 +109,7 @@ def entry_point(main):
         drop_store_tracebacks()
         launched = os.environ.get("MLFLOW_RUN_ID")  # MLflow unsets it when the run ends
         try:
+            check_tracking_store()
             check_local_store()
             with _lifecycle.LauncherWatch(_lifecycle.watched_tokens()):
                 return main(argv)
@@ -125,7 +127,7 @@ def entry_point(main):
             print(f"error: {_lifecycle.stop_reason(err)}", file=sys.stderr)
             sys.exit(130)
         except Exception as err:
-            problem = store_failure(err)
+            problem = store_problem(err)
             if problem is None:  # a bug: keep its traceback
                 _end_active_run("FAILED")
                 raise

@@ -1,0 +1,181 @@
+"""The tracking store checked before MLflow touches it, so that each fault is one line naming the store
+and what is accepted: an unknown scheme; a SQLite path that is a folder, or in a folder that does not
+exist (MLflow would create that folder, at the file system's root if need be); a file that is not
+SQLite, or another application's database (MLflow would add its tables to it); a server that does not
+answer (said at once, with how long MLflow's own retries last). A SQLite store deleted while a step
+runs is named as such rather than as the read-only database SQLite reports.
+
+`python -m steps._store_check` checks the store of MLFLOW_TRACKING_URI and creates it when it is new:
+MLflow creates a SQLite store's tables on first use, and two `mlflow run` started together on a new
+store both try to, the second failing inside MLflow before any step runs. `make run` runs it first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import re
+import socket
+import sqlite3
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import mlflow
+from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, MLFLOW_HTTP_REQUEST_MAX_RETRIES
+from mlflow.exceptions import MlflowException
+from mlflow.store.db.db_types import DATABASE_ENGINES, SQLITE
+
+from madness.errors import UserError
+from steps._failures import store_failure, without_credentials
+
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
+MLFLOW_TABLES = {"experiments", "alembic_version"}  # a store being created may hold either first
+CONNECT_SECONDS = 3
+# The schemes MLflow's tracking-store registry knows, besides the SQL databases and plugins.
+SCHEMES = {"", "file", "http", "https", "databricks", "databricks-uc", "uc"}
+ACCEPTED = "sqlite:///<file>.db, http(s)://<server>, postgresql://, mysql://, mssql:// or file:<folder>"
+
+
+def known_schemes() -> set[str]:
+    """Every scheme MLflow accepts for a tracking store, plugins (the mlflow.tracking_store entry points) too."""
+    plugins = {entry.name for entry in importlib.metadata.entry_points(group="mlflow.tracking_store")}
+    return SCHEMES | set(DATABASE_ENGINES) | plugins
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI (relative to the working folder, as MLflow reads it), or
+    None for another scheme or an in-memory database."""
+    if not uri.startswith(f"{SQLITE}:///"):
+        return None
+    database = uri.removeprefix(f"{SQLITE}:///").split("?")[0]
+    return Path(database) if database not in ("", ":memory:") else None
+
+
+def check_tracking_store(uri: str | None = None) -> None:
+    """Raise UserError, in one line naming the store, when the tracking store at `uri` (default: the
+    current one) cannot be an MLflow store; say at once when its server does not answer. Nothing is
+    created or written."""
+    uri = uri or mlflow.get_tracking_uri()
+    shown = without_credentials(uri)
+    scheme = urllib.parse.urlsplit(uri).scheme.lower()
+    if scheme.split("+")[0] not in known_schemes():
+        raise UserError(f"the tracking store {shown} has an unknown scheme {scheme!r}; accepted: {ACCEPTED}")
+    database = sqlite_path(uri)
+    if database is not None:
+        problem = sqlite_problem(database)
+        if problem:
+            raise UserError(f"the tracking store {shown} {problem}")
+    elif scheme in ("http", "https"):
+        announce_unreachable(uri)
+
+
+def sqlite_problem(database: Path) -> str | None:
+    """Why `database` cannot be an MLflow SQLite store, or None (an MLflow store, or a new one)."""
+    if database.is_dir():
+        return f"is a folder ({database}), not a SQLite file; give a file path, e.g. sqlite:///mlflow.db"
+    if not database.parent.is_dir():
+        what = "is a file" if database.parent.exists() else "does not exist"
+        return f"cannot be created: its folder {database.parent} {what}; give a path in an existing folder"
+    if not database.exists():
+        return None
+    with database.open("rb") as file:
+        header = file.read(len(SQLITE_HEADER))
+    if not header:
+        return None  # an empty file is an empty SQLite database: MLflow makes it a store
+    if header != SQLITE_HEADER:
+        return f"is not a SQLite database: {database} starts with {header[:8]!r}; give an MLflow SQLite store or a new file"
+    try:
+        # Read-only and without creating a journal: only the names of its tables are read.
+        with contextlib.closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=10)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as err:
+        if "locked" in str(err):
+            return None  # another step is writing it: MLflow waits for its lock too
+        return f"is a damaged SQLite database ({database}: {err}); give an MLflow SQLite store or a new file"
+    if tables and not tables & MLFLOW_TABLES:
+        listed = ", ".join(sorted(tables)[:5])
+        return (
+            f"is another application's SQLite database ({database}, tables {listed}), not an MLflow store; "
+            "give an MLflow store or a new file"
+        )
+    return None
+
+
+def retry_seconds() -> float:
+    """How long MLflow's retries of a refused request last at most: urllib3 waits 0, then
+    factor x 2, 4, 8... seconds between attempts, plus up to a second of MLflow's jitter each."""
+    retries, factor = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()
+    return sum(factor * 2 ** (attempt - 1) for attempt in range(2, retries + 1)) + retries
+
+
+def announce_unreachable(uri: str) -> None:
+    """Print one line at once when the tracking server does not accept a connection within
+    CONNECT_SECONDS, with the bound of MLflow's retries that follow (a restarting server may return)."""
+    parts = urllib.parse.urlsplit(uri)
+    if urllib.request.getproxies() and not urllib.request.proxy_bypass(parts.hostname or ""):
+        return  # reached through a proxy: a direct connection proves nothing
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=CONNECT_SECONDS).close()
+        return
+    except OSError as err:
+        why = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err)).lower()
+    print(
+        f"the tracking server {without_credentials(uri)} does not accept connections ({why} within {CONNECT_SECONDS} s); "
+        f"retrying for at most about {retry_seconds():.0f} s "
+        f"(MLFLOW_HTTP_REQUEST_MAX_RETRIES={MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()}, "
+        f"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR={MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def store_problem(err: BaseException) -> str | None:
+    """One line when `err` is the tracking store failing (steps._failures.store_failure), naming a
+    SQLite store deleted meanwhile, or an address that answers but is no MLflow server; else None."""
+    problem = store_failure(err)
+    if problem is not None:
+        return deleted_store() or problem
+    return not_a_tracking_server(err)
+
+
+def not_a_tracking_server(err: BaseException) -> str | None:
+    """One line when a request to the tracking server got an answer that is not MLflow's (a web
+    page, another service, a wrong path: no JSON error), else None."""
+    answer = re.match(r"API request to endpoint (\S+) failed with error code (\d+)", getattr(err, "message", ""))
+    if not isinstance(err, MlflowException) or answer is None:
+        return None
+    endpoint, status = answer.groups()
+    return (
+        f"the tracking store {without_credentials(mlflow.get_tracking_uri())} answered {endpoint} with HTTP {status} "
+        "and no MLflow response: it is not an MLflow tracking server; give the address `mlflow server` listens on"
+    )
+
+
+def deleted_store(uri: str | None = None) -> str | None:
+    """One line when the SQLite store was deleted (or emptied) while the step ran, else None: SQLite
+    then reports a read-only database, or tables that do not exist."""
+    uri = uri or mlflow.get_tracking_uri()
+    database = sqlite_path(uri)
+    if database is None:
+        return None
+    if database.exists() and database.stat().st_size > 0:
+        return None
+    return (
+        f"the tracking store {uri} was deleted while the step ran ({database} is gone); "
+        "the runs it held are lost: start again on a new store"
+    )
+
+
+def create_store(argv=None) -> None:
+    """Create the tracking store's tables when it is new (MLflow does on first use); say it is ready."""
+    mlflow.MlflowClient().search_experiments(max_results=1)
+    print(f"tracking store {without_credentials(mlflow.get_tracking_uri())}: ready")
+
+
+if __name__ == "__main__":
+    from steps._entry import entry_point, run_as_script  # which checks the store first
+
+    run_as_script(entry_point(create_store))
