@@ -17,7 +17,6 @@ import importlib.metadata
 import re
 import socket
 import sqlite3
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -127,8 +126,7 @@ def announce_unreachable(uri: str) -> None:
         f"retrying for at most about {retry_seconds():.0f} s "
         f"(MLFLOW_HTTP_REQUEST_MAX_RETRIES={MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()}, "
         f"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR={MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()})",
-        file=sys.stderr,
-        flush=True,
+        flush=True,  # on stdout, as the retries' own lines: stderr keeps the error alone
     )
 
 
