@@ -8,7 +8,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 SERVER_DIR ?= .server
 PORT ?= 5000
 
-.PHONY: help run check lint format test lock venv ui server server-stop
+.PHONY: help store run check lint format test lock venv ui server server-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -21,7 +21,10 @@ $(VENV)/.installed: requirements.lock
 	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements.lock
 	touch $@
 
-run: venv ## run the article's 3 x 3 sweep on the synthetic league, then its report (tracking in ./mlflow.db)
+store: venv ## check the tracking store and create it when new, once: two mlflow run on a new store race to create it
+	$(PY) -m steps._store_check
+
+run: store ## run the article's 3 x 3 sweep on the synthetic league, then its report (tracking in ./mlflow.db)
 	mlflow run . --env-manager local --experiment-name fabric_madness --run-name sweep
 
 ui: venv ## browse the runs: mlflow ui on ./mlflow.db, with the link that opens experiments on their runs
