@@ -79,8 +79,11 @@ def sqlite_problem(database: Path) -> str | None:
         return f"cannot be created: its folder {database.parent} {what}; give a path in an existing folder"
     if not database.exists():
         return None
-    with database.open("rb") as file:
-        header = file.read(len(SQLITE_HEADER))
+    try:
+        with database.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except OSError as err:
+        return f"cannot be read: {database}: {err.strerror}"
     if not header:
         return None  # an empty file is an empty SQLite database: MLflow makes it a store
     if header != SQLITE_HEADER:

@@ -145,6 +145,18 @@ def test_a_store_in_a_folder_that_does_not_exist_is_refused_and_the_folder_never
     assert not (tmp_path / "missing").exists()
 
 
+def test_a_store_under_a_file_is_refused_naming_the_file(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder\n")
+    uri = f"sqlite:///{notes / 'mlflow.db'}"
+    result = step(uri, tmp_path)
+    assert_one_line(
+        result,
+        f"error: the tracking store {uri} cannot be created: its folder {notes} is a file; give a path in an existing folder",
+    )
+    assert notes.read_text() == "not a folder\n"
+
+
 def closed_port() -> int:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
