@@ -107,9 +107,10 @@ def entry_point(main):
             os.environ.setdefault(name, value)
         _announce_retries()
         drop_store_tracebacks()
-        launched = os.environ.get("MLFLOW_RUN_ID")  # MLflow unsets it when the run ends
+        launched = None  # a store that fails its check is left alone: ending a run there would create it
         try:
             check_tracking_store()
+            launched = os.environ.get("MLFLOW_RUN_ID")  # MLflow unsets it when the run ends
             check_local_store()
             with _lifecycle.LauncherWatch(_lifecycle.watched_tokens()):
                 return main(argv)

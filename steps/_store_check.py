@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import os
 import re
 import socket
 import sqlite3
@@ -66,6 +67,9 @@ def check_tracking_store(uri: str | None = None) -> None:
         problem = sqlite_problem(database)
         if problem:
             raise UserError(f"the tracking store {shown} {problem}")
+        # `mlflow run` made this step's run in the store: a file gone since is a store deleted, not a new one.
+        if os.environ.get("MLFLOW_RUN_ID") and deleted_store(uri):
+            raise UserError(deleted_store(uri))
     elif scheme in ("http", "https"):
         announce_unreachable(uri)
 
@@ -156,7 +160,7 @@ def not_a_tracking_server(err: BaseException) -> str | None:
 
 
 def deleted_store(uri: str | None = None) -> str | None:
-    """One line when the SQLite store was deleted (or emptied) while the step ran, else None: SQLite
+    """One line when the SQLite store was deleted (or emptied) during the run, else None: SQLite
     then reports a read-only database, or tables that do not exist."""
     uri = uri or mlflow.get_tracking_uri()
     database = sqlite_path(uri)
@@ -165,7 +169,7 @@ def deleted_store(uri: str | None = None) -> str | None:
     if database.exists() and database.stat().st_size > 0:
         return None
     return (
-        f"the tracking store {uri} was deleted while the step ran ({database} is gone); "
+        f"the tracking store {uri} was deleted during the run ({database} is gone); "
         "the runs it held are lost: start again on a new store"
     )
 

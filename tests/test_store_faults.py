@@ -11,6 +11,7 @@ so the module is marked slow, as tests/test_unwritable.py is.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import socket
@@ -21,9 +22,11 @@ import threading
 import time
 from pathlib import Path
 
+import mlflow
 import pytest
 
 from conftest import subprocess_env
+from madness import names as n
 from stores import last_line, ok
 from tools import sandbox
 
@@ -32,13 +35,14 @@ pytestmark = pytest.mark.slow
 
 INGEST = [sys.executable, "-m", "steps.ingest"]
 CHECK = [sys.executable, "-m", "steps._store_check"]
+MLFLOW_RUN = [str(Path(sys.executable).parent / "mlflow"), "run"]
 
 
 def environment(tracking_uri: str, **extra: str) -> dict:
-    env = subprocess_env({"MLFLOW_TRACKING_URI": tracking_uri, **extra})
+    env = subprocess_env({"MLFLOW_TRACKING_URI": tracking_uri})
     for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         env.pop(name, None)
-    return env
+    return {**env, **extra}
 
 
 def step(tracking_uri: str, cwd: Path, command=INGEST, timeout: int = SECONDS, **extra: str):
@@ -219,12 +223,20 @@ def test_an_address_that_is_no_mlflow_server_is_named_so(tmp_path):
     )
 
 
-def running_runs(database: Path) -> int:
+def step_running(database: Path) -> bool:
+    """Whether a step has opened its run in the store: its run holds the step's process tag."""
     try:
-        with sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=1) as db:
-            return db.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone()[0]
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=1)) as db:
+            return db.execute("SELECT count(*) FROM tags WHERE key = ?", (n.TAG_PROCESS,)).fetchone()[0] > 0
     except sqlite3.Error:
-        return 0
+        return False
+
+
+def delete_once_a_step_runs(database: Path, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while not step_running(database) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    database.unlink()
 
 
 def test_a_store_deleted_mid_run_is_named_deleted_in_one_line(tmp_path):
@@ -234,17 +246,52 @@ def test_a_store_deleted_mid_run_is_named_deleted_in_one_line(tmp_path):
     process = subprocess.Popen(
         INGEST, cwd=tmp_path, env=environment(uri), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 120
-    while running_runs(database) == 0 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    database.unlink()
+    delete_once_a_step_runs(database, process)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 1, err[-3000:]
     assert err.strip() == (
-        f"error: the tracking store {uri} was deleted while the step ran ({database} is gone); "
+        f"error: the tracking store {uri} was deleted during the run ({database} is gone); "
         "the runs it held are lost: start again on a new store"
     )
     assert not database.exists()  # not created again, empty
+
+
+def test_a_store_deleted_before_its_launched_step_starts_is_not_made_again(tmp_path):
+    database = tmp_path / "mlflow.db"
+    uri = sandbox.new_sqlite_store(tmp_path)
+    launched = mlflow.MlflowClient(tracking_uri=uri).create_run("0").info.run_id  # as `mlflow run` does
+    database.unlink()
+    result = step(uri, tmp_path, MLFLOW_RUN_ID=launched)
+    assert_one_line(
+        result,
+        f"error: the tracking store {uri} was deleted during the run ({database} is gone); "
+        "the runs it held are lost: start again on a new store",
+    )
+    assert not database.exists()
+
+
+def test_a_store_deleted_under_mlflow_run_is_named_by_the_step_and_never_made_again(tmp_path):
+    project = sandbox.snapshot(tmp_path / "project")
+    database = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{database}"
+    ok(step(uri, tmp_path, command=CHECK, timeout=120))
+    process = subprocess.Popen(
+        [*MLFLOW_RUN, str(project), "-e", "ingest", "--env-manager", "local"],
+        cwd=tmp_path,
+        env=environment(uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    delete_once_a_step_runs(database, process)
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode != 0
+    # After the step's line, `mlflow run` itself fails to end the run in the deleted file (MLflow's traceback).
+    assert (
+        f"error: the tracking store {uri} was deleted during the run ({database} is gone); "
+        "the runs it held are lost: start again on a new store"
+    ) in out.splitlines(), out[-3000:]
+    assert not database.exists()
 
 
 def test_a_new_store_created_first_lets_two_mlflow_runs_start_together(tmp_path):
@@ -255,7 +302,7 @@ def test_a_new_store_created_first_lets_two_mlflow_runs_start_together(tmp_path)
     created = step(uri, tmp_path, command=CHECK, timeout=120)
     ok(created)
     assert last_line(created.stdout) == f"tracking store {uri}: ready"
-    command = [Path(sys.executable).parent / "mlflow", "run", str(project), "-e", "ingest", "--env-manager", "local"]
+    command = [*MLFLOW_RUN, str(project), "-e", "ingest", "--env-manager", "local"]
     runs = [
         subprocess.Popen(
             command, cwd=tmp_path, env=environment(uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
