@@ -23,7 +23,11 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
-from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, MLFLOW_HTTP_REQUEST_MAX_RETRIES
+from mlflow.environment_variables import (
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+    MLFLOW_HTTP_REQUEST_BACKOFF_JITTER,
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.store.db.db_types import DATABASE_ENGINES, SQLITE
 
@@ -111,9 +115,10 @@ def sqlite_problem(database: Path) -> str | None:
 
 def retry_seconds() -> float:
     """How long MLflow's retries of a refused request last at most: urllib3 waits 0, then
-    factor x 2, 4, 8... seconds between attempts, plus up to a second of MLflow's jitter each."""
+    factor x 2, 4, 8... seconds between attempts, plus up to MLflow's jitter each."""
     retries, factor = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()
-    return sum(factor * 2 ** (attempt - 1) for attempt in range(2, retries + 1)) + retries
+    waits = sum(factor * 2 ** (attempt - 1) for attempt in range(2, retries + 1))
+    return waits + retries * MLFLOW_HTTP_REQUEST_BACKOFF_JITTER.get()
 
 
 def announce_unreachable(uri: str) -> None:
@@ -149,8 +154,10 @@ def store_problem(err: BaseException) -> str | None:
 def not_a_tracking_server(err: BaseException) -> str | None:
     """One line when a request to the tracking server got an answer that is not MLflow's (a web
     page, another service, a wrong path: no JSON error), else None."""
-    answer = re.match(r"API request to endpoint (\S+) failed with error code (\d+)", getattr(err, "message", ""))
-    if not isinstance(err, MlflowException) or answer is None:
+    if not isinstance(err, MlflowException):
+        return None
+    answer = re.match(r"API request to endpoint (\S+) failed with error code (\d+)", str(err.message))
+    if answer is None:
         return None
     endpoint, status = answer.groups()
     return (

@@ -1,8 +1,8 @@
 """Tracking stores that cannot be one, on real step processes: a file that is not SQLite or is another
 application's database, an unknown scheme, a folder, a missing folder, a server that refuses or is no
-MLflow server, a store deleted mid-run. Each ends in one line naming the store, exit 1, within
-seconds, and nothing created or changed; a new store created once (`python -m steps._store_check`,
-`make run`'s first step) lets two `mlflow run` start together.
+MLflow server, a store deleted mid-run (under `python -m` and under `mlflow run`). Each ends in one
+line naming the store, exit 1, within seconds, and nothing created or changed; a new store created
+once (`python -m steps._store_check`, `make run`'s first step) lets two `mlflow run` start together.
 
 The checks run before MLflow touches the store (steps/_store_check.py); `python -m steps.ingest` is
 the step: it loads no TensorFlow, but each case costs an interpreter importing MLflow (3-7 s here),
