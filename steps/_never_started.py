@@ -39,6 +39,7 @@ CLOCK_SLACK_SECONDS = 2.0  # a process's start time (whole seconds since boot) a
 
 @functools.cache
 def project_entry_points() -> frozenset[str]:
+    """Return the entry points MLproject declares."""
     return frozenset(yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())["entry_points"])
 
 
