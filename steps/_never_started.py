@@ -38,9 +38,19 @@ CLOCK_SLACK_SECONDS = 2.0  # a process's start time (whole seconds since boot) a
 
 
 @functools.cache
-def project_entry_points() -> frozenset[str]:
-    """Return the entry points MLproject declares."""
-    return frozenset(yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())["entry_points"])
+def declared_parameters() -> dict[str, frozenset[str]]:
+    """Return each entry point MLproject declares, with the names of its parameters."""
+    entry_points = yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())["entry_points"]
+    return {entry: frozenset(spec.get("parameters") or {}) for entry, spec in entry_points.items()}
+
+
+def of_this_project(run) -> bool:
+    """Return whether MLflow Projects created the run for one of this project's entry points: tagged
+    so, and holding every parameter MLproject declares for it (MLflow logs them all as it creates the
+    run), so that another project's `main` in a shared experiment is not taken for ours."""
+    tags = run.data.tags
+    declared = declared_parameters().get(tags.get(MLFLOW_PROJECT_ENTRY_POINT, ""))
+    return tags.get(MLFLOW_SOURCE_TYPE) == "PROJECT" and declared is not None and declared <= run.data.params.keys()
 
 
 def project_experiments(client, prefix: str) -> list[str]:
@@ -59,11 +69,7 @@ def abandoned(run, run_alive, remote: bool, now: float) -> str | None:
     a run of this project's entry points, or its creator may still be building its environment.
     `run_alive(run_id)` tells whether a run's process lives (steps._coordination.Liveness)."""
     tags = run.data.tags
-    if (
-        n.TAG_PROCESS in tags
-        or tags.get(MLFLOW_SOURCE_TYPE) != "PROJECT"
-        or tags.get(MLFLOW_PROJECT_ENTRY_POINT) not in project_entry_points()
-    ):
+    if n.TAG_PROCESS in tags or not of_this_project(run):
         return None
     never = "its entry point never started (MLflow builds its environment first)"
     parent = tags.get(MLFLOW_PARENT_RUN_ID)

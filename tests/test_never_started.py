@@ -36,10 +36,14 @@ def client(tracking):
     return mlflow.MlflowClient()
 
 
-def created_by_mlflow_run(client, entry: str = "train", **tags) -> str:
-    """A run as `mlflow run` creates it before building the environment: its project tags, no step's."""
+def created_by_mlflow_run(client, entry: str = "train", start_time: int | None = None, **tags) -> str:
+    """A run as `mlflow run` creates it before building the environment: its project tags and
+    every parameter MLproject declares for the entry point, no step's tags."""
     project = {MLFLOW_SOURCE_TYPE: "PROJECT", MLFLOW_PROJECT_ENTRY_POINT: entry, **tags}
-    return client.create_run("0", tags=project).info.run_id
+    run_id = client.create_run("0", start_time=start_time, tags=project).info.run_id
+    for name in never_started.declared_parameters().get(entry, ()):
+        client.log_param(run_id, name, "1")
+    return run_id
 
 
 def ended_by(client, run_id: str) -> str | None:
@@ -60,10 +64,13 @@ def test_a_run_whose_step_started_is_judged_by_its_process_alone(client):
 
 
 def test_runs_of_other_projects_and_runs_made_outside_mlflow_run_are_left(client):
-    other_project = created_by_mlflow_run(client, entry="some_other_entry_point")
+    other_entry_point = created_by_mlflow_run(client, entry="some_other_entry_point")
+    project_tags = {MLFLOW_SOURCE_TYPE: "PROJECT", MLFLOW_PROJECT_ENTRY_POINT: "main"}
+    other_main = client.create_run("0", tags=project_tags).info.run_id  # another project's main: not our params
+    client.log_param(other_main, "alpha", "0.5")
     by_hand = client.create_run("0").info.run_id
     assert end_orphans(client, ["0"], Liveness(client), "report r1") == []
-    assert client.get_run(other_project).info.status == client.get_run(by_hand).info.status == "RUNNING"
+    assert {client.get_run(r).info.status for r in (other_entry_point, other_main, by_hand)} == {"RUNNING"}
 
 
 def test_a_child_lives_while_the_run_that_created_it_lives(client):
@@ -89,11 +96,7 @@ def test_a_child_whose_creating_run_is_dead_is_ended(client):
 def test_on_a_remote_store_a_run_is_given_the_bound_to_start(client):
     now = time.time()
     fresh = client.get_run(created_by_mlflow_run(client))
-    old_id = client.create_run(
-        "0",
-        start_time=int((now - never_started.STARTING_SECONDS - 1) * 1000),
-        tags={MLFLOW_SOURCE_TYPE: "PROJECT", MLFLOW_PROJECT_ENTRY_POINT: "train"},
-    ).info.run_id
+    old_id = created_by_mlflow_run(client, start_time=int((now - never_started.STARTING_SECONDS - 1) * 1000))
     assert never_started.abandoned(fresh, Liveness(client), True, now) is None
     assert never_started.abandoned(client.get_run(old_id), Liveness(client), True, now) == (
         "its entry point never started (MLflow builds its environment first) within 60 minutes, "
@@ -137,13 +140,15 @@ def runs_in_default(team: Team, entry: str) -> list:
 
 
 def wait_for_run(team: Team, entry: str, seconds: float = 120) -> mlflow.entities.Run:
+    """The entry point's run, once MLflow has logged its parameters (right after creating it, before
+    it builds the environment)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        runs = runs_in_default(team, entry)
+        runs = [run for run in runs_in_default(team, entry) if run.data.params]
         if runs:
             return runs[0]
         time.sleep(0.2)
-    raise AssertionError(f"mlflow run made no {entry} run in {seconds} s")
+    raise AssertionError(f"mlflow run made no {entry} run with its parameters in {seconds} s")
 
 
 @pytest.mark.slow
