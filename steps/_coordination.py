@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from madness import coordination
 from madness import names as n
+from steps import _never_started as never_started
 
 HOST = socket.gethostname()
 LOCAL_SCHEMES = ("", "file", "sqlite")  # one machine: a process token tells liveness, no heartbeat needed
@@ -155,11 +156,15 @@ class Claims:
 
 
 def end_orphans(client, experiment_ids: list[str], liveness: Liveness, by: str) -> list[str]:
-    """End FAILED every RUNNING run of these experiments whose process is gone; return their ids."""
+    """End FAILED every RUNNING run of these experiments whose process is gone, or whose entry point
+    never started and whose creator is gone (steps._never_started); return their ids."""
     ended = []
     for run in client.search_runs(sorted(set(experiment_ids)), "attributes.status = 'RUNNING'", max_results=1000):
         if not liveness.judge(run):
-            client.set_terminated(run.info.run_id, "FAILED")
-            client.set_tag(run.info.run_id, n.TAG_ENDED_BY, f"{by}: the process that ran it was gone")
-            ended.append(run.info.run_id)
+            why = "the process that ran it was gone"
+        elif (why := never_started.abandoned(run, liveness, remote_store(), time.time())) is None:
+            continue
+        client.set_terminated(run.info.run_id, "FAILED")
+        client.set_tag(run.info.run_id, n.TAG_ENDED_BY, f"{by}: {why}")
+        ended.append(run.info.run_id)
     return ended

@@ -43,6 +43,7 @@ from steps._data import seasons_of
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, single_attempt, start_run
 from steps._experiments import experiment_id, label_experiment
 from steps._launcher import POLL_SECONDS, Job, Launcher, LaunchError, launch_child, settle, tag_child
+from steps._never_started import project_experiments
 from steps._stored import ingest_run_problem, train_run_problem
 
 PARAMS = (
@@ -277,7 +278,8 @@ def main(argv=None):
         jobs = plan(
             client, values, raw, f"runs:/{ingest_id}/{n.FEATURES_DIR}", identity, threads_of(backend, values["jobs"])
         )
-        orphans = end_orphans(client, [sweep_exp, *(job.experiment_id for job in jobs)], liveness, f"sweep {sweep_id}")
+        watched = [sweep_exp, *(job.experiment_id for job in jobs), *project_experiments(client, values["prefix"])]
+        orphans = end_orphans(client, watched, liveness, f"sweep {sweep_id}")
         if orphans:
             print(
                 f"ended FAILED {len(orphans)} run(s) left RUNNING by processes that are gone: {', '.join(orphans)}",

@@ -38,6 +38,7 @@ from madness.errors import UserError
 from steps._coordination import Claims, Liveness, end_orphans
 from steps._entry import entry_point, run_as_script, start_run
 from steps._lifecycle import temp_dir
+from steps._never_started import project_experiments
 from steps._stored import train_run_problem
 
 DEFAULT_FILTER = "metrics.brier < 0.25"
@@ -459,8 +460,8 @@ def main(argv=None):
 
 
 def end_orphans_of(client, sweep_run_id: str, by: str) -> None:
-    """Runs of the sweep's experiments left RUNNING by processes that are gone are ended first,
-    so the report shows what is true."""
+    """Runs of the sweep's experiments and of the project's (steps._never_started.project_experiments)
+    left RUNNING by processes that are gone are ended first, so the report shows what is true."""
     try:
         sweep = client.get_run(sweep_run_id)
     except MlflowException as err:
@@ -468,9 +469,12 @@ def end_orphans_of(client, sweep_run_id: str, by: str) -> None:
             f"no run {sweep_run_id!r} in this tracking store ({err.error_code}); give a sweep run id"
         ) from None
     pairs = sweep_pairs(sweep_run_id)
-    ended = end_orphans(
-        client, [sweep.info.experiment_id, *(p["experiment_id"] for p in pairs)], Liveness(client), f"report {by}"
-    )
+    watched = [
+        sweep.info.experiment_id,
+        *(p["experiment_id"] for p in pairs),
+        *project_experiments(client, prefix_of(sweep)),
+    ]
+    ended = end_orphans(client, watched, Liveness(client), f"report {by}")
     if ended:
         print(
             f"ended FAILED {len(ended)} run(s) left RUNNING by processes that are gone: {', '.join(ended)}", flush=True
