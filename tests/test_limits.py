@@ -72,6 +72,7 @@ def last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
 
 
+@pytest.mark.timed
 def test_train_with_a_billion_epochs_fails_in_seconds_with_one_line(tracking):
     started = time.monotonic()
     done = run_cli([sys.executable, "-m", "steps.train", "--epochs", "1000000000"], timeout=120)
@@ -83,6 +84,7 @@ def test_train_with_a_billion_epochs_fails_in_seconds_with_one_line(tracking):
 
 
 @pytest.mark.slow
+@pytest.mark.timed
 def test_mlflow_run_train_with_a_billion_epochs_ends_its_run_failed_in_seconds(tracking):
     started = time.monotonic()
     done = run_cli(
