@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +15,7 @@ import pytest
 
 from conftest import run_cli
 from madness import names
+from steps import backtest as backtest_step
 from stores import last_line
 from tools import sandbox
 
@@ -135,10 +135,13 @@ def test_invoked_again_it_trains_nothing_and_reuses_the_pair_runs(backtest):
         (["--lrs", "0.01,abc"], "error: lrs must be a number, got 'abc'"),
     ],
 )
-def test_bad_seasons_work_or_grid_stop_in_one_line_before_any_run(args, said, tracking):
-    done = run_cli([sys.executable, "-m", "steps.backtest", *args], env={"MLFLOW_TRACKING_URI": tracking})
-    assert done.returncode == 1
-    assert done.stderr.strip().startswith(said) and len(done.stderr.strip().splitlines()) == 1
+def test_bad_seasons_work_or_grid_stop_in_one_line_before_any_run(args, said, tracking, capsys):
+    # In this process: how a step's one-line error becomes exit code 1 is test_startup's.
+    with pytest.raises(SystemExit) as exit_:
+        backtest_step.main(args)
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.strip().startswith(said) and len(err.strip().splitlines()) == 1
     assert (
         mlflow.MlflowClient(tracking).search_runs(
             [e.experiment_id for e in mlflow.MlflowClient(tracking).search_experiments()]

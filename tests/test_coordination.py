@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -228,7 +229,7 @@ def test_an_orphan_has_no_launcher():
 
 
 def real_chain(shell_command: str) -> list[int]:
-    probe = f"{sys.executable} -c 'from madness import coordination as C; print(*C.launcher_chain())'"
+    probe = f"{shlex.quote(sys.executable)} -c 'from madness import coordination as C; print(*C.launcher_chain())'"
     out = subprocess.run(
         ["bash", "-c", shell_command.format(probe=probe)], capture_output=True, text=True, check=True
     ).stdout

@@ -24,7 +24,7 @@ from servers import MLFLOW, Team
 from stores import ok, snapshot
 from tools import sandbox
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timed]  # timed: make test runs it alone (bounds in seconds)
 
 PREFIX = "faults"
 EXPERIMENT = f"{PREFIX}_small"

@@ -16,6 +16,8 @@ from madness import names as n
 from steps import _lifecycle as lifecycle
 from steps._entry import PROJECT_ROOT
 
+pytestmark = pytest.mark.timed  # bounds in seconds on real signals: make test runs these alone
+
 STEP = textwrap.dedent("""
     import sys, time
     from steps import _lifecycle as lifecycle

@@ -114,11 +114,21 @@ def test_the_retry_settings_shown_for_mlflow_run_are_the_steps_own():
     assert dict(word.split("=", 1) for word in line.split()[1:]) == HTTP_DEFAULTS
 
 
+DEFINED_TESTS = {
+    name
+    for path in (ROOT / "tests").glob("test_*.py")
+    for name in re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), re.M)
+}
+
+
 def test_every_test_the_reliability_page_names_exists():
     named = set(re.findall(r"`(test_[a-z0-9_]+)`", PAGES["reliability.md"]))
-    defined = {
-        name
-        for path in (ROOT / "tests").glob("test_*.py")
-        for name in re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), re.M)
-    }
-    assert len(named) >= 20 and named <= defined, sorted(named - defined)
+    assert len(named) >= 20 and named <= DEFINED_TESTS, sorted(named - DEFINED_TESTS)
+
+
+def test_every_test_and_test_file_the_tests_list_of_promises_names_exists():
+    promises = (ROOT / "tests" / "README.md").read_text()
+    named = set(re.findall(r"`(test_[a-z0-9_]+)`", promises))
+    files = set(re.findall(r"`(test_[a-z0-9_]+\.py)`", promises))
+    assert len(named) >= 100 and named <= DEFINED_TESTS, sorted(named - DEFINED_TESTS)
+    assert {name for name in files if not (ROOT / "tests" / name).is_file()} == set()

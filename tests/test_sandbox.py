@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from conftest import ROOT
 from repos import commit_all, git
 from tools import sandbox
 
@@ -22,3 +23,16 @@ def test_a_snapshot_keeps_a_link_to_a_folder_as_a_link(tmp_path):
 
     assert (copy / ".venv").is_symlink() and (copy / ".venv").readlink() == shared
     assert (copy / "MLproject").read_text() == "name: x\n"
+
+
+def test_the_projects_gitignore_ignores_a_venv_that_is_a_link(tmp_path):
+    # Otherwise git lists the link and every run of such a clone is tagged git.dirty=true.
+    repo, shared = tmp_path / "repo", tmp_path / "shared-venv"
+    shared.mkdir()
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text())
+    commit_all(repo, "project")
+    (repo / ".venv").symlink_to(shared)
+
+    assert git(repo, "status", "--porcelain") == ""
