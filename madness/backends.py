@@ -16,6 +16,8 @@ BACKENDS = (LOCAL, KUBERNETES)
 # What MLflow's kubernetes backend reads from its configuration (mlflow.projects._parse_kubernetes_config).
 KUBE_TEMPLATE, KUBE_REPOSITORY, KUBE_CONTEXT = "kube-job-template-path", "repository-uri", "kube-context"
 CGROUP = Path("/sys/fs/cgroup")
+# What runs each command of a Kubernetes child: steps/_unquote.py.
+UNQUOTE = "python -m steps._unquote"
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,18 @@ def image_name(config: dict, commit: str | None) -> str:
 
 
 def docker_variant(project: dict, image: str) -> dict:
-    """The project (MLproject, as read by YAML) with its entry points unchanged, run in `image`
-    instead of an environment MLflow builds: what MLflow's kubernetes backend requires."""
+    """The project (MLproject, as read by YAML) run in `image` instead of an environment MLflow builds,
+    as MLflow's kubernetes backend requires: the same entry points and parameters, each command behind
+    UNQUOTE, which undoes the shell quoting MLflow puts on every word of a Job's command."""
     variant = {key: value for key, value in project.items() if key not in ("conda_env", "python_env", "docker_env")}
+    entry_points = {
+        entry: {**spec, "command": f"{UNQUOTE} {spec['command']}"} for entry, spec in project["entry_points"].items()
+    }
     return {
         "name": project["name"],
         "docker_env": {"image": image},
-        **{k: v for k, v in variant.items() if k != "name"},
+        **{k: v for k, v in variant.items() if k not in ("name", "entry_points")},
+        "entry_points": entry_points,
     }
 
 

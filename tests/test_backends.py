@@ -129,5 +129,5 @@ def test_the_docker_variant_drops_the_environment_mlflow_would_build():
     assert B.docker_variant(project, "r:1") == {
         "name": "p",
         "docker_env": {"image": "r:1"},
-        "entry_points": {"main": {"command": "python -m x"}},
+        "entry_points": {"main": {"command": "python -m steps._unquote python -m x"}},
     }

@@ -79,6 +79,11 @@ def quantity(text: str) -> float:
     return float(number) * units.get(unit, 1)
 
 
+def pull_error(log: Path) -> str:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "the image could not be pulled"
+
+
 def container_status(container: dict, state: dict) -> dict:
     """A pod's containerStatuses entry, with the fields the API requires."""
     return {"name": container["name"], "image": container["image"], "imageID": "", "ready": False,
@@ -147,9 +152,8 @@ class Node:
         try:
             env = self.environment(namespace, container)
         except LookupError as missing:
-            self.patch(
-                PODS, namespace, pod, {"status": {"reason": "CreateContainerConfigError", "message": str(missing)}}
-            )
+            waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": str(missing).strip("'\"")}}
+            self.patch(PODS, namespace, pod, {"status": {"containerStatuses": [container_status(container, waiting)]}})
             return None
         limits = container.get("resources", {}).get("limits", {})
         command = [
@@ -168,7 +172,7 @@ class Node:
             exit_code = await process.wait()
         if exit_code == 125 and PULL_FAILURE.search(log.read_text(errors="replace")):
             self.patch(PODS, namespace, pod, {"status": {"phase": "Pending", "containerStatuses": [
-                container_status(container, {"waiting": {"reason": "ErrImagePull"}})]}})  # fmt: skip
+                container_status(container, {"waiting": {"reason": "ErrImagePull", "message": pull_error(log)}})]}})  # fmt: skip
             return None
         phase = "Succeeded" if exit_code == 0 else "Failed"
         self.patch(PODS, namespace, pod, {"status": {"phase": phase, "containerStatuses": [
