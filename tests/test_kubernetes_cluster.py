@@ -1,0 +1,167 @@
+"""The Kubernetes sweep end to end on the local cluster (`make cluster`, tools/cluster.py): the
+image built from the Dockerfile and pushed, every child a Job whose pod tracks to a real team
+server, and what MLflow's kubernetes backend gets wrong handled (steps._unquote, steps._kubernetes).
+
+Slow (the image's first build installs the whole lock): marked `slow`. The cluster is brought up
+once for the session, or used if it is already up, and stopped afterwards only if started here.
+Without root or where docker.io cannot be installed the tests skip with the reason, except under
+CI=true, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+
+from conftest import ROOT, subprocess_env
+from servers import team_server
+from stores import last_line, ok
+
+pytestmark = pytest.mark.slow
+
+CLUSTER = ROOT / ".cluster"
+TIMEOUT = 1200
+SWEEP = ("-P", "models=small", "-P", "lrs=0.001,0.01", "-P", "epochs=2", "-P", "prefix=kc")
+
+
+def unavailable() -> str | None:
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return "the local cluster runs a Docker engine, which needs root on Linux"
+    if not any(os.access(f"{folder}/apt-get", os.X_OK) for folder in ("/usr/bin", "/bin")) and not (
+        any(os.access(f"{folder}/dockerd", os.X_OK) for folder in ("/usr/sbin", "/usr/bin"))
+    ):
+        return "neither dockerd nor apt-get to install docker.io"
+    return None
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """The local cluster's environment (DOCKER_HOST, KUBECONFIG) and backend_config path."""
+    reason = unavailable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run as root where docker.io installs")
+        pytest.skip(reason)
+    was_up = (CLUSTER / "node.pid").is_file() and (CLUSTER / "env").is_file()
+    started = subprocess.run(
+        [sys.executable, "-m", "tools.cluster", "start", "--dir", str(CLUSTER)],
+        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    env = dict(line.removeprefix("export ").split("=", 1) for line in (CLUSTER / "env").read_text().splitlines())
+    try:
+        yield {**env, "config": str(CLUSTER / "kubernetes_config.json")}
+    finally:
+        if not was_up:
+            subprocess.run([sys.executable, "-m", "tools.cluster", "stop", "--dir", str(CLUSTER)], check=False)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with team_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def env(cluster, server):
+    return {
+        "MLFLOW_TRACKING_URI": server.tracking_uri,
+        "DOCKER_HOST": cluster["DOCKER_HOST"],
+        "KUBECONFIG": cluster["KUBECONFIG"],
+    }
+
+
+def mlflow_run(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["mlflow", "run", ".", "--env-manager", "local", *args],
+        cwd=ROOT, env=subprocess_env(env), capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+
+
+def sweep(env: dict, config: str, *extra: str) -> subprocess.CompletedProcess:
+    return mlflow_run(env, "-P", "backend=kubernetes", "-P", f"backend_config={config}", *SWEEP, *extra)
+
+
+@pytest.fixture(scope="module")
+def first(env, cluster):
+    result = sweep(env, cluster["config"])
+    ok(result)
+    return result
+
+
+def client(env: dict) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+
+
+def pair_runs(env: dict, experiment: str = "kc_small") -> list:
+    exp = client(env).get_experiment_by_name(experiment)
+    return (
+        []
+        if exp is None
+        else client(env).search_runs([exp.experiment_id], "tags.`mlflow.project.entryPoint` = 'train'")
+    )
+
+
+def test_the_sweep_runs_every_pair_as_a_job_and_ends_with_the_report(first, env):
+    assert "2 pairs, 0 reused, 2 to train" in first.stdout
+    assert last_line(first.stdout).startswith("best: small with learning rate ")
+    runs = pair_runs(env)
+    assert sorted(run.info.status for run in runs) == ["FINISHED", "FINISHED"]
+    assert {run.data.tags.get("mlflow.project.backend") for run in runs} == {"kubernetes"}
+
+
+def test_the_sweep_again_trains_nothing(first, env, cluster):
+    result = sweep(env, cluster["config"])
+    ok(result)
+    assert "2 pairs, 2 reused, 0 to train" in result.stdout
+
+
+def test_a_pods_run_reproduces_locally_bit_for_bit(first, env):
+    run = pair_runs(env)[0]
+    ok(mlflow_run(env, "-e", "reproduce", "-P", f"run_id={run.info.run_id}", "-P", "env_manager=local"))
+
+
+def test_parameters_reach_the_pod_exactly(first, env, cluster):
+    """A filter with spaces and `<`, and an empty sweep_run_id: MLflow shell-quotes both for a Job
+    command no shell reads; the report would refuse `'metrics.brier < 0.25'` and `''`."""
+    result = mlflow_run(
+        env, "-e", "report", "-P", "sweep_run_id=", "-P", "filter=metrics.brier < 0.25",
+        "--backend", "kubernetes", "--backend-config", cluster["config"], "--experiment-name", "kc",
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr
+    exp = client(env).get_experiment_by_name("kc")
+    (report,) = client(env).search_runs([exp.experiment_id], "tags.`mlflow.project.entryPoint` = 'report'")
+    assert report.info.status == "FINISHED", result.stderr[-3000:]
+
+
+def test_a_pod_that_never_starts_fails_its_run_alone_with_the_reason(first, env, cluster, tmp_path):
+    template = (ROOT / "kubernetes" / "job_template.yaml").read_text()
+    (tmp_path / "job.yaml").write_text(template.replace("optional: true", "optional: false"))
+    config = json.loads((CLUSTER / "kubernetes_config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "kube-job-template-path": str(tmp_path / "job.yaml")}))
+    started = time.monotonic()
+    result = sweep(env, str(tmp_path / "config.json"), "-P", "lrs=0.001,0.01,0.1")
+    assert result.returncode != 0
+    assert time.monotonic() - started < 300
+    assert "small_0.1: FAILED" in result.stdout
+    assert "its pod did not start in 60 s: CreateContainerConfigError" in result.stdout
+    assert "RUNNING" not in {run.info.status for run in pair_runs(env)}
+    again = sweep(env, cluster["config"], "-P", "lrs=0.001,0.01,0.1")
+    ok(again)
+    assert "3 pairs, 2 reused, 1 to train" in again.stdout
+
+
+def test_a_refused_push_is_one_line_and_leaves_no_run_running(first, env, tmp_path):
+    config = json.loads((CLUSTER / "kubernetes_config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "repository-uri": "localhost:5999/fabric-madness"}))
+    result = sweep(env, str(tmp_path / "config.json"), "-P", "prefix=kp")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "Error while pushing to docker registry" in last_line(result.stderr)
+    exp = client(env).get_experiment_by_name("kp")
+    assert "RUNNING" not in {run.info.status for run in client(env).search_runs([exp.experiment_id])}
