@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from madness import names as n
 from madness.errors import UserError
 
 LOCAL, KUBERNETES = "local", "kubernetes"
@@ -71,15 +72,17 @@ def kubernetes_config(config_path: str) -> dict:
     return {**config, KUBE_TEMPLATE: str(template)}
 
 
-def image_name(config: dict, commit: str | None) -> str:
+def image_name(config: dict, commit: str | None, state: dict | None = None) -> str:
     """The image a Kubernetes child runs: the configured repository, tagged with the commit whose
-    code it holds (the README's `docker build` command tags it so)."""
+    code it holds, and for a working tree that differs from it, with the tree's state (git.state):
+    the image is built from the tree, and a pod's run records the tree it ran."""
     if not commit:
         raise UserError(
             f"backend={KUBERNETES} runs the image built from a git commit, and this project has none: commit it, "
             "then build and push its image (README, Run on Kubernetes)"
         )
-    return f"{config[KUBE_REPOSITORY]}:{commit[:12]}"
+    dirty = (state or {}).get(n.TAG_DIRTY) == "true"
+    return f"{config[KUBE_REPOSITORY]}:{commit[:12]}" + (f"-dirty-{state[n.TAG_STATE][:12]}" if dirty else "")
 
 
 def docker_variant(project: dict, image: str) -> dict:

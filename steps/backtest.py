@@ -276,7 +276,9 @@ def main(argv=None):
     wanted = backtest.parse_seasons(values["seasons"])
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
     if backend.name != LOCAL:
-        backend = dataclasses.replace(backend, image=image_name(backend.config, sweep_step.git_commit()))
+        backend = dataclasses.replace(
+            backend, image=image_name(backend.config, sweep_step.git_commit(), git.state(PROJECT_ROOT))
+        )
         ensure_image(backend.image)
     with temp_dir() as tmp:
         files, synthetic_data = dataset.read_inputs(values["data"], values["league"], values["seed"], Path(tmp) / "raw")

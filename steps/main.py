@@ -250,7 +250,7 @@ def main(argv=None):
     )
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
     if backend.name != LOCAL:
-        backend = dataclasses.replace(backend, image=image_name(backend.config, git_commit()))
+        backend = dataclasses.replace(backend, image=image_name(backend.config, git_commit(), git.state(PROJECT_ROOT)))
         ensure_image(backend.image)
     if not seasons_of(values).has_test:
         raise UserError(

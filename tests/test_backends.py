@@ -9,6 +9,7 @@ import os
 import pytest
 
 from madness import backends as B
+from madness import names as n
 from madness.errors import UserError
 
 
@@ -117,6 +118,16 @@ def test_usable_cores_are_the_cpu_limit_rounded_down_and_at_least_one(tmp_path):
 def test_the_image_is_the_repository_tagged_with_the_commit():
     config = {B.KUBE_REPOSITORY: "localhost:5001/fabric-madness"}
     assert B.image_name(config, "0123456789abcdef0123") == "localhost:5001/fabric-madness:0123456789ab"
+
+
+def test_the_image_of_a_dirty_tree_is_tagged_with_its_state():
+    config = {B.KUBE_REPOSITORY: "localhost:5001/fabric-madness"}
+    state = {n.TAG_DIRTY: "true", n.TAG_STATE: "feedface" * 8}
+    assert (
+        B.image_name(config, "0123456789abcdef", state)
+        == "localhost:5001/fabric-madness:0123456789ab-dirty-feedfacefeed"
+    )
+    assert B.image_name(config, "0123456789abcdef", {**state, n.TAG_DIRTY: "false"}).endswith(":0123456789ab")
 
 
 def test_a_project_without_a_commit_has_no_image_to_run():
