@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import pytest
 
 from conftest import ROOT, subprocess_env
 from servers import team_server
-from stores import last_line, ok
+from stores import last_line, ok, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -63,14 +64,23 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """The working tree as the tests began: the image is built from it, and the sweep's cache keys
+    on its state, which edits made to the repository meanwhile would change."""
+    return snapshot(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="module")
 def server():
     with team_server() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def env(cluster, server):
+def env(cluster, server, project):
     return {
+        "PROJECT": str(project),
+        "PYTHONPATH": str(project),
         "MLFLOW_TRACKING_URI": server.tracking_uri,
         "DOCKER_HOST": cluster["DOCKER_HOST"],
         "KUBECONFIG": cluster["KUBECONFIG"],
@@ -80,7 +90,7 @@ def env(cluster, server):
 def mlflow_run(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["mlflow", "run", ".", "--env-manager", "local", *args],
-        cwd=ROOT, env=subprocess_env(env), capture_output=True, text=True, timeout=TIMEOUT, check=False,
+        cwd=env["PROJECT"], env=subprocess_env(env), capture_output=True, text=True, timeout=TIMEOUT, check=False,
     )  # fmt: skip
 
 
@@ -131,13 +141,15 @@ def test_a_pods_run_reproduces_locally_bit_for_bit(first, env):
 def test_parameters_reach_the_pod_exactly(first, env, cluster, monkeypatch):
     """A filter with spaces and `<`, and an empty sweep_run_id (the latest sweep): MLflow shell-quotes
     both for a Job command no shell reads; the report would refuse `'metrics.brier < 0.25'` and `''`."""
-    from madness.backends import KUBERNETES, Backend, kubernetes_config
+    from madness import git
+    from madness.backends import KUBERNETES, Backend, image_name, kubernetes_config
     from steps._launcher import submit
 
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    image = pair_runs(env)[0].data.tags["mlflow.docker.image.uri"]
-    backend = Backend(KUBERNETES, kubernetes_config(cluster["config"]), "local", image)
+    for name in ("DOCKER_HOST", "KUBECONFIG"):
+        monkeypatch.setenv(name, env[name])
+    config = kubernetes_config(cluster["config"])
+    project = env["PROJECT"]
+    backend = Backend(KUBERNETES, config, "local", image_name(config, git.head(project), git.state(project)))
     experiment = client(env).get_experiment_by_name("kc").experiment_id
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
@@ -169,8 +181,43 @@ def test_a_pod_that_never_starts_fails_its_run_alone_with_the_reason(first, env,
 def test_a_refused_push_is_one_line_and_leaves_no_run_running(first, env, tmp_path):
     config = json.loads((CLUSTER / "kubernetes_config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "repository-uri": "localhost:5999/fabric-madness"}))
-    result = sweep(env, str(tmp_path / "config.json"), prefix="kp")
+    result = sweep(env, str(tmp_path / "config.json"), prefix="kp", force="true")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "Error while pushing to docker registry" in last_line(result.stderr)
     exp = client(env).get_experiment_by_name("kp")
     assert "RUNNING" not in {run.info.status for run in client(env).search_runs([exp.experiment_id])}
+
+
+def running_containers(env: dict) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "--quiet"], env=subprocess_env(env), capture_output=True, text=True, check=True
+    ).stdout
+    return out.split()
+
+
+def test_stopping_a_sweep_removes_its_pods(first, env, cluster):
+    """Ctrl-C: the sweep deletes each child's Job with propagation, so its pod stops too (MLflow's
+    cancel would orphan it, still training)."""
+    params = {**SWEEP, "backend": "kubernetes", "backend_config": cluster["config"], "epochs": "1000", "prefix": "ks"}
+    sweeping = subprocess.Popen(
+        ["mlflow", "run", ".", "--env-manager", "local", *(w for k, v in params.items() for w in ("-P", f"{k}={v}"))],
+        cwd=env["PROJECT"], env=subprocess_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not any(run.info.status == "RUNNING" for run in pair_runs(env, "ks_small")):
+            assert sweeping.poll() is None and time.monotonic() < deadline, "no pair started"
+            time.sleep(2)
+        time.sleep(10)  # the pods are running
+        assert running_containers(env)
+        os.killpg(sweeping.pid, signal.SIGINT)
+        sweeping.wait(timeout=120)
+    finally:
+        if sweeping.poll() is None:
+            os.killpg(sweeping.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while running_containers(env) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert running_containers(env) == []
+    assert {run.info.status for run in pair_runs(env, "ks_small")} == {"KILLED"}
