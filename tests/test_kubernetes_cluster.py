@@ -23,6 +23,7 @@ import pytest
 from conftest import ROOT, subprocess_env
 from servers import team_server
 from stores import last_line, ok, snapshot
+from tools.teamserver import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -180,7 +181,9 @@ def test_a_pod_that_never_starts_fails_its_run_alone_with_the_reason(first, env,
 
 def test_a_refused_push_is_one_line_and_leaves_no_run_running(first, env, tmp_path):
     config = json.loads((CLUSTER / "kubernetes_config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "repository-uri": "localhost:5999/fabric-madness"}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({**config, "repository-uri": f"localhost:{free_port()}/fabric-madness"})
+    )
     result = sweep(env, str(tmp_path / "config.json"), prefix="kp", force="true")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "Error while pushing to docker registry" in last_line(result.stderr)
