@@ -22,7 +22,7 @@ import pytest
 
 from conftest import ROOT, subprocess_env
 from servers import team_server
-from stores import last_line, ok, snapshot
+from stores import ok, snapshot
 from tools.teamserver import free_port
 
 pytestmark = pytest.mark.slow
@@ -107,6 +107,15 @@ def first(env, cluster):
     return result
 
 
+def first_image(env: dict) -> str:
+    """The image the first sweep built: the cluster's repository, tagged as the sweep tags it."""
+    from madness import git
+    from madness.backends import image_name
+
+    config = json.loads((CLUSTER / "kubernetes_config.json").read_text())
+    return image_name(config, git.head(env["PROJECT"]), git.state(env["PROJECT"]))
+
+
 def client(env: dict) -> mlflow.MlflowClient:
     return mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
 
@@ -142,15 +151,12 @@ def test_a_pods_run_reproduces_locally_bit_for_bit(first, env):
 def test_parameters_reach_the_pod_exactly(first, env, cluster, monkeypatch):
     """A filter with spaces and `<`, and an empty sweep_run_id (the latest sweep): MLflow shell-quotes
     both for a Job command no shell reads; the report would refuse `'metrics.brier < 0.25'` and `''`."""
-    from madness import git
-    from madness.backends import KUBERNETES, Backend, image_name, kubernetes_config
+    from madness.backends import KUBERNETES, Backend, kubernetes_config
     from steps._launcher import submit
 
     for name in ("DOCKER_HOST", "KUBECONFIG"):
         monkeypatch.setenv(name, env[name])
-    config = kubernetes_config(cluster["config"])
-    project = env["PROJECT"]
-    backend = Backend(KUBERNETES, config, "local", image_name(config, git.head(project), git.state(project)))
+    backend = Backend(KUBERNETES, kubernetes_config(cluster["config"]), "local", first_image(env))
     experiment = client(env).get_experiment_by_name("kc").experiment_id
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
@@ -179,14 +185,27 @@ def test_a_pod_that_never_starts_fails_its_run_alone_with_the_reason(first, env,
     assert "3 pairs, 2 reused, 1 to train" in again.stdout
 
 
+def docker(env: dict, *args: str) -> str:
+    return subprocess.run(["docker", *args], env=subprocess_env(env), capture_output=True, text=True, check=True).stdout
+
+
 def test_a_refused_push_is_one_line_and_leaves_no_run_running(first, env, tmp_path):
+    """The image known only under a registry that refuses the push (MLflow pushes an image's first
+    tag, whatever the configured repository: the cluster's own tag is taken off meanwhile)."""
     config = json.loads((CLUSTER / "kubernetes_config.json").read_text())
-    (tmp_path / "config.json").write_text(
-        json.dumps({**config, "repository-uri": f"localhost:{free_port()}/fabric-madness"})
-    )
-    result = sweep(env, str(tmp_path / "config.json"), prefix="kp", force="true")
+    refused = f"localhost:{free_port()}/fabric-madness"
+    (tmp_path / "config.json").write_text(json.dumps({**config, "repository-uri": refused}))
+    image = first_image(env)
+    docker(env, "tag", image, refused + image[image.rindex(":") :])
+    docker(env, "rmi", image)
+    try:
+        result = sweep(env, str(tmp_path / "config.json"), prefix="kp", force="true")
+    finally:
+        docker(env, "tag", refused + image[image.rindex(":") :], image)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "Error while pushing to docker registry" in last_line(result.stderr)
+    # The sweep's one line; `mlflow run` then says its run failed.
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert error.startswith("error: the ingest run could not start: Error while pushing to docker registry")
     exp = client(env).get_experiment_by_name("kp")
     assert "RUNNING" not in {run.info.status for run in client(env).search_runs([exp.experiment_id])}
 
