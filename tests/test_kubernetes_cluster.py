@@ -214,6 +214,7 @@ def test_a_refused_push_is_one_line_and_leaves_no_run_running(first, env, tmp_pa
         result = sweep(env, str(tmp_path / "config.json"), prefix="kp", force="true")
     finally:
         docker(env, "tag", refused + image[image.rindex(":") :], image)
+        docker(env, "rmi", refused + image[image.rindex(":") :])  # else the next sweep may push to it
     assert result.returncode != 0 and "Traceback" not in result.stderr
     # The sweep's one line; `mlflow run` then says its run failed.
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
