@@ -8,7 +8,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 SERVER_DIR ?= .server
 PORT ?= 5000
 
-.PHONY: help store run check lint format test lock venv ui server server-stop
+.PHONY: help store run check lint format test lock venv ui server server-stop cluster cluster-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -55,6 +55,12 @@ server: venv ## start a team tracking server (PostgreSQL + mlflow server on 127.
 
 server-stop: ## stop the team server; its data stay in $(SERVER_DIR)
 	$(PY) -m tools.teamserver stop --dir $(SERVER_DIR)
+
+cluster: venv ## start a one-node Kubernetes stand-in (Docker engine, registry, emulated API and node) in .cluster (root; docs/kubernetes.md)
+	$(PY) -m tools.cluster start
+
+cluster-stop: ## stop the local cluster, leaving no process or mount; its images stay in .cluster
+	$(PY) -m tools.cluster stop
 
 lock: venv ## regenerate requirements.lock from conda.yaml and requirements-dev.in
 	$(PY) tools/lock.py

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from madness import names as n
 from madness.errors import UserError
 
 LOCAL, KUBERNETES = "local", "kubernetes"
@@ -16,6 +17,8 @@ BACKENDS = (LOCAL, KUBERNETES)
 # What MLflow's kubernetes backend reads from its configuration (mlflow.projects._parse_kubernetes_config).
 KUBE_TEMPLATE, KUBE_REPOSITORY, KUBE_CONTEXT = "kube-job-template-path", "repository-uri", "kube-context"
 CGROUP = Path("/sys/fs/cgroup")
+# What runs each command of a Kubernetes child: steps/_unquote.py.
+UNQUOTE = "python -m steps._unquote"
 
 
 @dataclass(frozen=True)
@@ -69,25 +72,32 @@ def kubernetes_config(config_path: str) -> dict:
     return {**config, KUBE_TEMPLATE: str(template)}
 
 
-def image_name(config: dict, commit: str | None) -> str:
+def image_name(config: dict, commit: str | None, state: dict | None = None) -> str:
     """The image a Kubernetes child runs: the configured repository, tagged with the commit whose
-    code it holds (the README's `docker build` command tags it so)."""
+    code it holds, and for a working tree that differs from it, with the tree's state (git.state):
+    the image is built from the tree, and a pod's run records the tree it ran."""
     if not commit:
         raise UserError(
             f"backend={KUBERNETES} runs the image built from a git commit, and this project has none: commit it, "
             "then build and push its image (README, Run on Kubernetes)"
         )
-    return f"{config[KUBE_REPOSITORY]}:{commit[:12]}"
+    dirty = (state or {}).get(n.TAG_DIRTY) == "true"
+    return f"{config[KUBE_REPOSITORY]}:{commit[:12]}" + (f"-dirty-{state[n.TAG_STATE][:12]}" if dirty else "")
 
 
 def docker_variant(project: dict, image: str) -> dict:
-    """The project (MLproject, as read by YAML) with its entry points unchanged, run in `image`
-    instead of an environment MLflow builds: what MLflow's kubernetes backend requires."""
+    """The project (MLproject, as read by YAML) run in `image` instead of an environment MLflow builds,
+    as MLflow's kubernetes backend requires: the same entry points and parameters, each command behind
+    UNQUOTE, which undoes the shell quoting MLflow puts on every word of a Job's command."""
     variant = {key: value for key, value in project.items() if key not in ("conda_env", "python_env", "docker_env")}
+    entry_points = {
+        entry: {**spec, "command": f"{UNQUOTE} {spec['command']}"} for entry, spec in project["entry_points"].items()
+    }
     return {
         "name": project["name"],
         "docker_env": {"image": image},
-        **{k: v for k, v in variant.items() if k != "name"},
+        **{k: v for k, v in variant.items() if k not in ("name", "entry_points")},
+        "entry_points": entry_points,
     }
 
 

@@ -111,16 +111,21 @@ def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backen
             build_image=False,
             docker_auth=None,
         )
-    return mlflow.projects.run(
-        uri=str(variant_project(backend.image)),
-        entry_point=entry,
-        parameters=params,
-        experiment_id=exp_id,
-        backend=backend.name,
-        backend_config=dict(backend.config),  # MLflow adds its own keys to the dict it is given
-        env_manager=backend.env_manager,
-        synchronous=False,
-        run_name=run_name,
+    # Imported here: the kubernetes client loads only for a Kubernetes sweep.
+    from steps._kubernetes import KubernetesChild
+
+    return KubernetesChild(
+        mlflow.projects.run(
+            uri=str(variant_project(backend.image)),
+            entry_point=entry,
+            parameters=params,
+            experiment_id=exp_id,
+            backend=backend.name,
+            backend_config=dict(backend.config),  # MLflow adds its own keys to the dict it is given
+            env_manager=backend.env_manager,
+            synchronous=False,
+            run_name=run_name,
+        )
     )
 
 
@@ -320,6 +325,7 @@ class Launcher:
             self.running.remove(job)
             job.duration = time.perf_counter() - job.started
             job.status = settle(self.client, job.run_id, status)
+            job.error = job.error or getattr(job.submitted, "reason", "")  # a Kubernetes child's (steps._kubernetes)
             self.release(job)
             if job.status == "FINISHED":
                 self.durations.append(job.duration)

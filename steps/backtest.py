@@ -47,6 +47,7 @@ from madness.limits import check_work
 from steps import main as sweep_step
 from steps._coordination import Claims, Liveness, end_orphans, liveness_tags
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
+from steps._image import ensure_image
 from steps._launcher import Job, Launcher
 from steps._lifecycle import temp_dir
 
@@ -275,7 +276,10 @@ def main(argv=None):
     wanted = backtest.parse_seasons(values["seasons"])
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
     if backend.name != LOCAL:
-        backend = dataclasses.replace(backend, image=image_name(backend.config, sweep_step.git_commit()))
+        backend = dataclasses.replace(
+            backend, image=image_name(backend.config, sweep_step.git_commit(), git.state(PROJECT_ROOT))
+        )
+        ensure_image(backend.image)
     with temp_dir() as tmp:
         files, synthetic_data = dataset.read_inputs(values["data"], values["league"], values["seed"], Path(tmp) / "raw")
     games, _, manifest = dataset.assemble(files, synthetic_data)

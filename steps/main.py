@@ -42,6 +42,7 @@ from steps._coordination import Claims, Liveness, end_orphans
 from steps._data import seasons_of
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, single_attempt, start_run
 from steps._experiments import experiment_id, label_experiment
+from steps._image import ensure_image
 from steps._launcher import POLL_SECONDS, Job, Launcher, LaunchError, launch_child, settle, tag_child
 from steps._never_started import project_experiments
 from steps._stored import ingest_run_problem, train_run_problem
@@ -250,7 +251,8 @@ def main(argv=None):
     )
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
     if backend.name != LOCAL:
-        backend = dataclasses.replace(backend, image=image_name(backend.config, git_commit()))
+        backend = dataclasses.replace(backend, image=image_name(backend.config, git_commit(), git.state(PROJECT_ROOT)))
+        ensure_image(backend.image)
     if not seasons_of(values).has_test:
         raise UserError(
             f"a sweep compares its pairs by their Brier on the test seasons: test_season must be at most "

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from madness import backends as B
+from madness import names as n
 from madness.errors import UserError
 
 
@@ -119,6 +120,16 @@ def test_the_image_is_the_repository_tagged_with_the_commit():
     assert B.image_name(config, "0123456789abcdef0123") == "localhost:5001/fabric-madness:0123456789ab"
 
 
+def test_the_image_of_a_dirty_tree_is_tagged_with_its_state():
+    config = {B.KUBE_REPOSITORY: "localhost:5001/fabric-madness"}
+    state = {n.TAG_DIRTY: "true", n.TAG_STATE: "feedface" * 8}
+    assert (
+        B.image_name(config, "0123456789abcdef", state)
+        == "localhost:5001/fabric-madness:0123456789ab-dirty-feedfacefeed"
+    )
+    assert B.image_name(config, "0123456789abcdef", {**state, n.TAG_DIRTY: "false"}).endswith(":0123456789ab")
+
+
 def test_a_project_without_a_commit_has_no_image_to_run():
     with pytest.raises(UserError, match="runs the image built from a git commit, and this project has none"):
         B.image_name({B.KUBE_REPOSITORY: "r"}, None)
@@ -129,5 +140,5 @@ def test_the_docker_variant_drops_the_environment_mlflow_would_build():
     assert B.docker_variant(project, "r:1") == {
         "name": "p",
         "docker_env": {"image": "r:1"},
-        "entry_points": {"main": {"command": "python -m x"}},
+        "entry_points": {"main": {"command": "python -m steps._unquote python -m x"}},
     }

@@ -94,7 +94,7 @@ def test_credentials_come_from_a_secret_not_the_image_or_the_job(job):
 def test_the_job_runs_the_image_by_digest_and_the_entry_points_command(job):
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["image"] == IMAGE + "@sha256:" + "0" * 64
-    assert container["command"][:3] == ["python", "-m", "steps.train"]
+    assert container["command"][:6] == ["python", "-m", "steps._unquote", "python", "-m", "steps.train"]
     assert job["metadata"]["namespace"] == "fabric-madness"
 
 
@@ -112,7 +112,7 @@ def test_the_variant_has_the_projects_name_and_entry_points(variant, project):
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_each_entry_point_of_the_variant_is_the_projects_own(variant, project, entry):
     ours, theirs = project.get_entry_point(entry), variant.get_entry_point(entry)
-    assert theirs.command == ours.command
+    assert theirs.command == f"{B.UNQUOTE} {ours.command}"
     assert {name: (p.type, p.default) for name, p in theirs.parameters.items()} == {
         name: (p.type, p.default) for name, p in ours.parameters.items()
     }
@@ -124,8 +124,24 @@ def test_the_variant_follows_mlproject_as_it_stands():
     assert variant == {
         "name": project["name"],
         "docker_env": {"image": IMAGE},
-        "entry_points": project["entry_points"],
+        "entry_points": {
+            entry: {**spec, "command": f"{B.UNQUOTE} {spec['command']}"}
+            for entry, spec in project["entry_points"].items()
+        },
     }
+
+
+@pytest.mark.parametrize("value", ["metrics.brier < 0.25", "", 'it\'s "quoted"', "a  b", "$HOME;*"])
+def test_a_parameter_reaches_the_step_exactly_through_the_jobs_command(variant, value):
+    """MLflow quotes every word of the Job's command, which no shell reads: steps._unquote undoes it.
+    Fails when MLflow stops quoting (then steps._unquote must go)."""
+    from steps._unquote import unquoted
+
+    params = {**TRAIN_PARAMS, "features_uri": value}
+    words = _get_run_command(get_entry_point_command(variant, "train", params, None))
+    assert words[:3] == ["python", "-m", "steps._unquote"]
+    command = unquoted(words[3:])
+    assert command[command.index("--features_uri") + 1] == value
 
 
 def test_a_child_tags_its_own_commit_when_mlflow_could_not():
@@ -135,3 +151,54 @@ def test_a_child_tags_its_own_commit_when_mlflow_could_not():
 
     assert commit_tag({}) == {n.TAG_COMMIT: git.head(ROOT)}  # the variant's folder is no repository
     assert commit_tag({n.TAG_COMMIT: "abc"}) == {}  # MLflow's own tag stands
+
+
+def test_the_job_behind_mlflows_submitted_run_is_found():
+    """steps._kubernetes reads the Job's name from MLflow's private attributes: fails when they change."""
+    from mlflow.projects.kubernetes import KubernetesSubmittedRun
+
+    from steps._kubernetes import job_of
+
+    assert job_of(KubernetesSubmittedRun("r1", "fabric-madness-2026", "fabric-madness")) == (
+        "fabric-madness",
+        "fabric-madness-2026",
+    )
+
+
+def pending_pod(waiting_reason=None, scheduled=None):
+    from kubernetes.client import (
+        V1ContainerState,
+        V1ContainerStateWaiting,
+        V1ContainerStatus,
+        V1Pod,
+        V1PodCondition,
+        V1PodStatus,
+    )
+
+    containers = [
+        V1ContainerStatus(
+            name="c", image="i", image_id="", ready=False, restart_count=0,
+            state=V1ContainerState(waiting=V1ContainerStateWaiting(reason=waiting_reason, message="no such image")),
+        )
+    ] if waiting_reason else None  # fmt: skip
+    conditions = [V1PodCondition(type="PodScheduled", status="False", reason=scheduled)] if scheduled else None
+    return V1Pod(status=V1PodStatus(phase="Pending", container_statuses=containers, conditions=conditions))
+
+
+def test_a_pod_that_cannot_pull_its_image_says_why():
+    from steps._kubernetes import why_not_started
+
+    assert why_not_started(pending_pod("ImagePullBackOff")) == "ImagePullBackOff (no such image)"
+
+
+def test_an_unschedulable_pod_says_why():
+    from steps._kubernetes import why_not_started
+
+    assert why_not_started(pending_pod(scheduled="Unschedulable")) == "Unschedulable"
+
+
+def test_a_pod_on_its_way_is_not_stuck():
+    from steps._kubernetes import why_not_started
+
+    assert why_not_started(pending_pod("ContainerCreating")) is None
+    assert why_not_started(pending_pod()) is None

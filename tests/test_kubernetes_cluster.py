@@ -1,0 +1,258 @@
+"""The Kubernetes sweep end to end on the local cluster (`make cluster`, tools/cluster.py): the
+image built from the Dockerfile and pushed, every child a Job whose pod tracks to a real team
+server, and what MLflow's kubernetes backend gets wrong handled (steps._unquote, steps._kubernetes).
+
+Slow (the image's first build installs the whole lock): marked `slow`. The cluster is brought up
+once for the session, or used if it is already up, and stopped afterwards only if started here.
+Without root or where docker.io cannot be installed the tests skip with the reason, except under
+CI=true, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from conftest import ROOT, subprocess_env
+from servers import team_server
+from stores import ok, snapshot
+from tools.teamserver import free_port
+
+pytestmark = pytest.mark.slow
+
+CLUSTER = ROOT / ".cluster"
+TIMEOUT = 1200
+SWEEP = {"models": "small", "lrs": "0.001,0.01", "epochs": "2", "prefix": "kc"}
+
+
+def unavailable() -> str | None:
+    """Why the local cluster cannot run here, or None."""
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return "the local cluster runs a Docker engine, which needs root on Linux"
+    if shutil.which("dockerd") is None and shutil.which("apt-get") is None:
+        return "neither dockerd nor apt-get to install docker.io"
+    return None
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """The local cluster's environment (DOCKER_HOST, KUBECONFIG) and backend_config path."""
+    reason = unavailable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run as root where docker.io installs")
+        pytest.skip(reason)
+    was_up = (CLUSTER / "node.pid").is_file() and (CLUSTER / "env").is_file()
+    started = subprocess.run(
+        [sys.executable, "-m", "tools.cluster", "start", "--dir", str(CLUSTER)],
+        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    env = dict(line.removeprefix("export ").split("=", 1) for line in (CLUSTER / "env").read_text().splitlines())
+    try:
+        yield {**env, "config": str(CLUSTER / "kubernetes_config.json")}
+    finally:
+        if not was_up:
+            subprocess.run([sys.executable, "-m", "tools.cluster", "stop", "--dir", str(CLUSTER)], check=False)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """The working tree as the tests began: the image is built from it, and the sweep's cache keys
+    on its state, which edits made to the repository meanwhile would change."""
+    return snapshot(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="module")
+def server():
+    with team_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def env(cluster, server, project):
+    return {
+        "PROJECT": str(project),
+        "PYTHONPATH": str(project),
+        "MLFLOW_TRACKING_URI": server.tracking_uri,
+        "DOCKER_HOST": cluster["DOCKER_HOST"],
+        "KUBECONFIG": cluster["KUBECONFIG"],
+    }
+
+
+def mlflow_run(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["mlflow", "run", ".", "--env-manager", "local", *args],
+        cwd=env["PROJECT"], env=subprocess_env(env), capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+
+
+def sweep(env: dict, config: str, **params: str) -> subprocess.CompletedProcess:
+    params = {**SWEEP, "backend": "kubernetes", "backend_config": config, **params}
+    return mlflow_run(env, *(word for name, value in params.items() for word in ("-P", f"{name}={value}")))
+
+
+@pytest.fixture(scope="module")
+def first(env, cluster):
+    """The walkthrough's sweep (docs/kubernetes.md) as written, its runs in experiments kc*."""
+    page = (ROOT / "docs" / "kubernetes.md").read_text()
+    command = next(
+        line for line in page.splitlines() if line.startswith("mlflow run . --env-manager local -P backend=")
+    )
+    (Path(env["PROJECT"]) / ".cluster").mkdir(exist_ok=True)  # the walkthrough's relative backend_config
+    shutil.copy2(cluster["config"], Path(env["PROJECT"]) / ".cluster" / "kubernetes_config.json")
+    result = subprocess.run(
+        [*shlex.split(command), "-P", f"prefix={SWEEP['prefix']}"],
+        cwd=env["PROJECT"], env=subprocess_env(env), capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    ok(result)
+    return result
+
+
+def first_image(env: dict) -> str:
+    """The image the first sweep built: the cluster's repository, tagged as the sweep tags it."""
+    from madness import git
+    from madness.backends import image_name
+
+    config = json.loads((CLUSTER / "kubernetes_config.json").read_text())
+    return image_name(config, git.head(env["PROJECT"]), git.state(env["PROJECT"]))
+
+
+def client(env: dict) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+
+
+def pair_runs(env: dict, experiment: str = "kc_small") -> list:
+    exp = client(env).get_experiment_by_name(experiment)
+    return (
+        []
+        if exp is None
+        else client(env).search_runs([exp.experiment_id], "tags.`mlflow.project.entryPoint` = 'train'")
+    )
+
+
+def test_the_sweep_runs_every_pair_as_a_job_and_ends_with_the_report(first, env):
+    assert "2 pairs, 0 reused, 2 to train" in first.stdout
+    assert any(line.startswith("best: small with learning rate ") for line in first.stdout.splitlines())
+    runs = pair_runs(env)
+    assert sorted(run.info.status for run in runs) == ["FINISHED", "FINISHED"]
+    assert {run.data.tags.get("mlflow.project.backend") for run in runs} == {"kubernetes"}
+
+
+def test_the_sweep_again_trains_nothing(first, env, cluster):
+    result = sweep(env, cluster["config"])
+    ok(result)
+    assert "2 pairs, 2 reused, 0 to train" in result.stdout
+
+
+def test_a_pods_run_reproduces_locally_bit_for_bit(first, env):
+    run = pair_runs(env)[0]
+    ok(mlflow_run(env, "-e", "reproduce", "-P", f"run_id={run.info.run_id}", "-P", "env_manager=local"))
+
+
+def test_parameters_reach_the_pod_exactly(first, env, cluster, monkeypatch):
+    """A filter with spaces and `<`, and an empty sweep_run_id (the latest sweep): MLflow shell-quotes
+    both for a Job command no shell reads; the report would refuse `'metrics.brier < 0.25'` and `''`."""
+    from madness.backends import KUBERNETES, Backend, kubernetes_config
+    from steps._launcher import submit
+
+    for name in ("DOCKER_HOST", "KUBECONFIG"):
+        monkeypatch.setenv(name, env[name])
+    backend = Backend(KUBERNETES, kubernetes_config(cluster["config"]), "local", first_image(env))
+    experiment = client(env).get_experiment_by_name("kc").experiment_id
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    try:
+        child = submit("report", {"sweep_run_id": "", "filter": "metrics.brier < 0.25"}, experiment, "report", backend)
+        assert child.wait()
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert client(env).get_run(child.run_id).info.status == "FINISHED"
+
+
+def test_a_pod_that_never_starts_fails_its_run_alone_with_the_reason(first, env, cluster, tmp_path):
+    template = (ROOT / "kubernetes" / "job_template.yaml").read_text()
+    (tmp_path / "job.yaml").write_text(template.replace("optional: true", "optional: false"))
+    config = json.loads((CLUSTER / "kubernetes_config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "kube-job-template-path": str(tmp_path / "job.yaml")}))
+    started = time.monotonic()
+    result = sweep(env, str(tmp_path / "config.json"), lrs="0.001,0.01,0.1")
+    assert result.returncode != 0
+    assert time.monotonic() - started < 300
+    assert "small_0.1: FAILED" in result.stdout
+    assert "its pod did not start in 60 s: CreateContainerConfigError" in result.stdout
+    assert "RUNNING" not in {run.info.status for run in pair_runs(env)}
+    again = sweep(env, cluster["config"], lrs="0.001,0.01,0.1")
+    ok(again)
+    assert "3 pairs, 2 reused, 1 to train" in again.stdout
+
+
+def docker(env: dict, *args: str) -> str:
+    return subprocess.run(["docker", *args], env=subprocess_env(env), capture_output=True, text=True, check=True).stdout
+
+
+def test_a_refused_push_is_one_line_and_leaves_no_run_running(first, env, tmp_path):
+    """The image known only under a registry that refuses the push (MLflow pushes an image's first
+    tag, whatever the configured repository: the cluster's own tag is taken off meanwhile)."""
+    config = json.loads((CLUSTER / "kubernetes_config.json").read_text())
+    refused = f"localhost:{free_port()}/fabric-madness"
+    (tmp_path / "config.json").write_text(json.dumps({**config, "repository-uri": refused}))
+    image = first_image(env)
+    docker(env, "tag", image, refused + image[image.rindex(":") :])
+    docker(env, "rmi", image)
+    try:
+        result = sweep(env, str(tmp_path / "config.json"), prefix="kp", force="true")
+    finally:
+        docker(env, "tag", refused + image[image.rindex(":") :], image)
+        docker(env, "rmi", refused + image[image.rindex(":") :])  # else the next sweep may push to it
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    # The sweep's one line; `mlflow run` then says its run failed.
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert error.startswith("error: the ingest run could not start: Error while pushing to docker registry")
+    exp = client(env).get_experiment_by_name("kp")
+    assert "RUNNING" not in {run.info.status for run in client(env).search_runs([exp.experiment_id])}
+
+
+def running_containers(env: dict) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "--quiet"], env=subprocess_env(env), capture_output=True, text=True, check=True
+    ).stdout
+    return out.split()
+
+
+def test_stopping_a_sweep_removes_its_pods(first, env, cluster):
+    """Ctrl-C: the sweep deletes each child's Job with propagation, so its pod stops too (MLflow's
+    cancel would orphan it, still training)."""
+    params = {**SWEEP, "backend": "kubernetes", "backend_config": cluster["config"], "epochs": "1000", "prefix": "ks"}
+    sweeping = subprocess.Popen(
+        ["mlflow", "run", ".", "--env-manager", "local", *(w for k, v in params.items() for w in ("-P", f"{k}={v}"))],
+        cwd=env["PROJECT"], env=subprocess_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not any(run.info.status == "RUNNING" for run in pair_runs(env, "ks_small")):
+            assert sweeping.poll() is None and time.monotonic() < deadline, "no pair started"
+            time.sleep(2)
+        time.sleep(10)  # the pods are running
+        assert running_containers(env)
+        os.killpg(sweeping.pid, signal.SIGINT)
+        sweeping.wait(timeout=120)
+    finally:
+        if sweeping.poll() is None:
+            os.killpg(sweeping.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while running_containers(env) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert running_containers(env) == []
+    assert {run.info.status for run in pair_runs(env, "ks_small")} == {"KILLED"}
