@@ -1,6 +1,10 @@
-"""Liveness tags, heartbeats, claims and the ending of orphaned runs, against the tracking store.
+"""Whether a run's process is alive, claims on pairs, and the ending of orphaned runs, against the
+tracking store.
 
-The rules are pure and live in `madness.coordination`; this module reads and writes the tags.
+Liveness. Every step tags its run with its host and a token of its process (steps._processes)
+and, against a remote store, refreshes a heartbeat. A RUNNING run is alive while its process runs
+(same host) or its heartbeat is fresh (another host). A run not yet tagged (its environment still
+building) is as alive as the sweep that launched it. The claims' rules live in `madness.coordination`.
 """
 
 from __future__ import annotations
@@ -10,19 +14,47 @@ import socket
 import threading
 import time
 import urllib.parse
+from dataclasses import dataclass
 
 import mlflow
 from mlflow.exceptions import MlflowException
 
 from madness import coordination
 from madness import names as n
+from steps._processes import process_token, token_alive
 
 HOST = socket.gethostname()
 LOCAL_SCHEMES = ("", "file", "sqlite")  # one machine: a process token tells liveness, no heartbeat needed
+HEARTBEAT_SECONDS = 10.0
+STALE_SECONDS = 60.0  # six missed heartbeats: a process on another host is taken for dead
 
 
 def liveness_tags() -> dict[str, str]:
-    return {n.TAG_HOST: HOST, n.TAG_PROCESS: coordination.process_token(), n.TAG_HEARTBEAT: str(int(time.time()))}
+    """Return the tags that let other processes judge whether this one's run is alive."""
+    return {n.TAG_HOST: HOST, n.TAG_PROCESS: process_token(), n.TAG_HEARTBEAT: str(int(time.time()))}
+
+
+@dataclass(frozen=True)
+class LivenessTags:
+    """What liveness needs of a run: its status and its process tags."""
+
+    status: str
+    host: str | None = None
+    process: str | None = None
+    heartbeat: float | None = None
+    sweep: str | None = None  # the sweep that launched it, if any
+
+
+def alive(run: LivenessTags, now: float, this_host: str, sweep_alive=lambda run_id: True) -> bool:
+    """Return whether a RUNNING run's process still runs: by its token on this host, by a fresh
+    heartbeat on another; an untagged run is as alive as its sweep, and never dead without one."""
+    if run.status != "RUNNING":
+        return False
+    if run.host is None or run.process is None:
+        return sweep_alive(run.sweep) if run.sweep else True
+    if run.host == this_host:
+        return token_alive(run.process)
+    return run.heartbeat is not None and now - run.heartbeat <= STALE_SECONDS
 
 
 def remote_store(uri: str | None = None) -> bool:
@@ -33,7 +65,7 @@ class Heartbeat:
     """Refresh the run's heartbeat tag every HEARTBEAT_SECONDS while the block runs (remote stores
     only: on a local store every process is on this host and its token says whether it lives)."""
 
-    def __init__(self, run_id: str, seconds: float = coordination.HEARTBEAT_SECONDS):
+    def __init__(self, run_id: str, seconds: float = HEARTBEAT_SECONDS):
         self.run_id, self.seconds = run_id, seconds
         self._stop = threading.Event()
         self._thread = None
@@ -54,10 +86,11 @@ class Heartbeat:
         self._stop.set()
 
 
-def seen(run) -> coordination.Seen:
+def liveness_of(run) -> LivenessTags:
+    """Return the run's status and process tags."""
     tags = run.data.tags
     beat = tags.get(n.TAG_HEARTBEAT)
-    return coordination.Seen(
+    return LivenessTags(
         run.info.status,
         tags.get(n.TAG_HOST),
         tags.get(n.TAG_PROCESS),
@@ -85,12 +118,12 @@ class Liveness:
                 raise
             verdict = False
         else:
-            verdict = coordination.alive(seen(run), time.time(), HOST, sweep_alive=self)
+            verdict = alive(liveness_of(run), time.time(), HOST, sweep_alive=self)
         self._cache[run_id] = (now, verdict)
         return verdict
 
     def judge(self, run) -> bool:
-        return coordination.alive(seen(run), time.time(), HOST, sweep_alive=self)
+        return alive(liveness_of(run), time.time(), HOST, sweep_alive=self)
 
 
 class Claims:

@@ -17,8 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from madness import coordination
 from madness import names as n
+from steps import _processes as processes
 
 POLL_SECONDS = 1.0
 RESTORE_WAIT_SECONDS = 600.0
@@ -137,9 +137,9 @@ def handle_signals() -> None:
 
 def watched_tokens() -> list[str]:
     """The processes whose end stops this one: those a launching step named (MADNESS_WATCH), and
-    this process's own launcher chain (madness.coordination.launcher_chain)."""
+    this process's own launcher chain (steps._processes.launcher_chain)."""
     inherited = [token for token in os.environ.get(n.ENV_WATCH, "").split(",") if token]
-    own = [coordination.process_token(pid) for pid in coordination.launcher_chain()]
+    own = [processes.process_token(pid) for pid in processes.launcher_chain()]
     return list(dict.fromkeys([*inherited, *own]))
 
 
@@ -154,7 +154,7 @@ class LauncherWatch:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll) and not _stopping.is_set():
-            token = coordination.gone(self.tokens)
+            token = processes.gone(self.tokens)
             if token is not None:
                 _reason.append(f"stopped: the process that launched it (pid {token.partition(':')[0]}) ended")
                 os.kill(os.getpid(), signal.SIGTERM)
@@ -162,7 +162,7 @@ class LauncherWatch:
 
     def __enter__(self) -> LauncherWatch:
         self._saved_env = os.environ.get(n.ENV_WATCH)
-        os.environ[n.ENV_WATCH] = ",".join([*self.tokens, coordination.process_token()])
+        os.environ[n.ENV_WATCH] = ",".join([*self.tokens, processes.process_token()])
         if self.tokens and threading.current_thread() is threading.main_thread():
             threading.Thread(target=self._watch, name="launcher-watch", daemon=True).start()
         return self
@@ -177,16 +177,16 @@ class LauncherWatch:
 
 def temp_dir():
     """A temporary folder named after this process (see remove_stale_temp_dirs)."""
-    return tempfile.TemporaryDirectory(prefix=coordination.temp_prefix(coordination.process_token()))
+    return tempfile.TemporaryDirectory(prefix=processes.temp_prefix(processes.process_token()))
 
 
 def remove_stale_temp_dirs(root: str | None = None) -> list[Path]:
     """Remove the temporary folders of steps whose process is gone (killed with -9, a crash):
     every other exit path removes its own."""
     removed = []
-    for folder in Path(root or tempfile.gettempdir()).glob(f"{coordination.TEMP_PREFIX}*"):
-        owner = coordination.temp_owner(folder.name)
-        if owner is not None and folder.is_dir() and not coordination.token_alive(owner):
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{processes.TEMP_PREFIX}*"):
+        owner = processes.temp_owner(folder.name)
+        if owner is not None and folder.is_dir() and not processes.token_alive(owner):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
@@ -194,9 +194,9 @@ def remove_stale_temp_dirs(root: str | None = None) -> list[Path]:
 
 def mlflow_run_launcher() -> str | None:
     """The token of the `mlflow run` process that launched this step (through `sh -c`), if any."""
-    chain = coordination.launcher_chain()
-    if chain and coordination.is_mlflow_run(coordination.command_line(chain[-1])):
-        return coordination.process_token(chain[-1])
+    chain = processes.launcher_chain()
+    if chain and processes.is_mlflow_run(processes.command_line(chain[-1])):
+        return processes.process_token(chain[-1])
     return None
 
 
@@ -222,7 +222,7 @@ def restore(launcher: str, run_id: str, status: str) -> None:
     import mlflow
 
     deadline = time.monotonic() + RESTORE_WAIT_SECONDS
-    while coordination.token_alive(launcher) and time.monotonic() < deadline:
+    while processes.token_alive(launcher) and time.monotonic() < deadline:
         time.sleep(0.2)
     client = mlflow.MlflowClient()
     if client.get_run(run_id).info.status == "FAILED":
