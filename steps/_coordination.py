@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from madness import coordination
 from madness import names as n
 from steps._processes import process_token, token_alive
+from steps._runs import Status, end_run
 
 HOST = socket.gethostname()
 LOCAL_SCHEMES = ("", "file", "sqlite")  # one machine: a process token tells liveness, no heartbeat needed
@@ -48,7 +49,7 @@ class LivenessTags:
 def alive(run: LivenessTags, now: float, this_host: str, sweep_alive=lambda run_id: True) -> bool:
     """Return whether a RUNNING run's process still runs: by its token on this host, by a fresh
     heartbeat on another; an untagged run is as alive as its sweep, and never dead without one."""
-    if run.status != "RUNNING":
+    if run.status != Status.RUNNING:
         return False
     if run.host is None or run.process is None:
         return sweep_alive(run.sweep) if run.sweep else True
@@ -192,7 +193,6 @@ def end_orphans(client, experiment_ids: list[str], liveness: Liveness, by: str) 
     ended = []
     for run in client.search_runs(sorted(set(experiment_ids)), "attributes.status = 'RUNNING'", max_results=1000):
         if not liveness.judge(run):
-            client.set_terminated(run.info.run_id, "FAILED")
-            client.set_tag(run.info.run_id, n.TAG_ENDED_BY, f"{by}: the process that ran it was gone")
+            end_run(client, run.info.run_id, Status.FAILED, f"{by}: the process that ran it was gone")
             ended.append(run.info.run_id)
     return ended

@@ -20,6 +20,7 @@ from madness.errors import UserError
 from steps import _lifecycle
 from steps._coordination import Heartbeat, liveness_tags
 from steps._failures import check_local_store, drop_store_tracebacks, store_failure, without_credentials
+from steps._runs import Status, end_run
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,24 +110,24 @@ def entry_point(main):
             with _lifecycle.LauncherWatch(_lifecycle.watched_tokens()):
                 return main(argv)
         except UserError as err:
-            _end_launched_run(launched, "FAILED")
+            _end_launched_run(launched, Status.FAILED)
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
         except SystemExit as exit_:
             if exit_.code not in (0, None):
-                _end_launched_run(launched, "FAILED")
+                _end_launched_run(launched, Status.FAILED)
             raise
         except KeyboardInterrupt as err:
-            _end_launched_run(launched, "KILLED")
-            _lifecycle.keep_status_past_launcher(launched, "KILLED")
+            _end_launched_run(launched, Status.KILLED)
+            _lifecycle.keep_status_past_launcher(launched, Status.KILLED)
             print(f"error: {_lifecycle.stop_reason(err)}", file=sys.stderr)
             sys.exit(130)
         except Exception as err:
             problem = store_failure(err)
             if problem is None:  # a bug: keep its traceback
-                _end_active_run("FAILED")
+                _end_active_run(Status.FAILED)
                 raise
-            _end_launched_run(launched, "FAILED", quick=True)
+            _end_launched_run(launched, Status.FAILED, quick=True)
             print(f"error: {problem}", file=sys.stderr)
             sys.exit(1)
 
@@ -148,7 +149,7 @@ def single_attempt():
                 os.environ[name] = value
 
 
-def _end_launched_run(run_id: str | None, status: str, quick: bool = False) -> None:
+def _end_launched_run(run_id: str | None, status: Status, quick: bool = False) -> None:
     """End the step's run and, under `mlflow run`, the run MLflow made for it before the step
     started (`run_id`, from MLFLOW_RUN_ID): bad arguments or an interrupt can stop a step before it
     opens that run, and when launched asynchronously or orphaned nobody else would end it."""
@@ -156,12 +157,10 @@ def _end_launched_run(run_id: str | None, status: str, quick: bool = False) -> N
     if run_id:
         # The store is unreachable: the next sweep ends it (its process is gone).
         with single_attempt() if quick else nullcontext(), contextlib.suppress(Exception):
-            client = mlflow.MlflowClient()
-            if client.get_run(run_id).info.status == "RUNNING":
-                client.set_terminated(run_id, status)
+            end_run(mlflow.MlflowClient(), run_id, status)
 
 
-def _end_active_run(status: str, quick: bool = False) -> None:
+def _end_active_run(status: Status, quick: bool = False) -> None:
     with single_attempt() if quick else nullcontext():
         while mlflow.active_run() is not None:
             # end_run pops the run before it calls the store; when the store is unreachable, the
@@ -199,6 +198,6 @@ def start_run(entry: str, raw_params: dict[str, str], **kwargs):
             yield run
     except BaseException as err:
         quick = isinstance(err, Exception) and store_failure(err) is not None
-        _end_active_run("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", quick)
+        _end_active_run(Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED, quick)
         raise
-    mlflow.end_run("FINISHED")
+    mlflow.end_run(Status.FINISHED)

@@ -32,6 +32,7 @@ from madness.backends import LOCAL, Backend, docker_variant
 from steps._coordination import Claims
 from steps._entry import PROJECT_ROOT, single_attempt
 from steps._failures import store_failure
+from steps._runs import ENDED, Status, end_run
 
 POLL_SECONDS = 1.0  # how often the store is asked about pairs waiting for another sweep
 # How often a running child's status is asked for: a local child's is its process' exit code, cheap,
@@ -41,27 +42,16 @@ REMOTE_STATUS_SECONDS = 5.0  # as MLflow's own KubernetesSubmittedRun.wait polls
 QUIET_SECONDS = 30.0
 # How long a child's status may stay unreadable (its cluster out of reach) before it counts as failed.
 STATUS_PATIENCE_SECONDS = 300.0
-TERMINAL = ("FINISHED", "FAILED", "KILLED")
 
 
-def status_of(submitted) -> str:
-    """The child's status as a name: local runs report a name, Kubernetes ones a RunStatus number."""
+def status_of(submitted) -> Status:
+    """Return the child's status: local runs report a name, Kubernetes ones a RunStatus number."""
     status = submitted.get_status()
-    return status if isinstance(status, str) else RunStatus.to_string(status)
+    return Status(status if isinstance(status, str) else RunStatus.to_string(status))
 
 
 def tag_child(client, run_id: str, sweep_run_id: str, key: str) -> None:
     client.log_batch(run_id, tags=[RunTag(n.TAG_SWEEP, sweep_run_id), RunTag(n.TAG_CLAIM_KEY, key)])
-
-
-def settle(client, run_id: str, status: str) -> str:
-    """A child that ended before ending its run would leave it RUNNING: end it with `status`.
-    Returns the run's final status."""
-    current = client.get_run(run_id).info.status
-    if current == "RUNNING":
-        client.set_terminated(run_id, status)
-        return status
-    return current
 
 
 class LaunchError(Exception):
@@ -164,7 +154,7 @@ def launch_child(client, sweep_run_id: str, entry: str, params: dict, exp_id: st
             if run.info.run_id not in known
         ]
         for run_id in orphans:
-            client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            end_run(client, run_id, Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED)
             client.set_tag(run_id, n.TAG_SWEEP, sweep_run_id)
             client.set_tag(run_id, n.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
         # Another backend's client libraries (docker, kubernetes) raise their own errors, all the child's.
@@ -181,7 +171,7 @@ class Job:
     params: dict
     run_id: str | None = None
     reused: bool = False
-    status: str = "PENDING"
+    status: Status = Status.SCHEDULED
     submitted: object = None
     started: float = 0.0
     duration: float = 0.0
@@ -235,11 +225,11 @@ class Launcher:
                 known={j.run_id for j in self.running},
             )
         except LaunchError as err:
-            job.status, job.error, job.run_id = "FAILED", err.message, err.run_id
+            job.status, job.error, job.run_id = Status.FAILED, err.message, err.run_id
             self.release(job)
             return
         job.run_id = job.submitted.run_id
-        job.status = "RUNNING"
+        job.status = Status.RUNNING
         tag_child(self.client, job.run_id, self.sweep_run_id, job.key)
         self.running.append(job)
 
@@ -255,7 +245,7 @@ class Launcher:
         if reused is None:
             return "go"
         self.release(job)
-        job.run_id, job.reused, job.status = reused, True, "FINISHED"
+        job.run_id, job.reused, job.status = reused, True, Status.FINISHED
         return "reused"
 
     def live_run_of(self, job: Job) -> str | None:
@@ -289,7 +279,7 @@ class Launcher:
                 reused.append(job)
             else:
                 self.launch(job)
-                if job.status == "FAILED":  # could not even start (e.g. its environment failed to build)
+                if job.status == Status.FAILED:  # could not even start (e.g. its environment failed to build)
                     reused.append(job)
         return reused
 
@@ -304,24 +294,24 @@ class Launcher:
                 job.unread_since = now
                 print(f"  {job.pair.name}: its status cannot be read: {launch_failure(err)}; asking again", flush=True)
             if now - job.unread_since < STATUS_PATIENCE_SECONDS:
-                return "RUNNING"
+                return Status.RUNNING
             job.error = (
                 f"its status could not be read for {S.format_seconds(now - job.unread_since)}: {launch_failure(err)}"
             )
             with contextlib.suppress(Exception):
                 job.submitted.cancel()
-            return "FAILED"
+            return Status.FAILED
         job.unread_since = None
         return status
 
     def reap(self) -> list[Job]:
-        ended = [(job, status) for job in self.running if (status := self.status(job)) in TERMINAL]
+        ended = [(job, status) for job in self.running if (status := self.status(job)) in ENDED]
         for job, status in ended:
             self.running.remove(job)
             job.duration = time.perf_counter() - job.started
-            job.status = settle(self.client, job.run_id, status)
+            job.status = end_run(self.client, job.run_id, status)
             self.release(job)
-            if job.status == "FINISHED":
+            if job.status == Status.FINISHED:
                 self.durations.append(job.duration)
         return [job for job, _ in ended]
 
@@ -332,7 +322,7 @@ class Launcher:
         deadline = time.monotonic() + max(seconds, 0.0 if self.backend.name == LOCAL else every)
         while (left := deadline - time.monotonic()) > 0:
             time.sleep(min(every, left))
-            if any(self.status(job) in TERMINAL for job in self.running):
+            if any(self.status(job) in ENDED for job in self.running):
                 return
 
     def cancel_all(self) -> None:
@@ -343,7 +333,7 @@ class Launcher:
                 job.submitted.cancel()
             except Exception as err:  # noqa: BLE001 - the backend's client libraries raise their own
                 print(f"  {job.pair.name}: could not be stopped: {launch_failure(err)}", flush=True)
-            job.status = settle(self.client, job.run_id, "KILLED")
+            job.status = end_run(self.client, job.run_id, Status.KILLED)
         self.running.clear()
 
     def drain(self) -> None:
@@ -353,9 +343,11 @@ class Launcher:
         with single_attempt():
             for job in self.running:
                 try:
-                    job.status = settle(self.client, job.run_id, "FINISHED" if succeeded[job.run_id] else "FAILED")
+                    job.status = end_run(
+                        self.client, job.run_id, Status.FINISHED if succeeded[job.run_id] else Status.FAILED
+                    )
                 except Exception:  # noqa: BLE001 - still away: the next sweep ends the run (its process is gone)
-                    job.status = "UNKNOWN"
+                    job.status = Status.UNKNOWN
         self.running.clear()
 
     def run_all(self, queue: list[Job], total: int, done: int) -> None:

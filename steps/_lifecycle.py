@@ -221,12 +221,12 @@ def keep_status_past_launcher(run_id: str | None, status: str) -> None:
 def restore(launcher: str, run_id: str, status: str) -> None:
     import mlflow
 
+    from steps._runs import Status, end_run
+
     deadline = time.monotonic() + RESTORE_WAIT_SECONDS
     while processes.token_alive(launcher) and time.monotonic() < deadline:
         time.sleep(0.2)
-    client = mlflow.MlflowClient()
-    if client.get_run(run_id).info.status == "FAILED":
-        client.set_terminated(run_id, status)
+    end_run(mlflow.MlflowClient(), run_id, Status(status), only=Status.FAILED)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["restore"]:

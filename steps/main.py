@@ -39,7 +39,8 @@ from steps import report as report_step
 from steps._coordination import Claims, Liveness, end_orphans
 from steps._data import seasons_of
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, single_attempt, start_run
-from steps._launcher import POLL_SECONDS, Job, Launcher, LaunchError, launch_child, settle, tag_child
+from steps._launcher import POLL_SECONDS, Job, Launcher, LaunchError, launch_child, tag_child
+from steps._runs import Status, end_run
 from steps._stored import ingest_run_problem, train_run_problem
 
 PARAMS = (
@@ -209,10 +210,10 @@ def run_ingest(client, params: dict, key: str, exp_id: str, backend: Backend, sw
         ok = submitted.wait()
     except BaseException:
         submitted.cancel()
-        settle(client, submitted.run_id, "KILLED")
+        end_run(client, submitted.run_id, Status.KILLED)
         raise
     if not ok:
-        settle(client, submitted.run_id, "FAILED")
+        end_run(client, submitted.run_id, Status.FAILED)
         raise UserError(f"the ingest run {submitted.run_id} failed; see its output above")
     return submitted.run_id
 
@@ -269,7 +270,7 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
     for job in jobs:
         job.run_id = find_reusable(client, job.experiment_id, "train", job.params, identity, candidates)
         if job.run_id:
-            job.reused, job.status = True, "FINISHED"
+            job.reused, job.status = True, Status.FINISHED
     return jobs
 
 
@@ -335,7 +336,7 @@ def main(argv=None):
         reused = sum(job.reused for job in jobs)
         mlflow.log_metrics({"pairs_trained": len(jobs) - reused, "pairs_reused": reused})
         report_step.report(sweep_id, values["filter"], values["register"])
-        failed = [job.pair.name for job in jobs if job.status != "FINISHED"]
+        failed = [job.pair.name for job in jobs if job.status != Status.FINISHED]
         if failed:
             raise UserError(
                 f"{len(failed)} of {len(jobs)} pairs failed: {', '.join(failed)}; run the sweep again to retry only those"

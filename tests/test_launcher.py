@@ -17,6 +17,7 @@ from mlflow.projects.submitted_run import LocalSubmittedRun, SubmittedRun
 from madness import sweep as S
 from madness.backends import Backend
 from steps import _launcher as L
+from steps._runs import ENDED
 
 
 def local_run(code: str) -> LocalSubmittedRun:
@@ -68,7 +69,7 @@ def test_a_status_reported_as_a_number_is_read_as_its_name(status):
 
 def test_only_finished_failed_and_killed_end_a_child():
     ended = {RunStatus.to_string(s) for s in RunStatus.all_status() if RunStatus.is_terminated(s)}
-    assert set(L.TERMINAL) == ended
+    assert set(ENDED) == ended
 
 
 @pytest.mark.parametrize(
