@@ -32,7 +32,7 @@ def next_ticket(values) -> int:
     return 1 + max((t for t in map(ticket_of, values) if t is not None), default=0)
 
 
-def blocker(holder: str, ticket: int, others: dict[str, str]) -> str | None:
+def holder_ahead(holder: str, ticket: int, others: dict[str, str]) -> str | None:
     """The live contender this one must wait for (`others`: holder -> claim value), or None: go.
 
     A contender still choosing may yet pick a lower ticket, so it blocks until it has one.

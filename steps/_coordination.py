@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from madness import coordination
-from madness import names as n
+from madness import coordination, names
 from steps._processes import process_token, token_alive
 from steps._runs import Status, end_run
 
@@ -32,7 +31,7 @@ STALE_SECONDS = 60.0  # six missed heartbeats: a process on another host is take
 
 def liveness_tags() -> dict[str, str]:
     """Return the tags that let other processes judge whether this one's run is alive."""
-    return {n.TAG_HOST: HOST, n.TAG_PROCESS: process_token(), n.TAG_HEARTBEAT: str(int(time.time()))}
+    return {names.TAG_HOST: HOST, names.TAG_PROCESS: process_token(), names.TAG_HEARTBEAT: str(int(time.time()))}
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class Heartbeat:
         client = mlflow.MlflowClient()
         while not self._stop.wait(self.seconds):
             with contextlib.suppress(Exception):  # the store is away: the step's own calls will say so
-                client.set_tag(self.run_id, n.TAG_HEARTBEAT, str(int(time.time())))
+                client.set_tag(self.run_id, names.TAG_HEARTBEAT, str(int(time.time())))
 
     def __enter__(self) -> Heartbeat:
         if remote_store():
@@ -90,13 +89,13 @@ class Heartbeat:
 def liveness_of(run) -> LivenessTags:
     """Return the run's status and process tags."""
     tags = run.data.tags
-    beat = tags.get(n.TAG_HEARTBEAT)
+    beat = tags.get(names.TAG_HEARTBEAT)
     return LivenessTags(
         run.info.status,
-        tags.get(n.TAG_HOST),
-        tags.get(n.TAG_PROCESS),
+        tags.get(names.TAG_HOST),
+        tags.get(names.TAG_PROCESS),
         float(beat) if beat and beat.isdigit() else None,
-        tags.get(n.TAG_SWEEP),
+        tags.get(names.TAG_SWEEP),
     )
 
 
@@ -135,11 +134,11 @@ class Claims:
         self.held: dict[tuple[str, str], int] = {}
 
     def _tag(self, key: str, holder: str) -> str:
-        return f"{n.CLAIM_PREFIX}{key}.{holder}"
+        return f"{names.CLAIM_PREFIX}{key}.{holder}"
 
     def others(self, experiment_id: str, key: str) -> dict[str, str]:
         """Live contenders' claim values by holder; the claims of dead holders are removed."""
-        prefix = f"{n.CLAIM_PREFIX}{key}."
+        prefix = f"{names.CLAIM_PREFIX}{key}."
         tags = self.client.get_experiment(experiment_id).tags
         found = {}
         for tag, value in tags.items():
@@ -165,10 +164,10 @@ class Claims:
         self.client.set_experiment_tag(experiment_id, tag, str(ticket))
         self.held[(experiment_id, key)] = ticket
 
-    def blocker(self, experiment_id: str, key: str) -> str | None:
+    def holder_ahead(self, experiment_id: str, key: str) -> str | None:
         """Enter if not yet; the live holder to wait for, or None when this holder goes."""
         self.enter(experiment_id, key)
-        return coordination.blocker(self.holder, self.held[(experiment_id, key)], self.others(experiment_id, key))
+        return coordination.holder_ahead(self.holder, self.held[(experiment_id, key)], self.others(experiment_id, key))
 
     def release(self, experiment_id: str, key: str) -> None:
         if self.held.pop((experiment_id, key), None) is not None:
@@ -181,7 +180,7 @@ class Claims:
     def wait_until_first(self, experiment_id: str, key: str, poll: float, on_wait=None) -> None:
         """Block until this holder goes first for `key` (a short critical section, e.g. registering)."""
         shown = None
-        while (holder := self.blocker(experiment_id, key)) is not None:
+        while (holder := self.holder_ahead(experiment_id, key)) is not None:
             if on_wait and holder != shown:
                 on_wait(holder)
                 shown = holder

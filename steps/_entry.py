@@ -14,8 +14,7 @@ from pathlib import Path
 
 import mlflow
 
-from madness import git
-from madness import names as n
+from madness import git, names
 from madness.errors import UserError
 from steps import _lifecycle
 from steps._coordination import Heartbeat, liveness_tags
@@ -173,10 +172,10 @@ def commit_tag(tags: dict[str, str]) -> dict[str, str]:
     """The commit this code is at, when MLflow did not tag the run with it: MLflow reads it from the
     project folder it was given, which for another backend (a Kubernetes child's docker_env variant of
     MLproject) is not this repository. The sweep's cache finds reusable runs by it."""
-    if n.TAG_COMMIT in tags:
+    if names.TAG_COMMIT in tags:
         return {}
     try:
-        return {n.TAG_COMMIT: git.head(PROJECT_ROOT)}
+        return {names.TAG_COMMIT: git.head(PROJECT_ROOT)}
     except (OSError, subprocess.CalledProcessError):
         return {}
 
@@ -192,7 +191,7 @@ def start_run(entry: str, raw_params: dict[str, str], **kwargs):
         logged = mlflow.get_run(run.info.run_id).data
         mlflow.log_params({k: v for k, v in raw_params.items() if k not in logged.params})
         mlflow.set_tags(
-            {n.TAG_ENTRY_POINT: entry, **commit_tag(logged.tags), **git.state(PROJECT_ROOT), **liveness_tags()}
+            {names.TAG_ENTRY_POINT: entry, **commit_tag(logged.tags), **git.state(PROJECT_ROOT), **liveness_tags()}
         )
         with Heartbeat(run.info.run_id):
             yield run

@@ -26,8 +26,7 @@ import yaml
 from mlflow.entities import RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
-from madness import names as n
-from madness import sweep as S
+from madness import names, sweep
 from madness.backends import LOCAL, Backend, docker_variant
 from steps._coordination import Claims
 from steps._entry import PROJECT_ROOT, single_attempt
@@ -51,7 +50,7 @@ def status_of(submitted) -> Status:
 
 
 def tag_child(client, run_id: str, sweep_run_id: str, key: str) -> None:
-    client.log_batch(run_id, tags=[RunTag(n.TAG_SWEEP, sweep_run_id), RunTag(n.TAG_CLAIM_KEY, key)])
+    client.log_batch(run_id, tags=[RunTag(names.TAG_SWEEP, sweep_run_id), RunTag(names.TAG_CLAIM_KEY, key)])
 
 
 class LaunchError(Exception):
@@ -155,8 +154,8 @@ def launch_child(client, sweep_run_id: str, entry: str, params: dict, exp_id: st
         ]
         for run_id in orphans:
             end_run(client, run_id, Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED)
-            client.set_tag(run_id, n.TAG_SWEEP, sweep_run_id)
-            client.set_tag(run_id, n.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
+            client.set_tag(run_id, names.TAG_SWEEP, sweep_run_id)
+            client.set_tag(run_id, names.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
         # Another backend's client libraries (docker, kubernetes) raise their own errors, all the child's.
         if not isinstance(err, LOCAL_LAUNCH_FAILURES if backend.name == LOCAL else Exception):
             raise
@@ -165,7 +164,7 @@ def launch_child(client, sweep_run_id: str, entry: str, params: dict, exp_id: st
 
 @dataclass
 class Job:
-    pair: S.Pair
+    pair: sweep.Pair
     experiment: str
     experiment_id: str
     params: dict
@@ -237,7 +236,7 @@ class Launcher:
         """'go' (this sweep trains it), 'reused' (a finished run stands for it) or 'wait'."""
         if self.claims is None:
             return "go"
-        holder = self.claims.blocker(job.experiment_id, job.key)
+        holder = self.claims.holder_ahead(job.experiment_id, job.key)
         job.waiting_for = f"sweep {holder}" if holder else self.live_run_of(job)
         if job.waiting_for is not None:
             return "wait"
@@ -252,7 +251,7 @@ class Launcher:
         """A run of this pair still training though its sweep is gone (killed, crashed): wait for it
         rather than train the pair twice; once it ends it is reused, or ended as an orphan."""
         runs = self.client.search_runs(
-            [job.experiment_id], f"tags.`{n.TAG_CLAIM_KEY}` = '{job.key}' and attributes.status = 'RUNNING'"
+            [job.experiment_id], f"tags.`{names.TAG_CLAIM_KEY}` = '{job.key}' and attributes.status = 'RUNNING'"
         )
         return next((f"run {run.info.run_id}" for run in runs if self.claims.alive.judge(run)), None)
 
@@ -295,16 +294,16 @@ class Launcher:
                 print(f"  {job.pair.name}: its status cannot be read: {launch_failure(err)}; asking again", flush=True)
             if now - job.unread_since < STATUS_PATIENCE_SECONDS:
                 return Status.RUNNING
-            job.error = (
-                f"its status could not be read for {S.format_seconds(now - job.unread_since)}: {launch_failure(err)}"
-            )
+            job.error = f"its status could not be read for {sweep.format_seconds(now - job.unread_since)}: {launch_failure(err)}"
             with contextlib.suppress(Exception):
                 job.submitted.cancel()
             return Status.FAILED
         job.unread_since = None
         return status
 
-    def reap(self) -> list[Job]:
+    def collect_ended(self) -> list[Job]:
+        """Take the children that ended out of the running ones, end each one's run if the child
+        did not (with the status its backend reports) and release its claim; return them."""
         ended = [(job, status) for job in self.running if (status := self.status(job)) in ENDED]
         for job, status in ended:
             self.running.remove(job)
@@ -336,7 +335,7 @@ class Launcher:
             job.status = end_run(self.client, job.run_id, Status.KILLED)
         self.running.clear()
 
-    def drain(self) -> None:
+    def finish_after_store_failure(self) -> None:
         """The store failed: start nothing more, let the children in flight end on their own (each
         retries the store itself, and may finish), then tidy up what the store still accepts."""
         succeeded = {job.run_id: job.submitted.wait() for job in self.running}
@@ -354,11 +353,11 @@ class Launcher:
         last_print, shown = 0.0, None
         try:
             while queue or self.running or self.waiting:
-                for job in self.reap():
+                for job in self.collect_ended():
                     done += 1
                     why = f": {job.error}" if job.error else ""
                     print(
-                        f"  {job.pair.name}: {job.status} in {S.format_seconds(job.duration)} (run {job.run_id}){why}",
+                        f"  {job.pair.name}: {job.status} in {sweep.format_seconds(job.duration)} (run {job.run_id}){why}",
                         flush=True,
                     )
                 for job in self.step(queue):
@@ -368,11 +367,11 @@ class Launcher:
                     else:
                         print(f"  {job.pair.name}: FAILED to start: {job.error}", flush=True)
                 waiting = [f"{j.pair.name} ({j.waiting_for})" for j in self.waiting if j.waiting_for]
-                line = S.progress_line(
+                line = sweep.progress_line(
                     done,
                     total,
                     [j.pair.name for j in self.running],
-                    S.eta_seconds(self.durations, len(queue) + len(self.running) + len(self.waiting), self.jobs),
+                    sweep.eta_seconds(self.durations, len(queue) + len(self.running) + len(self.waiting), self.jobs),
                     waiting,
                 )
                 if line != shown or time.monotonic() - last_print > QUIET_SECONDS:
@@ -383,7 +382,7 @@ class Launcher:
         except BaseException as err:
             if isinstance(err, Exception) and store_failure(err) is not None:
                 self.store_failed = True
-                self.drain()
+                self.finish_after_store_failure()
             else:
                 self.cancel_all()
             raise

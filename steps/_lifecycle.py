@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from madness import names as n
+from madness import names
 from steps import _processes as processes
 
 POLL_SECONDS = 1.0
@@ -138,7 +138,7 @@ def handle_signals() -> None:
 def watched_tokens() -> list[str]:
     """The processes whose end stops this one: those a launching step named (MADNESS_WATCH), and
     this process's own launcher chain (steps._processes.launcher_chain)."""
-    inherited = [token for token in os.environ.get(n.ENV_WATCH, "").split(",") if token]
+    inherited = [token for token in os.environ.get(names.ENV_WATCH, "").split(",") if token]
     own = [processes.process_token(pid) for pid in processes.launcher_chain()]
     return list(dict.fromkeys([*inherited, *own]))
 
@@ -161,8 +161,8 @@ class LauncherWatch:
                 return
 
     def __enter__(self) -> LauncherWatch:
-        self._saved_env = os.environ.get(n.ENV_WATCH)
-        os.environ[n.ENV_WATCH] = ",".join([*self.tokens, processes.process_token()])
+        self._saved_env = os.environ.get(names.ENV_WATCH)
+        os.environ[names.ENV_WATCH] = ",".join([*self.tokens, processes.process_token()])
         if self.tokens and threading.current_thread() is threading.main_thread():
             threading.Thread(target=self._watch, name="launcher-watch", daemon=True).start()
         return self
@@ -170,9 +170,9 @@ class LauncherWatch:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         if self._saved_env is None:
-            os.environ.pop(n.ENV_WATCH, None)
+            os.environ.pop(names.ENV_WATCH, None)
         else:
-            os.environ[n.ENV_WATCH] = self._saved_env
+            os.environ[names.ENV_WATCH] = self._saved_env
 
 
 def temp_dir():

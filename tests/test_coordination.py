@@ -91,21 +91,21 @@ def test_the_next_ticket_is_one_above_every_ticket_seen():
 
 
 def test_a_lone_contender_goes():
-    assert coordination.blocker("a", 1, {}) is None
+    assert coordination.holder_ahead("a", 1, {}) is None
 
 
 def test_the_lower_ticket_goes_first():
-    assert coordination.blocker("b", 2, {"a": "1"}) == "a"
-    assert coordination.blocker("a", 1, {"b": "2"}) is None
+    assert coordination.holder_ahead("b", 2, {"a": "1"}) == "a"
+    assert coordination.holder_ahead("a", 1, {"b": "2"}) is None
 
 
 def test_equal_tickets_go_in_holder_order():
-    assert coordination.blocker("b", 1, {"a": "1"}) == "a"
-    assert coordination.blocker("a", 1, {"b": "1"}) is None
+    assert coordination.holder_ahead("b", 1, {"a": "1"}) == "a"
+    assert coordination.holder_ahead("a", 1, {"b": "1"}) is None
 
 
 def test_a_contender_still_choosing_blocks_until_it_has_a_ticket():
-    assert coordination.blocker("a", 1, {"b": coordination.CHOOSING}) == "b"
+    assert coordination.holder_ahead("a", 1, {"b": coordination.CHOOSING}) == "b"
 
 
 def test_claim_keys_are_stable_and_differ_by_identity():
@@ -144,18 +144,18 @@ def test_two_contenders_one_goes_and_the_other_waits_for_it(store):
     client, experiment = store
     first, second = holder(client, experiment), holder(client, experiment)
     a, b = Claims(client, first, Liveness(client, ttl=0)), Claims(client, second, Liveness(client, ttl=0))
-    assert a.blocker(experiment, "k") is None
-    assert b.blocker(experiment, "k") == first
+    assert a.holder_ahead(experiment, "k") is None
+    assert b.holder_ahead(experiment, "k") == first
     a.release(experiment, "k")
-    assert b.blocker(experiment, "k") is None
+    assert b.holder_ahead(experiment, "k") is None
 
 
 def test_claims_are_per_key(store):
     client, experiment = store
     a = Claims(client, holder(client, experiment), Liveness(client, ttl=0))
     b = Claims(client, holder(client, experiment), Liveness(client, ttl=0))
-    assert a.blocker(experiment, "one") is None
-    assert b.blocker(experiment, "two") is None
+    assert a.holder_ahead(experiment, "one") is None
+    assert b.holder_ahead(experiment, "two") is None
 
 
 def test_a_dead_holders_claim_is_ignored_and_removed(store, dead_token):
@@ -163,7 +163,7 @@ def test_a_dead_holders_claim_is_ignored_and_removed(store, dead_token):
     dead = holder(client, experiment, dead_token)
     Claims(client, dead, Liveness(client)).enter(experiment, "k")
     live = Claims(client, holder(client, experiment), Liveness(client, ttl=0))
-    assert live.blocker(experiment, "k") is None
+    assert live.holder_ahead(experiment, "k") is None
     assert f"{n.CLAIM_PREFIX}k.{dead}" not in client.get_experiment(experiment).tags
 
 
