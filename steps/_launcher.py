@@ -76,32 +76,13 @@ def variant_project(image: str) -> Path:
 
 
 def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backend):
-    """Start the entry point on `backend` and return its SubmittedRun without waiting for it."""
-    if backend.name == LOCAL:
-        # MLflow's asynchronous mlflow.run starts an `mlflow run` CLI per child that only waits for the
-        # entry point: a second interpreter importing MLflow (~3 s a pair) whose end status the steps
-        # set themselves. Its synchronous path, not waited for, is the same launch without it: the
-        # environment built, the run created with the project's tags, the entry point's command started,
-        # and a LocalSubmittedRun returned. mlflow.projects._run is private: tests/test_sweep.py checks
-        # the child runs it makes.
-        return mlflow.projects._run(
-            uri=str(PROJECT_ROOT),
-            experiment_id=exp_id,
-            entry_point=entry,
-            version=None,
-            parameters=params,
-            docker_args=None,
-            backend_name=LOCAL,
-            backend_config={},
-            storage_dir=None,
-            env_manager=backend.env_manager,
-            synchronous=True,
-            run_name=run_name,
-            build_image=False,
-            docker_auth=None,
-        )
+    """Start the entry point on `backend` through MLflow's public `mlflow.projects.run` and return
+    its SubmittedRun without waiting for it. Locally MLflow builds the environment, creates the run
+    and starts an `mlflow run --run-id` process that runs the entry point's command; elsewhere it
+    submits the job the backend runs."""
+    project = PROJECT_ROOT if backend.name == LOCAL else variant_project(backend.image)
     return mlflow.projects.run(
-        uri=str(variant_project(backend.image)),
+        uri=str(project),
         entry_point=entry,
         parameters=params,
         experiment_id=exp_id,
