@@ -18,7 +18,13 @@ from madness import git, names
 from madness.errors import UserError
 from steps import _lifecycle
 from steps._coordination import Heartbeat, liveness_tags
-from steps._failures import check_local_store, drop_store_tracebacks, store_failure, without_credentials
+from steps._failures import (
+    check_local_store,
+    drop_store_tracebacks,
+    is_store_failure,
+    store_failure,
+    without_credentials,
+)
 from steps._runs import Status, end_run
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -196,7 +202,7 @@ def start_run(entry: str, raw_params: dict[str, str], **kwargs):
         with Heartbeat(run.info.run_id):
             yield run
     except BaseException as err:
-        quick = isinstance(err, Exception) and store_failure(err) is not None
+        quick = is_store_failure(err)
         _end_active_run(Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED, quick)
         raise
     mlflow.end_run(Status.FINISHED)

@@ -30,7 +30,7 @@ from madness import names, sweep
 from madness.backends import LOCAL, Backend, docker_variant
 from steps._coordination import Claims
 from steps._entry import PROJECT_ROOT, single_attempt
-from steps._failures import store_failure
+from steps._failures import is_store_failure
 from steps._runs import ENDED, Status, end_run
 
 POLL_SECONDS = 1.0  # how often the store is asked about pairs waiting for another sweep
@@ -122,7 +122,7 @@ def launch_child(client, sweep_run_id: str, entry: str, params: dict, exp_id: st
     try:
         return submit(entry, params, exp_id, run_name, backend)
     except BaseException as err:
-        if isinstance(err, Exception) and store_failure(err) is not None:
+        if is_store_failure(err):
             raise  # the store is away: nothing can be looked up or ended now
         orphans = [
             run.info.run_id
@@ -361,7 +361,7 @@ class Launcher:
                 if self.running or self.waiting:
                     self.pause(POLL_SECONDS)
         except BaseException as err:
-            if isinstance(err, Exception) and store_failure(err) is not None:
+            if is_store_failure(err):
                 self.store_failed = True
                 self.finish_after_store_failure()
             else:
