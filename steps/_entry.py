@@ -63,13 +63,10 @@ def _announce_retries() -> None:
 
 
 def run_as_script(main) -> None:
-    """`python -m steps.<step>`: run the entry point, then leave without the interpreter's teardown.
-
-    Once a step has returned, its run is ended and its files are closed; what Python does next,
-    finalizing every module and TensorFlow's native libraries, takes 2-3 s of a process here and
-    serves nothing (measured: from the end of main to the exit, 2.3-2.5 s of a train step). So the
-    atexit handlers run, the streams and logs are flushed, and the process exits with the step's
-    code. A step's bug (an exception that is not SystemExit) keeps the normal path: its traceback."""
+    """Run the entry point of `python -m steps.<step>`, then exit with its code without the
+    interpreter's teardown (finalizing every module and TensorFlow's native libraries serves
+    nothing once the run is ended): atexit handlers run, streams and logs are flushed first. A
+    step's bug (an exception that is not SystemExit) keeps the normal path and its traceback."""
     try:
         main()
         code = 0
@@ -82,6 +79,8 @@ def run_as_script(main) -> None:
 
 
 def _exit_now(code: int) -> None:
+    """Run the atexit handlers, flush, and exit with `code` at once. atexit._run_exitfuncs is private
+    and the only way to run the handlers before os._exit: tests/test_startup.py fails if it changes."""
     import atexit
 
     atexit._run_exitfuncs()

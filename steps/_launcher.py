@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import enum
 import functools
 import shutil
 import subprocess
@@ -143,8 +144,18 @@ def launch_child(client, sweep_run_id: str, entry: str, params: dict, exp_id: st
         raise LaunchError(launch_failure(err), orphans[0] if orphans else None) from None
 
 
+class Turn(enum.Enum):
+    """What the sweep does with a pair now."""
+
+    TRAIN = "train"
+    WAIT = "wait"
+    REUSED = "reused"
+
+
 @dataclass
 class Job:
+    """One pair of the sweep: what it is launched with, and what became of it (its run, status, error)."""
+
     pair: sweep.Pair
     experiment: str
     experiment_id: str
@@ -192,6 +203,7 @@ class Launcher:
     store_failed: bool = False
 
     def launch(self, job: Job) -> None:
+        """Launch the pair's child and count it running; one that cannot start is FAILED with why."""
         job.started = time.perf_counter()
         try:
             job.submitted = launch_child(
@@ -213,20 +225,21 @@ class Launcher:
         tag_child(self.client, job.run_id, self.sweep_run_id, job.key)
         self.running.append(job)
 
-    def acquire(self, job: Job) -> str:
-        """'go' (this sweep trains it), 'reused' (a finished run stands for it) or 'wait'."""
+    def acquire(self, job: Job) -> Turn:
+        """Decide whether this sweep trains the pair now, waits for another sweep or run that trains
+        it, or reuses a finished run that stands for it (then recorded on the job)."""
         if self.claims is None:
-            return "go"
+            return Turn.TRAIN
         holder = self.claims.holder_ahead(job.experiment_id, job.key)
         job.waiting_for = f"sweep {holder}" if holder else self.live_run_of(job)
         if job.waiting_for is not None:
-            return "wait"
+            return Turn.WAIT
         reused = self.reusable(job)
         if reused is None:
-            return "go"
+            return Turn.TRAIN
         self.release(job)
         job.run_id, job.reused, job.status = reused, True, Status.FINISHED
-        return "reused"
+        return Turn.REUSED
 
     def live_run_of(self, job: Job) -> str | None:
         """A run of this pair still training though its sweep is gone (killed, crashed): wait for it
@@ -237,6 +250,7 @@ class Launcher:
         return next((f"run {run.info.run_id}" for run in runs if self.claims.alive.judge(run)), None)
 
     def release(self, job: Job) -> None:
+        """Give up this sweep's claim on the pair, if it holds one."""
         if self.claims is not None:
             self.claims.release(job.experiment_id, job.key)
 
@@ -247,15 +261,15 @@ class Launcher:
             if job in queue and len(self.running) >= self.jobs:
                 break
             decision = self.acquire(job)
-            if decision == "wait":
+            if decision == Turn.WAIT:
                 if job in queue:
                     queue.remove(job)
                     self.waiting.append(job)
                 continue
-            if decision == "go" and len(self.running) >= self.jobs:
+            if decision == Turn.TRAIN and len(self.running) >= self.jobs:
                 continue  # it goes first once a slot frees
             (self.waiting if job in self.waiting else queue).remove(job)
-            if decision == "reused":
+            if decision == Turn.REUSED:
                 reused.append(job)
             else:
                 self.launch(job)

@@ -49,17 +49,13 @@ def stopping() -> bool:
 
 
 def _interrupt(signum, frame):
-    """The first signal stops the step; later ones must not break its clean-up. A stopped sweep's
-    child gets two SIGTERMs a moment apart (its own watch and the sweep cancelling it), and a
-    second exception raised inside the first one's clean-up left tracebacks, runs not ended and,
-    once, a process that never exited. A person pressing Ctrl-C twice means now.
+    """Stop the step on the first stopping signal, by raising Interrupted; ignore later ones, except
+    a second SIGINT, which exits at once without ending the runs.
 
-    A signal that lands inside a call of a SQL store is raised once the call is over: raised there,
-    it left that call's SQLite cursor (and the database's lock) to the frames it unwound, so every
-    write of the clean-up, ending the runs KILLED, waited on this process's own lock for MLflow's
-    20 s busy timeout and failed. Seen in CI, and in 1 of 6 interrupts of a step that queries the
-    store in a loop. A call to a tracking server holds no lock and may retry for a minute: it is
-    cut at once. The clean-up's time limit runs from the first signal."""
+    Promises: the clean-up (ending the runs KILLED) is never broken by a second exception, and is
+    cut after CLEANUP_SECONDS from the first signal. A signal that lands inside a call of a SQL
+    store is raised as that call returns, so the call releases its database lock before the
+    clean-up writes to the same database; a call to a tracking server holds no lock and is cut at once."""
     name = signal.Signals(signum).name
     if _stopping.is_set():
         if signum == signal.SIGINT:
