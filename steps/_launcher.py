@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import enum
 import functools
 import shutil
 import subprocess
@@ -26,12 +27,12 @@ import yaml
 from mlflow.entities import RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
-from madness import names as n
-from madness import sweep as S
+from madness import names, sweep
 from madness.backends import LOCAL, Backend, docker_variant
 from steps._coordination import Claims
 from steps._entry import PROJECT_ROOT, single_attempt
-from steps._failures import store_failure
+from steps._failures import is_store_failure
+from steps._runs import ENDED, Status, end_run
 
 POLL_SECONDS = 1.0  # how often the store is asked about pairs waiting for another sweep
 # How often a running child's status is asked for: a local child's is its process' exit code, cheap,
@@ -41,27 +42,16 @@ REMOTE_STATUS_SECONDS = 5.0  # as MLflow's own KubernetesSubmittedRun.wait polls
 QUIET_SECONDS = 30.0
 # How long a child's status may stay unreadable (its cluster out of reach) before it counts as failed.
 STATUS_PATIENCE_SECONDS = 300.0
-TERMINAL = ("FINISHED", "FAILED", "KILLED")
 
 
-def status_of(submitted) -> str:
-    """The child's status as a name: local runs report a name, Kubernetes ones a RunStatus number."""
+def status_of(submitted) -> Status:
+    """Return the child's status: local runs report a name, Kubernetes ones a RunStatus number."""
     status = submitted.get_status()
-    return status if isinstance(status, str) else RunStatus.to_string(status)
+    return Status(status if isinstance(status, str) else RunStatus.to_string(status))
 
 
 def tag_child(client, run_id: str, sweep_run_id: str, key: str) -> None:
-    client.log_batch(run_id, tags=[RunTag(n.TAG_SWEEP, sweep_run_id), RunTag(n.TAG_CLAIM_KEY, key)])
-
-
-def settle(client, run_id: str, status: str) -> str:
-    """A child that ended before ending its run would leave it RUNNING: end it with `status`.
-    Returns the run's final status."""
-    current = client.get_run(run_id).info.status
-    if current == "RUNNING":
-        client.set_terminated(run_id, status)
-        return status
-    return current
+    client.log_batch(run_id, tags=[RunTag(names.TAG_SWEEP, sweep_run_id), RunTag(names.TAG_CLAIM_KEY, key)])
 
 
 class LaunchError(Exception):
@@ -87,32 +77,13 @@ def variant_project(image: str) -> Path:
 
 
 def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backend):
-    """Start the entry point on `backend` and return its SubmittedRun without waiting for it."""
-    if backend.name == LOCAL:
-        # MLflow's asynchronous mlflow.run starts an `mlflow run` CLI per child that only waits for the
-        # entry point: a second interpreter importing MLflow (~3 s a pair) whose end status the steps
-        # set themselves. Its synchronous path, not waited for, is the same launch without it: the
-        # environment built, the run created with the project's tags, the entry point's command started,
-        # and a LocalSubmittedRun returned. mlflow.projects._run is private: tests/test_sweep.py checks
-        # the child runs it makes.
-        return mlflow.projects._run(
-            uri=str(PROJECT_ROOT),
-            experiment_id=exp_id,
-            entry_point=entry,
-            version=None,
-            parameters=params,
-            docker_args=None,
-            backend_name=LOCAL,
-            backend_config={},
-            storage_dir=None,
-            env_manager=backend.env_manager,
-            synchronous=True,
-            run_name=run_name,
-            build_image=False,
-            docker_auth=None,
-        )
+    """Start the entry point on `backend` through MLflow's public `mlflow.projects.run` and return
+    its SubmittedRun without waiting for it. Locally MLflow builds the environment, creates the run
+    and starts an `mlflow run --run-id` process that runs the entry point's command; elsewhere it
+    submits the job the backend runs."""
+    project = PROJECT_ROOT if backend.name == LOCAL else variant_project(backend.image)
     return mlflow.projects.run(
-        uri=str(variant_project(backend.image)),
+        uri=str(project),
         entry_point=entry,
         parameters=params,
         experiment_id=exp_id,
@@ -152,7 +123,7 @@ def launch_child(client, sweep_run_id: str, entry: str, params: dict, exp_id: st
     try:
         return submit(entry, params, exp_id, run_name, backend)
     except BaseException as err:
-        if isinstance(err, Exception) and store_failure(err) is not None:
+        if is_store_failure(err):
             raise  # the store is away: nothing can be looked up or ended now
         orphans = [
             run.info.run_id
@@ -164,24 +135,34 @@ def launch_child(client, sweep_run_id: str, entry: str, params: dict, exp_id: st
             if run.info.run_id not in known
         ]
         for run_id in orphans:
-            client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-            client.set_tag(run_id, n.TAG_SWEEP, sweep_run_id)
-            client.set_tag(run_id, n.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
+            end_run(client, run_id, Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED)
+            client.set_tag(run_id, names.TAG_SWEEP, sweep_run_id)
+            client.set_tag(run_id, names.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
         # Another backend's client libraries (docker, kubernetes) raise their own errors, all the child's.
         if not isinstance(err, LOCAL_LAUNCH_FAILURES if backend.name == LOCAL else Exception):
             raise
         raise LaunchError(launch_failure(err), orphans[0] if orphans else None) from None
 
 
+class Turn(enum.Enum):
+    """What the sweep does with a pair now."""
+
+    TRAIN = "train"
+    WAIT = "wait"
+    REUSED = "reused"
+
+
 @dataclass
 class Job:
-    pair: S.Pair
+    """One pair of the sweep: what it is launched with, and what became of it (its run, status, error)."""
+
+    pair: sweep.Pair
     experiment: str
     experiment_id: str
     params: dict
     run_id: str | None = None
     reused: bool = False
-    status: str = "PENDING"
+    status: Status = Status.SCHEDULED
     submitted: object = None
     started: float = 0.0
     duration: float = 0.0
@@ -222,6 +203,7 @@ class Launcher:
     store_failed: bool = False
 
     def launch(self, job: Job) -> None:
+        """Launch the pair's child and count it running; one that cannot start is FAILED with why."""
         job.started = time.perf_counter()
         try:
             job.submitted = launch_child(
@@ -235,38 +217,40 @@ class Launcher:
                 known={j.run_id for j in self.running},
             )
         except LaunchError as err:
-            job.status, job.error, job.run_id = "FAILED", err.message, err.run_id
+            job.status, job.error, job.run_id = Status.FAILED, err.message, err.run_id
             self.release(job)
             return
         job.run_id = job.submitted.run_id
-        job.status = "RUNNING"
+        job.status = Status.RUNNING
         tag_child(self.client, job.run_id, self.sweep_run_id, job.key)
         self.running.append(job)
 
-    def acquire(self, job: Job) -> str:
-        """'go' (this sweep trains it), 'reused' (a finished run stands for it) or 'wait'."""
+    def acquire(self, job: Job) -> Turn:
+        """Decide whether this sweep trains the pair now, waits for another sweep or run that trains
+        it, or reuses a finished run that stands for it (then recorded on the job)."""
         if self.claims is None:
-            return "go"
-        holder = self.claims.blocker(job.experiment_id, job.key)
+            return Turn.TRAIN
+        holder = self.claims.holder_ahead(job.experiment_id, job.key)
         job.waiting_for = f"sweep {holder}" if holder else self.live_run_of(job)
         if job.waiting_for is not None:
-            return "wait"
+            return Turn.WAIT
         reused = self.reusable(job)
         if reused is None:
-            return "go"
+            return Turn.TRAIN
         self.release(job)
-        job.run_id, job.reused, job.status = reused, True, "FINISHED"
-        return "reused"
+        job.run_id, job.reused, job.status = reused, True, Status.FINISHED
+        return Turn.REUSED
 
     def live_run_of(self, job: Job) -> str | None:
         """A run of this pair still training though its sweep is gone (killed, crashed): wait for it
         rather than train the pair twice; once it ends it is reused, or ended as an orphan."""
         runs = self.client.search_runs(
-            [job.experiment_id], f"tags.`{n.TAG_CLAIM_KEY}` = '{job.key}' and attributes.status = 'RUNNING'"
+            [job.experiment_id], f"tags.`{names.TAG_CLAIM_KEY}` = '{job.key}' and attributes.status = 'RUNNING'"
         )
         return next((f"run {run.info.run_id}" for run in runs if self.claims.alive.judge(run)), None)
 
     def release(self, job: Job) -> None:
+        """Give up this sweep's claim on the pair, if it holds one."""
         if self.claims is not None:
             self.claims.release(job.experiment_id, job.key)
 
@@ -277,19 +261,19 @@ class Launcher:
             if job in queue and len(self.running) >= self.jobs:
                 break
             decision = self.acquire(job)
-            if decision == "wait":
+            if decision == Turn.WAIT:
                 if job in queue:
                     queue.remove(job)
                     self.waiting.append(job)
                 continue
-            if decision == "go" and len(self.running) >= self.jobs:
+            if decision == Turn.TRAIN and len(self.running) >= self.jobs:
                 continue  # it goes first once a slot frees
             (self.waiting if job in self.waiting else queue).remove(job)
-            if decision == "reused":
+            if decision == Turn.REUSED:
                 reused.append(job)
             else:
                 self.launch(job)
-                if job.status == "FAILED":  # could not even start (e.g. its environment failed to build)
+                if job.status == Status.FAILED:  # could not even start (e.g. its environment failed to build)
                     reused.append(job)
         return reused
 
@@ -304,24 +288,24 @@ class Launcher:
                 job.unread_since = now
                 print(f"  {job.pair.name}: its status cannot be read: {launch_failure(err)}; asking again", flush=True)
             if now - job.unread_since < STATUS_PATIENCE_SECONDS:
-                return "RUNNING"
-            job.error = (
-                f"its status could not be read for {S.format_seconds(now - job.unread_since)}: {launch_failure(err)}"
-            )
+                return Status.RUNNING
+            job.error = f"its status could not be read for {sweep.format_seconds(now - job.unread_since)}: {launch_failure(err)}"
             with contextlib.suppress(Exception):
                 job.submitted.cancel()
-            return "FAILED"
+            return Status.FAILED
         job.unread_since = None
         return status
 
-    def reap(self) -> list[Job]:
-        ended = [(job, status) for job in self.running if (status := self.status(job)) in TERMINAL]
+    def collect_ended(self) -> list[Job]:
+        """Take the children that ended out of the running ones, end each one's run if the child
+        did not (with the status its backend reports) and release its claim; return them."""
+        ended = [(job, status) for job in self.running if (status := self.status(job)) in ENDED]
         for job, status in ended:
             self.running.remove(job)
             job.duration = time.perf_counter() - job.started
-            job.status = settle(self.client, job.run_id, status)
+            job.status = end_run(self.client, job.run_id, status)
             self.release(job)
-            if job.status == "FINISHED":
+            if job.status == Status.FINISHED:
                 self.durations.append(job.duration)
         return [job for job, _ in ended]
 
@@ -332,7 +316,7 @@ class Launcher:
         deadline = time.monotonic() + max(seconds, 0.0 if self.backend.name == LOCAL else every)
         while (left := deadline - time.monotonic()) > 0:
             time.sleep(min(every, left))
-            if any(self.status(job) in TERMINAL for job in self.running):
+            if any(self.status(job) in ENDED for job in self.running):
                 return
 
     def cancel_all(self) -> None:
@@ -343,30 +327,32 @@ class Launcher:
                 job.submitted.cancel()
             except Exception as err:  # noqa: BLE001 - the backend's client libraries raise their own
                 print(f"  {job.pair.name}: could not be stopped: {launch_failure(err)}", flush=True)
-            job.status = settle(self.client, job.run_id, "KILLED")
+            job.status = end_run(self.client, job.run_id, Status.KILLED)
         self.running.clear()
 
-    def drain(self) -> None:
+    def finish_after_store_failure(self) -> None:
         """The store failed: start nothing more, let the children in flight end on their own (each
         retries the store itself, and may finish), then tidy up what the store still accepts."""
         succeeded = {job.run_id: job.submitted.wait() for job in self.running}
         with single_attempt():
             for job in self.running:
                 try:
-                    job.status = settle(self.client, job.run_id, "FINISHED" if succeeded[job.run_id] else "FAILED")
+                    job.status = end_run(
+                        self.client, job.run_id, Status.FINISHED if succeeded[job.run_id] else Status.FAILED
+                    )
                 except Exception:  # noqa: BLE001 - still away: the next sweep ends the run (its process is gone)
-                    job.status = "UNKNOWN"
+                    job.status = Status.UNKNOWN
         self.running.clear()
 
     def run_all(self, queue: list[Job], total: int, done: int) -> None:
         last_print, shown = 0.0, None
         try:
             while queue or self.running or self.waiting:
-                for job in self.reap():
+                for job in self.collect_ended():
                     done += 1
                     why = f": {job.error}" if job.error else ""
                     print(
-                        f"  {job.pair.name}: {job.status} in {S.format_seconds(job.duration)} (run {job.run_id}){why}",
+                        f"  {job.pair.name}: {job.status} in {sweep.format_seconds(job.duration)} (run {job.run_id}){why}",
                         flush=True,
                     )
                 for job in self.step(queue):
@@ -376,11 +362,11 @@ class Launcher:
                     else:
                         print(f"  {job.pair.name}: FAILED to start: {job.error}", flush=True)
                 waiting = [f"{j.pair.name} ({j.waiting_for})" for j in self.waiting if j.waiting_for]
-                line = S.progress_line(
+                line = sweep.progress_line(
                     done,
                     total,
                     [j.pair.name for j in self.running],
-                    S.eta_seconds(self.durations, len(queue) + len(self.running) + len(self.waiting), self.jobs),
+                    sweep.eta_seconds(self.durations, len(queue) + len(self.running) + len(self.waiting), self.jobs),
                     waiting,
                 )
                 if line != shown or time.monotonic() - last_print > QUIET_SECONDS:
@@ -389,9 +375,9 @@ class Launcher:
                 if self.running or self.waiting:
                     self.pause(POLL_SECONDS)
         except BaseException as err:
-            if isinstance(err, Exception) and store_failure(err) is not None:
+            if is_store_failure(err):
                 self.store_failed = True
-                self.drain()
+                self.finish_after_store_failure()
             else:
                 self.cancel_all()
             raise

@@ -89,10 +89,10 @@ def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity
             params = {
                 "model": pair.model,
                 "lr": pair.lr,
-                **sweep_step.spelled(GRID_NUMBERS, raw),
+                **sweep_step.canonical_params(GRID_NUMBERS, raw),
                 "threads": str(threads),
                 "features_uri": "",
-                **sweep_step.spelled(DATA_OF_RUN, raw),
+                **sweep_step.canonical_params(DATA_OF_RUN, raw),
                 **split.params(),
             }
             key = coordination.claim_key({"entry": "train", **sweep_step.cache_identity(params), **identity})
@@ -171,8 +171,8 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
         params = {
             "model": first.pair.model,
             "lr": first.pair.lr,
-            **sweep_step.spelled(GRID_NUMBERS, raw),
-            **sweep_step.spelled(DATA_OF_RUN, raw),
+            **sweep_step.canonical_params(GRID_NUMBERS, raw),
+            **sweep_step.canonical_params(DATA_OF_RUN, raw),
             "first_season": first.params["first_season"],
             "seasons": ",".join(str(job.pair.season) for job in jobs),
         }
