@@ -120,6 +120,7 @@ def train_all(client, backend, values: dict, run_id: str, identity: dict, claims
         run_id,
         lambda job: sweep_step.find_reusable(client, job.experiment_id, "train", job.params, identity),
         claims,
+        distinct=("model", "lr", "test_season"),
     )
     launcher.run_all(todo, total=len(jobs), done=len(jobs) - len(todo))
 

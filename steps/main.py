@@ -26,6 +26,7 @@ import logging
 import os
 import shlex
 import subprocess
+import threading
 import time
 
 import mlflow
@@ -40,8 +41,8 @@ from steps._coordination import Claims, Liveness, end_orphans
 from steps._data import seasons_of
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, single_attempt, start_run
 from steps._experiments import experiment_id, label_experiment
-from steps._launcher import POLL_SECONDS, Job, Launcher, LaunchError, launch_child, tag_child
-from steps._runs import Status, end_run
+from steps._launcher import POLL_SECONDS, Job, Launcher, run_child
+from steps._runs import Status
 from steps._stored import ingest_run_problem, train_run_problem
 
 PARAMS = (
@@ -166,21 +167,12 @@ def ensure_ingest(
 
 def run_ingest(client, params: dict, key: str, exp_id: str, backend: Backend, sweep_run_id: str) -> str:
     print("ingest: running", flush=True)
-    try:
-        submitted = launch_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, known=set())
-    except LaunchError as err:
-        raise UserError(f"the ingest run could not start: {err.message}") from None
-    tag_child(client, submitted.run_id, sweep_run_id, key)
-    try:
-        ok = submitted.wait()
-    except BaseException:
-        submitted.cancel()
-        end_run(client, submitted.run_id, Status.KILLED)
-        raise
-    if not ok:
-        end_run(client, submitted.run_id, Status.FAILED)
-        raise UserError(f"the ingest run {submitted.run_id} failed; see its output above")
-    return submitted.run_id
+    child = run_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, threading.Event(), key)
+    if child.error:
+        raise UserError(f"the ingest run could not start: {child.error}")
+    if child.status != Status.FINISHED:
+        raise UserError(f"the ingest run {child.run_id} failed; see its output above")
+    return child.run_id
 
 
 def log_pairs(jobs: list[Job], after_store_failure: bool) -> None:

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from kubernetes.config.config_exception import ConfigException
-from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.projects.submitted_run import LocalSubmittedRun, SubmittedRun
 
-from madness import sweep
-from madness.backends import Backend
 from steps import _launcher
 from steps._runs import ENDED
 
@@ -125,36 +124,25 @@ class UnreachableRun(SubmittedRun):
         return self._run_id
 
 
-@pytest.fixture
-def unreachable(tracking):
-    """A launcher with one running child out of reach, its run RUNNING in a real store."""
-    client = MlflowClient()
-    run_id = client.create_run("0").info.run_id
-    job = _launcher.Job(sweep.Pair("small", "0.1"), "Default", "0", {}, run_id=run_id, status="RUNNING")
-    job.submitted = UnreachableRun(run_id)
-    launcher = _launcher.Launcher(client, Backend("kubernetes"), 1, "sweep", lambda job: None)
-    launcher.running.append(job)
-    return launcher, job, client
-
-
-def test_a_child_that_cannot_be_stopped_is_named_and_its_run_ended_killed(unreachable, capsys):
-    launcher, job, client = unreachable
-    launcher.cancel_all()
-    assert job.status == "KILLED" and client.get_run(job.run_id).info.status == "KILLED"
+def test_a_child_that_cannot_be_stopped_is_named_and_counts_as_killed(capsys):
+    stopping = threading.Event()
+    stopping.set()
+    assert _launcher.wait_remote(UnreachableRun("r3"), stopping, "small_0.1") == ("KILLED", "")
     assert "  small_0.1: could not be stopped: cluster unreachable" in capsys.readouterr().out
 
 
-def test_a_child_whose_status_cannot_be_read_runs_on_while_patience_lasts(unreachable, capsys):
-    launcher, job, client = unreachable
-    assert launcher.collect_ended() == [] and launcher.collect_ended() == []
-    assert client.get_run(job.run_id).info.status == "RUNNING"
+def test_a_child_whose_status_cannot_be_read_is_asked_again_while_patience_lasts(monkeypatch, capsys):
+    monkeypatch.setattr(_launcher, "REMOTE_STATUS_SECONDS", 0.05)
+    monkeypatch.setattr(_launcher, "STATUS_PATIENCE_SECONDS", 0.5)
+    started = time.monotonic()
+    _launcher.wait_remote(UnreachableRun("r3"), threading.Event(), "small_0.1")
+    assert time.monotonic() - started >= 0.5
     said = capsys.readouterr().out
     assert said.count("small_0.1: its status cannot be read: cluster unreachable; asking again") == 1
 
 
-def test_a_child_whose_status_stays_unreadable_fails_named(unreachable, monkeypatch):
-    launcher, job, client = unreachable
+def test_a_child_whose_status_stays_unreadable_fails_named(monkeypatch):
     monkeypatch.setattr(_launcher, "STATUS_PATIENCE_SECONDS", 0.0)
-    assert launcher.collect_ended() == [job]
-    assert job.status == "FAILED" and client.get_run(job.run_id).info.status == "FAILED"
-    assert job.error.startswith("its status could not be read for ") and job.error.endswith(": cluster unreachable")
+    status, error = _launcher.wait_remote(UnreachableRun("r3"), threading.Event(), "small_0.1")
+    assert status == "FAILED"
+    assert error.startswith("its status could not be read for ") and error.endswith(": cluster unreachable")
