@@ -198,8 +198,16 @@ def start_run(entry: str, raw_params: dict[str, str], **kwargs):
         # string); logging them again with another string would be refused, so only the missing ones go in.
         logged = mlflow.get_run(run.info.run_id).data
         mlflow.log_params({k: v for k, v in raw_params.items() if k not in logged.params})
+        # A sweep's child names its sweep (MLflow made it the run's parent) before any other process can look.
+        sweep = {names.TAG_SWEEP: logged.tags[names.TAG_PARENT_RUN]} if names.TAG_PARENT_RUN in logged.tags else {}
         mlflow.set_tags(
-            {names.TAG_ENTRY_POINT: entry, **commit_tag(logged.tags), **git.state(PROJECT_ROOT), **liveness_tags()}
+            {
+                names.TAG_ENTRY_POINT: entry,
+                **commit_tag(logged.tags),
+                **git.state(PROJECT_ROOT),
+                **liveness_tags(),
+                **sweep,
+            }
         )
         with Heartbeat(run.info.run_id):
             yield run

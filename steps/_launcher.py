@@ -326,6 +326,22 @@ class Launcher:
         job.failed_to_start, job.duration = not child.started, time.perf_counter() - started
         return job
 
+    def tag_started(self) -> None:
+        """Tag each running child's run with the sweep and the pair's claim as soon as MLflow has
+        made it (its worker learns its id only at its end), so that other sweeps find it while it trains."""
+        untagged = [job for job in self.running.values() if job.run_id is None]
+        if not untagged:
+            return
+        runs = self.client.search_runs(
+            sorted({job.experiment_id for job in untagged}),
+            f"tags.`{names.TAG_PARENT_RUN}` = '{self.sweep_run_id}' and attributes.status = 'RUNNING'",
+        )
+        for job in untagged:
+            run = next((r for r in runs if all(r.data.params.get(k) == job.params[k] for k in self.distinct)), None)
+            if run is not None:
+                job.run_id = run.info.run_id
+                tag_child(self.client, job.run_id, self.sweep_run_id, job.key)
+
     def acquire(self, job: Job) -> Turn:
         """Decide whether this sweep trains the pair now, waits for another sweep or run that trains
         it, or reuses a finished run that stands for it (then recorded on the job)."""
@@ -429,6 +445,7 @@ class Launcher:
                     shown, last_print = line, time.monotonic()
                 if self.running or self.waiting:
                     self.pause(POLL_SECONDS)
+                    self.tag_started()
         except BaseException as err:
             # The store failed: start nothing more and let the children in flight end on their own
             # (each retries the store itself, and may finish). Otherwise stop them: each worker ends its run.
