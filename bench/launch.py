@@ -3,10 +3,13 @@
 A forced sweep of one model over three learning rates (1 epoch, synthetic league) runs in a snapshot
 of the project and a fresh store. For each train run, the gap is its step process' start time (the
 `process.token` tag: pid and psutil's create time) minus the run's start time (set when
-`mlflow.projects.run` creates it). Through the public asynchronous call, MLflow starts an `mlflow run
---run-id` process that starts the entry point's command, so the gap holds that process' start-up.
+`mlflow.projects.run` creates it). Called synchronously, as the sweep does, MLflow starts the entry
+point's command at once; called asynchronously it starts an `mlflow run --run-id` process that
+starts the command, and the gap holds that process' start-up.
 psutil's create times count from the boot second, so the gap carries a constant offset under 1 s
-on a machine: compare gaps measured on the same machine.
+on a machine: compare gaps measured on the same machine. Tokens written before the steps read
+processes through psutil (main at 88fd7f4 and earlier) hold /proc clock ticks since boot instead,
+converted here the way psutil does, so that the two launch paths compare on one scale.
 
     .venv/bin/python bench/launch.py
 """
@@ -22,6 +25,16 @@ import _machine
 SWEEP = ["--models", "small", "--lrs", "0.1,0.01,0.001", "--epochs", "1", "--force", "true", "--prefix", "launch"]
 
 
+def started_at(token_start: str) -> float:
+    """Return a process token's start as seconds since the epoch: psutil's create time, or clock ticks since boot."""
+    import os
+
+    import psutil
+
+    started = float(token_start)
+    return started if started > 1e9 else psutil.boot_time() + started / os.sysconf("SC_CLK_TCK")
+
+
 def launch_gaps() -> list[float]:
     """Seconds from each train run's creation to its step process' start, in the current store."""
     import mlflow
@@ -34,7 +47,7 @@ def launch_gaps() -> list[float]:
     for run in client.search_runs(experiments, f"tags.`{names.TAG_PROJECT_ENTRY_POINT}` = 'train'"):
         started = run.data.tags.get(names.TAG_PROCESS, "").partition(":")[2]
         if started:
-            gaps.append(float(started) - run.info.start_time / 1000)
+            gaps.append(started_at(started) - run.info.start_time / 1000)
     return gaps
 
 
