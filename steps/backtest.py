@@ -49,6 +49,7 @@ from steps._coordination import Claims, Liveness, end_orphans, liveness_tags
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
 from steps._launcher import Job, Launcher
 from steps._lifecycle import temp_dir
+from steps._runs import Status, end_run
 
 _MAIN = {p.name: p for p in sweep_step.PARAMS}
 _DATA = {p.name: p for p in DATA_PARAMS}
@@ -105,7 +106,7 @@ def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity
     for job in jobs:
         job.run_id = sweep_step.find_reusable(client, job.experiment_id, "train", job.params, identity, candidates)
         if job.run_id:
-            job.reused, job.status = True, "FINISHED"
+            job.reused, job.status = True, Status.FINISHED
     return jobs
 
 
@@ -195,9 +196,9 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
             if not job.reused:
                 client.log_batch(job.run_id, tags=[RunTag(names.TAG_PARENT_RUN, run_id)])
     except BaseException as err:
-        client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        end_run(client, run_id, Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED)
         raise
-    client.set_terminated(run_id, "FINISHED")
+    end_run(client, run_id, Status.FINISHED)
     return run_id, predictions, False
 
 
@@ -211,7 +212,7 @@ def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run
     for name, pair_jobs in by_pair.items():
         first = pair_jobs[0].pair
         row = {"model": first.model, "lr": first.lr}
-        failed = [job for job in pair_jobs if job.status != "FINISHED"]
+        failed = [job for job in pair_jobs if job.status != Status.FINISHED]
         if failed:
             rows.append({**row, "status": "FAILED", "run_id": ""})
             continue
@@ -320,7 +321,7 @@ def main(argv=None):
         summary = report(client, values, raw, jobs, identity, run_id, Path(tmp) / names.BACKTEST_DIR)
         mlflow.log_artifacts(str(Path(tmp) / names.BACKTEST_DIR), names.BACKTEST_DIR)
         print_summary(summary)
-        failed = [job.pair.name for job in jobs if job.status != "FINISHED"]
+        failed = [job.pair.name for job in jobs if job.status != Status.FINISHED]
         if failed:
             raise UserError(
                 f"{len(failed)} of {len(jobs)} season runs failed: {', '.join(failed)}; "
