@@ -14,12 +14,17 @@ from pathlib import Path
 
 import mlflow
 
-from madness import git
-from madness import names as n
+from madness import git, names
 from madness.errors import UserError
 from steps import _lifecycle
 from steps._coordination import Heartbeat, liveness_tags
-from steps._failures import check_local_store, drop_store_tracebacks, store_failure, without_credentials
+from steps._failures import (
+    check_local_store,
+    drop_store_tracebacks,
+    is_store_failure,
+    without_credentials,
+)
+from steps._runs import Status, end_run
 from steps._store_check import check_tracking_store, store_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -58,13 +63,10 @@ def _announce_retries() -> None:
 
 
 def run_as_script(main) -> None:
-    """`python -m steps.<step>`: run the entry point, then leave without the interpreter's teardown.
-
-    Once a step has returned, its run is ended and its files are closed; what Python does next,
-    finalizing every module and TensorFlow's native libraries, takes 2-3 s of a process here and
-    serves nothing (measured: from the end of main to the exit, 2.3-2.5 s of a train step). So the
-    atexit handlers run, the streams and logs are flushed, and the process exits with the step's
-    code. A step's bug (an exception that is not SystemExit) keeps the normal path: its traceback."""
+    """Run the entry point of `python -m steps.<step>`, then exit with its code without the
+    interpreter's teardown (finalizing every module and TensorFlow's native libraries serves
+    nothing once the run is ended): atexit handlers run, streams and logs are flushed first. A
+    step's bug (an exception that is not SystemExit) keeps the normal path and its traceback."""
     try:
         main()
         code = 0
@@ -77,6 +79,8 @@ def run_as_script(main) -> None:
 
 
 def _exit_now(code: int) -> None:
+    """Run the atexit handlers, flush, and exit with `code` at once. atexit._run_exitfuncs is private
+    and the only way to run the handlers before os._exit: tests/test_startup.py fails if it changes."""
     import atexit
 
     atexit._run_exitfuncs()
@@ -115,24 +119,24 @@ def entry_point(main):
             with _lifecycle.LauncherWatch(_lifecycle.watched_tokens()):
                 return main(argv)
         except UserError as err:
-            _end_launched_run(launched, "FAILED")
+            _end_launched_run(launched, Status.FAILED)
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
         except SystemExit as exit_:
             if exit_.code not in (0, None):
-                _end_launched_run(launched, "FAILED")
+                _end_launched_run(launched, Status.FAILED)
             raise
         except KeyboardInterrupt as err:
-            _end_launched_run(launched, "KILLED")
-            _lifecycle.keep_status_past_launcher(launched, "KILLED")
+            _end_launched_run(launched, Status.KILLED)
+            _lifecycle.keep_status_past_launcher(launched, Status.KILLED)
             print(f"error: {_lifecycle.stop_reason(err)}", file=sys.stderr)
             sys.exit(130)
         except Exception as err:
             problem = store_problem(err)
             if problem is None:  # a bug: keep its traceback
-                _end_active_run("FAILED")
+                _end_active_run(Status.FAILED)
                 raise
-            _end_launched_run(launched, "FAILED", quick=True)
+            _end_launched_run(launched, Status.FAILED, quick=True)
             print(f"error: {problem}", file=sys.stderr)
             sys.exit(1)
 
@@ -154,7 +158,7 @@ def single_attempt():
                 os.environ[name] = value
 
 
-def _end_launched_run(run_id: str | None, status: str, quick: bool = False) -> None:
+def _end_launched_run(run_id: str | None, status: Status, quick: bool = False) -> None:
     """End the step's run and, under `mlflow run`, the run MLflow made for it before the step
     started (`run_id`, from MLFLOW_RUN_ID): bad arguments or an interrupt can stop a step before it
     opens that run, and when launched asynchronously or orphaned nobody else would end it."""
@@ -162,12 +166,10 @@ def _end_launched_run(run_id: str | None, status: str, quick: bool = False) -> N
     if run_id:
         # The store is unreachable: the next sweep ends it (its process is gone).
         with single_attempt() if quick else nullcontext(), contextlib.suppress(Exception):
-            client = mlflow.MlflowClient()
-            if client.get_run(run_id).info.status == "RUNNING":
-                client.set_terminated(run_id, status)
+            end_run(mlflow.MlflowClient(), run_id, status)
 
 
-def _end_active_run(status: str, quick: bool = False) -> None:
+def _end_active_run(status: Status, quick: bool = False) -> None:
     with single_attempt() if quick else nullcontext():
         while mlflow.active_run() is not None:
             # end_run pops the run before it calls the store; when the store is unreachable, the
@@ -180,10 +182,10 @@ def commit_tag(tags: dict[str, str]) -> dict[str, str]:
     """The commit this code is at, when MLflow did not tag the run with it: MLflow reads it from the
     project folder it was given, which for another backend (a Kubernetes child's docker_env variant of
     MLproject) is not this repository. The sweep's cache finds reusable runs by it."""
-    if n.TAG_COMMIT in tags:
+    if names.TAG_COMMIT in tags:
         return {}
     try:
-        return {n.TAG_COMMIT: git.head(PROJECT_ROOT)}
+        return {names.TAG_COMMIT: git.head(PROJECT_ROOT)}
     except (OSError, subprocess.CalledProcessError):
         return {}
 
@@ -198,13 +200,21 @@ def start_run(entry: str, raw_params: dict[str, str], **kwargs):
         # string); logging them again with another string would be refused, so only the missing ones go in.
         logged = mlflow.get_run(run.info.run_id).data
         mlflow.log_params({k: v for k, v in raw_params.items() if k not in logged.params})
+        # A sweep's child names its sweep (MLflow made it the run's parent) before any other process can look.
+        sweep = {names.TAG_SWEEP: logged.tags[names.TAG_PARENT_RUN]} if names.TAG_PARENT_RUN in logged.tags else {}
         mlflow.set_tags(
-            {n.TAG_ENTRY_POINT: entry, **commit_tag(logged.tags), **git.state(PROJECT_ROOT), **liveness_tags()}
+            {
+                names.TAG_ENTRY_POINT: entry,
+                **commit_tag(logged.tags),
+                **git.state(PROJECT_ROOT),
+                **liveness_tags(),
+                **sweep,
+            }
         )
         with Heartbeat(run.info.run_id):
             yield run
     except BaseException as err:
-        quick = isinstance(err, Exception) and store_failure(err) is not None
-        _end_active_run("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED", quick)
+        quick = is_store_failure(err)
+        _end_active_run(Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED, quick)
         raise
-    mlflow.end_run("FINISHED")
+    mlflow.end_run(Status.FINISHED)

@@ -61,6 +61,11 @@ def store_failure(err: BaseException) -> str | None:
     return None
 
 
+def is_store_failure(err: BaseException) -> bool:
+    """Return whether `err` is the tracking or artifact store failing (see store_failure)."""
+    return isinstance(err, Exception) and store_failure(err) is not None
+
+
 _UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC)
 
 

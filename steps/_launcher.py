@@ -1,73 +1,61 @@
-"""The sweep's children: each a packaged `mlflow.run` of an entry point on an MLflow backend,
-watched and ended through MLflow's public `SubmittedRun` API only (`get_status`, `wait`, `cancel`,
-`run_id`), so the same code drives a local process and a Kubernetes Job.
+"""The sweep's children: each a packaged `mlflow.projects.run` of an entry point on an MLflow
+backend, run by a pool of worker threads, one function owning a child's whole life (launch, wait,
+end its run), so the same code drives a local process and a Kubernetes Job.
+
+Locally each child runs synchronously in its worker: MLflow creates the run and runs the entry
+point's command as a child process of this one, with no `mlflow run` process in between. Elsewhere
+MLflow submits the job and the worker polls its status through the public `SubmittedRun` API.
 
 A child's run is never left RUNNING: a child that ends without ending its run (killed, evicted,
 its process gone) has it ended here with the status its backend reports; a launch that fails after
-MLflow created the run ends that run FAILED (KILLED on an interrupt).
+MLflow created the run ends that run FAILED; a child stopped with the sweep ends KILLED.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import enum
 import functools
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 import mlflow.projects
+import psutil
 import yaml
 from mlflow.entities import RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
-from madness import names as n
-from madness import sweep as S
+from madness import names, sweep
 from madness.backends import LOCAL, Backend, docker_variant
 from steps._coordination import Claims
 from steps._entry import PROJECT_ROOT, single_attempt
-from steps._failures import store_failure
+from steps._failures import is_store_failure
+from steps._runs import ENDED, Status, end_run
 
 POLL_SECONDS = 1.0  # how often the store is asked about pairs waiting for another sweep
-# How often a running child's status is asked for: a local child's is its process' exit code, cheap,
-# so the next pair starts without waiting out a poll; another backend's is a call to its API.
-STATUS_SECONDS = {LOCAL: 0.05}
 REMOTE_STATUS_SECONDS = 5.0  # as MLflow's own KubernetesSubmittedRun.wait polls
 QUIET_SECONDS = 30.0
 # How long a child's status may stay unreadable (its cluster out of reach) before it counts as failed.
 STATUS_PATIENCE_SECONDS = 300.0
-TERMINAL = ("FINISHED", "FAILED", "KILLED")
 
 
-def status_of(submitted) -> str:
-    """The child's status as a name: local runs report a name, Kubernetes ones a RunStatus number."""
+def status_of(submitted) -> Status:
+    """Return the child's status: local runs report a name, Kubernetes ones a RunStatus number."""
     status = submitted.get_status()
-    return status if isinstance(status, str) else RunStatus.to_string(status)
+    return Status(status if isinstance(status, str) else RunStatus.to_string(status))
 
 
 def tag_child(client, run_id: str, sweep_run_id: str, key: str) -> None:
-    client.log_batch(run_id, tags=[RunTag(n.TAG_SWEEP, sweep_run_id), RunTag(n.TAG_CLAIM_KEY, key)])
-
-
-def settle(client, run_id: str, status: str) -> str:
-    """A child that ended before ending its run would leave it RUNNING: end it with `status`.
-    Returns the run's final status."""
-    current = client.get_run(run_id).info.status
-    if current == "RUNNING":
-        client.set_terminated(run_id, status)
-        return status
-    return current
-
-
-class LaunchError(Exception):
-    def __init__(self, message: str, run_id: str | None):
-        super().__init__(message)
-        self.message, self.run_id = message, run_id
+    client.log_batch(run_id, tags=[RunTag(names.TAG_SWEEP, sweep_run_id), RunTag(names.TAG_CLAIM_KEY, key)])
 
 
 # What a local launch may raise that is the child's fault, not this code's: anything else is a bug, raised.
@@ -87,46 +75,46 @@ def variant_project(image: str) -> Path:
 
 
 def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backend):
-    """Start the entry point on `backend` and return its SubmittedRun without waiting for it."""
-    if backend.name == LOCAL:
-        # MLflow's asynchronous mlflow.run starts an `mlflow run` CLI per child that only waits for the
-        # entry point: a second interpreter importing MLflow (~3 s a pair) whose end status the steps
-        # set themselves. Its synchronous path, not waited for, is the same launch without it: the
-        # environment built, the run created with the project's tags, the entry point's command started,
-        # and a LocalSubmittedRun returned. mlflow.projects._run is private: tests/test_sweep.py checks
-        # the child runs it makes.
-        return mlflow.projects._run(
-            uri=str(PROJECT_ROOT),
-            experiment_id=exp_id,
-            entry_point=entry,
-            version=None,
-            parameters=params,
-            docker_args=None,
-            backend_name=LOCAL,
-            backend_config={},
-            storage_dir=None,
-            env_manager=backend.env_manager,
-            synchronous=True,
-            run_name=run_name,
-            build_image=False,
-            docker_auth=None,
-        )
+    """Run the entry point through MLflow's public `mlflow.projects.run` and return its SubmittedRun.
+    Locally the call is synchronous: it returns once the command succeeded, and raises
+    ExecutionException when it failed (MLflow has then ended the run FAILED). Elsewhere it returns
+    the submitted job at once, wrapped to stop its pods and to notice a pod that never starts."""
+    local = backend.name == LOCAL
+    submitted = mlflow.projects.run(
+        uri=str(PROJECT_ROOT if local else variant_project(backend.image)),
+        entry_point=entry,
+        parameters=params,
+        experiment_id=exp_id,
+        backend=backend.name,
+        backend_config=dict(backend.config),  # MLflow adds its own keys to the dict it is given
+        env_manager=backend.env_manager,
+        synchronous=local,
+        run_name=run_name,
+    )
+    if local:
+        return submitted
     # Imported here: the kubernetes client loads only for a Kubernetes sweep.
     from steps._kubernetes import KubernetesChild
 
-    return KubernetesChild(
-        mlflow.projects.run(
-            uri=str(variant_project(backend.image)),
-            entry_point=entry,
-            parameters=params,
-            experiment_id=exp_id,
-            backend=backend.name,
-            backend_config=dict(backend.config),  # MLflow adds its own keys to the dict it is given
-            env_manager=backend.env_manager,
-            synchronous=False,
-            run_name=run_name,
-        )
-    )
+    return KubernetesChild(submitted)
+
+
+def adopt(sweep_run_id: str) -> None:
+    """Make the sweep's run this thread's active run, so that MLflow tags the runs launched from the
+    thread as its children (`mlflow.parentRunId`): MLflow keeps the active run per thread."""
+    active = mlflow.active_run()
+    if active is None or active.info.run_id != sweep_run_id:
+        mlflow.start_run(run_id=sweep_run_id, nested=active is not None)
+
+
+def stop_local_children() -> None:
+    """Ask every entry point MLflow runs locally from this process (a child process with
+    MLFLOW_RUN_ID set) to stop, as MLflow's own `SubmittedRun.cancel` does: each ends its run
+    KILLED and exits."""
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if "MLFLOW_RUN_ID" in child.environ():
+                child.terminate()
 
 
 DOCKER_INFO_FAILED = "Ran `docker info`"  # how MLflow's validate_docker_installation begins, the output below it
@@ -148,52 +136,147 @@ def launch_failure(err: BaseException) -> str:
     return f"{type(err).__name__}: {line}" if line else type(err).__name__
 
 
-def launch_child(client, sweep_run_id: str, entry: str, params: dict, exp_id: str, run_name: str, backend, known: set):
-    """Launch the entry point as MLflow Projects does and return its SubmittedRun, not waiting for it
-    to end. MLflow creates the child run before it builds the environment or the image; when that
-    fails (no conda, a pip error, no Docker engine) the run would stay RUNNING: end it FAILED
-    (KILLED on an interrupt) and raise LaunchError naming the cause in one line."""
-    since_ms = int(time.time() * 1000)
+def child_run(client, sweep_run_id: str, entry: str, exp_id: str, since_ms: int, distinct: dict):
+    """Return the run MLflow made since `since_ms` for this child of the sweep, told from its other
+    children by the `distinct` params (its name may have changed since: a step names its run), or None."""
+    by_params = "".join(f" and params.`{key}` = '{value}'" for key, value in distinct.items())
+    runs = client.search_runs(
+        [exp_id],
+        f"tags.`{names.TAG_PARENT_RUN}` = '{sweep_run_id}' and tags.`{names.TAG_PROJECT_ENTRY_POINT}` = '{entry}' "
+        f"and attributes.start_time >= {since_ms}{by_params}",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+@dataclass
+class Child:
+    """What became of a child: its run (None when MLflow never made one), its final status and, when
+    it could not start or be watched, why."""
+
+    run_id: str | None
+    status: Status
+    error: str = ""
+    started: bool = True  # False: it could not start (its environment, image or job failed to be made)
+
+
+def wait_remote(submitted, stopping: threading.Event, name: str) -> tuple[Status, str]:
+    """Wait for a child on another backend, polling its status; cancel it once `stopping` is set.
+    While its backend cannot say its status (a cluster out of reach) it counts as running, for
+    STATUS_PATIENCE_SECONDS, then as FAILED, named, and asked to stop. Return its status and why."""
+    unread_since = None
+    while not stopping.is_set():
+        try:
+            status = status_of(submitted)
+        except Exception as err:  # noqa: BLE001 - the backend's client libraries raise their own
+            now = time.monotonic()
+            if unread_since is None:
+                unread_since = now
+                print(f"  {name}: its status cannot be read: {launch_failure(err)}; asking again", flush=True)
+            if now - unread_since >= STATUS_PATIENCE_SECONDS:
+                with contextlib.suppress(Exception):
+                    submitted.cancel()
+                waited = sweep.format_seconds(now - unread_since)
+                return Status.FAILED, f"its status could not be read for {waited}: {launch_failure(err)}"
+        else:
+            unread_since = None
+            if status in ENDED:
+                return status, getattr(submitted, "reason", "")  # why a Kubernetes pod never started
+        stopping.wait(REMOTE_STATUS_SECONDS)
     try:
-        return submit(entry, params, exp_id, run_name, backend)
+        submitted.cancel()
+    except Exception as err:  # noqa: BLE001 - the backend's client libraries raise their own
+        print(f"  {name}: could not be stopped: {launch_failure(err)}", flush=True)
+    return Status.KILLED, ""
+
+
+def run_child(
+    client,
+    sweep_run_id: str,
+    entry: str,
+    params: dict,
+    exp_id: str,
+    run_name: str,
+    backend,
+    stopping,
+    key: str = "",
+    distinct: tuple[str, ...] = (),
+) -> Child:
+    """Run the entry point as a child run of the sweep, wait for it to end, and end its run if the
+    child did not: with the status its backend reports, FAILED when it could not start (MLflow
+    creates the run before it builds the environment or the image: no conda, a pip error, no Docker
+    engine), KILLED when `stopping` was set or the wait interrupted (then re-raised). Tag the run
+    with the sweep and the pair's claim `key`; the params named `distinct` tell its run from the
+    sweep's other children. A failing store is raised: nothing can be looked up or ended then."""
+    since_ms = int(time.time() * 1000)
+    error, started = "", True
+    try:
+        submitted = submit(entry, params, exp_id, run_name, backend)
+        status = Status.FINISHED
+        if backend.name != LOCAL:
+            status, error = wait_remote(submitted, stopping, run_name)
+        run_id = submitted.run_id
     except BaseException as err:
-        if isinstance(err, Exception) and store_failure(err) is not None:
-            raise  # the store is away: nothing can be looked up or ended now
-        orphans = [
-            run.info.run_id
-            for run in client.search_runs(
-                [exp_id],
-                f"tags.`mlflow.parentRunId` = '{sweep_run_id}' and tags.`mlflow.project.entryPoint` = '{entry}' "
-                f"and attributes.status = 'RUNNING' and attributes.start_time >= {since_ms}",
-            )
-            if run.info.run_id not in known
-        ]
-        for run_id in orphans:
-            client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-            client.set_tag(run_id, n.TAG_SWEEP, sweep_run_id)
-            client.set_tag(run_id, n.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
-        # Another backend's client libraries (docker, kubernetes) raise their own errors, all the child's.
-        if not isinstance(err, LOCAL_LAUNCH_FAILURES if backend.name == LOCAL else Exception):
+        if is_store_failure(err):
             raise
-        raise LaunchError(launch_failure(err), orphans[0] if orphans else None) from None
+        interrupted = isinstance(err, KeyboardInterrupt)
+        # Another backend's client libraries (docker, kubernetes) raise their own errors, all the child's.
+        if not interrupted and not isinstance(err, LOCAL_LAUNCH_FAILURES if backend.name == LOCAL else Exception):
+            raise
+        run = child_run(client, sweep_run_id, entry, exp_id, since_ms, {key: params[key] for key in distinct})
+        run_id = run.info.run_id if run else None
+        if interrupted:
+            if run_id is not None:
+                end_killed(client, run_id)
+            raise
+        # A run MLflow ended FAILED is a command that ran and failed (it said why itself); one left
+        # RUNNING, or none, is a launch that failed.
+        started = run is not None and run.info.status == Status.FAILED
+        if run_id is None:
+            return Child(None, Status.FAILED, launch_failure(err), started=False)
+        if not started:
+            error = launch_failure(err)
+            client.set_tag(run_id, names.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
+        status = Status.FAILED
+    tag_child(client, run_id, sweep_run_id, key)
+    if stopping.is_set():
+        return Child(run_id, end_killed(client, run_id), error, started)
+    return Child(run_id, end_run(client, run_id, status), error, started)
+
+
+def end_killed(client, run_id: str) -> Status:
+    """End a stopped child's run KILLED: still RUNNING, or FAILED by MLflow after the step ended it
+    KILLED (MLflow 3.17 compares the stored status, a string, with RunStatus numbers, so it ends a
+    failed command's run FAILED even when the step had ended it)."""
+    end_run(client, run_id, Status.KILLED, only=Status.FAILED)
+    return end_run(client, run_id, Status.KILLED)
+
+
+class Turn(enum.Enum):
+    """What the sweep does with a pair now."""
+
+    TRAIN = "train"
+    WAIT = "wait"
+    REUSED = "reused"
 
 
 @dataclass
 class Job:
-    pair: S.Pair
+    """One pair of the sweep: what it is launched with, and what became of it (its run, status, error)."""
+
+    pair: sweep.Pair
     experiment: str
     experiment_id: str
     params: dict
     run_id: str | None = None
     reused: bool = False
-    status: str = "PENDING"
-    submitted: object = None
-    started: float = 0.0
+    status: Status = Status.SCHEDULED
     duration: float = 0.0
     error: str = ""
+    failed_to_start: bool = False
     key: str = ""  # its claim (madness.coordination): the same for every sweep that wants this pair
     waiting_for: str | None = None  # what trains it now: "sweep <id>" or "run <id>"
-    unread_since: float | None = None  # when its backend last failed to say its status
 
     def record(self) -> dict:
         return {
@@ -210,10 +293,11 @@ class Job:
 
 @dataclass
 class Launcher:
-    """Runs jobs through `mlflow.run` on `backend`, `jobs` at a time, and never leaves a child
-    RUNNING. With `claims`, a pair another live sweep is training waits for it and is then reused
-    (`reusable` finds the run that stands for it) or trained here when that sweep's run failed;
-    pairs are claimed only when a slot is free, so two identical sweeps share the grid between them."""
+    """Runs jobs through `mlflow.projects.run` on `backend`, `jobs` at a time in a pool of worker
+    threads, and never leaves a child RUNNING. With `claims`, a pair another live sweep is training
+    waits for it and is then reused (`reusable` finds the run that stands for it) or trained here
+    when that sweep's run failed; pairs are claimed only when a slot is free, so two identical
+    sweeps share the grid between them."""
 
     client: object
     backend: Backend
@@ -221,172 +305,145 @@ class Launcher:
     sweep_run_id: str
     reusable: Callable[[Job], str | None]
     claims: Claims | None = None
-    running: list[Job] = field(default_factory=list)
+    distinct: tuple[str, ...] = ("model", "lr")  # the params that tell one job's run from another's
+    running: dict[Future, Job] = field(default_factory=dict)
     waiting: list[Job] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)
     store_failed: bool = False
+    stopping: threading.Event = field(default_factory=threading.Event)
 
-    def launch(self, job: Job) -> None:
-        job.started = time.perf_counter()
-        try:
-            job.submitted = launch_child(
-                self.client,
-                self.sweep_run_id,
-                "train",
-                job.params,
-                job.experiment_id,
-                job.pair.name,
-                self.backend,
-                known={j.run_id for j in self.running},
-            )
-        except LaunchError as err:
-            job.status, job.error, job.run_id = "FAILED", err.message, err.run_id
-            self.release(job)
+    def train(self, job: Job) -> Job:
+        """Run the pair's child to its end in this worker thread and record what became of it."""
+        adopt(self.sweep_run_id)
+        started = time.perf_counter()
+        child = run_child(
+            self.client,
+            self.sweep_run_id,
+            "train",
+            job.params,
+            job.experiment_id,
+            job.pair.name,
+            self.backend,
+            self.stopping,
+            job.key,
+            distinct=self.distinct,
+        )
+        job.run_id, job.status, job.error = child.run_id, child.status, child.error
+        job.failed_to_start, job.duration = not child.started, time.perf_counter() - started
+        return job
+
+    def tag_started(self) -> None:
+        """Tag each running child's run with the sweep and the pair's claim as soon as MLflow has
+        made it (its worker learns its id only at its end), so that other sweeps find it while it trains."""
+        untagged = [job for job in self.running.values() if job.run_id is None]
+        if not untagged:
             return
-        job.run_id = job.submitted.run_id
-        job.status = "RUNNING"
-        tag_child(self.client, job.run_id, self.sweep_run_id, job.key)
-        self.running.append(job)
+        runs = self.client.search_runs(
+            sorted({job.experiment_id for job in untagged}),
+            f"tags.`{names.TAG_PARENT_RUN}` = '{self.sweep_run_id}' and attributes.status = 'RUNNING'",
+        )
+        for job in untagged:
+            run = next((r for r in runs if all(r.data.params.get(k) == job.params[k] for k in self.distinct)), None)
+            if run is not None:
+                job.run_id = run.info.run_id
+                tag_child(self.client, job.run_id, self.sweep_run_id, job.key)
 
-    def acquire(self, job: Job) -> str:
-        """'go' (this sweep trains it), 'reused' (a finished run stands for it) or 'wait'."""
+    def acquire(self, job: Job) -> Turn:
+        """Decide whether this sweep trains the pair now, waits for another sweep or run that trains
+        it, or reuses a finished run that stands for it (then recorded on the job)."""
         if self.claims is None:
-            return "go"
-        holder = self.claims.blocker(job.experiment_id, job.key)
+            return Turn.TRAIN
+        holder = self.claims.holder_ahead(job.experiment_id, job.key)
         job.waiting_for = f"sweep {holder}" if holder else self.live_run_of(job)
         if job.waiting_for is not None:
-            return "wait"
+            return Turn.WAIT
         reused = self.reusable(job)
         if reused is None:
-            return "go"
+            return Turn.TRAIN
         self.release(job)
-        job.run_id, job.reused, job.status = reused, True, "FINISHED"
-        return "reused"
+        job.run_id, job.reused, job.status = reused, True, Status.FINISHED
+        return Turn.REUSED
 
     def live_run_of(self, job: Job) -> str | None:
         """A run of this pair still training though its sweep is gone (killed, crashed): wait for it
         rather than train the pair twice; once it ends it is reused, or ended as an orphan."""
         runs = self.client.search_runs(
-            [job.experiment_id], f"tags.`{n.TAG_CLAIM_KEY}` = '{job.key}' and attributes.status = 'RUNNING'"
+            [job.experiment_id], f"tags.`{names.TAG_CLAIM_KEY}` = '{job.key}' and attributes.status = 'RUNNING'"
         )
         return next((f"run {run.info.run_id}" for run in runs if self.claims.alive.judge(run)), None)
 
     def release(self, job: Job) -> None:
+        """Give up this sweep's claim on the pair, if it holds one."""
         if self.claims is not None:
             self.claims.release(job.experiment_id, job.key)
 
-    def step(self, queue: list[Job]) -> list[Job]:
+    def step(self, queue: list[Job], pool: ThreadPoolExecutor) -> list[Job]:
         """Resolve waiting pairs, start what the free slots allow; return the pairs reused meanwhile."""
         reused = []
         for job in [*self.waiting, *queue]:
             if job in queue and len(self.running) >= self.jobs:
                 break
             decision = self.acquire(job)
-            if decision == "wait":
+            if decision == Turn.WAIT:
                 if job in queue:
                     queue.remove(job)
                     self.waiting.append(job)
                 continue
-            if decision == "go" and len(self.running) >= self.jobs:
+            if decision == Turn.TRAIN and len(self.running) >= self.jobs:
                 continue  # it goes first once a slot frees
             (self.waiting if job in self.waiting else queue).remove(job)
-            if decision == "reused":
+            if decision == Turn.REUSED:
                 reused.append(job)
             else:
-                self.launch(job)
-                if job.status == "FAILED":  # could not even start (e.g. its environment failed to build)
-                    reused.append(job)
+                job.status = Status.RUNNING
+                self.running[pool.submit(self.train, job)] = job
         return reused
-
-    def status(self, job: Job) -> str:
-        """The child's status; while its backend cannot say it (a cluster out of reach) it counts as
-        RUNNING, for STATUS_PATIENCE_SECONDS, then as FAILED, named, and asked to stop."""
-        try:
-            status = status_of(job.submitted)
-        except Exception as err:  # noqa: BLE001 - the backend's client libraries raise their own
-            now = time.monotonic()
-            if job.unread_since is None:
-                job.unread_since = now
-                print(f"  {job.pair.name}: its status cannot be read: {launch_failure(err)}; asking again", flush=True)
-            if now - job.unread_since < STATUS_PATIENCE_SECONDS:
-                return "RUNNING"
-            job.error = (
-                f"its status could not be read for {S.format_seconds(now - job.unread_since)}: {launch_failure(err)}"
-            )
-            with contextlib.suppress(Exception):
-                job.submitted.cancel()
-            return "FAILED"
-        job.unread_since = None
-        return status
-
-    def reap(self) -> list[Job]:
-        ended = [(job, status) for job in self.running if (status := self.status(job)) in TERMINAL]
-        for job, status in ended:
-            self.running.remove(job)
-            job.duration = time.perf_counter() - job.started
-            job.status = settle(self.client, job.run_id, status)
-            job.error = job.error or getattr(job.submitted, "reason", "")  # a Kubernetes child's (steps._kubernetes)
-            self.release(job)
-            if job.status == "FINISHED":
-                self.durations.append(job.duration)
-        return [job for job, _ in ended]
 
     def pause(self, seconds: float) -> None:
         """Sleep up to `seconds` (the store is asked about waiting pairs once per poll), but wake as
         soon as a child ends."""
-        every = STATUS_SECONDS.get(self.backend.name, REMOTE_STATUS_SECONDS)
-        deadline = time.monotonic() + max(seconds, 0.0 if self.backend.name == LOCAL else every)
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(every, left))
-            if any(self.status(job) in TERMINAL for job in self.running):
-                return
+        if self.running:
+            wait(self.running, timeout=seconds, return_when=FIRST_COMPLETED)
+        else:
+            time.sleep(seconds)
 
-    def cancel_all(self) -> None:
-        """Stop every child and end its run KILLED: one its backend cannot stop (a cluster out of
-        reach) is named, and its run ended all the same."""
-        for job in self.running:
-            try:
-                job.submitted.cancel()
-            except Exception as err:  # noqa: BLE001 - the backend's client libraries raise their own
-                print(f"  {job.pair.name}: could not be stopped: {launch_failure(err)}", flush=True)
-            job.status = settle(self.client, job.run_id, "KILLED")
-        self.running.clear()
-
-    def drain(self) -> None:
-        """The store failed: start nothing more, let the children in flight end on their own (each
-        retries the store itself, and may finish), then tidy up what the store still accepts."""
-        succeeded = {job.run_id: job.submitted.wait() for job in self.running}
-        with single_attempt():
-            for job in self.running:
-                try:
-                    job.status = settle(self.client, job.run_id, "FINISHED" if succeeded[job.run_id] else "FAILED")
-                except Exception:  # noqa: BLE001 - still away: the next sweep ends the run (its process is gone)
-                    job.status = "UNKNOWN"
-        self.running.clear()
+    def collect_ended(self) -> list[Job]:
+        """Take the children that ended out of the running ones and release their claims; return
+        them. A worker's error (a bug, the store failing) is raised."""
+        jobs = []
+        for future in [future for future in self.running if future.done()]:
+            job = self.running.pop(future)
+            self.release(job)
+            future.result()
+            if job.status == Status.FINISHED:
+                self.durations.append(job.duration)
+            jobs.append(job)
+        return jobs
 
     def run_all(self, queue: list[Job], total: int, done: int) -> None:
         last_print, shown = 0.0, None
+        pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="pair")
         try:
             while queue or self.running or self.waiting:
-                for job in self.reap():
+                for job in self.collect_ended():
                     done += 1
+                    if job.failed_to_start:
+                        print(f"  {job.pair.name}: FAILED to start: {job.error}", flush=True)
+                        continue
                     why = f": {job.error}" if job.error else ""
                     print(
-                        f"  {job.pair.name}: {job.status} in {S.format_seconds(job.duration)} (run {job.run_id}){why}",
+                        f"  {job.pair.name}: {job.status} in {sweep.format_seconds(job.duration)} (run {job.run_id}){why}",
                         flush=True,
                     )
-                for job in self.step(queue):
+                for job in self.step(queue, pool):
                     done += 1
-                    if job.reused:
-                        print(f"  {job.pair.name}: reused run {job.run_id}, trained by another sweep", flush=True)
-                    else:
-                        print(f"  {job.pair.name}: FAILED to start: {job.error}", flush=True)
+                    print(f"  {job.pair.name}: reused run {job.run_id}, trained by another sweep", flush=True)
                 waiting = [f"{j.pair.name} ({j.waiting_for})" for j in self.waiting if j.waiting_for]
-                line = S.progress_line(
+                line = sweep.progress_line(
                     done,
                     total,
-                    [j.pair.name for j in self.running],
-                    S.eta_seconds(self.durations, len(queue) + len(self.running) + len(self.waiting), self.jobs),
+                    [j.pair.name for j in self.running.values()],
+                    sweep.eta_seconds(self.durations, len(queue) + len(self.running) + len(self.waiting), self.jobs),
                     waiting,
                 )
                 if line != shown or time.monotonic() - last_print > QUIET_SECONDS:
@@ -394,14 +451,18 @@ class Launcher:
                     shown, last_print = line, time.monotonic()
                 if self.running or self.waiting:
                     self.pause(POLL_SECONDS)
+                    self.tag_started()
         except BaseException as err:
-            if isinstance(err, Exception) and store_failure(err) is not None:
-                self.store_failed = True
-                self.drain()
-            else:
-                self.cancel_all()
+            # The store failed: start nothing more and let the children in flight end on their own
+            # (each retries the store itself, and may finish). Otherwise stop them: each worker ends its run.
+            self.store_failed = is_store_failure(err)
+            if not self.store_failed:
+                self.stopping.set()
+                if self.backend.name == LOCAL:
+                    stop_local_children()
             raise
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             if self.claims is not None:
                 # The store is away: claims of a finished sweep are ignored anyway.
                 with single_attempt(), contextlib.suppress(Exception):

@@ -17,8 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from madness import coordination
-from madness import names as n
+from madness import names
+from steps import _processes as processes
 
 POLL_SECONDS = 1.0
 RESTORE_WAIT_SECONDS = 600.0
@@ -49,17 +49,13 @@ def stopping() -> bool:
 
 
 def _interrupt(signum, frame):
-    """The first signal stops the step; later ones must not break its clean-up. A stopped sweep's
-    child gets two SIGTERMs a moment apart (its own watch and the sweep cancelling it), and a
-    second exception raised inside the first one's clean-up left tracebacks, runs not ended and,
-    once, a process that never exited. A person pressing Ctrl-C twice means now.
+    """Stop the step on the first stopping signal, by raising Interrupted; ignore later ones, except
+    a second SIGINT, which exits at once without ending the runs.
 
-    A signal that lands inside a call of a SQL store is raised once the call is over: raised there,
-    it left that call's SQLite cursor (and the database's lock) to the frames it unwound, so every
-    write of the clean-up, ending the runs KILLED, waited on this process's own lock for MLflow's
-    20 s busy timeout and failed. Seen in CI, and in 1 of 6 interrupts of a step that queries the
-    store in a loop. A call to a tracking server holds no lock and may retry for a minute: it is
-    cut at once. The clean-up's time limit runs from the first signal."""
+    Promises: the clean-up (ending the runs KILLED) is never broken by a second exception, and is
+    cut after CLEANUP_SECONDS from the first signal. A signal that lands inside a call of a SQL
+    store is raised as that call returns, so the call releases its database lock before the
+    clean-up writes to the same database; a call to a tracking server holds no lock and is cut at once."""
     name = signal.Signals(signum).name
     if _stopping.is_set():
         if signum == signal.SIGINT:
@@ -137,9 +133,9 @@ def handle_signals() -> None:
 
 def watched_tokens() -> list[str]:
     """The processes whose end stops this one: those a launching step named (MADNESS_WATCH), and
-    this process's own launcher chain (madness.coordination.launcher_chain)."""
-    inherited = [token for token in os.environ.get(n.ENV_WATCH, "").split(",") if token]
-    own = [coordination.process_token(pid) for pid in coordination.launcher_chain()]
+    this process's own launcher chain (steps._processes.launcher_chain)."""
+    inherited = [token for token in os.environ.get(names.ENV_WATCH, "").split(",") if token]
+    own = [processes.process_token(pid) for pid in processes.launcher_chain()]
     return list(dict.fromkeys([*inherited, *own]))
 
 
@@ -154,15 +150,15 @@ class LauncherWatch:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll) and not _stopping.is_set():
-            token = coordination.gone(self.tokens)
+            token = processes.gone(self.tokens)
             if token is not None:
                 _reason.append(f"stopped: the process that launched it (pid {token.partition(':')[0]}) ended")
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
 
     def __enter__(self) -> LauncherWatch:
-        self._saved_env = os.environ.get(n.ENV_WATCH)
-        os.environ[n.ENV_WATCH] = ",".join([*self.tokens, coordination.process_token()])
+        self._saved_env = os.environ.get(names.ENV_WATCH)
+        os.environ[names.ENV_WATCH] = ",".join([*self.tokens, processes.process_token()])
         if self.tokens and threading.current_thread() is threading.main_thread():
             threading.Thread(target=self._watch, name="launcher-watch", daemon=True).start()
         return self
@@ -170,23 +166,23 @@ class LauncherWatch:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         if self._saved_env is None:
-            os.environ.pop(n.ENV_WATCH, None)
+            os.environ.pop(names.ENV_WATCH, None)
         else:
-            os.environ[n.ENV_WATCH] = self._saved_env
+            os.environ[names.ENV_WATCH] = self._saved_env
 
 
 def temp_dir():
     """A temporary folder named after this process (see remove_stale_temp_dirs)."""
-    return tempfile.TemporaryDirectory(prefix=coordination.temp_prefix(coordination.process_token()))
+    return tempfile.TemporaryDirectory(prefix=processes.temp_prefix(processes.process_token()))
 
 
 def remove_stale_temp_dirs(root: str | None = None) -> list[Path]:
     """Remove the temporary folders of steps whose process is gone (killed with -9, a crash):
     every other exit path removes its own."""
     removed = []
-    for folder in Path(root or tempfile.gettempdir()).glob(f"{coordination.TEMP_PREFIX}*"):
-        owner = coordination.temp_owner(folder.name)
-        if owner is not None and folder.is_dir() and not coordination.token_alive(owner):
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{processes.TEMP_PREFIX}*"):
+        owner = processes.temp_owner(folder.name)
+        if owner is not None and folder.is_dir() and not processes.token_alive(owner):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
@@ -194,9 +190,9 @@ def remove_stale_temp_dirs(root: str | None = None) -> list[Path]:
 
 def mlflow_run_launcher() -> str | None:
     """The token of the `mlflow run` process that launched this step (through `sh -c`), if any."""
-    chain = coordination.launcher_chain()
-    if chain and coordination.is_mlflow_run(coordination.command_line(chain[-1])):
-        return coordination.process_token(chain[-1])
+    chain = processes.launcher_chain()
+    if chain and processes.is_mlflow_run(processes.command_line(chain[-1])):
+        return processes.process_token(chain[-1])
     return None
 
 
@@ -221,12 +217,12 @@ def keep_status_past_launcher(run_id: str | None, status: str) -> None:
 def restore(launcher: str, run_id: str, status: str) -> None:
     import mlflow
 
+    from steps._runs import Status, end_run
+
     deadline = time.monotonic() + RESTORE_WAIT_SECONDS
-    while coordination.token_alive(launcher) and time.monotonic() < deadline:
+    while processes.token_alive(launcher) and time.monotonic() < deadline:
         time.sleep(0.2)
-    client = mlflow.MlflowClient()
-    if client.get_run(run_id).info.status == "FAILED":
-        client.set_terminated(run_id, status)
+    end_run(mlflow.MlflowClient(), run_id, Status(status), only=Status.FAILED)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["restore"]:

@@ -29,8 +29,8 @@ import yaml
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT, MLFLOW_SOURCE_TYPE
 
 from madness import names as n
-from madness.coordination import is_mlflow_run
 from madness.model import MODEL_NAMES
+from steps._processes import is_mlflow_run
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STARTING_SECONDS = 3600.0  # a remote store's bound: conda solving and downloading TensorFlow's tree takes minutes

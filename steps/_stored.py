@@ -8,15 +8,15 @@ from pathlib import Path
 
 import mlflow
 
-from madness import names as n
-from madness import wholeness
+from madness import names, wholeness
 from steps._lifecycle import temp_dir
 
 # What a train run must hold to be reused, listed or registered (its metrics live in the store itself).
-TRAIN_FILES = [n.LOSS_PLOT, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}"]
+TRAIN_FILES = [names.LOSS_PLOT, f"{names.FEATURES_DIR}/{names.MANIFEST_FILE}"]
 # What an ingest run must hold for a train run to read its features.
 INGEST_FILES = [
-    f"{n.FEATURES_DIR}/{name}" for name in (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE)
+    f"{names.FEATURES_DIR}/{name}"
+    for name in (names.GAMES_FILE, names.TEAM_SEASON_FILE, names.SCALER_FILE, names.MANIFEST_FILE)
 ]
 
 
@@ -58,7 +58,7 @@ def local_model_folder(client, run_id: str, run=None) -> Path | None:
     experiment_id = (run or client.get_run(run_id)).info.experiment_id
     models = client.search_logged_models(
         experiment_ids=[experiment_id],
-        filter_string=f"name = '{n.MODEL_DIR}' AND source_run_id = '{run_id}'",
+        filter_string=f"name = '{names.MODEL_DIR}' AND source_run_id = '{run_id}'",
         max_results=1,
     )
     return local_path(models[0].artifact_location) if models else None
@@ -73,7 +73,7 @@ def model_problem(client, run_id: str, run=None) -> str | None:
         return wholeness.model_problem(folder)
     with temp_dir() as tmp:
         try:
-            local = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{n.MODEL_DIR}", dst_path=tmp)
+            local = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{names.MODEL_DIR}", dst_path=tmp)
         except Exception as err:  # noqa: BLE001 - MLflow raises several types for a model whose files are gone
             return f"its model cannot be fetched ({(str(err).strip().splitlines() or [type(err).__name__])[0]})"
         return wholeness.model_problem(Path(local))

@@ -50,6 +50,7 @@ from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
 from steps._image import ensure_image
 from steps._launcher import Job, Launcher
 from steps._lifecycle import temp_dir
+from steps._runs import Status, end_run
 
 _MAIN = {p.name: p for p in sweep_step.PARAMS}
 _DATA = {p.name: p for p in DATA_PARAMS}
@@ -90,10 +91,10 @@ def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity
             params = {
                 "model": pair.model,
                 "lr": pair.lr,
-                **sweep_step.spelled(GRID_NUMBERS, raw),
+                **sweep_step.canonical_params(GRID_NUMBERS, raw),
                 "threads": str(threads),
                 "features_uri": "",
-                **sweep_step.spelled(DATA_OF_RUN, raw),
+                **sweep_step.canonical_params(DATA_OF_RUN, raw),
                 **split.params(),
             }
             key = coordination.claim_key({"entry": "train", **sweep_step.cache_identity(params), **identity})
@@ -106,7 +107,7 @@ def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity
     for job in jobs:
         job.run_id = sweep_step.find_reusable(client, job.experiment_id, "train", job.params, identity, candidates)
         if job.run_id:
-            job.reused, job.status = True, "FINISHED"
+            job.reused, job.status = True, Status.FINISHED
     return jobs
 
 
@@ -121,6 +122,7 @@ def train_all(client, backend, values: dict, run_id: str, identity: dict, claims
         run_id,
         lambda job: sweep_step.find_reusable(client, job.experiment_id, "train", job.params, identity),
         claims,
+        distinct=("model", "lr", "test_season"),
     )
     launcher.run_all(todo, total=len(jobs), done=len(jobs) - len(todo))
 
@@ -172,8 +174,8 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
         params = {
             "model": first.pair.model,
             "lr": first.pair.lr,
-            **sweep_step.spelled(GRID_NUMBERS, raw),
-            **sweep_step.spelled(DATA_OF_RUN, raw),
+            **sweep_step.canonical_params(GRID_NUMBERS, raw),
+            **sweep_step.canonical_params(DATA_OF_RUN, raw),
             "first_season": first.params["first_season"],
             "seasons": ",".join(str(job.pair.season) for job in jobs),
         }
@@ -195,9 +197,9 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
             if not job.reused:
                 client.log_batch(job.run_id, tags=[RunTag(names.TAG_PARENT_RUN, run_id)])
     except BaseException as err:
-        client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        end_run(client, run_id, Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED)
         raise
-    client.set_terminated(run_id, "FINISHED")
+    end_run(client, run_id, Status.FINISHED)
     return run_id, predictions, False
 
 
@@ -211,7 +213,7 @@ def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run
     for name, pair_jobs in by_pair.items():
         first = pair_jobs[0].pair
         row = {"model": first.model, "lr": first.lr}
-        failed = [job for job in pair_jobs if job.status != "FINISHED"]
+        failed = [job for job in pair_jobs if job.status != Status.FINISHED]
         if failed:
             rows.append({**row, "status": "FAILED", "run_id": ""})
             continue
@@ -323,7 +325,7 @@ def main(argv=None):
         summary = report(client, values, raw, jobs, identity, run_id, Path(tmp) / names.BACKTEST_DIR)
         mlflow.log_artifacts(str(Path(tmp) / names.BACKTEST_DIR), names.BACKTEST_DIR)
         print_summary(summary)
-        failed = [job.pair.name for job in jobs if job.status != "FINISHED"]
+        failed = [job.pair.name for job in jobs if job.status != Status.FINISHED]
         if failed:
             raise UserError(
                 f"{len(failed)} of {len(jobs)} season runs failed: {', '.join(failed)}; "

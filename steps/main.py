@@ -26,13 +26,12 @@ import logging
 import os
 import shlex
 import subprocess
+import threading
 import time
 
 import mlflow
 
-from madness import coordination, describe, git
-from madness import names as n
-from madness import sweep as S
+from madness import coordination, describe, git, names, sweep
 from madness.backends import BACKENDS, LOCAL, Backend, backend_of, image_name, usable_cores
 from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, non_negative, not_empty, one_of, parse, positive
 from madness.errors import UserError
@@ -43,8 +42,9 @@ from steps._data import seasons_of
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, single_attempt, start_run
 from steps._experiments import experiment_id, label_experiment
 from steps._image import ensure_image
-from steps._launcher import POLL_SECONDS, Job, Launcher, LaunchError, launch_child, settle, tag_child
+from steps._launcher import POLL_SECONDS, Job, Launcher, run_child
 from steps._never_started import project_experiments
+from steps._runs import Status
 from steps._stored import ingest_run_problem, train_run_problem
 
 PARAMS = (
@@ -61,7 +61,7 @@ PARAMS = (
         "string",
         "local",
         "environment of every child run: local, virtualenv, uv or conda",
-        one_of(*n.ENV_MANAGERS),
+        one_of(*names.ENV_MANAGERS),
     ),
     Param("backend", "string", LOCAL, "MLflow backend of every child run: local or kubernetes", one_of(*BACKENDS)),
     Param("backend_config", "string", "", "the backend's configuration, a JSON file (kubernetes only)"),
@@ -74,7 +74,7 @@ PARAMS = (
 GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size", SEEDS.name))
 
 
-def stored(params: dict[str, str]) -> dict[str, str]:
+def as_logged(params: dict[str, str]) -> dict[str, str]:
     """Params as `mlflow.run` stores them: shell-quoted strings ('' for an empty one)."""
     return {k: shlex.quote(str(v)) for k, v in params.items()}
 
@@ -88,11 +88,11 @@ def git_commit() -> str | None:
 
 def cache_identity(params: dict) -> dict[str, str]:
     """The params that decide a pair's results, as stored."""
-    return {k: v for k, v in stored(params).items() if k not in S.IGNORED_IN_CACHE}
+    return {k: v for k, v in as_logged(params).items() if k not in sweep.IGNORED_IN_CACHE}
 
 
-WHOLE = {"train": train_run_problem, "ingest": ingest_run_problem}
-_told: set[str] = set()  # runs already named as not whole by this process
+RUN_PROBLEM = {"train": train_run_problem, "ingest": ingest_run_problem}
+_reported_not_whole: set[str] = set()  # runs already named as not whole by this process
 
 
 def finished_runs(client, exp_ids: list[str], entry: str, identity: dict[str, str | None]) -> list:
@@ -102,7 +102,7 @@ def finished_runs(client, exp_ids: list[str], entry: str, identity: dict[str, st
     while True:
         page = client.search_runs(
             sorted(set(exp_ids)),
-            f"tags.`{n.TAG_COMMIT}` = '{identity[n.TAG_COMMIT]}' and tags.`{n.TAG_ENTRY_POINT}` = '{entry}' and attributes.status = 'FINISHED'",
+            f"tags.`{names.TAG_COMMIT}` = '{identity[names.TAG_COMMIT]}' and tags.`{names.TAG_ENTRY_POINT}` = '{entry}' and attributes.status = 'FINISHED'",
             order_by=["attributes.start_time DESC"],
             page_token=token,
         )
@@ -118,38 +118,38 @@ def find_reusable(
     """The latest FINISHED run that can stand for this one (madness.sweep.is_reusable) and still holds
     its files; a run whose files are gone is named and passed over, so the pair trains again.
     `candidates`: finished_runs() of this experiment, when the caller searched already."""
-    if identity.get(n.TAG_COMMIT) is None:
+    if identity.get(names.TAG_COMMIT) is None:
         return None
     if candidates is None:
         candidates = finished_runs(client, [exp_id], entry, identity)
     for run in candidates:
         if run.info.experiment_id != exp_id:
             continue
-        if not S.is_reusable(run.info.status, run.data.params, run.data.tags, stored(params), identity):
+        if not sweep.is_reusable(run.info.status, run.data.params, run.data.tags, as_logged(params), identity):
             continue
-        problem = WHOLE[entry](client, run.info.run_id, run)
+        problem = RUN_PROBLEM[entry](client, run.info.run_id, run)
         if problem is None:
             return run.info.run_id
-        if run.info.run_id not in _told:
-            _told.add(run.info.run_id)
+        if run.info.run_id not in _reported_not_whole:
+            _reported_not_whole.add(run.info.run_id)
             print(f"  {run.info.run_name}: not reusing run {run.info.run_id}: {problem}", flush=True)
     return None
 
 
-def spelled(params: tuple[Param, ...], raw: dict[str, str]) -> dict[str, str]:
+def canonical_params(params: tuple[Param, ...], raw: dict[str, str]) -> dict[str, str]:
     """The params as the child runs get them: numbers in one spelling (madness.sweep.canonical)."""
-    return {p.name: S.canonical(raw[p.name]) if p.type in ("int", "float") else raw[p.name] for p in params}
+    return {p.name: sweep.canonical(raw[p.name]) if p.type in ("int", "float") else raw[p.name] for p in params}
 
 
 def ensure_ingest(
     client, raw: dict, exp_id: str, identity: dict, backend: Backend, sweep_run_id: str, claims: Claims | None
 ) -> str:
-    params = spelled(DATA_PARAMS, raw)
-    key = coordination.claim_key({"entry": "ingest", **stored(params), **identity})
+    params = canonical_params(DATA_PARAMS, raw)
+    key = coordination.claim_key({"entry": "ingest", **as_logged(params), **identity})
     if claims is not None:  # not forced: reuse, or wait for a sweep already ingesting the same data
         shown = None
         while (reused := find_reusable(client, exp_id, "ingest", params, identity)) is None:
-            holder = claims.blocker(exp_id, key)
+            holder = claims.holder_ahead(exp_id, key)
             if holder is None:
                 break
             if holder != shown:
@@ -169,36 +169,27 @@ def ensure_ingest(
 
 def run_ingest(client, params: dict, key: str, exp_id: str, backend: Backend, sweep_run_id: str) -> str:
     print("ingest: running", flush=True)
-    try:
-        submitted = launch_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, known=set())
-    except LaunchError as err:
-        raise UserError(f"the ingest run could not start: {err.message}") from None
-    tag_child(client, submitted.run_id, sweep_run_id, key)
-    try:
-        ok = submitted.wait()
-    except BaseException:
-        submitted.cancel()
-        settle(client, submitted.run_id, "KILLED")
-        raise
-    if not ok:
-        settle(client, submitted.run_id, "FAILED")
-        raise UserError(f"the ingest run {submitted.run_id} failed; see its output above")
-    return submitted.run_id
+    child = run_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, threading.Event(), key)
+    if child.error:
+        raise UserError(f"the ingest run could not start: {child.error}")
+    if child.status != Status.FINISHED:
+        raise UserError(f"the ingest run {child.run_id} failed; see its output above")
+    return child.run_id
 
 
 def log_pairs(jobs: list[Job], after_store_failure: bool) -> None:
     """pairs.json: each pair's run and status. After the store failed, one brief try."""
     if not after_store_failure:
-        mlflow.log_dict([job.record() for job in jobs], n.PAIRS_FILE)
+        mlflow.log_dict([job.record() for job in jobs], names.PAIRS_FILE)
         return
     with single_attempt(), contextlib.suppress(Exception):  # the store is still away; the error that follows names it
-        mlflow.log_dict([job.record() for job in jobs], n.PAIRS_FILE)
+        mlflow.log_dict([job.record() for job in jobs], names.PAIRS_FILE)
 
 
 def threads_of(backend: Backend, jobs: int) -> int:
     """Each pair's TensorFlow threads: on this machine a fair share of its cores; elsewhere 0, so
     that each child takes what its own machine gives it (a pod: its CPU limit)."""
-    return S.threads_per_job(jobs) if backend.name == LOCAL else 0
+    return sweep.threads_per_job(jobs) if backend.name == LOCAL else 0
 
 
 def on_backend(backend: Backend) -> str:
@@ -207,17 +198,17 @@ def on_backend(backend: Backend) -> str:
 
 def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, threads: int) -> list[Job]:
     jobs = []
-    pairs = S.grid(values["models"], values["lrs"])
+    pairs = sweep.grid(values["models"], values["lrs"])
     experiments = {}  # name -> id: one lookup per model, not per pair
     for pair in pairs:
         name = f"{values['prefix']}_{pair.model}"
         params = {
             "model": pair.model,
             "lr": pair.lr,
-            **spelled(GRID_NUMBERS, raw),
+            **canonical_params(GRID_NUMBERS, raw),
             "threads": str(threads),
             "features_uri": features_uri,
-            **spelled(DATA_PARAMS, raw),
+            **canonical_params(DATA_PARAMS, raw),
         }
         if name not in experiments:
             experiments[name] = experiment_id(client, name, describe.model_description(pair.model))
@@ -229,13 +220,13 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
             key=coordination.claim_key({"entry": "train", **cache_identity(params), **identity}),
         )
         jobs.append(job)
-    if values["force"] or identity.get(n.TAG_COMMIT) is None:
+    if values["force"] or identity.get(names.TAG_COMMIT) is None:
         return jobs
     candidates = finished_runs(client, list(experiments.values()), "train", identity)
     for job in jobs:
         job.run_id = find_reusable(client, job.experiment_id, "train", job.params, identity, candidates)
         if job.run_id:
-            job.reused, job.status = True, "FINISHED"
+            job.reused, job.status = True, Status.FINISHED
     return jobs
 
 
@@ -244,7 +235,7 @@ def main(argv=None):
     values, raw = parse("main", __doc__.splitlines()[0], PARAMS, argv)
     # MLflow announces each child's scratch folder and command at INFO: the sweep's own line per pair says it.
     logging.getLogger("mlflow.projects").setLevel(logging.WARNING)
-    S.grid(values["models"], values["lrs"])  # a bad, empty or repeated value stops here
+    sweep.grid(values["models"], values["lrs"])  # a bad, empty or repeated value stops here
     values["jobs"] = values["jobs"] or usable_cores()
     check_work(
         values["epochs"], values["seeds"], values["batch_size"], values["jobs"] if values["backend"] == LOCAL else 1
@@ -265,20 +256,25 @@ def main(argv=None):
     report_step.check_filter(values["filter"], sweep_exp)
     # Under `mlflow run .` the sweep run already exists (MLFLOW_RUN_ID); on its own it goes in <prefix>.
     where = {} if os.environ.get("MLFLOW_RUN_ID") else {"experiment_id": sweep_exp, "run_name": "sweep"}
-    with start_run("main", raw, **where) as sweep:
-        sweep_id = sweep.info.run_id
-        if sweep.info.experiment_id != sweep_exp:  # `mlflow run` put it elsewhere (--experiment-name, or Default)
-            label_experiment(client, client.get_experiment(sweep.info.experiment_id), description=None)
-        identity = {n.TAG_COMMIT: git_commit(), **git.state(PROJECT_ROOT)}
-        identity.setdefault(n.TAG_STATE, None)
-        identity.pop(n.TAG_DIRTY, None)
+    with start_run("main", raw, **where) as sweep_run:
+        sweep_id = sweep_run.info.run_id
+        if sweep_run.info.experiment_id != sweep_exp:  # `mlflow run` put it elsewhere (--experiment-name, or Default)
+            label_experiment(client, client.get_experiment(sweep_run.info.experiment_id), description=None)
+        identity = {names.TAG_COMMIT: git_commit(), **git.state(PROJECT_ROOT)}
+        identity.setdefault(names.TAG_STATE, None)
+        identity.pop(names.TAG_DIRTY, None)
         liveness = Liveness(client)
         claims = None if values["force"] else Claims(client, sweep_id, liveness)
         ingest_id = ensure_ingest(client, raw, sweep_exp, identity, backend, sweep_id, claims)
-        digest = client.get_run(ingest_id).data.tags.get(n.TAG_DATA_DIGEST)
-        identity = {**identity, n.TAG_DATA_DIGEST: digest}
+        digest = client.get_run(ingest_id).data.tags.get(names.TAG_DATA_DIGEST)
+        identity = {**identity, names.TAG_DATA_DIGEST: digest}
         jobs = plan(
-            client, values, raw, f"runs:/{ingest_id}/{n.FEATURES_DIR}", identity, threads_of(backend, values["jobs"])
+            client,
+            values,
+            raw,
+            f"runs:/{ingest_id}/{names.FEATURES_DIR}",
+            identity,
+            threads_of(backend, values["jobs"]),
         )
         watched = [sweep_exp, *(job.experiment_id for job in jobs), *project_experiments(client, values["prefix"])]
         orphans = end_orphans(client, watched, liveness, f"sweep {sweep_id}")
@@ -308,7 +304,7 @@ def main(argv=None):
         reused = sum(job.reused for job in jobs)
         mlflow.log_metrics({"pairs_trained": len(jobs) - reused, "pairs_reused": reused})
         report_step.report(sweep_id, values["filter"], values["register"])
-        failed = [job.pair.name for job in jobs if job.status != "FINISHED"]
+        failed = [job.pair.name for job in jobs if job.status != Status.FINISHED]
         if failed:
             raise UserError(
                 f"{len(failed)} of {len(jobs)} pairs failed: {', '.join(failed)}; run the sweep again to retry only those"

@@ -36,6 +36,7 @@ from madness import reproduce as reproduction
 from madness.cli import Param, non_negative, not_empty, one_of, parse
 from madness.errors import UserError
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
+from steps._runs import Status, end_run
 
 PARAMS = (
     Param("run_id", "string", None, "the run to rerun", not_empty),
@@ -204,8 +205,8 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
         rerun = child_of(client, parent, p.experiment_id)
         if rerun:
             client.set_tag(rerun, n.TAG_REPRODUCES, p.run_id)
-            if client.get_run(rerun).info.status == "RUNNING":  # interrupted before its command started
-                client.set_terminated(rerun, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            # interrupted before its command started: nobody else ends it
+            end_run(client, rerun, Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED)
         if isinstance(err, MlflowException):  # ExecutionException: a failed run, a bad version or URI
             first = str(err).strip().splitlines()[0]
             raise UserError(

@@ -1,5 +1,6 @@
-"""Liveness and claims: the pure rules (madness.coordination) and their tags in a real SQLite store
-(steps._coordination). Real processes: a child that exits is a dead process, this one a live one."""
+"""Liveness and claims: process facts (steps._processes), the claims' rules (madness.coordination)
+and their tags in a real SQLite store (steps._coordination). Real processes: a child that exits is
+a dead process, this one a live one."""
 
 from __future__ import annotations
 
@@ -12,15 +13,25 @@ import time
 import mlflow
 import pytest
 
-from madness import coordination as C
+from madness import coordination
 from madness import names as n
-from steps._coordination import Claims, Liveness, end_orphans, liveness_tags, remote_store
+from steps import _processes as processes
+from steps._coordination import (
+    STALE_SECONDS,
+    Claims,
+    Liveness,
+    LivenessTags,
+    alive,
+    end_orphans,
+    liveness_tags,
+    remote_store,
+)
 
 
 @pytest.fixture(scope="module")
 def dead_token() -> str:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    token = C.process_token(child.pid)
+    token = processes.process_token(child.pid)
     child.wait()
     return token
 
@@ -29,78 +40,80 @@ def dead_token() -> str:
 
 
 def test_this_process_is_alive():
-    assert C.token_alive(C.process_token())
+    assert processes.token_alive(processes.process_token())
 
 
 def test_an_exited_process_is_dead(dead_token):
-    assert not C.token_alive(dead_token)
+    assert not processes.token_alive(dead_token)
 
 
 def test_a_reused_pid_with_another_start_time_is_dead():
-    pid, _, started = C.process_token().partition(":")
-    assert not C.token_alive(f"{pid}:{int(started) + 1}")
+    pid, _, started = processes.process_token().partition(":")
+    assert not processes.token_alive(f"{pid}:{float(started) + 1:.2f}")
 
 
 def test_garbage_tokens_are_dead():
-    assert not C.token_alive("not-a-pid")
+    assert not processes.token_alive("not-a-pid")
 
 
 NOW = 1_000_000.0
 
 
 def test_a_finished_run_is_not_alive():
-    assert not C.alive(C.Seen("FINISHED", "here", C.process_token(), NOW), NOW, "here")
+    assert not alive(LivenessTags("FINISHED", "here", processes.process_token(), NOW), NOW, "here")
 
 
 def test_a_running_run_on_this_host_lives_with_its_process(dead_token):
-    assert C.alive(C.Seen("RUNNING", "here", C.process_token(), None), NOW, "here")
-    assert not C.alive(C.Seen("RUNNING", "here", dead_token, NOW), NOW, "here")
+    assert alive(LivenessTags("RUNNING", "here", processes.process_token(), None), NOW, "here")
+    assert not alive(LivenessTags("RUNNING", "here", dead_token, NOW), NOW, "here")
 
 
 def test_a_running_run_on_another_host_lives_while_its_heartbeat_is_fresh():
-    assert C.alive(C.Seen("RUNNING", "there", "1:1", NOW - C.STALE_SECONDS), NOW, "here")
-    assert not C.alive(C.Seen("RUNNING", "there", "1:1", NOW - C.STALE_SECONDS - 1), NOW, "here")
-    assert not C.alive(C.Seen("RUNNING", "there", "1:1", None), NOW, "here")
+    assert alive(LivenessTags("RUNNING", "there", "1:1", NOW - STALE_SECONDS), NOW, "here")
+    assert not alive(LivenessTags("RUNNING", "there", "1:1", NOW - STALE_SECONDS - 1), NOW, "here")
+    assert not alive(LivenessTags("RUNNING", "there", "1:1", None), NOW, "here")
 
 
 def test_an_untagged_run_is_as_alive_as_its_sweep():
-    assert C.alive(C.Seen("RUNNING", sweep="s"), NOW, "here", sweep_alive=lambda run_id: True)
-    assert not C.alive(C.Seen("RUNNING", sweep="s"), NOW, "here", sweep_alive=lambda run_id: False)
+    assert alive(LivenessTags("RUNNING", sweep="s"), NOW, "here", sweep_alive=lambda run_id: True)
+    assert not alive(LivenessTags("RUNNING", sweep="s"), NOW, "here", sweep_alive=lambda run_id: False)
 
 
 def test_an_untagged_run_without_a_sweep_is_never_taken_for_dead():
-    assert C.alive(C.Seen("RUNNING"), NOW, "here")
+    assert alive(LivenessTags("RUNNING"), NOW, "here")
 
 
 # --- the bakery ---
 
 
 def test_the_next_ticket_is_one_above_every_ticket_seen():
-    assert C.next_ticket([]) == 1
-    assert C.next_ticket(["3", C.CHOOSING, "7"]) == 8
+    assert coordination.next_ticket([]) == 1
+    assert coordination.next_ticket(["3", coordination.CHOOSING, "7"]) == 8
 
 
 def test_a_lone_contender_goes():
-    assert C.blocker("a", 1, {}) is None
+    assert coordination.holder_ahead("a", 1, {}) is None
 
 
 def test_the_lower_ticket_goes_first():
-    assert C.blocker("b", 2, {"a": "1"}) == "a"
-    assert C.blocker("a", 1, {"b": "2"}) is None
+    assert coordination.holder_ahead("b", 2, {"a": "1"}) == "a"
+    assert coordination.holder_ahead("a", 1, {"b": "2"}) is None
 
 
 def test_equal_tickets_go_in_holder_order():
-    assert C.blocker("b", 1, {"a": "1"}) == "a"
-    assert C.blocker("a", 1, {"b": "1"}) is None
+    assert coordination.holder_ahead("b", 1, {"a": "1"}) == "a"
+    assert coordination.holder_ahead("a", 1, {"b": "1"}) is None
 
 
 def test_a_contender_still_choosing_blocks_until_it_has_a_ticket():
-    assert C.blocker("a", 1, {"b": C.CHOOSING}) == "b"
+    assert coordination.holder_ahead("a", 1, {"b": coordination.CHOOSING}) == "b"
 
 
 def test_claim_keys_are_stable_and_differ_by_identity():
-    assert C.claim_key({"lr": "0.1", "model": "small"}) == C.claim_key({"model": "small", "lr": "0.1"})
-    assert C.claim_key({"lr": "0.1"}) != C.claim_key({"lr": "0.01"})
+    assert coordination.claim_key({"lr": "0.1", "model": "small"}) == coordination.claim_key(
+        {"model": "small", "lr": "0.1"}
+    )
+    assert coordination.claim_key({"lr": "0.1"}) != coordination.claim_key({"lr": "0.01"})
 
 
 # --- tags in a real store ---
@@ -132,18 +145,18 @@ def test_two_contenders_one_goes_and_the_other_waits_for_it(store):
     client, experiment = store
     first, second = holder(client, experiment), holder(client, experiment)
     a, b = Claims(client, first, Liveness(client, ttl=0)), Claims(client, second, Liveness(client, ttl=0))
-    assert a.blocker(experiment, "k") is None
-    assert b.blocker(experiment, "k") == first
+    assert a.holder_ahead(experiment, "k") is None
+    assert b.holder_ahead(experiment, "k") == first
     a.release(experiment, "k")
-    assert b.blocker(experiment, "k") is None
+    assert b.holder_ahead(experiment, "k") is None
 
 
 def test_claims_are_per_key(store):
     client, experiment = store
     a = Claims(client, holder(client, experiment), Liveness(client, ttl=0))
     b = Claims(client, holder(client, experiment), Liveness(client, ttl=0))
-    assert a.blocker(experiment, "one") is None
-    assert b.blocker(experiment, "two") is None
+    assert a.holder_ahead(experiment, "one") is None
+    assert b.holder_ahead(experiment, "two") is None
 
 
 def test_a_dead_holders_claim_is_ignored_and_removed(store, dead_token):
@@ -151,7 +164,7 @@ def test_a_dead_holders_claim_is_ignored_and_removed(store, dead_token):
     dead = holder(client, experiment, dead_token)
     Claims(client, dead, Liveness(client)).enter(experiment, "k")
     live = Claims(client, holder(client, experiment), Liveness(client, ttl=0))
-    assert live.blocker(experiment, "k") is None
+    assert live.holder_ahead(experiment, "k") is None
     assert f"{n.CLAIM_PREFIX}k.{dead}" not in client.get_experiment(experiment).tags
 
 
@@ -209,7 +222,7 @@ COMMANDS = {
 
 
 def chain(pid):
-    return C.launcher_chain(pid, parent=PARENTS.get, command=lambda p: COMMANDS.get(p, []))
+    return processes.launcher_chain(pid, parent=PARENTS.get, command=lambda p: COMMANDS.get(p, []))
 
 
 def test_the_chain_goes_past_shell_wrappers_to_the_first_real_launcher():
@@ -229,7 +242,7 @@ def test_an_orphan_has_no_launcher():
 
 
 def real_chain(shell_command: str) -> list[int]:
-    probe = f"{shlex.quote(sys.executable)} -c 'from madness import coordination as C; print(*C.launcher_chain())'"
+    probe = f"{shlex.quote(sys.executable)} -c 'from steps import _processes; print(*_processes.launcher_chain())'"
     out = subprocess.run(
         ["bash", "-c", shell_command.format(probe=probe)], capture_output=True, text=True, check=True
     ).stdout
@@ -243,7 +256,9 @@ def test_a_real_child_names_this_process_as_its_launcher():
 def test_a_real_child_behind_a_shell_wrapper_names_the_wrapper_then_this_process():
     chain = real_chain("{probe}; true")  # two commands: bash stays and waits
     assert (
-        len(chain) == 2 and chain[1] == os.getpid() and C.is_shell_wrapper(C.command_line(chain[0]) or ["bash", "-c"])
+        len(chain) == 2
+        and chain[1] == os.getpid()
+        and processes.is_shell_wrapper(processes.command_line(chain[0]) or ["bash", "-c"])
     )
 
 
@@ -259,34 +274,34 @@ def test_a_real_child_behind_a_shell_wrapper_names_the_wrapper_then_this_process
     ],
 )
 def test_shell_wrappers_are_shells_running_one_command(command, wrapper):
-    assert C.is_shell_wrapper(command) is wrapper
+    assert processes.is_shell_wrapper(command) is wrapper
 
 
 def test_gone_names_the_first_ended_process(dead_token):
-    assert C.gone([C.process_token(), dead_token]) == dead_token
-    assert C.gone([C.process_token()]) is None
+    assert processes.gone([processes.process_token(), dead_token]) == dead_token
+    assert processes.gone([processes.process_token()]) is None
 
 
 # --- temporary folders carry their owner ---
 
 
 def test_a_temporary_folder_names_its_owner():
-    token = C.process_token()
-    assert C.temp_owner(C.temp_prefix(token) + "abc123") == token
+    token = processes.process_token()
+    assert processes.temp_owner(processes.temp_prefix(token) + "abc123") == token
 
 
 @pytest.mark.parametrize("name", ["madness-abc", "madness-12-", "other-12-34-x", "tmpabc"])
 def test_folders_without_an_owner_have_none(name):
-    assert C.temp_owner(name) is None
+    assert processes.temp_owner(name) is None
 
 
 def test_a_zombie_is_not_alive():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    token = C.process_token(child.pid)
+    token = processes.process_token(child.pid)
     deadline = time.monotonic() + 10
-    while C.token_alive(token) and time.monotonic() < deadline:  # ended, not yet collected by wait()
+    while processes.token_alive(token) and time.monotonic() < deadline:  # ended, not yet collected by wait()
         time.sleep(0.05)
-    assert not C.token_alive(token) and child.poll() == 0
+    assert not processes.token_alive(token) and child.poll() == 0
 
 
 @pytest.mark.parametrize(
@@ -302,4 +317,4 @@ def test_a_zombie_is_not_alive():
     ],
 )
 def test_mlflow_run_is_known_by_its_command_line(command, launcher):
-    assert C.is_mlflow_run(command) is launcher
+    assert processes.is_mlflow_run(command) is launcher

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from madness import coordination
 from madness import names as n
 from servers import MLFLOW, Team
+from steps import _processes
 from stores import ok, snapshot
 from tools import sandbox
 
@@ -114,23 +114,23 @@ def tree(pid: int) -> list[str]:
     """Process tokens of `pid` and every descendant (read from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (parent := coordination.parent_pid(int(entry.name))) is not None:
+        if entry.name.isdigit() and (parent := _processes.parent_pid(int(entry.name))) is not None:
             children.setdefault(parent, []).append(int(entry.name))
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
-        found.append(coordination.process_token(current))
+        found.append(_processes.process_token(current))
         todo += children.get(current, [])
     return found
 
 
 def wait_until_gone(tokens: list[str], seconds: float = STOP_SECONDS) -> float:
     start = time.monotonic()
-    while any(coordination.token_alive(t) for t in tokens):
+    while any(_processes.token_alive(t) for t in tokens):
         alive = [
-            f"{t} {' '.join(coordination.command_line(int(t.split(':')[0])))[:120]}"
+            f"{t} {' '.join(_processes.command_line(int(t.split(':')[0])))[:120]}"
             for t in tokens
-            if coordination.token_alive(t)
+            if _processes.token_alive(t)
         ]
         assert time.monotonic() - start < seconds, f"still alive after {seconds} s: {alive}"
         time.sleep(0.2)
@@ -252,7 +252,7 @@ def test_after_kill_9_of_every_process_the_next_sweep_ends_the_orphans_and_train
         finish(launcher, timeout=0 if launcher.poll() is None else None)
     wait_until_gone(processes)
     assert status(team, pair.info.run_id) == "RUNNING" and status(team, sweep_id) == "RUNNING"  # nobody could end them
-    leftovers = [p for p in (team.folder / "tmp").glob("madness-*") if coordination.temp_owner(p.name) in processes]
+    leftovers = [p for p in (team.folder / "tmp").glob("madness-*") if _processes.temp_owner(p.name) in processes]
     assert leftovers, "the crash left no temporary folder: nothing to prove"
 
     result = sweep(team, "0.041")

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from kubernetes.config.config_exception import ConfigException
-from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.projects.submitted_run import LocalSubmittedRun, SubmittedRun
 
-from madness import sweep as S
-from madness.backends import Backend
-from steps import _launcher as L
+from steps import _launcher
+from steps._runs import ENDED
 
 
 def local_run(code: str) -> LocalSubmittedRun:
@@ -26,17 +26,17 @@ def local_run(code: str) -> LocalSubmittedRun:
 def test_a_local_childs_status_follows_its_process():
     child = local_run("import time; time.sleep(30)")
     try:
-        assert L.status_of(child) == "RUNNING"
+        assert _launcher.status_of(child) == "RUNNING"
     finally:
         child.cancel()
-    assert L.status_of(child) == "FAILED"  # killed by a signal: its exit code is not 0
+    assert _launcher.status_of(child) == "FAILED"  # killed by a signal: its exit code is not 0
 
 
 @pytest.mark.parametrize(("code", "status"), [("pass", "FINISHED"), ("raise SystemExit(3)", "FAILED")])
 def test_a_local_child_that_ended_is_finished_or_failed_by_its_exit_code(code, status):
     child = local_run(code)
     child.wait()
-    assert L.status_of(child) == status
+    assert _launcher.status_of(child) == status
 
 
 class NumberedRun(SubmittedRun):
@@ -63,12 +63,12 @@ class NumberedRun(SubmittedRun):
     "status", [RunStatus.SCHEDULED, RunStatus.RUNNING, RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED]
 )
 def test_a_status_reported_as_a_number_is_read_as_its_name(status):
-    assert L.status_of(NumberedRun(status)) == RunStatus.to_string(status)
+    assert _launcher.status_of(NumberedRun(status)) == RunStatus.to_string(status)
 
 
 def test_only_finished_failed_and_killed_end_a_child():
     ended = {RunStatus.to_string(s) for s in RunStatus.all_status() if RunStatus.is_terminated(s)}
-    assert set(L.TERMINAL) == ended
+    assert set(ENDED) == ended
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_only_finished_failed_and_killed_end_a_child():
     ids=["mlflow", "another-library", "no-text", "no-docker-engine", "no-kube-context"],
 )
 def test_a_launch_failure_is_one_line_naming_its_kind_when_not_mlflows(err, line):
-    assert L.launch_failure(err) == line
+    assert _launcher.launch_failure(err) == line
 
 
 # --- a backend out of reach: the runs are ended all the same ---
@@ -124,36 +124,25 @@ class UnreachableRun(SubmittedRun):
         return self._run_id
 
 
-@pytest.fixture
-def unreachable(tracking):
-    """A launcher with one running child out of reach, its run RUNNING in a real store."""
-    client = MlflowClient()
-    run_id = client.create_run("0").info.run_id
-    job = L.Job(S.Pair("small", "0.1"), "Default", "0", {}, run_id=run_id, status="RUNNING")
-    job.submitted = UnreachableRun(run_id)
-    launcher = L.Launcher(client, Backend("kubernetes"), 1, "sweep", lambda job: None)
-    launcher.running.append(job)
-    return launcher, job, client
-
-
-def test_a_child_that_cannot_be_stopped_is_named_and_its_run_ended_killed(unreachable, capsys):
-    launcher, job, client = unreachable
-    launcher.cancel_all()
-    assert job.status == "KILLED" and client.get_run(job.run_id).info.status == "KILLED"
+def test_a_child_that_cannot_be_stopped_is_named_and_counts_as_killed(capsys):
+    stopping = threading.Event()
+    stopping.set()
+    assert _launcher.wait_remote(UnreachableRun("r3"), stopping, "small_0.1") == ("KILLED", "")
     assert "  small_0.1: could not be stopped: cluster unreachable" in capsys.readouterr().out
 
 
-def test_a_child_whose_status_cannot_be_read_runs_on_while_patience_lasts(unreachable, capsys):
-    launcher, job, client = unreachable
-    assert launcher.reap() == [] and launcher.reap() == []
-    assert client.get_run(job.run_id).info.status == "RUNNING"
+def test_a_child_whose_status_cannot_be_read_is_asked_again_while_patience_lasts(monkeypatch, capsys):
+    monkeypatch.setattr(_launcher, "REMOTE_STATUS_SECONDS", 0.05)
+    monkeypatch.setattr(_launcher, "STATUS_PATIENCE_SECONDS", 0.5)
+    started = time.monotonic()
+    _launcher.wait_remote(UnreachableRun("r3"), threading.Event(), "small_0.1")
+    assert time.monotonic() - started >= 0.5
     said = capsys.readouterr().out
     assert said.count("small_0.1: its status cannot be read: cluster unreachable; asking again") == 1
 
 
-def test_a_child_whose_status_stays_unreadable_fails_named(unreachable, monkeypatch):
-    launcher, job, client = unreachable
-    monkeypatch.setattr(L, "STATUS_PATIENCE_SECONDS", 0.0)
-    assert launcher.reap() == [job]
-    assert job.status == "FAILED" and client.get_run(job.run_id).info.status == "FAILED"
-    assert job.error.startswith("its status could not be read for ") and job.error.endswith(": cluster unreachable")
+def test_a_child_whose_status_stays_unreadable_fails_named(monkeypatch):
+    monkeypatch.setattr(_launcher, "STATUS_PATIENCE_SECONDS", 0.0)
+    status, error = _launcher.wait_remote(UnreachableRun("r3"), threading.Event(), "small_0.1")
+    assert status == "FAILED"
+    assert error.startswith("its status could not be read for ") and error.endswith(": cluster unreachable")

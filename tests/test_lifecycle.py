@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from madness import coordination
 from madness import names as n
 from steps import _lifecycle as lifecycle
+from steps import _processes as processes
 from steps._entry import PROJECT_ROOT
 
 pytestmark = pytest.mark.timed  # bounds in seconds on real signals: make test runs these alone
@@ -49,7 +49,7 @@ def launcher():
 
 
 def test_a_step_stops_within_seconds_once_its_launcher_ends(launcher):
-    step = start_step(coordination.process_token(launcher.pid))
+    step = start_step(processes.process_token(launcher.pid))
     launcher.kill()
     launcher.wait()
     started = time.monotonic()
@@ -59,7 +59,7 @@ def test_a_step_stops_within_seconds_once_its_launcher_ends(launcher):
 
 
 def test_a_step_whose_launchers_live_runs_on(launcher):
-    step = start_step(coordination.process_token(launcher.pid))
+    step = start_step(processes.process_token(launcher.pid))
     time.sleep(1)
     assert step.poll() is None
     step.terminate()
@@ -248,7 +248,7 @@ def test_a_step_stopped_amid_store_calls_ends_its_run_killed_at_once(tmp_path):
 
 
 def test_the_watch_does_not_signal_a_step_already_stopping(launcher):
-    step = start_slow_cleanup(3, 30, coordination.process_token(launcher.pid))
+    step = start_slow_cleanup(3, 30, processes.process_token(launcher.pid))
     stop_and_wait_for_cleanup(step)
     launcher.kill()  # during the clean-up: the watch, polling every 0.2 s, must stay quiet
     out, err = step.communicate(timeout=10)
@@ -264,16 +264,16 @@ def test_children_launched_inside_the_watch_inherit_it_with_this_process_added(m
             text=True,
             check=True,
         ).stdout.strip()
-    assert inherited == f"1:2,{coordination.process_token()}"
+    assert inherited == f"1:2,{processes.process_token()}"
     assert n.ENV_WATCH not in os.environ
 
 
 def test_stale_temporary_folders_of_gone_processes_are_removed(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone = coordination.process_token(child.pid)
+    gone = processes.process_token(child.pid)
     child.wait()
-    stale = tmp_path / (coordination.temp_prefix(gone) + "abc")
-    mine = tmp_path / (coordination.temp_prefix(coordination.process_token()) + "def")
+    stale = tmp_path / (processes.temp_prefix(gone) + "abc")
+    mine = tmp_path / (processes.temp_prefix(processes.process_token()) + "def")
     unowned = tmp_path / "madness-xyz"
     for folder in (stale, mine, unowned):
         (folder / "raw").mkdir(parents=True)
@@ -284,4 +284,4 @@ def test_stale_temporary_folders_of_gone_processes_are_removed(tmp_path):
 
 def test_a_temporary_folder_is_named_after_its_process():
     with lifecycle.temp_dir() as folder:
-        assert coordination.temp_owner(os.path.basename(folder)) == coordination.process_token()
+        assert processes.temp_owner(os.path.basename(folder)) == processes.process_token()

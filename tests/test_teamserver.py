@@ -12,7 +12,7 @@ from _pytest.outcomes import Failed, Skipped
 
 import servers
 from steps._entry import single_attempt
-from steps._failures import store_failure, without_credentials
+from steps._failures import is_store_failure, store_failure, without_credentials
 from tools.teamserver import ServerError, TeamServer, free_port, port_in_use
 
 
@@ -81,12 +81,14 @@ def test_an_unreachable_server_is_named_in_one_line(monkeypatch):
             store_failure(caught.value)
             == f"cannot reach the tracking server {uri} (connection refused); is it running? (make server starts one)"
         )
+        assert is_store_failure(caught.value)
     finally:
         mlflow.set_tracking_uri(None)
 
 
 def test_a_bug_is_not_taken_for_a_store_failure():
     assert store_failure(ValueError("a bug")) is None
+    assert not is_store_failure(ValueError("a bug")) and not is_store_failure(KeyboardInterrupt())
 
 
 def test_single_attempt_restores_the_retry_settings(monkeypatch):

@@ -1,0 +1,33 @@
+"""A run's status, and the one way a run is ended by anyone other than the step that started it."""
+
+from __future__ import annotations
+
+import enum
+
+from madness import names
+
+
+class Status(enum.StrEnum):
+    """A run's status as MLflow names it (a str, so it compares equal to MLflow's own strings)."""
+
+    SCHEDULED = "SCHEDULED"
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+    UNKNOWN = "UNKNOWN"  # the store could not be asked
+
+
+ENDED = (Status.FINISHED, Status.FAILED, Status.KILLED)
+
+
+def end_run(client, run_id: str, status: Status, reason: str | None = None, only: Status = Status.RUNNING) -> Status:
+    """End the run with `status` if it is still `only` (RUNNING by default), tagging `reason` as
+    `ended_by` when given; return the run's status afterwards. A run already ended is left as it is."""
+    current = Status(client.get_run(run_id).info.status)
+    if current != only:
+        return current
+    client.set_terminated(run_id, status)
+    if reason:
+        client.set_tag(run_id, names.TAG_ENDED_BY, reason)
+    return status
