@@ -239,20 +239,20 @@ TRAIN_SPLIT = re.compile(
 
 def train_split(run) -> dict[str, float]:
     """A train run's split as its step tagged it (seconds): startup, training, scoring; empty if untagged."""
-    from madness import names as n
+    from madness import names
 
-    match = TRAIN_SPLIT.fullmatch(run.data.tags.get(n.TAG_SECONDS, ""))
+    match = TRAIN_SPLIT.fullmatch(run.data.tags.get(names.TAG_SECONDS, ""))
     return {key: float(match[key]) for key in ("startup", "training", "scoring")} if match else {}
 
 
 def pair_or_run_name(run) -> str:
     """A train run's pair, `<model>_<lr>`; any other run's own name."""
-    from madness import names as n
+    from madness import names
 
     params = run.data.params
     if "model" in params and "lr" in params:
         return f"{params['model']}_{params['lr']}"
-    return run.data.tags.get(n.TAG_RUN_NAME, "")
+    return run.data.tags.get(names.TAG_RUN_NAME, "")
 
 
 def store_runs() -> list[dict]:
@@ -262,17 +262,17 @@ def store_runs() -> list[dict]:
     step ending it) and Brier score (None where it has none)."""
     import mlflow
 
-    from madness import names as n
+    from madness import names
 
     client = mlflow.MlflowClient()
     experiments = [e.experiment_id for e in client.search_experiments()]
     return [
         {
             "run_id": run.info.run_id,
-            "entry_point": run.data.tags.get(n.TAG_PROJECT_ENTRY_POINT, ""),
+            "entry_point": run.data.tags.get(names.TAG_PROJECT_ENTRY_POINT, ""),
             "name": pair_or_run_name(run),
             "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
-            "brier": run.data.metrics.get(n.BRIER),
+            "brier": run.data.metrics.get(names.BRIER),
             **train_split(run),
         }
         for run in client.search_runs(experiments, max_results=1000)

@@ -26,10 +26,9 @@ from pathlib import Path
 import _machine
 import numpy as np
 
-from madness import backtest, dataset, kaggle, scoring
-from madness import features as F
-from madness import model as M
-from madness import names as n
+import madness.model
+import madness.names
+from madness import backtest, dataset, features, kaggle, scoring
 
 SEED_LR = "seed-diff LR (train seasons)"
 SEED_LR_ALL = "seed-diff LR (all earlier seasons)"
@@ -57,17 +56,17 @@ def main() -> None:
 
     _machine.header("backtest: season by season, every configuration and the seed-difference baseline")
     folder = Path(_machine.resolve_data(args.data))
-    if not (folder / kaggle.file_name(args.league, n.REGULAR_COMPACT)).is_file():
-        sys.exit(f"error: {folder} has no {kaggle.file_name(args.league, n.REGULAR_COMPACT)}")
+    if not (folder / kaggle.file_name(args.league, madness.names.REGULAR_COMPACT)).is_file():
+        sys.exit(f"error: {folder} has no {kaggle.file_name(args.league, madness.names.REGULAR_COMPACT)}")
     _machine.quiet_tensorflow()
     import keras
 
     files = [kaggle.read_league(folder, lg) for lg in kaggle.leagues_for(args.league)]
     games, team_season, _ = dataset.assemble(files)
-    names = F.feature_columns(F.team_feature_columns(team_season))
-    games = games[games[n.SEASON] >= args.first_season].reset_index(drop=True)
+    names = features.feature_columns(features.team_feature_columns(team_season))
+    games = games[games[madness.names.SEASON] >= args.first_season].reset_index(drop=True)
     dataset.check_complete(games, names)
-    played = set(games[n.SEASON].unique().tolist())
+    played = set(games[madness.names.SEASON].unique().tolist())
     splits, skipped = backtest.season_splits(wanted, sorted(played), args.first_season)
     tests = [split.season for split in splits]
     print(
@@ -90,26 +89,26 @@ def main() -> None:
     for split in splits:
         season, val = split.season, split.val
         train_seasons = [s for s in sorted(played) if split.first <= s < val]
-        train = games[games[n.SEASON].isin(train_seasons)]
-        valid = games[games[n.SEASON] == val]
-        test = games[games[n.SEASON] == season]
+        train = games[games[madness.names.SEASON].isin(train_seasons)]
+        valid = games[games[madness.names.SEASON] == val]
+        test = games[games[madness.names.SEASON] == season]
         n_games[season] = len(test) // 2
-        y_test = test[n.TARGET].to_numpy(dtype="float64")
+        y_test = test[madness.names.TARGET].to_numpy(dtype="float64")
         scaler = dataset.fit_scaler(train, names)
         briers[SEED_LR][season] = scoring.brier(y_test, scoring.seed_baseline(train, test))
         briers[SEED_LR_ALL][season] = scoring.brier(
-            y_test, scoring.seed_baseline(games[games[n.SEASON] < season], test)
+            y_test, scoring.seed_baseline(games[games[madness.names.SEASON] < season], test)
         )
         print(
             f"season {season}: train {train_seasons[0]}-{train_seasons[-1]} ({len(train) // 2} games), val {val} "
             f"({len(valid) // 2} games), test {len(test) // 2} games; seed LR {briers[SEED_LR][season]:.4f}",
             flush=True,
         )
-        x_train, y_train = train[names].astype("float64"), train[n.TARGET].to_numpy(dtype="float64")
-        x_val, y_val = valid[names].astype("float64"), valid[n.TARGET].to_numpy(dtype="float64")
+        x_train, y_train = train[names].astype("float64"), train[madness.names.TARGET].to_numpy(dtype="float64")
+        x_val, y_val = valid[names].astype("float64"), valid[madness.names.TARGET].to_numpy(dtype="float64")
         for model, lr in configs:
             t0 = time.perf_counter()
-            trained = M.train(
+            trained = madness.model.train(
                 model,
                 scaler,
                 float(lr),
@@ -123,7 +122,7 @@ def main() -> None:
                 fast=True,
             )
             key = f"{model} {lr}"
-            briers[key][season] = scoring.brier(y_test, M.predict(trained.model, test[names]))
+            briers[key][season] = scoring.brier(y_test, madness.model.predict(trained.model, test[names]))
             best_epochs[key][season] = trained.best_epoch + 1
             keras.backend.clear_session()
             done += 1

@@ -83,11 +83,11 @@ def notebook(args) -> None:
     import numpy as np
     from mlflow.models import infer_signature
 
+    import madness.model
+    import madness.names
     from madness import dataset, plots, scoring
-    from madness import model as M
-    from madness import names as n
 
-    keras = M.import_keras()
+    keras = madness.model.import_keras()
     _machine.quiet_tensorflow()
     imported = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
@@ -98,9 +98,9 @@ def notebook(args) -> None:
             synthetic_data,
         )
     names = built.feature_names
-    x_train, y_train = dataset.split_xy(built.games, names, n.TRAIN)
-    x_val, y_val = dataset.split_xy(built.games, names, n.VAL)
-    x_test, y_test = dataset.split_xy(built.games, names, n.TEST)
+    x_train, y_train = dataset.split_xy(built.games, names, madness.names.TRAIN)
+    x_val, y_val = dataset.split_xy(built.games, names, madness.names.VAL)
+    x_test, y_test = dataset.split_xy(built.games, names, madness.names.TEST)
     # The same float32 arrays madness.model.train feeds Keras, so only the training path differs.
     x_train, y_train, x_val, y_val, x_test = (
         np.asarray(a, dtype="float32") for a in (x_train, y_train, x_val, y_val, x_test)
@@ -114,8 +114,8 @@ def notebook(args) -> None:
         with mlflow.start_run(run_name=f"{model}_{lr}"), tempfile.TemporaryDirectory(prefix="bench-ckpt-") as ckpt:
             mlflow.log_params({"model": model, "lr": lr, "epochs": args.epochs, "batch_size": args.batch_size})
             fit_started = time.perf_counter()
-            M.set_seeds(args.seed)
-            network = M.build(model, built.scaler, float(lr))
+            madness.model.set_seeds(args.seed)
+            network = madness.model.build(model, built.scaler, float(lr))
             best_file = Path(ckpt) / "best_model.keras"
             history = network.fit(
                 x_train,
@@ -130,25 +130,27 @@ def notebook(args) -> None:
             fitted = time.perf_counter()
             # No file when no validation loss was ever finite (a diverged run): the notebook keeps the last weights.
             best = keras.models.load_model(best_file) if best_file.exists() else network
-            p_test = M.predict(best, x_test)
+            p_test = madness.model.predict(best, x_test)
             train_loss, val_loss = history.history["loss"], history.history["val_loss"]
             best_epoch = min(
                 range(len(val_loss)), key=val_loss.__getitem__
             )  # the first of equal losses, as the checkpoint
             scores = scoring.all_scores(y_test, p_test)
-            mlflow.log_metrics({**scores, n.BEST_EPOCH: best_epoch + 1})
-            mlflow.log_figure(plots.loss_figure(train_loss, val_loss, best_epoch, model, lr), n.LOSS_PLOT)
+            mlflow.log_metrics({**scores, madness.names.BEST_EPOCH: best_epoch + 1})
+            mlflow.log_figure(plots.loss_figure(train_loss, val_loss, best_epoch, model, lr), madness.names.LOSS_PLOT)
             logging_model = time.perf_counter()
             # An array signature: the tensorflow flavour takes tensor specs only, not a table's columns.
-            mlflow.tensorflow.log_model(best, name=n.MODEL_DIR, signature=infer_signature(x_test, p_test))
+            mlflow.tensorflow.log_model(best, name=madness.names.MODEL_DIR, signature=infer_signature(x_test, p_test))
             logged = time.perf_counter()
         runs[f"{model}_{lr}"] = {
-            "brier": scores[n.BRIER],
+            "brier": scores[madness.names.BRIER],
             "seconds": time.perf_counter() - run_started,
             "training": fitted - fit_started,
             "log_model": logged - logging_model,
         }
-        print(f"  notebook {model}_{lr}: brier {scores[n.BRIER]:.4f}, best epoch {best_epoch + 1}", flush=True)
+        print(
+            f"  notebook {model}_{lr}: brier {scores[madness.names.BRIER]:.4f}, best epoch {best_epoch + 1}", flush=True
+        )
     print(
         NOTEBOOK_LINE + json.dumps({"imports": imported - started, "data": ready - imported, "runs": runs}), flush=True
     )

@@ -24,10 +24,8 @@ from collections import Counter
 import _machine
 import numpy as np
 
-from madness import dataset, scoring
-from madness import model as M
-from madness import names as n
-from madness import sweep as S
+import madness.names
+from madness import dataset, model, scoring, sweep
 
 AVERAGED = 5  # the seeds=5 run of point 4's "5-seed average"
 
@@ -57,10 +55,10 @@ def main() -> None:
     _machine.header(f"seeds: each pair's Brier over {args.seeds} seeds")
     built = _machine.features(_machine.resolve_data(args.data), args.league, args.seed)
     names = built.feature_names
-    x_train, y_train = dataset.split_xy(built.games, names, n.TRAIN)
-    x_val, y_val = dataset.split_xy(built.games, names, n.VAL)
-    x_test, y_test = dataset.split_xy(built.games, names, n.TEST)
-    seeds = M.member_seeds(args.seed, args.seeds)
+    x_train, y_train = dataset.split_xy(built.games, names, madness.names.TRAIN)
+    x_val, y_val = dataset.split_xy(built.games, names, madness.names.VAL)
+    x_test, y_test = dataset.split_xy(built.games, names, madness.names.TEST)
+    seeds = model.member_seeds(args.seed, args.seeds)
     print(
         f"data {args.data} league {args.league}: {len(x_train)} training rows, {len(x_val)} validation rows, "
         f"{len(x_test)} test rows ({len(x_test) // 2} games); {args.epochs} epochs; seeds {seeds}",
@@ -68,13 +66,13 @@ def main() -> None:
     )
     _machine.quiet_tensorflow()
 
-    pairs = S.grid(args.models, args.lrs)
+    pairs = sweep.grid(args.models, args.lrs)
     results = {}
     with _machine.Timer() as total:
         for pair in pairs:
             predictions, best_epochs = [], []
             for seed in seeds:
-                trained = M.train(
+                trained = model.train(
                     pair.model,
                     built.scaler,
                     float(pair.lr),
@@ -86,7 +84,7 @@ def main() -> None:
                     args.batch_size,
                     seed,
                 )
-                predictions.append(M.predict(trained.model, x_test))
+                predictions.append(model.predict(trained.model, x_test))
                 best_epochs.append(trained.best_epoch + 1)
             briers = [scoring.brier(y_test, p) for p in predictions]
             averaged = scoring.brier(y_test, np.mean(predictions[:AVERAGED], axis=0))

@@ -20,9 +20,8 @@ import argparse
 import _machine
 import numpy as np
 
-from madness import dataset
-from madness import model as M
-from madness import names as n
+import madness.names
+from madness import dataset, model
 
 
 def main() -> None:
@@ -43,8 +42,8 @@ def main() -> None:
     _machine.header("training speed: train(fast=True) vs fast=False (plain Keras fit)")
     built = _machine.features(_machine.resolve_data(args.data), args.league, args.seed)
     names = built.feature_names
-    x_train, y_train = dataset.split_xy(built.games, names, n.TRAIN)
-    x_val, y_val = dataset.split_xy(built.games, names, n.VAL)
+    x_train, y_train = dataset.split_xy(built.games, names, madness.names.TRAIN)
+    x_val, y_val = dataset.split_xy(built.games, names, madness.names.VAL)
     steps = -(-len(x_train) // args.batch_size)
     print(
         f"data {args.data} league {args.league}: {len(x_train)} training rows ({steps} batches of {args.batch_size}), "
@@ -53,11 +52,11 @@ def main() -> None:
     )
 
     _machine.quiet_tensorflow()
-    x_test, y_test = dataset.split_xy(built.games, names, n.TEST)
+    x_test, y_test = dataset.split_xy(built.games, names, madness.names.TEST)
     # TensorFlow's one-off start-up (thread pools, first graph, XLA's service) is paid here, untimed,
     # by neither side: a tiny training each way on another shape.
     for fast in (True, False):
-        M.train(
+        model.train(
             models[0],
             built.scaler,
             args.lr,
@@ -73,7 +72,7 @@ def main() -> None:
 
     def timed(name, fast):
         with _machine.Timer() as t:
-            trained = M.train(
+            trained = model.train(
                 name,
                 built.scaler,
                 args.lr,
@@ -86,7 +85,7 @@ def main() -> None:
                 args.seed,
                 fast=fast,
             )
-        brier = float(np.mean((M.predict(trained.model, x_test) - np.asarray(y_test)) ** 2))
+        brier = float(np.mean((model.predict(trained.model, x_test) - np.asarray(y_test)) ** 2))
         print(
             f"  {name} fast={fast}: {t.seconds:.2f} s, best epoch {trained.best_epoch + 1}, brier {brier!r}", flush=True
         )

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from madness import names as n
+from madness import names
 from madness.errors import UserError
 
 LOCAL, KUBERNETES = "local", "kubernetes"
@@ -81,8 +81,8 @@ def image_name(config: dict, commit: str | None, state: dict | None = None) -> s
             f"backend={KUBERNETES} runs the image built from a git commit, and this project has none: commit it, "
             "then build and push its image (README, Run on Kubernetes)"
         )
-    dirty = (state or {}).get(n.TAG_DIRTY) == "true"
-    return f"{config[KUBE_REPOSITORY]}:{commit[:12]}" + (f"-dirty-{state[n.TAG_STATE][:12]}" if dirty else "")
+    dirty = (state or {}).get(names.TAG_DIRTY) == "true"
+    return f"{config[KUBE_REPOSITORY]}:{commit[:12]}" + (f"-dirty-{state[names.TAG_STATE][:12]}" if dirty else "")
 
 
 def docker_variant(project: dict, image: str) -> dict:

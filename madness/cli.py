@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from madness import names as n
+from madness import names
 from madness.errors import UserError
 
 
@@ -93,8 +93,8 @@ def not_empty(name: str, value: str) -> str:
 
 
 DATA_PARAMS = (
-    Param("data", "string", n.SYNTHETIC, "'synthetic' (generated from seed) or a folder of Kaggle CSVs", not_empty),
-    Param("league", "string", "both", "M (men), W (women) or both", one_of(*n.LEAGUE_CHOICES)),
+    Param("data", "string", names.SYNTHETIC, "'synthetic' (generated from seed) or a folder of Kaggle CSVs", not_empty),
+    Param("league", "string", "both", "M (men), W (women) or both", one_of(*names.LEAGUE_CHOICES)),
     Param("first_season", "int", 2003, "first training season", season),
     Param("val_season", "int", 2019, "first validation season", season),
     Param("test_season", "int", 2022, "first test season (last_season + 1: no test seasons)", season),

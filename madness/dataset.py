@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from madness import features as F
-from madness import kaggle, synthetic
-from madness import names as n
+import madness.features
+from madness import kaggle, names, synthetic
 from madness.errors import UserError
 
 
@@ -47,9 +46,9 @@ class Seasons:
 
     def split_of(self, seasons: pd.Series) -> pd.Series:
         split = pd.Series(pd.NA, index=seasons.index, dtype="object")
-        split[(seasons >= self.first) & (seasons < self.val)] = n.TRAIN
-        split[(seasons >= self.val) & (seasons < self.test)] = n.VAL
-        split[(seasons >= self.test) & (seasons <= self.last)] = n.TEST
+        split[(seasons >= self.first) & (seasons < self.val)] = names.TRAIN
+        split[(seasons >= self.val) & (seasons < self.test)] = names.VAL
+        split[(seasons >= self.test) & (seasons <= self.last)] = names.TEST
         return split
 
 
@@ -68,7 +67,7 @@ class Built:
 def read_inputs(data: str, league: str, seed: int, workdir: Path) -> tuple[list[kaggle.LeagueFiles], bool]:
     """Read each league's files; with data='synthetic', generate them into `workdir` first."""
     leagues = kaggle.leagues_for(league)
-    synthetic_data = data == n.SYNTHETIC
+    synthetic_data = data == names.SYNTHETIC
     folder = Path(workdir) if synthetic_data else Path(data)
     if synthetic_data:
         synthetic.write_league(folder, seed, leagues)
@@ -84,10 +83,10 @@ def assemble(files: list[kaggle.LeagueFiles], synthetic_data: bool = False) -> t
     use_box = all(f.detailed is not None for f in files)
     team_frames, game_frames = [], []
     for f in files:
-        team = F.team_season_features(f.regular, f.seeds, f.detailed if use_box else None)
-        rows = F.tournament_rows(f.tourney, team)
-        team.insert(0, n.LEAGUE, f.league)
-        rows.insert(0, n.LEAGUE, f.league)
+        team = madness.features.team_season_features(f.regular, f.seeds, f.detailed if use_box else None)
+        rows = madness.features.tournament_rows(f.tourney, team)
+        team.insert(0, names.LEAGUE, f.league)
+        rows.insert(0, names.LEAGUE, f.league)
         team_frames.append(team)
         game_frames.append(rows)
     manifest = {
@@ -97,7 +96,7 @@ def assemble(files: list[kaggle.LeagueFiles], synthetic_data: bool = False) -> t
     }
     manifest["digest"] = kaggle.manifest_digest(manifest["files"])
     games = pd.concat(game_frames, ignore_index=True).sort_values(
-        [n.SEASON, n.LEAGUE, n.T1_TEAM, n.T2_TEAM], ignore_index=True
+        [names.SEASON, names.LEAGUE, names.T1_TEAM, names.T2_TEAM], ignore_index=True
     )
     return games, pd.concat(team_frames, ignore_index=True), manifest
 
@@ -105,22 +104,22 @@ def assemble(files: list[kaggle.LeagueFiles], synthetic_data: bool = False) -> t
 def build(files: list[kaggle.LeagueFiles], seasons: Seasons, synthetic_data: bool = False) -> Built:
     seasons.check()
     games, team_season, manifest = assemble(files, synthetic_data)
-    games.insert(1, n.SPLIT, seasons.split_of(games[n.SEASON]))
-    games = games.dropna(subset=[n.SPLIT]).reset_index(drop=True)
+    games.insert(1, names.SPLIT, seasons.split_of(games[names.SEASON]))
+    games = games.dropna(subset=[names.SPLIT]).reset_index(drop=True)
     _check_splits(games, files, seasons)
-    features = F.feature_columns(F.team_feature_columns(team_season))
+    features = madness.features.feature_columns(madness.features.team_feature_columns(team_season))
     check_complete(games, features)
-    return Built(games, team_season, fit_scaler(games[games[n.SPLIT] == n.TRAIN], features), manifest)
+    return Built(games, team_season, fit_scaler(games[games[names.SPLIT] == names.TRAIN], features), manifest)
 
 
 def _check_splits(games: pd.DataFrame, files, seasons: Seasons) -> None:
-    played = sorted(set().union(*(set(f.tourney[n.SEASON]) for f in files)))
+    played = sorted(set().union(*(set(f.tourney[names.SEASON]) for f in files)))
     span = f"{played[0]}-{played[-1]}" if played else "none"
-    splits = [(n.TRAIN, seasons.first, seasons.val - 1), (n.VAL, seasons.val, seasons.test - 1)]
+    splits = [(names.TRAIN, seasons.first, seasons.val - 1), (names.VAL, seasons.val, seasons.test - 1)]
     if seasons.has_test:
-        splits.append((n.TEST, seasons.test, seasons.last))
+        splits.append((names.TEST, seasons.test, seasons.last))
     for split, low, high in splits:
-        if not (games[n.SPLIT] == split).any():
+        if not (games[names.SPLIT] == split).any():
             raise UserError(
                 f"no tournament games for the {split} seasons {low}-{high}; tournaments in the data: {span}"
             )
@@ -131,7 +130,7 @@ def check_complete(games: pd.DataFrame, features: list[str]) -> None:
     if missing.any():
         row = games[missing].iloc[0]
         raise UserError(
-            f"tournament game in season {row[n.SEASON]} between teams {row[n.T1_TEAM]} and {row[n.T2_TEAM]} "
+            f"tournament game in season {row[names.SEASON]} between teams {row[names.T1_TEAM]} and {row[names.T2_TEAM]} "
             "has no regular-season features or seed; check that the files cover the same seasons"
         )
 
@@ -148,11 +147,13 @@ def fit_scaler(train: pd.DataFrame, features: list[str]) -> dict:
 def write(built: Built, folder: Path) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    built.games.to_csv(folder / n.GAMES_FILE, index=False, float_format="%.17g", lineterminator="\n")
-    built.team_season.to_csv(folder / n.TEAM_SEASON_FILE, index=False, float_format="%.17g", lineterminator="\n")
-    (folder / n.SCALER_FILE).write_text(json.dumps(built.scaler, indent=1))
-    (folder / n.MANIFEST_FILE).write_text(json.dumps(built.manifest, indent=1))
-    return [folder / name for name in (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE)]
+    built.games.to_csv(folder / names.GAMES_FILE, index=False, float_format="%.17g", lineterminator="\n")
+    built.team_season.to_csv(folder / names.TEAM_SEASON_FILE, index=False, float_format="%.17g", lineterminator="\n")
+    (folder / names.SCALER_FILE).write_text(json.dumps(built.scaler, indent=1))
+    (folder / names.MANIFEST_FILE).write_text(json.dumps(built.manifest, indent=1))
+    return [
+        folder / name for name in (names.GAMES_FILE, names.TEAM_SEASON_FILE, names.SCALER_FILE, names.MANIFEST_FILE)
+    ]
 
 
 def load(folder: Path) -> Built:
@@ -160,7 +161,7 @@ def load(folder: Path) -> Built:
     folder = Path(folder)
     missing = [
         name
-        for name in (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE)
+        for name in (names.GAMES_FILE, names.TEAM_SEASON_FILE, names.SCALER_FILE, names.MANIFEST_FILE)
         if not (folder / name).is_file()
     ]
     if missing:
@@ -168,13 +169,13 @@ def load(folder: Path) -> Built:
             f"feature folder {folder} lacks {', '.join(missing)}; give the features of an ingest run (runs:/<id>/features)"
         )
     return Built(
-        games=pd.read_csv(folder / n.GAMES_FILE),
-        team_season=pd.read_csv(folder / n.TEAM_SEASON_FILE),
-        scaler=json.loads((folder / n.SCALER_FILE).read_text()),
-        manifest=json.loads((folder / n.MANIFEST_FILE).read_text()),
+        games=pd.read_csv(folder / names.GAMES_FILE),
+        team_season=pd.read_csv(folder / names.TEAM_SEASON_FILE),
+        scaler=json.loads((folder / names.SCALER_FILE).read_text()),
+        manifest=json.loads((folder / names.MANIFEST_FILE).read_text()),
     )
 
 
 def split_xy(games: pd.DataFrame, features: list[str], split: str) -> tuple[pd.DataFrame, np.ndarray]:
-    part = games[games[n.SPLIT] == split]
-    return part[features].astype("float64"), part[n.TARGET].to_numpy(dtype="float64")
+    part = games[games[names.SPLIT] == split]
+    return part[features].astype("float64"), part[names.TARGET].to_numpy(dtype="float64")

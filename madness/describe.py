@@ -3,7 +3,7 @@ which grid), and the tags that make it a model-training experiment."""
 
 from __future__ import annotations
 
-from madness import names as n
+from madness import names
 from madness.cli import DATA_PARAMS
 from madness.model import ARCHITECTURES, HIDDEN_ACTIVATION, OUTPUT_ACTIVATION
 
@@ -57,8 +57,12 @@ def run_name(model: str, lr: str, settings: dict[str, str], defaults: dict[str, 
 
 def training_tags(description: str | None) -> dict[str, str]:
     """An experiment's tags for MLflow's UI: a model-training experiment, with its description."""
-    tags = {n.TAG_EXPERIMENT_KIND: n.EXPERIMENT_KIND_TRAINING}
-    return tags if description is None else {**tags, n.TAG_DESCRIPTION: description, n.TAG_OUR_DESCRIPTION: description}
+    tags = {names.TAG_EXPERIMENT_KIND: names.EXPERIMENT_KIND_TRAINING}
+    return (
+        tags
+        if description is None
+        else {**tags, names.TAG_DESCRIPTION: description, names.TAG_OUR_DESCRIPTION: description}
+    )
 
 
 def backtest_model_description(model: str, lrs: list[str], epochs: str) -> str:

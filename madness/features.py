@@ -5,18 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from madness import names as n
+from madness import names
 from madness.errors import UserError
 
 ELO_START = 1500.0
 ELO_SCALE = 400.0
 # K by where the winner played: winning away counts for more (and losing at home costs more).
 ELO_K = {"H": 20.0, "N": 30.0, "A": 40.0}
-COMPACT_FEATURES = (n.POINTS_FOR, n.POINTS_AGAINST, n.MARGIN, n.WIN_RATIO, n.ELO, n.SEED_NUM)
+COMPACT_FEATURES = (names.POINTS_FOR, names.POINTS_AGAINST, names.MARGIN, names.WIN_RATIO, names.ELO, names.SEED_NUM)
 
 
 def box_feature_names() -> list[str]:
-    return [*n.FEATURE_BOX_STATS, *(f"{n.OPP}{s}" for s in n.FEATURE_BOX_STATS)]
+    return [*names.FEATURE_BOX_STATS, *(f"{names.OPP}{s}" for s in names.FEATURE_BOX_STATS)]
 
 
 def seed_number(seed: pd.Series) -> pd.Series:
@@ -30,11 +30,11 @@ def elo_ratings(games: pd.DataFrame) -> pd.DataFrame:
     Games are replayed in (Season, DayNum) order; each moves the winner up and the loser down by
     K * (1 - E_winner), with K set by the winner's location.
     """
-    ordered = games.sort_values([n.SEASON, n.DAYNUM], kind="stable")
-    seasons = ordered[n.SEASON].to_numpy()
-    winners = ordered[n.WTEAM].to_numpy()
-    losers = ordered[n.LTEAM].to_numpy()
-    ks = ordered[n.WLOC].map(ELO_K).to_numpy()
+    ordered = games.sort_values([names.SEASON, names.DAYNUM], kind="stable")
+    seasons = ordered[names.SEASON].to_numpy()
+    winners = ordered[names.WTEAM].to_numpy()
+    losers = ordered[names.LTEAM].to_numpy()
+    ks = ordered[names.WLOC].map(ELO_K).to_numpy()
     rows = []
     season, ratings = None, {}
     for game_season, winner, loser, k in zip(
@@ -47,7 +47,9 @@ def elo_ratings(games: pd.DataFrame) -> pd.DataFrame:
         delta = k * (1.0 - 1.0 / (1.0 + 10.0 ** ((rl - rw) / ELO_SCALE)))
         ratings[winner], ratings[loser] = rw + delta, rl - delta
     rows += [(season, team, r) for team, r in ratings.items()]
-    return pd.DataFrame(rows, columns=[n.SEASON, n.TEAM_ID, n.ELO]).astype({n.SEASON: "int64", n.TEAM_ID: "int64"})
+    return pd.DataFrame(rows, columns=[names.SEASON, names.TEAM_ID, names.ELO]).astype(
+        {names.SEASON: "int64", names.TEAM_ID: "int64"}
+    )
 
 
 def both_sides(games: pd.DataFrame, stats: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -56,16 +58,16 @@ def both_sides(games: pd.DataFrame, stats: tuple[str, ...] = ()) -> pd.DataFrame
     for us, them, won in (("W", "L", 1), ("L", "W", 0)):
         side = pd.DataFrame(
             {
-                n.SEASON: games[n.SEASON].to_numpy(),
-                n.TEAM_ID: games[f"{us}TeamID"].to_numpy(),
-                n.POINTS_FOR: games[f"{us}Score"].to_numpy(),
-                n.POINTS_AGAINST: games[f"{them}Score"].to_numpy(),
+                names.SEASON: games[names.SEASON].to_numpy(),
+                names.TEAM_ID: games[f"{us}TeamID"].to_numpy(),
+                names.POINTS_FOR: games[f"{us}Score"].to_numpy(),
+                names.POINTS_AGAINST: games[f"{them}Score"].to_numpy(),
                 "Won": won,
             }
         )
         for stat in stats:
             side[stat] = games[f"{us}{stat}"].to_numpy()
-            side[f"{n.OPP}{stat}"] = games[f"{them}{stat}"].to_numpy()
+            side[f"{names.OPP}{stat}"] = games[f"{them}{stat}"].to_numpy()
         sides.append(side)
     return pd.concat(sides, ignore_index=True)
 
@@ -79,46 +81,62 @@ def team_season_features(
     Unseeded teams get SeedNum NaN: they never play in the NCAA tournament.
     """
     sides = both_sides(regular)
-    grouped = sides.groupby([n.SEASON, n.TEAM_ID])
-    frame = grouped[[n.POINTS_FOR, n.POINTS_AGAINST]].mean()
-    frame[n.MARGIN] = frame[n.POINTS_FOR] - frame[n.POINTS_AGAINST]
-    frame[n.WIN_RATIO] = grouped["Won"].mean()
-    frame = frame.join(elo_ratings(regular).set_index([n.SEASON, n.TEAM_ID]))
-    seed_frame = seeds.assign(**{n.SEED_NUM: seed_number(seeds[n.SEED])}).set_index([n.SEASON, n.TEAM_ID])[[n.SEED_NUM]]
+    grouped = sides.groupby([names.SEASON, names.TEAM_ID])
+    frame = grouped[[names.POINTS_FOR, names.POINTS_AGAINST]].mean()
+    frame[names.MARGIN] = frame[names.POINTS_FOR] - frame[names.POINTS_AGAINST]
+    frame[names.WIN_RATIO] = grouped["Won"].mean()
+    frame = frame.join(elo_ratings(regular).set_index([names.SEASON, names.TEAM_ID]))
+    seed_frame = seeds.assign(**{names.SEED_NUM: seed_number(seeds[names.SEED])}).set_index(
+        [names.SEASON, names.TEAM_ID]
+    )[[names.SEED_NUM]]
     frame = frame.join(seed_frame, how="outer")
     if detailed is not None:
-        box = both_sides(detailed, n.FEATURE_BOX_STATS).groupby([n.SEASON, n.TEAM_ID])[box_feature_names()].mean()
+        box = (
+            both_sides(detailed, names.FEATURE_BOX_STATS)
+            .groupby([names.SEASON, names.TEAM_ID])[box_feature_names()]
+            .mean()
+        )
         frame = frame.join(box)
-    return frame.reset_index().sort_values([n.SEASON, n.TEAM_ID], ignore_index=True)
+    return frame.reset_index().sort_values([names.SEASON, names.TEAM_ID], ignore_index=True)
 
 
 def team_feature_columns(team_features: pd.DataFrame) -> list[str]:
-    return [c for c in team_features.columns if c not in (n.SEASON, n.TEAM_ID, n.LEAGUE)]
+    return [c for c in team_features.columns if c not in (names.SEASON, names.TEAM_ID, names.LEAGUE)]
 
 
 def feature_columns(team_columns: list[str]) -> list[str]:
-    return [f"{side}{c}" for side in (n.T1, n.T2) for c in team_columns]
+    return [f"{side}{c}" for side in (names.T1, names.T2) for c in team_columns]
 
 
 def pair_rows(pairs: pd.DataFrame, team_features: pd.DataFrame) -> pd.DataFrame:
     """Attach both teams' features to (Season, T1_TeamID, T2_TeamID) rows."""
     columns = team_feature_columns(team_features)
     out = pairs
-    for side, team in ((n.T1, n.T1_TEAM), (n.T2, n.T2_TEAM)):
-        renamed = team_features[[n.SEASON, n.TEAM_ID, *columns]].rename(
-            columns={n.TEAM_ID: team, **{c: f"{side}{c}" for c in columns}}
+    for side, team in ((names.T1, names.T1_TEAM), (names.T2, names.T2_TEAM)):
+        renamed = team_features[[names.SEASON, names.TEAM_ID, *columns]].rename(
+            columns={names.TEAM_ID: team, **{c: f"{side}{c}" for c in columns}}
         )
-        out = out.merge(renamed, on=[n.SEASON, team], how="left", validate="many_to_one")
+        out = out.merge(renamed, on=[names.SEASON, team], how="left", validate="many_to_one")
     return out
 
 
 def tournament_rows(tourney: pd.DataFrame, team_features: pd.DataFrame) -> pd.DataFrame:
     """Each tournament game as two rows, one from each team's side; target: team 1 won."""
     won = pd.DataFrame(
-        {n.SEASON: tourney[n.SEASON], n.T1_TEAM: tourney[n.WTEAM], n.T2_TEAM: tourney[n.LTEAM], n.TARGET: 1}
+        {
+            names.SEASON: tourney[names.SEASON],
+            names.T1_TEAM: tourney[names.WTEAM],
+            names.T2_TEAM: tourney[names.LTEAM],
+            names.TARGET: 1,
+        }
     )
     lost = pd.DataFrame(
-        {n.SEASON: tourney[n.SEASON], n.T1_TEAM: tourney[n.LTEAM], n.T2_TEAM: tourney[n.WTEAM], n.TARGET: 0}
+        {
+            names.SEASON: tourney[names.SEASON],
+            names.T1_TEAM: tourney[names.LTEAM],
+            names.T2_TEAM: tourney[names.WTEAM],
+            names.TARGET: 0,
+        }
     )
     pairs = pd.concat([won, lost], ignore_index=True)
     return pair_rows(pairs, team_features)
@@ -126,13 +144,13 @@ def tournament_rows(tourney: pd.DataFrame, team_features: pd.DataFrame) -> pd.Da
 
 def seeded_pairs(seeds: pd.DataFrame, season: int) -> pd.DataFrame:
     """Every pair of a season's seeded teams, lower team id first (Kaggle's submission order)."""
-    teams = np.sort(seeds.loc[seeds[n.SEASON] == season, n.TEAM_ID].unique())
+    teams = np.sort(seeds.loc[seeds[names.SEASON] == season, names.TEAM_ID].unique())
     if len(teams) < 2:
         raise UserError(f"season {season} has no tournament seeds; seeded seasons: {_season_span(seeds)}")
     low, high = np.triu_indices(len(teams), k=1)
-    return pd.DataFrame({n.SEASON: season, n.T1_TEAM: teams[low], n.T2_TEAM: teams[high]})
+    return pd.DataFrame({names.SEASON: season, names.T1_TEAM: teams[low], names.T2_TEAM: teams[high]})
 
 
 def _season_span(frame: pd.DataFrame) -> str:
-    seasons = frame[n.SEASON]
+    seasons = frame[names.SEASON]
     return f"{seasons.min()}-{seasons.max()}" if len(seasons) else "none"

@@ -6,7 +6,7 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from madness import names as n
+from madness import names
 
 
 def output(args: list[str], cwd: Path | str) -> bytes:
@@ -49,4 +49,4 @@ def state(path: Path | str = ".") -> dict[str, str]:
     for name in sorted(untracked):
         file = Path(path) / name.decode()
         digest.update(b"\0" + name + b"\0" + (file.read_bytes() if file.is_file() else b""))
-    return {n.TAG_DIRTY: "true" if diff or untracked else "false", n.TAG_STATE: digest.hexdigest()}
+    return {names.TAG_DIRTY: "true" if diff or untracked else "false", names.TAG_STATE: digest.hexdigest()}

@@ -19,25 +19,25 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from madness import names as n
+from madness import names
 from madness.errors import UserError
 
 KAGGLE_COMPETITION = "march-machine-learning-mania-2024"
 DOWNLOAD_HINT = f"kaggle competitions download -c {KAGGLE_COMPETITION}"
 
 _COMPACT_COLUMNS = {
-    n.SEASON: "int",
-    n.DAYNUM: "int",
-    n.WTEAM: "int",
-    n.WSCORE: "int",
-    n.LTEAM: "int",
-    n.LSCORE: "int",
-    n.WLOC: "loc",
-    n.NUMOT: "int",
+    names.SEASON: "int",
+    names.DAYNUM: "int",
+    names.WTEAM: "int",
+    names.WSCORE: "int",
+    names.LTEAM: "int",
+    names.LSCORE: "int",
+    names.WLOC: "loc",
+    names.NUMOT: "int",
 }
 _DETAILED_COLUMNS = {
     **_COMPACT_COLUMNS,
-    **{f"{side}{stat}": "int" for side in ("W", "L") for stat in n.BOX_STATS},
+    **{f"{side}{stat}": "int" for side in ("W", "L") for stat in names.BOX_STATS},
 }
 
 
@@ -55,16 +55,18 @@ class Schema(NamedTuple):
 
 # A team may play twice on one day (4 such pairs in the real women's regular season), so a game is
 # known by both its teams, not by one team and the day.
-_GAME_KEY = (n.SEASON, n.DAYNUM, n.WTEAM, n.LTEAM)
+_GAME_KEY = (names.SEASON, names.DAYNUM, names.WTEAM, names.LTEAM)
 
 SCHEMAS: dict[str, Schema] = {
-    n.REGULAR_COMPACT: Schema(True, _COMPACT_COLUMNS, (_GAME_KEY,)),
-    n.REGULAR_DETAILED: Schema(False, _DETAILED_COLUMNS, (_GAME_KEY,)),
-    n.TOURNEY_COMPACT: Schema(True, _COMPACT_COLUMNS, (_GAME_KEY,)),
-    n.TOURNEY_SEEDS: Schema(
-        True, {n.SEASON: "int", n.SEED: "seed", n.TEAM_ID: "int"}, ((n.SEASON, n.TEAM_ID), (n.SEASON, n.SEED))
+    names.REGULAR_COMPACT: Schema(True, _COMPACT_COLUMNS, (_GAME_KEY,)),
+    names.REGULAR_DETAILED: Schema(False, _DETAILED_COLUMNS, (_GAME_KEY,)),
+    names.TOURNEY_COMPACT: Schema(True, _COMPACT_COLUMNS, (_GAME_KEY,)),
+    names.TOURNEY_SEEDS: Schema(
+        True,
+        {names.SEASON: "int", names.SEED: "seed", names.TEAM_ID: "int"},
+        ((names.SEASON, names.TEAM_ID), (names.SEASON, names.SEED)),
     ),
-    n.TEAMS: Schema(True, {n.TEAM_ID: "int", n.TEAM_NAME: "str"}, ((n.TEAM_ID,),)),
+    names.TEAMS: Schema(True, {names.TEAM_ID: "int", names.TEAM_NAME: "str"}, ((names.TEAM_ID,),)),
 }
 
 _LOCATIONS = {"H", "A", "N"}
@@ -275,23 +277,23 @@ def read_league(folder: Path, league: str) -> LeagueFiles:
     paths = {stem: _kaggle_file(folder, file_name(league, stem), schema.required) for stem, schema in SCHEMAS.items()}
     frames: dict[str, pd.DataFrame | None] = dict.fromkeys(SCHEMAS)
     entries = {}
-    for stem in sorted(SCHEMAS, key=lambda stem: stem != n.TEAMS):
+    for stem in sorted(SCHEMAS, key=lambda stem: stem != names.TEAMS):
         path = paths[stem]
         if path is None:
             continue
         frames[stem], entries[stem] = read_checked(path, SCHEMAS[stem].columns, SCHEMAS[stem].keys)
         schemas.validate(frames[stem], schemas.SCHEMAS[stem], path.name)
-        if stem != n.TEAMS:
-            team_ids = frames[n.TEAMS][n.TEAM_ID]
-            schemas.validate(frames[stem], schemas.known_teams(stem, team_ids, paths[n.TEAMS].name), path.name)
+        if stem != names.TEAMS:
+            team_ids = frames[names.TEAMS][names.TEAM_ID]
+            schemas.validate(frames[stem], schemas.known_teams(stem, team_ids, paths[names.TEAMS].name), path.name)
     manifest = [entries[stem] for stem in SCHEMAS if stem in entries]  # in Kaggle's order, as before
     return LeagueFiles(
         league=league,
-        regular=frames[n.REGULAR_COMPACT],
-        detailed=frames[n.REGULAR_DETAILED],
-        tourney=frames[n.TOURNEY_COMPACT],
-        seeds=frames[n.TOURNEY_SEEDS],
-        teams=frames[n.TEAMS],
+        regular=frames[names.REGULAR_COMPACT],
+        detailed=frames[names.REGULAR_DETAILED],
+        tourney=frames[names.TOURNEY_COMPACT],
+        seeds=frames[names.TOURNEY_SEEDS],
+        teams=frames[names.TEAMS],
         manifest=manifest,
     )
 
@@ -324,9 +326,9 @@ def _kaggle_file(folder: Path, name: str, required: bool) -> Path | None:
 
 
 def leagues_for(choice: str) -> tuple[str, ...]:
-    if choice not in n.LEAGUE_CHOICES:
-        raise UserError(f"unknown league {choice!r}; accepted: {', '.join(n.LEAGUE_CHOICES)}")
-    return n.LEAGUES if choice == "both" else (choice,)
+    if choice not in names.LEAGUE_CHOICES:
+        raise UserError(f"unknown league {choice!r}; accepted: {', '.join(names.LEAGUE_CHOICES)}")
+    return names.LEAGUES if choice == "both" else (choice,)
 
 
 def manifest_digest(manifest: list[dict]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from madness import names as n
+from madness import names
 from madness.scoring import reliability
 
 
@@ -23,8 +23,8 @@ def loss_title(model: str, lr: str) -> str:
 
 def loss_curves(ax, train_loss, val_loss, best_epoch: int, title: str):
     epochs = range(1, len(train_loss) + 1)
-    ax.plot(epochs, train_loss, label=n.TRAIN_LOSS)
-    ax.plot(epochs, val_loss, label=n.VAL_LOSS)
+    ax.plot(epochs, train_loss, label=names.TRAIN_LOSS)
+    ax.plot(epochs, val_loss, label=names.VAL_LOSS)
     ax.axvline(best_epoch + 1, color="grey", linestyle=":", label=f"best epoch {best_epoch + 1}")
     ax.set(title=title, xlabel="epoch", ylabel="MSE")
     ax.legend()
@@ -59,13 +59,15 @@ def brier_by_lr_figure(table: pd.DataFrame):
     """The article's Figure 5: Brier score against learning rate, one line per model; with several
     seeds per pair, the mean of the members' Brier with error bars of one standard deviation."""
     fig, ax = new_figure()
-    spread = table[n.BRIER_SD].notna().any()
+    spread = table[names.BRIER_SD].notna().any()
     for model, rows in table.groupby("model", sort=False):
         rows = rows.sort_values("lr")
         if spread:
-            ax.errorbar(rows["lr"], rows[n.BRIER_MEAN], yerr=rows[n.BRIER_SD], marker="o", capsize=4, label=model)
+            ax.errorbar(
+                rows["lr"], rows[names.BRIER_MEAN], yerr=rows[names.BRIER_SD], marker="o", capsize=4, label=model
+            )
         else:
-            ax.plot(rows["lr"], rows[n.BRIER_MEAN], marker="o", label=model)
+            ax.plot(rows["lr"], rows[names.BRIER_MEAN], marker="o", label=model)
     ax.set_xscale("log")
     ylabel = "Brier score (test seasons; mean +- sd over seeds)" if spread else "Brier score (test seasons)"
     ax.set(title="Brier score against learning rate", xlabel="learning rate", ylabel=ylabel)
@@ -81,10 +83,10 @@ def brier_by_season_figure(seasons: dict[str, pd.DataFrame], baseline: pd.DataFr
     madness.backtest.season_scores; `baseline`: one of them (the baseline is the same for every pair)."""
     fig, ax = new_figure(size=(8, 4.5))
     for name, scores in seasons.items():
-        ax.plot(scores[n.SEASON], scores[n.SEASON_BRIER], marker="o", label=name)
+        ax.plot(scores[names.SEASON], scores[names.SEASON_BRIER], marker="o", label=name)
     ax.plot(
-        baseline[n.SEASON],
-        baseline[n.SEASON_BASELINE_BRIER],
+        baseline[names.SEASON],
+        baseline[names.SEASON_BASELINE_BRIER],
         color="black",
         linestyle="--",
         marker="s",

@@ -8,8 +8,7 @@ import math
 
 import pandas as pd
 
-from madness import names as n
-from madness import scoring
+from madness import names, scoring
 
 INCOMPLETE = "INCOMPLETE"  # FINISHED, but its model or artifacts are gone
 SEEDS = "seeds"
@@ -17,13 +16,13 @@ TABLE_COLUMNS = [
     "model",
     "lr",
     SEEDS,
-    n.BRIER_MEAN,
-    n.BRIER_SD,
-    n.BRIER,
-    n.LOG_LOSS,
-    n.ACCURACY,
-    n.BASELINE_BRIER,
-    n.BEST_EPOCH,
+    names.BRIER_MEAN,
+    names.BRIER_SD,
+    names.BRIER,
+    names.LOG_LOSS,
+    names.ACCURACY,
+    names.BASELINE_BRIER,
+    names.BEST_EPOCH,
     "duration_s",
     "status",
     "reused",
@@ -41,12 +40,12 @@ BRIER_WORDS = (
 def pair_scores(metrics: dict, seeds: int) -> dict:
     """A run's Brier columns: its seeds, the mean and standard deviation of its members' Brier, and
     its model's. A single-seed run's mean is its Brier, and it has no spread."""
-    brier = metrics.get(n.BRIER)
+    brier = metrics.get(names.BRIER)
     return {
         SEEDS: seeds,
-        n.BRIER_MEAN: metrics.get(n.BRIER_MEAN, brier),
-        n.BRIER_SD: metrics.get(n.BRIER_SD, math.nan),
-        n.BRIER: brier,
+        names.BRIER_MEAN: metrics.get(names.BRIER_MEAN, brier),
+        names.BRIER_SD: metrics.get(names.BRIER_SD, math.nan),
+        names.BRIER: brier,
     }
 
 
@@ -55,11 +54,11 @@ def runs_table(rows: list[dict]) -> pd.DataFrame:
     (no Brier) last."""
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     return table.sort_values(
-        [n.BRIER_MEAN, n.BRIER, "model", "lr"], na_position="last", kind="stable", ignore_index=True
+        [names.BRIER_MEAN, names.BRIER, "model", "lr"], na_position="last", kind="stable", ignore_index=True
     )
 
 
-_FORMATS = {n.BEST_EPOCH: "{:.0f}", "duration_s": "{:.1f}", SEEDS: "{:.0f}"}
+_FORMATS = {names.BEST_EPOCH: "{:.0f}", "duration_s": "{:.1f}", SEEDS: "{:.0f}"}
 
 
 def _cell(column: str, value) -> str:
@@ -83,7 +82,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 def ranked(table: pd.DataFrame) -> pd.DataFrame:
     """The rows that may be best or registered: whole FINISHED runs with a Brier score, best mean first."""
-    return table[table["status"] == "FINISHED"].dropna(subset=[n.BRIER_MEAN])
+    return table[table["status"] == "FINISHED"].dropna(subset=[names.BRIER_MEAN])
 
 
 def best_row(table: pd.DataFrame) -> dict | None:
@@ -98,14 +97,14 @@ def runner_up_row(table: pd.DataFrame) -> dict | None:
 
 def same_games(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     """Two runs' predictions files cover the very same test rows, in the same order."""
-    keys = [n.SEASON, n.T1_TEAM, n.T2_TEAM, n.TARGET]
+    keys = [names.SEASON, names.T1_TEAM, names.T2_TEAM, names.TARGET]
     return len(a) == len(b) and a[keys].reset_index(drop=True).equals(b[keys].reset_index(drop=True))
 
 
 def best_against_runner_up(best: pd.DataFrame, runner_up: pd.DataFrame) -> scoring.Interval:
     """The best run's Brier minus the runner-up's on the same test games, paired bootstrap over games."""
     return scoring.paired_brier_difference(
-        best[n.TARGET], best[n.PREDICTION], runner_up[n.PREDICTION], scoring.game_labels(best)
+        best[names.TARGET], best[names.PREDICTION], runner_up[names.PREDICTION], scoring.game_labels(best)
     )
 
 
@@ -113,8 +112,8 @@ def brier_text(row: dict) -> str:
     """`brier 0.1650` for a single seed; `mean brier 0.1650 +- 0.0040 over 3 seeds` for several."""
     seeds = int(row.get(SEEDS) or 1)
     if seeds == 1:
-        return f"brier {row[n.BRIER]:.4f}"
-    return f"mean brier {row[n.BRIER_MEAN]:.4f} +- {row[n.BRIER_SD]:.4f} over {seeds} seeds"
+        return f"brier {row[names.BRIER]:.4f}"
+    return f"mean brier {row[names.BRIER_MEAN]:.4f} +- {row[names.BRIER_SD]:.4f} over {seeds} seeds"
 
 
 def how_sure(best: dict, runner_up: dict, interval: scoring.Interval, games: int) -> str:
@@ -135,7 +134,7 @@ def how_sure(best: dict, runner_up: dict, interval: scoring.Interval, games: int
 
 def chart_frame(table: pd.DataFrame) -> pd.DataFrame:
     """Rows with a Brier score and a numeric learning rate, for the Brier-against-lr chart."""
-    frame = table.dropna(subset=[n.BRIER_MEAN]).copy()
+    frame = table.dropna(subset=[names.BRIER_MEAN]).copy()
     frame["lr"] = pd.to_numeric(frame["lr"], errors="coerce")
     return frame.dropna(subset=["lr"])
 
@@ -145,7 +144,7 @@ def figures_digest(chart: pd.DataFrame, grid: list[dict], drawn_by: list[str]) -
     grid (model, lr, run and its curves, in order) and `drawn_by` (the drawing code and matplotlib's
     version). Equal digests draw the same figures, so a report may take them from an earlier one."""
     payload = {
-        "chart": chart[["model", "lr", n.BRIER_MEAN, n.BRIER_SD]].astype(object).values.tolist(),
+        "chart": chart[["model", "lr", names.BRIER_MEAN, names.BRIER_SD]].astype(object).values.tolist(),
         "grid": grid,
         "drawn_by": drawn_by,
     }

@@ -21,8 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
-from madness import git
-from madness import names as n
+from madness import git, names
 from madness.errors import UserError
 
 MLPROJECT_FILE = "MLproject"
@@ -179,8 +178,8 @@ def select_params(params: dict[str, str], declared: list[str]) -> tuple[dict[str
 def choose_env_manager(given: str, tags: dict[str, str], tag_names: tuple[str, ...]) -> str:
     """`given` if set; else the one the run's tags record (MLflow tags only non-local ones); else local."""
     chosen = given.strip() or next((tags[t] for t in tag_names if tags.get(t)), "local")
-    if chosen not in n.ENV_MANAGERS:
-        raise UserError(f"cannot rerun with env_manager {chosen!r}; accepted: {', '.join(n.ENV_MANAGERS)}")
+    if chosen not in names.ENV_MANAGERS:
+        raise UserError(f"cannot rerun with env_manager {chosen!r}; accepted: {', '.join(names.ENV_MANAGERS)}")
     return chosen
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import pandera.pandas as pa
 
-from madness import names as n
+from madness import names
 from madness.errors import UserError
 
 FIRST_SEASON, LAST_SEASON = 1985, 2100  # Kaggle's men's data start in 1985
@@ -36,19 +36,19 @@ _SCORE = pa.Column(int, _between(0, MAX_SCORE, "score"))
 
 _WINNER_ABOVE_LOSER = _frame_rule(
     "winner above loser",
-    (n.WSCORE, n.LSCORE),
+    (names.WSCORE, names.LSCORE),
     lambda games, columns: games[columns[0]] > games[columns[1]],
-    f"{n.WSCORE} above {n.LSCORE} (no ties; winner and loser not swapped)",
+    f"{names.WSCORE} above {names.LSCORE} (no ties; winner and loser not swapped)",
 )
 _NOT_ITSELF = _frame_rule(
     "no team against itself",
-    (n.WTEAM, n.LTEAM),
+    (names.WTEAM, names.LTEAM),
     lambda games, columns: games[columns[0]] != games[columns[1]],
-    f"{n.WTEAM} different from {n.LTEAM}",
+    f"{names.WTEAM} different from {names.LTEAM}",
 )
 _GAME_ONCE = _frame_rule(
     "each game once",
-    (n.WTEAM, n.LTEAM, n.SEASON, n.DAYNUM),
+    (names.WTEAM, names.LTEAM, names.SEASON, names.DAYNUM),
     lambda games, columns: (
         ~pd.DataFrame(
             {
@@ -63,13 +63,13 @@ _GAME_ONCE = _frame_rule(
 )
 
 _RESULTS = {
-    n.SEASON: _SEASON,
-    n.DAYNUM: pa.Column(int, _between(0, MAX_DAYNUM, "day number")),
-    n.WTEAM: _TEAM,
-    n.WSCORE: _SCORE,
-    n.LTEAM: _TEAM,
-    n.LSCORE: _SCORE,
-    n.NUMOT: pa.Column(int, _between(0, MAX_OVERTIMES, "overtimes")),
+    names.SEASON: _SEASON,
+    names.DAYNUM: pa.Column(int, _between(0, MAX_DAYNUM, "day number")),
+    names.WTEAM: _TEAM,
+    names.WSCORE: _SCORE,
+    names.LTEAM: _TEAM,
+    names.LSCORE: _SCORE,
+    names.NUMOT: pa.Column(int, _between(0, MAX_OVERTIMES, "overtimes")),
 }
 _RESULT_RULES = [_WINNER_ABOVE_LOSER, _NOT_ITSELF, _GAME_ONCE]
 
@@ -91,7 +91,7 @@ DETAILED = pa.DataFrameSchema(
         **{
             f"{side}{stat}": pa.Column(int, pa.Check.ge(0, name="count range", error="a count of 0 or more"))
             for side in ("W", "L")
-            for stat in n.BOX_STATS
+            for stat in names.BOX_STATS
         },
     },
     checks=[
@@ -106,11 +106,11 @@ DETAILED = pa.DataFrameSchema(
 )
 # The seed label's form (region W-Z, 01-16, a play-in's a or b) and the keys are checked with the
 # file's form in madness.kaggle.
-SEEDS = pa.DataFrameSchema({n.SEASON: _SEASON, n.TEAM_ID: _TEAM}, name="seeds")
+SEEDS = pa.DataFrameSchema({names.SEASON: _SEASON, names.TEAM_ID: _TEAM}, name="seeds")
 TEAMS = pa.DataFrameSchema(
     {
-        n.TEAM_ID: _TEAM,
-        n.TEAM_NAME: pa.Column(
+        names.TEAM_ID: _TEAM,
+        names.TEAM_NAME: pa.Column(
             object, pa.Check.str_length(min_value=1, name="named", error="a name that is not empty")
         ),
     },
@@ -118,17 +118,17 @@ TEAMS = pa.DataFrameSchema(
 )
 
 SCHEMAS: dict[str, pa.DataFrameSchema] = {
-    n.REGULAR_COMPACT: RESULTS,
-    n.REGULAR_DETAILED: DETAILED,
-    n.TOURNEY_COMPACT: RESULTS,
-    n.TOURNEY_SEEDS: SEEDS,
-    n.TEAMS: TEAMS,
+    names.REGULAR_COMPACT: RESULTS,
+    names.REGULAR_DETAILED: DETAILED,
+    names.TOURNEY_COMPACT: RESULTS,
+    names.TOURNEY_SEEDS: SEEDS,
+    names.TEAMS: TEAMS,
 }
 TEAM_COLUMNS = {
-    n.REGULAR_COMPACT: (n.WTEAM, n.LTEAM),
-    n.REGULAR_DETAILED: (n.WTEAM, n.LTEAM),
-    n.TOURNEY_COMPACT: (n.WTEAM, n.LTEAM),
-    n.TOURNEY_SEEDS: (n.TEAM_ID,),
+    names.REGULAR_COMPACT: (names.WTEAM, names.LTEAM),
+    names.REGULAR_DETAILED: (names.WTEAM, names.LTEAM),
+    names.TOURNEY_COMPACT: (names.WTEAM, names.LTEAM),
+    names.TOURNEY_SEEDS: (names.TEAM_ID,),
 }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from madness import names as n
+from madness import names
 
 EPS = 1e-15
 
@@ -27,7 +27,7 @@ def accuracy(y, p) -> float:
 
 
 def all_scores(y, p) -> dict[str, float]:
-    return {n.BRIER: brier(y, p), n.LOG_LOSS: log_loss(y, p), n.ACCURACY: accuracy(y, p)}
+    return {names.BRIER: brier(y, p), names.LOG_LOSS: log_loss(y, p), names.ACCURACY: accuracy(y, p)}
 
 
 def seed_spread(y, member_probabilities) -> tuple[list[float], float, float]:
@@ -57,9 +57,9 @@ class Interval:
 
 def game_labels(games: pd.DataFrame) -> np.ndarray:
     """One integer per game, shared by its two rows (the game from each team's side)."""
-    low = np.minimum(games[n.T1_TEAM], games[n.T2_TEAM])
-    high = np.maximum(games[n.T1_TEAM], games[n.T2_TEAM])
-    return pd.MultiIndex.from_arrays([games[n.SEASON].to_numpy(), low.to_numpy(), high.to_numpy()]).factorize()[0]
+    low = np.minimum(games[names.T1_TEAM], games[names.T2_TEAM])
+    high = np.maximum(games[names.T1_TEAM], games[names.T2_TEAM])
+    return pd.MultiIndex.from_arrays([games[names.SEASON].to_numpy(), low.to_numpy(), high.to_numpy()]).factorize()[0]
 
 
 def paired_brier_difference(
@@ -81,14 +81,18 @@ def paired_brier_difference(
 
 
 def seed_difference(games: pd.DataFrame) -> np.ndarray:
-    return (games[f"{n.T1}{n.SEED_NUM}"] - games[f"{n.T2}{n.SEED_NUM}"]).to_numpy(dtype="float64").reshape(-1, 1)
+    return (
+        (games[f"{names.T1}{names.SEED_NUM}"] - games[f"{names.T2}{names.SEED_NUM}"])
+        .to_numpy(dtype="float64")
+        .reshape(-1, 1)
+    )
 
 
 def seed_baseline(train_games: pd.DataFrame, test_games: pd.DataFrame) -> np.ndarray:
     """P(team 1 wins) from a logistic regression on seed difference, fit on the training games."""
     from sklearn.linear_model import LogisticRegression
 
-    fitted = LogisticRegression().fit(seed_difference(train_games), train_games[n.TARGET].to_numpy())
+    fitted = LogisticRegression().fit(seed_difference(train_games), train_games[names.TARGET].to_numpy())
     return fitted.predict_proba(seed_difference(test_games))[:, 1]
 
 

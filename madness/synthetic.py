@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from madness import names as n
+from madness import names
 from madness.kaggle import file_name
 
 FIRST_SEASON = 2003
@@ -46,12 +46,12 @@ ROUND_DAYS = [136, 138, 143, 145, 152, 154]
 PLAY_IN_DAY = 134
 
 
-def write_league(folder: Path, seed: int, leagues=n.LEAGUES) -> list[Path]:
+def write_league(folder: Path, seed: int, leagues=names.LEAGUES) -> list[Path]:
     """Write every required Kaggle file for `leagues` into `folder`; return the paths written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for index, league in enumerate(n.LEAGUES):
+    for index, league in enumerate(names.LEAGUES):
         if league not in leagues:
             continue
         rng = np.random.default_rng([seed, index])
@@ -79,17 +79,17 @@ def generate(league: str, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
     for frame in (regular_frame, *detailed):
         _to_team_ids(frame, team_ids)
     return {
-        n.REGULAR_COMPACT: regular_frame,
-        n.REGULAR_DETAILED: pd.concat(detailed, ignore_index=True),
-        n.TOURNEY_COMPACT: pd.concat(tourney, ignore_index=True),
-        n.TOURNEY_SEEDS: pd.concat(seeds, ignore_index=True),
-        n.TEAMS: _teams(league, team_ids),
+        names.REGULAR_COMPACT: regular_frame,
+        names.REGULAR_DETAILED: pd.concat(detailed, ignore_index=True),
+        names.TOURNEY_COMPACT: pd.concat(tourney, ignore_index=True),
+        names.TOURNEY_SEEDS: pd.concat(seeds, ignore_index=True),
+        names.TEAMS: _teams(league, team_ids),
     }
 
 
 def _teams(league: str, team_ids: np.ndarray) -> pd.DataFrame:
     frame = pd.DataFrame(
-        {n.TEAM_ID: team_ids, n.TEAM_NAME: [f"Synthetic {league}{i:03d}" for i in range(len(team_ids))]}
+        {names.TEAM_ID: team_ids, names.TEAM_NAME: [f"Synthetic {league}{i:03d}" for i in range(len(team_ids))]}
     )
     if league == "M":  # Kaggle's men's file has two more columns than the women's
         frame["FirstD1Season"] = FIRST_SEASON
@@ -115,14 +115,14 @@ def _compact(season, days, a, b, margin, overtime, loc_a, rng) -> pd.DataFrame:
     flip = {"H": "A", "A": "H", "N": "N"}
     return pd.DataFrame(
         {
-            n.SEASON: season,
-            n.DAYNUM: days,
-            n.WTEAM: np.where(a_won, a, b),
-            n.WSCORE: winner_score,
-            n.LTEAM: np.where(a_won, b, a),
-            n.LSCORE: loser_score,
-            n.WLOC: np.where(a_won, loc_a, np.vectorize(flip.get)(loc_a)) if len(a) else [],
-            n.NUMOT: overtime,
+            names.SEASON: season,
+            names.DAYNUM: days,
+            names.WTEAM: np.where(a_won, a, b),
+            names.WSCORE: winner_score,
+            names.LTEAM: np.where(a_won, b, a),
+            names.LSCORE: loser_score,
+            names.WLOC: np.where(a_won, loc_a, np.vectorize(flip.get)(loc_a)) if len(a) else [],
+            names.NUMOT: overtime,
         }
     )
 
@@ -135,7 +135,7 @@ def _regular_season(season, strength, rng) -> pd.DataFrame:
     home_a = (loc_a == "H").astype(float) - (loc_a == "A").astype(float)
     margin, overtime = _game_margins(strength[a], strength[b], home_a, rng)
     games = _compact(season, days, a, b, margin, overtime, loc_a, rng)
-    return games.sort_values(n.DAYNUM, kind="stable", ignore_index=True)
+    return games.sort_values(names.DAYNUM, kind="stable", ignore_index=True)
 
 
 def _box_side(score: np.ndarray, rng) -> dict[str, np.ndarray]:
@@ -171,7 +171,7 @@ def _box_side(score: np.ndarray, rng) -> dict[str, np.ndarray]:
 
 def _with_box_scores(games: pd.DataFrame, rng) -> pd.DataFrame:
     out = games.copy()
-    for side, score in (("W", n.WSCORE), ("L", n.LSCORE)):
+    for side, score in (("W", names.WSCORE), ("L", names.LSCORE)):
         for stat, values in _box_side(out[score].to_numpy(), rng).items():
             out[f"{side}{stat}"] = values
     return out
@@ -179,20 +179,20 @@ def _with_box_scores(games: pd.DataFrame, rng) -> pd.DataFrame:
 
 def _seed_teams(season, games, team_ids) -> pd.DataFrame:
     """The committee picks by win ratio and margin, not by the hidden strength."""
-    wins = np.bincount(games[n.WTEAM], minlength=N_TEAMS)
-    played = wins + np.bincount(games[n.LTEAM], minlength=N_TEAMS)
-    margin = np.bincount(games[n.WTEAM], weights=games[n.WSCORE] - games[n.LSCORE], minlength=N_TEAMS)
-    margin -= np.bincount(games[n.LTEAM], weights=games[n.WSCORE] - games[n.LSCORE], minlength=N_TEAMS)
+    wins = np.bincount(games[names.WTEAM], minlength=N_TEAMS)
+    played = wins + np.bincount(games[names.LTEAM], minlength=N_TEAMS)
+    margin = np.bincount(games[names.WTEAM], weights=games[names.WSCORE] - games[names.LSCORE], minlength=N_TEAMS)
+    margin -= np.bincount(games[names.LTEAM], weights=games[names.WSCORE] - games[names.LSCORE], minlength=N_TEAMS)
     score = wins / np.maximum(played, 1) + margin / np.maximum(played, 1) / 40.0
     picked = np.argsort(-score, kind="stable")[: len(SEED_LABELS)]
-    return pd.DataFrame({n.SEASON: season, n.SEED: SEED_LABELS, n.TEAM_ID: team_ids[picked]})
+    return pd.DataFrame({names.SEASON: season, names.SEED: SEED_LABELS, names.TEAM_ID: team_ids[picked]})
 
 
 def _play_bracket(season, seeds, strength, team_ids, rng) -> pd.DataFrame:
     index_of = {tid: i for i, tid in enumerate(team_ids)}
     slot = {}  # "W16" -> team index, after the play-in games
     play_ins = {}
-    for label, tid in zip(seeds[n.SEED], seeds[n.TEAM_ID], strict=True):
+    for label, tid in zip(seeds[names.SEED], seeds[names.TEAM_ID], strict=True):
         if label[-1] in "ab":
             play_ins.setdefault(label[:-1], []).append(index_of[tid])
         else:
@@ -219,6 +219,6 @@ def _neutral_round(season, day, a, b, strength, rng):
 
 def _to_team_ids(frame: pd.DataFrame, team_ids: np.ndarray) -> None:
     """Games are played between team indices; Kaggle's files hold team ids."""
-    if frame[n.WTEAM].max() < len(team_ids):
-        frame[n.WTEAM] = team_ids[frame[n.WTEAM]]
-        frame[n.LTEAM] = team_ids[frame[n.LTEAM]]
+    if frame[names.WTEAM].max() < len(team_ids):
+        frame[names.WTEAM] = team_ids[frame[names.WTEAM]]
+        frame[names.LTEAM] = team_ids[frame[names.LTEAM]]

@@ -14,27 +14,31 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
 from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
 
-from madness import dataset as D
-from madness import names as n
+import madness.dataset
+from madness import names
 from madness.errors import UserError
 from steps._failures import without_credentials
 
 
-def seasons_of(values: dict) -> D.Seasons:
-    return D.Seasons(values["first_season"], values["val_season"], values["test_season"], values["last_season"]).check()
+def seasons_of(values: dict) -> madness.dataset.Seasons:
+    return madness.dataset.Seasons(
+        values["first_season"], values["val_season"], values["test_season"], values["last_season"]
+    ).check()
 
 
-def build_features(values: dict, workdir: Path) -> D.Built:
-    files, synthetic_data = D.read_inputs(values["data"], values["league"], values["seed"], Path(workdir) / "raw")
-    return D.build(files, seasons_of(values), synthetic_data)
+def build_features(values: dict, workdir: Path) -> madness.dataset.Built:
+    files, synthetic_data = madness.dataset.read_inputs(
+        values["data"], values["league"], values["seed"], Path(workdir) / "raw"
+    )
+    return madness.dataset.build(files, seasons_of(values), synthetic_data)
 
 
-def load_features(uri: str, workdir: Path) -> D.Built:
+def load_features(uri: str, workdir: Path) -> madness.dataset.Built:
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workdir))
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a bad URI
         raise UserError(f"cannot read features from {uri!r}: {str(err).splitlines()[0]}") from None
-    return D.load(Path(local))
+    return madness.dataset.load(Path(local))
 
 
 def features_source(features_uri: str) -> str:
@@ -48,24 +52,24 @@ def features_source(features_uri: str) -> str:
     folder = (
         RunsArtifactRepository.get_underlying_uri(features_uri) if features_uri.startswith("runs:/") else features_uri
     )
-    games = f"{folder.rstrip('/')}/{n.GAMES_FILE}"
+    games = f"{folder.rstrip('/')}/{names.GAMES_FILE}"
     if urllib.parse.urlparse(games).scheme == "mlflow-artifacts":
         games = without_credentials(MlflowArtifactsRepository.resolve_uri(games, mlflow.get_tracking_uri()))
     return games
 
 
-def log_data(built: D.Built, source: str) -> None:
+def log_data(built: madness.dataset.Built, source: str) -> None:
     """Tag the data's origin and digest, log the manifest and each split as an MLflow dataset.
     `source`: the data folder (or 'synthetic') the features were built from, or features_source()."""
     mlflow.set_tags(
         {
-            n.TAG_SYNTHETIC: str(built.manifest["synthetic"]).lower(),
-            n.TAG_DATA_DIGEST: built.manifest["digest"],
+            names.TAG_SYNTHETIC: str(built.manifest["synthetic"]).lower(),
+            names.TAG_DATA_DIGEST: built.manifest["digest"],
         }
     )
-    mlflow.log_dict(built.manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
-    for split in (n.TRAIN, n.VAL, n.TEST):
-        rows = built.games[built.games[n.SPLIT] == split]
+    mlflow.log_dict(built.manifest, f"{names.FEATURES_DIR}/{names.MANIFEST_FILE}")
+    for split in (names.TRAIN, names.VAL, names.TEST):
+        rows = built.games[built.games[names.SPLIT] == split]
         if rows.empty:  # no test seasons: a model for the coming tournament
             continue
         # MLflow warns that a plain path "can be interpreted in multiple ways" (each way reads the
@@ -76,7 +80,7 @@ def log_data(built: D.Built, source: str) -> None:
                 "ignore", "The specified dataset source can be interpreted in multiple ways", UserWarning
             )
             warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column", UserWarning)
-            dataset = mlflow.data.from_pandas(rows, source=source, name=f"tournament_{split}", targets=n.TARGET)
+            dataset = mlflow.data.from_pandas(rows, source=source, name=f"tournament_{split}", targets=names.TARGET)
             log_input_once_stored(dataset, split, built.manifest["digest"])
 
 
@@ -112,11 +116,13 @@ def read_data_for_model(values: dict, model_run: str | None, workdir: Path):
     """What evaluate and predict share: tag the model's run, read and assemble the data, tag and
     log its manifest. Returns (league files, all tournament rows, team-season table)."""
     if model_run:
-        mlflow.set_tag(n.TAG_EVALUATED, model_run)
-    files, synthetic_data = D.read_inputs(values["data"], values["league"], values["seed"], Path(workdir) / "raw")
-    games, team_season, manifest = D.assemble(files, synthetic_data)
-    mlflow.set_tags({n.TAG_SYNTHETIC: str(synthetic_data).lower(), n.TAG_DATA_DIGEST: manifest["digest"]})
-    mlflow.log_dict(manifest, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
+        mlflow.set_tag(names.TAG_EVALUATED, model_run)
+    files, synthetic_data = madness.dataset.read_inputs(
+        values["data"], values["league"], values["seed"], Path(workdir) / "raw"
+    )
+    games, team_season, manifest = madness.dataset.assemble(files, synthetic_data)
+    mlflow.set_tags({names.TAG_SYNTHETIC: str(synthetic_data).lower(), names.TAG_DATA_DIGEST: manifest["digest"]})
+    mlflow.log_dict(manifest, f"{names.FEATURES_DIR}/{names.MANIFEST_FILE}")
     if model_run:
         say_if_other_data(values, manifest, model_run)
     return files, games, team_season
@@ -127,13 +133,15 @@ def say_if_other_data(values: dict, manifest: dict, model_run: str) -> None:
     so in one line when they are not: a model trained on real data scored on the synthetic league,
     or on other seasons or leagues, is scored on data it never saw the like of."""
     trained = mlflow.MlflowClient().get_run(model_run).data.tags
-    digest = trained.get(n.TAG_DATA_DIGEST)
+    digest = trained.get(names.TAG_DATA_DIGEST)
     if digest is None:  # a model logged by other code: nothing to compare
         return
     same = digest == manifest["digest"]
-    mlflow.set_tag(n.TAG_DATA_MATCHES_MODEL, str(same).lower())
+    mlflow.set_tag(names.TAG_DATA_MATCHES_MODEL, str(same).lower())
     if not same:
-        kind = {"true": "the synthetic league", "false": "real data"}.get(trained.get(n.TAG_SYNTHETIC), "other data")
+        kind = {"true": "the synthetic league", "false": "real data"}.get(
+            trained.get(names.TAG_SYNTHETIC), "other data"
+        )
         print(
             f"note: the data read (data={values['data']}, league={values['league']}, digest {manifest['digest'][:12]}) "
             f"are not those model run {model_run} was trained on ({kind}, digest {digest[:12]})",

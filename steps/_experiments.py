@@ -9,8 +9,7 @@ import time
 from mlflow.exceptions import MlflowException
 from mlflow.utils import name_utils
 
-from madness import describe
-from madness import names as n
+from madness import describe, names
 from madness.errors import UserError
 
 DEFAULT_PREFIX = "fabric_madness"  # main's default prefix: a train run on its own goes to <prefix>_<model>
@@ -24,13 +23,14 @@ def label_experiment(client, experiment, description: str | None, attempts: int 
     again, where the other's tag may already be."""
     for attempt in range(attempts):
         tags = experiment.tags
-        ours = tags.get(n.TAG_DESCRIPTION) is not None and tags.get(n.TAG_DESCRIPTION) == tags.get(
-            n.TAG_OUR_DESCRIPTION
+        ours = tags.get(names.TAG_DESCRIPTION) is not None and tags.get(names.TAG_DESCRIPTION) == tags.get(
+            names.TAG_OUR_DESCRIPTION
         )
         missing = {
             key: value
             for key, value in describe.training_tags(description).items()
-            if key not in tags or (ours and key in (n.TAG_DESCRIPTION, n.TAG_OUR_DESCRIPTION) and tags[key] != value)
+            if key not in tags
+            or (ours and key in (names.TAG_DESCRIPTION, names.TAG_OUR_DESCRIPTION) and tags[key] != value)
         }
         try:
             for key, value in missing.items():

@@ -28,7 +28,7 @@ import psutil
 import yaml
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT, MLFLOW_SOURCE_TYPE
 
-from madness import names as n
+import madness.names
 from madness.model import MODEL_NAMES
 from steps._processes import is_mlflow_run
 
@@ -69,7 +69,7 @@ def abandoned(run, run_alive, remote: bool, now: float) -> str | None:
     a run of this project's entry points, or its creator may still be building its environment.
     `run_alive(run_id)` tells whether a run's process lives (steps._coordination.Liveness)."""
     tags = run.data.tags
-    if n.TAG_PROCESS in tags or not of_this_project(run):
+    if madness.names.TAG_PROCESS in tags or not of_this_project(run):
         return None
     never = "its entry point never started (MLflow builds its environment first)"
     parent = tags.get(MLFLOW_PARENT_RUN_ID)

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import mlflow
 
-from madness import dataset, plots, scoring
-from madness import names as n
+from madness import dataset, names, plots, scoring
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
 from steps._data import read_data_for_model, require_columns
@@ -46,7 +45,7 @@ def check_seasons(values: dict) -> None:
 
 
 def scored_and_baseline_rows(games, values: dict):
-    season_ = games[n.SEASON]
+    season_ = games[names.SEASON]
     scored = games[(season_ >= values["first_season"]) & (season_ <= values["last_season"])]
     history = games[(season_ >= values["baseline_from"]) & (season_ < values["first_season"])]
     for rows, what in (
@@ -55,7 +54,7 @@ def scored_and_baseline_rows(games, values: dict):
     ):
         if rows.empty:
             raise UserError(
-                f"no tournament games in seasons {what}; tournaments in the data: {games[n.SEASON].min()}-{games[n.SEASON].max()}"
+                f"no tournament games in seasons {what}; tournaments in the data: {games[names.SEASON].min()}-{games[names.SEASON].max()}"
             )
     return scored, history
 
@@ -70,14 +69,18 @@ def main(argv=None):
         require_columns(games, features, f"the data at {values['data']}")
         scored, history = scored_and_baseline_rows(games, values)
         dataset.check_complete(scored, features)
-        y = scored[n.TARGET].to_numpy(dtype="float64")
+        y = scored[names.TARGET].to_numpy(dtype="float64")
         p_model = model.predict(typed_input(model, scored[features]))
         p_base = scoring.seed_baseline(history, scored)
         mlflow.log_metrics(
-            {**scoring.all_scores(y, p_model), n.BASELINE_BRIER: scoring.brier(y, p_base), n.N_GAMES: len(y) // 2}
+            {
+                **scoring.all_scores(y, p_model),
+                names.BASELINE_BRIER: scoring.brier(y, p_base),
+                names.N_GAMES: len(y) // 2,
+            }
         )
         title = f"Calibration, seasons {values['first_season']}-{values['last_season']}"
-        mlflow.log_figure(plots.calibration_figure(y, p_model, p_base, title), n.CALIBRATION_PLOT)
+        mlflow.log_figure(plots.calibration_figure(y, p_model, p_base, title), names.CALIBRATION_PLOT)
         run_id = mlflow.active_run().info.run_id
     print(
         f"evaluate run {run_id}: {values['model_uri']} on {len(y) // 2} games: brier {scoring.brier(y, p_model):.4f}, "

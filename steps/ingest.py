@@ -17,8 +17,7 @@ from pathlib import Path
 
 import mlflow
 
-from madness import dataset
-from madness import names as n
+from madness import dataset, names
 from madness.cli import DATA_PARAMS, parse
 from steps._data import build_features, log_data, seasons_of
 from steps._entry import entry_point, run_as_script, start_run
@@ -33,18 +32,21 @@ def main(argv=None):
     seasons_of(values)  # inverted seasons stop here, before any file is read
     with start_run("ingest", raw), temp_dir() as tmp:
         built = build_features(values, Path(tmp))
-        folder = Path(tmp) / n.FEATURES_DIR
+        folder = Path(tmp) / names.FEATURES_DIR
         dataset.write(built, folder)
         # Everything is built and written before the first artifact is logged: no half-written output.
-        mlflow.log_artifacts(str(folder), n.FEATURES_DIR)
+        mlflow.log_artifacts(str(folder), names.FEATURES_DIR)
         log_data(built, source=values["data"])
         mlflow.log_metrics(
-            {f"rows_{split}": int((built.games[n.SPLIT] == split).sum()) for split in (n.TRAIN, n.VAL, n.TEST)}
+            {
+                f"rows_{split}": int((built.games[names.SPLIT] == split).sum())
+                for split in (names.TRAIN, names.VAL, names.TEST)
+            }
         )
         run_id = mlflow.active_run().info.run_id
     print(
         f"ingest run {run_id}: {len(built.games)} tournament rows, {len(built.feature_names)} features; "
-        f"features at runs:/{run_id}/{n.FEATURES_DIR}"
+        f"features at runs:/{run_id}/{names.FEATURES_DIR}"
     )
 
 

@@ -20,9 +20,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from madness import dataset
-from madness import features as F
-from madness import names as n
+import madness.features
+from madness import dataset, names
 from madness.cli import DATA_PARAMS, Param, not_empty, parse, season
 from madness.errors import UserError
 from steps._data import read_data_for_model, require_columns
@@ -38,7 +37,7 @@ PARAMS = (
     _DATA["data"],
     _DATA["league"],
     _DATA["seed"],
-    Param("output", "string", f"outputs/{n.SUBMISSION_FILE}", "path of the submission CSV to write", not_empty),
+    Param("output", "string", f"outputs/{names.SUBMISSION_FILE}", "path of the submission CSV to write", not_empty),
 )
 
 
@@ -46,22 +45,22 @@ def submission_rows(files, team_season: pd.DataFrame, season_: int) -> pd.DataFr
     """Every pair of seeded teams of `season_`, per league, with both teams' features."""
     frames = []
     for f in files:
-        pairs = F.seeded_pairs(f.seeds, season_)
-        teams = team_season[team_season[n.LEAGUE] == f.league].drop(columns=n.LEAGUE)
-        frames.append(F.pair_rows(pairs, teams))
+        pairs = madness.features.seeded_pairs(f.seeds, season_)
+        teams = team_season[team_season[names.LEAGUE] == f.league].drop(columns=names.LEAGUE)
+        frames.append(madness.features.pair_rows(pairs, teams))
     return pd.concat(frames, ignore_index=True)
 
 
 def submission(rows: pd.DataFrame, probabilities) -> pd.DataFrame:
-    ids = [f"{s}_{a}_{b}" for s, a, b in zip(rows[n.SEASON], rows[n.T1_TEAM], rows[n.T2_TEAM], strict=True)]
-    return pd.DataFrame({n.SUBMISSION_ID: ids, n.SUBMISSION_PRED: probabilities})
+    ids = [f"{s}_{a}_{b}" for s, a, b in zip(rows[names.SEASON], rows[names.T1_TEAM], rows[names.T2_TEAM], strict=True)]
+    return pd.DataFrame({names.SUBMISSION_ID: ids, names.SUBMISSION_PRED: probabilities})
 
 
 def check_writable(path: Path) -> None:
     """Refuse an output that cannot be written as a file. Checked before the model loads, so a bad
     output costs a second, not a prediction; nothing is created here."""
     if path.is_dir():
-        raise UserError(f"output {path} is a directory; give the path of a file, e.g. {path / n.SUBMISSION_FILE}")
+        raise UserError(f"output {path} is a directory; give the path of a file, e.g. {path / names.SUBMISSION_FILE}")
     why = unwritable(path)
     if why:
         raise UserError(f"cannot write output {path}: {why}")
@@ -107,7 +106,7 @@ def main(argv=None):
         require_columns(rows, features, f"the data at {values['data']}")
         dataset.check_complete(rows, features)
         result = submission(rows, model.predict(typed_input(model, rows[features])))
-        local = Path(tmp) / n.SUBMISSION_FILE
+        local = Path(tmp) / names.SUBMISSION_FILE
         result.to_csv(local, index=False, lineterminator="\n")
         replaced = output.exists()
         write_and_log(local, output)

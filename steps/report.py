@@ -30,8 +30,7 @@ import pandas as pd
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
-from madness import coordination, plots, wholeness
-from madness import names as n
+from madness import coordination, names, plots, wholeness
 from madness import report as tables
 from madness.cli import Param, boolean, parse
 from madness.errors import UserError
@@ -58,7 +57,7 @@ def latest_sweep(client) -> str:
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(
         experiments,
-        f"tags.{n.TAG_ENTRY_POINT} = 'main' and attributes.status = 'FINISHED'",
+        f"tags.{names.TAG_ENTRY_POINT} = 'main' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -72,10 +71,10 @@ def latest_sweep(client) -> str:
 
 def sweep_pairs(sweep_run_id: str) -> list[dict]:
     try:
-        return mlflow.artifacts.load_dict(f"runs:/{sweep_run_id}/{n.PAIRS_FILE}")
+        return mlflow.artifacts.load_dict(f"runs:/{sweep_run_id}/{names.PAIRS_FILE}")
     except Exception as err:  # noqa: BLE001 - a missing run or artifact: MLflow raises several types
         raise UserError(
-            f"run {sweep_run_id!r} is not a sweep with {n.PAIRS_FILE}: {str(err).splitlines()[0]}"
+            f"run {sweep_run_id!r} is not a sweep with {names.PAIRS_FILE}: {str(err).splitlines()[0]}"
         ) from None
 
 
@@ -123,7 +122,7 @@ def table_rows(client, pairs: list[dict]) -> list[dict]:
                 "model": pair["model"],
                 "lr": pair["lr"],
                 **tables.pair_scores(m, int(run.data.params.get(tables.SEEDS, "1"))),
-                **{k: m.get(k) for k in (n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER, n.BEST_EPOCH)},
+                **{k: m.get(k) for k in (names.LOG_LOSS, names.ACCURACY, names.BASELINE_BRIER, names.BEST_EPOCH)},
                 "duration_s": round((end - run.info.start_time) / 1000, 1),
                 "status": status_of(client, run),
                 "reused": pair.get("reused", False),
@@ -158,7 +157,7 @@ def filtered(pairs: list[dict], filter_string: str, whole: set[str]):
     full = f"{filter_string} and {clause}" if filter_string.strip() else clause
     try:
         return mlflow.search_runs(
-            sorted({p["experiment_id"] for p in pairs}), filter_string=full, order_by=[f"metrics.{n.BRIER} ASC"]
+            sorted({p["experiment_id"] for p in pairs}), filter_string=full, order_by=[f"metrics.{names.BRIER} ASC"]
         )
     except MlflowException as err:
         raise UserError(
@@ -186,7 +185,7 @@ def loss_histories(client, pairs: list[dict]) -> list[dict]:
         if pair["run_id"]:
             curves = [
                 [m.value for m in sorted(client.get_metric_history(pair["run_id"], key), key=lambda m: m.step)]
-                for key in (n.TRAIN_LOSS, n.VAL_LOSS)
+                for key in (names.TRAIN_LOSS, names.VAL_LOSS)
             ]
         cells.append({"model": pair["model"], "lr": pair["lr"], "run_id": pair["run_id"], "curves": curves})
     return cells
@@ -210,7 +209,7 @@ def loss_grid(cells: list[dict]):
     return fig
 
 
-FIGURES = (n.BRIER_CHART, n.LOSS_GRID)
+FIGURES = (names.BRIER_CHART, names.LOSS_GRID)
 # Figures are taken from at most this many earlier reports with the same digest (the latest first).
 FIGURE_SOURCES = 3
 
@@ -228,7 +227,7 @@ def earlier_figures(client, sweep_run_id: str, digest: str, folder: Path) -> str
     experiment = client.get_run(sweep_run_id).info.experiment_id
     candidates = client.search_runs(
         [experiment],
-        f"tags.`{n.TAG_FIGURES_DIGEST}` = '{digest}'",
+        f"tags.`{names.TAG_FIGURES_DIGEST}` = '{digest}'",
         order_by=["attributes.start_time DESC"],
         max_results=FIGURE_SOURCES,
     )
@@ -237,7 +236,7 @@ def earlier_figures(client, sweep_run_id: str, digest: str, folder: Path) -> str
             try:
                 fetched = [
                     Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=path, dst_path=tmp))
-                    for path in (f"{n.REPORT_DIR}/{name}" for name in FIGURES)
+                    for path in (f"{names.REPORT_DIR}/{name}" for name in FIGURES)
                 ]
             except Exception:  # noqa: BLE001 - gone or unreadable: MLflow raises several types; draw them instead
                 continue
@@ -331,7 +330,7 @@ def new_version(client, name: str, run_id: str):
     outputs = client.get_run(run_id).outputs
     model_ids = [output.model_id for output in (outputs.model_outputs if outputs else [])]
     if not model_ids:  # logged before MLflow 3: the model is the run's artifacts
-        return mlflow.register_model(f"runs:/{run_id}/{n.MODEL_DIR}", name)
+        return mlflow.register_model(f"runs:/{run_id}/{names.MODEL_DIR}", name)
     return client.create_model_version(name, f"models:/{model_ids[0]}", run_id=run_id, model_id=model_ids[0])
 
 
@@ -343,20 +342,20 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     constant = constant_pairs(client, pairs)
     passing = filtered(pairs, filter_string, set(table.loc[table["status"] == "FINISHED", "run_id"]))
     folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / n.RUNS_CSV, index=False)
-    (folder / n.RUNS_MD).write_text(tables.markdown(table) + "\n" + tables.BRIER_WORDS + "\n")
+    table.to_csv(folder / names.RUNS_CSV, index=False)
+    (folder / names.RUNS_MD).write_text(tables.markdown(table) + "\n" + tables.BRIER_WORDS + "\n")
     chart, cells = tables.chart_frame(table), loss_histories(client, pairs)
     digest = tables.figures_digest(chart, cells, drawn_by())
     reused_from = earlier_figures(client, sweep_run_id, digest, folder)
     if reused_from is None:
-        plots.brier_by_lr_figure(chart).savefig(folder / n.BRIER_CHART, dpi=100)
-        loss_grid(cells).savefig(folder / n.LOSS_GRID, dpi=80)
+        plots.brier_by_lr_figure(chart).savefig(folder / names.BRIER_CHART, dpi=100)
+        loss_grid(cells).savefig(folder / names.LOSS_GRID, dpi=80)
     keep = [
         c
-        for c in ("run_id", "tags.mlflow.runName", f"metrics.{n.BRIER}", "params.lr", "params.model")
+        for c in ("run_id", "tags.mlflow.runName", f"metrics.{names.BRIER}", "params.lr", "params.model")
         if c in passing.columns
     ]
-    passing[keep].to_csv(folder / n.FILTERED_CSV, index=False)
+    passing[keep].to_csv(folder / names.FILTERED_CSV, index=False)
     best = tables.best_row(table)
     summary = {
         "sweep_run_id": sweep_run_id,
@@ -366,14 +365,14 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
         "constant": constant,
     }
     if best is not None:
-        summary["best_model_uri"] = f"runs:/{best['run_id']}/{n.MODEL_DIR}"
+        summary["best_model_uri"] = f"runs:/{best['run_id']}/{names.MODEL_DIR}"
         summary["how_sure"] = how_sure(best, tables.runner_up_row(table))
         if do_register:
             sweep = client.get_run(sweep_run_id)
             summary["champions"] = register(client, sweep, pairs, table, set(summary["passing"]))
             if best["run_id"] in summary["passing"]:  # the best passes: it is the overall champion
                 summary["best_model_uri"] = summary["champions"][prefix_of(sweep)]
-    (folder / n.BEST_FILE).write_text(json.dumps(summary, indent=1, default=str))
+    (folder / names.BEST_FILE).write_text(json.dumps(summary, indent=1, default=str))
     summary["markdown"] = tables.markdown(table)
     summary["figures_digest"], summary["figures_from"] = digest, reused_from
     return summary
@@ -389,10 +388,10 @@ def how_sure(best: dict, runner_up: dict | None) -> str:
         for row in (best, runner_up):
             try:
                 local = mlflow.artifacts.download_artifacts(
-                    run_id=row["run_id"], artifact_path=n.PREDICTIONS_FILE, dst_path=str(Path(tmp) / row["run_id"])
+                    run_id=row["run_id"], artifact_path=names.PREDICTIONS_FILE, dst_path=str(Path(tmp) / row["run_id"])
                 )
             except Exception:  # noqa: BLE001 - absent (a run trained before predictions were logged): MLflow raises several types
-                return f"not compared with the runner-up: run {row['run_id']} has no {n.PREDICTIONS_FILE}"
+                return f"not compared with the runner-up: run {row['run_id']} has no {names.PREDICTIONS_FILE}"
             frames.append(pd.read_csv(local))
     if not tables.same_games(*frames):
         return "not compared with the runner-up: the two runs were scored on different games"
@@ -405,7 +404,7 @@ def constant_pairs(client, pairs: list[dict]) -> list[str]:
     return [
         f"{p['model']} lr={p['lr']}"
         for p in pairs
-        if p["run_id"] is not None and runs[p["run_id"]].data.tags.get(n.TAG_CONSTANT) == "true"
+        if p["run_id"] is not None and runs[p["run_id"]].data.tags.get(names.TAG_CONSTANT) == "true"
     ]
 
 
@@ -433,16 +432,16 @@ def print_summary(summary: dict) -> None:
 
 def report(sweep_run_id: str, filter_string: str, do_register: bool) -> dict:
     with temp_dir() as tmp:
-        folder = Path(tmp) / n.REPORT_DIR
+        folder = Path(tmp) / names.REPORT_DIR
         summary = write_report(sweep_run_id, filter_string, do_register, folder)
         client = mlflow.MlflowClient()
-        client.log_artifacts(sweep_run_id, str(folder), n.REPORT_DIR)
+        client.log_artifacts(sweep_run_id, str(folder), names.REPORT_DIR)
         # Tagged once the figures are stored: a later report with the same digest may copy them.
-        client.set_tag(sweep_run_id, n.TAG_FIGURES_DIGEST, summary["figures_digest"])
+        client.set_tag(sweep_run_id, names.TAG_FIGURES_DIGEST, summary["figures_digest"])
         active = mlflow.active_run()
         if active is not None and active.info.run_id != sweep_run_id:
-            mlflow.log_artifacts(str(folder), n.REPORT_DIR)
-            mlflow.set_tags({n.TAG_SWEEP: sweep_run_id, n.TAG_FIGURES_DIGEST: summary["figures_digest"]})
+            mlflow.log_artifacts(str(folder), names.REPORT_DIR)
+            mlflow.set_tags({names.TAG_SWEEP: sweep_run_id, names.TAG_FIGURES_DIGEST: summary["figures_digest"]})
     if summary["figures_from"]:
         print(f"figures unchanged since run {summary['figures_from']}: copied, not drawn again", flush=True)
     print_summary(summary)

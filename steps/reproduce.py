@@ -30,8 +30,7 @@ import mlflow
 import mlflow.projects
 from mlflow.exceptions import MlflowException
 
-from madness import describe
-from madness import names as n
+from madness import describe, names
 from madness import reproduce as reproduction
 from madness.cli import Param, non_negative, not_empty, one_of, parse
 from madness.errors import UserError
@@ -46,7 +45,7 @@ PARAMS = (
         "string",
         "",
         "local, virtualenv, uv or conda; empty: the one the run used",
-        one_of("", *n.ENV_MANAGERS),
+        one_of("", *names.ENV_MANAGERS),
     ),
     Param("experiment", "string", "", "experiment (name or id) for the rerun; empty: the original's"),
 )
@@ -110,24 +109,24 @@ def rerun_experiment(client, wanted: str, original_experiment: str, description:
 def plan(client, run, values: dict) -> Plan:
     tags = run.data.tags
     run_id = run.info.run_id
-    commit = tags.get(n.TAG_COMMIT)
+    commit = tags.get(names.TAG_COMMIT)
     if not commit:
         raise UserError(
-            f"run {run_id} has no git commit (tag {n.TAG_COMMIT}): it was not started from a git "
+            f"run {run_id} has no git commit (tag {names.TAG_COMMIT}): it was not started from a git "
             "repository, so the code it ran cannot be checked out"
         )
-    entry = tags.get(n.TAG_PROJECT_ENTRY_POINT) or tags.get(n.TAG_ENTRY_POINT)
+    entry = tags.get(names.TAG_PROJECT_ENTRY_POINT) or tags.get(names.TAG_ENTRY_POINT)
     if not entry:
         raise UserError(
-            f"run {run_id} records no entry point (tag {n.TAG_PROJECT_ENTRY_POINT} or {n.TAG_ENTRY_POINT}); "
+            f"run {run_id} records no entry point (tag {names.TAG_PROJECT_ENTRY_POINT} or {names.TAG_ENTRY_POINT}); "
             "only runs of an MLproject's entry points can be rerun"
         )
-    if not tags.get(n.TAG_SOURCE_NAME):
+    if not tags.get(names.TAG_SOURCE_NAME):
         raise UserError(
-            f"run {run_id} records no source (tag {n.TAG_SOURCE_NAME}): the repository it came from is unknown"
+            f"run {run_id} records no source (tag {names.TAG_SOURCE_NAME}): the repository it came from is unknown"
         )
     # `mlflow run` logs each param shell-quoted (features_uri '' for an empty string).
-    params = reproduction.unquote_params(run.data.params, shell_quoted=n.TAG_PROJECT_ENTRY_POINT in tags)
+    params = reproduction.unquote_params(run.data.params, shell_quoted=names.TAG_PROJECT_ENTRY_POINT in tags)
     description = rerun_description(run_id, entry, commit, params)
     return Plan(
         run_id=run_id,
@@ -135,10 +134,10 @@ def plan(client, run, values: dict) -> Plan:
         entry=entry,
         params=params,
         env_manager=reproduction.choose_env_manager(
-            values["env_manager"], tags, (n.TAG_PROJECT_ENV, n.TAG_ENV_MANAGER)
+            values["env_manager"], tags, (names.TAG_PROJECT_ENV, names.TAG_ENV_MANAGER)
         ),
         experiment_id=rerun_experiment(client, values["experiment"], run.info.experiment_id, description),
-        source=reproduction.parse_source(tags[n.TAG_SOURCE_NAME]),
+        source=reproduction.parse_source(tags[names.TAG_SOURCE_NAME]),
         run_name=f"{run.info.run_name}_rerun",
     )
 
@@ -147,14 +146,14 @@ def lineage(client, run, hops: int = 10) -> list[Path]:
     """The local sources of the runs this one reproduces (its own source may be a removed worktree)."""
     paths = []
     for _ in range(hops):
-        original_id = run.data.tags.get(n.TAG_REPRODUCES)
+        original_id = run.data.tags.get(names.TAG_REPRODUCES)
         if not original_id:
             break
         try:
             run = client.get_run(original_id)
         except MlflowException:
             break
-        source = reproduction.parse_source(run.data.tags.get(n.TAG_SOURCE_NAME, ""))
+        source = reproduction.parse_source(run.data.tags.get(names.TAG_SOURCE_NAME, ""))
         if source.local and source.location:
             paths.append(Path(source.location) / source.subdirectory)
     return paths
@@ -204,7 +203,7 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
     except BaseException as err:
         rerun = child_of(client, parent, p.experiment_id)
         if rerun:
-            client.set_tag(rerun, n.TAG_REPRODUCES, p.run_id)
+            client.set_tag(rerun, names.TAG_REPRODUCES, p.run_id)
             # interrupted before its command started: nobody else ends it
             end_run(client, rerun, Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED)
         if isinstance(err, MlflowException):  # ExecutionException: a failed run, a bad version or URI
@@ -213,13 +212,13 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
                 f"the rerun{' ' + rerun if rerun else ''} of run {p.run_id} at commit {p.commit[:12]} failed: {first}"
             ) from None
         raise
-    client.set_tag(submitted.run_id, n.TAG_REPRODUCES, p.run_id)
+    client.set_tag(submitted.run_id, names.TAG_REPRODUCES, p.run_id)
     return submitted.run_id
 
 
 def child_of(client, parent: str, experiment_id: str) -> str | None:
     try:
-        runs = client.search_runs([experiment_id], f"tags.`{n.TAG_PARENT_RUN}` = '{parent}'", max_results=1)
+        runs = client.search_runs([experiment_id], f"tags.`{names.TAG_PARENT_RUN}` = '{parent}'", max_results=1)
     except MlflowException:
         return None
     return runs[0].info.run_id if runs else None
@@ -276,9 +275,9 @@ def main(argv=None):
         f"env_manager {p.env_manager}, into experiment {p.experiment_id}",
         flush=True,
     )
-    if run.data.tags.get(n.TAG_DIRTY) == "true":
+    if run.data.tags.get(names.TAG_DIRTY) == "true":
         print(
-            f"warning: run {p.run_id} ran from a working tree with uncommitted changes ({n.TAG_DIRTY}=true): "
+            f"warning: run {p.run_id} ran from a working tree with uncommitted changes ({names.TAG_DIRTY}=true): "
             f"commit {p.commit[:12]} is not exactly the code that ran, so its metrics may not reproduce",
             flush=True,
         )
@@ -294,7 +293,7 @@ def main(argv=None):
         rerun = client.get_run(rerun_id)
         rows = reproduction.compare(histories(client, run), histories(client, rerun))
         text = reproduction.table(rows, values["tolerance"])
-        mlflow.log_text(text + "\n", n.COMPARISON_FILE)
+        mlflow.log_text(text + "\n", names.COMPARISON_FILE)
         print(
             f"\nrun {p.run_id} (original) against run {rerun_id} (rerun), tolerance {raw['tolerance']}:\n{text}",
             flush=True,

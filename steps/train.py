@@ -35,9 +35,8 @@ import mlflow
 from mlflow.entities import Metric
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from madness import dataset, describe, plots, scoring
-from madness import model as M
-from madness import names as n
+import madness.model
+from madness import dataset, describe, names, plots, scoring
 from madness.backends import usable_cores
 from madness.cli import DATA_PARAMS, SEEDS, Param, non_negative, one_of, parse, positive
 from madness.environment import model_pins
@@ -51,7 +50,7 @@ from steps._lifecycle import temp_dir
 from steps.pyfunc_model import FEATURES_ARTIFACT, TournamentModel, average, member_artifact, signature
 
 PARAMS = (
-    Param("model", "string", "medium", "network size: small, medium or large", one_of(*M.MODEL_NAMES)),
+    Param("model", "string", "medium", "network size: small, medium or large", one_of(*madness.model.MODEL_NAMES)),
     Param("lr", "float", 0.001, "Adam learning rate (> 0)", positive),
     Param("epochs", "int", 100, "training epochs (> 0)", positive),
     Param("batch_size", "int", 32, "mini-batch size (> 0)", positive),
@@ -79,12 +78,12 @@ def obtain_features(values: dict, workdir: Path) -> dataset.Built:
     return build_features(values, workdir)
 
 
-def log_curves(trained: M.Trained) -> None:
+def log_curves(trained: madness.model.Trained) -> None:
     now = int(time.time() * 1000)
     metrics = [
         Metric(key, value, now, epoch)
         for epoch, (train_loss, val_loss) in enumerate(zip(trained.train_loss, trained.val_loss, strict=True), start=1)
-        for key, value in ((n.TRAIN_LOSS, train_loss), (n.VAL_LOSS, val_loss))
+        for key, value in ((names.TRAIN_LOSS, train_loss), (names.VAL_LOSS, val_loss))
     ]
     run_id = mlflow.active_run().info.run_id
     client = mlflow.MlflowClient()
@@ -92,7 +91,7 @@ def log_curves(trained: M.Trained) -> None:
         client.log_batch(run_id, metrics=metrics[start : start + 1000], synchronous=True)
 
 
-def save_networks(members: list[M.Trained], workdir: Path) -> list[Path]:
+def save_networks(members: list[madness.model.Trained], workdir: Path) -> list[Path]:
     paths = []
     for index, member in enumerate(members):
         paths.append(workdir / ("network.keras" if index == 0 else f"network_{index}.keras"))
@@ -112,13 +111,16 @@ def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", ".*An input example was not provided when logging the model", UserWarning)
             mlflow.pyfunc.log_model(
-                name=n.MODEL_DIR,
+                name=names.MODEL_DIR,
                 python_model=str(Path(__file__).with_name("served_model.py")),
                 artifacts={
                     FEATURES_ARTIFACT: str(names_file),
                     **{member_artifact(i): str(path) for i, path in enumerate(keras_paths)},
                 },
-                code_paths=[str(Path(__file__).parent), str(Path(M.__file__).parent)],  # steps/ and madness/
+                code_paths=[
+                    str(Path(__file__).parent),
+                    str(Path(madness.model.__file__).parent),
+                ],  # steps/ and madness/
                 signature=signature,
                 pip_requirements=model_pins(),  # explicit: MLflow's own inference reruns the model (slow)
             )
@@ -150,24 +152,24 @@ def main(argv=None):
     check_work(values["epochs"], values["seeds"], values["batch_size"])  # before TensorFlow loads
     if not values["features_uri"]:
         seasons_of(values)  # inverted seasons stop here, before any data is read
-    M.use_compile_cache(compile_cache_base())
-    M.set_threads(values["threads"] or usable_cores())
+    madness.model.use_compile_cache(compile_cache_base())
+    madness.model.set_threads(values["threads"] or usable_cores())
     client = mlflow.MlflowClient()
     with start_run("train", raw, **own_experiment(client, values["model"])) as run, temp_dir() as tmp:
         name_run(client, run, values)
         # A sweep's pair (or a reproduce's rerun) is a child run: its parent says how it went, in one line.
-        child = n.TAG_PARENT_RUN in run.data.tags
+        child = names.TAG_PARENT_RUN in run.data.tags
         built = obtain_features(values, Path(tmp))
         log_data(built, source=features_source(values["features_uri"]) if values["features_uri"] else values["data"])
         features = built.feature_names
-        x_train, y_train = dataset.split_xy(built.games, features, n.TRAIN)
-        x_val, y_val = dataset.split_xy(built.games, features, n.VAL)
-        x_test, y_test = dataset.split_xy(built.games, features, n.TEST)
+        x_train, y_train = dataset.split_xy(built.games, features, names.TRAIN)
+        x_val, y_val = dataset.split_xy(built.games, features, names.VAL)
+        x_test, y_test = dataset.split_xy(built.games, features, names.TEST)
         ready = time.perf_counter()
 
-        seeds = M.member_seeds(values["seed"], values["seeds"])
+        seeds = madness.model.member_seeds(values["seed"], values["seeds"])
         members = [
-            M.train(
+            madness.model.train(
                 values["model"],
                 built.scaler,
                 values["lr"],
@@ -196,13 +198,13 @@ def main(argv=None):
         scores = scores_on_test(built, y_test, probabilities) if len(x_test) else {}
         if len(members) > 1:
             scores.update(log_members(seeds, members, y_test, each if len(x_test) else None))
-        mlflow.log_metrics({**scores, n.BEST_EPOCH: members[0].best_epoch + 1})
+        mlflow.log_metrics({**scores, names.BEST_EPOCH: members[0].best_epoch + 1})
         constant = scoring.is_constant(probabilities)
-        mlflow.set_tag(n.TAG_CONSTANT, str(constant).lower())
+        mlflow.set_tag(names.TAG_CONSTANT, str(constant).lower())
         first = members[0]
         mlflow.log_figure(
             plots.loss_figure(first.train_loss, first.val_loss, first.best_epoch, values["model"], raw["lr"]),
-            n.LOSS_PLOT,
+            names.LOSS_PLOT,
         )
         log_model(keras_paths, features, signature(features, rows, probabilities))
         run_id = mlflow.active_run().info.run_id
@@ -211,7 +213,7 @@ def main(argv=None):
             f"start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
             f"scoring and logging {done - trained_at:.1f}"
         )
-        mlflow.set_tag(n.TAG_SECONDS, seconds)  # a sweep's pair prints no line of its own: its split is here
+        mlflow.set_tag(names.TAG_SECONDS, seconds)  # a sweep's pair prints no line of its own: its split is here
     if not child:
         print(
             f"train run {run_id}: {values['model']} lr={raw['lr']} {summary(scores)}, "
@@ -221,7 +223,7 @@ def main(argv=None):
         print(
             f"warning: {values['model']} lr={raw['lr']} gives about the same probability to every game "
             f"({probabilities.mean():.4f} +- {probabilities.std():.4f}): the network learned nothing; "
-            f"a lower learning rate usually trains it (run tagged {n.TAG_CONSTANT}=true)"
+            f"a lower learning rate usually trains it (run tagged {names.TAG_CONSTANT}=true)"
         )
 
 
@@ -235,25 +237,25 @@ def name_run(client, run, values: dict) -> None:
             values["model"], canonical(str(values["lr"])), values, {p.name: p.default for p in PARAMS}
         )
         if name != run.info.run_name:
-            client.set_tag(run.info.run_id, n.TAG_RUN_NAME, name)
+            client.set_tag(run.info.run_id, names.TAG_RUN_NAME, name)
 
 
-def log_members(seeds: list[int], members: list[M.Trained], y_test, each) -> dict:
+def log_members(seeds: list[int], members: list[madness.model.Trained], y_test, each) -> dict:
     """A pair of several seeds: each member's seed, best epoch and (with test seasons) Brier in
     members.json, the Brier as a history (step = member) for MLflow's charts; returns their mean
     and standard deviation to log beside the averaged model's scores."""
-    record = [{"seed": seed, n.BEST_EPOCH: m.best_epoch + 1} for seed, m in zip(seeds, members, strict=True)]
+    record = [{"seed": seed, names.BEST_EPOCH: m.best_epoch + 1} for seed, m in zip(seeds, members, strict=True)]
     if each is None:
-        mlflow.log_dict(record, n.MEMBERS_FILE)
+        mlflow.log_dict(record, names.MEMBERS_FILE)
         return {}
     briers, mean, sd = scoring.seed_spread(y_test, each)
     for entry, value in zip(record, briers, strict=True):
-        entry[n.BRIER] = value
-    mlflow.log_dict(record, n.MEMBERS_FILE)
+        entry[names.BRIER] = value
+    mlflow.log_dict(record, names.MEMBERS_FILE)
     now = int(time.time() * 1000)
-    metrics = [Metric(n.BRIER_SEED, value, now, step) for step, value in enumerate(briers)]
+    metrics = [Metric(names.BRIER_SEED, value, now, step) for step, value in enumerate(briers)]
     mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics, synchronous=True)
-    return {n.BRIER_MEAN: mean, n.BRIER_SD: sd}
+    return {names.BRIER_MEAN: mean, names.BRIER_SD: sd}
 
 
 def scores_on_test(built: dataset.Built, y_test, p_test) -> dict:
@@ -262,20 +264,20 @@ def scores_on_test(built: dataset.Built, y_test, p_test) -> dict:
     Logs the test rows' predictions beside the baseline's (predictions.csv), which the report's
     comparisons of runs resample in turn."""
     games = built.games
-    test = games[games[n.SPLIT] == n.TEST]
-    baseline = scoring.seed_baseline(games[games[n.SPLIT] == n.TRAIN], test)
+    test = games[games[names.SPLIT] == names.TEST]
+    baseline = scoring.seed_baseline(games[games[names.SPLIT] == names.TRAIN], test)
     against = scoring.paired_brier_difference(y_test, p_test, baseline, scoring.game_labels(test))
-    predictions = test[[n.SEASON, n.T1_TEAM, n.T2_TEAM, n.TARGET]].assign(
-        **{n.PREDICTION: p_test, n.BASELINE_PREDICTION: baseline}
+    predictions = test[[names.SEASON, names.T1_TEAM, names.T2_TEAM, names.TARGET]].assign(
+        **{names.PREDICTION: p_test, names.BASELINE_PREDICTION: baseline}
     )
-    mlflow.log_text(predictions.to_csv(index=False), n.PREDICTIONS_FILE)
+    mlflow.log_text(predictions.to_csv(index=False), names.PREDICTIONS_FILE)
     return {
         **scoring.all_scores(y_test, p_test),
-        n.BASELINE_BRIER: scoring.brier(y_test, baseline),
-        n.N_GAMES: len(y_test) // 2,
-        n.BRIER_VS_BASELINE: against.estimate,
-        n.BRIER_VS_BASELINE_LOW: against.low,
-        n.BRIER_VS_BASELINE_HIGH: against.high,
+        names.BASELINE_BRIER: scoring.brier(y_test, baseline),
+        names.N_GAMES: len(y_test) // 2,
+        names.BRIER_VS_BASELINE: against.estimate,
+        names.BRIER_VS_BASELINE_LOW: against.low,
+        names.BRIER_VS_BASELINE_HIGH: against.high,
     }
 
 
@@ -283,14 +285,14 @@ def summary(scores: dict) -> str:
     if not scores:
         return "no test seasons (trained for the coming tournament): not scored"
     members = (
-        f" (the seeds' averaged model; each seed's network alone: brier_mean {scores[n.BRIER_MEAN]:.4f}"
-        f" +- brier_sd {scores[n.BRIER_SD]:.4f})"
-        if n.BRIER_MEAN in scores
+        f" (the seeds' averaged model; each seed's network alone: brier_mean {scores[names.BRIER_MEAN]:.4f}"
+        f" +- brier_sd {scores[names.BRIER_SD]:.4f})"
+        if names.BRIER_MEAN in scores
         else ""
     )
     return (
-        f"brier={scores[n.BRIER]:.4f}{members} (seed baseline {scores[n.BASELINE_BRIER]:.4f}, difference "
-        f"{scores[n.BRIER_VS_BASELINE]:+.4f}, 95% [{scores[n.BRIER_VS_BASELINE_LOW]:+.4f}, {scores[n.BRIER_VS_BASELINE_HIGH]:+.4f}])"
+        f"brier={scores[names.BRIER]:.4f}{members} (seed baseline {scores[names.BASELINE_BRIER]:.4f}, difference "
+        f"{scores[names.BRIER_VS_BASELINE]:+.4f}, 95% [{scores[names.BRIER_VS_BASELINE_LOW]:+.4f}, {scores[names.BRIER_VS_BASELINE_HIGH]:+.4f}])"
     )
 
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from madness import kaggle
-from madness import names as n
+from madness import kaggle, names
 
 TEAMS = (101, 102, 103, 104)
 SEED_LABELS = ("W01", "X02", "Y03", "Z16a")
@@ -15,15 +14,17 @@ SEED_LABELS = ("W01", "X02", "Y03", "Z16a")
 
 def compact(rows: list[tuple]) -> pd.DataFrame:
     """Compact results from (Season, DayNum, WTeamID, WScore, LTeamID, LScore, WLoc) tuples."""
-    frame = pd.DataFrame(rows, columns=[n.SEASON, n.DAYNUM, n.WTEAM, n.WSCORE, n.LTEAM, n.LSCORE, n.WLOC])
-    frame[n.NUMOT] = 0
+    frame = pd.DataFrame(
+        rows, columns=[names.SEASON, names.DAYNUM, names.WTEAM, names.WSCORE, names.LTEAM, names.LSCORE, names.WLOC]
+    )
+    frame[names.NUMOT] = 0
     return frame
 
 
 def detailed(games: pd.DataFrame, offset: int = 0) -> pd.DataFrame:
     """Detailed results for compact `games`: every box stat a distinct number per game and side."""
     out = games.copy()
-    for i, stat in enumerate(n.BOX_STATS):
+    for i, stat in enumerate(names.BOX_STATS):
         out[f"W{stat}"] = [offset + 100 * i + 2 * g for g in range(len(games))]
         out[f"L{stat}"] = [offset + 100 * i + 2 * g + 1 for g in range(len(games))]
     return out
@@ -54,10 +55,10 @@ def season_frames(seasons=range(2001, 2005), no_tourney=(), bump: dict | None = 
                 (s, 138, TEAMS[2] if k % 2 else TEAMS[0], 71, TEAMS[0] if k % 2 else TEAMS[2], 69, "N"),
             ]
     return {
-        n.REGULAR_COMPACT: compact(regular),
-        n.TOURNEY_COMPACT: compact(tourney),
-        n.TOURNEY_SEEDS: pd.DataFrame(seeds, columns=[n.SEASON, n.SEED, n.TEAM_ID]),
-        n.TEAMS: pd.DataFrame({n.TEAM_ID: list(TEAMS), n.TEAM_NAME: [f"Team {t}" for t in TEAMS]}),
+        names.REGULAR_COMPACT: compact(regular),
+        names.TOURNEY_COMPACT: compact(tourney),
+        names.TOURNEY_SEEDS: pd.DataFrame(seeds, columns=[names.SEASON, names.SEED, names.TEAM_ID]),
+        names.TEAMS: pd.DataFrame({names.TEAM_ID: list(TEAMS), names.TEAM_NAME: [f"Team {t}" for t in TEAMS]}),
     }
 
 
@@ -67,14 +68,14 @@ def league_files(frames: dict[str, pd.DataFrame], league: str = "W", box: bool =
     box_frame = None
     if box:
         box_frame = kaggle.check_columns(
-            detailed(frames[n.REGULAR_COMPACT]), kaggle.SCHEMAS[n.REGULAR_DETAILED].columns, "detailed"
+            detailed(frames[names.REGULAR_COMPACT]), kaggle.SCHEMAS[names.REGULAR_DETAILED].columns, "detailed"
         )
     return kaggle.LeagueFiles(
         league=league,
-        regular=checked[n.REGULAR_COMPACT],
-        tourney=checked[n.TOURNEY_COMPACT],
-        seeds=checked[n.TOURNEY_SEEDS],
-        teams=checked[n.TEAMS],
+        regular=checked[names.REGULAR_COMPACT],
+        tourney=checked[names.TOURNEY_COMPACT],
+        seeds=checked[names.TOURNEY_SEEDS],
+        teams=checked[names.TEAMS],
         detailed=box_frame,
     )
 

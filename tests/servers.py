@@ -25,7 +25,7 @@ import mlflow
 import pytest
 
 from conftest import ROOT, subprocess_env
-from madness import names as n
+from madness import names
 from stores import last_line, ok, snapshot  # noqa: F401 (re-exported for the server tests)
 from tools.teamserver import TeamServer, free_port, postgres_bindir
 
@@ -260,7 +260,7 @@ class Team:
         return named
 
     def entry(self, experiment: str, entry_point: str) -> list:
-        return self.runs(experiment, f"tags.{n.TAG_ENTRY_POINT} = '{entry_point}'")
+        return self.runs(experiment, f"tags.{names.TAG_ENTRY_POINT} = '{entry_point}'")
 
     def download(self, artifact_uri: str) -> Path:
         # MLflow finds a run's logged model through the global tracking URI, whatever tracking_uri says.

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from conftest import REAL_DATA, ROOT, run_cli
-from madness import names as n
+from madness import names
 from tools import sandbox
 
 SECTION = "### A model for the coming tournament"
@@ -76,13 +76,13 @@ def test_the_run_trains_through_2022_and_validates_on_2023_without_test_seasons(
         for tag in dataset.tags
         if tag.key == "mlflow.data.context"
     }
-    assert contexts == {n.TRAIN, n.VAL}
+    assert contexts == {names.TRAIN, names.VAL}
 
 
 @pytest.mark.slow
 def test_the_run_is_not_scored_and_says_so(coming):
     metrics = coming.run.data.metrics
-    assert n.BEST_EPOCH in metrics and n.BRIER not in metrics and n.BASELINE_BRIER not in metrics
+    assert names.BEST_EPOCH in metrics and names.BRIER not in metrics and names.BASELINE_BRIER not in metrics
     assert "no test seasons (trained for the coming tournament): not scored" in coming.printed
 
 
@@ -91,6 +91,6 @@ def test_the_submission_pairs_every_2024_seeded_womens_team(coming):
     seeds = pd.read_csv(coming.data / "WNCAATourneySeeds.csv")
     teams = sorted(seeds[seeds["Season"] == 2024]["TeamID"])
     expected = {f"2024_{a}_{b}" for a, b in combinations(teams, 2)}
-    assert list(coming.submission.columns) == [n.SUBMISSION_ID, n.SUBMISSION_PRED]
-    assert set(coming.submission[n.SUBMISSION_ID]) == expected and len(coming.submission) == len(expected)
-    assert coming.submission[n.SUBMISSION_PRED].between(0, 1, inclusive="neither").all()
+    assert list(coming.submission.columns) == [names.SUBMISSION_ID, names.SUBMISSION_PRED]
+    assert set(coming.submission[names.SUBMISSION_ID]) == expected and len(coming.submission) == len(expected)
+    assert coming.submission[names.SUBMISSION_PRED].between(0, 1, inclusive="neither").all()

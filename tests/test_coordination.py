@@ -13,8 +13,7 @@ import time
 import mlflow
 import pytest
 
-from madness import coordination
-from madness import names as n
+from madness import coordination, names
 from steps import _processes as processes
 from steps._coordination import (
     STALE_SECONDS,
@@ -128,7 +127,7 @@ def store(tracking):
 
 def holder(client, experiment: str, token: str | None = None) -> str:
     """A RUNNING run standing for a sweep: this process's, or a dead one's."""
-    run = client.create_run(experiment, tags={**liveness_tags(), **({n.TAG_PROCESS: token} if token else {})})
+    run = client.create_run(experiment, tags={**liveness_tags(), **({names.TAG_PROCESS: token} if token else {})})
     return run.info.run_id
 
 
@@ -165,7 +164,7 @@ def test_a_dead_holders_claim_is_ignored_and_removed(store, dead_token):
     Claims(client, dead, Liveness(client)).enter(experiment, "k")
     live = Claims(client, holder(client, experiment), Liveness(client, ttl=0))
     assert live.holder_ahead(experiment, "k") is None
-    assert f"{n.CLAIM_PREFIX}k.{dead}" not in client.get_experiment(experiment).tags
+    assert f"{names.CLAIM_PREFIX}k.{dead}" not in client.get_experiment(experiment).tags
 
 
 def test_release_all_leaves_no_claim_tag(store):
@@ -174,7 +173,7 @@ def test_release_all_leaves_no_claim_tag(store):
     claims.enter(experiment, "one")
     claims.enter(experiment, "two")
     claims.release_all()
-    assert not [tag for tag in client.get_experiment(experiment).tags if tag.startswith(n.CLAIM_PREFIX)]
+    assert not [tag for tag in client.get_experiment(experiment).tags if tag.startswith(names.CLAIM_PREFIX)]
 
 
 def test_orphans_are_ended_failed_and_say_why_while_live_runs_are_left(store, dead_token):
@@ -183,14 +182,14 @@ def test_orphans_are_ended_failed_and_say_why_while_live_runs_are_left(store, de
     untagged = client.create_run(experiment).info.run_id
     assert end_orphans(client, [experiment], Liveness(client), "sweep x") == [orphan]
     assert client.get_run(orphan).info.status == "FAILED"
-    assert client.get_run(orphan).data.tags[n.TAG_ENDED_BY] == "sweep x: the process that ran it was gone"
+    assert client.get_run(orphan).data.tags[names.TAG_ENDED_BY] == "sweep x: the process that ran it was gone"
     assert client.get_run(live).info.status == client.get_run(untagged).info.status == "RUNNING"
 
 
 def test_a_child_not_yet_tagged_is_an_orphan_when_its_sweep_is_dead(store, dead_token):
     client, experiment = store
     sweep = holder(client, experiment, dead_token)
-    child = client.create_run(experiment, tags={n.TAG_SWEEP: sweep}).info.run_id
+    child = client.create_run(experiment, tags={names.TAG_SWEEP: sweep}).info.run_id
     assert set(end_orphans(client, [experiment], Liveness(client), "sweep y")) == {sweep, child}
 
 
@@ -201,11 +200,11 @@ def test_report_ends_the_orphans_of_the_sweeps_experiments_first(store, dead_tok
     sweep = client.create_run(experiment, tags=liveness_tags()).info.run_id
     orphan = holder(client, experiment, dead_token)
     client.log_dict(
-        sweep, [{"model": "small", "lr": "0.1", "run_id": orphan, "experiment_id": experiment}], n.PAIRS_FILE
+        sweep, [{"model": "small", "lr": "0.1", "run_id": orphan, "experiment_id": experiment}], names.PAIRS_FILE
     )
     end_orphans_of(client, sweep, "r1")
     assert client.get_run(orphan).info.status == "FAILED"
-    assert client.get_run(orphan).data.tags[n.TAG_ENDED_BY] == "report r1: the process that ran it was gone"
+    assert client.get_run(orphan).data.tags[names.TAG_ENDED_BY] == "report r1: the process that ran it was gone"
     assert client.get_run(sweep).info.status == "RUNNING"  # this process: alive
 
 

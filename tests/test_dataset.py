@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from leagues import league_files, season_frames
-from madness import dataset
-from madness import names as n
+from madness import dataset, names
 from madness.errors import UserError
 
 SEASONS = dataset.Seasons(first=2001, val=2003, test=2005, last=2006)
@@ -53,9 +52,9 @@ def test_test_season_after_the_last_means_no_test_seasons():
 def test_without_test_seasons_every_season_with_results_is_trained_or_validated():
     frames = season_frames(seasons=range(2000, 2008))
     built = dataset.build([league_files(frames)], dataset.Seasons(2001, 2007, 2008, 2007))
-    split_seasons = built.games.groupby(n.SPLIT)[n.SEASON].agg(["min", "max"])
-    assert set(split_seasons.index) == {n.TRAIN, n.VAL}
-    assert tuple(split_seasons.loc[n.TRAIN]) == (2001, 2006) and tuple(split_seasons.loc[n.VAL]) == (2007, 2007)
+    split_seasons = built.games.groupby(names.SPLIT)[names.SEASON].agg(["min", "max"])
+    assert set(split_seasons.index) == {names.TRAIN, names.VAL}
+    assert tuple(split_seasons.loc[names.TRAIN]) == (2001, 2006) and tuple(split_seasons.loc[names.VAL]) == (2007, 2007)
 
 
 def test_build_checks_seasons():
@@ -70,20 +69,20 @@ def test_split_of_each_season():
 
 
 def test_a_season_is_in_one_split_only(built):
-    per_season = built.games.groupby(n.SEASON)[n.SPLIT].unique()
+    per_season = built.games.groupby(names.SEASON)[names.SPLIT].unique()
     assert all(len(splits) == 1 for splits in per_season)
     splits = per_season.map(lambda s: s[0])
     assert splits.to_dict() == {2001: "train", 2002: "train", 2003: "val", 2004: "val", 2005: "test", 2006: "test"}
 
 
 def test_seasons_outside_the_span_are_dropped(built):
-    assert built.games[n.SEASON].between(2001, 2006).all()
-    assert built.games[n.SPLIT].notna().all()
+    assert built.games[names.SEASON].between(2001, 2006).all()
+    assert built.games[names.SPLIT].notna().all()
 
 
 def test_each_game_gives_two_rows_with_both_targets(built):
     assert len(built.games) == 6 * 3 * 2
-    assert built.games[n.TARGET].sum() == 6 * 3
+    assert built.games[names.TARGET].sum() == 6 * 3
 
 
 def test_scaler_lists_the_features_of_both_teams(built):
@@ -96,7 +95,7 @@ def test_scaler_lists_the_features_of_both_teams(built):
 
 
 def test_scaler_is_fit_on_training_rows(built):
-    train = built.games[built.games[n.SPLIT] == n.TRAIN][built.feature_names].to_numpy(dtype="float64")
+    train = built.games[built.games[names.SPLIT] == names.TRAIN][built.feature_names].to_numpy(dtype="float64")
     scale = train.std(axis=0)
     scale[scale == 0] = 1.0
     assert built.scaler["mean"] == pytest.approx(train.mean(axis=0).tolist())
@@ -127,13 +126,13 @@ def test_split_without_tournament_games_is_refused(missing, split):
 
 
 def test_season_without_tournament_inside_a_split_is_fine():
-    assert 2004 not in set(build(no_tourney=(2004,)).games[n.SEASON])  # like 2020
+    assert 2004 not in set(build(no_tourney=(2004,)).games[names.SEASON])  # like 2020
 
 
 def test_tournament_team_without_regular_season_is_refused():
     frames = season_frames(seasons=range(2000, 2008))
-    regular = frames[n.REGULAR_COMPACT]
-    frames[n.REGULAR_COMPACT] = regular[regular[n.SEASON] != 2005]
+    regular = frames[names.REGULAR_COMPACT]
+    frames[names.REGULAR_COMPACT] = regular[regular[names.SEASON] != 2005]
     with pytest.raises(UserError, match=r"tournament game in season 2005 .* has no regular-season features"):
         dataset.build([league_files(frames)], SEASONS)
 
@@ -151,19 +150,21 @@ def test_box_scores_are_used_when_every_league_has_them():
 def test_leagues_are_kept_apart():
     frames = season_frames(seasons=range(2000, 2008))
     both = dataset.build([league_files(frames, "M"), league_files(frames, "W")], SEASONS)
-    assert both.games.groupby(n.LEAGUE).size().to_dict() == {"M": 36, "W": 36}
-    assert set(both.team_season[n.LEAGUE]) == {"M", "W"}
+    assert both.games.groupby(names.LEAGUE).size().to_dict() == {"M": 36, "W": 36}
+    assert set(both.team_season[names.LEAGUE]) == {"M", "W"}
 
 
 def test_write_then_load_gives_the_same_tables(built, tmp_path):
     written = dataset.write(built, tmp_path / "features")
-    assert sorted(p.name for p in written) == sorted([n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE])
+    assert sorted(p.name for p in written) == sorted(
+        [names.GAMES_FILE, names.TEAM_SEASON_FILE, names.SCALER_FILE, names.MANIFEST_FILE]
+    )
     loaded = dataset.load(tmp_path / "features")
     pd.testing.assert_frame_equal(loaded.games, built.games, check_dtype=False)
     pd.testing.assert_frame_equal(loaded.team_season, built.team_season, check_dtype=False)
     assert loaded.scaler == built.scaler
     assert loaded.manifest == built.manifest
-    assert json.loads((tmp_path / "features" / n.SCALER_FILE).read_text())["features"] == built.feature_names
+    assert json.loads((tmp_path / "features" / names.SCALER_FILE).read_text())["features"] == built.feature_names
 
 
 def test_write_keeps_floats_exact(tmp_path):
@@ -177,8 +178,8 @@ def test_write_keeps_floats_exact(tmp_path):
 
 def test_load_of_an_incomplete_folder_names_the_missing_files(built, tmp_path):
     dataset.write(built, tmp_path)
-    (tmp_path / n.SCALER_FILE).unlink()
-    with pytest.raises(UserError, match=rf"feature folder .* lacks {n.SCALER_FILE}"):
+    (tmp_path / names.SCALER_FILE).unlink()
+    with pytest.raises(UserError, match=rf"feature folder .* lacks {names.SCALER_FILE}"):
         dataset.load(tmp_path)
 
 
@@ -192,7 +193,7 @@ def test_read_inputs_names_a_file_given_as_data(tmp_path):
 
 
 def test_split_xy_gives_one_split(built):
-    x, y = dataset.split_xy(built.games, built.feature_names, n.VAL)
+    x, y = dataset.split_xy(built.games, built.feature_names, names.VAL)
     assert list(x.columns) == built.feature_names
     assert len(x) == len(y) == 2 * 3 * 2
     assert set(y) == {0.0, 1.0}

@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import subprocess_env
-from madness import kaggle, synthetic
-from madness import names as n
+from madness import kaggle, names, synthetic
 from readonly import run_on_small_disk
 from steps import evaluate, predict, train
 from stores import all_artifacts, last_line, run_ids, temp_store
@@ -42,7 +41,7 @@ def run_step(store, step, args: list[str]):
 def model(store):
     """A 2-epoch small network on the synthetic women's league (features built by the train step itself)."""
     run = run_step(store, train, ["--model", "small", "--epochs", "2", "--lr", "0.01", "--league", "W"])
-    return SimpleNamespace(run=run, uri=f"runs:/{run.info.run_id}/{n.MODEL_DIR}")
+    return SimpleNamespace(run=run, uri=f"runs:/{run.info.run_id}/{names.MODEL_DIR}")
 
 
 def last_stderr_line(capsys) -> str:
@@ -60,27 +59,29 @@ def evaluated(store, model):
 
 def test_evaluate_logs_the_scores_and_the_baseline(evaluated):
     assert evaluated.info.status == "FINISHED"
-    for key in (n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER):
+    for key in (names.BRIER, names.LOG_LOSS, names.ACCURACY, names.BASELINE_BRIER):
         assert 0 < evaluated.data.metrics[key] < 1, key
 
 
 def test_evaluate_scores_the_same_games_as_the_train_steps_test_split(evaluated, model):
     # Both score seasons 2022-2023 of the same synthetic data with the same network.
-    assert evaluated.data.metrics[n.N_GAMES] == model.run.data.metrics[n.N_GAMES]
-    assert evaluated.data.metrics[n.BRIER] == model.run.data.metrics[n.BRIER]  # one Brier per model, bit for bit
+    assert evaluated.data.metrics[names.N_GAMES] == model.run.data.metrics[names.N_GAMES]
+    assert (
+        evaluated.data.metrics[names.BRIER] == model.run.data.metrics[names.BRIER]
+    )  # one Brier per model, bit for bit
 
 
 def test_evaluate_logs_the_calibration_plot(store, evaluated):
-    assert n.CALIBRATION_PLOT in all_artifacts(store.client, evaluated.info.run_id)
+    assert names.CALIBRATION_PLOT in all_artifacts(store.client, evaluated.info.run_id)
 
 
 def test_evaluate_tags_the_evaluated_run(evaluated, model):
-    assert evaluated.data.tags[n.TAG_EVALUATED] == model.run.info.run_id
-    assert evaluated.data.tags[n.TAG_SYNTHETIC] == "true"
+    assert evaluated.data.tags[names.TAG_EVALUATED] == model.run.info.run_id
+    assert evaluated.data.tags[names.TAG_SYNTHETIC] == "true"
 
 
 def test_evaluate_on_the_models_own_data_says_nothing_and_tags_it(evaluated):
-    assert evaluated.data.tags[n.TAG_DATA_MATCHES_MODEL] == "true"
+    assert evaluated.data.tags[names.TAG_DATA_MATCHES_MODEL] == "true"
 
 
 def test_evaluate_on_other_data_than_the_models_says_so_in_one_line_and_tags_it(store, model, capsys):
@@ -88,16 +89,16 @@ def test_evaluate_on_other_data_than_the_models_says_so_in_one_line_and_tags_it(
     run = run_step(store, evaluate, ["--model_uri", model.uri, "--league", "both"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [
-        f"note: the data read (data=synthetic, league=both, digest {run.data.tags[n.TAG_DATA_DIGEST][:12]}) are not "
+        f"note: the data read (data=synthetic, league=both, digest {run.data.tags[names.TAG_DATA_DIGEST][:12]}) are not "
         f"those model run {model.run.info.run_id} was trained on (the synthetic league, digest "
-        f"{model.run.data.tags[n.TAG_DATA_DIGEST][:12]})"
+        f"{model.run.data.tags[names.TAG_DATA_DIGEST][:12]})"
     ]
-    assert run.info.status == "FINISHED" and run.data.tags[n.TAG_DATA_MATCHES_MODEL] == "false"
+    assert run.info.status == "FINISHED" and run.data.tags[names.TAG_DATA_MATCHES_MODEL] == "false"
 
 
 def test_evaluate_with_a_missing_model_fails_with_one_line(store, capsys):
     before = run_ids(store.experiment_id)
-    uri = f"runs:/{NO_RUN}/{n.MODEL_DIR}"
+    uri = f"runs:/{NO_RUN}/{names.MODEL_DIR}"
     with pytest.raises(SystemExit) as exit_:
         evaluate.main(["--model_uri", uri, "--league", "W"])
     assert exit_.value.code != 0
@@ -113,9 +114,9 @@ def seeded_teams(folder: Path, season: int) -> dict[str, int]:
     """Seeded teams per league of the synthetic data (seed 42), counted from its seed files."""
     synthetic.write_league(folder, 42)
     counts = {}
-    for league in n.LEAGUES:
-        seeds = pd.read_csv(folder / kaggle.file_name(league, n.TOURNEY_SEEDS))
-        counts[league] = seeds.loc[seeds[n.SEASON] == season, n.TEAM_ID].nunique()
+    for league in names.LEAGUES:
+        seeds = pd.read_csv(folder / kaggle.file_name(league, names.TOURNEY_SEEDS))
+        counts[league] = seeds.loc[seeds[names.SEASON] == season, names.TEAM_ID].nunique()
     return counts
 
 
@@ -125,7 +126,7 @@ def predicted(store, model, tmp_path_factory):
     run = run_step(
         store, predict, ["--model_uri", model.uri, "--season", "2024", "--league", "both", "--output", str(output)]
     )
-    return SimpleNamespace(run=run, output=output, frame=pd.read_csv(output, dtype={n.SUBMISSION_ID: str}))
+    return SimpleNamespace(run=run, output=output, frame=pd.read_csv(output, dtype={names.SUBMISSION_ID: str}))
 
 
 def test_predict_writes_kaggles_header(predicted):
@@ -137,29 +138,29 @@ def test_predict_writes_one_row_per_pair_of_seeded_teams_per_league(predicted, t
     counts = seeded_teams(tmp_path, 2024)
     assert all(count == 68 for count in counts.values())
     assert len(predicted.frame) == sum(k * (k - 1) // 2 for k in counts.values())
-    assert predicted.frame[n.SUBMISSION_ID].is_unique
+    assert predicted.frame[names.SUBMISSION_ID].is_unique
 
 
 def test_predict_ids_are_season_then_lower_team_then_higher(predicted):
-    for id_ in predicted.frame[n.SUBMISSION_ID]:
+    for id_ in predicted.frame[names.SUBMISSION_ID]:
         match = re.fullmatch(r"2024_(\d{4})_(\d{4})", id_)
         assert match, id_
         assert int(match[1]) < int(match[2]), id_
 
 
 def test_predict_gives_probabilities_strictly_between_0_and_1(predicted):
-    pred = predicted.frame[n.SUBMISSION_PRED]
+    pred = predicted.frame[names.SUBMISSION_PRED]
     assert pred.notna().all() and ((pred > 0) & (pred < 1)).all()
 
 
 def test_predict_logs_the_same_file_as_artifact(store, predicted, tmp_path):
-    assert n.SUBMISSION_FILE in all_artifacts(store.client, predicted.run.info.run_id)
-    local = store.client.download_artifacts(predicted.run.info.run_id, n.SUBMISSION_FILE, str(tmp_path))
+    assert names.SUBMISSION_FILE in all_artifacts(store.client, predicted.run.info.run_id)
+    local = store.client.download_artifacts(predicted.run.info.run_id, names.SUBMISSION_FILE, str(tmp_path))
     assert Path(local).read_bytes() == predicted.output.read_bytes()
 
 
 def test_predict_tags_the_model_run(predicted, model):
-    assert predicted.run.data.tags[n.TAG_EVALUATED] == model.run.info.run_id
+    assert predicted.run.data.tags[names.TAG_EVALUATED] == model.run.info.run_id
 
 
 def test_predict_says_when_it_replaces_a_file(model, tmp_path):
@@ -193,7 +194,7 @@ def fail_launched_predict(store, monkeypatch, output: Path):
     launched = store.client.create_run(store.experiment_id).info.run_id
     monkeypatch.setenv("MLFLOW_RUN_ID", launched)
     with pytest.raises(SystemExit) as exit_:
-        predict.main(["--model_uri", f"runs:/{NO_RUN}/{n.MODEL_DIR}", "--league", "W", "--output", str(output)])
+        predict.main(["--model_uri", f"runs:/{NO_RUN}/{names.MODEL_DIR}", "--league", "W", "--output", str(output)])
     assert exit_.value.code == 1
     return store.client.get_run(launched)
 
@@ -204,7 +205,7 @@ def test_predict_onto_a_directory_fails_naming_it(store, tmp_path, monkeypatch, 
     launched = fail_launched_predict(store, monkeypatch, output)
     assert (
         last_stderr_line(capsys)
-        == f"error: output {output} is a directory; give the path of a file, e.g. {output / n.SUBMISSION_FILE}"
+        == f"error: output {output} is a directory; give the path of a file, e.g. {output / names.SUBMISSION_FILE}"
     )
     assert [p.name for p in tmp_path.iterdir()] == ["submissions"] and not any(output.iterdir())
     assert launched.info.status == "FAILED" and all_artifacts(store.client, launched.info.run_id) == []
@@ -213,7 +214,7 @@ def test_predict_onto_a_directory_fails_naming_it(store, tmp_path, monkeypatch, 
 def test_predict_under_a_file_fails_naming_it(store, tmp_path, monkeypatch, capsys):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a folder\n")
-    output = notes / "2024" / n.SUBMISSION_FILE
+    output = notes / "2024" / names.SUBMISSION_FILE
     launched = fail_launched_predict(store, monkeypatch, output)
     assert (
         last_stderr_line(capsys)
@@ -229,7 +230,7 @@ def test_predict_on_a_full_disk_fails_and_logs_no_submission(store, model, tmp_p
     # write, so nothing is logged and nothing is left, the run ends FAILED.
     folder = tmp_path / "full"
     folder.mkdir()
-    output = folder / n.SUBMISSION_FILE
+    output = folder / names.SUBMISSION_FILE
     before = run_ids(store.experiment_id)
     args = [sys.executable, "-m", "steps.predict", "--model_uri", model.uri, "--league", "W", "--output", str(output)]
     env = subprocess_env({"MLFLOW_TRACKING_URI": store.uri, "MLFLOW_EXPERIMENT_ID": store.experiment_id})
@@ -240,7 +241,7 @@ def test_predict_on_a_full_disk_fails_and_logs_no_submission(store, model, tmp_p
     assert left == []  # neither the output nor a .partial file
     (failed,) = run_ids(store.experiment_id) - before
     assert store.client.get_run(failed).info.status == "FAILED"
-    assert n.SUBMISSION_FILE not in all_artifacts(store.client, failed)
+    assert names.SUBMISSION_FILE not in all_artifacts(store.client, failed)
 
 
 # --- real women's data ---
@@ -256,7 +257,7 @@ def test_predict_2024_on_real_womens_data(store, real_data, tmp_path):
         predict,
         [
             "--model_uri",
-            f"runs:/{trained.info.run_id}/{n.MODEL_DIR}",
+            f"runs:/{trained.info.run_id}/{names.MODEL_DIR}",
             "--season",
             "2024",
             *data,
@@ -264,8 +265,8 @@ def test_predict_2024_on_real_womens_data(store, real_data, tmp_path):
             str(output),
         ],
     )
-    assert run.info.status == "FINISHED" and run.data.tags[n.TAG_SYNTHETIC] == "false"
-    frame = pd.read_csv(output, dtype={n.SUBMISSION_ID: str})
+    assert run.info.status == "FINISHED" and run.data.tags[names.TAG_SYNTHETIC] == "false"
+    frame = pd.read_csv(output, dtype={names.SUBMISSION_ID: str})
     assert len(frame) == 68 * 67 // 2 == 2278
-    assert frame[n.SUBMISSION_ID].str.fullmatch(r"2024_3\d{3}_3\d{3}").all()
-    assert ((frame[n.SUBMISSION_PRED] > 0) & (frame[n.SUBMISSION_PRED] < 1)).all()
+    assert frame[names.SUBMISSION_ID].str.fullmatch(r"2024_3\d{3}_3\d{3}").all()
+    assert ((frame[names.SUBMISSION_PRED] > 0) & (frame[names.SUBMISSION_PRED] < 1)).all()

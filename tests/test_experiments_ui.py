@@ -13,8 +13,7 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from madness import describe
-from madness import names as n
+from madness import describe, names
 from madness.model import ARCHITECTURES
 from steps import main as sweep_step
 from steps import reproduce as reproduce_step
@@ -40,14 +39,14 @@ def test_the_kind_tag_and_value_are_those_of_mlflows_ui():
     bundle = ui_bundle()  # the tag is looked up by its key; the kinds are an enum of string values
     assert '"mlflow.experimentKind"===e.key' in bundle
     assert re.search(r'\bCUSTOM_MODEL_DEVELOPMENT="custom_model_development"', bundle)
-    assert n.TAG_EXPERIMENT_KIND == "mlflow.experimentKind"
-    assert n.EXPERIMENT_KIND_TRAINING == "custom_model_development"
+    assert names.TAG_EXPERIMENT_KIND == "mlflow.experimentKind"
+    assert names.EXPERIMENT_KIND_TRAINING == "custom_model_development"
 
 
 def test_the_description_tag_is_mlflows_note():
     from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
-    assert n.TAG_DESCRIPTION == MLFLOW_RUN_NOTE == "mlflow.note.content"
+    assert names.TAG_DESCRIPTION == MLFLOW_RUN_NOTE == "mlflow.note.content"
 
 
 # --- the words ---
@@ -108,23 +107,23 @@ def test_an_existing_experiment_without_the_tags_gets_both(tracking):
     client = mlflow.MlflowClient()
     existing = client.create_experiment("fm_small")
     assert sweep_step.experiment_id(client, "fm_small", "the small one") == existing
-    assert tags_of(existing)[n.TAG_EXPERIMENT_KIND] == n.EXPERIMENT_KIND_TRAINING
-    assert tags_of(existing)[n.TAG_DESCRIPTION] == "the small one"
+    assert tags_of(existing)[names.TAG_EXPERIMENT_KIND] == names.EXPERIMENT_KIND_TRAINING
+    assert tags_of(existing)[names.TAG_DESCRIPTION] == "the small one"
 
 
 def test_a_users_own_description_is_kept_and_the_kind_added(tracking):
     client = mlflow.MlflowClient()
-    existing = client.create_experiment("fm_large", tags={n.TAG_DESCRIPTION: "my notes on the large net"})
+    existing = client.create_experiment("fm_large", tags={names.TAG_DESCRIPTION: "my notes on the large net"})
     sweep_step.experiment_id(client, "fm_large", describe.model_description("large"))
-    assert tags_of(existing)[n.TAG_DESCRIPTION] == "my notes on the large net"
-    assert tags_of(existing)[n.TAG_EXPERIMENT_KIND] == n.EXPERIMENT_KIND_TRAINING
+    assert tags_of(existing)[names.TAG_DESCRIPTION] == "my notes on the large net"
+    assert tags_of(existing)[names.TAG_EXPERIMENT_KIND] == names.EXPERIMENT_KIND_TRAINING
 
 
 def test_a_kind_already_set_is_kept(tracking):
     client = mlflow.MlflowClient()
-    existing = client.create_experiment("fm_small", tags={n.TAG_EXPERIMENT_KIND: "classification"})
+    existing = client.create_experiment("fm_small", tags={names.TAG_EXPERIMENT_KIND: "classification"})
     sweep_step.experiment_id(client, "fm_small", "the small one")
-    assert tags_of(existing)[n.TAG_EXPERIMENT_KIND] == "classification"
+    assert tags_of(existing)[names.TAG_EXPERIMENT_KIND] == "classification"
 
 
 def test_a_labelled_experiment_is_not_written_again(tracking):
@@ -142,15 +141,15 @@ def test_a_labelled_experiment_is_not_written_again(tracking):
 
     assert sweep_step.experiment_id(Counting(), "fm_small", "the small one") == first
     assert writes == []
-    assert tags_of(first)[n.TAG_DESCRIPTION] == "the small one"
+    assert tags_of(first)[names.TAG_DESCRIPTION] == "the small one"
 
 
 def test_the_sweep_runs_experiment_gets_the_kind_only(tracking):
     client = mlflow.MlflowClient()
     existing = client.create_experiment("from mlflow run --experiment-name")
     sweep_step.label_experiment(client, client.get_experiment(existing), description=None)
-    assert tags_of(existing)[n.TAG_EXPERIMENT_KIND] == n.EXPERIMENT_KIND_TRAINING
-    assert n.TAG_DESCRIPTION not in tags_of(existing)
+    assert tags_of(existing)[names.TAG_EXPERIMENT_KIND] == names.EXPERIMENT_KIND_TRAINING
+    assert names.TAG_DESCRIPTION not in tags_of(existing)
 
 
 def test_a_tag_another_sweep_wrote_first_is_not_a_failure(tracking):
@@ -168,13 +167,13 @@ def test_a_tag_another_sweep_wrote_first_is_not_a_failure(tracking):
         def set_experiment_tag(self, experiment_id, key, value):
             if not self.raced:
                 self.raced = True
-                client.set_experiment_tag(experiment_id, n.TAG_EXPERIMENT_KIND, n.EXPERIMENT_KIND_TRAINING)
-                client.set_experiment_tag(experiment_id, n.TAG_DESCRIPTION, "the other sweep's grid")
+                client.set_experiment_tag(experiment_id, names.TAG_EXPERIMENT_KIND, names.EXPERIMENT_KIND_TRAINING)
+                client.set_experiment_tag(experiment_id, names.TAG_DESCRIPTION, "the other sweep's grid")
                 raise MlflowException("UNIQUE constraint failed: experiment_tags.key, experiment_tags.experiment_id")
             return client.set_experiment_tag(experiment_id, key, value)
 
     sweep_step.label_experiment(Racing(), read_before, "this sweep's grid")
-    assert tags_of(existing)[n.TAG_DESCRIPTION] == "the other sweep's grid"
+    assert tags_of(existing)[names.TAG_DESCRIPTION] == "the other sweep's grid"
 
 
 def test_a_write_that_keeps_failing_is_raised(tracking):
@@ -211,8 +210,8 @@ def test_sweeps_creating_the_same_experiment_at_once_all_succeed(tracking):
     assert errors == []
     assert len(set(ids)) == 1
     tags = tags_of(ids[0])
-    assert tags[n.TAG_EXPERIMENT_KIND] == n.EXPERIMENT_KIND_TRAINING
-    assert tags[n.TAG_DESCRIPTION] in {f"grid {i}" for i in range(6)}
+    assert tags[names.TAG_EXPERIMENT_KIND] == names.EXPERIMENT_KIND_TRAINING
+    assert tags[names.TAG_DESCRIPTION] in {f"grid {i}" for i in range(6)}
 
 
 # --- reproduce ---
@@ -223,8 +222,8 @@ def test_an_experiment_reproduce_creates_is_a_training_experiment_with_its_descr
     params = {"model": "small", "lr": "0.1", "epochs": "2"}
     description = reproduce_step.rerun_description("abc123", "train", "0123456789abcdef", params)
     created = reproduce_step.rerun_experiment(client, "reruns", "0", description)
-    assert tags_of(created)[n.TAG_EXPERIMENT_KIND] == n.EXPERIMENT_KIND_TRAINING
-    assert tags_of(created)[n.TAG_DESCRIPTION] == description
+    assert tags_of(created)[names.TAG_EXPERIMENT_KIND] == names.EXPERIMENT_KIND_TRAINING
+    assert tags_of(created)[names.TAG_DESCRIPTION] == description
     assert (
         "run abc123 (entry point train: the small network (64 relu, sigmoid out) at learning rate 0.1 "
         "for 2 epochs) at commit 0123456789ab"

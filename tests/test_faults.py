@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from madness import names as n
+from madness import names
 from servers import MLFLOW, Team
 from steps import _processes
 from stores import ok, snapshot
@@ -92,7 +92,7 @@ def training(team: Team, lr: str, launcher: subprocess.Popen, timeout: float = 3
     """Wait until the pair's train step runs (its run carries its process token); return that run."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and launcher.poll() is None:
-        runs = [r for r in pair_runs(team, lr) if r.info.status == "RUNNING" and n.TAG_PROCESS in r.data.tags]
+        runs = [r for r in pair_runs(team, lr) if r.info.status == "RUNNING" and names.TAG_PROCESS in r.data.tags]
         if runs:
             return runs[0]
         time.sleep(0.2)
@@ -178,7 +178,7 @@ def test_ending_mlflow_run_stops_the_sweep_and_its_pair_within_seconds(team, sig
     launcher = start_sweep(team, lr)
     try:
         pair = training(team, lr, launcher)
-        sweep_id = pair.data.tags[n.TAG_SWEEP]
+        sweep_id = pair.data.tags[names.TAG_SWEEP]
         processes = tree(launcher.pid)
         os.kill(launcher.pid, sig)  # the `mlflow run` process alone, as `kill` or a scheduler does
         took = wait_until_gone(processes)
@@ -207,7 +207,7 @@ def test_a_rerun_right_after_a_sigterm_trains_the_missing_pair_once(team):
 
 
 def finished_sweeps(team: Team) -> list:
-    return team.runs(PREFIX, f"tags.{n.TAG_ENTRY_POINT} = 'main' and attributes.status = 'FINISHED'")
+    return team.runs(PREFIX, f"tags.{names.TAG_ENTRY_POINT} = 'main' and attributes.status = 'FINISHED'")
 
 
 def test_a_sweep_killed_with_9_takes_its_training_pair_with_it(team):
@@ -216,9 +216,9 @@ def test_a_sweep_killed_with_9_takes_its_training_pair_with_it(team):
     launcher = start_sweep(team, "0.031")
     try:
         pair = training(team, "0.031", launcher)
-        sweep_token = team.client.get_run(pair.data.tags[n.TAG_SWEEP]).data.tags[n.TAG_PROCESS]
+        sweep_token = team.client.get_run(pair.data.tags[names.TAG_SWEEP]).data.tags[names.TAG_PROCESS]
         os.kill(int(sweep_token.split(":")[0]), signal.SIGKILL)  # steps.main alone
-        wait_until_gone([pair.data.tags[n.TAG_PROCESS]])
+        wait_until_gone([pair.data.tags[names.TAG_PROCESS]])
     finally:
         out = finish(launcher, timeout=STOP_SECONDS * 3)
     assert launcher.returncode != 0
@@ -231,9 +231,9 @@ def test_a_sweep_killed_with_9_takes_its_training_pair_with_it(team):
     ok(team.step("steps.report"))
     ids = [e.experiment_id for e in team.client.search_experiments()]
     report = team.client.search_runs(
-        ids, f"tags.{n.TAG_ENTRY_POINT} = 'report'", order_by=["attributes.start_time DESC"]
+        ids, f"tags.{names.TAG_ENTRY_POINT} = 'report'", order_by=["attributes.start_time DESC"]
     )[0]
-    assert report.data.tags[n.TAG_SWEEP] == finished[-1].info.run_id
+    assert report.data.tags[names.TAG_SWEEP] == finished[-1].info.run_id
 
 
 # --- a crash: no run stays RUNNING, nothing is left in the temporary folder ---
@@ -243,7 +243,7 @@ def test_after_kill_9_of_every_process_the_next_sweep_ends_the_orphans_and_train
     launcher = start_sweep(team, "0.041")
     try:
         pair = training(team, "0.041", launcher)
-        sweep_id = pair.data.tags[n.TAG_SWEEP]
+        sweep_id = pair.data.tags[names.TAG_SWEEP]
         processes = tree(launcher.pid)
         for token in processes:
             with contextlib.suppress(ProcessLookupError):
@@ -260,7 +260,7 @@ def test_after_kill_9_of_every_process_the_next_sweep_ends_the_orphans_and_train
     for run_id in (pair.info.run_id, sweep_id):
         run = team.client.get_run(run_id)
         assert run.info.status == "FAILED"
-        assert run.data.tags[n.TAG_ENDED_BY].endswith("the process that ran it was gone")
+        assert run.data.tags[names.TAG_ENDED_BY].endswith("the process that ran it was gone")
     finished_once(team, "0.041")
     assert not any(p.exists() for p in leftovers)
     nothing_running(team)
@@ -284,7 +284,7 @@ def test_a_pair_whose_files_are_gone_is_never_listed_best_registered_or_reused(t
     ok(sweep(team, "0.061,0.062"))
     runs = {lr: pair_runs(team, lr)[0] for lr in ("0.061", "0.062")}
     delete_model_files(team, runs["0.061"])
-    sweep_id = runs["0.062"].data.tags[n.TAG_SWEEP]
+    sweep_id = runs["0.062"].data.tags[names.TAG_SWEEP]
 
     report = team.step("steps.report", "--sweep_run_id", sweep_id, "--register", "true", "--filter", "")
     ok(report)

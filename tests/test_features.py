@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from leagues import compact
-from madness import features
-from madness import names as n
+from madness import features, names
 from madness.errors import UserError
 
 A, B, C = 101, 102, 103
@@ -30,15 +29,15 @@ def games():
 def seeds():
     return pd.DataFrame(
         {
-            n.SEASON: [2001, 2001, 2001, 2002, 2002],
-            n.SEED: ["W01", "X16a", "Y02", "W03", "Z16b"],
-            n.TEAM_ID: [A, B, C, B, A],
+            names.SEASON: [2001, 2001, 2001, 2002, 2002],
+            names.SEED: ["W01", "X16a", "Y02", "W03", "Z16b"],
+            names.TEAM_ID: [A, B, C, B, A],
         }
     )
 
 
 def elo_of(ratings: pd.DataFrame) -> dict:
-    return {(s, t): e for s, t, e in ratings[[n.SEASON, n.TEAM_ID, n.ELO]].itertuples(index=False)}
+    return {(s, t): e for s, t, e in ratings[[names.SEASON, names.TEAM_ID, names.ELO]].itertuples(index=False)}
 
 
 def test_elo_by_hand(games):
@@ -56,7 +55,7 @@ def test_elo_by_hand(games):
 
 def test_elo_has_rows_only_for_teams_that_played(games):
     ratings = features.elo_ratings(games)
-    assert sorted(ratings[ratings[n.SEASON] == 2002][n.TEAM_ID]) == [B, C]
+    assert sorted(ratings[ratings[names.SEASON] == 2002][names.TEAM_ID]) == [B, C]
     assert len(ratings) == 5
 
 
@@ -69,39 +68,49 @@ def test_elo_k_follows_the_winners_location(location, k):
 
 def test_elo_conserves_total_rating(games):
     ratings = features.elo_ratings(games)
-    assert ratings.groupby(n.SEASON)[n.ELO].sum().tolist() == pytest.approx([3 * 1500.0, 2 * 1500.0])
+    assert ratings.groupby(names.SEASON)[names.ELO].sum().tolist() == pytest.approx([3 * 1500.0, 2 * 1500.0])
 
 
 def test_team_season_means(games, seeds):
-    table = features.team_season_features(games, seeds).set_index([n.SEASON, n.TEAM_ID])
+    table = features.team_season_features(games, seeds).set_index([names.SEASON, names.TEAM_ID])
     a, b, c = table.loc[(2001, A)], table.loc[(2001, B)], table.loc[(2001, C)]
-    assert (a[n.POINTS_FOR], a[n.POINTS_AGAINST], a[n.MARGIN], a[n.WIN_RATIO]) == (67.5, 67.5, 0.0, 0.5)
-    assert (b[n.POINTS_FOR], b[n.POINTS_AGAINST], b[n.MARGIN], b[n.WIN_RATIO]) == (60.0, 70.0, -10.0, 0.0)
-    assert (c[n.POINTS_FOR], c[n.POINTS_AGAINST], c[n.MARGIN], c[n.WIN_RATIO]) == (75.0, 65.0, 10.0, 1.0)
+    assert (a[names.POINTS_FOR], a[names.POINTS_AGAINST], a[names.MARGIN], a[names.WIN_RATIO]) == (67.5, 67.5, 0.0, 0.5)
+    assert (b[names.POINTS_FOR], b[names.POINTS_AGAINST], b[names.MARGIN], b[names.WIN_RATIO]) == (
+        60.0,
+        70.0,
+        -10.0,
+        0.0,
+    )
+    assert (c[names.POINTS_FOR], c[names.POINTS_AGAINST], c[names.MARGIN], c[names.WIN_RATIO]) == (
+        75.0,
+        65.0,
+        10.0,
+        1.0,
+    )
 
 
 def test_team_season_carries_elo_and_seed_number(games, seeds):
-    table = features.team_season_features(games, seeds).set_index([n.SEASON, n.TEAM_ID])
-    assert table.loc[(2001, B), n.ELO] == pytest.approx(1490.0)
-    assert table.loc[(2001, A), n.SEED_NUM] == 1
-    assert table.loc[(2001, B), n.SEED_NUM] == 16
-    assert table.loc[(2002, B), n.SEED_NUM] == 3
+    table = features.team_season_features(games, seeds).set_index([names.SEASON, names.TEAM_ID])
+    assert table.loc[(2001, B), names.ELO] == pytest.approx(1490.0)
+    assert table.loc[(2001, A), names.SEED_NUM] == 1
+    assert table.loc[(2001, B), names.SEED_NUM] == 16
+    assert table.loc[(2002, B), names.SEED_NUM] == 3
 
 
 def test_unseeded_team_has_no_seed_number(games, seeds):
-    table = features.team_season_features(games, seeds).set_index([n.SEASON, n.TEAM_ID])
-    assert np.isnan(table.loc[(2002, C), n.SEED_NUM])
+    table = features.team_season_features(games, seeds).set_index([names.SEASON, names.TEAM_ID])
+    assert np.isnan(table.loc[(2002, C), names.SEED_NUM])
 
 
 def test_seeded_team_without_games_still_has_a_row(games, seeds):
-    table = features.team_season_features(games, seeds).set_index([n.SEASON, n.TEAM_ID])
-    assert table.loc[(2002, A), n.SEED_NUM] == 16
-    assert np.isnan(table.loc[(2002, A), n.WIN_RATIO])
+    table = features.team_season_features(games, seeds).set_index([names.SEASON, names.TEAM_ID])
+    assert table.loc[(2002, A), names.SEED_NUM] == 16
+    assert np.isnan(table.loc[(2002, A), names.WIN_RATIO])
 
 
 def test_one_row_per_season_and_team_in_order(games, seeds):
     table = features.team_season_features(games, seeds)
-    assert list(zip(table[n.SEASON], table[n.TEAM_ID], strict=True)) == [
+    assert list(zip(table[names.SEASON], table[names.TEAM_ID], strict=True)) == [
         (2001, A),
         (2001, B),
         (2001, C),
@@ -113,16 +122,16 @@ def test_one_row_per_season_and_team_in_order(games, seeds):
 
 def test_no_box_score_columns_without_detailed_results(games, seeds):
     table = features.team_season_features(games, seeds)
-    assert [c for c in table.columns if c not in (n.SEASON, n.TEAM_ID)] == list(features.COMPACT_FEATURES)
+    assert [c for c in table.columns if c not in (names.SEASON, names.TEAM_ID)] == list(features.COMPACT_FEATURES)
 
 
 def test_box_score_means_for_team_and_opponents(games, seeds):
     box = games.copy()
-    for stat in n.BOX_STATS:
+    for stat in names.BOX_STATS:
         box[f"W{stat}"] = [30, 20, 25]  # C at A, A vs B, B vs C (row order of `games`)
         box[f"L{stat}"] = [10, 12, 14]
     box["WFGM"] = [31, 21, 26]
-    table = features.team_season_features(games, seeds, detailed=box).set_index([n.SEASON, n.TEAM_ID])
+    table = features.team_season_features(games, seeds, detailed=box).set_index([names.SEASON, names.TEAM_ID])
     assert set(features.box_feature_names()) <= set(table.columns)
     assert len(features.box_feature_names()) == 18
     # A, 2001: won vs B (A's FGM 21, B's 12) and lost to C (A's FGM 10, C's 31).
@@ -150,7 +159,9 @@ def tournament(games, seeds):
 def test_tournament_rows_two_per_game_with_both_targets(tournament):
     rows, _ = tournament
     assert len(rows) == 4
-    pairs = {(t1, t2): won for t1, t2, won in rows[[n.T1_TEAM, n.T2_TEAM, n.TARGET]].itertuples(index=False)}
+    pairs = {
+        (t1, t2): won for t1, t2, won in rows[[names.T1_TEAM, names.T2_TEAM, names.TARGET]].itertuples(index=False)
+    }
     assert pairs == {(A, C): 1, (C, A): 0, (C, B): 1, (B, C): 0}
 
 
@@ -158,7 +169,7 @@ def test_tournament_rows_swap_team_features(tournament):
     rows, team = tournament
     columns = features.team_feature_columns(team)
     assert features.feature_columns(columns) == [f"T1_{c}" for c in columns] + [f"T2_{c}" for c in columns]
-    by_pair = rows.set_index([n.T1_TEAM, n.T2_TEAM])
+    by_pair = rows.set_index([names.T1_TEAM, names.T2_TEAM])
     for c in columns:
         assert by_pair.loc[(A, C), f"T1_{c}"] == by_pair.loc[(C, A), f"T2_{c}"]
         assert by_pair.loc[(A, C), f"T2_{c}"] == by_pair.loc[(C, A), f"T1_{c}"]
@@ -167,16 +178,18 @@ def test_tournament_rows_swap_team_features(tournament):
 
 
 def test_seeded_pairs_lower_id_first_and_all_pairs():
-    seeds = pd.DataFrame({n.SEASON: [2001] * 5 + [2002], n.SEED: ["W01"] * 6, n.TEAM_ID: [305, 101, 204, 150, 999, 7]})
+    seeds = pd.DataFrame(
+        {names.SEASON: [2001] * 5 + [2002], names.SEED: ["W01"] * 6, names.TEAM_ID: [305, 101, 204, 150, 999, 7]}
+    )
     pairs = features.seeded_pairs(seeds, 2001)
     assert len(pairs) == 5 * 4 // 2
-    assert (pairs[n.T1_TEAM] < pairs[n.T2_TEAM]).all()
-    assert not pairs.duplicated([n.T1_TEAM, n.T2_TEAM]).any()
-    assert set(pairs[n.T1_TEAM]) | set(pairs[n.T2_TEAM]) == {101, 150, 204, 305, 999}
-    assert (pairs[n.SEASON] == 2001).all()
+    assert (pairs[names.T1_TEAM] < pairs[names.T2_TEAM]).all()
+    assert not pairs.duplicated([names.T1_TEAM, names.T2_TEAM]).any()
+    assert set(pairs[names.T1_TEAM]) | set(pairs[names.T2_TEAM]) == {101, 150, 204, 305, 999}
+    assert (pairs[names.SEASON] == 2001).all()
 
 
 def test_seeded_pairs_for_a_season_without_seeds_is_refused():
-    seeds = pd.DataFrame({n.SEASON: [2001, 2001], n.SEED: ["W01", "W02"], n.TEAM_ID: [1, 2]})
+    seeds = pd.DataFrame({names.SEASON: [2001, 2001], names.SEED: ["W01", "W02"], names.TEAM_ID: [1, 2]})
     with pytest.raises(UserError, match=r"season 2030 has no tournament seeds; seeded seasons: 2001-2001"):
         features.seeded_pairs(seeds, 2030)

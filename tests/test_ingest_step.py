@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from conftest import REAL_DATA, ROOT, run_cli, runs_of
-from madness import names as n
+from madness import names
 from steps.ingest import main
 from stores import temp_store
 from tools import sandbox
 
-FEATURE_FILES = (n.GAMES_FILE, n.TEAM_SEASON_FILE, n.SCALER_FILE, n.MANIFEST_FILE)
+FEATURE_FILES = (names.GAMES_FILE, names.TEAM_SEASON_FILE, names.SCALER_FILE, names.MANIFEST_FILE)
 W_FILES = ("WRegularSeasonCompactResults.csv", "WNCAATourneyCompactResults.csv", "WNCAATourneySeeds.csv", "WTeams.csv")
 
 
@@ -39,8 +39,8 @@ class RealRun:
     def __init__(self, uri: str, run, features: Path, out: str):
         self.client = mlflow.MlflowClient(tracking_uri=uri)
         self.run, self.features, self.out = run, features, out
-        self.games = pd.read_csv(features / n.GAMES_FILE)
-        self.team_season = pd.read_csv(features / n.TEAM_SEASON_FILE)
+        self.games = pd.read_csv(features / names.GAMES_FILE)
+        self.team_season = pd.read_csv(features / names.TEAM_SEASON_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def real_run(tmp_path_factory):
         (run,) = runs_of()
         features = Path(
             mlflow.artifacts.download_artifacts(
-                run_id=run.info.run_id, artifact_path=n.FEATURES_DIR, dst_path=str(folder / "download")
+                run_id=run.info.run_id, artifact_path=names.FEATURES_DIR, dst_path=str(folder / "download")
             )
         )
         return RealRun(uri, client.get_run(run.info.run_id), features, out.getvalue())
@@ -71,41 +71,41 @@ def test_real_run_finishes_and_says_where_the_features_are(real_run):
 @pytest.mark.realdata
 def test_real_run_has_67_tournament_games_in_2023(real_run):
     games = real_run.games
-    rows = games[(games[n.SEASON] == 2023) & (games[n.LEAGUE] == "W")]
+    rows = games[(games[names.SEASON] == 2023) & (games[names.LEAGUE] == "W")]
     assert len(rows) == 2 * 67
-    assert rows[n.TARGET].sum() == 67
+    assert rows[names.TARGET].sum() == 67
 
 
 @pytest.mark.realdata
 def test_real_run_has_68_seeded_teams_in_2024(real_run):
     team = real_run.team_season
-    assert team[(team[n.SEASON] == 2024) & team[n.SEED_NUM].notna()][n.TEAM_ID].nunique() == 68
+    assert team[(team[names.SEASON] == 2024) & team[names.SEED_NUM].notna()][names.TEAM_ID].nunique() == 68
 
 
 @pytest.mark.realdata
 def test_real_run_splits_by_the_default_seasons(real_run):
     games = real_run.games
-    assert games.groupby(n.SPLIT)[n.SEASON].agg(["min", "max"]).to_dict("index") == {
+    assert games.groupby(names.SPLIT)[names.SEASON].agg(["min", "max"]).to_dict("index") == {
         "train": {"min": 2003, "max": 2018},
         "val": {"min": 2019, "max": 2021},
         "test": {"min": 2022, "max": 2023},
     }
-    assert 2020 not in set(games[n.SEASON])  # no tournament that year
+    assert 2020 not in set(games[names.SEASON])  # no tournament that year
 
 
 @pytest.mark.realdata
 def test_real_run_logs_the_feature_folder(real_run):
     assert sorted(all_artifacts(real_run.client, real_run.run.info.run_id)) == sorted(
-        f"{n.FEATURES_DIR}/{name}" for name in FEATURE_FILES
+        f"{names.FEATURES_DIR}/{name}" for name in FEATURE_FILES
     )
 
 
 @pytest.mark.realdata
 def test_real_run_is_tagged_real_data(real_run):
     tags = real_run.run.data.tags
-    assert tags[n.TAG_SYNTHETIC] == "false"
-    assert len(tags[n.TAG_DATA_DIGEST]) == 64
-    assert tags[n.TAG_ENTRY_POINT] == "ingest"
+    assert tags[names.TAG_SYNTHETIC] == "false"
+    assert len(tags[names.TAG_DATA_DIGEST]) == 64
+    assert tags[names.TAG_ENTRY_POINT] == "ingest"
 
 
 @pytest.mark.realdata
@@ -116,7 +116,7 @@ def test_real_run_logs_params_as_given(real_run):
 
 @pytest.mark.realdata
 def test_real_run_manifest_matches_the_data_manifest(real_run):
-    manifest = json.loads((real_run.features / n.MANIFEST_FILE).read_text())
+    manifest = json.loads((real_run.features / names.MANIFEST_FILE).read_text())
     with open(REAL_DATA / "MANIFEST.tsv", newline="") as f:
         published = {row["file"]: row for row in csv.DictReader(f, delimiter="\t")}
     assert {e["file"] for e in manifest["files"]} == set(W_FILES)
@@ -124,14 +124,14 @@ def test_real_run_manifest_matches_the_data_manifest(real_run):
         assert entry["sha256"] == published[entry["file"]]["sha256"], entry["file"]
         assert entry["rows"] == int(published[entry["file"]]["rows"]), entry["file"]
     assert manifest["synthetic"] is False and manifest["box_scores"] is False
-    assert manifest["digest"] == real_run.run.data.tags[n.TAG_DATA_DIGEST]
+    assert manifest["digest"] == real_run.run.data.tags[names.TAG_DATA_DIGEST]
 
 
 @pytest.mark.realdata
 def test_real_run_logs_each_split_as_a_dataset(real_run):
     inputs = real_run.run.inputs.dataset_inputs
     assert inputs
-    contexts = {tag.value for i in inputs for tag in i.tags if tag.key == n.TAG_DATA_CONTEXT}
+    contexts = {tag.value for i in inputs for tag in i.tags if tag.key == names.TAG_DATA_CONTEXT}
     assert contexts == {"train", "val", "test"}
     assert {i.dataset.name for i in inputs} == {"tournament_train", "tournament_val", "tournament_test"}
 
@@ -139,7 +139,7 @@ def test_real_run_logs_each_split_as_a_dataset(real_run):
 @pytest.mark.realdata
 def test_real_run_metrics_count_rows_per_split(real_run):
     metrics = real_run.run.data.metrics
-    counts = real_run.games[n.SPLIT].value_counts()
+    counts = real_run.games[names.SPLIT].value_counts()
     assert {k: metrics[f"rows_{k}"] for k in ("train", "val", "test")} == {
         k: counts[k] for k in ("train", "val", "test")
     }
@@ -191,8 +191,8 @@ def _winners_swapped_from_2010(folder: Path) -> list[str]:
     for name in W_FILES:
         shutil.copy(REAL_DATA / name, data)
     games = pd.read_csv(data / W_FILES[0])
-    later = games[n.SEASON] >= 2010
-    games.loc[later, [n.WSCORE, n.LSCORE]] = games.loc[later, [n.LSCORE, n.WSCORE]].to_numpy()
+    later = games[names.SEASON] >= 2010
+    games.loc[later, [names.WSCORE, names.LSCORE]] = games.loc[later, [names.LSCORE, names.WSCORE]].to_numpy()
     games.to_csv(data / W_FILES[0], index=False)
     return ["--data", str(data), "--league", "W"]
 
@@ -291,9 +291,9 @@ def test_synthetic_default_is_tagged_synthetic(tracking, capsys):
     main([])
     (run,) = runs_of()
     assert run.info.status == "FINISHED"
-    assert run.data.tags[n.TAG_SYNTHETIC] == "true"
+    assert run.data.tags[names.TAG_SYNTHETIC] == "true"
     assert run.data.params["data"] == "synthetic" and run.data.params["league"] == "both"
-    manifest = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
+    manifest = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{names.FEATURES_DIR}/{names.MANIFEST_FILE}")
     assert manifest["synthetic"] is True and manifest["box_scores"] is True
     assert f"runs:/{run.info.run_id}/features" in capsys.readouterr().out
 
@@ -326,6 +326,6 @@ def test_mlflow_run_ingest_end_to_end(tmp_path, monkeypatch):
     client = mlflow.MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "FINISHED"
-    assert f"{n.FEATURES_DIR}/{n.GAMES_FILE}" in all_artifacts(client, run.info.run_id)
+    assert f"{names.FEATURES_DIR}/{names.GAMES_FILE}" in all_artifacts(client, run.info.run_id)
     assert run.data.params["league"] == "W"
-    assert run.data.tags[n.TAG_SYNTHETIC] == "true"
+    assert run.data.tags[names.TAG_SYNTHETIC] == "true"

@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 
 from leagues import TEAMS, compact, detailed, season_frames, write_folder
-from madness import kaggle
-from madness import names as n
+from madness import kaggle, names
 from madness.errors import UserError
 
 
@@ -32,19 +31,19 @@ def test_reads_a_valid_folder(folder):
     files = kaggle.read_league(folder, "W")
     assert files.league == "W"
     assert len(files.regular) == 12 and len(files.tourney) == 6 and len(files.seeds) == 8
-    assert files.regular[n.WTEAM].dtype == "int64"
-    assert set(files.regular[n.WLOC]) <= {"H", "A", "N"}
+    assert files.regular[names.WTEAM].dtype == "int64"
+    assert set(files.regular[names.WLOC]) <= {"H", "A", "N"}
 
 
 def test_missing_column_names_file_and_column(folder):
-    rewrite(folder, n.TEAMS, "TeamID,Name\n101,A\n")
+    rewrite(folder, names.TEAMS, "TeamID,Name\n101,A\n")
     with pytest.raises(UserError, match=r"WTeams\.csv: missing column 'TeamName'"):
         kaggle.read_league(folder, "W")
 
 
 def test_non_integer_value_names_file_column_and_row(folder):
-    frame = season_frames(seasons=[2001])[n.REGULAR_COMPACT].astype(str)
-    frame.loc[2, n.WSCORE] = "seventy"
+    frame = season_frames(seasons=[2001])[names.REGULAR_COMPACT].astype(str)
+    frame.loc[2, names.WSCORE] = "seventy"
     frame.to_csv(folder / "WRegularSeasonCompactResults.csv", index=False)
     with pytest.raises(UserError) as err:
         kaggle.read_league(folder, "W")
@@ -55,33 +54,33 @@ def test_non_integer_value_names_file_column_and_row(folder):
 
 @pytest.mark.parametrize("value", ["2.5", "", "inf", "1e400", "True"])
 def test_values_that_are_not_integers_are_refused(value):
-    frame = pd.DataFrame({n.SEASON: ["2001", value], n.TEAM_ID: ["1", "2"]})
+    frame = pd.DataFrame({names.SEASON: ["2001", value], names.TEAM_ID: ["1", "2"]})
     with pytest.raises(UserError, match=r"f\.csv: column 'Season' must hold integers"):
-        kaggle.check_columns(frame, {n.SEASON: "int", n.TEAM_ID: "int"}, "f.csv")
+        kaggle.check_columns(frame, {names.SEASON: "int", names.TEAM_ID: "int"}, "f.csv")
 
 
 def test_boolean_looking_column_is_not_read_as_integers(folder):
-    rewrite(folder, n.TEAMS, "TeamID,TeamName\nTrue,A\nFalse,B\n")
+    rewrite(folder, names.TEAMS, "TeamID,TeamName\nTrue,A\nFalse,B\n")
     with pytest.raises(UserError, match=r"WTeams\.csv: column 'TeamID' must hold integers, found 'True'"):
         kaggle.read_league(folder, "W")
 
 
 def test_rows_longer_than_the_header_are_refused(folder):
     # pandas would silently take the first column as an index and shift every value left
-    rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,A,x\n102,B,y\n")
+    rewrite(folder, names.TEAMS, "TeamID,TeamName\n101,A,x\n102,B,y\n")
     with pytest.raises(UserError, match=r"WTeams\.csv: .*more fields than the header"):
         kaggle.read_league(folder, "W")
 
 
 def test_ragged_row_is_a_one_line_error(folder):
-    rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,A\n102,B,extra\n")
+    rewrite(folder, names.TEAMS, "TeamID,TeamName\n101,A\n102,B,extra\n")
     with pytest.raises(UserError, match=r"WTeams\.csv: not a readable CSV file") as err:
         kaggle.read_league(folder, "W")
     assert "\n" not in str(err.value)
 
 
 def test_empty_file_is_a_one_line_error(folder):
-    rewrite(folder, n.TEAMS, "")
+    rewrite(folder, names.TEAMS, "")
     with pytest.raises(UserError, match=r"WTeams\.csv: not a readable CSV file"):
         kaggle.read_league(folder, "W")
 
@@ -97,36 +96,36 @@ def test_bad_location_names_file_and_column(folder):
 
 @pytest.mark.parametrize("label", ["Q01", "W17", "W00", "W1", "W01c", "w01"])
 def test_bad_seed_label_names_file_and_column(folder, label):
-    rewrite(folder, n.TOURNEY_SEEDS, f"Season,Seed,TeamID\n2001,W01,101\n2001,{label},102\n")
+    rewrite(folder, names.TOURNEY_SEEDS, f"Season,Seed,TeamID\n2001,W01,101\n2001,{label},102\n")
     with pytest.raises(UserError, match=rf"WNCAATourneySeeds\.csv: column 'Seed' .*found '{label}' at row 3"):
         kaggle.read_league(folder, "W")
 
 
 @pytest.mark.parametrize("label", ["W01", "X16", "Y11a", "Z16b"])
 def test_kaggle_seed_labels_are_accepted(label):
-    frame = pd.DataFrame({n.SEASON: [2001], n.SEED: [label], n.TEAM_ID: [101]})
-    checked = kaggle.check_columns(frame, kaggle.SCHEMAS[n.TOURNEY_SEEDS].columns, "s.csv")
-    assert checked[n.SEED].tolist() == [label]
+    frame = pd.DataFrame({names.SEASON: [2001], names.SEED: [label], names.TEAM_ID: [101]})
+    checked = kaggle.check_columns(frame, kaggle.SCHEMAS[names.TOURNEY_SEEDS].columns, "s.csv")
+    assert checked[names.SEED].tolist() == [label]
 
 
 def test_windows_1252_file_is_decoded(folder):
-    rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,Saint Mary’s\n102,Montréal\n103,C\n104,D\n", encoding="cp1252")
+    rewrite(folder, names.TEAMS, "TeamID,TeamName\n101,Saint Mary’s\n102,Montréal\n103,C\n104,D\n", encoding="cp1252")
     raw = (folder / "WTeams.csv").read_bytes()
     with pytest.raises(UnicodeDecodeError):
         raw.decode("utf-8")  # the fixture really is not UTF-8
     teams = kaggle.read_league(folder, "W").teams
-    assert teams[n.TEAM_NAME].tolist() == ["Saint Mary’s", "Montréal", "C", "D"]
+    assert teams[names.TEAM_NAME].tolist() == ["Saint Mary’s", "Montréal", "C", "D"]
 
 
 def test_utf8_with_byte_order_mark_is_decoded(folder):
-    rewrite(folder, n.TEAMS, "\ufeffTeamID,TeamName\n101,Montréal\n102,B\n103,C\n104,D\n")
+    rewrite(folder, names.TEAMS, "\ufeffTeamID,TeamName\n101,Montréal\n102,B\n103,C\n104,D\n")
     teams = kaggle.read_league(folder, "W").teams
-    assert teams[n.TEAM_NAME].tolist() == ["Montréal", "B", "C", "D"]
+    assert teams[names.TEAM_NAME].tolist() == ["Montréal", "B", "C", "D"]
 
 
 def test_byte_invalid_in_utf8_and_windows_1252_names_offset_and_line(folder):
     # 0x81 is undefined in Windows-1252 and cannot start a UTF-8 character
-    path = rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,A\n")
+    path = rewrite(folder, names.TEAMS, "TeamID,TeamName\n101,A\n")
     path.write_bytes(path.read_bytes() + b"102,B\x81\n")
     with pytest.raises(UserError) as err:
         kaggle.read_league(folder, "W")
@@ -138,7 +137,7 @@ def test_byte_invalid_in_utf8_and_windows_1252_names_offset_and_line(folder):
 
 def test_stray_byte_in_a_utf8_file_is_named_where_utf8_fails(folder):
     # \u0101 is C4 81 in UTF-8: Windows-1252 fails on its 0x81, which is not the culprit; 0xFF is
-    path = rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,\u0101\n")
+    path = rewrite(folder, names.TEAMS, "TeamID,TeamName\n101,\u0101\n")
     path.write_bytes(path.read_bytes() + b"102,\xff\n")
     with pytest.raises(
         UserError, match=r"byte 0x81 at offset 21 \(line 2\) \(as UTF-8: byte 0xFF at offset 27 \(line 3\)\)"
@@ -156,7 +155,7 @@ def test_stray_byte_in_a_utf8_file_is_named_where_utf8_fails(folder):
     ],
 )
 def test_wide_unicode_file_is_named_by_its_encoding(folder, encoding, named):
-    rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,Montréal\n", encoding=encoding)
+    rewrite(folder, names.TEAMS, "TeamID,TeamName\n101,Montréal\n", encoding=encoding)
     with pytest.raises(
         UserError, match=rf"WTeams\.csv: the file is {named}; files must be UTF-8 or Windows-1252: save it as UTF-8"
     ):
@@ -164,7 +163,7 @@ def test_wide_unicode_file_is_named_by_its_encoding(folder, encoding, named):
 
 
 def test_nul_byte_is_refused_as_not_text(folder):
-    path = rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,A\n102,B\n")
+    path = rewrite(folder, names.TEAMS, "TeamID,TeamName\n101,A\n102,B\n")
     path.write_bytes(path.read_bytes().replace(b"B", b"\x00"))
     with pytest.raises(UserError, match=r"WTeams\.csv: NUL byte at offset 26 \(line 3\): not a text CSV file"):
         kaggle.read_league(folder, "W")
@@ -179,8 +178,8 @@ def repeat_first_row(folder, stem):
 
 @pytest.mark.parametrize("stem", list(kaggle.SCHEMAS))
 def test_a_repeated_row_is_refused_in_every_kaggle_file(folder, stem):
-    detailed(season_frames(seasons=[2001, 2002])[n.REGULAR_COMPACT]).to_csv(
-        folder / kaggle.file_name("W", n.REGULAR_DETAILED), index=False
+    detailed(season_frames(seasons=[2001, 2002])[names.REGULAR_COMPACT]).to_csv(
+        folder / kaggle.file_name("W", names.REGULAR_DETAILED), index=False
     )
     line = repeat_first_row(folder, stem)
     with pytest.raises(UserError, match=rf"W{stem}\.csv: 1 duplicated key .* on lines 2 and {line};"):
@@ -201,7 +200,7 @@ def test_doubled_tournament_names_key_columns_example_and_count(folder):
 
 
 def test_team_seeded_twice_in_a_season_is_refused(folder):
-    rewrite(folder, n.TOURNEY_SEEDS, "Season,Seed,TeamID\n2001,W01,101\n2001,X02,102\n2001,Y03,101\n")
+    rewrite(folder, names.TOURNEY_SEEDS, "Season,Seed,TeamID\n2001,W01,101\n2001,X02,102\n2001,Y03,101\n")
     with pytest.raises(
         UserError,
         match=r"WNCAATourneySeeds\.csv: 1 duplicated key \(Season, TeamID\), e\.g\. Season=2001, TeamID=101 on lines 2 and 4",
@@ -210,7 +209,7 @@ def test_team_seeded_twice_in_a_season_is_refused(folder):
 
 
 def test_seed_given_to_two_teams_in_a_season_is_refused(folder):
-    rewrite(folder, n.TOURNEY_SEEDS, "Season,Seed,TeamID\n2001,W01,101\n2001,W01,102\n2002,W01,101\n")
+    rewrite(folder, names.TOURNEY_SEEDS, "Season,Seed,TeamID\n2001,W01,101\n2001,W01,102\n2002,W01,101\n")
     with pytest.raises(
         UserError,
         match=r"WNCAATourneySeeds\.csv: 1 duplicated key \(Season, Seed\), e\.g\. Season=2001, Seed=W01 on lines 2 and 3",
@@ -219,7 +218,7 @@ def test_seed_given_to_two_teams_in_a_season_is_refused(folder):
 
 
 def test_keys_are_compared_as_typed_values(folder):
-    rewrite(folder, n.TEAMS, "TeamID,TeamName\n101,A\n101.0,B\n")
+    rewrite(folder, names.TEAMS, "TeamID,TeamName\n101,A\n101.0,B\n")
     with pytest.raises(
         UserError, match=r"WTeams\.csv: 1 duplicated key TeamID, e\.g\. TeamID=101 on lines 2 and 3; each TeamID"
     ):
@@ -299,7 +298,7 @@ def test_unreadable_file_is_one_line_naming_it():
             path.read_bytes()  # readable before the chmod: the mode alone is the cause below
         path.chmod(0)
         with as_nobody(), pytest.raises(UserError) as err:
-            kaggle.read_checked(path, kaggle.SCHEMAS[n.TEAMS].columns)
+            kaggle.read_checked(path, kaggle.SCHEMAS[names.TEAMS].columns)
     assert str(err.value) == f"WTeams.csv: cannot read {path} (Permission denied); files must be readable CSV files"
 
 
@@ -313,7 +312,7 @@ def test_absent_detailed_file_gives_none(folder):
 
 
 def test_present_detailed_file_is_read_and_checked(folder):
-    games = season_frames(seasons=[2001])[n.REGULAR_COMPACT]
+    games = season_frames(seasons=[2001])[names.REGULAR_COMPACT]
     detailed(games).to_csv(folder / "WRegularSeasonDetailedResults.csv", index=False)
     files = kaggle.read_league(folder, "W")
     assert files.detailed is not None and len(files.detailed) == len(games)
@@ -321,7 +320,7 @@ def test_present_detailed_file_is_read_and_checked(folder):
 
 
 def test_present_detailed_file_with_missing_column_is_refused(folder):
-    games = season_frames(seasons=[2001])[n.REGULAR_COMPACT]
+    games = season_frames(seasons=[2001])[names.REGULAR_COMPACT]
     detailed(games).drop(columns="LBlk").to_csv(folder / "WRegularSeasonDetailedResults.csv", index=False)
     with pytest.raises(UserError, match=r"WRegularSeasonDetailedResults\.csv: missing column 'LBlk'"):
         kaggle.read_league(folder, "W")
@@ -329,9 +328,11 @@ def test_present_detailed_file_with_missing_column_is_refused(folder):
 
 def test_extra_columns_are_kept_out_of_the_way(folder):
     rewrite(
-        folder, n.TEAMS, "TeamID,TeamName,FirstD1Season,LastD1Season\n" + "".join(f"{t},{t},1985,2025\n" for t in TEAMS)
+        folder,
+        names.TEAMS,
+        "TeamID,TeamName,FirstD1Season,LastD1Season\n" + "".join(f"{t},{t},1985,2025\n" for t in TEAMS),
     )
-    assert kaggle.read_league(folder, "W").teams[n.TEAM_NAME].tolist() == [str(t) for t in TEAMS]
+    assert kaggle.read_league(folder, "W").teams[names.TEAM_NAME].tolist() == [str(t) for t in TEAMS]
 
 
 @pytest.mark.parametrize("choice, leagues", [("M", ("M",)), ("W", ("W",)), ("both", ("M", "W"))])
@@ -371,15 +372,15 @@ def test_manifest_digest_ignores_order_and_follows_content():
 def test_real_women_files_pass_the_reader(real_data):
     files = kaggle.read_league(real_data, "W")
     assert files.detailed is None  # this copy has no WRegularSeasonDetailedResults.csv
-    assert files.seeds[n.SEASON].max() == 2024
-    assert files.tourney[n.SEASON].max() == 2023
+    assert files.seeds[names.SEASON].max() == 2024
+    assert files.tourney[names.SEASON].max() == 2023
 
 
 @pytest.mark.realdata
 def test_real_files_have_no_duplicated_keys(real_data):
     # the men's regular season is not in this copy, so each present file is read on its own
     read = []
-    for league in n.LEAGUES:
+    for league in names.LEAGUES:
         for stem, schema in kaggle.SCHEMAS.items():
             path = real_data / kaggle.file_name(league, stem)
             if path.is_file():

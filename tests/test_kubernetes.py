@@ -16,7 +16,7 @@ from mlflow.projects._project_spec import load_project
 from mlflow.projects.kubernetes import _get_kubernetes_job_definition, _get_run_command
 from mlflow.projects.utils import get_entry_point_command
 
-from madness import backends as B
+from madness import backends
 from steps import _launcher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def project():
 @pytest.fixture
 def job(variant):
     """The Job MLflow's kubernetes backend creates for a train child, from our configuration."""
-    config = _parse_kubernetes_config(B.backend_of("kubernetes", str(CONFIG), "local").config)
+    config = _parse_kubernetes_config(backends.backend_of("kubernetes", str(CONFIG), "local").config)
     command = get_entry_point_command(variant, "train", TRAIN_PARAMS, None)
     return _get_kubernetes_job_definition(
         variant.name,
@@ -59,9 +59,9 @@ def job(variant):
 
 
 def test_the_shipped_configuration_names_an_existing_template_and_a_registry():
-    config = B.backend_of("kubernetes", str(CONFIG), "local").config
-    assert Path(config[B.KUBE_TEMPLATE]) == ROOT / "kubernetes" / "job_template.yaml"
-    assert json.loads(CONFIG.read_text())[B.KUBE_REPOSITORY] == "localhost:5001/fabric-madness"
+    config = backends.backend_of("kubernetes", str(CONFIG), "local").config
+    assert Path(config[backends.KUBE_TEMPLATE]) == ROOT / "kubernetes" / "job_template.yaml"
+    assert json.loads(CONFIG.read_text())[backends.KUBE_REPOSITORY] == "localhost:5001/fabric-madness"
 
 
 def test_the_rendered_job_is_valid_for_kubernetes(job):
@@ -112,7 +112,7 @@ def test_the_variant_has_the_projects_name_and_entry_points(variant, project):
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_each_entry_point_of_the_variant_is_the_projects_own(variant, project, entry):
     ours, theirs = project.get_entry_point(entry), variant.get_entry_point(entry)
-    assert theirs.command == f"{B.UNQUOTE} {ours.command}"
+    assert theirs.command == f"{backends.UNQUOTE} {ours.command}"
     assert {name: (p.type, p.default) for name, p in theirs.parameters.items()} == {
         name: (p.type, p.default) for name, p in ours.parameters.items()
     }
@@ -120,12 +120,12 @@ def test_each_entry_point_of_the_variant_is_the_projects_own(variant, project, e
 
 def test_the_variant_follows_mlproject_as_it_stands():
     project = yaml.safe_load((ROOT / "MLproject").read_text())
-    variant = B.docker_variant(project, IMAGE)
+    variant = backends.docker_variant(project, IMAGE)
     assert variant == {
         "name": project["name"],
         "docker_env": {"image": IMAGE},
         "entry_points": {
-            entry: {**spec, "command": f"{B.UNQUOTE} {spec['command']}"}
+            entry: {**spec, "command": f"{backends.UNQUOTE} {spec['command']}"}
             for entry, spec in project["entry_points"].items()
         },
     }
@@ -145,12 +145,11 @@ def test_a_parameter_reaches_the_step_exactly_through_the_jobs_command(variant, 
 
 
 def test_a_child_tags_its_own_commit_when_mlflow_could_not():
-    from madness import git
-    from madness import names as n
+    from madness import git, names
     from steps._entry import commit_tag
 
-    assert commit_tag({}) == {n.TAG_COMMIT: git.head(ROOT)}  # the variant's folder is no repository
-    assert commit_tag({n.TAG_COMMIT: "abc"}) == {}  # MLflow's own tag stands
+    assert commit_tag({}) == {names.TAG_COMMIT: git.head(ROOT)}  # the variant's folder is no repository
+    assert commit_tag({names.TAG_COMMIT: "abc"}) == {}  # MLflow's own tag stands
 
 
 def test_the_job_behind_mlflows_submitted_run_is_found():

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from madness import names as n
+from madness import names
 from steps import _lifecycle as lifecycle
 from steps import _processes as processes
 from steps._entry import PROJECT_ROOT
@@ -256,16 +256,16 @@ def test_the_watch_does_not_signal_a_step_already_stopping(launcher):
 
 
 def test_children_launched_inside_the_watch_inherit_it_with_this_process_added(monkeypatch):
-    monkeypatch.delenv(n.ENV_WATCH, raising=False)
+    monkeypatch.delenv(names.ENV_WATCH, raising=False)
     with lifecycle.LauncherWatch(["1:2"]):
         inherited = subprocess.run(
-            [sys.executable, "-c", f"import os; print(os.environ['{n.ENV_WATCH}'])"],
+            [sys.executable, "-c", f"import os; print(os.environ['{names.ENV_WATCH}'])"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
     assert inherited == f"1:2,{processes.process_token()}"
-    assert n.ENV_WATCH not in os.environ
+    assert names.ENV_WATCH not in os.environ
 
 
 def test_stale_temporary_folders_of_gone_processes_are_removed(tmp_path):

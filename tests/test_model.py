@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from madness import model as M
+import madness.model
 from madness.errors import UserError
 
 N_FEATURES = 4
@@ -31,7 +31,7 @@ def frame():
 
 
 def train(frame, seed=SEED, fast=True, epochs=5, lr=0.01, batch_size=32):
-    return M.train(
+    return madness.model.train(
         "small",
         frame["scaler"],
         lr,
@@ -61,7 +61,7 @@ def dense_layers(model):
 def test_each_architecture_has_the_articles_dense_layers(name, units):
     import keras
 
-    model = M.build(name, {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}, 0.003)
+    model = madness.model.build(name, {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}, 0.003)
     dense = dense_layers(model)
     assert [layer.units for layer in dense] == units
     assert [layer.activation.__name__ for layer in dense] == ["relu"] * (len(units) - 1) + ["sigmoid"]
@@ -76,12 +76,12 @@ def test_each_architecture_has_the_articles_dense_layers(name, units):
 def test_model_names_run_from_the_smallest_network_to_the_largest():
     # The order the sweep trains them and the report lists them: by number of weights.
     scaler = {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}
-    sizes = [M.build(name, scaler, 0.01).count_params() for name in M.MODEL_NAMES]
-    assert sizes == sorted(set(sizes)), dict(zip(M.MODEL_NAMES, sizes, strict=True))
+    sizes = [madness.model.build(name, scaler, 0.01).count_params() for name in madness.model.MODEL_NAMES]
+    assert sizes == sorted(set(sizes)), dict(zip(madness.model.MODEL_NAMES, sizes, strict=True))
 
 
 def test_normalization_layer_reproduces_the_scaler(frame):
-    model = M.build("small", frame["scaler"], 0.01)
+    model = madness.model.build("small", frame["scaler"], 0.01)
     x = frame["x_val"][:10].astype("float32")
     scaled = np.asarray(model.layers[0](x))
     expected = (x - np.asarray(frame["scaler"]["mean"])) / np.asarray(frame["scaler"]["scale"])
@@ -94,7 +94,7 @@ def test_a_few_epochs_lower_the_training_loss(trained):
 
 
 def test_predict_gives_one_probability_per_row(trained, frame):
-    p = M.predict(trained.model, frame["x_val"])
+    p = madness.model.predict(trained.model, frame["x_val"])
     assert p.shape == (len(frame["x_val"]),) and p.dtype == np.float64
     assert ((p > 0) & (p < 1)).all()
 
@@ -123,7 +123,7 @@ def test_the_weights_kept_are_those_of_the_best_validation_epoch(frame, case):
     data = noise_frame() if case == BEST_FIRST else frame
 
     def fit(epochs):
-        return M.train(
+        return madness.model.train(
             name,
             data["scaler"],
             lr,
@@ -163,7 +163,7 @@ def test_set_seeds_seeds_python_numpy_and_tensorflow():
     import tensorflow as tf
 
     def draws(seed):
-        M.set_seeds(seed)
+        madness.model.set_seeds(seed)
         return random.random(), np.random.random(), float(tf.random.uniform([]))
 
     assert draws(5) == draws(5)
@@ -202,7 +202,9 @@ def test_fast_training_losses_agree_with_plain_keras_fit(trained, plain):
 
 def test_fast_training_predictions_agree_with_plain_keras_fit(trained, plain, frame):
     np.testing.assert_allclose(
-        M.predict(trained.model, frame["x_val"]), M.predict(plain.model, frame["x_val"]), atol=1e-5
+        madness.model.predict(trained.model, frame["x_val"]),
+        madness.model.predict(plain.model, frame["x_val"]),
+        atol=1e-5,
     )
 
 
@@ -215,25 +217,25 @@ def test_a_batch_larger_than_the_training_rows_is_one_batch_an_epoch(frame):
 
 def test_both_paths_stop_on_a_learning_rate_too_large(frame):
     for fast in (True, False):
-        with pytest.raises(M.Diverged):
+        with pytest.raises(madness.model.Diverged):
             train(frame, fast=fast, epochs=3, lr=1e30)
 
 
 def test_the_first_member_of_several_seeds_is_the_single_seed_run():
-    assert M.member_seeds(42, 1) == [42]
-    assert M.member_seeds(42, 5)[0] == 42
+    assert madness.model.member_seeds(42, 1) == [42]
+    assert madness.model.member_seeds(42, 5)[0] == 42
 
 
 def test_member_seeds_are_distinct_fixed_and_extend_without_changing_earlier_members():
-    five = M.member_seeds(42, 5)
-    assert len(set(five)) == 5 and five == M.member_seeds(42, 5)
-    assert M.member_seeds(42, 10)[:5] == five  # 10 seeds contain the 5-seed run's members
-    assert M.member_seeds(43, 5)[1:] != five[1:]
+    five = madness.model.member_seeds(42, 5)
+    assert len(set(five)) == 5 and five == madness.model.member_seeds(42, 5)
+    assert madness.model.member_seeds(42, 10)[:5] == five  # 10 seeds contain the 5-seed run's members
+    assert madness.model.member_seeds(43, 5)[1:] != five[1:]
     assert all(0 <= s < 2**32 for s in five)  # NumPy's legacy seeding, used by Keras, takes 32 bits
 
 
 def orders(rows, epochs, seed):
-    return np.stack(list(itertools.islice(M.epoch_orders(rows, seed), epochs)))
+    return np.stack(list(itertools.islice(madness.model.epoch_orders(rows, seed), epochs)))
 
 
 def test_each_epoch_visits_every_training_row_once_in_a_fresh_order():
@@ -257,7 +259,7 @@ def test_another_seed_gives_other_orders():
 @pytest.mark.parametrize("chunk", [1, 2, 4])
 def test_training_in_chunks_of_epochs_gives_the_bits_of_one_call(frame, trained, monkeypatch, chunk):
     # chunks of 2 and 4 over 5 epochs leave a shorter last chunk
-    monkeypatch.setattr(M, "EPOCH_CHUNK", chunk)
+    monkeypatch.setattr(madness.model, "EPOCH_CHUNK", chunk)
     chunked = train(frame)
     assert chunked.train_loss == trained.train_loss and chunked.val_loss == trained.val_loss
     assert chunked.best_epoch == trained.best_epoch
@@ -265,23 +267,23 @@ def test_training_in_chunks_of_epochs_gives_the_bits_of_one_call(frame, trained,
 
 
 def test_a_divergence_stops_the_training_without_running_the_chunks_that_follow(frame, monkeypatch):
-    monkeypatch.setattr(M, "EPOCH_CHUNK", 2)
-    with pytest.raises(M.Diverged, match="at epoch 1 of 5"):
+    monkeypatch.setattr(madness.model, "EPOCH_CHUNK", 2)
+    with pytest.raises(madness.model.Diverged, match="at epoch 1 of 5"):
         train(frame, epochs=5, lr=1e30)
 
 
 TRAIN_IN_A_PROCESS = """
 import sys, numpy as np
 from pathlib import Path
-from madness import model as M
+import madness.model
 if len(sys.argv) > 2:
-    M.use_compile_cache(Path(sys.argv[2]))
-M.set_threads(int(sys.argv[1]))
+    madness.model.use_compile_cache(Path(sys.argv[2]))
+madness.model.set_threads(int(sys.argv[1]))
 rng = np.random.default_rng(0)
 x, y = rng.normal(size=(90, 4)), rng.integers(0, 2, 90).astype("float64")
-trained = M.train("medium", {"mean": [0.0] * 4, "scale": [1.0] * 4}, 0.01, x[:60], y[:60], x[60:], y[60:],
+trained = madness.model.train("medium", {"mean": [0.0] * 4, "scale": [1.0] * 4}, 0.01, x[:60], y[:60], x[60:], y[60:],
                   epochs=4, batch_size=16, seed=3)
-print(repr(trained.val_loss), repr(M.predict(trained.model, x).tolist()))
+print(repr(trained.val_loss), repr(madness.model.predict(trained.model, x).tolist()))
 """
 
 
@@ -305,7 +307,7 @@ def train_in_a_process(threads, *cache):
 def test_a_program_compiled_by_one_process_is_loaded_by_the_next_with_the_same_results(tmp_path):
     compiled_here = train_in_a_process(1)
     first = train_in_a_process(1, tmp_path)
-    entries = list(M.compile_cache_folder(tmp_path).glob("*.pb"))
+    entries = list(madness.model.compile_cache_folder(tmp_path).glob("*.pb"))
     assert entries, "the first process kept no compiled program"
     stamps = {entry: entry.stat().st_mtime_ns for entry in entries}
     assert train_in_a_process(1, tmp_path) == first == compiled_here
@@ -316,34 +318,37 @@ def test_a_cache_inherited_from_the_parent_process_is_replaced_and_the_users_own
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as in a process that has not loaded it yet
     monkeypatch.delenv("FABRIC_MADNESS_XLA_CACHE", raising=False)
     monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_auto_jit=0")
-    parents = M.use_compile_cache(tmp_path / "parent")
-    assert os.environ["TF_XLA_FLAGS"] == f"--tf_xla_auto_jit=0 {M.COMPILE_CACHE_FLAG}={parents}"
-    mine = M.use_compile_cache(tmp_path / "child")
-    assert mine != parents and os.environ["TF_XLA_FLAGS"] == f"--tf_xla_auto_jit=0 {M.COMPILE_CACHE_FLAG}={mine}"
+    parents = madness.model.use_compile_cache(tmp_path / "parent")
+    assert os.environ["TF_XLA_FLAGS"] == f"--tf_xla_auto_jit=0 {madness.model.COMPILE_CACHE_FLAG}={parents}"
+    mine = madness.model.use_compile_cache(tmp_path / "child")
+    assert (
+        mine != parents
+        and os.environ["TF_XLA_FLAGS"] == f"--tf_xla_auto_jit=0 {madness.model.COMPILE_CACHE_FLAG}={mine}"
+    )
 
-    monkeypatch.setenv("TF_XLA_FLAGS", f"{M.COMPILE_CACHE_FLAG}=/the/users/own")
-    assert M.use_compile_cache(tmp_path / "ours") is None
-    assert os.environ["TF_XLA_FLAGS"] == f"{M.COMPILE_CACHE_FLAG}=/the/users/own"
+    monkeypatch.setenv("TF_XLA_FLAGS", f"{madness.model.COMPILE_CACHE_FLAG}=/the/users/own")
+    assert madness.model.use_compile_cache(tmp_path / "ours") is None
+    assert os.environ["TF_XLA_FLAGS"] == f"{madness.model.COMPILE_CACHE_FLAG}=/the/users/own"
 
 
 def test_no_compile_cache_once_tensorflow_is_loaded(tmp_path, trained):
     # TensorFlow reads its XLA flags at import: a folder given later would silently not be used
-    assert M.use_compile_cache(tmp_path) is None and not any(tmp_path.iterdir())
+    assert madness.model.use_compile_cache(tmp_path) is None and not any(tmp_path.iterdir())
 
 
 def test_the_compile_cache_folder_names_the_tensorflow_version_and_the_cpu(tmp_path):
     from importlib.metadata import version
 
-    folder = M.compile_cache_folder(tmp_path)
+    folder = madness.model.compile_cache_folder(tmp_path)
     assert folder.parent == tmp_path and folder.name.startswith(f"xla-{version('tensorflow')}-")
-    assert folder == M.compile_cache_folder(tmp_path)
+    assert folder == madness.model.compile_cache_folder(tmp_path)
 
 
 # --- a learning rate too large: losses that are not numbers stop the training ---
 
 
 def test_a_learning_rate_too_large_raises_diverged_naming_it_and_the_epoch(frame):
-    with pytest.raises(M.Diverged) as raised:
+    with pytest.raises(madness.model.Diverged) as raised:
         train(frame, epochs=4, lr=1e30)
     err = raised.value
     assert isinstance(err, UserError)  # what steps print as one line
@@ -356,8 +361,8 @@ def test_a_learning_rate_too_large_raises_diverged_naming_it_and_the_epoch(frame
 
 @pytest.fixture
 def callback():
-    keep = M._best_weights_callback(epochs=10)
-    keep.set_model(M.build("small", {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}, 0.01))
+    keep = madness.model._best_weights_callback(epochs=10)
+    keep.set_model(madness.model.build("small", {"mean": [0.0] * N_FEATURES, "scale": [1.0] * N_FEATURES}, 0.01))
     keep.on_train_begin()
     return keep
 
@@ -419,7 +424,7 @@ NOTICES = [
 
 def test_load_notices_written_by_native_code_are_left_out_and_anything_else_kept(capfd):
     other = "E0000 00:00:1796006652.2    4230 cuda_dnn.cc:8579] Unable to register cuDNN factory\n"
-    with M._without_load_notices():
+    with madness.model._without_load_notices():
         for line in [*NOTICES, other, *NOTICES]:
             os.write(2, line.encode())  # file descriptor 2, as C++ writes, below Python's sys.stderr
     assert capfd.readouterr().err == other

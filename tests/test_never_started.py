@@ -18,10 +18,10 @@ import mlflow
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT, MLFLOW_SOURCE_TYPE
 
-from madness import coordination
-from madness import names as n
+from madness import names
 from servers import MLFLOW, Team
 from steps import _never_started as never_started
+from steps import _processes
 from steps._coordination import Liveness, end_orphans, liveness_tags
 from stores import ok, snapshot
 from tools import sandbox
@@ -47,7 +47,7 @@ def created_by_mlflow_run(client, entry: str = "train", start_time: int | None =
 
 
 def ended_by(client, run_id: str) -> str | None:
-    return client.get_run(run_id).data.tags.get(n.TAG_ENDED_BY)
+    return client.get_run(run_id).data.tags.get(names.TAG_ENDED_BY)
 
 
 def test_a_run_whose_mlflow_run_is_gone_is_ended_failed_with_the_reason(client):
@@ -82,9 +82,9 @@ def test_a_child_lives_while_the_run_that_created_it_lives(client):
 
 def test_a_child_whose_creating_run_is_dead_is_ended(client):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    token = coordination.process_token(gone.pid)
+    token = _processes.process_token(gone.pid)
     gone.wait()
-    parent = client.create_run("0", tags={**liveness_tags(), n.TAG_PROCESS: token}).info.run_id
+    parent = client.create_run("0", tags={**liveness_tags(), names.TAG_PROCESS: token}).info.run_id
     child = created_by_mlflow_run(client, **{MLFLOW_PARENT_RUN_ID: parent})
     assert set(end_orphans(client, ["0"], Liveness(client), "sweep s")) == {parent, child}
     assert ended_by(client, child) == (
@@ -179,14 +179,14 @@ def test_the_designs_command_without_conda_is_ended_by_the_next_sweep_and_a_buil
     try:
         starting = wait_for_run(team, "ingest")
         os.killpg(building.pid, signal.SIGSTOP)
-        assert n.TAG_PROCESS not in team.client.get_run(starting.info.run_id).data.tags, "its step started already"
+        assert names.TAG_PROCESS not in team.client.get_run(starting.info.run_id).data.tags, "its step started already"
 
         sweep = team.mlflow_run("-P", "models=small", "-P", "lrs=0.1", "-P", "epochs=1", "-P", "jobs=1")
         ok(sweep)
         run = team.client.get_run(stranded.info.run_id)
         assert run.info.status == "FAILED"
-        assert run.data.tags[n.TAG_ENDED_BY].endswith(GONE)
-        assert run.data.tags[n.TAG_ENDED_BY].startswith("sweep ")
+        assert run.data.tags[names.TAG_ENDED_BY].endswith(GONE)
+        assert run.data.tags[names.TAG_ENDED_BY].startswith("sweep ")
         assert f"ended FAILED 1 run(s) left RUNNING by processes that are gone: {stranded.info.run_id}" in sweep.stdout
         assert team.client.get_run(starting.info.run_id).info.status == "RUNNING"
     finally:
@@ -198,4 +198,4 @@ def test_the_designs_command_without_conda_is_ended_by_the_next_sweep_and_a_buil
     ok(report)
     run = team.client.get_run(starting.info.run_id)
     assert run.info.status == "FAILED"
-    assert run.data.tags[n.TAG_ENDED_BY].startswith("report ") and run.data.tags[n.TAG_ENDED_BY].endswith(GONE)
+    assert run.data.tags[names.TAG_ENDED_BY].startswith("report ") and run.data.tags[names.TAG_ENDED_BY].endswith(GONE)

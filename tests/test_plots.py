@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from madness import names as n
-from madness import plots, scoring
+from madness import names, plots, scoring
 
 
 def test_calibration_figure_draws_the_diagonal_and_the_reliability_of_model_and_baseline():
@@ -30,8 +29,8 @@ def brier_chart(sd: list[float]) -> pd.DataFrame:
         {
             "model": ["small", "small", "medium"],
             "lr": [0.1, 0.001, 0.01],
-            n.BRIER_MEAN: [0.25, 0.2, 0.21],
-            n.BRIER_SD: sd,
+            names.BRIER_MEAN: [0.25, 0.2, 0.21],
+            names.BRIER_SD: sd,
         }
     )
 
@@ -60,10 +59,10 @@ def test_brier_by_season_figure_draws_each_pair_and_the_baseline_by_season():
     def scores(brier: list[float]) -> pd.DataFrame:
         return pd.DataFrame(
             {
-                n.SEASON: [2021, 2022, 2023],
-                n.SEASON_GAMES: [63, 63, 63],
-                n.SEASON_BRIER: brier,
-                n.SEASON_BASELINE_BRIER: [0.17, 0.19, 0.16],
+                names.SEASON: [2021, 2022, 2023],
+                names.SEASON_GAMES: [63, 63, 63],
+                names.SEASON_BRIER: brier,
+                names.SEASON_BASELINE_BRIER: [0.17, 0.19, 0.16],
             }
         )
 

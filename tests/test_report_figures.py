@@ -11,21 +11,20 @@ import pandas as pd
 import pytest
 from mlflow.entities import Metric
 
-from madness import names as n
-from madness import wholeness
+from madness import names, wholeness
 from steps import report
 
 
 def train_like(experiment_id: str, brier: float, losses: list[float]) -> str:
     with mlflow.start_run(experiment_id=experiment_id) as active:
-        mlflow.log_metric(n.BRIER, brier)
+        mlflow.log_metric(names.BRIER, brier)
         client = mlflow.MlflowClient()
         client.log_batch(
             active.info.run_id,
             metrics=[
                 Metric(key, loss + shift, 0, epoch)
                 for epoch, loss in enumerate(losses, start=1)
-                for key, shift in ((n.TRAIN_LOSS, 0.0), (n.VAL_LOSS, 0.01))
+                for key, shift in ((names.TRAIN_LOSS, 0.0), (names.VAL_LOSS, 0.01))
             ],
         )
     return active.info.run_id
@@ -51,13 +50,13 @@ def pairs(tracking):
 def sweep(pairs: list[dict]) -> str:
     """A sweep run holding pairs.json, reported as steps.main does."""
     with mlflow.start_run(run_name="sweep") as active:
-        mlflow.log_dict(pairs, n.PAIRS_FILE)
+        mlflow.log_dict(pairs, names.PAIRS_FILE)
         summary = report.report(active.info.run_id, report.DEFAULT_FILTER, False)
     return active.info.run_id, summary
 
 
 def figure(run_id: str, name: str) -> Path:
-    return Path(mlflow.get_run(run_id).info.artifact_uri.removeprefix("file://")) / n.REPORT_DIR / name
+    return Path(mlflow.get_run(run_id).info.artifact_uri.removeprefix("file://")) / names.REPORT_DIR / name
 
 
 def test_a_report_with_unchanged_inputs_copies_the_earlier_figures(pairs, capsys):
@@ -68,13 +67,13 @@ def test_a_report_with_unchanged_inputs_copies_the_earlier_figures(pairs, capsys
     for name in report.FIGURES:
         assert figure(second, name).read_bytes() == figure(first, name).read_bytes()
         assert wholeness.png_whole(figure(second, name))
-    assert mlflow.get_run(second).data.tags[n.TAG_FIGURES_DIGEST] == summary["figures_digest"]
+    assert mlflow.get_run(second).data.tags[names.TAG_FIGURES_DIGEST] == summary["figures_digest"]
     assert f"figures unchanged since run {first}" in capsys.readouterr().out
 
 
 def test_a_changed_curve_draws_the_figures_again(pairs):
     first, summary = sweep(pairs)
-    for key in (n.TRAIN_LOSS, n.VAL_LOSS):
+    for key in (names.TRAIN_LOSS, names.VAL_LOSS):
         mlflow.MlflowClient().log_metric(pairs[0]["run_id"], key, 0.2, step=4)
     _, again = sweep(pairs)
     assert again["figures_from"] is None and again["figures_digest"] != summary["figures_digest"]
@@ -83,14 +82,14 @@ def test_a_changed_curve_draws_the_figures_again(pairs):
 @pytest.mark.parametrize("damage", ["cut short", "gone"])
 def test_figures_that_are_not_whole_are_not_copied(pairs, damage):
     first, _ = sweep(pairs)
-    broken = figure(first, n.LOSS_GRID)
+    broken = figure(first, names.LOSS_GRID)
     if damage == "gone":
         broken.unlink()
     else:
         broken.write_bytes(broken.read_bytes()[:-100])
     second, again = sweep(pairs)
     assert again["figures_from"] is None
-    assert wholeness.png_whole(figure(second, n.LOSS_GRID))
+    assert wholeness.png_whole(figure(second, names.LOSS_GRID))
     _, third = sweep(pairs)
     assert third["figures_from"] == second  # the whole one, not the damaged one
 
@@ -99,21 +98,27 @@ def test_figures_that_are_not_whole_are_not_copied(pairs, damage):
 
 
 def row(run_id: str, lr: str, brier: float) -> dict:
-    return {"model": "small", "lr": lr, n.BRIER: brier, "run_id": run_id}
+    return {"model": "small", "lr": lr, names.BRIER: brier, "run_id": run_id}
 
 
 def with_predictions(run_id: str, seasons: tuple[int, int]) -> None:
     frame = pd.DataFrame(
-        {n.SEASON: seasons, n.T1_TEAM: [1, 2], n.T2_TEAM: [2, 1], n.TARGET: [1, 0], n.PREDICTION: [0.7, 0.3]}
+        {
+            names.SEASON: seasons,
+            names.T1_TEAM: [1, 2],
+            names.T2_TEAM: [2, 1],
+            names.TARGET: [1, 0],
+            names.PREDICTION: [0.7, 0.3],
+        }
     )
-    mlflow.MlflowClient().log_text(run_id, frame.to_csv(index=False), n.PREDICTIONS_FILE)
+    mlflow.MlflowClient().log_text(run_id, frame.to_csv(index=False), names.PREDICTIONS_FILE)
 
 
 def test_a_run_without_predictions_is_not_compared_and_the_report_says_which(pairs):
     best, runner_up = row(pairs[0]["run_id"], "0.01", 0.21), row(pairs[1]["run_id"], "0.1", 0.23)
     with_predictions(best["run_id"], (2022, 2022))
     assert report.how_sure(best, runner_up) == (
-        f"not compared with the runner-up: run {runner_up['run_id']} has no {n.PREDICTIONS_FILE}"
+        f"not compared with the runner-up: run {runner_up['run_id']} has no {names.PREDICTIONS_FILE}"
     )
 
 

@@ -21,9 +21,8 @@ import mlflow.projects
 import pytest
 
 from conftest import run_cli, subprocess_env
-from madness import names as n
+from madness import names, synthetic
 from madness import reproduce as reproduction
-from madness import synthetic
 from repos import commit_all, git
 from steps import reproduce as step
 from tools import sandbox
@@ -69,7 +68,7 @@ def test_unknown_run_id_is_a_one_line_error(tracking, capsys):
 
 def test_run_without_git_commit_is_a_one_line_error(tracking, capsys):
     client = mlflow.MlflowClient()
-    run = client.create_run(os.environ["MLFLOW_EXPERIMENT_ID"], tags={n.TAG_ENTRY_POINT: "train"})
+    run = client.create_run(os.environ["MLFLOW_EXPERIMENT_ID"], tags={names.TAG_ENTRY_POINT: "train"})
     line = failure(capsys, ["--run_id", run.info.run_id])
     assert line == (
         f"error: run {run.info.run_id} has no git commit (tag mlflow.source.git.commit): it was not "
@@ -78,7 +77,7 @@ def test_run_without_git_commit_is_a_one_line_error(tracking, capsys):
 
 
 def test_run_without_entry_point_is_a_one_line_error(tracking, capsys):
-    run = mlflow.MlflowClient().create_run(os.environ["MLFLOW_EXPERIMENT_ID"], tags={n.TAG_COMMIT: "a" * 40})
+    run = mlflow.MlflowClient().create_run(os.environ["MLFLOW_EXPERIMENT_ID"], tags={names.TAG_COMMIT: "a" * 40})
     assert "records no entry point" in failure(capsys, ["--run_id", run.info.run_id])
 
 
@@ -261,15 +260,15 @@ def test_mlflow_run_reproduces_a_past_run_bit_for_bit_from_its_commit(history, f
     rerun = client.get_run(first_reproduced.rerun)
     original = client.get_run(history.first_run)
     fresh = client.get_run(history.second_run)
-    assert rerun.info.status == "FINISHED" and rerun.data.tags[n.TAG_REPRODUCES] == history.first_run
+    assert rerun.info.status == "FINISHED" and rerun.data.tags[names.TAG_REPRODUCES] == history.first_run
     assert rerun.info.experiment_id == original.info.experiment_id  # by default, the original's experiment
     assert rerun.info.run_name == f"{original.info.run_name}_rerun"
-    assert rerun.data.tags[n.TAG_COMMIT] == original.data.tags[n.TAG_COMMIT] == history.first
-    assert rerun.data.tags[n.TAG_PROJECT_ENTRY_POINT] == "train"
-    assert fresh.data.tags[n.TAG_COMMIT] == history.second
+    assert rerun.data.tags[names.TAG_COMMIT] == original.data.tags[names.TAG_COMMIT] == history.first
+    assert rerun.data.tags[names.TAG_PROJECT_ENTRY_POINT] == "train"
+    assert fresh.data.tags[names.TAG_COMMIT] == history.second
     assert rerun.data.metrics == original.data.metrics
-    assert fresh.data.metrics[n.BRIER] != original.data.metrics[n.BRIER]  # the working tree's code does differ
-    losses = [[m.value for m in client.get_metric_history(r.info.run_id, n.VAL_LOSS)] for r in (original, rerun)]
+    assert fresh.data.metrics[names.BRIER] != original.data.metrics[names.BRIER]  # the working tree's code does differ
+    losses = [[m.value for m in client.get_metric_history(r.info.run_id, names.VAL_LOSS)] for r in (original, rerun)]
     assert losses[0] == losses[1] and len(losses[0]) == 2
     # Every declared param as the original logged it; `stray`, not declared, is left out with a warning.
     assert reproduction.unquote_params(rerun.data.params, shell_quoted=True) == {
@@ -278,21 +277,21 @@ def test_mlflow_run_reproduces_a_past_run_bit_for_bit_from_its_commit(history, f
     assert "warning: params not declared by entry point 'train' at that commit, left out: stray" in done.stdout
     # The git-ignored data folder the `data` param names is linked into the checkout, and read there.
     assert f"linked repo/data/kaggle -> {(history.repo / 'data' / 'kaggle').resolve()}" in done.stdout
-    assert rerun.data.tags[n.TAG_DATA_DIGEST] == original.data.tags[n.TAG_DATA_DIGEST]
-    worktree = Path(reproduction.parse_source(rerun.data.tags[n.TAG_SOURCE_NAME]).location)  # a local checkout
+    assert rerun.data.tags[names.TAG_DATA_DIGEST] == original.data.tags[names.TAG_DATA_DIGEST]
+    worktree = Path(reproduction.parse_source(rerun.data.tags[names.TAG_SOURCE_NAME]).location)  # a local checkout
     assert (
         worktree.name == "repo"
         and worktree.parent.name.startswith(reproduction.WORKTREE_PREFIX)
         and not worktree.parent.exists()
     )
-    parent = client.get_run(rerun.data.tags[n.TAG_PARENT_RUN])
-    assert parent.data.tags[n.TAG_ENTRY_POINT] == "reproduce" and parent.data.params["env_manager"] == "''"
+    parent = client.get_run(rerun.data.tags[names.TAG_PARENT_RUN])
+    assert parent.data.tags[names.TAG_ENTRY_POINT] == "reproduce" and parent.data.params["env_manager"] == "''"
     assert "uncommitted changes" not in done.stdout  # the original ran from a clean tree
     assert (
         f"reproduced: rerun {rerun.info.run_id} matches run {history.first_run} "
         f"on {len(original.data.metrics)} metrics bit for bit"
     ) in done.stdout
-    assert f"{n.BRIER} " in done.stdout and "DIFFERS" not in done.stdout
+    assert f"{names.BRIER} " in done.stdout and "DIFFERS" not in done.stdout
     print(f"reproduce via mlflow run: {first_reproduced.seconds:.0f} s")
 
 
@@ -301,7 +300,7 @@ def test_a_rerun_whose_worktree_is_gone_is_found_through_its_original(history, f
     """In this process, with a PATH that lacks this interpreter: the rerun of the first run, reproduced."""
     client = mlflow.MlflowClient(tracking_uri=history.uri)
     earlier = client.get_run(first_reproduced.rerun)
-    assert not Path(reproduction.parse_source(earlier.data.tags[n.TAG_SOURCE_NAME]).location).exists()
+    assert not Path(reproduction.parse_source(earlier.data.tags[names.TAG_SOURCE_NAME]).location).exists()
     assert earlier.data.params["features_uri"] == "''"  # logged shell-quoted by MLflow: unquoted for the rerun
     before = repo_state(history.repo)
     path = path_without_this_interpreter()
@@ -310,24 +309,24 @@ def test_a_rerun_whose_worktree_is_gone_is_found_through_its_original(history, f
     )
     assert done.code == 0, done.err[-3000:]
     rerun = client.get_run(done.rerun)
-    assert rerun.info.status == "FINISHED" and rerun.data.tags[n.TAG_REPRODUCES] == earlier.info.run_id
-    assert rerun.data.tags[n.TAG_COMMIT] == history.first
+    assert rerun.info.status == "FINISHED" and rerun.data.tags[names.TAG_REPRODUCES] == earlier.info.run_id
+    assert rerun.data.tags[names.TAG_COMMIT] == history.first
     assert rerun.info.experiment_id == history.elsewhere
     assert f"checking out commit {history.first[:12]} of {history.repo} in a temporary worktree" in done.out
     assert f"linked repo/data/kaggle -> {(history.repo / 'data' / 'kaggle').resolve()}" in done.out
-    assert not Path(reproduction.parse_source(rerun.data.tags[n.TAG_SOURCE_NAME]).location).parent.exists()
+    assert not Path(reproduction.parse_source(rerun.data.tags[names.TAG_SOURCE_NAME]).location).parent.exists()
     assert repo_state(history.repo) == before
     # None recorded: local. The rerun's `python` was this interpreter although PATH lacked it; PATH is restored.
     assert ", env_manager local, " in done.out and done.path_after == path
     assert rerun.data.metrics == earlier.data.metrics
-    brier = repr(earlier.data.metrics[n.BRIER])
-    assert table_rows(done.out)[n.BRIER] == [n.BRIER, "1", brier, brier, "0", "ok"]
+    brier = repr(earlier.data.metrics[names.BRIER])
+    assert table_rows(done.out)[names.BRIER] == [names.BRIER, "1", brier, brier, "0", "ok"]
     assert done.out.strip().splitlines()[-1] == (
         f"reproduced: rerun {done.rerun} matches run {earlier.info.run_id} on {len(earlier.data.metrics)} metrics bit for bit"
     )
-    parent = client.get_run(rerun.data.tags[n.TAG_PARENT_RUN])
-    assert parent.data.tags[n.TAG_ENTRY_POINT] == "reproduce" and parent.info.status == "FINISHED"
-    comparison = mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/{n.COMPARISON_FILE}")
+    parent = client.get_run(rerun.data.tags[names.TAG_PARENT_RUN])
+    assert parent.data.tags[names.TAG_ENTRY_POINT] == "reproduce" and parent.info.status == "FINISHED"
+    comparison = mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/{names.COMPARISON_FILE}")
     assert comparison.strip() and comparison.strip() in done.out
 
 
@@ -349,7 +348,7 @@ def test_a_difference_fails_with_the_table_printed(history, dirty_rerun):
     client = mlflow.MlflowClient(tracking_uri=history.uri)
     original, rerun = client.get_run(history.second_run), client.get_run(done.rerun)
     assert rerun.info.status == "FINISHED" and rerun.info.experiment_id == history.dirty
-    assert rerun.data.tags[n.TAG_COMMIT] == history.second
+    assert rerun.data.tags[names.TAG_COMMIT] == history.second
     rows = reproduction.compare(histories_of(client, history.second_run), histories_of(client, done.rerun))
     problem = reproduction.verdict(rows, 0.0)
     assert problem and problem.startswith(
@@ -357,14 +356,14 @@ def test_a_difference_fails_with_the_table_printed(history, dirty_rerun):
     )
     assert done.err.strip().splitlines()[-1] == f"error: not reproduced: {problem}; rerun {done.rerun}"
     printed = table_rows(done.out)
-    a, b = original.data.metrics[n.BRIER], rerun.data.metrics[n.BRIER]
+    a, b = original.data.metrics[names.BRIER], rerun.data.metrics[names.BRIER]
     assert a != b  # the network the commit holds is not the one that ran
-    assert printed[n.BRIER] == [n.BRIER, "1", repr(a), repr(b), f"{abs(b - a):.3g}", "DIFFERS"]
-    assert printed[n.BASELINE_BRIER][-1] == "ok"  # the same data: the seed baseline does not move
-    assert printed[n.VAL_LOSS][1] == "2"  # compared epoch by epoch
-    parent = client.get_run(rerun.data.tags[n.TAG_PARENT_RUN])
+    assert printed[names.BRIER] == [names.BRIER, "1", repr(a), repr(b), f"{abs(b - a):.3g}", "DIFFERS"]
+    assert printed[names.BASELINE_BRIER][-1] == "ok"  # the same data: the seed baseline does not move
+    assert printed[names.VAL_LOSS][1] == "2"  # compared epoch by epoch
+    parent = client.get_run(rerun.data.tags[names.TAG_PARENT_RUN])
     assert parent.info.status == "FAILED"
-    assert "DIFFERS" in mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/{n.COMPARISON_FILE}")
+    assert "DIFFERS" in mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/{names.COMPARISON_FILE}")
     assert dirty_rerun.after[3] == [str(history.repo)]  # its worktree is gone
 
 
@@ -378,7 +377,7 @@ def test_tolerance_accepts_a_small_difference(history, dirty_rerun):
     done = reproduce(history.uri, "--run_id", history.second_run, "--experiment", "dirty", "--tolerance", repr(largest))
     assert done.code == 0, done.err[-3000:]
     printed = table_rows(done.out)
-    assert printed[n.BRIER][-1] == "ok" and printed[n.BRIER][4] != "0"
+    assert printed[names.BRIER][-1] == "ok" and printed[names.BRIER][4] != "0"
     assert done.out.endswith(
         f"reproduced: rerun {done.rerun} matches run {history.second_run} on {len(rows)} metrics within {largest!r}\n"
     )
@@ -456,7 +455,7 @@ def test_a_remote_run_is_rerun_from_its_url_at_its_commit(history, served, tmp_p
     assert launched.returncode == 0, launched.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri=history.uri)
     (original,) = client.search_runs([history.remote])
-    assert original.data.tags[n.TAG_SOURCE_NAME] == served and original.data.tags[n.TAG_COMMIT] == history.first
+    assert original.data.tags[names.TAG_SOURCE_NAME] == served and original.data.tags[names.TAG_COMMIT] == history.first
     assert original.data.params["features_uri"] == "''"
 
     before = repo_state(history.repo)
@@ -465,9 +464,9 @@ def test_a_remote_run_is_rerun_from_its_url_at_its_commit(history, served, tmp_p
     assert done.code == 0, done.err[-3000:]
     assert f"at commit {history.first[:12]} of {served} (remote)" in done.out
     rerun = client.get_run(done.rerun)
-    assert rerun.data.tags[n.TAG_SOURCE_NAME] == served  # fetched from the URL, not checked out locally
-    assert rerun.data.tags[n.TAG_COMMIT] == history.first and rerun.info.experiment_id == history.remote
-    assert rerun.data.tags[n.TAG_REPRODUCES] == original.info.run_id
+    assert rerun.data.tags[names.TAG_SOURCE_NAME] == served  # fetched from the URL, not checked out locally
+    assert rerun.data.tags[names.TAG_COMMIT] == history.first and rerun.info.experiment_id == history.remote
+    assert rerun.data.tags[names.TAG_REPRODUCES] == original.info.run_id
     assert rerun.data.params == original.data.params  # all of them, as `mlflow run` logs them
     assert rerun.data.metrics == original.data.metrics
     assert done.out.endswith(f"on {len(original.data.metrics)} metrics bit for bit\n")
@@ -480,10 +479,10 @@ def test_a_failed_rerun_removes_its_worktree(history):
     original = client.create_run(
         history.experiment,
         tags={
-            n.TAG_COMMIT: history.first,
-            n.TAG_ENTRY_POINT: "ingest",
-            n.TAG_DIRTY: "true",
-            n.TAG_SOURCE_NAME: str(history.repo / "steps" / "ingest.py"),
+            names.TAG_COMMIT: history.first,
+            names.TAG_ENTRY_POINT: "ingest",
+            names.TAG_DIRTY: "true",
+            names.TAG_SOURCE_NAME: str(history.repo / "steps" / "ingest.py"),
         },
     )
     client.log_param(original.info.run_id, "league", "X")  # refused by the step at that commit
@@ -493,7 +492,7 @@ def test_a_failed_rerun_removes_its_worktree(history):
     )
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()[-1:]
-    (rerun,) = client.search_runs([history.experiment], f"tags.{n.TAG_REPRODUCES} = '{original.info.run_id}'")
+    (rerun,) = client.search_runs([history.experiment], f"tags.{names.TAG_REPRODUCES} = '{original.info.run_id}'")
     assert line == (
         f"error: the rerun {rerun.info.run_id} of run {original.info.run_id} at commit {history.first[:12]} "
         f"failed: Run (ID '{rerun.info.run_id}') failed"
@@ -507,10 +506,10 @@ def rerun_started(client, history) -> bool:
     """Whether the reproduction of the second run has created its rerun (MLflow does so just
     before it starts the rerun's command)."""
     runs = client.search_runs(
-        [history.experiment], f"params.run_id = '{history.second_run}' and tags.{n.TAG_ENTRY_POINT} = 'reproduce'"
+        [history.experiment], f"params.run_id = '{history.second_run}' and tags.{names.TAG_ENTRY_POINT} = 'reproduce'"
     )
     return bool(runs) and bool(
-        client.search_runs([history.experiment], f"tags.`{n.TAG_PARENT_RUN}` = '{runs[0].info.run_id}'")
+        client.search_runs([history.experiment], f"tags.`{names.TAG_PARENT_RUN}` = '{runs[0].info.run_id}'")
     )
 
 
@@ -540,5 +539,5 @@ def test_sigterm_stops_the_rerun_and_removes_the_worktree(history):
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == "error: interrupted (signal SIGTERM)"
     assert repo_state(history.repo) == before
-    reruns = client.search_runs([history.experiment], f"tags.{n.TAG_REPRODUCES} = '{history.second_run}'")
+    reruns = client.search_runs([history.experiment], f"tags.{names.TAG_REPRODUCES} = '{history.second_run}'")
     assert [r.info.status for r in reruns] in (["KILLED"], ["FAILED"])

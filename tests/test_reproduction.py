@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from madness import names as n
+from madness import names
 from madness import reproduce as reproduction
 from madness.errors import UserError
 from repos import commit_all, git
@@ -134,18 +134,18 @@ def test_declared_params_and_selection():
     "given, tags, chosen",
     [
         ("", {}, "local"),
-        ("", {n.TAG_PROJECT_ENV: "virtualenv"}, "virtualenv"),
+        ("", {names.TAG_PROJECT_ENV: "virtualenv"}, "virtualenv"),
         ("", {"env_manager": "uv"}, "uv"),
-        ("local", {n.TAG_PROJECT_ENV: "conda"}, "local"),
+        ("local", {names.TAG_PROJECT_ENV: "conda"}, "local"),
     ],
 )
 def test_choose_env_manager(given, tags, chosen):
-    assert reproduction.choose_env_manager(given, tags, (n.TAG_PROJECT_ENV, "env_manager")) == chosen
+    assert reproduction.choose_env_manager(given, tags, (names.TAG_PROJECT_ENV, "env_manager")) == chosen
 
 
 def test_choose_env_manager_refuses_docker():
     with pytest.raises(UserError, match=r"env_manager 'docker'; accepted: local, virtualenv, uv, conda"):
-        reproduction.choose_env_manager("", {n.TAG_PROJECT_ENV: "docker"}, (n.TAG_PROJECT_ENV,))
+        reproduction.choose_env_manager("", {names.TAG_PROJECT_ENV: "docker"}, (names.TAG_PROJECT_ENV,))
 
 
 @pytest.mark.parametrize(

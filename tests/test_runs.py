@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from madness import names as n
+from madness import names
 from steps._runs import Status, end_run
 
 
@@ -23,14 +23,14 @@ def test_a_running_run_is_ended_with_the_status_and_the_reason(client):
     assert end_run(client, run_id, Status.FAILED, "sweep s: the process that ran it was gone") == Status.FAILED
     run = client.get_run(run_id)
     assert run.info.status == "FAILED" and run.info.end_time is not None
-    assert run.data.tags[n.TAG_ENDED_BY] == "sweep s: the process that ran it was gone"
+    assert run.data.tags[names.TAG_ENDED_BY] == "sweep s: the process that ran it was gone"
 
 
 def test_without_a_reason_no_tag_is_set(client):
     run_id = new_run(client)
     end_run(client, run_id, Status.KILLED)
     run = client.get_run(run_id)
-    assert run.info.status == "KILLED" and n.TAG_ENDED_BY not in run.data.tags
+    assert run.info.status == "KILLED" and names.TAG_ENDED_BY not in run.data.tags
 
 
 def test_a_run_already_ended_is_left_as_it_is(client):
@@ -38,7 +38,7 @@ def test_a_run_already_ended_is_left_as_it_is(client):
     client.set_terminated(run_id, "FINISHED")
     assert end_run(client, run_id, Status.FAILED, "too late") == Status.FINISHED
     run = client.get_run(run_id)
-    assert run.info.status == "FINISHED" and n.TAG_ENDED_BY not in run.data.tags
+    assert run.info.status == "FINISHED" and names.TAG_ENDED_BY not in run.data.tags
 
 
 def test_only_a_run_in_the_named_status_is_ended(client):

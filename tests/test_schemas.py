@@ -8,12 +8,11 @@ import pandas as pd
 import pytest
 
 from leagues import detailed, season_frames, write_folder
-from madness import kaggle, schemas
-from madness import names as n
+from madness import kaggle, names, schemas
 from madness.errors import UserError
 
 REGULAR, TOURNEY, SEEDS, TEAMS = (
-    f"W{stem}.csv" for stem in (n.REGULAR_COMPACT, n.TOURNEY_COMPACT, n.TOURNEY_SEEDS, n.TEAMS)
+    f"W{stem}.csv" for stem in (names.REGULAR_COMPACT, names.TOURNEY_COMPACT, names.TOURNEY_SEEDS, names.TEAMS)
 )
 
 
@@ -26,42 +25,42 @@ def set_value(column, value):
 
 
 def swap_winner_and_loser(frame, row):
-    frame.loc[row, [n.WSCORE, n.LSCORE]] = frame.loc[row, [n.LSCORE, n.WSCORE]].to_numpy()
+    frame.loc[row, [names.WSCORE, names.LSCORE]] = frame.loc[row, [names.LSCORE, names.WSCORE]].to_numpy()
 
 
 def tie(frame, row):
-    frame.loc[row, n.LSCORE] = frame.loc[row, n.WSCORE]
+    frame.loc[row, names.LSCORE] = frame.loc[row, names.WSCORE]
 
 
 def against_itself(frame, row):
-    frame.loc[row, n.LTEAM] = frame.loc[row, n.WTEAM]
+    frame.loc[row, names.LTEAM] = frame.loc[row, names.WTEAM]
 
 
 def listed_again_swapped(frame, row):
     again = frame.loc[row].copy()
-    again[n.WTEAM], again[n.LTEAM] = frame.loc[row, n.LTEAM], frame.loc[row, n.WTEAM]
+    again[names.WTEAM], again[names.LTEAM] = frame.loc[row, names.LTEAM], frame.loc[row, names.WTEAM]
     frame.loc[len(frame)] = again
 
 
 # (file, corruption of a frame's row, rule named, column named)
 CASES = {
-    "score below 0": (REGULAR, set_value(n.LSCORE, -3), "score range", n.LSCORE),
-    "score too high": (TOURNEY, set_value(n.WSCORE, 1000), "score range", n.WSCORE),
-    "winner below loser": (REGULAR, swap_winner_and_loser, "winner above loser", n.WSCORE),
-    "tie": (TOURNEY, tie, "winner above loser", n.WSCORE),
-    "team against itself": (REGULAR, against_itself, "no team against itself", n.WTEAM),
-    "game listed twice": (REGULAR, listed_again_swapped, "each game once", n.WTEAM),
-    "day before day zero": (REGULAR, set_value(n.DAYNUM, -1), "day number range", n.DAYNUM),
-    "day past the season": (TOURNEY, set_value(n.DAYNUM, 400), "day number range", n.DAYNUM),
-    "negative overtimes": (REGULAR, set_value(n.NUMOT, -1), "overtimes range", n.NUMOT),
-    "too many overtimes": (REGULAR, set_value(n.NUMOT, 99), "overtimes range", n.NUMOT),
-    "season before Kaggle's": (REGULAR, set_value(n.SEASON, 1900), "season range", n.SEASON),
-    "seed season far ahead": (SEEDS, set_value(n.SEASON, 3000), "season range", n.SEASON),
-    "unknown winner": (REGULAR, set_value(n.WTEAM, 999), "known team", n.WTEAM),
-    "unknown loser": (TOURNEY, set_value(n.LTEAM, 999), "known team", n.LTEAM),
-    "unknown seeded team": (SEEDS, set_value(n.TEAM_ID, 999), "known team", n.TEAM_ID),
-    "team id 0": (TEAMS, set_value(n.TEAM_ID, 0), "team id range", n.TEAM_ID),
-    "team without a name": (TEAMS, set_value(n.TEAM_NAME, " "), "named", n.TEAM_NAME),
+    "score below 0": (REGULAR, set_value(names.LSCORE, -3), "score range", names.LSCORE),
+    "score too high": (TOURNEY, set_value(names.WSCORE, 1000), "score range", names.WSCORE),
+    "winner below loser": (REGULAR, swap_winner_and_loser, "winner above loser", names.WSCORE),
+    "tie": (TOURNEY, tie, "winner above loser", names.WSCORE),
+    "team against itself": (REGULAR, against_itself, "no team against itself", names.WTEAM),
+    "game listed twice": (REGULAR, listed_again_swapped, "each game once", names.WTEAM),
+    "day before day zero": (REGULAR, set_value(names.DAYNUM, -1), "day number range", names.DAYNUM),
+    "day past the season": (TOURNEY, set_value(names.DAYNUM, 400), "day number range", names.DAYNUM),
+    "negative overtimes": (REGULAR, set_value(names.NUMOT, -1), "overtimes range", names.NUMOT),
+    "too many overtimes": (REGULAR, set_value(names.NUMOT, 99), "overtimes range", names.NUMOT),
+    "season before Kaggle's": (REGULAR, set_value(names.SEASON, 1900), "season range", names.SEASON),
+    "seed season far ahead": (SEEDS, set_value(names.SEASON, 3000), "season range", names.SEASON),
+    "unknown winner": (REGULAR, set_value(names.WTEAM, 999), "known team", names.WTEAM),
+    "unknown loser": (TOURNEY, set_value(names.LTEAM, 999), "known team", names.LTEAM),
+    "unknown seeded team": (SEEDS, set_value(names.TEAM_ID, 999), "known team", names.TEAM_ID),
+    "team id 0": (TEAMS, set_value(names.TEAM_ID, 0), "team id range", names.TEAM_ID),
+    "team without a name": (TEAMS, set_value(names.TEAM_NAME, " "), "named", names.TEAM_NAME),
 }
 
 
@@ -96,7 +95,7 @@ def test_the_valid_league_passes_every_rule(folder):
 
 def test_a_violation_says_what_is_accepted_and_how_many_lines_break_it(folder):
     def swap_all(frame, row):
-        frame[[n.WSCORE, n.LSCORE]] = frame[[n.LSCORE, n.WSCORE]].to_numpy()
+        frame[[names.WSCORE, names.LSCORE]] = frame[[names.LSCORE, names.WSCORE]].to_numpy()
 
     corrupt_file(folder, REGULAR, swap_all, row=0)
     with pytest.raises(UserError) as err:
@@ -108,13 +107,13 @@ def test_a_violation_says_what_is_accepted_and_how_many_lines_break_it(folder):
 
 
 def test_unknown_team_names_the_teams_file(folder):
-    corrupt_file(folder, SEEDS, set_value(n.TEAM_ID, 999), row=2)
+    corrupt_file(folder, SEEDS, set_value(names.TEAM_ID, 999), row=2)
     with pytest.raises(UserError, match=rf"accepted: a TeamID listed in {TEAMS}$"):
         kaggle.read_league(folder, "W")
 
 
 def test_a_score_beyond_int64_is_refused_as_not_an_integer(folder):
-    corrupt_file(folder, REGULAR, set_value(n.WSCORE, "99999999999999999999"), row=2)
+    corrupt_file(folder, REGULAR, set_value(names.WSCORE, "99999999999999999999"), row=2)
     with pytest.raises(
         UserError,
         match=rf"{REGULAR}: column 'WScore' must hold integers of at most 18 digits, found 99999999999999999999 at row 4",
@@ -123,9 +122,9 @@ def test_a_score_beyond_int64_is_refused_as_not_an_integer(folder):
 
 
 def box_scores(folder, corrupt):
-    frame = detailed(season_frames(seasons=[2001, 2002])[n.REGULAR_COMPACT])
+    frame = detailed(season_frames(seasons=[2001, 2002])[names.REGULAR_COMPACT])
     corrupt(frame, 2)
-    frame.to_csv(folder / f"W{n.REGULAR_DETAILED}.csv", index=False)
+    frame.to_csv(folder / f"W{names.REGULAR_DETAILED}.csv", index=False)
 
 
 def test_box_score_made_above_attempted_is_refused(folder):

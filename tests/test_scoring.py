@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madness import names as n
-from madness import scoring
+from madness import names, scoring
 
 
 def test_brier_is_mean_squared_error_of_probabilities():
@@ -53,16 +52,16 @@ def test_accuracy_counts_p_above_one_half_as_team_1_wins():
 def test_all_scores_names_each_score():
     y, p = [1, 0], [0.8, 0.4]
     assert scoring.all_scores(y, p) == {
-        n.BRIER: scoring.brier(y, p),
-        n.LOG_LOSS: scoring.log_loss(y, p),
-        n.ACCURACY: scoring.accuracy(y, p),
+        names.BRIER: scoring.brier(y, p),
+        names.LOG_LOSS: scoring.log_loss(y, p),
+        names.ACCURACY: scoring.accuracy(y, p),
     }
 
 
 def seed_games(pairs: list[tuple[int, int, int]]) -> pd.DataFrame:
     """Games (seed of team 1, seed of team 2, team 1 won), each from both sides as games.csv holds them."""
     rows = [(s1, s2, won) for s1, s2, won in pairs] + [(s2, s1, 1 - won) for s1, s2, won in pairs]
-    return pd.DataFrame(rows, columns=[f"{n.T1}{n.SEED_NUM}", f"{n.T2}{n.SEED_NUM}", n.TARGET])
+    return pd.DataFrame(rows, columns=[f"{names.T1}{names.SEED_NUM}", f"{names.T2}{names.SEED_NUM}", names.TARGET])
 
 
 def test_seed_baseline_favours_the_better_seed():
@@ -124,9 +123,9 @@ def games_both_sides(outcomes: list[int]) -> pd.DataFrame:
     first from the winner's side, then from the loser's (outcomes: 1 if team 100+i won)."""
     rows = []
     for i, won in enumerate(outcomes):
-        rows.append({n.SEASON: 2020, n.T1_TEAM: 100 + i, n.T2_TEAM: 200 + i, n.TARGET: won})
+        rows.append({names.SEASON: 2020, names.T1_TEAM: 100 + i, names.T2_TEAM: 200 + i, names.TARGET: won})
     for i, won in enumerate(outcomes):
-        rows.append({n.SEASON: 2020, n.T1_TEAM: 200 + i, n.T2_TEAM: 100 + i, n.TARGET: 1 - won})
+        rows.append({names.SEASON: 2020, names.T1_TEAM: 200 + i, names.T2_TEAM: 100 + i, names.TARGET: 1 - won})
     return pd.DataFrame(rows)
 
 
@@ -137,20 +136,20 @@ def test_a_games_two_rows_share_one_label_and_games_differ():
 
 
 def test_the_same_team_pair_in_two_seasons_is_two_games():
-    games = pd.DataFrame({n.SEASON: [2020, 2021], n.T1_TEAM: [1, 1], n.T2_TEAM: [2, 2]})
+    games = pd.DataFrame({names.SEASON: [2020, 2021], names.T1_TEAM: [1, 1], names.T2_TEAM: [2, 2]})
     assert len(set(scoring.game_labels(games))) == 2
 
 
 def test_the_difference_of_a_predictor_with_itself_is_zero_with_a_zero_width_interval():
     games = games_both_sides([1, 0, 1, 1, 0])
     p = np.linspace(0.2, 0.8, len(games))
-    interval = scoring.paired_brier_difference(games[n.TARGET], p, p, scoring.game_labels(games))
+    interval = scoring.paired_brier_difference(games[names.TARGET], p, p, scoring.game_labels(games))
     assert (interval.estimate, interval.low, interval.high) == (0.0, 0.0, 0.0) and not interval.excludes_zero
 
 
 def test_the_estimate_is_the_difference_of_the_two_briers():
     games = games_both_sides([1, 0, 1, 1, 0, 0])
-    y, rng = games[n.TARGET].to_numpy(), np.random.default_rng(1)
+    y, rng = games[names.TARGET].to_numpy(), np.random.default_rng(1)
     p_a, p_b = rng.uniform(size=len(y)), rng.uniform(size=len(y))
     interval = scoring.paired_brier_difference(y, p_a, p_b, scoring.game_labels(games))
     assert interval.estimate == scoring.brier(y, p_a) - scoring.brier(y, p_b)
@@ -160,7 +159,7 @@ def test_the_estimate_is_the_difference_of_the_two_briers():
 def test_a_clearly_better_predictor_has_an_interval_below_zero():
     outcomes = list(np.random.default_rng(2).integers(0, 2, size=60))
     games = games_both_sides(outcomes)
-    y = games[n.TARGET].to_numpy(dtype="float64")
+    y = games[names.TARGET].to_numpy(dtype="float64")
     right = np.where(y == 1, 0.8, 0.2)
     interval = scoring.paired_brier_difference(y, right, np.full(len(y), 0.5), scoring.game_labels(games))
     assert interval.high < 0 and interval.excludes_zero
@@ -170,7 +169,7 @@ def test_a_predictor_against_its_mirror_image_on_noise_is_not_distinguishable():
     # Guesses right on half the games, wrong on the other half, against a coin: no real difference.
     outcomes = [1, 0] * 30
     games = games_both_sides(outcomes)
-    y = games[n.TARGET].to_numpy(dtype="float64")
+    y = games[names.TARGET].to_numpy(dtype="float64")
     half = np.where(np.arange(len(y)) % 60 < 30, np.where(y == 1, 0.7, 0.3), np.where(y == 1, 0.3, 0.7))
     interval = scoring.paired_brier_difference(y, half, np.full(len(y), 0.5), scoring.game_labels(games))
     assert interval.low < 0 < interval.high and not interval.excludes_zero
@@ -178,7 +177,7 @@ def test_a_predictor_against_its_mirror_image_on_noise_is_not_distinguishable():
 
 def test_the_interval_is_the_same_every_time_for_the_same_predictions():
     games = games_both_sides([1, 0, 1, 1, 0, 1, 0])
-    y, rng = games[n.TARGET].to_numpy(), np.random.default_rng(3)
+    y, rng = games[names.TARGET].to_numpy(), np.random.default_rng(3)
     p_a, p_b = rng.uniform(size=len(y)), rng.uniform(size=len(y))
     labels = scoring.game_labels(games)
     assert scoring.paired_brier_difference(y, p_a, p_b, labels) == scoring.paired_brier_difference(y, p_a, p_b, labels)
@@ -188,7 +187,7 @@ def test_games_are_resampled_whole_not_rows():
     # One game, its two rows scored oppositely: resampling rows would give differences of either
     # sign; resampling the game always takes both rows, so the interval is the single game's difference.
     games = games_both_sides([1])
-    y = games[n.TARGET].to_numpy(dtype="float64")
+    y = games[names.TARGET].to_numpy(dtype="float64")
     interval = scoring.paired_brier_difference(y, [1.0, 1.0], [0.0, 0.0], scoring.game_labels(games))
     assert interval.low == interval.high == interval.estimate == 0.0
 

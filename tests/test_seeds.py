@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_cli
-from madness import names as n
+from madness import names
 from tools import sandbox
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def readme_command() -> str:
 
 
 def report_file(client, sweep_id: str, name: str, folder) -> str:
-    return client.download_artifacts(sweep_id, f"{n.REPORT_DIR}/{name}", str(folder))
+    return client.download_artifacts(sweep_id, f"{names.REPORT_DIR}/{name}", str(folder))
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +47,10 @@ def sweep(tmp_path_factory):
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         client = mlflow.MlflowClient(uri)
         sweep_id = re.search(r"sweep (\w+): ", done.stdout)[1]
-        pairs = mlflow.artifacts.load_dict(f"runs:/{sweep_id}/{n.PAIRS_FILE}")
+        pairs = mlflow.artifacts.load_dict(f"runs:/{sweep_id}/{names.PAIRS_FILE}")
         runs = {p["run_id"]: client.get_run(p["run_id"]) for p in pairs}
-        table = pd.read_csv(report_file(client, sweep_id, n.RUNS_CSV, home))
-        best = json.loads(Path(report_file(client, sweep_id, n.BEST_FILE, home)).read_text())
+        table = pd.read_csv(report_file(client, sweep_id, names.RUNS_CSV, home))
+        best = json.loads(Path(report_file(client, sweep_id, names.BEST_FILE, home)).read_text())
         yield SimpleNamespace(
             client=client, project=project, printed=done.stdout, runs=runs, table=table, best=best, pairs=pairs
         )
@@ -65,12 +65,16 @@ def test_the_command_trains_the_articles_grid_each_pair_from_three_seeds(sweep):
 
 def test_each_pair_logs_its_members_brier_mean_spread_and_interval(sweep):
     for run in sweep.runs.values():
-        members = [m.value for m in sweep.client.get_metric_history(run.info.run_id, n.BRIER_SEED)]
+        members = [m.value for m in sweep.client.get_metric_history(run.info.run_id, names.BRIER_SEED)]
         metrics = run.data.metrics
         assert len(members) == SEEDS
-        assert metrics[n.BRIER_MEAN] == float(np.mean(members))
-        assert metrics[n.BRIER_SD] == float(np.std(members, ddof=1))
-        assert metrics[n.BRIER_VS_BASELINE_LOW] <= metrics[n.BRIER_VS_BASELINE] <= metrics[n.BRIER_VS_BASELINE_HIGH]
+        assert metrics[names.BRIER_MEAN] == float(np.mean(members))
+        assert metrics[names.BRIER_SD] == float(np.std(members, ddof=1))
+        assert (
+            metrics[names.BRIER_VS_BASELINE_LOW]
+            <= metrics[names.BRIER_VS_BASELINE]
+            <= metrics[names.BRIER_VS_BASELINE_HIGH]
+        )
 
 
 def test_the_report_shows_mean_and_sd_per_pair_best_mean_first(sweep):
@@ -79,24 +83,24 @@ def test_the_report_shows_mean_and_sd_per_pair_best_mean_first(sweep):
     for row in table.itertuples():
         metrics = sweep.runs[row.run_id].data.metrics
         assert (row.brier_mean, row.brier_sd, row.brier) == (
-            metrics[n.BRIER_MEAN],
-            metrics[n.BRIER_SD],
-            metrics[n.BRIER],
+            metrics[names.BRIER_MEAN],
+            metrics[names.BRIER_SD],
+            metrics[names.BRIER],
         )
-    assert table[n.BRIER_MEAN].is_monotonic_increasing
+    assert table[names.BRIER_MEAN].is_monotonic_increasing
 
 
 def test_the_best_is_the_lowest_mean_brier_and_the_report_says_how_sure(sweep):
-    lowest = min(sweep.runs.values(), key=lambda r: r.data.metrics[n.BRIER_MEAN])
+    lowest = min(sweep.runs.values(), key=lambda r: r.data.metrics[names.BRIER_MEAN])
     assert sweep.best["best"]["run_id"] == lowest.info.run_id
     assert sweep.best["how_sure"].startswith("against the runner-up ")
     assert "the averaged models' difference" in sweep.best["how_sure"]
     lines = sweep.printed.strip().splitlines()
     assert lines[-2] == f"how sure: {sweep.best['how_sure']}"
-    mean, sd = lowest.data.metrics[n.BRIER_MEAN], lowest.data.metrics[n.BRIER_SD]
+    mean, sd = lowest.data.metrics[names.BRIER_MEAN], lowest.data.metrics[names.BRIER_SD]
     assert lines[-1] == (
         f"best: {lowest.data.params['model']} with learning rate {lowest.data.params['lr']}, "
-        f"mean brier {mean:.4f} +- {sd:.4f} over {SEEDS} seeds -> runs:/{lowest.info.run_id}/{n.MODEL_DIR}"
+        f"mean brier {mean:.4f} +- {sd:.4f} over {SEEDS} seeds -> runs:/{lowest.info.run_id}/{names.MODEL_DIR}"
     )
 
 

@@ -18,7 +18,7 @@ import pytest
 from test_readme import bash_lines
 
 from conftest import ROOT, subprocess_env
-from madness import names as n
+from madness import names
 from steps.report import new_version
 from stores import synthetic_features, temp_store
 
@@ -97,8 +97,8 @@ def test_the_readme_serves_the_champion_and_curl_gets_the_models_predictions(cha
     predictions = json.loads(asked.stdout)["predictions"]
     body = json.loads(request_file.read_text())["dataframe_split"]
     rows = pd.DataFrame(body["data"], columns=body["columns"])
-    games = pd.read_csv(features / n.GAMES_FILE)
-    assert rows.equals(games[games[n.SPLIT] == n.TEST].head(3)[body["columns"]].reset_index(drop=True))
+    games = pd.read_csv(features / names.GAMES_FILE)
+    assert rows.equals(games[games[names.SPLIT] == names.TEST].head(3)[body["columns"]].reset_index(drop=True))
     expected = mlflow.pyfunc.load_model("models:/fabric_madness@champion").predict(rows)
     assert predictions == [float(p) for p in expected]
     assert "cuda" not in said.lower(), said

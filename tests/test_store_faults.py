@@ -26,7 +26,7 @@ import mlflow
 import pytest
 
 from conftest import subprocess_env
-from madness import names as n
+from madness import names
 from stores import last_line, ok
 from tools import sandbox
 
@@ -227,7 +227,7 @@ def step_running(database: Path) -> bool:
     """Whether a step has opened its run in the store: its run holds the step's process tag."""
     try:
         with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=1)) as db:
-            return db.execute("SELECT count(*) FROM tags WHERE key = ?", (n.TAG_PROCESS,)).fetchone()[0] > 0
+            return db.execute("SELECT count(*) FROM tags WHERE key = ?", (names.TAG_PROCESS,)).fetchone()[0] > 0
     except sqlite3.Error:
         return False
 

@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from madness import names as n
+from madness import names
 from steps import _stored, report
 
 
@@ -23,9 +23,9 @@ class Coin(mlflow.pyfunc.PythonModel):
 def run(tracking):
     """A FINISHED run holding what a train run holds: loss.png, features/manifest.json, a model."""
     with mlflow.start_run() as active:
-        mlflow.log_text("png", n.LOSS_PLOT)
-        mlflow.log_dict({"digest": "x"}, f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}")
-        mlflow.pyfunc.log_model(name=n.MODEL_DIR, python_model=Coin(), pip_requirements=["mlflow"])
+        mlflow.log_text("png", names.LOSS_PLOT)
+        mlflow.log_dict({"digest": "x"}, f"{names.FEATURES_DIR}/{names.MANIFEST_FILE}")
+        mlflow.pyfunc.log_model(name=names.MODEL_DIR, python_model=Coin(), pip_requirements=["mlflow"])
     return active.info.run_id
 
 
@@ -62,13 +62,15 @@ def test_a_local_model_folder_that_is_gone_is_named(run):
 
 
 def test_a_run_without_its_loss_plot_is_not_whole(run):
-    (Path(mlflow.MlflowClient().get_run(run).info.artifact_uri.removeprefix("file://")) / n.LOSS_PLOT).unlink()
-    assert _stored.train_run_problem(mlflow.MlflowClient(), run) == f"its artifact {n.LOSS_PLOT} is missing or empty"
+    (Path(mlflow.MlflowClient().get_run(run).info.artifact_uri.removeprefix("file://")) / names.LOSS_PLOT).unlink()
+    assert (
+        _stored.train_run_problem(mlflow.MlflowClient(), run) == f"its artifact {names.LOSS_PLOT} is missing or empty"
+    )
 
 
 def test_an_alias_on_a_model_whose_files_are_gone_is_removed(run, capsys):
     client = mlflow.MlflowClient()
-    version = mlflow.register_model(f"runs:/{run}/{n.MODEL_DIR}", "coin")
+    version = mlflow.register_model(f"runs:/{run}/{names.MODEL_DIR}", "coin")
     client.set_registered_model_alias("coin", report.CHAMPION, version.version)
     shutil.rmtree(model_folder(run))
     report.drop_broken_champion(client, "coin")
@@ -79,7 +81,7 @@ def test_an_alias_on_a_model_whose_files_are_gone_is_removed(run, capsys):
 
 def test_an_alias_on_a_whole_model_stays(run):
     client = mlflow.MlflowClient()
-    version = mlflow.register_model(f"runs:/{run}/{n.MODEL_DIR}", "coin2")
+    version = mlflow.register_model(f"runs:/{run}/{names.MODEL_DIR}", "coin2")
     client.set_registered_model_alias("coin2", report.CHAMPION, version.version)
     report.drop_broken_champion(client, "coin2")
     assert client.get_model_version_by_alias("coin2", report.CHAMPION).version == version.version
@@ -109,7 +111,7 @@ def test_the_report_reads_its_runs_by_search_in_chunks_with_the_rows_get_run_gav
     briers = [(default, 0.2), (other, 0.21), (default, 0.22), (other, 0.23)]
     for epoch, (experiment, brier) in enumerate(briers, start=1):
         with mlflow.start_run(experiment_id=experiment) as active:
-            mlflow.log_metrics({n.BRIER: brier, n.BEST_EPOCH: epoch})
+            mlflow.log_metrics({names.BRIER: brier, names.BEST_EPOCH: epoch})
         ids.append((experiment, active.info.run_id))
     client.delete_run(ids[1][1])  # still listed, as get_run gives it
     ids.append((default, client.create_run(default).info.run_id))  # still RUNNING
@@ -125,7 +127,7 @@ def test_the_report_reads_its_runs_by_search_in_chunks_with_the_rows_get_run_gav
     assert searched.calls == {"get_run": 0, "search_runs": 3}  # 5 runs, 2 per search
     assert rows == report.table_rows(one_by_one, pairs) and one_by_one.calls["get_run"] == 5
     assert [row["run_id"] for row in rows] == [p["run_id"] or "" for p in pairs]
-    assert [row.get(n.BRIER) for row in rows] == [None, 0.23, None, 0.22, 0.21, 0.2]
+    assert [row.get(names.BRIER) for row in rows] == [None, 0.23, None, 0.22, 0.21, 0.2]
     capsys.readouterr()  # the lines naming runs without their files
 
 

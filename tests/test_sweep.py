@@ -21,10 +21,9 @@ import mlflow
 import pandas as pd
 import pytest
 
+import madness.sweep
 from conftest import run_cli
-from madness import names as n
-from madness import scoring
-from madness import sweep as S
+from madness import names, scoring
 from madness.report import BRIER_WORDS
 from stores import last_line, ok, snapshot
 from tools import sandbox
@@ -76,10 +75,10 @@ class Store:
         return named
 
     def sweeps(self, prefix: str) -> list:
-        return self.runs(prefix, f"tags.{n.TAG_ENTRY_POINT} = 'main'")
+        return self.runs(prefix, f"tags.{names.TAG_ENTRY_POINT} = 'main'")
 
     def ingests(self, prefix: str) -> list:
-        return self.runs(prefix, f"tags.{n.TAG_ENTRY_POINT} = 'ingest'")
+        return self.runs(prefix, f"tags.{names.TAG_ENTRY_POINT} = 'ingest'")
 
     def artifact(self, run_id: str, path: str) -> Path:
         (self.folder / "downloads").mkdir(exist_ok=True)
@@ -93,7 +92,9 @@ class Store:
         )
 
     def runs_csv(self, sweep_id: str) -> pd.DataFrame:
-        return pd.read_csv(self.artifact(sweep_id, f"{n.REPORT_DIR}/{n.RUNS_CSV}"), dtype={"lr": str, "run_id": str})
+        return pd.read_csv(
+            self.artifact(sweep_id, f"{names.REPORT_DIR}/{names.RUNS_CSV}"), dtype={"lr": str, "run_id": str}
+        )
 
 
 @pytest.fixture(scope="module")
@@ -141,10 +142,10 @@ def test_one_experiment_per_model_with_one_finished_run_per_lr(store, first):
     for name, run in first.children.items():
         model, lr = name.split("_")
         assert run.info.status == "FINISHED", name
-        assert run.data.tags[n.TAG_SWEEP] == first.sweep_id
-        assert run.data.tags[n.TAG_ENTRY_POINT] == "train"
+        assert run.data.tags[names.TAG_SWEEP] == first.sweep_id
+        assert run.data.tags[names.TAG_ENTRY_POINT] == "train"
         assert (run.data.params["model"], run.data.params["lr"], run.data.params["epochs"]) == (model, lr, "2")
-        assert 0 < run.data.metrics[n.BRIER] < 1
+        assert 0 < run.data.metrics[names.BRIER] < 1
 
 
 def test_each_pair_is_a_packaged_run_started_by_the_sweep_itself(store, first):
@@ -153,9 +154,9 @@ def test_each_pair_is_a_packaged_run_started_by_the_sweep_itself(store, first):
     of the sweep run."""
     for name, run in first.children.items():
         tags = run.data.tags
-        assert tags[n.TAG_PROJECT_ENTRY_POINT] == "train" and tags["mlflow.project.backend"] == "local", name
-        assert tags[n.TAG_PARENT_RUN] == first.sweep_id and tags[n.TAG_RUN_NAME] == f"{name}_epochs2"
-        assert tags[n.TAG_COMMIT] == store.sweeps("t")[0].data.tags[n.TAG_COMMIT]
+        assert tags[names.TAG_PROJECT_ENTRY_POINT] == "train" and tags["mlflow.project.backend"] == "local", name
+        assert tags[names.TAG_PARENT_RUN] == first.sweep_id and tags[names.TAG_RUN_NAME] == f"{name}_epochs2"
+        assert tags[names.TAG_COMMIT] == store.sweeps("t")[0].data.tags[names.TAG_COMMIT]
 
 
 def test_the_sweep_run_holds_the_pairs_and_the_report(store, first):
@@ -163,16 +164,23 @@ def test_the_sweep_run_holds_the_pairs_and_the_report(store, first):
     assert sweep.info.status == "FINISHED" and sweep.info.run_name == "sweep"
     assert store.client.get_experiment(sweep.info.experiment_id).name == "t"
     files = {f.path for f in store.client.list_artifacts(first.sweep_id)} | {
-        f.path for f in store.client.list_artifacts(first.sweep_id, n.REPORT_DIR)
+        f.path for f in store.client.list_artifacts(first.sweep_id, names.REPORT_DIR)
     }
     assert {
-        n.PAIRS_FILE,
+        names.PAIRS_FILE,
         *(
-            f"{n.REPORT_DIR}/{name}"
-            for name in (n.RUNS_CSV, n.RUNS_MD, n.BRIER_CHART, n.LOSS_GRID, n.FILTERED_CSV, n.BEST_FILE)
+            f"{names.REPORT_DIR}/{name}"
+            for name in (
+                names.RUNS_CSV,
+                names.RUNS_MD,
+                names.BRIER_CHART,
+                names.LOSS_GRID,
+                names.FILTERED_CSV,
+                names.BEST_FILE,
+            )
         ),
     } <= files
-    pairs = json.loads(store.artifact(first.sweep_id, n.PAIRS_FILE).read_text())
+    pairs = json.loads(store.artifact(first.sweep_id, names.PAIRS_FILE).read_text())
     assert {f"{p['model']}_{p['lr']}": p["run_id"] for p in pairs} == {
         name: run.info.run_id for name, run in first.children.items()
     }
@@ -180,39 +188,55 @@ def test_the_sweep_run_holds_the_pairs_and_the_report(store, first):
     assert sweep.data.metrics == {"pairs_trained": 4.0, "pairs_reused": 0.0}
 
 
-@pytest.mark.parametrize("chart", [n.BRIER_CHART, n.LOSS_GRID])
+@pytest.mark.parametrize("chart", [names.BRIER_CHART, names.LOSS_GRID])
 def test_the_charts_are_real_pngs(store, first, chart):
-    data = store.artifact(first.sweep_id, f"{n.REPORT_DIR}/{chart}").read_bytes()
+    data = store.artifact(first.sweep_id, f"{names.REPORT_DIR}/{chart}").read_bytes()
     assert data[:8] == PNG_SIGNATURE
     assert len(data) > 5_000
 
 
 def test_runs_csv_has_a_row_per_pair_best_first(store, first):
     table = store.runs_csv(first.sweep_id)
-    assert {"model", "lr", n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BEST_EPOCH, "duration_s", "run_id"} <= set(table.columns)
+    assert {
+        "model",
+        "lr",
+        names.BRIER,
+        names.LOG_LOSS,
+        names.ACCURACY,
+        names.BEST_EPOCH,
+        "duration_s",
+        "run_id",
+    } <= set(table.columns)
     assert len(table) == 4
     assert dict(zip(table["model"] + "_" + table["lr"], table["run_id"], strict=True)) == {
         name: run.info.run_id for name, run in first.children.items()
     }
-    assert table[n.BRIER].is_monotonic_increasing
+    assert table[names.BRIER].is_monotonic_increasing
     for record in table.to_dict("records"):
-        assert record[n.BRIER] == pytest.approx(
-            first.children[f"{record['model']}_{record['lr']}"].data.metrics[n.BRIER]
+        assert record[names.BRIER] == pytest.approx(
+            first.children[f"{record['model']}_{record['lr']}"].data.metrics[names.BRIER]
         )
-        assert 1 <= record[n.BEST_EPOCH] <= 2 and record["duration_s"] > 0 and 0 <= record[n.ACCURACY] <= 1
+        assert 1 <= record[names.BEST_EPOCH] <= 2 and record["duration_s"] > 0 and 0 <= record[names.ACCURACY] <= 1
         # One seed: its mean is its Brier, and there is no spread.
-        assert record["seeds"] == 1 and record[n.BRIER_MEAN] == record[n.BRIER] and math.isnan(record[n.BRIER_SD])
-    markdown = store.artifact(first.sweep_id, f"{n.REPORT_DIR}/{n.RUNS_MD}").read_text().splitlines()
+        assert (
+            record["seeds"] == 1
+            and record[names.BRIER_MEAN] == record[names.BRIER]
+            and math.isnan(record[names.BRIER_SD])
+        )
+    markdown = store.artifact(first.sweep_id, f"{names.REPORT_DIR}/{names.RUNS_MD}").read_text().splitlines()
     assert len(markdown) == 2 + 4 + 2 and markdown[0].startswith(HEADER)
     assert markdown[-2:] == ["", BRIER_WORDS]  # what brier and brier_mean mean, below the table
 
 
 def test_the_report_says_how_sure_the_best_is_from_both_runs_predictions(store, first, tmp_path):
-    best = json.loads(store.artifact(first.sweep_id, f"{n.REPORT_DIR}/{n.BEST_FILE}").read_text())
-    best_run, runner_up = sorted(first.children.values(), key=lambda run: run.data.metrics[n.BRIER])[:2]
-    frames = [pd.read_csv(store.artifact(run.info.run_id, n.PREDICTIONS_FILE)) for run in (best_run, runner_up)]
+    best = json.loads(store.artifact(first.sweep_id, f"{names.REPORT_DIR}/{names.BEST_FILE}").read_text())
+    best_run, runner_up = sorted(first.children.values(), key=lambda run: run.data.metrics[names.BRIER])[:2]
+    frames = [pd.read_csv(store.artifact(run.info.run_id, names.PREDICTIONS_FILE)) for run in (best_run, runner_up)]
     interval = scoring.paired_brier_difference(
-        frames[0][n.TARGET], frames[0][n.PREDICTION], frames[1][n.PREDICTION], scoring.game_labels(frames[0])
+        frames[0][names.TARGET],
+        frames[0][names.PREDICTION],
+        frames[1][names.PREDICTION],
+        scoring.game_labels(frames[0]),
     )
     assert best["how_sure"].startswith(
         f"against the runner-up {runner_up.data.params['model']} with learning rate {runner_up.data.params['lr']} "
@@ -223,24 +247,24 @@ def test_the_report_says_how_sure_the_best_is_from_both_runs_predictions(store, 
 
 
 def test_best_json_names_the_best_run(store, first):
-    best = json.loads(store.artifact(first.sweep_id, f"{n.REPORT_DIR}/{n.BEST_FILE}").read_text())
-    winner = min(first.children.values(), key=lambda run: run.data.metrics[n.BRIER])
+    best = json.loads(store.artifact(first.sweep_id, f"{names.REPORT_DIR}/{names.BEST_FILE}").read_text())
+    winner = min(first.children.values(), key=lambda run: run.data.metrics[names.BRIER])
     assert best["best"]["run_id"] == winner.info.run_id
-    assert best["best_model_uri"] == f"runs:/{winner.info.run_id}/{n.MODEL_DIR}"
+    assert best["best_model_uri"] == f"runs:/{winner.info.run_id}/{names.MODEL_DIR}"
     assert best["filter"] == "metrics.brier < 0.25"
     assert set(best["passing"]) == {
-        run.info.run_id for run in first.children.values() if run.data.metrics[n.BRIER] < 0.25
+        run.info.run_id for run in first.children.values() if run.data.metrics[names.BRIER] < 0.25
     }
 
 
 def test_one_ingest_run_feeds_every_pair(store, first):
     (ingest,) = store.ingests("t")
     assert ingest.info.status == "FINISHED"
-    assert ingest.data.tags[n.TAG_SWEEP] == first.sweep_id
-    games = store.artifact(ingest.info.run_id, f"{n.FEATURES_DIR}/{n.GAMES_FILE}").read_bytes()
+    assert ingest.data.tags[names.TAG_SWEEP] == first.sweep_id
+    games = store.artifact(ingest.info.run_id, f"{names.FEATURES_DIR}/{names.GAMES_FILE}").read_bytes()
     for run in first.children.values():
-        assert run.data.params["features_uri"] == f"runs:/{ingest.info.run_id}/{n.FEATURES_DIR}"
-        assert run.data.tags[n.TAG_DATA_DIGEST] == ingest.data.tags[n.TAG_DATA_DIGEST]
+        assert run.data.params["features_uri"] == f"runs:/{ingest.info.run_id}/{names.FEATURES_DIR}"
+        assert run.data.tags[names.TAG_DATA_DIGEST] == ingest.data.tags[names.TAG_DATA_DIGEST]
         for dataset_input in run.inputs.dataset_inputs:  # the source is the ingest run's games.csv in the store
             assert Path(mlflow.data.get_source(dataset_input.dataset).load()).read_bytes() == games
 
@@ -258,7 +282,8 @@ def test_stdout_shows_progress_the_table_and_the_best(first):
     assert sure_line.startswith("how sure: against the runner-up ") and " games resampled: " in sure_line
     assert best_line.startswith("best: ")
     assert (
-        f"-> runs:/{min(first.children.values(), key=lambda run: run.data.metrics[n.BRIER]).info.run_id}/model" in out
+        f"-> runs:/{min(first.children.values(), key=lambda run: run.data.metrics[names.BRIER]).info.run_id}/model"
+        in out
     )
 
 
@@ -280,7 +305,7 @@ def test_a_second_invocation_reuses_every_pair(store, first, second):
         assert {r.info.run_id for r in store.runs(exp)} == before[exp]
     latest = store.sweeps("t")[-1]
     assert latest.info.run_id != first.sweep_id
-    pairs = json.loads(store.artifact(latest.info.run_id, n.PAIRS_FILE).read_text())
+    pairs = json.loads(store.artifact(latest.info.run_id, names.PAIRS_FILE).read_text())
     assert {f"{p['model']}_{p['lr']}": p["run_id"] for p in pairs} == {
         name: run.info.run_id for name, run in first.children.items()
     }
@@ -292,8 +317,8 @@ def test_a_second_invocation_copies_the_unchanged_figures_of_the_first(store, fi
     result, _ = second
     latest = store.sweeps("t")[-1].info.run_id
     assert f"figures unchanged since run {first.sweep_id}: copied, not drawn again" in result.stdout
-    for chart in (n.BRIER_CHART, n.LOSS_GRID):
-        path = f"{n.REPORT_DIR}/{chart}"
+    for chart in (names.BRIER_CHART, names.LOSS_GRID):
+        path = f"{names.REPORT_DIR}/{chart}"
         assert store.artifact(latest, path).read_bytes() == store.artifact(first.sweep_id, path).read_bytes()
 
 
@@ -311,20 +336,20 @@ def test_report_on_its_own_writes_the_report_again_with_its_filter(store, first)
     result = store.cli("steps.report", "--sweep_run_id", first.sweep_id, "--filter", "metrics.brier < 0.3")
     ok(result)
     table = store.runs_csv(first.sweep_id)
-    passing = set(table.loc[table[n.BRIER] < 0.3, "run_id"])
-    filtered = pd.read_csv(store.artifact(first.sweep_id, f"{n.REPORT_DIR}/{n.FILTERED_CSV}"))
+    passing = set(table.loc[table[names.BRIER] < 0.3, "run_id"])
+    filtered = pd.read_csv(store.artifact(first.sweep_id, f"{names.REPORT_DIR}/{names.FILTERED_CSV}"))
     assert set(filtered["run_id"]) == passing
-    best = json.loads(store.artifact(first.sweep_id, f"{n.REPORT_DIR}/{n.BEST_FILE}").read_text())
+    best = json.loads(store.artifact(first.sweep_id, f"{names.REPORT_DIR}/{names.BEST_FILE}").read_text())
     assert best["filter"] == "metrics.brier < 0.3" and set(best["passing"]) == passing
     assert f"{len(passing)} run(s) pass the filter 'metrics.brier < 0.3'" in result.stdout
     # its own run keeps a copy and points at the sweep
     (own,) = [
         r
         for r in store.runs("Default")
-        if r.data.tags.get(n.TAG_SWEEP) == first.sweep_id and r.data.params.get("filter") == "metrics.brier < 0.3"
+        if r.data.tags.get(names.TAG_SWEEP) == first.sweep_id and r.data.params.get("filter") == "metrics.brier < 0.3"
     ]
-    assert own.info.status == "FINISHED" and own.data.tags[n.TAG_ENTRY_POINT] == "report"
-    assert n.RUNS_CSV in {Path(f.path).name for f in store.client.list_artifacts(own.info.run_id, n.REPORT_DIR)}
+    assert own.info.status == "FINISHED" and own.data.tags[names.TAG_ENTRY_POINT] == "report"
+    assert names.RUNS_CSV in {Path(f.path).name for f in store.client.list_artifacts(own.info.run_id, names.REPORT_DIR)}
 
 
 @pytest.fixture(scope="module")
@@ -341,7 +366,7 @@ def versions(store, name: str) -> dict[str, str]:
 
 def passing(first) -> dict:
     """name -> run of the pairs that pass the report's default filter, brier < 0.25."""
-    return {name: run for name, run in first.children.items() if run.data.metrics[n.BRIER] < 0.25}
+    return {name: run for name, run in first.children.items() if run.data.metrics[names.BRIER] < 0.25}
 
 
 def test_register_makes_a_version_only_of_each_run_passing_the_filter(store, first, registered):
@@ -357,9 +382,9 @@ def test_champion_is_each_models_best_brier_version_and_the_prefix_names_the_bes
     for model in ("small", "medium"):
         runs = [run for name, run in passing(first).items() if name.startswith(model + "_")]
         if runs:
-            best = min(runs, key=lambda run: run.data.metrics[n.BRIER])
+            best = min(runs, key=lambda run: run.data.metrics[names.BRIER])
             assert store.client.get_model_version_by_alias(f"t_{model}", "champion").run_id == best.info.run_id
-    best = min(passing(first).values(), key=lambda run: run.data.metrics[n.BRIER])
+    best = min(passing(first).values(), key=lambda run: run.data.metrics[names.BRIER])
     assert store.client.get_model_version_by_alias("t", "champion").run_id == best.info.run_id
 
 
@@ -370,13 +395,13 @@ def test_registering_again_reuses_the_versions(store, first, registered):
 
 
 def test_the_printed_champion_uri_loads_and_predicts(store, first, registered):
-    winner = min(first.children.values(), key=lambda run: run.data.metrics[n.BRIER])
+    winner = min(first.children.values(), key=lambda run: run.data.metrics[names.BRIER])
     uri = "models:/t@champion"  # the best over all architectures
     assert last_line(registered.stdout).endswith(f"-> {uri}")
     model = mlflow.pyfunc.load_model(uri)
     assert model.metadata.run_id == winner.info.run_id
     (ingest,) = store.ingests("t")
-    games = pd.read_csv(store.artifact(ingest.info.run_id, f"{n.FEATURES_DIR}/{n.GAMES_FILE}"))
+    games = pd.read_csv(store.artifact(ingest.info.run_id, f"{names.FEATURES_DIR}/{names.GAMES_FILE}"))
     columns = model.metadata.get_input_schema().input_names()
     p = model.predict(games[columns].head(20))  # typed as pandas reads them: seeds long, the rest double
     assert len(p) == 20 and ((p > 0) & (p < 1)).all()
@@ -410,7 +435,7 @@ def test_the_valid_pair_finishes_and_the_bad_one_is_failed_not_running(store, br
     assert store.sweeps("tb")[0].info.status == "FAILED"
     table = store.runs_csv(store.sweeps("tb")[0].info.run_id)
     assert list(table["lr"]) == ["0.01", "1e+30"] and list(table["status"]) == ["FINISHED", "FAILED"]
-    assert pd.isna(table[n.BRIER][1])
+    assert pd.isna(table[names.BRIER][1])
 
 
 def test_running_again_retrains_only_the_failed_pair(store, broken):
@@ -452,7 +477,7 @@ def test_two_jobs_finish_every_pair_without_locking_the_store(parallel):
     assert "database is locked" not in result.stdout + result.stderr
     assert {name: run.info.status for name, run in runs.items()} == {"small_0.01": "FINISHED", "small_0.1": "FINISHED"}
     assert "running: small_0.01, small_0.1;" in result.stdout  # both at once
-    assert {run.data.params["threads"] for run in runs.values()} == {str(S.threads_per_job(2))}
+    assert {run.data.params["threads"] for run in runs.values()} == {str(madness.sweep.threads_per_job(2))}
 
 
 def test_force_reruns_everything(store, parallel):
@@ -542,8 +567,8 @@ def test_a_pair_that_cannot_start_fails_alone_and_is_not_left_running(store, par
     assert last_line(result.stderr) == "error: 1 of 1 pairs failed: small_0.5; run the sweep again to retry only those"
     (run,) = store.by_name("tj_small")["small_0.5"]
     sweep_id = store.sweeps("tj")[-1].info.run_id
-    assert run.info.status == "FAILED" and run.data.tags[n.TAG_SWEEP] == sweep_id
-    (pair,) = json.loads(store.artifact(sweep_id, n.PAIRS_FILE).read_text())
+    assert run.info.status == "FAILED" and run.data.tags[names.TAG_SWEEP] == sweep_id
+    (pair,) = json.loads(store.artifact(sweep_id, names.PAIRS_FILE).read_text())
     assert (pair["run_id"], pair["status"]) == (run.info.run_id, "FAILED")
 
 
@@ -599,5 +624,5 @@ def test_virtualenv_sweep_runs_every_child_in_the_pinned_environment(store):
     (ingest,) = store.ingests("tv")
     for run in (child, ingest):
         assert run.info.status == "FINISHED"
-        assert run.data.tags[n.TAG_PROJECT_ENV] == "virtualenv"
-    assert child.data.params["features_uri"] == f"runs:/{ingest.info.run_id}/{n.FEATURES_DIR}"
+        assert run.data.tags[names.TAG_PROJECT_ENV] == "virtualenv"
+    assert child.data.params["features_uri"] == f"runs:/{ingest.info.run_id}/{names.FEATURES_DIR}"

@@ -8,17 +8,15 @@ import os
 import pandas as pd
 import pytest
 
-from madness import names as n
+from madness import names, scoring, sweep
 from madness import report as tables
-from madness import scoring
-from madness import sweep as S
 from madness.errors import UserError
 
 # --- grid and split_list ---
 
 
 def test_grid_is_every_model_with_every_lr_in_the_order_given():
-    pairs = S.grid("medium,small", "0.1,0.001")
+    pairs = sweep.grid("medium,small", "0.1,0.001")
     assert [(p.model, p.lr) for p in pairs] == [
         ("medium", "0.1"),
         ("medium", "0.001"),
@@ -29,14 +27,14 @@ def test_grid_is_every_model_with_every_lr_in_the_order_given():
 
 
 def test_grid_names_each_learning_rate_in_one_spelling():
-    assert [p.lr for p in S.grid("small", "0.010, 1e-3, .5, 2")] == ["0.01", "0.001", "0.5", "2"]
+    assert [p.lr for p in sweep.grid("small", "0.010, 1e-3, .5, 2")] == ["0.01", "0.001", "0.5", "2"]
 
 
 @pytest.mark.parametrize("lrs", ["0.01,1e-2", "0.01,.01", "1e-2,0.010"])
 def test_one_learning_rate_in_two_spellings_is_refused_naming_both(lrs):
     first, second = lrs.split(",")
     with pytest.raises(UserError, match=rf"^lrs lists 0.01 twice \(as '{first}' and '{second}'\)"):
-        S.grid("small", lrs)
+        sweep.grid("small", lrs)
 
 
 @pytest.mark.parametrize(
@@ -53,7 +51,7 @@ def test_one_learning_rate_in_two_spellings_is_refused_naming_both(lrs):
     ],
 )
 def test_canonical_spells_numbers_one_way_and_leaves_the_rest(text, spelling):
-    assert S.canonical(text) == spelling
+    assert sweep.canonical(text) == spelling
 
 
 @pytest.mark.parametrize(
@@ -75,23 +73,23 @@ def test_canonical_spells_numbers_one_way_and_leaves_the_rest(text, spelling):
 )
 def test_every_value_of_the_grid_is_checked_before_any_run(models, lrs, line):
     with pytest.raises(UserError) as err:
-        S.grid(models, lrs)
+        sweep.grid(models, lrs)
     assert str(err.value) == line
 
 
 def test_split_list_strips_spaces():
-    assert S.split_list("models", " small , medium") == ["small", "medium"]
+    assert sweep.split_list("models", " small , medium") == ["small", "medium"]
 
 
 @pytest.mark.parametrize("text", ["", " ", ",", " , ,"])
 def test_split_list_refuses_an_empty_list(text):
     with pytest.raises(UserError, match=r"^models must be a comma-separated list"):
-        S.split_list("models", text)
+        sweep.split_list("models", text)
 
 
 def test_split_list_refuses_a_repeated_value():
     with pytest.raises(UserError, match=r"^lrs lists 0.1 twice in '0.1,0.01, 0.1'; give each value once$"):
-        S.split_list("lrs", "0.1,0.01, 0.1")
+        sweep.split_list("lrs", "0.1,0.01, 0.1")
 
 
 @pytest.mark.parametrize(
@@ -100,7 +98,7 @@ def test_split_list_refuses_a_repeated_value():
 )
 def test_grid_names_the_bad_list(models, lrs, which):
     with pytest.raises(UserError, match=rf"^{which} "):
-        S.grid(models, lrs)
+        sweep.grid(models, lrs)
 
 
 # --- is_reusable: the cache rule ---
@@ -120,11 +118,11 @@ PARAMS = {
     "last_season": "2023",
     "seed": "42",
 }
-TAGS = {n.TAG_COMMIT: "c0ffee", n.TAG_STATE: "5ta7e", n.TAG_DATA_DIGEST: "d1g35t"}
+TAGS = {names.TAG_COMMIT: "c0ffee", names.TAG_STATE: "5ta7e", names.TAG_DATA_DIGEST: "d1g35t"}
 
 
 def reusable(status="FINISHED", run_params=None, run_tags=None, want_params=None, want_tags=None) -> bool:
-    return S.is_reusable(
+    return sweep.is_reusable(
         status,
         PARAMS if run_params is None else run_params,
         {**TAGS, "other": "x"} if run_tags is None else run_tags,
@@ -188,7 +186,7 @@ def test_an_unknown_wanted_tag_prevents_reuse_even_when_the_run_lacks_it_too(tag
 
 
 def test_tags_not_wanted_do_not_matter():
-    assert reusable(run_tags={**TAGS, n.TAG_RUN_NAME: "whatever", "sweep_run_id": "old"})
+    assert reusable(run_tags={**TAGS, names.TAG_RUN_NAME: "whatever", "sweep_run_id": "old"})
 
 
 # --- threads, eta, progress ---
@@ -198,16 +196,16 @@ def test_tags_not_wanted_do_not_matter():
     ("jobs", "cores", "threads"), [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 8, 4), (3, 8, 2), (1, 1, 1), (0, 4, 4)]
 )
 def test_threads_per_job_is_a_fair_share_of_at_least_one(jobs, cores, threads):
-    assert S.threads_per_job(jobs, cores) == threads
+    assert sweep.threads_per_job(jobs, cores) == threads
 
 
 def test_threads_per_job_defaults_to_this_machines_cores():
-    assert S.threads_per_job(1) == (os.cpu_count() or 1)
-    assert S.threads_per_job(10_000) == 1
+    assert sweep.threads_per_job(1) == (os.cpu_count() or 1)
+    assert sweep.threads_per_job(10_000) == 1
 
 
 def test_eta_is_unknown_before_a_pair_finishes():
-    assert S.eta_seconds([], 4, 1) is None
+    assert sweep.eta_seconds([], 4, 1) is None
 
 
 @pytest.mark.parametrize(
@@ -215,7 +213,7 @@ def test_eta_is_unknown_before_a_pair_finishes():
     [([10.0, 20.0], 3, 1, 45.0), ([10.0, 20.0], 3, 2, 22.5), ([30.0], 0, 1, 0.0), ([30.0], 2, 0, 60.0)],
 )
 def test_eta_is_mean_duration_times_remaining_over_jobs(durations, remaining, jobs, eta):
-    assert S.eta_seconds(durations, remaining, jobs) == pytest.approx(eta)
+    assert sweep.eta_seconds(durations, remaining, jobs) == pytest.approx(eta)
 
 
 @pytest.mark.parametrize(
@@ -223,18 +221,18 @@ def test_eta_is_mean_duration_times_remaining_over_jobs(durations, remaining, jo
     [(None, "?"), (0, "0s"), (0.4, "0s"), (59.4, "59s"), (59.6, "1m00s"), (125, "2m05s"), (3600, "60m00s")],
 )
 def test_format_seconds(seconds, text):
-    assert S.format_seconds(seconds) == text
+    assert sweep.format_seconds(seconds) == text
 
 
 def test_progress_line_names_the_running_pairs_and_the_time_left():
     assert (
-        S.progress_line(1, 4, ["small_0.1", "medium_0.1"], 125)
+        sweep.progress_line(1, 4, ["small_0.1", "medium_0.1"], 125)
         == "[1/4 done] running: small_0.1, medium_0.1; time left ~2m05s"
     )
 
 
 def test_progress_line_before_any_estimate_and_with_nothing_running():
-    assert S.progress_line(0, 9, [], None) == "[0/9 done] running: none; time left ~?"
+    assert sweep.progress_line(0, 9, [], None) == "[0/9 done] running: none; time left ~?"
 
 
 # --- the runs table ---
@@ -242,17 +240,17 @@ def test_progress_line_before_any_estimate_and_with_nothing_running():
 
 def row(model, lr, brier, status="FINISHED", seeds=1, members=None, **extra):
     """What steps.report.table_rows gives for a run; `members`: (mean, sd) of a run of several seeds."""
-    metrics = {} if brier is None else {n.BRIER: brier}
+    metrics = {} if brier is None else {names.BRIER: brier}
     if members is not None:
-        metrics.update({n.BRIER_MEAN: members[0], n.BRIER_SD: members[1]})
+        metrics.update({names.BRIER_MEAN: members[0], names.BRIER_SD: members[1]})
     base = {
         "model": model,
         "lr": lr,
         **tables.pair_scores(metrics, seeds),
-        n.LOG_LOSS: None if brier is None else brier * 3,
-        n.ACCURACY: None if brier is None else 0.7,
-        n.BASELINE_BRIER: 0.23,
-        n.BEST_EPOCH: None if brier is None else 4.0,
+        names.LOG_LOSS: None if brier is None else brier * 3,
+        names.ACCURACY: None if brier is None else 0.7,
+        names.BASELINE_BRIER: 0.23,
+        names.BEST_EPOCH: None if brier is None else 4.0,
         "duration_s": 12.34,
         "status": status,
         "reused": False,
@@ -297,7 +295,7 @@ def test_runs_table_is_best_brier_first_and_failed_pairs_last():
     table = tables.runs_table(rows)
     assert list(table["run_id"][:3]) == ["id_small_0.01", "id_large_0.1", "id_medium_0.1"]
     assert sorted(table["model"][3:] + "_" + table["lr"][3:]) == ["large_0.01", "small_abc"]
-    assert table[n.BRIER][3:].isna().all()
+    assert table[names.BRIER][3:].isna().all()
     assert list(table.index) == [0, 1, 2, 3, 4]
 
 
@@ -308,7 +306,7 @@ def test_runs_table_breaks_ties_by_model_then_lr():
 
 def test_runs_table_of_only_failed_pairs():
     table = tables.runs_table([never_started("small", "0.1"), row("medium", "x", None, status="FAILED")])
-    assert len(table) == 2 and table[n.BRIER].isna().all()
+    assert len(table) == 2 and table[names.BRIER].isna().all()
 
 
 def test_markdown_formats_numbers_and_leaves_missing_cells_empty():
@@ -332,7 +330,7 @@ def test_best_row_is_the_lowest_brier():
     best = tables.best_row(
         tables.runs_table([row("small", "0.1", 0.3), row("medium", "0.01", 0.2), never_started("large", "0.1")])
     )
-    assert best["model"] == "medium" and best["lr"] == "0.01" and best[n.BRIER] == pytest.approx(0.2)
+    assert best["model"] == "medium" and best["lr"] == "0.01" and best[names.BRIER] == pytest.approx(0.2)
     assert best["run_id"] == "id_medium_0.01"
 
 
@@ -352,13 +350,13 @@ def test_best_row_is_none_when_nothing_finished():
 
 
 def test_a_single_seed_runs_mean_is_its_brier_and_it_has_no_spread():
-    scores = tables.pair_scores({n.BRIER: 0.2}, 1)
-    assert scores[tables.SEEDS] == 1 and scores[n.BRIER_MEAN] == 0.2 and math.isnan(scores[n.BRIER_SD])
+    scores = tables.pair_scores({names.BRIER: 0.2}, 1)
+    assert scores[tables.SEEDS] == 1 and scores[names.BRIER_MEAN] == 0.2 and math.isnan(scores[names.BRIER_SD])
 
 
 def test_a_run_of_several_seeds_keeps_its_members_mean_and_spread_beside_its_models_brier():
-    scores = tables.pair_scores({n.BRIER: 0.19, n.BRIER_MEAN: 0.2, n.BRIER_SD: 0.01}, 3)
-    assert scores == {tables.SEEDS: 3, n.BRIER_MEAN: 0.2, n.BRIER_SD: 0.01, n.BRIER: 0.19}
+    scores = tables.pair_scores({names.BRIER: 0.19, names.BRIER_MEAN: 0.2, names.BRIER_SD: 0.01}, 3)
+    assert scores == {tables.SEEDS: 3, names.BRIER_MEAN: 0.2, names.BRIER_SD: 0.01, names.BRIER: 0.19}
 
 
 def test_runs_are_ranked_by_their_members_mean_brier_not_by_their_averaged_models():
@@ -406,7 +404,13 @@ def test_the_runner_up_is_the_second_lowest_whole_finished_brier():
 
 def predictions(p: list[float], seasons=(2022, 2022)) -> pd.DataFrame:
     return pd.DataFrame(
-        {n.SEASON: list(seasons), n.T1_TEAM: [1, 2], n.T2_TEAM: [2, 1], n.TARGET: [1, 0], n.PREDICTION: p}
+        {
+            names.SEASON: list(seasons),
+            names.T1_TEAM: [1, 2],
+            names.T2_TEAM: [2, 1],
+            names.TARGET: [1, 0],
+            names.PREDICTION: p,
+        }
     )
 
 
@@ -440,13 +444,13 @@ def test_chart_frame_keeps_scored_rows_with_a_numeric_lr():
     frame = tables.chart_frame(table)
     assert sorted(zip(frame["model"], frame["lr"], strict=True)) == [("small", 0.001), ("small", 0.1)]
     assert pd.api.types.is_float_dtype(frame["lr"])
-    assert not frame[n.BRIER].isna().any()
+    assert not frame[names.BRIER].isna().any()
     assert table["lr"].tolist()[:2] == ["1e-3", "fast"]  # the table itself is left as it was
 
 
 def test_chart_frame_of_a_table_without_scores_is_empty():
     frame = tables.chart_frame(tables.runs_table([never_started("small", "0.1")]))
-    assert frame.empty and math.isnan(tables.runs_table([never_started("small", "0.1")])[n.BRIER][0])
+    assert frame.empty and math.isnan(tables.runs_table([never_started("small", "0.1")])[names.BRIER][0])
 
 
 # --- the report's figures digest (madness.report.figures_digest) ---
@@ -454,7 +458,12 @@ def test_chart_frame_of_a_table_without_scores_is_empty():
 
 def figure_inputs():
     chart = pd.DataFrame(
-        {"model": ["small", "small"], "lr": [0.01, 0.1], n.BRIER_MEAN: [0.2, 0.1 + 0.2], n.BRIER_SD: [0.01, math.nan]}
+        {
+            "model": ["small", "small"],
+            "lr": [0.01, 0.1],
+            names.BRIER_MEAN: [0.2, 0.1 + 0.2],
+            names.BRIER_SD: [0.01, math.nan],
+        }
     )
     grid = [{"model": "small", "lr": "0.01", "run_id": "a", "curves": [[0.3, 0.2], [0.31, 0.25]]}]
     return chart, grid, ["code", "matplotlib 3.9"]
@@ -469,9 +478,9 @@ def test_any_change_to_what_the_figures_show_or_how_they_are_drawn_changes_the_d
     chart, grid, drawn_by = figure_inputs()
     before = tables.figures_digest(chart, grid, drawn_by)
     if change == "brier":
-        chart.loc[1, n.BRIER_MEAN] = 0.3  # 0.1 + 0.2 is not 0.3: every bit counts
+        chart.loc[1, names.BRIER_MEAN] = 0.3  # 0.1 + 0.2 is not 0.3: every bit counts
     elif change == "spread":
-        chart.loc[1, n.BRIER_SD] = 0.02
+        chart.loc[1, names.BRIER_SD] = 0.02
     elif change == "curve":
         grid[0]["curves"][1].append(0.24)
     elif change == "run":

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
+import madness.names
 from madness import kaggle, synthetic
-from madness import names as n
 
 LEAGUES = ("M", "W")
 
@@ -46,7 +46,12 @@ def test_a_league_does_not_depend_on_the_other_being_written(folder, tmp_path):
 def test_other_seed_gives_other_games(folder, tmp_path):
     synthetic.write_league(tmp_path, 43, ("W",))
     other, same = hashes(tmp_path), hashes(folder)
-    for stem in (n.REGULAR_COMPACT, n.REGULAR_DETAILED, n.TOURNEY_COMPACT, n.TOURNEY_SEEDS):
+    for stem in (
+        madness.names.REGULAR_COMPACT,
+        madness.names.REGULAR_DETAILED,
+        madness.names.TOURNEY_COMPACT,
+        madness.names.TOURNEY_SEEDS,
+    ):
         name = kaggle.file_name("W", stem)
         assert other[name] != same[name], name
 
@@ -60,7 +65,7 @@ def test_every_file_passes_the_kaggle_reader(league):
 
 @pytest.mark.parametrize("lg", LEAGUES)
 def test_67_tournament_games_each_season(league, lg):
-    per_season = league[lg].tourney.groupby(n.SEASON).size()
+    per_season = league[lg].tourney.groupby(madness.names.SEASON).size()
     assert per_season.index.tolist() == list(range(synthetic.FIRST_SEASON, synthetic.LAST_SEASON))
     assert (per_season == 67).all()
 
@@ -68,33 +73,33 @@ def test_67_tournament_games_each_season(league, lg):
 @pytest.mark.parametrize("lg", LEAGUES)
 def test_68_distinct_seeded_teams_each_season(league, lg):
     seeds = league[lg].seeds
-    per_season = seeds.groupby(n.SEASON)[n.TEAM_ID].nunique()
+    per_season = seeds.groupby(madness.names.SEASON)[madness.names.TEAM_ID].nunique()
     assert per_season.index.tolist() == list(range(synthetic.FIRST_SEASON, synthetic.LAST_SEASON + 1))
     assert (per_season == 68).all()
-    assert (seeds.groupby(n.SEASON)[n.SEED].nunique() == 68).all()
+    assert (seeds.groupby(madness.names.SEASON)[madness.names.SEED].nunique() == 68).all()
 
 
 @pytest.mark.parametrize("lg", LEAGUES)
 def test_last_season_has_seeds_and_games_but_no_tournament(league, lg):
     files = league[lg]
-    last = files.regular[n.SEASON].max()  # the season to predict, as Kaggle's files before a tournament
-    assert last == files.seeds[n.SEASON].max() == files.tourney[n.SEASON].max() + 1
-    assert (files.seeds[n.SEASON] == last).sum() == 68
-    assert not (files.tourney[n.SEASON] == last).any()
+    last = files.regular[madness.names.SEASON].max()  # the season to predict, as Kaggle's files before a tournament
+    assert last == files.seeds[madness.names.SEASON].max() == files.tourney[madness.names.SEASON].max() + 1
+    assert (files.seeds[madness.names.SEASON] == last).sum() == 68
+    assert not (files.tourney[madness.names.SEASON] == last).any()
 
 
 @pytest.mark.parametrize("lg", LEAGUES)
 def test_only_seeded_teams_play_the_tournament(league, lg):
     files = league[lg]
-    seeded = set(zip(files.seeds[n.SEASON], files.seeds[n.TEAM_ID], strict=True))
-    for side in (n.WTEAM, n.LTEAM):
-        assert set(zip(files.tourney[n.SEASON], files.tourney[side], strict=True)) <= seeded
-    assert (files.tourney[n.WLOC] == "N").all()
+    seeded = set(zip(files.seeds[madness.names.SEASON], files.seeds[madness.names.TEAM_ID], strict=True))
+    for side in (madness.names.WTEAM, madness.names.LTEAM):
+        assert set(zip(files.tourney[madness.names.SEASON], files.tourney[side], strict=True)) <= seeded
+    assert (files.tourney[madness.names.WLOC] == "N").all()
 
 
 @pytest.mark.parametrize("lg", LEAGUES)
 def test_team_names_say_synthetic(league, lg):
-    names = league[lg].teams[n.TEAM_NAME]
+    names = league[lg].teams[madness.names.TEAM_NAME]
     assert len(names) == synthetic.N_TEAMS
     assert names.str.startswith("Synthetic").all()
 
@@ -102,8 +107,8 @@ def test_team_names_say_synthetic(league, lg):
 @pytest.mark.parametrize("lg", LEAGUES)
 def test_winners_outscore_losers(league, lg):
     for frame in (league[lg].regular, league[lg].tourney):
-        assert (frame[n.WSCORE] > frame[n.LSCORE]).all()
-        assert (frame[n.WTEAM] != frame[n.LTEAM]).all()
+        assert (frame[madness.names.WSCORE] > frame[madness.names.LSCORE]).all()
+        assert (frame[madness.names.WTEAM] != frame[madness.names.LTEAM]).all()
 
 
 @pytest.mark.parametrize("lg", LEAGUES)
@@ -115,7 +120,7 @@ def test_box_scores_add_up_to_the_score(league, lg):
         assert (box[f"{side}FGM3"] <= box[f"{side}FGA3"]).all()
         assert (box[f"{side}FGM3"] <= box[f"{side}FGM"]).all()
         assert (box[f"{side}FTM"] <= box[f"{side}FTA"]).all()
-        assert (box[[f"{side}{stat}" for stat in n.BOX_STATS]] >= 0).all().all()
+        assert (box[[f"{side}{stat}" for stat in madness.names.BOX_STATS]] >= 0).all().all()
 
 
 @pytest.mark.parametrize("lg", LEAGUES)

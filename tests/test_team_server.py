@@ -16,7 +16,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from madness import names as n
+from madness import names
 from servers import ok, readme_server
 
 pytestmark = pytest.mark.slow
@@ -71,7 +71,7 @@ def test_artifacts_go_through_the_server_into_its_destination(server, sweep):
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")
     files = {p.relative_to(server.artifacts).as_posix() for p in server.artifacts.rglob("*") if p.is_file()}
     experiment = run.info.experiment_id
-    assert f"{experiment}/{run.info.run_id}/artifacts/{n.LOSS_PLOT}" in files
+    assert f"{experiment}/{run.info.run_id}/artifacts/{names.LOSS_PLOT}" in files
     assert any(f.startswith(f"{experiment}/models/") and f.endswith("/artifacts/MLmodel") for f in files)
 
 
@@ -80,7 +80,7 @@ def test_each_train_run_logs_datasets_whose_source_downloads_the_features(team, 
 
     _, children, _ = sweep
     (ingest,) = team.entry("srv", "ingest")
-    games = team.download(f"runs:/{ingest.info.run_id}/{n.FEATURES_DIR}/{n.GAMES_FILE}").read_bytes()
+    games = team.download(f"runs:/{ingest.info.run_id}/{names.FEATURES_DIR}/{names.GAMES_FILE}").read_bytes()
     for run in children.values():
         inputs = run.inputs.dataset_inputs
         assert sorted(i.dataset.name for i in inputs) == ["tournament_test", "tournament_train", "tournament_val"]
@@ -121,32 +121,32 @@ def registered(team, sweep):
 
 def test_report_filters_the_runs_by_mlflows_search_over_http(team, sweep, registered):
     run, children, _ = sweep
-    best = json.loads(team.download(f"runs:/{run.info.run_id}/{n.REPORT_DIR}/{n.BEST_FILE}").read_text())
+    best = json.loads(team.download(f"runs:/{run.info.run_id}/{names.REPORT_DIR}/{names.BEST_FILE}").read_text())
     assert best["filter"] == "metrics.brier < 0.3"
-    assert set(best["passing"]) == {r.info.run_id for r in children.values() if r.data.metrics[n.BRIER] < 0.3}
+    assert set(best["passing"]) == {r.info.run_id for r in children.values() if r.data.metrics[names.BRIER] < 0.3}
 
 
 def test_report_registers_the_runs_that_pass_the_filter_and_aliases_the_best_champion(team, sweep, registered):
     _, children, _ = sweep
-    passing = [r for r in children.values() if r.data.metrics[n.BRIER] < 0.3]
+    passing = [r for r in children.values() if r.data.metrics[names.BRIER] < 0.3]
     for model in ("small", "medium"):
         runs = [r for r in passing if r.data.params["model"] == model]
         versions = team.client.search_model_versions(f"name = 'srv_{model}'")
         assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in runs)
         champion = team.client.get_model_version_by_alias(f"srv_{model}", "champion")
-        assert champion.run_id == min(runs, key=lambda r: r.data.metrics[n.BRIER]).info.run_id
-    best = min(passing, key=lambda r: r.data.metrics[n.BRIER])
+        assert champion.run_id == min(runs, key=lambda r: r.data.metrics[names.BRIER]).info.run_id
+    best = min(passing, key=lambda r: r.data.metrics[names.BRIER])
     assert team.client.get_model_version_by_alias("srv", "champion").run_id == best.info.run_id
 
 
 def test_evaluate_on_the_champion_gives_the_brier_its_train_run_logged(team, sweep, registered):
     result = team.mlflow_run("-e", "evaluate", "-P", "model_uri=models:/srv_medium@champion")
     ok(result)
-    (evaluated,) = team.runs("Default", f"tags.{n.TAG_ENTRY_POINT} = 'evaluate'")
-    trained = team.client.get_run(evaluated.data.tags[n.TAG_EVALUATED])
+    (evaluated,) = team.runs("Default", f"tags.{names.TAG_ENTRY_POINT} = 'evaluate'")
+    trained = team.client.get_run(evaluated.data.tags[names.TAG_EVALUATED])
     assert evaluated.info.status == "FINISHED"
     # Different processes, different thread counts (the sweep gave each child one): one Brier per model.
-    assert evaluated.data.metrics[n.BRIER] == trained.data.metrics[n.BRIER]
+    assert evaluated.data.metrics[names.BRIER] == trained.data.metrics[names.BRIER]
 
 
 def test_predict_on_the_champion_writes_a_kaggle_submission(team, registered):
@@ -154,10 +154,10 @@ def test_predict_on_the_champion_writes_a_kaggle_submission(team, registered):
     result = team.mlflow_run("-e", "predict", "-P", "model_uri=models:/srv_small@champion", "-P", f"output={output}")
     ok(result)
     submission = pd.read_csv(output)
-    assert list(submission.columns) == [n.SUBMISSION_ID, n.SUBMISSION_PRED] and len(submission) > 100
-    (run,) = team.runs("Default", f"tags.{n.TAG_ENTRY_POINT} = 'predict'")
+    assert list(submission.columns) == [names.SUBMISSION_ID, names.SUBMISSION_PRED] and len(submission) > 100
+    (run,) = team.runs("Default", f"tags.{names.TAG_ENTRY_POINT} = 'predict'")
     assert run.info.status == "FINISHED"
-    assert pd.read_csv(team.download(f"runs:/{run.info.run_id}/{n.SUBMISSION_FILE}")).equals(submission)
+    assert pd.read_csv(team.download(f"runs:/{run.info.run_id}/{names.SUBMISSION_FILE}")).equals(submission)
 
 
 def test_reproduce_reruns_a_train_run_bit_for_bit(team, sweep):
@@ -168,12 +168,13 @@ def test_reproduce_reruns_a_train_run_bit_for_bit(team, sweep):
     assert f"reproduced: rerun {rerun_id(team, original)} matches run {original.info.run_id} on " in result.stdout
     assert "bit for bit" in result.stdout
     rerun = team.client.get_run(rerun_id(team, original))
-    assert rerun.info.status == "FINISHED" and rerun.data.metrics[n.BRIER] == original.data.metrics[n.BRIER]
+    assert rerun.info.status == "FINISHED" and rerun.data.metrics[names.BRIER] == original.data.metrics[names.BRIER]
 
 
 def rerun_id(team, original) -> str:
     (rerun,) = team.runs(
-        "srv_medium", f"tags.{n.TAG_REPRODUCES} = '{original.info.run_id}' and tags.{n.TAG_ENTRY_POINT} = 'train'"
+        "srv_medium",
+        f"tags.{names.TAG_REPRODUCES} = '{original.info.run_id}' and tags.{names.TAG_ENTRY_POINT} = 'train'",
     )
     return rerun.info.run_id
 
@@ -184,7 +185,7 @@ def test_train_builds_its_own_features_over_http(team):
     )
     ok(result)
     (run,) = team.runs("own")
-    assert run.info.status == "FINISHED" and 0 < run.data.metrics[n.BRIER] < 1
+    assert run.info.status == "FINISHED" and 0 < run.data.metrics[names.BRIER] < 1
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {
         "tournament_train",
         "tournament_val",
@@ -244,7 +245,7 @@ def test_two_identical_sweeps_train_each_pair_and_the_ingest_once(team, together
     assert [r.info.status for r in team.entry("duo", "ingest")] == ["FINISHED"]
     sweeps = team.entry("duo", "main")
     assert len(sweeps) == 2
-    records = [json.loads(team.download(f"runs:/{s.info.run_id}/{n.PAIRS_FILE}").read_text()) for s in sweeps]
+    records = [json.loads(team.download(f"runs:/{s.info.run_id}/{names.PAIRS_FILE}").read_text()) for s in sweeps]
     assert [{f"{p['model']}_{p['lr']}": p["run_id"] for p in pairs} for pairs in records] == [
         {name: rs[0].info.run_id for name, rs in runs.items()}
     ] * 2
@@ -256,7 +257,7 @@ def test_two_identical_sweeps_register_each_run_once(team, together):
     for model in ("small", "medium"):
         versions = team.client.search_model_versions(f"name = 'duo_{model}'")
         # the sweeps' default filter, metrics.brier < 0.25: only the runs that pass it are registered
-        passing = [r.info.run_id for r in team.runs(f"duo_{model}") if r.data.metrics[n.BRIER] < 0.25]
+        passing = [r.info.run_id for r in team.runs(f"duo_{model}") if r.data.metrics[names.BRIER] < 0.25]
         assert sorted(v.run_id for v in versions) == sorted(passing)
         assert team.client.get_model_version_by_alias(f"duo_{model}", "champion")
 
@@ -280,10 +281,10 @@ def test_a_step_keeps_its_heartbeat_fresh_against_a_server(against):
     from steps._coordination import Heartbeat
 
     experiment = against.create_experiment("beat")
-    run = against.create_run(experiment, tags={n.TAG_HEARTBEAT: "0"})
+    run = against.create_run(experiment, tags={names.TAG_HEARTBEAT: "0"})
     with Heartbeat(run.info.run_id, seconds=0.2):
         time.sleep(1.5)
-    assert int(against.get_run(run.info.run_id).data.tags[n.TAG_HEARTBEAT]) >= int(time.time()) - 5
+    assert int(against.get_run(run.info.run_id).data.tags[names.TAG_HEARTBEAT]) >= int(time.time()) - 5
 
 
 def test_runs_logging_the_same_new_dataset_at_once_all_link_it(against, monkeypatch):

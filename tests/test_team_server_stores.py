@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import mlflow
 import pytest
 
-from madness import names as n
+from madness import names
 from servers import bucket_keys, last_line, moto_s3, ok, team_of, team_server
 
 pytestmark = pytest.mark.slow
@@ -57,11 +57,11 @@ def test_the_sweeps_models_plots_features_and_report_are_objects_in_the_bucket(s
     done = request.getfixturevalue(store)
     keys = [k for k in done.keys if k.startswith(folder)]
     for run in done.children:
-        assert any(k.endswith(f"{run.info.run_id}/artifacts/{n.LOSS_PLOT}") for k in keys)
-        assert any(k.endswith(f"{run.info.run_id}/artifacts/{n.FEATURES_DIR}/{n.MANIFEST_FILE}") for k in keys)
+        assert any(k.endswith(f"{run.info.run_id}/artifacts/{names.LOSS_PLOT}") for k in keys)
+        assert any(k.endswith(f"{run.info.run_id}/artifacts/{names.FEATURES_DIR}/{names.MANIFEST_FILE}") for k in keys)
     assert len([k for k in keys if "/models/" in k and k.endswith("/artifacts/MLmodel")]) == 2
-    assert any(k.endswith(f"{done.ingest.info.run_id}/artifacts/{n.FEATURES_DIR}/{n.GAMES_FILE}") for k in keys)
-    assert any(k.endswith(f"{done.sweep.info.run_id}/artifacts/{n.REPORT_DIR}/{n.BRIER_CHART}") for k in keys)
+    assert any(k.endswith(f"{done.ingest.info.run_id}/artifacts/{names.FEATURES_DIR}/{names.GAMES_FILE}") for k in keys)
+    assert any(k.endswith(f"{done.sweep.info.run_id}/artifacts/{names.REPORT_DIR}/{names.BRIER_CHART}") for k in keys)
 
 
 def test_proxied_runs_keep_mlflow_artifacts_uris_and_http_dataset_sources(proxied):
@@ -73,14 +73,16 @@ def test_proxied_runs_keep_mlflow_artifacts_uris_and_http_dataset_sources(proxie
 def test_direct_runs_log_s3_dataset_sources_that_download_the_features(direct, s3, monkeypatch):
     for name, value in s3.items():
         monkeypatch.setenv(name, value)
-    games = direct.team.download(f"runs:/{direct.ingest.info.run_id}/{n.FEATURES_DIR}/{n.GAMES_FILE}").read_bytes()
+    games = direct.team.download(
+        f"runs:/{direct.ingest.info.run_id}/{names.FEATURES_DIR}/{names.GAMES_FILE}"
+    ).read_bytes()
     for run in direct.children:
         assert run.info.artifact_uri.startswith(f"s3://{BUCKET}/direct/")
         for dataset_input in run.inputs.dataset_inputs:
             assert dataset_input.dataset.source_type == "s3"
             assert (
                 json.loads(dataset_input.dataset.source)["uri"]
-                == f"{direct.ingest.info.artifact_uri}/{n.FEATURES_DIR}/{n.GAMES_FILE}"
+                == f"{direct.ingest.info.artifact_uri}/{names.FEATURES_DIR}/{names.GAMES_FILE}"
             )
             assert Path(mlflow.data.get_source(dataset_input.dataset).load()).read_bytes() == games
 
@@ -158,7 +160,7 @@ def test_the_password_appears_in_no_param_tag_artifact_or_output(alice, alices_s
     for experiment in experiments:
         assert all(PASSWORD not in v for v in experiment.tags.values())
     for run in alice.runs("auth_small"):
-        assert_not_in_files(alice.download(f"runs:/{run.info.run_id}/{n.MODEL_DIR}"))
+        assert_not_in_files(alice.download(f"runs:/{run.info.run_id}/{names.MODEL_DIR}"))
 
 
 def assert_not_in_files(folder) -> None:

@@ -23,8 +23,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_cli, runs_of
-from madness import names as n
-from madness import scoring
+from madness import names, scoring
 from steps.train import CACHE_ENV, PARAMS, main
 from stores import all_artifacts, logged_models_of, model_files, run_ids, synthetic_features, temp_store
 
@@ -62,10 +61,10 @@ def trained(store, features):
 @pytest.fixture(scope="module")
 def test_rows(features):
     """The test seasons' rows, feature columns typed as the signature declares them: seeds long, others double."""
-    games = pd.read_csv(features / n.GAMES_FILE)
-    scaler = json.loads((features / n.SCALER_FILE).read_text())
-    types = {name: "int64" if name.endswith(n.SEED_NUM) else "float64" for name in scaler["features"]}
-    games = games[games[n.SPLIT] == n.TEST].astype(types)
+    games = pd.read_csv(features / names.GAMES_FILE)
+    scaler = json.loads((features / names.SCALER_FILE).read_text())
+    types = {name: "int64" if name.endswith(names.SEED_NUM) else "float64" for name in scaler["features"]}
+    games = games[games[names.SPLIT] == names.TEST].astype(types)
     return games, scaler["features"]
 
 
@@ -80,7 +79,7 @@ def test_the_run_finishes(trained):
     assert trained.run.info.status == "FINISHED"
 
 
-@pytest.mark.parametrize("key", [n.TRAIN_LOSS, n.VAL_LOSS])
+@pytest.mark.parametrize("key", [names.TRAIN_LOSS, names.VAL_LOSS])
 def test_loss_history_has_one_value_per_epoch_with_step_equal_to_epoch(store, trained, key):
     metrics = history(store, trained.run, key)
     assert [m.step for m in metrics] == [1, 2, 3, 4, 5]
@@ -88,64 +87,78 @@ def test_loss_history_has_one_value_per_epoch_with_step_equal_to_epoch(store, tr
 
 
 def test_training_loss_goes_down(store, trained):
-    values = [m.value for m in history(store, trained.run, n.TRAIN_LOSS)]
+    values = [m.value for m in history(store, trained.run, names.TRAIN_LOSS)]
     assert values[-1] < values[0]
 
 
 def test_best_epoch_is_the_epoch_of_lowest_validation_loss(store, trained):
-    values = [m.value for m in history(store, trained.run, n.VAL_LOSS)]
-    assert trained.run.data.metrics[n.BEST_EPOCH] == int(np.argmin(values)) + 1
+    values = [m.value for m in history(store, trained.run, names.VAL_LOSS)]
+    assert trained.run.data.metrics[names.BEST_EPOCH] == int(np.argmin(values)) + 1
 
 
 def test_scores_are_logged(trained, test_rows):
     metrics = trained.run.data.metrics
-    for key in (n.BRIER, n.LOG_LOSS, n.ACCURACY, n.BASELINE_BRIER):
+    for key in (names.BRIER, names.LOG_LOSS, names.ACCURACY, names.BASELINE_BRIER):
         assert 0 < metrics[key] < 1, key
     games, _ = test_rows
-    assert metrics[n.N_GAMES] == len(games) // 2
+    assert metrics[names.N_GAMES] == len(games) // 2
 
 
 def test_the_difference_from_the_baseline_is_logged_inside_its_interval(trained):
     metrics = trained.run.data.metrics
-    assert metrics[n.BRIER_VS_BASELINE] == metrics[n.BRIER] - metrics[n.BASELINE_BRIER]
-    assert metrics[n.BRIER_VS_BASELINE_LOW] <= metrics[n.BRIER_VS_BASELINE] <= metrics[n.BRIER_VS_BASELINE_HIGH]
-    assert metrics[n.BRIER_VS_BASELINE_LOW] < metrics[n.BRIER_VS_BASELINE_HIGH]
+    assert metrics[names.BRIER_VS_BASELINE] == metrics[names.BRIER] - metrics[names.BASELINE_BRIER]
+    assert (
+        metrics[names.BRIER_VS_BASELINE_LOW]
+        <= metrics[names.BRIER_VS_BASELINE]
+        <= metrics[names.BRIER_VS_BASELINE_HIGH]
+    )
+    assert metrics[names.BRIER_VS_BASELINE_LOW] < metrics[names.BRIER_VS_BASELINE_HIGH]
 
 
 @pytest.fixture(scope="module")
 def predictions(trained, tmp_path_factory) -> pd.DataFrame:
     local = mlflow.artifacts.download_artifacts(
-        run_id=trained.run.info.run_id, artifact_path=n.PREDICTIONS_FILE, dst_path=str(tmp_path_factory.mktemp("p"))
+        run_id=trained.run.info.run_id, artifact_path=names.PREDICTIONS_FILE, dst_path=str(tmp_path_factory.mktemp("p"))
     )
     return pd.read_csv(local)
 
 
 def test_the_predictions_file_holds_each_test_row_with_the_logged_scores(trained, test_rows, predictions):
     games, _ = test_rows
-    keys = [n.SEASON, n.T1_TEAM, n.T2_TEAM, n.TARGET]
+    keys = [names.SEASON, names.T1_TEAM, names.T2_TEAM, names.TARGET]
     assert predictions[keys].equals(games[keys].reset_index(drop=True))
     metrics = trained.run.data.metrics
     # Bit for bit: the CSV keeps each float's shortest exact spelling.
-    assert scoring.brier(predictions[n.TARGET], predictions[n.PREDICTION]) == metrics[n.BRIER]
-    assert scoring.brier(predictions[n.TARGET], predictions[n.BASELINE_PREDICTION]) == metrics[n.BASELINE_BRIER]
+    assert scoring.brier(predictions[names.TARGET], predictions[names.PREDICTION]) == metrics[names.BRIER]
+    assert (
+        scoring.brier(predictions[names.TARGET], predictions[names.BASELINE_PREDICTION])
+        == metrics[names.BASELINE_BRIER]
+    )
 
 
 def test_the_logged_interval_is_the_bootstrap_of_the_predictions_file(trained, predictions):
     interval = scoring.paired_brier_difference(
-        predictions[n.TARGET],
-        predictions[n.PREDICTION],
-        predictions[n.BASELINE_PREDICTION],
+        predictions[names.TARGET],
+        predictions[names.PREDICTION],
+        predictions[names.BASELINE_PREDICTION],
         scoring.game_labels(predictions),
     )
     metrics = trained.run.data.metrics
-    assert (interval.low, interval.high) == (metrics[n.BRIER_VS_BASELINE_LOW], metrics[n.BRIER_VS_BASELINE_HIGH])
+    assert (interval.low, interval.high) == (
+        metrics[names.BRIER_VS_BASELINE_LOW],
+        metrics[names.BRIER_VS_BASELINE_HIGH],
+    )
 
 
 def test_artifacts_are_logged(store, trained):
     files = all_artifacts(store.client, trained.run.info.run_id)
-    assert n.LOSS_PLOT in files and n.PREDICTIONS_FILE in files and f"{n.FEATURES_DIR}/{n.MANIFEST_FILE}" in files
+    assert (
+        names.LOSS_PLOT in files
+        and names.PREDICTIONS_FILE in files
+        and f"{names.FEATURES_DIR}/{names.MANIFEST_FILE}" in files
+    )
     # MLflow 3 stores the model as a LoggedModel beside the run; runs:/<id>/model reaches it.
-    assert f"{n.MODEL_DIR}/MLmodel" in model_files(trained.run.info.run_id)
+    assert f"{names.MODEL_DIR}/MLmodel" in model_files(trained.run.info.run_id)
     assert len(logged_models_of(store.experiment_id, trained.run.info.run_id)) == 1
 
 
@@ -153,7 +166,8 @@ def test_the_model_requires_what_it_imports_at_the_versions_it_was_trained_with(
     requirements = (
         Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=f"runs:/{trained.run.info.run_id}/{n.MODEL_DIR}/requirements.txt", dst_path=str(tmp_path)
+                artifact_uri=f"runs:/{trained.run.info.run_id}/{names.MODEL_DIR}/requirements.txt",
+                dst_path=str(tmp_path),
             )
         )
         .read_text()
@@ -178,17 +192,17 @@ def test_each_split_is_a_dataset_whose_source_fetches_the_features_games_csv(tra
     assert sorted(i.dataset.name for i in inputs) == ["tournament_test", "tournament_train", "tournament_val"]
     for dataset_input in inputs:
         source = mlflow.data.get_source(dataset_input.dataset)
-        assert Path(source.load()).read_bytes() == (features / n.GAMES_FILE).read_bytes()
+        assert Path(source.load()).read_bytes() == (features / names.GAMES_FILE).read_bytes()
 
 
 def test_data_tags_name_the_synthetic_data_and_its_digest(trained, features):
-    manifest = json.loads((features / n.MANIFEST_FILE).read_text())
-    assert trained.run.data.tags[n.TAG_SYNTHETIC] == "true"
-    assert trained.run.data.tags[n.TAG_DATA_DIGEST] == manifest["digest"]
+    manifest = json.loads((features / names.MANIFEST_FILE).read_text())
+    assert trained.run.data.tags[names.TAG_SYNTHETIC] == "true"
+    assert trained.run.data.tags[names.TAG_DATA_DIGEST] == manifest["digest"]
 
 
 def test_a_network_that_tells_games_apart_is_not_tagged_constant(trained):
-    assert trained.run.data.tags[n.TAG_CONSTANT] == "false"
+    assert trained.run.data.tags[names.TAG_CONSTANT] == "false"
     assert "learned nothing" not in trained.printed
 
 
@@ -206,7 +220,7 @@ def served(trained, tmp_path_factory):
     """The pyfunc model as a user loads it, and the Keras network saved inside it."""
     import keras
 
-    uri = f"runs:/{trained.run.info.run_id}/{n.MODEL_DIR}"
+    uri = f"runs:/{trained.run.info.run_id}/{names.MODEL_DIR}"
     pyfunc = mlflow.pyfunc.load_model(uri)
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path_factory.mktemp("model"))))
     (keras_file,) = list(local.glob("artifacts/*.keras"))
@@ -222,7 +236,7 @@ def test_the_model_signature_takes_the_feature_columns(served, test_rows):
 def test_the_signature_types_seed_numbers_long_and_every_other_feature_double(served, test_rows):
     pyfunc, _ = served
     types = {spec.name: spec.type.name for spec in pyfunc.metadata.get_input_schema().inputs}
-    assert types == {name: "long" if name.endswith(n.SEED_NUM) else "double" for name in test_rows[1]}
+    assert types == {name: "long" if name.endswith(names.SEED_NUM) else "double" for name in test_rows[1]}
 
 
 def test_the_pyfunc_model_gives_the_networks_probabilities_for_columns_in_any_order(served, test_rows):
@@ -243,18 +257,18 @@ def test_the_logged_brier_is_the_served_models_brier_on_the_test_seasons(served,
     games, features = test_rows
     p = np.asarray(pyfunc.predict(games[features]), dtype="float64").reshape(-1)
     # Bit for bit: train scores through the served model's code, not through the network it trained.
-    assert scoring.brier(games[n.TARGET], p) == trained.run.data.metrics[n.BRIER]
+    assert scoring.brier(games[names.TARGET], p) == trained.run.data.metrics[names.BRIER]
 
 
 def test_the_pyfunc_model_takes_the_feature_table_as_pandas_reads_it(served, features, test_rows):
     # games.csv read back holds integer seed numbers; MLflow would refuse int64 for a double column.
     pyfunc, _ = served
-    games = pd.read_csv(features / n.GAMES_FILE)
-    assert games[f"{n.T1}{n.SEED_NUM}"].dtype == np.int64
+    games = pd.read_csv(features / names.GAMES_FILE)
+    assert games[f"{names.T1}{names.SEED_NUM}"].dtype == np.int64
     p = np.asarray(pyfunc.predict(games), dtype="float64").reshape(-1)
     as_floats, feature_names = test_rows
     expected = np.asarray(pyfunc.predict(as_floats[feature_names]), dtype="float64").reshape(-1)
-    np.testing.assert_allclose(p[(games[n.SPLIT] == n.TEST).to_numpy()], expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(p[(games[names.SPLIT] == names.TEST).to_numpy()], expected, rtol=0, atol=1e-6)
 
 
 def test_the_pyfunc_model_names_a_missing_column(served, test_rows):
@@ -267,9 +281,9 @@ def test_the_pyfunc_model_names_a_missing_column(served, test_rows):
 def test_the_same_arguments_give_the_same_brier_bit_for_bit(store, features, trained):
     again = train_in_process(store, features)
     assert again.run.info.run_id != trained.run.info.run_id
-    assert again.run.data.metrics[n.BRIER] == trained.run.data.metrics[n.BRIER]
-    assert [m.value for m in history(store, again.run, n.VAL_LOSS)] == [
-        m.value for m in history(store, trained.run, n.VAL_LOSS)
+    assert again.run.data.metrics[names.BRIER] == trained.run.data.metrics[names.BRIER]
+    assert [m.value for m in history(store, again.run, names.VAL_LOSS)] == [
+        m.value for m in history(store, trained.run, names.VAL_LOSS)
     ]
 
 
@@ -282,32 +296,32 @@ def ensemble(store, features):
 
 
 def test_a_single_seed_run_logs_no_member_metrics_or_file(store, trained):
-    assert not {n.BRIER_MEAN, n.BRIER_SD, n.BRIER_SEED} & set(trained.run.data.metrics)
-    assert n.MEMBERS_FILE not in all_artifacts(store.client, trained.run.info.run_id)
+    assert not {names.BRIER_MEAN, names.BRIER_SD, names.BRIER_SEED} & set(trained.run.data.metrics)
+    assert names.MEMBERS_FILE not in all_artifacts(store.client, trained.run.info.run_id)
 
 
 def test_a_run_of_several_seeds_logs_each_members_brier_their_mean_and_sample_sd(store, ensemble):
-    each = history(store, ensemble.run, n.BRIER_SEED)
+    each = history(store, ensemble.run, names.BRIER_SEED)
     briers = [m.value for m in each]
     assert [m.step for m in each] == [0, 1, 2] and len(set(briers)) == 3
     metrics = ensemble.run.data.metrics
-    assert metrics[n.BRIER_MEAN] == float(np.mean(briers))
-    assert metrics[n.BRIER_SD] == float(np.std(briers, ddof=1))
+    assert metrics[names.BRIER_MEAN] == float(np.mean(briers))
+    assert metrics[names.BRIER_SD] == float(np.std(briers, ddof=1))
 
 
 def test_the_first_member_of_several_seeds_is_the_single_seed_run_bit_for_bit(store, ensemble, trained):
-    assert history(store, ensemble.run, n.BRIER_SEED)[0].value == trained.run.data.metrics[n.BRIER]
-    for key in (n.TRAIN_LOSS, n.VAL_LOSS):
+    assert history(store, ensemble.run, names.BRIER_SEED)[0].value == trained.run.data.metrics[names.BRIER]
+    for key in (names.TRAIN_LOSS, names.VAL_LOSS):
         assert [m.value for m in history(store, ensemble.run, key)] == [
             m.value for m in history(store, trained.run, key)
         ]
-    assert ensemble.run.data.metrics[n.BEST_EPOCH] == trained.run.data.metrics[n.BEST_EPOCH]
+    assert ensemble.run.data.metrics[names.BEST_EPOCH] == trained.run.data.metrics[names.BEST_EPOCH]
 
 
 def test_the_model_of_several_seeds_is_the_average_of_its_networks(ensemble, test_rows, tmp_path):
     import keras
 
-    uri = f"runs:/{ensemble.run.info.run_id}/{n.MODEL_DIR}"
+    uri = f"runs:/{ensemble.run.info.run_id}/{names.MODEL_DIR}"
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path)))
     networks = [keras.models.load_model(path, compile=False) for path in sorted(local.glob("artifacts/*.keras"))]
     games, features = test_rows
@@ -316,24 +330,24 @@ def test_the_model_of_several_seeds_is_the_average_of_its_networks(ensemble, tes
     assert len(networks) == 3
     np.testing.assert_allclose(p, np.mean(each, axis=0), rtol=0, atol=1e-6)
     # Its logged scores are the average's, through the served model's code, bit for bit.
-    assert scoring.brier(games[n.TARGET], p) == ensemble.run.data.metrics[n.BRIER]
+    assert scoring.brier(games[names.TARGET], p) == ensemble.run.data.metrics[names.BRIER]
 
 
 def test_the_members_file_names_each_seed_its_best_epoch_and_brier(store, ensemble):
-    from madness import model as M
+    from madness import model
 
-    members = mlflow.artifacts.load_dict(f"runs:/{ensemble.run.info.run_id}/{n.MEMBERS_FILE}")
-    assert [m["seed"] for m in members] == M.member_seeds(int(GIVEN["seed"]), 3)
-    assert [m[n.BRIER] for m in members] == [m.value for m in history(store, ensemble.run, n.BRIER_SEED)]
-    assert members[0][n.BEST_EPOCH] == ensemble.run.data.metrics[n.BEST_EPOCH]
-    assert all(1 <= m[n.BEST_EPOCH] <= int(GIVEN["epochs"]) for m in members)
+    members = mlflow.artifacts.load_dict(f"runs:/{ensemble.run.info.run_id}/{names.MEMBERS_FILE}")
+    assert [m["seed"] for m in members] == model.member_seeds(int(GIVEN["seed"]), 3)
+    assert [m[names.BRIER] for m in members] == [m.value for m in history(store, ensemble.run, names.BRIER_SEED)]
+    assert members[0][names.BEST_EPOCH] == ensemble.run.data.metrics[names.BEST_EPOCH]
+    assert all(1 <= m[names.BEST_EPOCH] <= int(GIVEN["epochs"]) for m in members)
 
 
 def test_the_summary_line_of_several_seeds_names_the_average_and_the_members_spread(ensemble):
     metrics = ensemble.run.data.metrics
     assert (
-        f"brier={metrics[n.BRIER]:.4f} (the seeds' averaged model; each seed's network alone: brier_mean "
-        f"{metrics[n.BRIER_MEAN]:.4f} +- brier_sd {metrics[n.BRIER_SD]:.4f})" in ensemble.printed
+        f"brier={metrics[names.BRIER]:.4f} (the seeds' averaged model; each seed's network alone: brier_mean "
+        f"{metrics[names.BRIER_MEAN]:.4f} +- brier_sd {metrics[names.BRIER_SD]:.4f})" in ensemble.printed
     )
     assert re.search(r"best epoch \d+, \d+, \d+;", ensemble.printed), ensemble.printed
 
@@ -355,8 +369,8 @@ def test_a_diverging_learning_rate_fails_the_run_with_one_line_and_logs_no_model
     run = store.client.get_run(new)
     assert run.info.status == "FAILED"
     assert not logged_models_of(store.experiment_id, new)
-    assert not any(path.startswith(f"{n.MODEL_DIR}/") for path in all_artifacts(store.client, new))
-    assert n.BRIER not in run.data.metrics
+    assert not any(path.startswith(f"{names.MODEL_DIR}/") for path in all_artifacts(store.client, new))
+    assert names.BRIER not in run.data.metrics
 
 
 # --- bad inputs, each in its own process ---
@@ -406,7 +420,7 @@ def test_bad_inputs_leave_no_running_run_and_no_model(store, bad_runs):
     for run in new_runs:
         assert run.info.status == "FAILED", run.info
         assert not logged_models_of(store.experiment_id, run.info.run_id)
-        assert not any(path.startswith(f"{n.MODEL_DIR}/") for path in all_artifacts(store.client, run.info.run_id))
+        assert not any(path.startswith(f"{names.MODEL_DIR}/") for path in all_artifacts(store.client, run.info.run_id))
 
 
 # --- through `mlflow run` ---
@@ -425,7 +439,7 @@ def test_mlflow_run_trains_and_finishes(tracking, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = runs_of()
     assert run.info.status == "FINISHED"
-    assert 0 < run.data.metrics[n.BRIER] < 1
+    assert 0 < run.data.metrics[names.BRIER] < 1
     assert run.data.params["lr"] == "0.01"
     # the run kept its compiled training program for the next one (madness.model.use_compile_cache)
     assert list(tmp_path.glob("xla-*/*.pb"))

@@ -19,13 +19,13 @@ import mlflow
 import pytest
 
 from conftest import subprocess_env
-from madness import names as n
+from madness import names
 from readonly import NO_PERMISSION, read_only_reason, run_read_only
 from stores import all_artifacts, last_line, run_ids, temp_store
 
 TIMEOUT = 120
 # The output is checked before the model loads: a model that does not exist proves the order.
-NO_MODEL = f"runs:/0123456789abcdef0123456789abcdef/{n.MODEL_DIR}"
+NO_MODEL = f"runs:/0123456789abcdef0123456789abcdef/{names.MODEL_DIR}"
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_predict_into_a_read_only_folder_fails_naming_it(store, tmp_path):
     why = read_only_reason()
     folder = tmp_path / "out"
     folder.mkdir()
-    output = folder / n.SUBMISSION_FILE
+    output = folder / names.SUBMISSION_FILE
     run_id = launched_run(store)
     result = run(predict_into(output), in_store(store, MLFLOW_RUN_ID=run_id), tmp_path, read_only=folder)
     assert_fails_with(result, f"error: cannot write output {output}: {folder} {why}")
