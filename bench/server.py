@@ -33,7 +33,8 @@ def pair_seconds(uri: str, prefix: str) -> list[float]:
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
-    experiments = [e.experiment_id for e in client.search_experiments(filter_string=f"name LIKE '{prefix}_%'")]
+    # Matched here, not in a filter: a prefix may hold a quote or LIKE's own wildcards.
+    experiments = [e.experiment_id for e in client.search_experiments() if e.name.startswith(f"{prefix}_")]
     runs = client.search_runs(experiments, "tags.entry_point = 'train' and attributes.status = 'FINISHED'")
     return [(r.info.end_time - r.info.start_time) / 1000 for r in runs]
 
