@@ -91,6 +91,7 @@ TAG_CONSTANT = (
 )
 TAG_SECONDS = "seconds"  # a train run's time split: start-up and data, training, scoring and logging
 TAG_ENDED_BY = "ended_by"  # why a run that was left RUNNING was ended by another process
+TAG_STOPPED = "stopped"  # why a step stopped before its end (a signal, its launcher gone); its run ends KILLED
 ENV_WATCH = "MADNESS_WATCH"  # process tokens whose end stops a step: set by a launching step for its children
 TAG_SEASON_RUNS = "backtest.season_runs"  # on a backtest pair run: its season runs' ids, in season order
 TAG_CLAIM_KEY = "claim.key"  # on a train or ingest run: the claim it was launched under

@@ -127,6 +127,7 @@ def entry_point(main):
                 _end_launched_run(launched, Status.FAILED)
             raise
         except KeyboardInterrupt as err:
+            _tag_stopped(launched, _lifecycle.stop_reason(err))
             _end_launched_run(launched, Status.KILLED)
             _lifecycle.keep_status_past_launcher(launched, Status.KILLED)
             print(f"error: {_lifecycle.stop_reason(err)}", file=sys.stderr)
@@ -167,6 +168,14 @@ def _end_launched_run(run_id: str | None, status: Status, quick: bool = False) -
         # The store is unreachable: the next sweep ends it (its process is gone).
         with single_attempt() if quick else nullcontext(), contextlib.suppress(Exception):
             end_run(mlflow.MlflowClient(), run_id, status)
+
+
+def _tag_stopped(run_id: str | None, reason: str) -> None:
+    """Tag the launched run with why its step stopped, so that whoever waits for the step ends the run
+    KILLED even where MLflow ended it FAILED on seeing the step's exit code (steps._launcher.run_child)."""
+    if run_id:
+        with single_attempt(), contextlib.suppress(Exception):
+            mlflow.MlflowClient().set_tag(run_id, names.TAG_STOPPED, reason)
 
 
 def _end_active_run(status: Status, quick: bool = False) -> None:

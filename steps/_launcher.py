@@ -206,11 +206,12 @@ def run_child(
     """Run the entry point as a child run of the sweep, wait for it to end, and end its run if the
     child did not: with the status its backend reports, FAILED when it could not start (MLflow
     creates the run before it builds the environment or the image: no conda, a pip error, no Docker
-    engine), KILLED when `stopping` was set or the wait interrupted (then re-raised). Tag the run
-    with the sweep and the pair's claim `key`; the params named `distinct` tell its run from the
-    sweep's other children. A failing store is raised: nothing can be looked up or ended then."""
+    engine), KILLED when `stopping` was set, its step stopped (tagged `stopped`) or the wait was
+    interrupted (then re-raised). Tag the run with the sweep and the pair's claim `key`; the params
+    named `distinct` tell its run from the sweep's other children. A failing store is raised:
+    nothing can be looked up or ended then."""
     since_ms = int(time.time() * 1000)
-    error, started = "", True
+    error, started, stopped = "", True, False
     try:
         submitted = submit(entry, params, exp_id, run_name, backend)
         status = Status.FINISHED
@@ -226,6 +227,8 @@ def run_child(
             raise
         run = child_run(client, sweep_run_id, entry, exp_id, since_ms, {key: params[key] for key in distinct})
         run_id = run.info.run_id if run else None
+        # Its step may stop on its own before this sweep does (both see their launcher go).
+        stopped = run is not None and names.TAG_STOPPED in run.data.tags
         if interrupted:
             if run_id is not None:
                 end_killed(client, run_id)
@@ -240,7 +243,7 @@ def run_child(
             client.set_tag(run_id, names.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
         status = Status.FAILED
     tag_child(client, run_id, sweep_run_id, key)
-    if stopping.is_set():
+    if stopping.is_set() or stopped:
         return Child(run_id, end_killed(client, run_id), error, started)
     return Child(run_id, end_run(client, run_id, status), error, started)
 

@@ -98,7 +98,9 @@ def mlflow_run_here(run_id: str, created: float) -> bool:
             continue
         try:
             uri, cwd = process.environ().get("MLFLOW_TRACKING_URI"), process.cwd()
-        except psutil.Error:  # another user's, or gone meanwhile: it may be the creator
+        except psutil.NoSuchProcess:  # gone meanwhile: not creating anything now
+            continue
+        except psutil.Error:  # another user's: it may be the creator
             return True
         if uri is None or store_location(uri, cwd) == here:
             return True

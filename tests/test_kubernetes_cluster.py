@@ -168,6 +168,9 @@ def test_parameters_reach_the_pod_exactly(first, env, cluster, monkeypatch):
 
     for name in ("DOCKER_HOST", "KUBECONFIG"):
         monkeypatch.setenv(name, env[name])
+    # The kubernetes client reads KUBECONFIG once, when first imported (here, at collection of
+    # test_kubernetes.py); a sweep's own process has it from its start.
+    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", env["KUBECONFIG"])
     backend = Backend(KUBERNETES, kubernetes_config(cluster["config"]), "local", first_image(env))
     experiment = client(env).get_experiment_by_name("kc").experiment_id
     previous = mlflow.get_tracking_uri()

@@ -168,6 +168,8 @@ def test_the_designs_command_without_conda_is_ended_by_the_next_sweep_and_a_buil
     assert stranded.info.status == "RUNNING"
 
     # Another command's environment is being built (uv, into a new folder): frozen mid-build, it stays there.
+    # It starts beyond the clock's slack after the stranded run, which it could otherwise have created.
+    time.sleep(max(0.0, stranded.info.start_time / 1000 + never_started.CLOCK_SLACK_SECONDS + 1 - time.time()))
     building = subprocess.Popen(
         [MLFLOW, "run", str(team.project), "-e", "ingest", "--env-manager", "uv"],
         cwd=team.folder,
