@@ -25,7 +25,8 @@ store: venv ## check the tracking store and create it when new, once: two mlflow
 	$(PY) -m steps._store_check
 
 run: store ## run the article's 3 x 3 sweep on the synthetic league, then its report (tracking in ./mlflow.db)
-	mlflow run . --env-manager local --experiment-name fabric_madness --run-name sweep
+	@# MLflow's own INFO lines (its scratch folder, the command it runs) say nothing the sweep's lines do not.
+	MLFLOW_LOGGING_LEVEL=WARNING mlflow run . --env-manager local --experiment-name fabric_madness --run-name sweep
 
 ui: venv ## browse the runs: mlflow ui on ./mlflow.db, with the link that opens experiments on their runs
 	@echo "open http://127.0.0.1:$(PORT)/#/experiments?workflowType=machine_learning (model training view; the browser remembers it)"
@@ -45,7 +46,7 @@ format: venv ## ruff: sort imports, apply safe fixes, format
 # The tests on every core, a test file per worker (its module fixtures set up once), in the order
 # conftest.py gives; then the `timed` tests, one at a time, with no other test's load beside them.
 # The second pass runs whatever the first gave; make fails if either failed.
-test: venv lint ## lint, then the whole test suite, slow end-to-end tests included (what CI runs; ~16 min on 2 cores)
+test: venv lint ## lint, then the whole test suite, slow end-to-end tests included (what CI runs; ~20 min on 2 cores, the Kubernetes end-to-end tests included)
 	$(PY) -m pytest -m "not timed" -n auto --dist loadfile --no-loadscope-reorder; first=$$?; \
 	$(PY) -m pytest -m timed -n 0; second=$$?; \
 	[ $$first -eq 0 ] && [ $$second -eq 0 ]
