@@ -30,11 +30,11 @@ import pandas as pd
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
-from madness import coordination, names, plots, wholeness
+from madness import names, plots, wholeness
 from madness import report as tables
 from madness.cli import Param, boolean, parse
 from madness.errors import UserError
-from steps._coordination import Claims, Liveness, end_orphans
+from steps._coordination import Liveness, end_orphans
 from steps._entry import entry_point, run_as_script, start_run
 from steps._lifecycle import temp_dir
 from steps._never_started import project_experiments
@@ -42,7 +42,6 @@ from steps._stored import train_run_problem
 
 DEFAULT_FILTER = "metrics.brier < 0.25"
 CHAMPION = "champion"
-POLL_SECONDS = 1.0
 # Run ids in one search's IN list: MLflow sets no limit on the list, but keeps each query short.
 IDS_PER_SEARCH = 100
 PARAMS = (
@@ -253,26 +252,14 @@ def register(client, sweep, pairs: list[dict], table, passing: set[str]) -> dict
     `champion`; and every one of them in the registered model named after the sweep's prefix,
     whose `champion` is the best over all architectures (the one model to serve)."""
     champions = {}
-    claims = Claims(client, mlflow.active_run().info.run_id, Liveness(client))
     rows = tables.ranked(table)
     rows = rows[rows["run_id"].isin(passing)]
     prefix = prefix_of(sweep)
-    groups = [(pair["experiment"], pair["experiment_id"], part) for part, pair in architectures(pairs, rows)]
+    groups = [(pair["experiment"], part) for part, pair in architectures(pairs, rows)]
     if len(rows):
-        groups.append((prefix, sweep.info.experiment_id, rows))
-    for name, experiment, part in groups:
-        key = coordination.claim_key({"register": name})
-        # Two sweeps reporting at once would each add a version for the same run: one at a time.
-        claims.wait_until_first(
-            experiment,
-            key,
-            POLL_SECONDS,
-            lambda holder, name=name: print(f"registering {name}: waiting for run {holder}", flush=True),
-        )
-        try:
-            register_versions(client, name, part)
-        finally:
-            claims.release(experiment, key)
+        groups.append((prefix, rows))
+    for name, part in groups:
+        register_versions(client, name, part)
         champions[name] = f"models:/{name}@{CHAMPION}"
     for name in dict.fromkeys(p["experiment"] for p in pairs if p["experiment"] not in champions):
         drop_broken_champion(client, name)
@@ -307,20 +294,39 @@ def drop_broken_champion(client, name: str) -> None:
 
 
 def register_versions(client, name: str, rows) -> None:
+    """Give each run of `rows` one version of the registered model `name` (its own, when it has one)
+    and alias the first row's `champion`. Reports registering at once need no lock: see version_of."""
     try:
         client.create_registered_model(name)
     except MlflowException as err:
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    versions = {}
-    for run_id in rows["run_id"]:
-        # Searched by run alone: the name comes from the user's prefix, and a quote in it (it's)
-        # cannot be escaped in every MLflow filter.
-        existing = [v for v in client.search_model_versions(f"run_id = '{run_id}'") if v.name == name]
-        version = existing[0] if existing else new_version(client, name, run_id)
-        versions[run_id] = version.version
+    versions = {run_id: version_of(client, name, run_id) for run_id in rows["run_id"]}
     best_run = rows.iloc[0]["run_id"]  # ranked: best mean Brier first
-    client.set_registered_model_alias(name, CHAMPION, versions[best_run])
+    client.set_registered_model_alias(name, CHAMPION, str(versions[best_run]))
+
+
+def versions_holding(client, name: str, run_id: str) -> list[int]:
+    """Return the numbers of the versions of `name` made from the run, lowest first."""
+    # Searched by run alone: the name comes from the user's prefix, and a quote in it (it's)
+    # cannot be escaped in every MLflow filter.
+    return sorted(int(v.version) for v in client.search_model_versions(f"run_id = '{run_id}'") if v.name == name)
+
+
+def version_of(client, name: str, run_id: str) -> int:
+    """Return the version of `name` made from the run, making it when there is none.
+
+    Two reports registering the run at once may each make one. The registry numbers a model's
+    versions one above the highest it has stored, so whoever made the higher number sees the lower
+    one: each keeps the lowest and deletes its own when that is not it, and one version remains."""
+    held = versions_holding(client, name, run_id)
+    if held:
+        return held[0]
+    made = int(new_version(client, name, run_id).version)
+    lowest = versions_holding(client, name, run_id)[0]
+    if lowest != made:
+        client.delete_model_version(name, str(made))
+    return lowest
 
 
 def new_version(client, name: str, run_id: str):

@@ -8,9 +8,12 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import mlflow
+import pandas as pd
 import pytest
 
 from madness import coordination, names
@@ -206,6 +209,51 @@ def test_report_ends_the_orphans_of_the_sweeps_experiments_first(store, dead_tok
     assert client.get_run(orphan).info.status == "FAILED"
     assert client.get_run(orphan).data.tags[names.TAG_ENDED_BY] == "report r1: the process that ran it was gone"
     assert client.get_run(sweep).info.status == "RUNNING"  # this process: alive
+
+
+# --- reports registering at once: the registry's own version numbers decide ---
+
+
+class Coin(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input):
+        return [0.5] * len(model_input)
+
+
+class MeetingClient(mlflow.MlflowClient):
+    """A real client whose first search of model versions waits at `barrier` once it has its answer,
+    so that every report searches before any registers: the race two reports may run into."""
+
+    def __init__(self, barrier: threading.Barrier):
+        super().__init__()
+        self.barrier, self.met = barrier, False
+
+    def search_model_versions(self, *args, **kwargs):
+        found = super().search_model_versions(*args, **kwargs)
+        if not self.met:
+            self.met = True
+            self.barrier.wait(timeout=60)
+        return found
+
+
+@pytest.fixture
+def model_run(tracking) -> str:
+    with mlflow.start_run() as active:
+        mlflow.pyfunc.log_model(name=names.MODEL_DIR, python_model=Coin(), pip_requirements=["mlflow"])
+    return active.info.run_id
+
+
+def test_reports_registering_a_run_at_once_leave_one_version_aliased(model_run):
+    from steps.report import CHAMPION, register_versions
+
+    reports = 3
+    barrier = threading.Barrier(reports)
+    rows = pd.DataFrame({"run_id": [model_run]})
+    with ThreadPoolExecutor(reports) as pool:
+        for registered in [pool.submit(register_versions, MeetingClient(barrier), "duo", rows) for _ in range(reports)]:
+            registered.result()
+    client = mlflow.MlflowClient()
+    assert [str(v.version) for v in client.search_model_versions(f"run_id = '{model_run}'")] == ["1"]
+    assert str(client.get_model_version_by_alias("duo", CHAMPION).version) == "1"
 
 
 # --- launcher chains: who waits for a step's process ---
