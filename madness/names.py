@@ -96,7 +96,7 @@ ENV_WATCH = "MADNESS_WATCH"  # process tokens whose end stops a step: set by a l
 TAG_SEASON_RUNS = "backtest.season_runs"  # on a backtest pair run: its season runs' ids, in season order
 TAG_CLAIM_KEY = "claim.key"  # on a train or ingest run: the claim it was launched under
 TAG_FIGURES_DIGEST = "report.figures_digest"  # on a run holding report/: what its two charts were drawn from
-CLAIM_PREFIX = "claim."  # experiment tags claim.<key>.<holder run id>: who trains what (madness.coordination)
+CLAIM_PREFIX = "claim."  # experiment tags claim.<key>.<holder run id>: who trains what (steps._coordination.Claims)
 
 # --- artifacts ---
 FEATURES_DIR = "features"

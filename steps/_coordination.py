@@ -4,12 +4,17 @@ tracking store.
 Liveness. Every step tags its run with its host and a token of its process (steps._processes)
 and, against a remote store, refreshes a heartbeat. A RUNNING run is alive while its process runs
 (same host) or its heartbeat is fresh (another host). A run not yet tagged (its environment still
-building) is as alive as the sweep that launched it. The claims' rules live in `madness.coordination`.
+building) is as alive as the sweep that launched it.
+
+Claims. Sweeps that want the same pair (or ingest) take turns: one runs it, the others wait for it,
+then reuse its run, or run it themselves when it failed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import socket
 import threading
 import time
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from madness import coordination, names
+from madness import names
 from steps import _never_started as never_started
 from steps._processes import process_token, token_alive
 from steps._runs import Status, end_run
@@ -127,22 +132,42 @@ class Liveness:
         return alive(liveness_of(run), time.time(), HOST, sweep_alive=self)
 
 
+CHOOSING = "choosing"
+
+
+def claim_key(identity: dict) -> str:
+    """Return a short stable name for what is claimed (a pair's params, commit, tree state and data)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def tickets(claims: dict[str, str]) -> dict[str, int]:
+    """Return the tickets among claim values by holder (a holder still choosing has none)."""
+    return {holder: int(value) for holder, value in claims.items() if value.isdigit()}
+
+
 class Claims:
-    """This holder's claims, as experiment tags `claim.<key>.<holder>` (madness.coordination)."""
+    """This holder's claims, so that two sweeps wanting the same pair (or ingest) do not both run it:
+    Lamport's bakery ("A New Solution of Dijkstra's Concurrent Programming Problem", 1974) on
+    experiment tags `claim.<key>.<holder run id>`.
+
+    Each contender writes `choosing`, then a ticket one above every ticket it saw, and reads the
+    others'; the lowest (ticket, holder) goes first, the others wait for it. Tracking stores share no
+    compare-and-set on runs or tags, and a run's start time is its client's clock, which orders runs
+    differently from when a reader sees them; the bakery needs only tag writes that later reads see.
+    Claims of dead holders are removed (see Liveness)."""
 
     def __init__(self, client, holder: str, liveness: Liveness):
         self.client, self.holder, self.alive = client, holder, liveness
-        self.held: dict[tuple[str, str], int] = {}
+        self.held: dict[tuple[str, str], int] = {}  # (experiment id, key) -> this holder's ticket
 
     def _tag(self, key: str, holder: str) -> str:
         return f"{names.CLAIM_PREFIX}{key}.{holder}"
 
     def others(self, experiment_id: str, key: str) -> dict[str, str]:
-        """Live contenders' claim values by holder; the claims of dead holders are removed."""
+        """Return live contenders' claim values by holder; remove the claims of dead holders."""
         prefix = f"{names.CLAIM_PREFIX}{key}."
-        tags = self.client.get_experiment(experiment_id).tags
         found = {}
-        for tag, value in tags.items():
+        for tag, value in self.client.get_experiment(experiment_id).tags.items():
             holder = tag[len(prefix) :] if tag.startswith(prefix) else None
             if not holder or holder == self.holder:
                 continue
@@ -157,18 +182,26 @@ class Claims:
             self.client.delete_experiment_tag(experiment_id, tag)
 
     def enter(self, experiment_id: str, key: str) -> None:
+        """Take a ticket for `key`, unless this holder has one."""
         if (experiment_id, key) in self.held:
             return
         tag = self._tag(key, self.holder)
-        self.client.set_experiment_tag(experiment_id, tag, coordination.CHOOSING)
-        ticket = coordination.next_ticket(self.others(experiment_id, key).values())
+        self.client.set_experiment_tag(experiment_id, tag, CHOOSING)
+        ticket = 1 + max(tickets(self.others(experiment_id, key)).values(), default=0)
         self.client.set_experiment_tag(experiment_id, tag, str(ticket))
         self.held[(experiment_id, key)] = ticket
 
     def holder_ahead(self, experiment_id: str, key: str) -> str | None:
-        """Enter if not yet; the live holder to wait for, or None when this holder goes."""
+        """Enter if not yet; return the live holder to wait for, or None when this holder goes. A
+        contender still choosing may yet pick a lower ticket: it is waited for until it has one."""
         self.enter(experiment_id, key)
-        return coordination.holder_ahead(self.holder, self.held[(experiment_id, key)], self.others(experiment_id, key))
+        others = self.others(experiment_id, key)
+        choosing = sorted(holder for holder, value in others.items() if value == CHOOSING)
+        if choosing:
+            return choosing[0]
+        mine = (self.held[(experiment_id, key)], self.holder)
+        ahead = sorted((ticket, holder) for holder, ticket in tickets(others).items() if (ticket, holder) < mine)
+        return ahead[0][1] if ahead else None
 
     def release(self, experiment_id: str, key: str) -> None:
         if self.held.pop((experiment_id, key), None) is not None:
@@ -177,15 +210,6 @@ class Claims:
     def release_all(self) -> None:
         for experiment_id, key in list(self.held):
             self.release(experiment_id, key)
-
-    def wait_until_first(self, experiment_id: str, key: str, poll: float, on_wait=None) -> None:
-        """Block until this holder goes first for `key` (a short critical section, e.g. registering)."""
-        shown = None
-        while (holder := self.holder_ahead(experiment_id, key)) is not None:
-            if on_wait and holder != shown:
-                on_wait(holder)
-                shown = holder
-            time.sleep(poll)
 
 
 def end_orphans(client, experiment_ids: list[str], liveness: Liveness, by: str) -> list[str]:

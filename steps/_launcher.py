@@ -278,7 +278,7 @@ class Job:
     duration: float = 0.0
     error: str = ""
     failed_to_start: bool = False
-    key: str = ""  # its claim (madness.coordination): the same for every sweep that wants this pair
+    key: str = ""  # its claim (steps._coordination.Claims): the same for every sweep that wants this pair
     waiting_for: str | None = None  # what trains it now: "sweep <id>" or "run <id>"
 
     def record(self) -> dict:

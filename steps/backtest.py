@@ -38,14 +38,14 @@ import pandas as pd
 from mlflow.entities import Metric, RunTag
 from mlflow.entities import Param as RunParam
 
-from madness import backtest, coordination, dataset, describe, git, names, plots, sweep
+from madness import backtest, dataset, describe, git, names, plots, sweep
 from madness import report as tables
 from madness.backends import LOCAL, backend_of, image_name, usable_cores
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
 from madness.limits import check_work
 from steps import main as sweep_step
-from steps._coordination import Claims, Liveness, end_orphans, liveness_tags
+from steps._coordination import Claims, Liveness, claim_key, end_orphans, liveness_tags
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
 from steps._image import ensure_image
 from steps._launcher import Job, Launcher
@@ -97,7 +97,7 @@ def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity
                 **sweep_step.canonical_params(DATA_OF_RUN, raw),
                 **split.params(),
             }
-            key = coordination.claim_key({"entry": "train", **sweep_step.cache_identity(params), **identity})
+            key = claim_key({"entry": "train", **sweep_step.cache_identity(params), **identity})
             jobs.append(
                 Job(backtest.SeasonPair(pair.model, pair.lr, split.season), name, experiments[name], params, key=key)
             )

@@ -31,13 +31,13 @@ import time
 
 import mlflow
 
-from madness import coordination, describe, git, names, sweep
+from madness import describe, git, names, sweep
 from madness.backends import BACKENDS, LOCAL, Backend, backend_of, image_name, usable_cores
 from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, non_negative, not_empty, one_of, parse, positive
 from madness.errors import UserError
 from madness.limits import check_work
 from steps import report as report_step
-from steps._coordination import Claims, Liveness, end_orphans
+from steps._coordination import Claims, Liveness, claim_key, end_orphans
 from steps._data import seasons_of
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, single_attempt, start_run
 from steps._experiments import experiment_id, label_experiment
@@ -145,7 +145,7 @@ def ensure_ingest(
     client, raw: dict, exp_id: str, identity: dict, backend: Backend, sweep_run_id: str, claims: Claims | None
 ) -> str:
     params = canonical_params(DATA_PARAMS, raw)
-    key = coordination.claim_key({"entry": "ingest", **as_logged(params), **identity})
+    key = claim_key({"entry": "ingest", **as_logged(params), **identity})
     if claims is not None:  # not forced: reuse, or wait for a sweep already ingesting the same data
         shown = None
         while (reused := find_reusable(client, exp_id, "ingest", params, identity)) is None:
@@ -217,7 +217,7 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
             name,
             experiments[name],
             params,
-            key=coordination.claim_key({"entry": "train", **cache_identity(params), **identity}),
+            key=claim_key({"entry": "train", **cache_identity(params), **identity}),
         )
         jobs.append(job)
     if values["force"] or identity.get(names.TAG_COMMIT) is None:

@@ -1,5 +1,5 @@
-"""Liveness and claims: process facts (steps._processes), the claims' rules (madness.coordination)
-and their tags in a real SQLite store (steps._coordination). Real processes: a child that exits is
+"""Liveness and claims: process facts (steps._processes), and the claims' tags in a real SQLite store
+(steps._coordination); reports registering at once (steps.report). Real processes: a child that exits is
 a dead process, this one a live one."""
 
 from __future__ import annotations
@@ -16,14 +16,16 @@ import mlflow
 import pandas as pd
 import pytest
 
-from madness import coordination, names
+from madness import names
 from steps import _processes as processes
 from steps._coordination import (
+    CHOOSING,
     STALE_SECONDS,
     Claims,
     Liveness,
     LivenessTags,
     alive,
+    claim_key,
     end_orphans,
     liveness_tags,
     remote_store,
@@ -85,39 +87,6 @@ def test_an_untagged_run_without_a_sweep_is_never_taken_for_dead():
     assert alive(LivenessTags("RUNNING"), NOW, "here")
 
 
-# --- the bakery ---
-
-
-def test_the_next_ticket_is_one_above_every_ticket_seen():
-    assert coordination.next_ticket([]) == 1
-    assert coordination.next_ticket(["3", coordination.CHOOSING, "7"]) == 8
-
-
-def test_a_lone_contender_goes():
-    assert coordination.holder_ahead("a", 1, {}) is None
-
-
-def test_the_lower_ticket_goes_first():
-    assert coordination.holder_ahead("b", 2, {"a": "1"}) == "a"
-    assert coordination.holder_ahead("a", 1, {"b": "2"}) is None
-
-
-def test_equal_tickets_go_in_holder_order():
-    assert coordination.holder_ahead("b", 1, {"a": "1"}) == "a"
-    assert coordination.holder_ahead("a", 1, {"b": "1"}) is None
-
-
-def test_a_contender_still_choosing_blocks_until_it_has_a_ticket():
-    assert coordination.holder_ahead("a", 1, {"b": coordination.CHOOSING}) == "b"
-
-
-def test_claim_keys_are_stable_and_differ_by_identity():
-    assert coordination.claim_key({"lr": "0.1", "model": "small"}) == coordination.claim_key(
-        {"model": "small", "lr": "0.1"}
-    )
-    assert coordination.claim_key({"lr": "0.1"}) != coordination.claim_key({"lr": "0.01"})
-
-
 # --- tags in a real store ---
 
 
@@ -141,6 +110,54 @@ def test_a_local_store_needs_no_heartbeat_and_a_server_does():
         and not remote_store("file:///tmp/mlruns")
     )
     assert remote_store("http://127.0.0.1:5000") and remote_store("postgresql://u@h/db")
+
+
+def test_claim_keys_are_stable_and_differ_by_identity():
+    assert claim_key({"lr": "0.1", "model": "small"}) == claim_key({"model": "small", "lr": "0.1"})
+    assert claim_key({"lr": "0.1"}) != claim_key({"lr": "0.01"})
+
+
+def claim(client, experiment: str, holder_run: str, value: str, key: str = "k") -> None:
+    """Write a contender's claim tag as Claims.enter does, stopped at a chosen moment."""
+    client.set_experiment_tag(experiment, f"{names.CLAIM_PREFIX}{key}.{holder_run}", value)
+
+
+def test_the_next_ticket_is_one_above_every_ticket_seen(store):
+    client, experiment = store
+    claim(client, experiment, holder(client, experiment), "3")
+    claim(client, experiment, holder(client, experiment), "7")
+    mine = holder(client, experiment)
+    Claims(client, mine, Liveness(client)).enter(experiment, "k")
+    assert client.get_experiment(experiment).tags[f"{names.CLAIM_PREFIX}k.{mine}"] == "8"
+
+
+def test_the_lower_ticket_goes_first_whoever_entered_first(store):
+    client, experiment = store
+    first, second = holder(client, experiment), holder(client, experiment)
+    claims = Claims(client, second, Liveness(client, ttl=0))
+    claims.enter(experiment, "k")
+    claim(client, experiment, first, "0")  # a lower ticket than any Claims.enter takes
+    assert claims.holder_ahead(experiment, "k") == first
+
+
+def test_equal_tickets_go_in_holder_order(store):
+    client, experiment = store
+    low, high = sorted([holder(client, experiment), holder(client, experiment)])
+    for run_id in (low, high):
+        claim(client, experiment, run_id, "1")  # both chose at once, neither seeing the other's ticket
+    for run_id, ahead in ((low, None), (high, low)):
+        claims = Claims(client, run_id, Liveness(client, ttl=0))
+        claims.held[(experiment, "k")] = 1
+        assert claims.holder_ahead(experiment, "k") == ahead
+
+
+def test_a_contender_still_choosing_is_waited_for_until_it_has_a_ticket(store):
+    client, experiment = store
+    choosing = holder(client, experiment)
+    claims = Claims(client, holder(client, experiment), Liveness(client, ttl=0))
+    claims.enter(experiment, "k")
+    claim(client, experiment, choosing, CHOOSING)
+    assert claims.holder_ahead(experiment, "k") == choosing
 
 
 def test_two_contenders_one_goes_and_the_other_waits_for_it(store):
