@@ -19,7 +19,6 @@ import socket
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -38,29 +37,6 @@ STALE_SECONDS = 60.0  # six missed heartbeats: a process on another host is take
 def liveness_tags() -> dict[str, str]:
     """Return the tags that let other processes judge whether this one's run is alive."""
     return {names.TAG_HOST: HOST, names.TAG_PROCESS: process_token(), names.TAG_HEARTBEAT: str(int(time.time()))}
-
-
-@dataclass(frozen=True)
-class LivenessTags:
-    """What liveness needs of a run: its status and its process tags."""
-
-    status: str
-    host: str | None = None
-    process: str | None = None
-    heartbeat: float | None = None
-    sweep: str | None = None  # the sweep that launched it, if any
-
-
-def alive(run: LivenessTags, now: float, this_host: str, sweep_alive=lambda run_id: True) -> bool:
-    """Return whether a RUNNING run's process still runs: by its token on this host, by a fresh
-    heartbeat on another; an untagged run is as alive as its sweep, and never dead without one."""
-    if run.status != Status.RUNNING:
-        return False
-    if run.host is None or run.process is None:
-        return sweep_alive(run.sweep) if run.sweep else True
-    if run.host == this_host:
-        return token_alive(run.process)
-    return run.heartbeat is not None and now - run.heartbeat <= STALE_SECONDS
 
 
 def remote_store(uri: str | None = None) -> bool:
@@ -92,27 +68,15 @@ class Heartbeat:
         self._stop.set()
 
 
-def liveness_of(run) -> LivenessTags:
-    """Return the run's status and process tags."""
-    tags = run.data.tags
-    beat = tags.get(names.TAG_HEARTBEAT)
-    return LivenessTags(
-        run.info.status,
-        tags.get(names.TAG_HOST),
-        tags.get(names.TAG_PROCESS),
-        float(beat) if beat and beat.isdigit() else None,
-        tags.get(names.TAG_SWEEP),
-    )
-
-
 class Liveness:
-    """Whether a run's process is alive; answers are kept for `ttl` seconds (one poll)."""
+    """Tell whether a RUNNING run's process still runs; answers by run id are kept for `ttl` seconds (one poll)."""
 
     def __init__(self, client, ttl: float = 2.0):
         self.client, self.ttl = client, ttl
         self._cache: dict[str, tuple[float, bool]] = {}
 
     def __call__(self, run_id: str) -> bool:
+        """Return whether the run with this id is alive; one that does not exist is not."""
         now = time.monotonic()
         cached = self._cache.get(run_id)
         if cached and now - cached[0] < self.ttl:
@@ -124,12 +88,24 @@ class Liveness:
                 raise
             verdict = False
         else:
-            verdict = alive(liveness_of(run), time.time(), HOST, sweep_alive=self)
+            verdict = self.judge(run)
         self._cache[run_id] = (now, verdict)
         return verdict
 
     def judge(self, run) -> bool:
-        return alive(liveness_of(run), time.time(), HOST, sweep_alive=self)
+        """Return whether a RUNNING run's process still runs: by its token on this host, by a heartbeat
+        at most STALE_SECONDS old on another. A run its step has not tagged yet is as alive as the
+        sweep that launched it, and never dead without one."""
+        tags = run.data.tags
+        host, process = tags.get(names.TAG_HOST), tags.get(names.TAG_PROCESS)
+        if run.info.status != Status.RUNNING:
+            return False
+        if host is None or process is None:
+            return self(tags[names.TAG_SWEEP]) if names.TAG_SWEEP in tags else True
+        if host == HOST:
+            return token_alive(process)
+        beat = tags.get(names.TAG_HEARTBEAT, "")
+        return beat.isdigit() and time.time() - int(beat) <= STALE_SECONDS
 
 
 CHOOSING = "choosing"

@@ -20,11 +20,10 @@ from madness import names
 from steps import _processes as processes
 from steps._coordination import (
     CHOOSING,
+    HOST,
     STALE_SECONDS,
     Claims,
     Liveness,
-    LivenessTags,
-    alive,
     claim_key,
     end_orphans,
     liveness_tags,
@@ -60,33 +59,6 @@ def test_garbage_tokens_are_dead():
     assert not processes.token_alive("not-a-pid")
 
 
-NOW = 1_000_000.0
-
-
-def test_a_finished_run_is_not_alive():
-    assert not alive(LivenessTags("FINISHED", "here", processes.process_token(), NOW), NOW, "here")
-
-
-def test_a_running_run_on_this_host_lives_with_its_process(dead_token):
-    assert alive(LivenessTags("RUNNING", "here", processes.process_token(), None), NOW, "here")
-    assert not alive(LivenessTags("RUNNING", "here", dead_token, NOW), NOW, "here")
-
-
-def test_a_running_run_on_another_host_lives_while_its_heartbeat_is_fresh():
-    assert alive(LivenessTags("RUNNING", "there", "1:1", NOW - STALE_SECONDS), NOW, "here")
-    assert not alive(LivenessTags("RUNNING", "there", "1:1", NOW - STALE_SECONDS - 1), NOW, "here")
-    assert not alive(LivenessTags("RUNNING", "there", "1:1", None), NOW, "here")
-
-
-def test_an_untagged_run_is_as_alive_as_its_sweep():
-    assert alive(LivenessTags("RUNNING", sweep="s"), NOW, "here", sweep_alive=lambda run_id: True)
-    assert not alive(LivenessTags("RUNNING", sweep="s"), NOW, "here", sweep_alive=lambda run_id: False)
-
-
-def test_an_untagged_run_without_a_sweep_is_never_taken_for_dead():
-    assert alive(LivenessTags("RUNNING"), NOW, "here")
-
-
 # --- tags in a real store ---
 
 
@@ -101,6 +73,50 @@ def holder(client, experiment: str, token: str | None = None) -> str:
     """A RUNNING run standing for a sweep: this process's, or a dead one's."""
     run = client.create_run(experiment, tags={**liveness_tags(), **({names.TAG_PROCESS: token} if token else {})})
     return run.info.run_id
+
+
+def judged(client, experiment: str, tags: dict, status: str = "RUNNING") -> bool:
+    """Liveness's verdict on a run made with these tags and ended with `status` (unless RUNNING)."""
+    run_id = client.create_run(experiment, tags=tags).info.run_id
+    if status != "RUNNING":
+        client.set_terminated(run_id, status)
+    return Liveness(client).judge(client.get_run(run_id))
+
+
+def elsewhere(heartbeat_age: float | None) -> dict[str, str]:
+    """Process tags of a step on another host, with a heartbeat this many seconds old (None: none)."""
+    beat = {} if heartbeat_age is None else {names.TAG_HEARTBEAT: str(int(time.time() - heartbeat_age))}
+    return {names.TAG_HOST: f"not-{HOST}", names.TAG_PROCESS: "1:1", **beat}
+
+
+def test_a_finished_run_is_not_alive(store):
+    client, experiment = store
+    assert not judged(client, experiment, liveness_tags(), status="FINISHED")
+
+
+def test_a_running_run_on_this_host_lives_with_its_process(store, dead_token):
+    client, experiment = store
+    assert judged(client, experiment, liveness_tags())
+    assert not judged(client, experiment, {**liveness_tags(), names.TAG_PROCESS: dead_token})
+
+
+def test_a_running_run_on_another_host_lives_while_its_heartbeat_is_fresh(store):
+    client, experiment = store
+    assert judged(client, experiment, elsewhere(STALE_SECONDS - 5))
+    assert not judged(client, experiment, elsewhere(STALE_SECONDS + 5))
+    assert not judged(client, experiment, elsewhere(None))
+
+
+def test_an_untagged_run_is_as_alive_as_its_sweep(store, dead_token):
+    client, experiment = store
+    live, dead = holder(client, experiment), holder(client, experiment, dead_token)
+    assert judged(client, experiment, {names.TAG_SWEEP: live})
+    assert not judged(client, experiment, {names.TAG_SWEEP: dead})
+
+
+def test_an_untagged_run_without_a_sweep_is_never_taken_for_dead(store):
+    client, experiment = store
+    assert judged(client, experiment, {})
 
 
 def test_a_local_store_needs_no_heartbeat_and_a_server_does():
