@@ -40,6 +40,7 @@ def liveness_tags() -> dict[str, str]:
 
 
 def remote_store(uri: str | None = None) -> bool:
+    """Return whether the tracking store may be shared with other hosts (anything but SQLite or files)."""
     return urllib.parse.urlparse(uri or mlflow.get_tracking_uri()).scheme not in LOCAL_SCHEMES
 
 
@@ -180,10 +181,12 @@ class Claims:
         return ahead[0][1] if ahead else None
 
     def release(self, experiment_id: str, key: str) -> None:
+        """Remove this holder's claim on `key`, if it holds one."""
         if self.held.pop((experiment_id, key), None) is not None:
             self._forget(experiment_id, self._tag(key, self.holder))
 
     def release_all(self) -> None:
+        """Remove every claim this holder holds."""
         for experiment_id, key in list(self.held):
             self.release(experiment_id, key)
 
