@@ -57,26 +57,6 @@ def parse_source(source_name: str) -> Source:
     return Source(True, name, subdirectory)
 
 
-def repo_root(path: Path | str) -> Path | None:
-    """The top of the git working tree holding `path` (a folder or a file, maybe since deleted:
-    its nearest existing folder counts), None outside git."""
-    folder = Path(path).absolute()
-    while not folder.is_dir() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        return Path(git.text(["rev-parse", "--show-toplevel"], folder))
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def has_commit(repo: Path, commit: str) -> bool:
-    try:
-        git.text(["cat-file", "-e", f"{commit}^{{commit}}"], repo)
-        return True
-    except (OSError, subprocess.CalledProcessError):
-        return False
-
-
 def project_subdirectory(path: Path | str, root: Path) -> str:
     """The folder holding MLproject, relative to `root`: searched upwards from `path`, '' at the top."""
     path = Path(path).resolve()
@@ -90,49 +70,43 @@ def project_subdirectory(path: Path | str, root: Path) -> str:
 
 
 def find_repository(candidates: list[Path | str], commit: str) -> tuple[Path, str] | None:
-    """The first candidate inside a git repository that has `commit`: (repository top, project subfolder)."""
+    """The first candidate (a folder or a file, maybe since deleted: its nearest existing folder
+    counts) inside a git repository that has `commit`: (repository top, project subfolder)."""
     for candidate in candidates:
-        root = repo_root(candidate)
-        if root is not None and has_commit(root, commit):
-            return root, project_subdirectory(candidate, root)
+        folder = Path(candidate).absolute()
+        while not folder.is_dir() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            root = Path(git.text(["rev-parse", "--show-toplevel"], folder))
+            git.text(["cat-file", "-e", f"{commit}^{{commit}}"], root)
+        except (OSError, subprocess.CalledProcessError):
+            continue  # outside git, or a repository without the commit
+        return root, project_subdirectory(candidate, root)
     return None
-
-
-def add_worktree(repo: Path, commit: str, parent: Path) -> Path:
-    """Check `commit` out, detached, in a new worktree `parent/<repo name>`; the repo's own tree is untouched."""
-    path = Path(parent) / Path(repo).name
-    try:
-        git.text(["worktree", "add", "--detach", str(path), commit], repo)
-    except subprocess.CalledProcessError as err:
-        last = (err.stderr or "").strip().splitlines()
-        raise UserError(
-            f"cannot check out commit {commit} of {repo} in a temporary worktree: {last[-1] if last else err}"
-        ) from None
-    return path
-
-
-def remove_worktree(repo: Path, path: Path) -> None:
-    """Remove the worktree's files and its bookkeeping in the repo; never raises (it runs in `finally`)."""
-    _git_quietly(["worktree", "remove", "--force", "--force", str(path)], repo)
-    shutil.rmtree(path, ignore_errors=True)
-    _git_quietly(["worktree", "prune"], repo)
-
-
-def _git_quietly(args: list[str], repo: Path) -> None:
-    with suppress(OSError, subprocess.CalledProcessError):
-        git.text(args, repo)
 
 
 @contextmanager
 def worktree(repo: Path, commit: str):
-    """A detached worktree of `repo` at `commit` in a new temporary folder; both removed on exit,
-    also on an error or an interrupt (an interrupted `git worktree add` is pruned)."""
+    """Check `commit` out, detached, in a new worktree `<temporary folder>/<repo name>`; the repo's
+    own tree is untouched. Both are removed on exit, also on an error or an interrupt (an
+    interrupted `git worktree add` is pruned)."""
     parent = Path(tempfile.mkdtemp(prefix=WORKTREE_PREFIX))
+    path = parent / Path(repo).name
     try:
-        yield add_worktree(repo, commit, parent)
-    finally:
-        remove_worktree(repo, parent / Path(repo).name)
+        try:
+            git.text(["worktree", "add", "--detach", str(path), commit], repo)
+        except subprocess.CalledProcessError as err:
+            last = (err.stderr or "").strip().splitlines()
+            raise UserError(
+                f"cannot check out commit {commit} of {repo} in a temporary worktree: {last[-1] if last else err}"
+            ) from None
+        yield path
+    finally:  # never raises: the files go, then git's bookkeeping of them
+        with suppress(OSError, subprocess.CalledProcessError):
+            git.text(["worktree", "remove", "--force", "--force", str(path)], repo)
         shutil.rmtree(parent, ignore_errors=True)
+        with suppress(OSError, subprocess.CalledProcessError):
+            git.text(["worktree", "prune"], repo)
 
 
 def worktrees(repo: Path) -> list[str]:
