@@ -29,7 +29,6 @@ FEATURE_BOX_STATS = ("FGM", "FGA", "FGM3", "FGA3", "OR", "DR", "Ast", "Stl", "PF
 
 # --- derived columns ---
 LEAGUE = "League"
-TEAM = "Team"
 OPP = "Opp"
 POINTS_FOR = "PointsFor"
 POINTS_AGAINST = "PointsAgainst"
