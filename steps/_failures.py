@@ -101,11 +101,9 @@ def check_local_store() -> None:
     for about 100 s to create one in a folder it cannot write."""
     uri = mlflow.get_tracking_uri()
     scheme = urllib.parse.urlsplit(uri).scheme
-    if uri.startswith("sqlite:///"):
-        database = uri.removeprefix("sqlite:///").split("?")[0]
-        if database in ("", ":memory:"):
-            return
-        needed = [Path(database), Path(database).parent]  # SQLite writes its journal beside the database
+    database = sqlite_path(uri)
+    if database is not None:
+        needed = [database, database.parent]  # SQLite writes its journal beside the database
     elif scheme in ("", "file"):
         needed = [Path(urllib.parse.unquote(urllib.parse.urlsplit(uri).path) if scheme else uri)]
     else:
@@ -114,6 +112,15 @@ def check_local_store() -> None:
         why = unwritable(path)
         if why:
             raise UserError(f"the tracking store {without_credentials(uri)} cannot be written: {why}")
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI (relative to the working folder, as MLflow reads it), or
+    None for another scheme or an in-memory database."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = uri.removeprefix("sqlite:///").split("?")[0]
+    return Path(database) if database not in ("", ":memory:") else None
 
 
 def without_credentials(uri: str) -> str:
