@@ -228,31 +228,17 @@ def compare(original: dict[str, Points], rerun: dict[str, Points]) -> list[Row]:
     rows = []
     for key in sorted(set(original) | set(rerun)):
         a, b = by_step(original.get(key, [])), by_step(rerun.get(key, []))
-        last_a = a[max(a)] if a else None
-        last_b = b[max(b)] if b else None
+        only = sorted(set(a) ^ set(b))  # steps one side lacks
+        difference, steps = None, len(set(a) | set(b))
         if not a or not b:
-            rows.append(
-                Row(key, max(len(a), len(b)), last_a, last_b, None, "missing in the " + ("rerun" if a else "original"))
-            )
-            continue
-        only = sorted(set(a) ^ set(b))
-        if only:
-            side = "rerun" if only[0] in a else "original"
-            rows.append(
-                Row(
-                    key,
-                    len(set(a) | set(b)),
-                    last_a,
-                    last_b,
-                    None,
-                    f"step {only[0]} missing in the {side} ({len(only)} steps differ)",
-                )
-            )
-            continue
-        worst = max(a, key=lambda s: _distance(a[s], b[s]))
-        difference = _distance(a[worst], b[worst])
-        note = f"worst at step {worst}" if len(a) > 1 and difference > 0 else ""
-        rows.append(Row(key, len(a), last_a, last_b, difference, note))
+            note = "missing in the " + ("rerun" if a else "original")
+        elif only:
+            note = f"step {only[0]} missing in the {'rerun' if only[0] in a else 'original'} ({len(only)} steps differ)"
+        else:
+            worst = max(a, key=lambda s: _distance(a[s], b[s]))
+            difference = _distance(a[worst], b[worst])
+            note = f"worst at step {worst}" if len(a) > 1 and difference > 0 else ""
+        rows.append(Row(key, steps, a[max(a)] if a else None, b[max(b)] if b else None, difference, note))
     return rows
 
 
