@@ -19,10 +19,7 @@ from steps._lifecycle import temp_dir
 # What a train run must hold to be reused, listed or registered (its metrics live in the store itself).
 TRAIN_FILES = [names.LOSS_PLOT, f"{names.FEATURES_DIR}/{names.MANIFEST_FILE}"]
 # What an ingest run must hold for a train run to read its features.
-INGEST_FILES = [
-    f"{names.FEATURES_DIR}/{name}"
-    for name in (names.GAMES_FILE, names.TEAM_SEASON_FILE, names.SCALER_FILE, names.MANIFEST_FILE)
-]
+INGEST_FILES = [f"{names.FEATURES_DIR}/{name}" for name in names.FEATURE_FILES]
 
 MLMODEL = "MLmodel"
 # libyaml's safe loader when PyYAML has it: the same documents, parsed several times faster.
