@@ -168,8 +168,9 @@ def absolute_tracking_uri(uri: str, cwd: Path) -> str:
     return uri
 
 
-def input_links(params: dict[str, str], project: Path, rerun_project: Path, scratch: Path) -> list[tuple[Path, Path]]:
-    """(link, target) pairs that let a rerun in `rerun_project` see the folders a relative param names.
+def link_inputs(params: dict[str, str], project: Path, rerun_project: Path, scratch: Path) -> list[tuple[Path, Path]]:
+    """Let a rerun in `rerun_project` see the folders a relative param names; return the (link,
+    target) pairs made.
 
     `data=data/mmlm2024` is git-ignored, so a fresh checkout lacks it; `data=../shared/...` points
     beside the project. Each existing folder so named from `project` but missing from `rerun_project`
@@ -182,14 +183,10 @@ def input_links(params: dict[str, str], project: Path, rerun_project: Path, scra
         target = Path(os.path.normpath(Path(project) / value))
         link = Path(os.path.normpath(Path(rerun_project) / value))
         if target.is_dir() and not os.path.lexists(link) and Path(scratch) in link.parents:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(target.resolve(), target_is_directory=True)
             links.append((link, target.resolve()))
     return links
-
-
-def make_links(links: list[tuple[Path, Path]]) -> None:
-    for link, target in links:
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(target, target_is_directory=True)
 
 
 # --- did it reproduce ---
