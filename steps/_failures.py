@@ -133,15 +133,13 @@ def without_credentials(uri: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-class _DropStoreTraceback(logging.Filter):
-    """MLflow's SQL store logs the whole traceback (and the SQL) of a database error before raising
-    it; the step then says it in one line (store_failure), or tidies up after it quietly."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("SQLAlchemy database error")
+def _not_a_store_traceback(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("SQLAlchemy database error")
 
 
 def drop_store_tracebacks() -> None:
+    """Keep MLflow's SQL store from logging the whole traceback (and the SQL) of a database error
+    before raising it: the step then says it in one line (store_failure), or tidies up quietly."""
     store = logging.getLogger("mlflow.store.db.utils")
-    if not any(isinstance(f, _DropStoreTraceback) for f in store.filters):
-        store.addFilter(_DropStoreTraceback())
+    if _not_a_store_traceback not in store.filters:
+        store.addFilter(_not_a_store_traceback)
