@@ -89,7 +89,7 @@ def use_compile_cache(base: Path) -> Path | None:
     """Let this process keep the XLA programs it compiles under `base` and load those another
     process compiled: a packaged train run then skips the compilation (about 1.5 s of CPU) that an
     earlier run of the same network and data shape already did. Call before TensorFlow is imported;
-    returns the folder, or None when it cannot be written (then every run compiles, as before).
+    returns the folder, or None when it cannot be written (then every run compiles).
 
     Safe to share: TensorFlow writes an entry to a temporary file and renames it into place, and
     loads one only if its key and its whole HLO program equal what this process would compile."""
