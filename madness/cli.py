@@ -80,9 +80,12 @@ def boolean(name: str, value: str) -> bool:
     raise UserError(f"{name} must be true or false, got {value!r}")
 
 
+FIRST_SEASON, LAST_SEASON = 1985, 2100  # Kaggle's men's data start in 1985
+
+
 def season(name: str, value: int) -> int:
-    if not 1985 <= value <= 2100:
-        raise UserError(f"{name} must be a season between 1985 and 2100, got {value}")
+    if not FIRST_SEASON <= value <= LAST_SEASON:
+        raise UserError(f"{name} must be a season between {FIRST_SEASON} and {LAST_SEASON}, got {value}")
     return value
 
 

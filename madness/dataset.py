@@ -151,19 +151,13 @@ def write(built: Built, folder: Path) -> list[Path]:
     built.team_season.to_csv(folder / names.TEAM_SEASON_FILE, index=False, float_format="%.17g", lineterminator="\n")
     (folder / names.SCALER_FILE).write_text(json.dumps(built.scaler, indent=1))
     (folder / names.MANIFEST_FILE).write_text(json.dumps(built.manifest, indent=1))
-    return [
-        folder / name for name in (names.GAMES_FILE, names.TEAM_SEASON_FILE, names.SCALER_FILE, names.MANIFEST_FILE)
-    ]
+    return [folder / name for name in names.FEATURE_FILES]
 
 
 def load(folder: Path) -> Built:
     """Read a feature folder written by `write` (an ingest run's `features` artifacts)."""
     folder = Path(folder)
-    missing = [
-        name
-        for name in (names.GAMES_FILE, names.TEAM_SEASON_FILE, names.SCALER_FILE, names.MANIFEST_FILE)
-        if not (folder / name).is_file()
-    ]
+    missing = [name for name in names.FEATURE_FILES if not (folder / name).is_file()]
     if missing:
         raise UserError(
             f"feature folder {folder} lacks {', '.join(missing)}; give the features of an ingest run (runs:/<id>/features)"

@@ -122,24 +122,13 @@ def pair_rows(pairs: pd.DataFrame, team_features: pd.DataFrame) -> pd.DataFrame:
 
 def tournament_rows(tourney: pd.DataFrame, team_features: pd.DataFrame) -> pd.DataFrame:
     """Each tournament game as two rows, one from each team's side; target: team 1 won."""
-    won = pd.DataFrame(
-        {
-            names.SEASON: tourney[names.SEASON],
-            names.T1_TEAM: tourney[names.WTEAM],
-            names.T2_TEAM: tourney[names.LTEAM],
-            names.TARGET: 1,
-        }
-    )
-    lost = pd.DataFrame(
-        {
-            names.SEASON: tourney[names.SEASON],
-            names.T1_TEAM: tourney[names.LTEAM],
-            names.T2_TEAM: tourney[names.WTEAM],
-            names.TARGET: 0,
-        }
-    )
-    pairs = pd.concat([won, lost], ignore_index=True)
-    return pair_rows(pairs, team_features)
+    sides = [
+        pd.DataFrame(
+            {names.SEASON: tourney[names.SEASON], names.T1_TEAM: tourney[t1], names.T2_TEAM: tourney[t2]}
+        ).assign(**{names.TARGET: won})
+        for t1, t2, won in ((names.WTEAM, names.LTEAM, 1), (names.LTEAM, names.WTEAM, 0))
+    ]
+    return pair_rows(pd.concat(sides, ignore_index=True), team_features)
 
 
 def seeded_pairs(seeds: pd.DataFrame, season: int) -> pd.DataFrame:

@@ -286,7 +286,7 @@ def read_league(folder: Path, league: str) -> LeagueFiles:
         if stem != names.TEAMS:
             team_ids = frames[names.TEAMS][names.TEAM_ID]
             schemas.validate(frames[stem], schemas.known_teams(stem, team_ids, paths[names.TEAMS].name), path.name)
-    manifest = [entries[stem] for stem in SCHEMAS if stem in entries]  # in Kaggle's order, as before
+    manifest = [entries[stem] for stem in SCHEMAS if stem in entries]  # in Kaggle's order
     return LeagueFiles(
         league=league,
         regular=frames[names.REGULAR_COMPACT],

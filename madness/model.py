@@ -34,11 +34,9 @@ MODEL_NAMES = tuple(ARCHITECTURES)
 HIDDEN_ACTIVATION, OUTPUT_ACTIVATION = "relu", "sigmoid"  # as the article builds them
 
 
-# What TensorFlow's shared libraries log while they load (each line twice with TensorFlow 2.21). absl writes
-# every message to stderr until absl::InitializeLog(), which TensorFlow never calls, and no
-# environment variable reaches it: TF_CPP_MIN_LOG_LEVEL only governs TensorFlow's own logging
-# (it does silence cpu_feature_guard). None of them concerns a run: the machine has no GPU by
-# design, and turning oneDNN off (TF_ENABLE_ONEDNN_OPTS=0) would change every score in its last bits.
+# What TensorFlow's shared libraries log through absl while they load, which no environment variable
+# silences (TF_CPP_MIN_LOG_LEVEL governs TensorFlow's own logging only). None concerns a run, and turning
+# oneDNN off (TF_ENABLE_ONEDNN_OPTS=0) would change every score in its last bits.
 _LOAD_NOTICES = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
     r"|I\d{4} [\d:.]+ +\d+ (port|cudart_stub|cpu_feature_guard)\.cc:\d+\] "
@@ -91,7 +89,7 @@ def use_compile_cache(base: Path) -> Path | None:
     """Let this process keep the XLA programs it compiles under `base` and load those another
     process compiled: a packaged train run then skips the compilation (about 1.5 s of CPU) that an
     earlier run of the same network and data shape already did. Call before TensorFlow is imported;
-    returns the folder, or None when it cannot be written (then every run compiles, as before).
+    returns the folder, or None when it cannot be written (then every run compiles).
 
     Safe to share: TensorFlow writes an entry to a temporary file and renames it into place, and
     loads one only if its key and its whole HLO program equal what this process would compile."""
@@ -134,10 +132,7 @@ def set_seeds(seed: int) -> None:
     # Kept, as set_random_seed does not do it: seeds fix the random numbers, not ops whose result may
     # depend on thread scheduling; this makes TensorFlow run deterministic implementations only.
     tf.config.experimental.enable_op_determinism()
-    # No PYTHONHASHSEED: Python reads it only at start-up, so setting it here would not change this
-    # process. String hash order is not needed for identical runs: the sets in madness/ and steps/
-    # are only tested for membership, counted, sorted or checked with all(), and runs under different hash seeds log the
-    # same metrics bit for bit.
+    # No PYTHONHASHSEED (read only at start-up): no result depends on string hash order.
 
 
 def set_threads(threads: int) -> None:
@@ -304,12 +299,9 @@ def _fit_plain(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size
 
 
 def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size):
-    """The same training as `_fit_plain`, each EPOCH_CHUNK epochs in one call of an XLA-compiled function.
-
-    Why not `fit`: on these networks a step is a few tiny matrix products, and TensorFlow's
-    per-operation dispatch (about 10 microseconds each, some 60 operations a step, plus Keras'
-    Python around every batch and epoch) costs more than the arithmetic. XLA fuses the training
-    into one program, so Python is not entered between epochs either. Same algorithm:
+    """The same training as `_fit_plain`, each EPOCH_CHUNK epochs in one call of an XLA-compiled function:
+    on these tiny networks TensorFlow's per-operation dispatch and Keras' Python around each batch
+    cost more than the arithmetic, which XLA fuses into one program. Same algorithm:
     the Keras model's own initial weights and Normalization layer, Dense layers with the article's
     activations, MSE, Keras' Adam update written out with the optimizer's own constants, each
     epoch's rows in the order `orders` gives, the epoch's training loss as Keras reports it (the
@@ -359,10 +351,8 @@ def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: fl
     """Epochs of mini-batch Adam on MSE, with the losses after each, as one XLA program.
 
     Kept for the process: TensorFlow traces and XLA compiles it once per network, data shape and
-    chunk of epochs, so the trainings of a sweep in one process after the first cost no
-    compilation; the learning rate is an argument for the same reason. The epochs' loop is inside
-    the program: a Python loop calling one compiled epoch at a time spent about as long between
-    the calls (gathering the epoch's rows, reading its losses back) as in them."""
+    chunk of epochs (the learning rate is an argument), so later trainings in the process cost no
+    compilation. The epochs' loop is inside the program, so Python is not entered between epochs."""
     import tensorflow as tf
 
     def predict(params, x):

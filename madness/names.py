@@ -29,7 +29,6 @@ FEATURE_BOX_STATS = ("FGM", "FGA", "FGM3", "FGA3", "OR", "DR", "Ast", "Stl", "PF
 
 # --- derived columns ---
 LEAGUE = "League"
-TEAM = "Team"
 OPP = "Opp"
 POINTS_FOR = "PointsFor"
 POINTS_AGAINST = "PointsAgainst"
@@ -104,6 +103,7 @@ TEAM_SEASON_FILE = "team_season.csv"
 GAMES_FILE = "games.csv"
 SCALER_FILE = "scaler.json"
 MANIFEST_FILE = "manifest.json"
+FEATURE_FILES = (GAMES_FILE, TEAM_SEASON_FILE, SCALER_FILE, MANIFEST_FILE)  # an ingest run's features/
 LOSS_PLOT = "loss.png"
 PREDICTIONS_FILE = "predictions.csv"  # a train run's test rows: the game, its outcome, both predictions
 MEMBERS_FILE = "members.json"  # a train run of several seeds: each member's seed, best epoch and Brier

@@ -17,10 +17,6 @@ def new_figure(rows: int = 1, cols: int = 1, size=(7, 4.5), **kwargs):
     return fig, fig.subplots(rows, cols, **kwargs)
 
 
-def loss_title(model: str, lr: str) -> str:
-    return f"{model} model, learning rate {lr}: training and validation loss"
-
-
 def loss_curves(ax, train_loss, val_loss, best_epoch: int, title: str):
     epochs = range(1, len(train_loss) + 1)
     ax.plot(epochs, train_loss, label=names.TRAIN_LOSS)
@@ -32,7 +28,9 @@ def loss_curves(ax, train_loss, val_loss, best_epoch: int, title: str):
 
 def loss_figure(train_loss, val_loss, best_epoch: int, model: str, lr: str):
     fig, ax = new_figure()
-    loss_curves(ax, train_loss, val_loss, best_epoch, loss_title(model, lr))
+    loss_curves(
+        ax, train_loss, val_loss, best_epoch, f"{model} model, learning rate {lr}: training and validation loss"
+    )
     fig.tight_layout()
     return fig
 

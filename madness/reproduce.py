@@ -57,26 +57,6 @@ def parse_source(source_name: str) -> Source:
     return Source(True, name, subdirectory)
 
 
-def repo_root(path: Path | str) -> Path | None:
-    """The top of the git working tree holding `path` (a folder or a file, maybe since deleted:
-    its nearest existing folder counts), None outside git."""
-    folder = Path(path).absolute()
-    while not folder.is_dir() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        return Path(git.text(["rev-parse", "--show-toplevel"], folder))
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def has_commit(repo: Path, commit: str) -> bool:
-    try:
-        git.text(["cat-file", "-e", f"{commit}^{{commit}}"], repo)
-        return True
-    except (OSError, subprocess.CalledProcessError):
-        return False
-
-
 def project_subdirectory(path: Path | str, root: Path) -> str:
     """The folder holding MLproject, relative to `root`: searched upwards from `path`, '' at the top."""
     path = Path(path).resolve()
@@ -90,49 +70,43 @@ def project_subdirectory(path: Path | str, root: Path) -> str:
 
 
 def find_repository(candidates: list[Path | str], commit: str) -> tuple[Path, str] | None:
-    """The first candidate inside a git repository that has `commit`: (repository top, project subfolder)."""
+    """The first candidate (a folder or a file, maybe since deleted: its nearest existing folder
+    counts) inside a git repository that has `commit`: (repository top, project subfolder)."""
     for candidate in candidates:
-        root = repo_root(candidate)
-        if root is not None and has_commit(root, commit):
-            return root, project_subdirectory(candidate, root)
+        folder = Path(candidate).absolute()
+        while not folder.is_dir() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            root = Path(git.text(["rev-parse", "--show-toplevel"], folder))
+            git.text(["cat-file", "-e", f"{commit}^{{commit}}"], root)
+        except (OSError, subprocess.CalledProcessError):
+            continue  # outside git, or a repository without the commit
+        return root, project_subdirectory(candidate, root)
     return None
-
-
-def add_worktree(repo: Path, commit: str, parent: Path) -> Path:
-    """Check `commit` out, detached, in a new worktree `parent/<repo name>`; the repo's own tree is untouched."""
-    path = Path(parent) / Path(repo).name
-    try:
-        git.text(["worktree", "add", "--detach", str(path), commit], repo)
-    except subprocess.CalledProcessError as err:
-        last = (err.stderr or "").strip().splitlines()
-        raise UserError(
-            f"cannot check out commit {commit} of {repo} in a temporary worktree: {last[-1] if last else err}"
-        ) from None
-    return path
-
-
-def remove_worktree(repo: Path, path: Path) -> None:
-    """Remove the worktree's files and its bookkeeping in the repo; never raises (it runs in `finally`)."""
-    _git_quietly(["worktree", "remove", "--force", "--force", str(path)], repo)
-    shutil.rmtree(path, ignore_errors=True)
-    _git_quietly(["worktree", "prune"], repo)
-
-
-def _git_quietly(args: list[str], repo: Path) -> None:
-    with suppress(OSError, subprocess.CalledProcessError):
-        git.text(args, repo)
 
 
 @contextmanager
 def worktree(repo: Path, commit: str):
-    """A detached worktree of `repo` at `commit` in a new temporary folder; both removed on exit,
-    also on an error or an interrupt (an interrupted `git worktree add` is pruned)."""
+    """Check `commit` out, detached, in a new worktree `<temporary folder>/<repo name>`; the repo's
+    own tree is untouched. Both are removed on exit, also on an error or an interrupt (an
+    interrupted `git worktree add` is pruned)."""
     parent = Path(tempfile.mkdtemp(prefix=WORKTREE_PREFIX))
+    path = parent / Path(repo).name
     try:
-        yield add_worktree(repo, commit, parent)
-    finally:
-        remove_worktree(repo, parent / Path(repo).name)
+        try:
+            git.text(["worktree", "add", "--detach", str(path), commit], repo)
+        except subprocess.CalledProcessError as err:
+            last = (err.stderr or "").strip().splitlines()
+            raise UserError(
+                f"cannot check out commit {commit} of {repo} in a temporary worktree: {last[-1] if last else err}"
+            ) from None
+        yield path
+    finally:  # never raises: the files go, then git's bookkeeping of them
+        with suppress(OSError, subprocess.CalledProcessError):
+            git.text(["worktree", "remove", "--force", "--force", str(path)], repo)
         shutil.rmtree(parent, ignore_errors=True)
+        with suppress(OSError, subprocess.CalledProcessError):
+            git.text(["worktree", "prune"], repo)
 
 
 def worktrees(repo: Path) -> list[str]:
@@ -194,8 +168,9 @@ def absolute_tracking_uri(uri: str, cwd: Path) -> str:
     return uri
 
 
-def input_links(params: dict[str, str], project: Path, rerun_project: Path, scratch: Path) -> list[tuple[Path, Path]]:
-    """(link, target) pairs that let a rerun in `rerun_project` see the folders a relative param names.
+def link_inputs(params: dict[str, str], project: Path, rerun_project: Path, scratch: Path) -> list[tuple[Path, Path]]:
+    """Let a rerun in `rerun_project` see the folders a relative param names; return the (link,
+    target) pairs made.
 
     `data=data/mmlm2024` is git-ignored, so a fresh checkout lacks it; `data=../shared/...` points
     beside the project. Each existing folder so named from `project` but missing from `rerun_project`
@@ -208,14 +183,10 @@ def input_links(params: dict[str, str], project: Path, rerun_project: Path, scra
         target = Path(os.path.normpath(Path(project) / value))
         link = Path(os.path.normpath(Path(rerun_project) / value))
         if target.is_dir() and not os.path.lexists(link) and Path(scratch) in link.parents:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(target.resolve(), target_is_directory=True)
             links.append((link, target.resolve()))
     return links
-
-
-def make_links(links: list[tuple[Path, Path]]) -> None:
-    for link, target in links:
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(target, target_is_directory=True)
 
 
 # --- did it reproduce ---
@@ -254,31 +225,17 @@ def compare(original: dict[str, Points], rerun: dict[str, Points]) -> list[Row]:
     rows = []
     for key in sorted(set(original) | set(rerun)):
         a, b = by_step(original.get(key, [])), by_step(rerun.get(key, []))
-        last_a = a[max(a)] if a else None
-        last_b = b[max(b)] if b else None
+        only = sorted(set(a) ^ set(b))  # steps one side lacks
+        difference, steps = None, len(set(a) | set(b))
         if not a or not b:
-            rows.append(
-                Row(key, max(len(a), len(b)), last_a, last_b, None, "missing in the " + ("rerun" if a else "original"))
-            )
-            continue
-        only = sorted(set(a) ^ set(b))
-        if only:
-            side = "rerun" if only[0] in a else "original"
-            rows.append(
-                Row(
-                    key,
-                    len(set(a) | set(b)),
-                    last_a,
-                    last_b,
-                    None,
-                    f"step {only[0]} missing in the {side} ({len(only)} steps differ)",
-                )
-            )
-            continue
-        worst = max(a, key=lambda s: _distance(a[s], b[s]))
-        difference = _distance(a[worst], b[worst])
-        note = f"worst at step {worst}" if len(a) > 1 and difference > 0 else ""
-        rows.append(Row(key, len(a), last_a, last_b, difference, note))
+            note = "missing in the " + ("rerun" if a else "original")
+        elif only:
+            note = f"step {only[0]} missing in the {'rerun' if only[0] in a else 'original'} ({len(only)} steps differ)"
+        else:
+            worst = max(a, key=lambda s: _distance(a[s], b[s]))
+            difference = _distance(a[worst], b[worst])
+            note = f"worst at step {worst}" if len(a) > 1 and difference > 0 else ""
+        rows.append(Row(key, steps, a[max(a)] if a else None, b[max(b)] if b else None, difference, note))
     return rows
 
 

@@ -13,9 +13,9 @@ import pandas as pd
 import pandera.pandas as pa
 
 from madness import names
+from madness.cli import FIRST_SEASON, LAST_SEASON
 from madness.errors import UserError
 
-FIRST_SEASON, LAST_SEASON = 1985, 2100  # Kaggle's men's data start in 1985
 MAX_DAYNUM = 200  # days since the season's day zero; Kaggle's last is the women's final, day 155
 MAX_SCORE = 300
 MAX_OVERTIMES = 20

@@ -98,13 +98,9 @@ def seed_baseline(train_games: pd.DataFrame, test_games: pd.DataFrame) -> np.nda
 
 def reliability(y, p, bins: int = 10) -> pd.DataFrame:
     """Mean prediction and observed frequency per probability bin (for a calibration plot); bins
-    [0, 0.1), [0.1, 0.2), ..., [0.9, 1.0], and only those holding a prediction.
-
-    Not sklearn.calibration.calibration_curve(strategy="uniform"): it gives the same bins and
-    figures except on a bin edge, which it puts in the bin below ((0.4, 0.5], not [0.5, 0.6)). The
-    seed baseline predicts exactly 0.5 for a game between equal seeds (every game is there from both
-    sides, so its intercept is 0 to ~1e-18): 24 of 268 test rows of the tests' synthetic league, whose
-    baseline curve would change (observed 0.35 and 0.57 in those two bins would become 0.43 and 0.65)."""
+    [0, 0.1), [0.1, 0.2), ..., [0.9, 1.0], and only those holding a prediction. Not sklearn's
+    calibration_curve, which puts a prediction on a bin edge in the bin below ((0.4, 0.5]): the seed
+    baseline predicts exactly 0.5 for every game between equal seeds."""
     frame = pd.DataFrame({"p": np.asarray(p, dtype="float64"), "y": np.asarray(y, dtype="float64")})
     frame["bin"] = np.minimum((frame["p"] * bins).astype(int), bins - 1)
     return frame.groupby("bin").agg(mean_pred=("p", "mean"), observed=("y", "mean"), count=("y", "size")).reset_index()

@@ -26,20 +26,11 @@ MARGIN_PER_STRENGTH = 9.0
 MARGIN_NOISE = 11.0
 REGIONS = "WXYZ"
 # 68 seeds: two regions have play-in 11s and two have play-in 16s, as in Kaggle's files since 2011.
-SEED_LABELS = [f"{r}{s:02d}" for s in range(1, 11) for r in REGIONS] + [
-    "W11a",
-    "W11b",
-    "X11a",
-    "X11b",
-    "Y11",
-    "Z11",
-    *[f"{r}{s:02d}" for s in range(12, 16) for r in REGIONS],
-    "W16",
-    "X16",
-    "Y16a",
-    "Y16b",
-    "Z16a",
-    "Z16b",
+SEED_LABELS = [
+    *(f"{r}{s:02d}" for s in range(1, 11) for r in REGIONS),
+    *["W11a", "W11b", "X11a", "X11b", "Y11", "Z11"],
+    *(f"{r}{s:02d}" for s in range(12, 16) for r in REGIONS),
+    *["W16", "X16", "Y16a", "Y16b", "Z16a", "Z16b"],
 ]
 FIRST_ROUND_PAIRS = [(1, 16), (8, 9), (5, 12), (4, 13), (6, 11), (3, 14), (7, 10), (2, 15)]
 ROUND_DAYS = [136, 138, 143, 145, 152, 154]

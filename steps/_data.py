@@ -13,6 +13,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
 from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+from mlflow.types.schema import DataType
 
 import madness.dataset
 from madness import names
@@ -58,16 +59,18 @@ def features_source(features_uri: str) -> str:
     return games
 
 
-def log_data(built: madness.dataset.Built, source: str) -> None:
-    """Tag the data's origin and digest, log the manifest and each split as an MLflow dataset.
-    `source`: the data folder (or 'synthetic') the features were built from, or features_source()."""
+def log_manifest(manifest: dict) -> None:
+    """Tag the data's origin and digest, and log the manifest."""
     mlflow.set_tags(
-        {
-            names.TAG_SYNTHETIC: str(built.manifest["synthetic"]).lower(),
-            names.TAG_DATA_DIGEST: built.manifest["digest"],
-        }
+        {names.TAG_SYNTHETIC: str(manifest["synthetic"]).lower(), names.TAG_DATA_DIGEST: manifest["digest"]}
     )
-    mlflow.log_dict(built.manifest, f"{names.FEATURES_DIR}/{names.MANIFEST_FILE}")
+    mlflow.log_dict(manifest, f"{names.FEATURES_DIR}/{names.MANIFEST_FILE}")
+
+
+def log_data(built: madness.dataset.Built, source: str) -> None:
+    """Log the manifest (log_manifest) and each split as an MLflow dataset. `source`: the data folder
+    (or 'synthetic') the features were built from, or features_source()."""
+    log_manifest(built.manifest)
     for split in (names.TRAIN, names.VAL, names.TEST):
         rows = built.games[built.games[names.SPLIT] == split]
         if rows.empty:  # no test seasons: a model for the coming tournament
@@ -103,13 +106,24 @@ def is_duplicate_key(err: Exception) -> bool:
     return "UniqueViolation" in text or "UNIQUE constraint failed" in text or "Duplicate entry" in text
 
 
-def require_columns(frame, columns: list[str], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
+def predict_rows(model, rows, features: list[str], data: str):
+    """The model's probabilities for `rows`, refusing in one line data (named `data`) that lacks a
+    feature the model needs or has a row without one. The steps hold every feature as float64: each
+    column is cast to the model's input type, where a seed number is a `long` (exact); a model whose
+    columns are untyped (`any`, logged before the signature was typed) takes them as they are."""
+    missing = [c for c in features if c not in rows.columns]
     if missing:
         raise UserError(
-            f"the model needs feature {missing[0]!r} (and {len(missing) - 1} more) that {what} lacks; "
+            f"the model needs feature {missing[0]!r} (and {len(missing) - 1} more) that the data at {data} lacks; "
             "box-score features need *RegularSeasonDetailedResults.csv for every league"
         )
+    madness.dataset.check_complete(rows, features)
+    types = {
+        spec.name: spec.type.to_numpy()
+        for spec in model.metadata.get_input_schema().inputs
+        if isinstance(spec.type, DataType)
+    }
+    return model.predict(rows[features].astype({name: dtype for name, dtype in types.items() if name in features}))
 
 
 def read_data_for_model(values: dict, model_run: str | None, workdir: Path):
@@ -121,8 +135,7 @@ def read_data_for_model(values: dict, model_run: str | None, workdir: Path):
         values["data"], values["league"], values["seed"], Path(workdir) / "raw"
     )
     games, team_season, manifest = madness.dataset.assemble(files, synthetic_data)
-    mlflow.set_tags({names.TAG_SYNTHETIC: str(synthetic_data).lower(), names.TAG_DATA_DIGEST: manifest["digest"]})
-    mlflow.log_dict(manifest, f"{names.FEATURES_DIR}/{names.MANIFEST_FILE}")
+    log_manifest(manifest)
     if model_run:
         say_if_other_data(values, manifest, model_run)
     return files, games, team_season

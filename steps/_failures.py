@@ -101,11 +101,9 @@ def check_local_store() -> None:
     for about 100 s to create one in a folder it cannot write."""
     uri = mlflow.get_tracking_uri()
     scheme = urllib.parse.urlsplit(uri).scheme
-    if uri.startswith("sqlite:///"):
-        database = uri.removeprefix("sqlite:///").split("?")[0]
-        if database in ("", ":memory:"):
-            return
-        needed = [Path(database), Path(database).parent]  # SQLite writes its journal beside the database
+    database = sqlite_path(uri)
+    if database is not None:
+        needed = [database, database.parent]  # SQLite writes its journal beside the database
     elif scheme in ("", "file"):
         needed = [Path(urllib.parse.unquote(urllib.parse.urlsplit(uri).path) if scheme else uri)]
     else:
@@ -114,6 +112,15 @@ def check_local_store() -> None:
         why = unwritable(path)
         if why:
             raise UserError(f"the tracking store {without_credentials(uri)} cannot be written: {why}")
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI (relative to the working folder, as MLflow reads it), or
+    None for another scheme or an in-memory database."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = uri.removeprefix("sqlite:///").split("?")[0]
+    return Path(database) if database not in ("", ":memory:") else None
 
 
 def without_credentials(uri: str) -> str:
@@ -126,15 +133,13 @@ def without_credentials(uri: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-class _DropStoreTraceback(logging.Filter):
-    """MLflow's SQL store logs the whole traceback (and the SQL) of a database error before raising
-    it; the step then says it in one line (store_failure), or tidies up after it quietly."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("SQLAlchemy database error")
+def _not_a_store_traceback(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("SQLAlchemy database error")
 
 
 def drop_store_tracebacks() -> None:
+    """Keep MLflow's SQL store from logging the whole traceback (and the SQL) of a database error
+    before raising it: the step then says it in one line (store_failure), or tidies up quietly."""
     store = logging.getLogger("mlflow.store.db.utils")
-    if not any(isinstance(f, _DropStoreTraceback) for f in store.filters):
-        store.addFilter(_DropStoreTraceback())
+    if _not_a_store_traceback not in store.filters:
+        store.addFilter(_not_a_store_traceback)

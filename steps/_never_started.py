@@ -30,6 +30,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_
 
 import madness.names
 from madness.model import MODEL_NAMES
+from steps._failures import sqlite_path
 from steps._processes import is_mlflow_run
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -110,11 +111,7 @@ def mlflow_run_here(run_id: str, created: float) -> bool:
 def store_location(uri: str, cwd: str) -> str:
     """Return where a tracking URI points: a local store's absolute path (a relative one is taken from
     `cwd`, the process's folder), any other URI as it is."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme == "sqlite":
-        path = parsed.path[1:]  # sqlite:///mlflow.db is relative, sqlite:////tmp/mlflow.db absolute
-    elif parsed.scheme in ("", "file"):
-        path = parsed.path
-    else:
+    database, parsed = sqlite_path(uri), urllib.parse.urlparse(uri)
+    if database is None and parsed.scheme not in ("", "file"):
         return uri
-    return str((Path(cwd) / path).resolve())
+    return str((Path(cwd) / (database or parsed.path)).resolve())

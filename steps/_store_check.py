@@ -29,10 +29,10 @@ from mlflow.environment_variables import (
     MLFLOW_HTTP_REQUEST_MAX_RETRIES,
 )
 from mlflow.exceptions import MlflowException
-from mlflow.store.db.db_types import DATABASE_ENGINES, SQLITE
+from mlflow.store.db.db_types import DATABASE_ENGINES
 
 from madness.errors import UserError
-from steps._failures import store_failure, without_credentials
+from steps._failures import sqlite_path, store_failure, without_credentials
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
 MLFLOW_TABLES = {"experiments", "alembic_version"}  # a store being created may hold either first
@@ -46,15 +46,6 @@ def known_schemes() -> set[str]:
     """Every scheme MLflow accepts for a tracking store, plugins (the mlflow.tracking_store entry points) too."""
     plugins = {entry.name for entry in importlib.metadata.entry_points(group="mlflow.tracking_store")}
     return SCHEMES | set(DATABASE_ENGINES) | plugins
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a sqlite:/// URI (relative to the working folder, as MLflow reads it), or
-    None for another scheme or an in-memory database."""
-    if not uri.startswith(f"{SQLITE}:///"):
-        return None
-    database = uri.removeprefix(f"{SQLITE}:///").split("?")[0]
-    return Path(database) if database not in ("", ":memory:") else None
 
 
 def check_tracking_store(uri: str | None = None) -> None:

@@ -1,23 +1,80 @@
-"""Whether a finished run still holds what it claims: the checks of `madness.wholeness`, on the store."""
+"""Is a stored result whole? A finished run is reused, listed or registered only when what it
+claims to hold is there: files can be deleted or cut short after the run ended (a cleaned disk,
+an interrupted copy, a bucket lifecycle rule), and the tracking store does not notice.
+"""
 
 from __future__ import annotations
 
 import urllib.parse
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import mlflow
+import yaml
 
-from madness import names, wholeness
+from madness import names
 from steps._lifecycle import temp_dir
 
 # What a train run must hold to be reused, listed or registered (its metrics live in the store itself).
 TRAIN_FILES = [names.LOSS_PLOT, f"{names.FEATURES_DIR}/{names.MANIFEST_FILE}"]
 # What an ingest run must hold for a train run to read its features.
-INGEST_FILES = [
-    f"{names.FEATURES_DIR}/{name}"
-    for name in (names.GAMES_FILE, names.TEAM_SEASON_FILE, names.SCALER_FILE, names.MANIFEST_FILE)
-]
+INGEST_FILES = [f"{names.FEATURES_DIR}/{name}" for name in names.FEATURE_FILES]
+
+MLMODEL = "MLmodel"
+# libyaml's safe loader when PyYAML has it: the same documents, parsed several times faster.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+ARCHIVES = (".keras", ".zip")  # a cut-short archive is no longer recognised as one: know them by name
+
+
+def model_folder_problem(folder: Path) -> str | None:
+    """What is wrong with a downloaded MLflow model folder, or None when it is whole: its MLmodel
+    parses, every file its python_function flavor names is there and not empty, and every zip
+    archive in it (the Keras network) passes its checksums."""
+    folder = Path(folder)
+    spec_file = folder / MLMODEL
+    if not spec_file.is_file():
+        return f"its model has no {MLMODEL} file"
+    try:
+        spec = yaml.load(spec_file.read_text(), Loader=SAFE_LOADER)
+        flavor = spec["flavors"]["python_function"]
+    except (yaml.YAMLError, TypeError, KeyError, UnicodeDecodeError):
+        return f"its model's {MLMODEL} file is unreadable"
+    for name in named_files(flavor):
+        path = folder / name
+        if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+            return f"its model lacks {name}"
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and (path.suffix in ARCHIVES or zipfile.is_zipfile(path)) and archive_broken(path):
+            return f"its model's {path.relative_to(folder)} is damaged"
+    return None
+
+
+def named_files(flavor: dict) -> list[str]:
+    files = [flavor.get("python_model"), flavor.get("code"), *(flavor.get("env") or {}).values()]
+    files += [artifact.get("path") for artifact in (flavor.get("artifacts") or {}).values()]
+    return [name for name in files if name]
+
+
+def archive_broken(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is not None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return True
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk and its CRC: every whole PNG ends with these bytes
+
+
+def png_whole(path: Path) -> bool:
+    """A PNG file that starts as one and was not cut short."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return False
+    return data.startswith(PNG_SIGNATURE) and data.endswith(PNG_END)
 
 
 def local_path(uri: str) -> Path | None:
@@ -48,7 +105,7 @@ def missing(client, run_id: str, required: list[str], run=None) -> str | None:
         sizes = local_sizes(root, required)
     else:
         sizes = artifact_sizes(client, run_id, {name.rsplit("/", 1)[0] for name in required if "/" in name})
-    gone = wholeness.missing_files(sizes, required)
+    gone = [name for name in required if not sizes.get(name)]  # absent or empty
     return f"its artifact {gone[0]} is missing or empty" if gone else None
 
 
@@ -70,13 +127,13 @@ def model_problem(client, run_id: str, run=None) -> str | None:
     if folder is not None:
         if not folder.is_dir():
             return f"its model cannot be fetched (its folder {folder} is gone)"
-        return wholeness.model_problem(folder)
+        return model_folder_problem(folder)
     with temp_dir() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{names.MODEL_DIR}", dst_path=tmp)
         except Exception as err:  # noqa: BLE001 - MLflow raises several types for a model whose files are gone
             return f"its model cannot be fetched ({(str(err).strip().splitlines() or [type(err).__name__])[0]})"
-        return wholeness.model_problem(Path(local))
+        return model_folder_problem(Path(local))
 
 
 _whole: set[str] = set()  # runs found whole by this process: a sweep checks, then reports, the same runs

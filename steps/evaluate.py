@@ -16,13 +16,13 @@ from pathlib import Path
 
 import mlflow
 
-from madness import dataset, names, plots, scoring
+from madness import names, plots, scoring
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
-from steps._data import read_data_for_model, require_columns
+from steps._data import predict_rows, read_data_for_model
 from steps._entry import entry_point, run_as_script, start_run
 from steps._lifecycle import temp_dir
-from steps._models import load_model, typed_input
+from steps.pyfunc_model import load_model
 
 _DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (
@@ -66,11 +66,9 @@ def main(argv=None):
     model, evaluated_run, features = load_model(values["model_uri"])
     with start_run("evaluate", raw), temp_dir() as tmp:
         _, games, _ = read_data_for_model(values, evaluated_run, Path(tmp))
-        require_columns(games, features, f"the data at {values['data']}")
         scored, history = scored_and_baseline_rows(games, values)
-        dataset.check_complete(scored, features)
         y = scored[names.TARGET].to_numpy(dtype="float64")
-        p_model = model.predict(typed_input(model, scored[features]))
+        p_model = predict_rows(model, scored, features, values["data"])
         p_base = scoring.seed_baseline(history, scored)
         mlflow.log_metrics(
             {

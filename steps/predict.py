@@ -21,14 +21,14 @@ import mlflow
 import pandas as pd
 
 import madness.features
-from madness import dataset, names
+from madness import names
 from madness.cli import DATA_PARAMS, Param, not_empty, parse, season
 from madness.errors import UserError
-from steps._data import read_data_for_model, require_columns
+from steps._data import predict_rows, read_data_for_model
 from steps._entry import entry_point, run_as_script, start_run
 from steps._failures import unwritable
 from steps._lifecycle import temp_dir
-from steps._models import load_model, typed_input
+from steps.pyfunc_model import load_model
 
 _DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (
@@ -103,9 +103,7 @@ def main(argv=None):
     with start_run("predict", raw), temp_dir() as tmp:
         files, _, team_season = read_data_for_model(values, model_run, Path(tmp))
         rows = submission_rows(files, team_season, values["season"])
-        require_columns(rows, features, f"the data at {values['data']}")
-        dataset.check_complete(rows, features)
-        result = submission(rows, model.predict(typed_input(model, rows[features])))
+        result = submission(rows, predict_rows(model, rows, features, values["data"]))
         local = Path(tmp) / names.SUBMISSION_FILE
         result.to_csv(local, index=False, lineterminator="\n")
         replaced = output.exists()

@@ -1,4 +1,5 @@
-"""The served model: a pyfunc that takes the feature table's columns and returns P(team 1 wins).
+"""The served model: a pyfunc that takes the feature table's columns and returns P(team 1 wins), and
+its loading by URI for the steps that score with it (evaluate, predict).
 
 MLflow's Keras flavor only accepts tensor signatures; wrapping the saved Keras network (whose first
 layer holds the fitted scaler) in a pyfunc gives a column signature, so callers pass a DataFrame
@@ -20,9 +21,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+
+from madness.errors import UserError
+from madness.model import import_keras
+from madness.names import SEED_NUM
 
 KERAS_ARTIFACT = "keras_model"
 FEATURES_ARTIFACT = "feature_names"  # the artifact listing the input columns (JSON), in the networks' order
@@ -38,8 +44,6 @@ def signature(feature_names: list[str], model_input, probabilities):
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import ColSpec, DataType, Schema
 
-    from madness.names import SEED_NUM
-
     inputs = Schema(
         [ColSpec(DataType.long if name.endswith(SEED_NUM) else DataType.double, name) for name in feature_names]
     )
@@ -49,11 +53,7 @@ def signature(feature_names: list[str], model_input, probabilities):
 def load_network(path):
     # Loading or serving the model imports TensorFlow here, without its load-time notices (no CUDA
     # drivers, oneDNN): nothing a user of the model can act on, and no environment variable stops them.
-    from madness.model import import_keras
-
-    keras = import_keras()
-
-    return keras.models.load_model(path, compile=False)
+    return import_keras().models.load_model(path, compile=False)
 
 
 def average(member_probabilities: np.ndarray) -> np.ndarray:
@@ -93,3 +93,17 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
     # at logging) and spares the warning it gives for a predict without hints; validation is unchanged.
     def predict(self, context, model_input: pd.DataFrame, params=None):
         return average(self.member_predictions(model_input))
+
+
+def load_model(uri: str):
+    """Load a pyfunc model; return it with the id of the run that made it and its input columns."""
+    try:
+        info = mlflow.models.get_model_info(uri)
+        import_keras()  # what the model's code imports, here without TensorFlow's load-time notices
+        model = mlflow.pyfunc.load_model(uri)
+    except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run, model or alias
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"cannot load model {uri!r} (give runs:/<run id>/model or models:/<name>@<alias>): {first}"
+        ) from None
+    return model, info.run_id, model.metadata.get_input_schema().input_names()

@@ -30,7 +30,7 @@ import pandas as pd
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
-from madness import names, plots, wholeness
+from madness import names, plots
 from madness import report as tables
 from madness.cli import Param, boolean, parse
 from madness.errors import UserError
@@ -38,7 +38,7 @@ from steps._coordination import Liveness, end_orphans
 from steps._entry import entry_point, run_as_script, start_run
 from steps._lifecycle import temp_dir
 from steps._never_started import project_experiments
-from steps._stored import train_run_problem
+from steps._stored import png_whole, train_run_problem
 
 DEFAULT_FILTER = "metrics.brier < 0.25"
 CHAMPION = "champion"
@@ -239,7 +239,7 @@ def earlier_figures(client, sweep_run_id: str, digest: str, folder: Path) -> str
                 ]
             except Exception:  # noqa: BLE001 - gone or unreadable: MLflow raises several types; draw them instead
                 continue
-            if all(wholeness.png_whole(path) for path in fetched):
+            if all(png_whole(path) for path in fetched):
                 for path in fetched:
                     shutil.copyfile(path, folder / path.name)
                 return run.info.run_id

@@ -242,9 +242,7 @@ def rerun_in_worktree(client, p: Plan, earlier: list[Path]) -> str:
                 f"warning: params not declared by entry point {p.entry!r} at that commit, left out: {', '.join(dropped)}",
                 flush=True,
             )
-        links = reproduction.input_links(params, repo / subdirectory, project, tree.parent)
-        reproduction.make_links(links)
-        for link, target in links:
+        for link, target in reproduction.link_inputs(params, repo / subdirectory, project, tree.parent):
             print(
                 f"linked {link.relative_to(tree.parent)} -> {target} (a folder a param names, absent from the checkout)",
                 flush=True,

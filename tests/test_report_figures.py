@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from mlflow.entities import Metric
 
-from madness import names, wholeness
+from madness import names
 from steps import report
+from steps._stored import png_whole
 
 
 def train_like(experiment_id: str, brier: float, losses: list[float]) -> str:
@@ -66,7 +67,7 @@ def test_a_report_with_unchanged_inputs_copies_the_earlier_figures(pairs, capsys
     assert again["figures_from"] == first and again["figures_digest"] == summary["figures_digest"]
     for name in report.FIGURES:
         assert figure(second, name).read_bytes() == figure(first, name).read_bytes()
-        assert wholeness.png_whole(figure(second, name))
+        assert png_whole(figure(second, name))
     assert mlflow.get_run(second).data.tags[names.TAG_FIGURES_DIGEST] == summary["figures_digest"]
     assert f"figures unchanged since run {first}" in capsys.readouterr().out
 
@@ -89,7 +90,7 @@ def test_figures_that_are_not_whole_are_not_copied(pairs, damage):
         broken.write_bytes(broken.read_bytes()[:-100])
     second, again = sweep(pairs)
     assert again["figures_from"] is None
-    assert wholeness.png_whole(figure(second, names.LOSS_GRID))
+    assert png_whole(figure(second, names.LOSS_GRID))
     _, third = sweep(pairs)
     assert third["figures_from"] == second  # the whole one, not the damaged one
 

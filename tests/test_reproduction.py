@@ -164,7 +164,7 @@ def test_absolute_tracking_uri(uri, expected):
     assert reproduction.absolute_tracking_uri(uri, Path("/work/x")) == expected
 
 
-def test_input_links_reach_ignored_and_sibling_folders(tmp_path):
+def test_inputs_are_linked_from_ignored_and_sibling_folders(tmp_path):
     project = tmp_path / "home" / "main"
     (project / "data" / "real").mkdir(parents=True)
     (tmp_path / "home" / "shared" / "kaggle").mkdir(parents=True)
@@ -181,12 +181,20 @@ def test_input_links_reach_ignored_and_sibling_folders(tmp_path):
         "g": "",
     }
     (tmp_path / "far").mkdir()
-    assert reproduction.input_links(params, project, rerun, scratch) == [
+    assert reproduction.link_inputs(params, project, rerun, scratch) == [
         (rerun / "data" / "real", (project / "data" / "real").resolve()),
         (scratch / "shared" / "kaggle", (tmp_path / "home" / "shared" / "kaggle").resolve()),
     ]
-    reproduction.make_links(reproduction.input_links(params, project, rerun, scratch))
+    assert (rerun / "data" / "real").resolve() == (project / "data" / "real").resolve()
     assert (rerun / "../shared/kaggle").resolve() == (tmp_path / "home" / "shared" / "kaggle").resolve()
+
+
+def test_a_folder_two_params_name_is_linked_once(tmp_path):
+    project, rerun = tmp_path / "main", tmp_path / "scratch" / "main"
+    (project / "data" / "real").mkdir(parents=True)
+    rerun.mkdir(parents=True)
+    links = reproduction.link_inputs({"a": "data/real", "b": "data/real"}, project, rerun, tmp_path / "scratch")
+    assert links == [(rerun / "data" / "real", (project / "data" / "real").resolve())]
 
 
 # --- did it reproduce ---

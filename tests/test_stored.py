@@ -1,17 +1,90 @@
-"""Whole or not, on a real SQLite store (steps._stored), an alias never left on a model whose files are
-gone, and the report's rows read by search (steps.report). A tiny pyfunc model stands in for a trained network."""
+"""Whole or not (steps._stored): a model folder built in code as MLflow writes it, and runs on a real
+SQLite store; an alias never left on a model whose files are gone, and the report's rows read by
+search (steps.report). A tiny pyfunc model stands in for a trained network."""
 
 from __future__ import annotations
 
 import shutil
+import zipfile
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 
 from madness import names
 from steps import _stored, report
+
+MLMODEL = {
+    "flavors": {
+        "python_function": {
+            "python_model": "python_model.pkl",
+            "code": "code",
+            "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
+            "artifacts": {"keras_model": {"path": "artifacts/network.keras", "uri": "/tmp/x/network.keras"}},
+        }
+    }
+}
+
+
+@pytest.fixture
+def model_dir(tmp_path) -> Path:
+    (tmp_path / "MLmodel").write_text(yaml.safe_dump(MLMODEL))
+    for name in ("python_model.pkl", "conda.yaml", "python_env.yaml", "code/steps/train.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    (tmp_path / "artifacts").mkdir()
+    with zipfile.ZipFile(tmp_path / "artifacts/network.keras", "w") as archive:
+        archive.writestr("model.weights.h5", b"w" * 5000)
+    return tmp_path
+
+
+def test_a_whole_model_has_no_problem(model_dir):
+    assert _stored.model_folder_problem(model_dir) is None
+
+
+def test_a_model_without_mlmodel_is_named_so(model_dir):
+    (model_dir / "MLmodel").unlink()
+    assert _stored.model_folder_problem(model_dir) == "its model has no MLmodel file"
+
+
+def test_an_empty_folder_is_not_a_model(tmp_path):
+    assert _stored.model_folder_problem(tmp_path) == "its model has no MLmodel file"
+
+
+def test_an_unreadable_mlmodel_is_named_so(model_dir):
+    (model_dir / "MLmodel").write_text("flavors: [unclosed")
+    assert _stored.model_folder_problem(model_dir) == "its model's MLmodel file is unreadable"
+
+
+@pytest.mark.parametrize("name", ["artifacts/network.keras", "python_model.pkl", "conda.yaml", "code"])
+def test_a_missing_named_file_is_named(model_dir, name):
+    path = model_dir / name
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    assert _stored.model_folder_problem(model_dir) == f"its model lacks {name}"
+
+
+def test_an_empty_named_file_is_named(model_dir):
+    (model_dir / "python_model.pkl").write_bytes(b"")
+    assert _stored.model_folder_problem(model_dir) == "its model lacks python_model.pkl"
+
+
+def test_a_cut_short_network_is_damaged(model_dir):
+    path = model_dir / "artifacts/network.keras"
+    path.write_bytes(path.read_bytes()[:200])
+    assert _stored.model_folder_problem(model_dir) == "its model's artifacts/network.keras is damaged"
+
+
+def test_a_network_with_a_flipped_byte_is_damaged(model_dir):
+    path = model_dir / "artifacts/network.keras"
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF  # inside the stored member: its CRC no longer matches
+    path.write_bytes(bytes(data))
+    assert _stored.model_folder_problem(model_dir) == "its model's artifacts/network.keras is damaged"
 
 
 class Coin(mlflow.pyfunc.PythonModel):
@@ -63,6 +136,14 @@ def test_a_local_model_folder_that_is_gone_is_named(run):
 
 def test_a_run_without_its_loss_plot_is_not_whole(run):
     (Path(mlflow.MlflowClient().get_run(run).info.artifact_uri.removeprefix("file://")) / names.LOSS_PLOT).unlink()
+    assert (
+        _stored.train_run_problem(mlflow.MlflowClient(), run) == f"its artifact {names.LOSS_PLOT} is missing or empty"
+    )
+
+
+def test_a_run_with_an_empty_loss_plot_is_not_whole(run):
+    artifacts = Path(mlflow.MlflowClient().get_run(run).info.artifact_uri.removeprefix("file://"))
+    (artifacts / names.LOSS_PLOT).write_bytes(b"")
     assert (
         _stored.train_run_problem(mlflow.MlflowClient(), run) == f"its artifact {names.LOSS_PLOT} is missing or empty"
     )
