@@ -1,15 +1,19 @@
 """The image a Kubernetes sweep's children run: built here from the project's Dockerfile (exactly
 requirements.lock, then the code) when the Docker engine does not have it yet. MLflow's kubernetes
 backend pushes it before each Job; the dependency layers come before the code's, so a rebuild after
-a code change reuses them."""
+a code change reuses them. And the project as that backend runs it: MLproject with a docker_env
+naming the image."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import docker
 import docker.errors
+import yaml
 
+from madness.backends import docker_variant
 from madness.errors import UserError
 from steps._entry import PROJECT_ROOT
 
@@ -36,3 +40,12 @@ def ensure_image(image: str) -> None:
     except docker.errors.APIError as err:
         raise UserError(f"building the image {image} failed: {err.explanation or err}") from None
     print(f"built {image} in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def write_variant(folder: Path, image: str) -> Path:
+    """Write into `folder` the project's MLproject with every entry point run in `image`
+    (madness.backends.docker_variant) and return the folder: MLflow's kubernetes backend wants a
+    docker_env, which in the project's own MLproject would make every local run need Docker."""
+    project = yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())
+    (folder / "MLproject").write_text(yaml.safe_dump(docker_variant(project, image), sort_keys=False))
+    return folder

@@ -30,15 +30,15 @@ from pathlib import Path
 import mlflow
 import mlflow.projects
 import psutil
-import yaml
 from mlflow.entities import RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
 from madness import names, sweep
-from madness.backends import LOCAL, Backend, docker_variant
+from madness.backends import LOCAL, Backend
 from steps._coordination import Claims
 from steps._entry import PROJECT_ROOT, single_attempt
 from steps._failures import is_store_failure
+from steps._image import write_variant
 from steps._runs import ENDED, Status, end_run
 
 POLL_SECONDS = 1.0  # how often the store is asked about pairs waiting for another sweep
@@ -65,13 +65,10 @@ LOCAL_LAUNCH_FAILURES = (MlflowException, OSError, subprocess.CalledProcessError
 @functools.cache
 def variant_project(image: str) -> Path:
     """A folder holding the project's MLproject with its entry points run in `image` (made once per
-    process, removed at its exit): MLflow's kubernetes backend wants a docker_env, which in the
-    project's own MLproject would make every local run need Docker."""
+    process, removed at its exit; steps._image.write_variant)."""
     folder = Path(tempfile.mkdtemp(prefix="fabric-madness-kubernetes-"))
     atexit.register(shutil.rmtree, folder, True)
-    project = yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())
-    (folder / "MLproject").write_text(yaml.safe_dump(docker_variant(project, image), sort_keys=False))
-    return folder
+    return write_variant(folder, image)
 
 
 def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backend):

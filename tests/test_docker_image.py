@@ -23,6 +23,7 @@ STRAYS = (
     "data/mmlm2024/MTeams.csv",
     "madness/__pycache__/model.cpython-311.pyc",
     ".pytest_cache/README.md",
+    ".kubernetes/MLproject",
 )
 
 

@@ -201,3 +201,22 @@ def test_a_pod_on_its_way_is_not_stuck():
 
     assert why_not_started(pending_pod("ContainerCreating")) is None
     assert why_not_started(pending_pod()) is None
+
+
+def test_the_one_job_project_without_a_docker_engine_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from tools import kubernetes_project
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    assert kubernetes_project.main([str(CONFIG), "--dir", str(tmp_path / "project")]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: no Docker engine to build the image localhost:5001/fabric-madness:")
+    assert not (tmp_path / "project").exists()
+
+
+def test_the_one_job_project_with_an_unreadable_configuration_is_one_line(tmp_path, capsys):
+    from tools import kubernetes_project
+
+    assert kubernetes_project.main([str(tmp_path / "missing.json"), "--dir", str(tmp_path / "project")]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: backend_config ") and "cannot be read" in line
+    assert not (tmp_path / "project").exists()

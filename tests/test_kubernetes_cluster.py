@@ -1,6 +1,7 @@
 """The Kubernetes sweep end to end on the local cluster (`make cluster`, tools/cluster.py): the
 image built from the Dockerfile and pushed, every child a Job whose pod tracks to a real team
-server, and what MLflow's kubernetes backend gets wrong handled (steps._unquote, steps._kubernetes).
+server, and what MLflow's kubernetes backend gets wrong handled (steps._unquote, steps._kubernetes);
+and the whole sweep as one Job (tools.kubernetes_project), its pairs local inside the pod.
 
 Slow (the image's first build installs the whole lock): marked `slow`. The cluster is brought up
 once for the session, or used if it is already up, and stopped afterwards only if started here.
@@ -158,6 +159,76 @@ def test_the_sweep_again_trains_nothing(first, env, cluster):
 def test_a_pods_run_reproduces_locally_bit_for_bit(first, env):
     run = pair_runs(env)[0]
     ok(mlflow_run(env, "-e", "reproduce", "-P", f"run_id={run.info.run_id}", "-P", "env_manager=local"))
+
+
+def walkthrough_line(start: str) -> list[str]:
+    """The words of docs/kubernetes.md's command line that starts with `start`."""
+    page = (ROOT / "docs" / "kubernetes.md").read_text()
+    return shlex.split(next(line for line in page.splitlines() if line.startswith(start)))
+
+
+def sweep_run(env: dict, prefix: str):
+    """The sweep run (entry point main) of the sweep with this prefix, wherever `mlflow run` put it."""
+    experiments = [exp.experiment_id for exp in client(env).search_experiments()]
+    (run,) = client(env).search_runs(
+        experiments, f"tags.`mlflow.project.entryPoint` = 'main' and params.prefix = '{prefix}'"
+    )
+    return run
+
+
+def report_table(env: dict, run_id: str):
+    """The sweep's report table (report/runs.csv) without what differs from one run to another."""
+    import pandas as pd
+
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="report/runs.csv", tracking_uri=env["MLFLOW_TRACKING_URI"]
+    )
+    return pd.read_csv(path).drop(columns=["run_id", "duration_s"])
+
+
+@pytest.fixture(scope="module")
+def one_job(env, cluster):
+    """docs/kubernetes.md's whole sweep as one Job, as written: the variant written by
+    tools.kubernetes_project, then `mlflow run` of it on MLflow's own kubernetes backend (experiments kj*)."""
+    (Path(env["PROJECT"]) / ".cluster").mkdir(exist_ok=True)
+    shutil.copy2(cluster["config"], Path(env["PROJECT"]) / ".cluster" / "kubernetes_config.json")
+    for words in (
+        walkthrough_line("python -m tools.kubernetes_project "),
+        [*walkthrough_line("mlflow run .kubernetes --backend kubernetes "), "-P", "prefix=kj"],
+    ):
+        result = subprocess.run(
+            words, cwd=env["PROJECT"], env=subprocess_env(env), capture_output=True, text=True, timeout=TIMEOUT,
+            check=False,
+        )  # fmt: skip
+        ok(result)
+    return sweep_run(env, "kj")
+
+
+def test_the_whole_sweep_runs_as_one_job_its_pairs_children_of_its_run(one_job, env):
+    assert one_job.info.status == "FINISHED"
+    assert one_job.data.tags["mlflow.project.backend"] == "kubernetes"
+    children = client(env).search_runs(
+        [exp.experiment_id for exp in client(env).search_experiments()],
+        f"tags.`mlflow.parentRunId` = '{one_job.info.run_id}'",
+    )
+    entries = sorted(run.data.tags["mlflow.project.entryPoint"] for run in children)
+    assert entries == ["ingest", "train", "train"]
+    assert {run.info.status for run in children} == {"FINISHED"}
+    # Local inside the pod: MLflow's local backend ran them, on the pod's host (its name).
+    assert {run.data.tags.get("mlflow.project.backend") for run in children} == {"local"}
+    pod = one_job.data.tags["process.host"]
+    assert pod.startswith("fabric-madness-") and {run.data.tags["process.host"] for run in children} == {pod}
+    assert {run.info.run_id for run in pair_runs(env, "kj_small")} == {
+        run.info.run_id for run in children if run.data.tags["mlflow.project.entryPoint"] == "train"
+    }
+
+
+def test_the_whole_sweep_as_one_job_reports_as_a_local_sweep(one_job, env):
+    local = sweep(env, "", backend="local", prefix="kl")
+    ok(local)
+    one_job_table, local_table = (report_table(env, run.info.run_id) for run in (one_job, sweep_run(env, "kl")))
+    assert len(one_job_table) == 2
+    assert one_job_table.equals(local_table), f"{one_job_table}\n{local_table}"  # NaN (brier_sd, one seed) equals NaN
 
 
 def test_parameters_reach_the_pod_exactly(first, env, cluster, monkeypatch):

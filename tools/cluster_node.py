@@ -4,14 +4,15 @@ Job controller and the kubelet by running each Job's container with `docker run 
 
 What it emulates is what the project's code and MLflow's kubernetes backend depend on, as the real
 components behave: objects get a uid, creationTimestamp, resourceVersion and `status` on create; a
-Job's pod is a `v1/pods` object owned by the Job, its container started with the template's command
-and args, env (values, and a Secret's keys through envFrom/secretKeyRef), CPU and memory limits;
-the Job's status gets startTime/active when its pod is created, then a Complete or Failed condition,
-retrying failed pods up to backoffLimit; a pod whose image cannot be pulled stays Pending
-(ErrImagePull) and its Job never ends, as on a real node; deleting a Job with propagationPolicy
-Background or Foreground deletes its pods (their containers killed), and without one orphans them
-(they keep running), the batch/v1 API's default. Nothing else is (no scheduling, no quotas, no
-watches on pods' logs: a pod's output is in `<state>/logs/<pod>.log`).
+Job's pod is a `v1/pods` object owned by the Job, its container started with the pod's name as its
+hostname, the template's command and args, env (values, and a Secret's keys through
+envFrom/secretKeyRef), CPU and memory limits; the Job's status gets startTime/active when its pod
+is created, then a Complete or Failed condition, retrying failed pods up to backoffLimit; a pod
+whose image cannot be pulled stays Pending (ErrImagePull) and its Job never ends, as on a real
+node; deleting a Job with propagationPolicy Background or Foreground deletes its pods (their
+containers killed), and without one orphans them (they keep running), the batch/v1 API's default.
+Nothing else is (no scheduling, no quotas, no watches on pods' logs: a pod's output is in
+`<state>/logs/<pod>.log`).
 
 Runs in the cluster's own environment (kmock is not in requirements.lock):
   .cluster/venv/bin/python tools/cluster_node.py --port 6443 --state .cluster
@@ -157,7 +158,7 @@ class Node:
             return None
         limits = container.get("resources", {}).get("limits", {})
         command = [
-            "docker", "run", "--name", pod, "--network=host", "--rm",
+            "docker", "run", "--name", pod, "--hostname", pod, "--network=host", "--rm",
             *(["--cpus", str(quantity(limits["cpu"]))] if "cpu" in limits else []),
             *(["--memory", str(int(quantity(limits["memory"])))] if "memory" in limits else []),
             *itertools.chain.from_iterable(("--env", f"{key}={value}") for key, value in env.items()),
