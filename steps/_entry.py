@@ -98,7 +98,6 @@ def entry_point(main):
     @functools.wraps(main)
     def wrapper(argv=None):
         _lifecycle.handle_signals()
-        _lifecycle.remove_stale_temp_dirs()
         # TensorFlow's own C++ logging (CPU features, no CUDA, graph notes) would bury our one-line
         # errors; what its libraries log through absl as they load, import_keras leaves out.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

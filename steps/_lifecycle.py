@@ -1,5 +1,4 @@
-"""A step's process: it stops when whoever launched it ends, ends on a hang-up, and removes the
-temporary folders that crashed steps left behind.
+"""A step's process: it stops when whoever launched it ends, and on a hang-up.
 
 `mlflow run` does not forward SIGTERM to the entry point's process, and a sweep killed with -9
 cannot stop its children: without this, both go on training with nobody waiting for them.
@@ -8,11 +7,9 @@ cannot stop its children: without this, both go on training with nobody waiting 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -169,23 +166,6 @@ class LauncherWatch:
             os.environ.pop(names.ENV_WATCH, None)
         else:
             os.environ[names.ENV_WATCH] = self._saved_env
-
-
-def temp_dir():
-    """A temporary folder named after this process (see remove_stale_temp_dirs)."""
-    return tempfile.TemporaryDirectory(prefix=processes.temp_prefix(processes.process_token()))
-
-
-def remove_stale_temp_dirs(root: str | None = None) -> list[Path]:
-    """Remove the temporary folders of steps whose process is gone (killed with -9, a crash):
-    every other exit path removes its own."""
-    removed = []
-    for folder in Path(root or tempfile.gettempdir()).glob(f"{processes.TEMP_PREFIX}*"):
-        owner = processes.temp_owner(folder.name)
-        if owner is not None and folder.is_dir() and not processes.token_alive(owner):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
 
 
 def mlflow_run_launcher() -> str | None:

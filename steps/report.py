@@ -23,6 +23,7 @@ import json
 import shlex
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -36,7 +37,6 @@ from madness.cli import Param, boolean, parse
 from madness.errors import UserError
 from steps._coordination import Claims, Liveness, end_orphans
 from steps._entry import entry_point, run_as_script, start_run
-from steps._lifecycle import temp_dir
 from steps._never_started import project_experiments
 from steps._stored import train_run_problem
 
@@ -232,7 +232,7 @@ def earlier_figures(client, sweep_run_id: str, digest: str, folder: Path) -> str
         max_results=FIGURE_SOURCES,
     )
     for run in candidates:
-        with temp_dir() as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
             try:
                 fetched = [
                     Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=path, dst_path=tmp))
@@ -383,7 +383,7 @@ def how_sure(best: dict, runner_up: dict | None) -> str:
     paired bootstrap over the same games), or why that cannot be said."""
     if runner_up is None:
         return "no runner-up to compare it with"
-    with temp_dir() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         frames = []
         for row in (best, runner_up):
             try:
@@ -431,7 +431,7 @@ def print_summary(summary: dict) -> None:
 
 
 def report(sweep_run_id: str, filter_string: str, do_register: bool) -> dict:
-    with temp_dir() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / names.REPORT_DIR
         summary = write_report(sweep_run_id, filter_string, do_register, folder)
         client = mlflow.MlflowClient()

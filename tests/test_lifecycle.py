@@ -266,22 +266,3 @@ def test_children_launched_inside_the_watch_inherit_it_with_this_process_added(m
         ).stdout.strip()
     assert inherited == f"1:2,{processes.process_token()}"
     assert names.ENV_WATCH not in os.environ
-
-
-def test_stale_temporary_folders_of_gone_processes_are_removed(tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone = processes.process_token(child.pid)
-    child.wait()
-    stale = tmp_path / (processes.temp_prefix(gone) + "abc")
-    mine = tmp_path / (processes.temp_prefix(processes.process_token()) + "def")
-    unowned = tmp_path / "madness-xyz"
-    for folder in (stale, mine, unowned):
-        (folder / "raw").mkdir(parents=True)
-        (folder / "raw" / "x.csv").write_text("x")
-    assert lifecycle.remove_stale_temp_dirs(str(tmp_path)) == [stale]
-    assert not stale.exists() and mine.exists() and unowned.exists()
-
-
-def test_a_temporary_folder_is_named_after_its_process():
-    with lifecycle.temp_dir() as folder:
-        assert processes.temp_owner(os.path.basename(folder)) == processes.process_token()
