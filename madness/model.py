@@ -6,13 +6,11 @@ feature table's raw columns and a caller never rescales by hand.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import itertools
 import math
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -76,14 +74,16 @@ _CACHE_SET_HERE = "FABRIC_MADNESS_XLA_CACHE"  # the folder use_compile_cache put
 
 
 def compile_cache_folder(base: Path) -> Path:
-    """Where compiled training programs are kept: one folder per TensorFlow version and CPU, since
-    a program compiled for one CPU's instructions must never be loaded on another."""
+    """Where compiled training programs are kept: one folder per TensorFlow version and CPU (its
+    microarchitecture and every instruction-set feature it reports, read by archspec on any OS),
+    since a program compiled for one CPU's instructions must never be loaded on another."""
     from importlib.metadata import version
 
-    cpu = ""
-    with contextlib.suppress(OSError):  # no /proc off Linux: the machine's name stands in
-        cpu = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    digest = hashlib.sha256(f"{version('tensorflow')}|{platform.machine()}|{platform.processor()}|{cpu}".encode())
+    import archspec.cpu
+
+    host = archspec.cpu.host()
+    features = " ".join(sorted(archspec.cpu.detect.detected_info().features))
+    digest = hashlib.sha256(f"{version('tensorflow')}|{host.family}|{host.vendor}|{host.name}|{features}".encode())
     return base / f"xla-{version('tensorflow')}-{digest.hexdigest()[:16]}"
 
 
