@@ -25,6 +25,7 @@ from steps._failures import (
     is_store_failure,
     without_credentials,
 )
+from steps._lifecycle import SINGLE_ATTEMPT
 from steps._runs import Status, end_run
 from steps._store_check import check_tracking_store, store_problem
 
@@ -38,7 +39,6 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
-SINGLE_ATTEMPT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
 
 class _RetryNotice(logging.Handler):
@@ -127,11 +127,10 @@ def entry_point(main):
             if exit_.code not in (0, None):
                 _end_launched_run(launched, Status.FAILED)
             raise
-        except KeyboardInterrupt as err:
-            _tag_stopped(launched, _lifecycle.stop_reason(err))
-            _end_launched_run(launched, Status.KILLED)
-            _lifecycle.keep_status_past_launcher(launched, Status.KILLED)
-            print(f"error: {_lifecycle.stop_reason(err)}", file=sys.stderr)
+        except KeyboardInterrupt:
+            _tag_stopped(launched, _lifecycle.stop_reason())
+            _end_launched_run(launched, Status.KILLED, quick=True)
+            print(f"error: {_lifecycle.stop_reason()}", file=sys.stderr)
             sys.exit(130)
         except Exception as err:
             problem = store_problem(err)
@@ -172,8 +171,9 @@ def _end_launched_run(run_id: str | None, status: Status, quick: bool = False) -
 
 
 def _tag_stopped(run_id: str | None, reason: str) -> None:
-    """Tag the launched run with why its step stopped, so that whoever waits for the step ends the run
-    KILLED even where MLflow ended it FAILED on seeing the step's exit code (steps._launcher.run_child)."""
+    """Tag the launched run with why its step stopped: where `mlflow run` then ends it FAILED on seeing
+    the step's exit code, the sweep waiting for the step (steps._launcher.run_child) or the next
+    sweep, report or backtest (steps._runs.end_stopped_killed) ends it KILLED again."""
     if run_id:
         with single_attempt(), contextlib.suppress(Exception):
             mlflow.MlflowClient().set_tag(run_id, names.TAG_STOPPED, reason)
@@ -223,8 +223,9 @@ def start_run(entry: str, raw_params: dict[str, str], **kwargs):
         )
         with Heartbeat(run.info.run_id):
             yield run
+        _lifecycle.check_stop()  # a step asked to stop as it finished still ends KILLED
     except BaseException as err:
-        quick = is_store_failure(err)
-        _end_active_run(Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED, quick)
+        stopped = isinstance(err, KeyboardInterrupt)
+        _end_active_run(Status.KILLED if stopped else Status.FAILED, quick=stopped or is_store_failure(err))
         raise
     mlflow.end_run(Status.FINISHED)

@@ -3,6 +3,7 @@ time, so that a reused pid is not mistaken for it), whether it still runs, and w
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -93,3 +94,13 @@ def launcher_chain(pid: int | None = None, parent=parent_pid, command=command_li
             break
         current = parent(current)
     return chain
+
+
+def stop_mlflow_children() -> None:
+    """Ask every entry point MLflow runs locally from this process (a child process with
+    MLFLOW_RUN_ID set) to stop, as MLflow's own `SubmittedRun.cancel` does: each ends its run
+    KILLED and exits."""
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if "MLFLOW_RUN_ID" in child.environ():
+                child.terminate()

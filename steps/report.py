@@ -35,6 +35,7 @@ from madness import coordination, names, plots, wholeness
 from madness import report as tables
 from madness.cli import Param, boolean, parse
 from madness.errors import UserError
+from steps import _lifecycle
 from steps._coordination import Claims, Liveness, end_orphans
 from steps._entry import entry_point, run_as_script, start_run
 from steps._never_started import project_experiments
@@ -103,6 +104,7 @@ def table_rows(client, pairs: list[dict]) -> list[dict]:
     rows = []
     runs = runs_of(client, pairs)
     for pair in pairs:
+        _lifecycle.check_stop()  # each pair's files are checked: the longest part of a report
         if pair["run_id"] is None:  # never started: no run to read
             rows.append(
                 {
@@ -181,6 +183,7 @@ def loss_histories(client, pairs: list[dict]) -> list[dict]:
     (empty when the run logged none, None when it never started)."""
     cells = []
     for pair in pairs:
+        _lifecycle.check_stop()
         curves = None
         if pair["run_id"]:
             curves = [

@@ -44,6 +44,7 @@ from madness.environment import model_pins
 from madness.errors import UserError
 from madness.limits import check_work
 from madness.sweep import canonical
+from steps import _lifecycle
 from steps._data import build_features, features_source, load_features, log_data, seasons_of
 from steps._entry import entry_point, run_as_script, start_run
 from steps._experiments import generated_name, own_experiment
@@ -183,6 +184,7 @@ def main(argv=None):
                 values["epochs"],
                 values["batch_size"],
                 seed,
+                check_stop=_lifecycle.check_stop,
             )
             for seed in seeds
         ]
