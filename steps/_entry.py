@@ -70,27 +70,25 @@ def run_as_script(main) -> None:
     (MLflow's, TensorFlow's) run first; then logging and the streams are flushed and the process
     leaves. A step's bug (an exception that is not SystemExit) keeps the normal exit and its traceback."""
     ended = []
-    # Registered before the step runs, so it runs after every handler the step registers.
-    atexit.register(_leave_without_teardown, ended)
+    atexit.register(_leave_without_teardown, ended)  # registered first, it runs after the step's handlers
+    code = 0
     try:
         main()
     except SystemExit as exit_:
-        ended.append(exit_.code)
-        raise
-    ended.append(0)
-    sys.exit(0)
+        code = exit_.code
+    ended.append(code)
+    sys.exit(code)
 
 
 def _leave_without_teardown(ended: list) -> None:
     if not ended:
         return  # a bug: the normal exit, after its traceback
-    code = ended[0]
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    # Python has printed sys.exit("message") already; it exits 1.
-    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+    # sys.exit("message"): Python has printed it, and exits 1.
+    os._exit(ended[0] if isinstance(ended[0], int) else 0 if ended[0] is None else 1)
 
 
 def entry_point(main):
