@@ -6,13 +6,11 @@ feature table's raw columns and a caller never rescales by hand.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import itertools
 import math
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -74,14 +72,16 @@ _CACHE_SET_HERE = "FABRIC_MADNESS_XLA_CACHE"  # the folder use_compile_cache put
 
 
 def compile_cache_folder(base: Path) -> Path:
-    """Where compiled training programs are kept: one folder per TensorFlow version and CPU, since
-    a program compiled for one CPU's instructions must never be loaded on another."""
+    """Where compiled training programs are kept: one folder per TensorFlow version and CPU (its
+    microarchitecture and every instruction-set feature it reports, read by archspec on any OS),
+    since a program compiled for one CPU's instructions must never be loaded on another."""
     from importlib.metadata import version
 
-    cpu = ""
-    with contextlib.suppress(OSError):  # no /proc off Linux: the machine's name stands in
-        cpu = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    digest = hashlib.sha256(f"{version('tensorflow')}|{platform.machine()}|{platform.processor()}|{cpu}".encode())
+    import archspec.cpu
+
+    host = archspec.cpu.host()
+    features = " ".join(sorted(archspec.cpu.detect.detected_info().features))
+    digest = hashlib.sha256(f"{version('tensorflow')}|{host.family}|{host.vendor}|{host.name}|{features}".encode())
     return base / f"xla-{version('tensorflow')}-{digest.hexdigest()[:16]}"
 
 
@@ -251,26 +251,32 @@ def train(
     batch_size: int,
     seed: int,
     fast: bool = True,
+    check_stop=None,
 ) -> Trained:
     """Train one network: mini-batch Adam on MSE, reshuffled each epoch, per-epoch training and
     validation loss, the weights of the best validation epoch kept (the first of equal losses).
 
     `fast` runs the whole training as one XLA-compiled TensorFlow call (see `_fit_compiled`); `fast=False`
     is plain Keras `fit` with the same batches, the reference the fast path is tested against.
-    Raises Diverged at the first epoch whose training or validation loss is not finite."""
+    Raises Diverged at the first epoch whose training or validation loss is not finite. `check_stop`,
+    if given, is called after each batch (plain) or chunk of epochs (fast) and may raise to stop the training."""
     set_seeds(seed)
     model = build(name, scaler, learning_rate)
     arrays = [np.asarray(a, dtype="float32") for a in (x_train, y_train, x_val, y_val)]
     orders = epoch_orders(len(arrays[0]), seed)
     fit = _fit_compiled if fast else _fit_plain
-    train_loss, val_loss, best_epoch, diverged = fit(model, *arrays, orders, epochs, batch_size)
+    train_loss, val_loss, best_epoch, diverged = fit(model, *arrays, orders, epochs, batch_size, check_stop or _go_on)
     if diverged is not None:
         epoch, loss, value = diverged
         raise Diverged(learning_rate, epoch + 1, epochs, loss, value)
     return Trained(model, train_loss, val_loss, best_epoch)
 
 
-def _fit_plain(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size):
+def _go_on() -> None:
+    """Never stop the training (train's default `check_stop`)."""
+
+
+def _fit_plain(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size, check_stop):
     """Keras `fit` for `epochs`, fed each epoch's batches in the order `orders` yields (so Keras' own
     shuffle is off), with the best-weights callback. Returns (train losses, val losses, best epoch,
     diverged or None)."""
@@ -284,6 +290,8 @@ def _fit_plain(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size
         lambda order: tf.data.Dataset.from_tensor_slices((tf.gather(x, order), tf.gather(y, order))).batch(batch_size)
     )
     keep = _best_weights_callback(epochs)
+    keras = import_keras()
+    stop_check = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: check_stop())
     history = model.fit(
         batches,
         epochs=epochs,
@@ -292,13 +300,13 @@ def _fit_plain(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size
         validation_batch_size=batch_size,
         shuffle=False,
         verbose=0,
-        callbacks=[keep],
+        callbacks=[keep, stop_check],
     )
     losses = [list(map(float, history.history[key])) for key in ("loss", "val_loss")]
     return losses[0], losses[1], keep.best_epoch, keep.diverged
 
 
-def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size):
+def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size, check_stop):
     """The same training as `_fit_plain`, each EPOCH_CHUNK epochs in one call of an XLA-compiled function:
     on these tiny networks TensorFlow's per-operation dispatch and Keras' Python around each batch
     cost more than the arithmetic, which XLA fuses into one program. Same algorithm:
@@ -338,6 +346,7 @@ def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, epochs, batch_s
         val_losses += map(float, losses[1])
         if int(epochs_run) < count:  # stopped on a loss that is not finite
             break
+        check_stop()
     best, best_epoch = state[4], state[6]
     diverged = _first_not_finite(train_losses, val_losses)
     if diverged is None:

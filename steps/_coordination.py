@@ -26,7 +26,7 @@ from mlflow.exceptions import MlflowException
 from madness import names
 from steps import _never_started as never_started
 from steps._processes import process_token, token_alive
-from steps._runs import Status, end_run
+from steps._runs import Status, end_run, end_stopped_killed
 
 HOST = socket.gethostname()
 LOCAL_SCHEMES = ("", "file", "sqlite")  # one machine: a process token tells liveness, no heartbeat needed
@@ -194,6 +194,7 @@ class Claims:
 def end_orphans(client, experiment_ids: list[str], liveness: Liveness, by: str) -> list[str]:
     """End FAILED every RUNNING run of these experiments whose process is gone, or whose entry point
     never started and whose creator is gone (steps._never_started); return their ids."""
+    end_stopped_killed(client, experiment_ids)
     ended = []
     for run in client.search_runs(sorted(set(experiment_ids)), "attributes.status = 'RUNNING'", max_results=1000):
         if not liveness.judge(run):

@@ -3,6 +3,7 @@ FAILED or KILLED (never left RUNNING), the store's retries said aloud, the launc
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import logging
@@ -24,6 +25,7 @@ from steps._failures import (
     is_store_failure,
     without_credentials,
 )
+from steps._lifecycle import SINGLE_ATTEMPT
 from steps._runs import Status, end_run
 from steps._store_check import check_tracking_store, store_problem
 
@@ -37,7 +39,6 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
-SINGLE_ATTEMPT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
 
 class _RetryNotice(logging.Handler):
@@ -63,32 +64,31 @@ def _announce_retries() -> None:
 
 
 def run_as_script(main) -> None:
-    """Run the entry point of `python -m steps.<step>`, then exit with its code without the
-    interpreter's teardown (finalizing every module and TensorFlow's native libraries serves
-    nothing once the run is ended): atexit handlers run, streams and logs are flushed first. A
-    step's bug (an exception that is not SystemExit) keeps the normal path and its traceback."""
+    """Run the entry point of `python -m steps.<step>` and exit with its code, skipping the
+    interpreter's teardown once the step has ended (finalizing TensorFlow's native libraries costs
+    2 to 5 s a step and serves nothing then). The exit handlers registered while the step ran
+    (MLflow's, TensorFlow's) run first; then logging and the streams are flushed and the process
+    leaves. A step's bug (an exception that is not SystemExit) keeps the normal exit and its traceback."""
+    ended = []
+    atexit.register(_leave_without_teardown, ended)  # registered first, it runs after the step's handlers
+    code = 0
     try:
         main()
-        code = 0
     except SystemExit as exit_:
         code = exit_.code
-    if isinstance(code, str):  # sys.exit("message"): Python prints it and exits 1
-        print(code, file=sys.stderr)
-        code = 1
-    _exit_now(code or 0)
+    ended.append(code)
+    sys.exit(code)
 
 
-def _exit_now(code: int) -> None:
-    """Run the atexit handlers, flush, and exit with `code` at once. atexit._run_exitfuncs is private
-    and the only way to run the handlers before os._exit: tests/test_startup.py fails if it changes."""
-    import atexit
-
-    atexit._run_exitfuncs()
+def _leave_without_teardown(ended: list) -> None:
+    if not ended:
+        return  # a bug: the normal exit, after its traceback
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(code)
+    # sys.exit("message"): Python has printed it, and exits 1.
+    os._exit(ended[0] if isinstance(ended[0], int) else 0 if ended[0] is None else 1)
 
 
 def entry_point(main):
@@ -98,7 +98,6 @@ def entry_point(main):
     @functools.wraps(main)
     def wrapper(argv=None):
         _lifecycle.handle_signals()
-        _lifecycle.remove_stale_temp_dirs()
         # TensorFlow's own C++ logging (CPU features, no CUDA, graph notes) would bury our one-line
         # errors; what its libraries log through absl as they load, import_keras leaves out.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -126,11 +125,10 @@ def entry_point(main):
             if exit_.code not in (0, None):
                 _end_launched_run(launched, Status.FAILED)
             raise
-        except KeyboardInterrupt as err:
-            _tag_stopped(launched, _lifecycle.stop_reason(err))
-            _end_launched_run(launched, Status.KILLED)
-            _lifecycle.keep_status_past_launcher(launched, Status.KILLED)
-            print(f"error: {_lifecycle.stop_reason(err)}", file=sys.stderr)
+        except KeyboardInterrupt:
+            _tag_stopped(launched, _lifecycle.stop_reason())
+            _end_launched_run(launched, Status.KILLED, quick=True)
+            print(f"error: {_lifecycle.stop_reason()}", file=sys.stderr)
             sys.exit(130)
         except Exception as err:
             problem = store_problem(err)
@@ -171,8 +169,9 @@ def _end_launched_run(run_id: str | None, status: Status, quick: bool = False) -
 
 
 def _tag_stopped(run_id: str | None, reason: str) -> None:
-    """Tag the launched run with why its step stopped, so that whoever waits for the step ends the run
-    KILLED even where MLflow ended it FAILED on seeing the step's exit code (steps._launcher.run_child)."""
+    """Tag the launched run with why its step stopped: where `mlflow run` then ends it FAILED on seeing
+    the step's exit code, the sweep waiting for the step (steps._launcher.run_child) or the next
+    sweep, report or backtest (steps._runs.end_stopped_killed) ends it KILLED again."""
     if run_id:
         with single_attempt(), contextlib.suppress(Exception):
             mlflow.MlflowClient().set_tag(run_id, names.TAG_STOPPED, reason)
@@ -222,8 +221,9 @@ def start_run(entry: str, raw_params: dict[str, str], **kwargs):
         )
         with Heartbeat(run.info.run_id):
             yield run
+        _lifecycle.check_stop()  # a step asked to stop as it finished still ends KILLED
     except BaseException as err:
-        quick = is_store_failure(err)
-        _end_active_run(Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED, quick)
+        stopped = isinstance(err, KeyboardInterrupt)
+        _end_active_run(Status.KILLED if stopped else Status.FAILED, quick=stopped or is_store_failure(err))
         raise
     mlflow.end_run(Status.FINISHED)

@@ -29,16 +29,17 @@ from pathlib import Path
 
 import mlflow
 import mlflow.projects
-import psutil
 from mlflow.entities import RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
 from madness import names, sweep
 from madness.backends import LOCAL, Backend
+from steps import _lifecycle
 from steps._coordination import Claims
 from steps._entry import PROJECT_ROOT, single_attempt
 from steps._failures import is_store_failure
 from steps._image import write_variant
+from steps._processes import stop_mlflow_children
 from steps._runs import ENDED, Status, end_run
 
 POLL_SECONDS = 1.0  # how often the store is asked about pairs waiting for another sweep
@@ -102,16 +103,6 @@ def adopt(sweep_run_id: str) -> None:
     active = mlflow.active_run()
     if active is None or active.info.run_id != sweep_run_id:
         mlflow.start_run(run_id=sweep_run_id, nested=active is not None)
-
-
-def stop_local_children() -> None:
-    """Ask every entry point MLflow runs locally from this process (a child process with
-    MLFLOW_RUN_ID set) to stop, as MLflow's own `SubmittedRun.cancel` does: each ends its run
-    KILLED and exits."""
-    for child in psutil.Process().children():
-        with contextlib.suppress(psutil.Error):
-            if "MLFLOW_RUN_ID" in child.environ():
-                child.terminate()
 
 
 DOCKER_INFO_FAILED = "Ran `docker info`"  # how MLflow's validate_docker_installation begins, the output below it
@@ -310,7 +301,7 @@ class Launcher:
     waiting: list[Job] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)
     store_failed: bool = False
-    stopping: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = _lifecycle.stop  # set once the step is asked to stop
 
     def train(self, job: Job) -> Job:
         """Run the pair's child to its end in this worker thread and record what became of it."""
@@ -405,7 +396,7 @@ class Launcher:
         if self.running:
             wait(self.running, timeout=seconds, return_when=FIRST_COMPLETED)
         else:
-            time.sleep(seconds)
+            self.stopping.wait(seconds)
 
     def collect_ended(self) -> list[Job]:
         """Take the children that ended out of the running ones and release their claims; return
@@ -425,6 +416,7 @@ class Launcher:
         pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="pair")
         try:
             while queue or self.running or self.waiting:
+                _lifecycle.check_stop()
                 for job in self.collect_ended():
                     done += 1
                     if job.failed_to_start:
@@ -459,7 +451,7 @@ class Launcher:
             if not self.store_failed:
                 self.stopping.set()
                 if self.backend.name == LOCAL:
-                    stop_local_children()
+                    stop_mlflow_children()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

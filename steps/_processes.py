@@ -3,13 +3,12 @@ time, so that a reused pid is not mistaken for it), whether it still runs, and w
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
 from pathlib import Path
 
 import psutil
 
-TEMP_PREFIX = "madness-"
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh"})
 ENDED = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
@@ -97,14 +96,11 @@ def launcher_chain(pid: int | None = None, parent=parent_pid, command=command_li
     return chain
 
 
-def temp_prefix(token: str) -> str:
-    """Return the start of the name of a temporary folder owned by the token's process, so that a
-    folder a crashed process left behind can be told from one in use."""
-    pid, _, started = token.partition(":")
-    return f"{TEMP_PREFIX}{pid}-{started}-"
-
-
-def temp_owner(name: str) -> str | None:
-    """Return the token of the process owning a temporary folder of that name, or None."""
-    match = re.match(rf"{TEMP_PREFIX}(\d+)-(\d+\.\d+)-", name)
-    return f"{match[1]}:{match[2]}" if match else None
+def stop_mlflow_children() -> None:
+    """Ask every entry point MLflow runs locally from this process (a child process with
+    MLFLOW_RUN_ID set) to stop, as MLflow's own `SubmittedRun.cancel` does: each ends its run
+    KILLED and exits."""
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if "MLFLOW_RUN_ID" in child.environ():
+                child.terminate()

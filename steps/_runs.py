@@ -31,3 +31,18 @@ def end_run(client, run_id: str, status: Status, reason: str | None = None, only
     if reason:
         client.set_tag(run_id, names.TAG_ENDED_BY, reason)
     return status
+
+
+def end_stopped_killed(client, experiment_ids: list[str]) -> list[str]:
+    """End KILLED every FAILED run of these experiments tagged `stopped`, and return their ids: its
+    step stopped and ended it KILLED, then the `mlflow run` that launched it wrote FAILED over it on
+    seeing the step's exit code (MLflow 3.17 compares the stored status, a string, with RunStatus
+    numbers, so it overwrites any status)."""
+    runs = client.search_runs(
+        sorted(set(experiment_ids)),
+        f"attributes.status = 'FAILED' and tags.`{names.TAG_STOPPED}` LIKE '%'",
+        max_results=1000,
+    )
+    for run in runs:
+        end_run(client, run.info.run_id, Status.KILLED, only=Status.FAILED)
+    return [run.info.run_id for run in runs]

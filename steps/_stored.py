@@ -5,6 +5,7 @@ an interrupted copy, a bucket lifecycle rule), and the tracking store does not n
 
 from __future__ import annotations
 
+import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
@@ -14,7 +15,6 @@ import mlflow
 import yaml
 
 from madness import names
-from steps._lifecycle import temp_dir
 
 # What a train run must hold to be reused, listed or registered (its metrics live in the store itself).
 TRAIN_FILES = [names.LOSS_PLOT, f"{names.FEATURES_DIR}/{names.MANIFEST_FILE}"]
@@ -128,7 +128,7 @@ def model_problem(client, run_id: str, run=None) -> str | None:
         if not folder.is_dir():
             return f"its model cannot be fetched (its folder {folder} is gone)"
         return model_folder_problem(folder)
-    with temp_dir() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{names.MODEL_DIR}", dst_path=tmp)
         except Exception as err:  # noqa: BLE001 - MLflow raises several types for a model whose files are gone

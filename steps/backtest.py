@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,7 +50,6 @@ from steps._coordination import Claims, Liveness, claim_key, end_orphans, livene
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
 from steps._image import ensure_image
 from steps._launcher import Job, Launcher
-from steps._lifecycle import temp_dir
 from steps._runs import Status, end_run
 
 _MAIN = {p.name: p for p in sweep_step.PARAMS}
@@ -282,7 +282,7 @@ def main(argv=None):
             backend, image=image_name(backend.config, sweep_step.git_commit(), git.state(PROJECT_ROOT))
         )
         ensure_image(backend.image)
-    with temp_dir() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         files, synthetic_data = dataset.read_inputs(values["data"], values["league"], values["seed"], Path(tmp) / "raw")
     games, _, manifest = dataset.assemble(files, synthetic_data)
     splits, skipped = backtest.season_splits(wanted, games[names.SEASON].unique().tolist(), values["first_season"])
@@ -292,7 +292,7 @@ def main(argv=None):
         client, f"{values['prefix']}_backtest", describe.backtest_description(values["prefix"], models)
     )
     where = {} if os.environ.get("MLFLOW_RUN_ID") else {"experiment_id": home, "run_name": "backtest"}
-    with start_run("backtest", raw, **where) as run, temp_dir() as tmp:
+    with start_run("backtest", raw, **where) as run, tempfile.TemporaryDirectory() as tmp:
         run_id = run.info.run_id
         identity = {names.TAG_COMMIT: sweep_step.git_commit(), **git.state(PROJECT_ROOT)}
         identity.setdefault(names.TAG_STATE, None)

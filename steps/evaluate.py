@@ -12,6 +12,7 @@ Outputs: metrics `brier`, `log_loss`, `accuracy`, `baseline_brier`, `n_games`; a
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -21,7 +22,6 @@ from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
 from steps._data import predict_rows, read_data_for_model
 from steps._entry import entry_point, run_as_script, start_run
-from steps._lifecycle import temp_dir
 from steps.pyfunc_model import load_model
 
 _DATA = {p.name: p for p in DATA_PARAMS}
@@ -64,7 +64,7 @@ def main(argv=None):
     values, raw = parse("evaluate", __doc__.splitlines()[0], PARAMS, argv)
     check_seasons(values)
     model, evaluated_run, features = load_model(values["model_uri"])
-    with start_run("evaluate", raw), temp_dir() as tmp:
+    with start_run("evaluate", raw), tempfile.TemporaryDirectory() as tmp:
         _, games, _ = read_data_for_model(values, evaluated_run, Path(tmp))
         scored, history = scored_and_baseline_rows(games, values)
         y = scored[names.TARGET].to_numpy(dtype="float64")

@@ -13,6 +13,7 @@ datasets; tags `data.synthetic` and `data.digest` name the data.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -21,7 +22,6 @@ from madness import dataset, names
 from madness.cli import DATA_PARAMS, parse
 from steps._data import build_features, log_data, seasons_of
 from steps._entry import entry_point, run_as_script, start_run
-from steps._lifecycle import temp_dir
 
 PARAMS = DATA_PARAMS
 
@@ -30,7 +30,7 @@ PARAMS = DATA_PARAMS
 def main(argv=None):
     values, raw = parse("ingest", __doc__.splitlines()[0], PARAMS, argv)
     seasons_of(values)  # inverted seasons stop here, before any file is read
-    with start_run("ingest", raw), temp_dir() as tmp:
+    with start_run("ingest", raw), tempfile.TemporaryDirectory() as tmp:
         built = build_features(values, Path(tmp))
         folder = Path(tmp) / names.FEATURES_DIR
         dataset.write(built, folder)

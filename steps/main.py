@@ -26,8 +26,6 @@ import logging
 import os
 import shlex
 import subprocess
-import threading
-import time
 
 import mlflow
 
@@ -36,6 +34,7 @@ from madness.backends import BACKENDS, LOCAL, Backend, backend_of, image_name, u
 from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, non_negative, not_empty, one_of, parse, positive
 from madness.errors import UserError
 from madness.limits import check_work
+from steps import _lifecycle
 from steps import report as report_step
 from steps._coordination import Claims, Liveness, claim_key, end_orphans
 from steps._data import seasons_of
@@ -155,7 +154,7 @@ def ensure_ingest(
             if holder != shown:
                 print(f"ingest: waiting for sweep {holder}, which is ingesting the same data", flush=True)
                 shown = holder
-            time.sleep(POLL_SECONDS)
+            _lifecycle.wait(POLL_SECONDS)
         if reused:
             claims.release(exp_id, key)
             print(f"ingest: reusing run {reused}", flush=True)
@@ -169,7 +168,8 @@ def ensure_ingest(
 
 def run_ingest(client, params: dict, key: str, exp_id: str, backend: Backend, sweep_run_id: str) -> str:
     print("ingest: running", flush=True)
-    child = run_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, threading.Event(), key)
+    child = run_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, _lifecycle.stop, key)
+    _lifecycle.check_stop()
     if child.error:
         raise UserError(f"the ingest run could not start: {child.error}")
     if child.status != Status.FINISHED:

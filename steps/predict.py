@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,7 +28,6 @@ from madness.errors import UserError
 from steps._data import predict_rows, read_data_for_model
 from steps._entry import entry_point, run_as_script, start_run
 from steps._failures import unwritable
-from steps._lifecycle import temp_dir
 from steps.pyfunc_model import load_model
 
 _DATA = {p.name: p for p in DATA_PARAMS}
@@ -100,7 +100,7 @@ def main(argv=None):
     output = Path(values["output"])
     check_writable(output)
     model, model_run, features = load_model(values["model_uri"])
-    with start_run("predict", raw), temp_dir() as tmp:
+    with start_run("predict", raw), tempfile.TemporaryDirectory() as tmp:
         files, _, team_season = read_data_for_model(values, model_run, Path(tmp))
         rows = submission_rows(files, team_season, values["season"])
         result = submission(rows, predict_rows(model, rows, features, values["data"]))

@@ -23,6 +23,7 @@ import json
 import shlex
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -34,9 +35,9 @@ from madness import names, plots
 from madness import report as tables
 from madness.cli import Param, boolean, parse
 from madness.errors import UserError
+from steps import _lifecycle
 from steps._coordination import Liveness, end_orphans
 from steps._entry import entry_point, run_as_script, start_run
-from steps._lifecycle import temp_dir
 from steps._never_started import project_experiments
 from steps._stored import png_whole, train_run_problem
 
@@ -102,6 +103,7 @@ def table_rows(client, pairs: list[dict]) -> list[dict]:
     rows = []
     runs = runs_of(client, pairs)
     for pair in pairs:
+        _lifecycle.check_stop()  # each pair's files are checked: the longest part of a report
         if pair["run_id"] is None:  # never started: no run to read
             rows.append(
                 {
@@ -180,6 +182,7 @@ def loss_histories(client, pairs: list[dict]) -> list[dict]:
     (empty when the run logged none, None when it never started)."""
     cells = []
     for pair in pairs:
+        _lifecycle.check_stop()
         curves = None
         if pair["run_id"]:
             curves = [
@@ -231,7 +234,7 @@ def earlier_figures(client, sweep_run_id: str, digest: str, folder: Path) -> str
         max_results=FIGURE_SOURCES,
     )
     for run in candidates:
-        with temp_dir() as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
             try:
                 fetched = [
                     Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=path, dst_path=tmp))
@@ -389,7 +392,7 @@ def how_sure(best: dict, runner_up: dict | None) -> str:
     paired bootstrap over the same games), or why that cannot be said."""
     if runner_up is None:
         return "no runner-up to compare it with"
-    with temp_dir() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         frames = []
         for row in (best, runner_up):
             try:
@@ -437,7 +440,7 @@ def print_summary(summary: dict) -> None:
 
 
 def report(sweep_run_id: str, filter_string: str, do_register: bool) -> dict:
-    with temp_dir() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / names.REPORT_DIR
         summary = write_report(sweep_run_id, filter_string, do_register, folder)
         client = mlflow.MlflowClient()

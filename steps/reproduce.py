@@ -34,6 +34,7 @@ from madness import describe, names
 from madness import reproduce as reproduction
 from madness.cli import Param, non_negative, not_empty, one_of, parse
 from madness.errors import UserError
+from steps import _lifecycle
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
 from steps._runs import Status, end_run
 
@@ -201,11 +202,13 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
                 synchronous=True,
             )
     except BaseException as err:
+        stopped = isinstance(err, KeyboardInterrupt) or _lifecycle.stop.is_set()  # the watch stopped the rerun too
         rerun = child_of(client, parent, p.experiment_id)
         if rerun:
             client.set_tag(rerun, names.TAG_REPRODUCES, p.run_id)
             # interrupted before its command started: nobody else ends it
-            end_run(client, rerun, Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED)
+            end_run(client, rerun, Status.KILLED if stopped else Status.FAILED)
+        _lifecycle.check_stop()
         if isinstance(err, MlflowException):  # ExecutionException: a failed run, a bad version or URI
             first = str(err).strip().splitlines()[0]
             raise UserError(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -43,10 +44,10 @@ from madness.environment import model_pins
 from madness.errors import UserError
 from madness.limits import check_work
 from madness.sweep import canonical
+from steps import _lifecycle
 from steps._data import build_features, features_source, load_features, log_data, seasons_of
 from steps._entry import entry_point, run_as_script, start_run
 from steps._experiments import generated_name, own_experiment
-from steps._lifecycle import temp_dir
 from steps.pyfunc_model import FEATURES_ARTIFACT, TournamentModel, average, member_artifact, signature
 
 PARAMS = (
@@ -155,7 +156,10 @@ def main(argv=None):
     madness.model.use_compile_cache(compile_cache_base())
     madness.model.set_threads(values["threads"] or usable_cores())
     client = mlflow.MlflowClient()
-    with start_run("train", raw, **own_experiment(client, values["model"])) as run, temp_dir() as tmp:
+    with (
+        start_run("train", raw, **own_experiment(client, values["model"])) as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         name_run(client, run, values)
         # A sweep's pair (or a reproduce's rerun) is a child run: its parent says how it went, in one line.
         child = names.TAG_PARENT_RUN in run.data.tags
@@ -180,6 +184,7 @@ def main(argv=None):
                 values["epochs"],
                 values["batch_size"],
                 seed,
+                check_stop=_lifecycle.check_stop,
             )
             for seed in seeds
         ]

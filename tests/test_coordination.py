@@ -362,19 +362,6 @@ def test_gone_names_the_first_ended_process(dead_token):
     assert processes.gone([processes.process_token()]) is None
 
 
-# --- temporary folders carry their owner ---
-
-
-def test_a_temporary_folder_names_its_owner():
-    token = processes.process_token()
-    assert processes.temp_owner(processes.temp_prefix(token) + "abc123") == token
-
-
-@pytest.mark.parametrize("name", ["madness-abc", "madness-12-", "other-12-34-x", "tmpabc"])
-def test_folders_without_an_owner_have_none(name):
-    assert processes.temp_owner(name) is None
-
-
 def test_a_zombie_is_not_alive():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     token = processes.process_token(child.pid)

@@ -30,7 +30,7 @@ def frame():
     return {"x_train": x[:200], "y_train": y[:200], "x_val": x[200:], "y_val": y[200:], "scaler": scaler}
 
 
-def train(frame, seed=SEED, fast=True, epochs=5, lr=0.01, batch_size=32):
+def train(frame, seed=SEED, fast=True, epochs=5, lr=0.01, batch_size=32, check_stop=None):
     return madness.model.train(
         "small",
         frame["scaler"],
@@ -43,6 +43,7 @@ def train(frame, seed=SEED, fast=True, epochs=5, lr=0.01, batch_size=32):
         batch_size=batch_size,
         seed=seed,
         fast=fast,
+        check_stop=check_stop,
     )
 
 
@@ -342,6 +343,27 @@ def test_the_compile_cache_folder_names_the_tensorflow_version_and_the_cpu(tmp_p
     folder = madness.model.compile_cache_folder(tmp_path)
     assert folder.parent == tmp_path and folder.name.startswith(f"xla-{version('tensorflow')}-")
     assert folder == madness.model.compile_cache_folder(tmp_path)
+
+
+# --- a step asked to stop: its check stops the training ---
+
+
+class Stopped(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("fast", "epochs"), [(False, 5), (True, 2 * madness.model.EPOCH_CHUNK)], ids=["plain", "fast"])
+def test_a_check_that_raises_stops_the_training_after_a_batch_or_a_chunk_of_epochs(frame, fast, epochs):
+    """Plain Keras checks after each batch, the compiled training after each chunk of epochs."""
+    calls = []
+
+    def check_stop():
+        calls.append(1)
+        raise Stopped
+
+    with pytest.raises(Stopped):
+        train(frame, fast=fast, epochs=epochs, check_stop=check_stop)
+    assert len(calls) == 1  # the first check stops it
 
 
 # --- a learning rate too large: losses that are not numbers stop the training ---

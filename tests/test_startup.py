@@ -41,6 +41,7 @@ def test_drawing_a_figure_imports_matplotlib_then():
 
 
 # --- the end of a step's process: run_as_script leaves without the interpreter's teardown ---
+# (the exit handlers registered while the step runs still run)
 
 
 def run_script(body: str):
@@ -48,8 +49,9 @@ def run_script(body: str):
     code = (
         "import atexit, sys\n"
         "from steps._entry import run_as_script\n"
-        "atexit.register(lambda: print('atexit handler ran', flush=True))\n"
-        f"def main():\n    {body}\n"
+        "def main():\n"
+        "    atexit.register(lambda: print('atexit handler ran', flush=True))  # as MLflow's, as it logs\n"
+        f"    {body}\n"
         "run_as_script(main)\n"
         "print('not reached')\n"
     )
