@@ -24,6 +24,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from madness import names
+from steps import _lifecycle
 from steps import _never_started as never_started
 from steps._processes import process_token, token_alive
 from steps._runs import Status, end_run, end_stopped_killed
@@ -45,8 +46,11 @@ def remote_store(uri: str | None = None) -> bool:
 
 
 class Heartbeat:
-    """Refresh the run's heartbeat tag every HEARTBEAT_SECONDS while the block runs (remote stores
-    only: on a local store every process is on this host and its token says whether it lives)."""
+    """Refresh the run's heartbeat tag every HEARTBEAT_SECONDS while the block runs, and ask the step
+    to stop once its run was ended by another process: a sweep run as one Kubernetes Job whose
+    `mlflow run` was cancelled (MLflow ends the run FAILED and deletes the Job, not its pod), or a
+    run another host judged dead. Remote stores only: on a local store every process is on this
+    host and its token says whether it lives."""
 
     def __init__(self, run_id: str, seconds: float = HEARTBEAT_SECONDS):
         self.run_id, self.seconds = run_id, seconds
@@ -58,6 +62,9 @@ class Heartbeat:
         while not self._stop.wait(self.seconds):
             with contextlib.suppress(Exception):  # the store is away: the step's own calls will say so
                 client.set_tag(self.run_id, names.TAG_HEARTBEAT, str(int(time.time())))
+                status = client.get_run(self.run_id).info.status
+                if status != Status.RUNNING and not self._stop.is_set():
+                    _lifecycle.request_stop(f"stopped: its run {self.run_id} was ended {status} by another process")
 
     def __enter__(self) -> Heartbeat:
         if remote_store():

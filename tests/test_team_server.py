@@ -287,6 +287,25 @@ def test_a_step_keeps_its_heartbeat_fresh_against_a_server(against):
     assert int(against.get_run(run.info.run_id).data.tags[names.TAG_HEARTBEAT]) >= int(time.time()) - 5
 
 
+def test_a_step_whose_run_another_process_ended_is_asked_to_stop(against, monkeypatch):
+    import threading
+    import time
+
+    from steps import _lifecycle
+    from steps._coordination import Heartbeat
+
+    monkeypatch.setattr(_lifecycle, "stop", threading.Event())
+    monkeypatch.setattr(_lifecycle, "_reasons", [])
+    experiment = against.create_experiment("ended elsewhere")
+    run = against.create_run(experiment)
+    with Heartbeat(run.info.run_id, seconds=0.2):
+        time.sleep(0.5)
+        assert not _lifecycle.stop.is_set()
+        against.set_terminated(run.info.run_id, "FAILED")
+        assert _lifecycle.stop.wait(5)
+    assert _lifecycle.stop_reason() == f"stopped: its run {run.info.run_id} was ended FAILED by another process"
+
+
 def test_runs_logging_the_same_new_dataset_at_once_all_link_it(against, monkeypatch):
     # MLflow's SQL store looks a dataset up, then inserts it: on PostgreSQL concurrent loggers collide.
     from concurrent.futures import ThreadPoolExecutor
