@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -143,6 +144,37 @@ def _tensorflow_threads_as_the_train_step_sets_them():
         from madness.model import set_threads
 
         set_threads(usable_cores())
+
+
+@pytest.fixture(scope="session")
+def _synthetic_leagues_of_the_session(tmp_path_factory):
+    """madness.synthetic.write_league, each (seed, leagues) generated once per session by the real
+    function and copied after that: the same bytes, which is all a step run in this process reads."""
+    from madness import names, synthetic
+
+    generate_and_write = synthetic.write_league
+    written: dict[tuple, list[Path]] = {}
+
+    def write_league(folder, seed, leagues=names.LEAGUES):
+        key = (seed, tuple(leagues))
+        if key not in written:
+            written[key] = generate_and_write(tmp_path_factory.mktemp("synthetic-league"), seed, leagues)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return [Path(shutil.copyfile(path, Path(folder) / path.name)) for path in written[key]]
+
+    return write_league
+
+
+@pytest.fixture(scope="module")
+def synthetic_league_once(_synthetic_leagues_of_the_session):
+    """For a module whose steps run in this process: each reads the synthetic league (1-2 s of CPU to
+    generate) as the session's first step generated it. The module that tests the generator itself
+    (test_synthetic.py) does not use this."""
+    from madness import synthetic
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(synthetic, "write_league", _synthetic_leagues_of_the_session)
+        yield
 
 
 # The longest test files, longest first (their time in CI with `make test`, which prints it): they

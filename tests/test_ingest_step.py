@@ -22,6 +22,8 @@ from stores import temp_store
 from tools import sandbox
 
 FEATURE_FILES = (names.GAMES_FILE, names.TEAM_SEASON_FILE, names.SCALER_FILE, names.MANIFEST_FILE)
+pytestmark = pytest.mark.usefixtures("synthetic_league_once")
+
 W_FILES = ("WRegularSeasonCompactResults.csv", "WNCAATourneyCompactResults.csv", "WNCAATourneySeeds.csv", "WTeams.csv")
 
 

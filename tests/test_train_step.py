@@ -27,6 +27,8 @@ from madness import names, scoring
 from steps.train import CACHE_ENV, PARAMS, main
 from stores import all_artifacts, logged_models_of, model_files, run_ids, synthetic_features, temp_store
 
+pytestmark = pytest.mark.usefixtures("synthetic_league_once")
+
 GIVEN = {"model": "small", "lr": "1e-2", "epochs": "5", "batch_size": "32", "seed": "7"}
 NO_RUN = "0123456789abcdef0123456789abcdef"
 
