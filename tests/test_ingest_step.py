@@ -249,6 +249,7 @@ def _bad_run(bad_runs, case):
     return bad_runs[case]
 
 
+@pytest.mark.slow  # three cases read and check the real women's files, seconds each
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_exits_with_one_clear_error_line(bad_runs, case):
     _, _, result = _bad_run(bad_runs, case)
@@ -260,6 +261,7 @@ def test_bad_input_exits_with_one_clear_error_line(bad_runs, case):
         assert words in last, last
 
 
+@pytest.mark.slow  # three cases read and check the real women's files, seconds each
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_logs_no_artifact_and_leaves_no_run_running(bad_runs, case):
     folder, uri, _ = _bad_run(bad_runs, case)
@@ -271,6 +273,7 @@ def test_bad_input_logs_no_artifact_and_leaves_no_run_running(bad_runs, case):
     assert not [p for p in folder.rglob("*") if p.is_file() and "mlruns" in p.parts]
 
 
+@pytest.mark.slow  # three cases read and check the real women's files, seconds each
 @pytest.mark.parametrize("case", ["unknown_league", "inverted_seasons"])
 def test_bad_parameters_stop_before_any_run(bad_runs, case):
     _, uri, _ = _bad_run(bad_runs, case)
