@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -145,6 +146,37 @@ def _tensorflow_threads_as_the_train_step_sets_them():
         set_threads(usable_cores())
 
 
+@pytest.fixture(scope="session")
+def _synthetic_leagues_of_the_session(tmp_path_factory):
+    """madness.synthetic.write_league, each (seed, leagues) generated once per session by the real
+    function and copied after that: the same bytes, which is all a step run in this process reads."""
+    from madness import names, synthetic
+
+    generate_and_write = synthetic.write_league
+    written: dict[tuple, list[Path]] = {}
+
+    def write_league(folder, seed, leagues=names.LEAGUES):
+        key = (seed, tuple(leagues))
+        if key not in written:
+            written[key] = generate_and_write(tmp_path_factory.mktemp("synthetic-league"), seed, leagues)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return [Path(shutil.copyfile(path, Path(folder) / path.name)) for path in written[key]]
+
+    return write_league
+
+
+@pytest.fixture(scope="module")
+def synthetic_league_once(_synthetic_leagues_of_the_session):
+    """For a module whose steps run in this process: each reads the synthetic league (1-2 s of CPU to
+    generate) as the session's first step generated it. The module that tests the generator itself
+    (test_synthetic.py) does not use this."""
+    from madness import synthetic
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(synthetic, "write_league", _synthetic_leagues_of_the_session)
+        yield
+
+
 # The longest test files, longest first (their time in CI with `make test`, which prints it): they
 # start first, so that the workers of `pytest -n auto --dist loadfile --no-loadscope-reorder` end
 # together, the short files filling in at the end. A file not listed runs after them, in its order.
@@ -162,6 +194,14 @@ LONGEST_FIRST = (
     "test_model.py",  # 45 s
     "test_evaluate_predict.py",
     "test_train_step.py",  # 34 s
+    # Shorter in CI, and the longest of `make check` (the tests not marked slow), by their time there:
+    "test_lifecycle.py",  # 10 s (timed: not in make test's first pass)
+    "test_startup.py",  # 8 s
+    "test_ingest_step.py",
+    "test_report_figures.py",  # 4 s
+    "test_reference_bits.py",
+    "test_synthetic.py",
+    "test_session_environment.py",  # 3 s
 )
 
 

@@ -19,6 +19,8 @@ from steps import backtest as backtest_step
 from stores import last_line
 from tools import sandbox
 
+pytestmark = pytest.mark.usefixtures("synthetic_league_once")
+
 # Synthetic seasons have a tournament every year, 2020 included: 2019-2021 validate on 2018-2020.
 COMMAND = (
     "mlflow run . -e backtest -P models=small -P lrs=0.01,0.1 -P epochs=2 -P seasons=2019-2021 "

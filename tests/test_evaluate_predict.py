@@ -21,6 +21,8 @@ from stores import all_artifacts, last_line, run_ids, temp_store
 
 NO_RUN = "0123456789abcdef0123456789abcdef"
 
+pytestmark = pytest.mark.usefixtures("synthetic_league_once")
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
@@ -28,10 +30,10 @@ def store(tmp_path_factory):
         yield SimpleNamespace(uri=uri, experiment_id=experiment_id, client=mlflow.MlflowClient(tracking_uri=uri))
 
 
-def run_step(store, step, args: list[str]):
-    """Run a step's main in this process; return its new run."""
+def run_step(store, step, args: list[str], printed: io.StringIO | None = None):
+    """Run a step's main in this process, its output into `printed`; return its new run."""
     before = run_ids(store.experiment_id)
-    with redirect_stdout(io.StringIO()):
+    with redirect_stdout(printed or io.StringIO()):
         step.main(args)
     (new,) = run_ids(store.experiment_id) - before
     return store.client.get_run(new)
@@ -123,10 +125,19 @@ def seeded_teams(folder: Path, season: int) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def predicted(store, model, tmp_path_factory):
     output = tmp_path_factory.mktemp("out") / "sub" / "submission.csv"
+    printed = io.StringIO()
     run = run_step(
-        store, predict, ["--model_uri", model.uri, "--season", "2024", "--league", "both", "--output", str(output)]
+        store,
+        predict,
+        ["--model_uri", model.uri, "--season", "2024", "--league", "both", "--output", str(output)],
+        printed,
     )
-    return SimpleNamespace(run=run, output=output, frame=pd.read_csv(output, dtype={names.SUBMISSION_ID: str}))
+    return SimpleNamespace(
+        run=run,
+        output=output,
+        frame=pd.read_csv(output, dtype={names.SUBMISSION_ID: str}),
+        printed=printed.getvalue().strip(),
+    )
 
 
 def test_predict_writes_kaggles_header(predicted):
@@ -163,16 +174,15 @@ def test_predict_tags_the_model_run(predicted, model):
     assert predicted.run.data.tags[names.TAG_EVALUATED] == model.run.info.run_id
 
 
-def test_predict_says_when_it_replaces_a_file(model, tmp_path):
+def test_predict_says_when_it_replaces_a_file(predicted, model, tmp_path):
+    # the fixture's predict wrote where no file was; this one writes over a file that is there
+    assert predicted.printed.endswith(f"written to {predicted.output}")
     output = tmp_path / "submission.csv"
-    said = []
-    for _ in range(2):
-        out = io.StringIO()
-        with redirect_stdout(out):
-            predict.main(["--model_uri", model.uri, "--league", "W", "--output", str(output)])
-        said.append(out.getvalue().strip())
-    assert not said[0].endswith(")") and said[0].endswith(f"written to {output}")
-    assert said[1].endswith(f"written to {output} (it replaced the file that was there)")
+    output.write_text("ID,Pred\n")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        predict.main(["--model_uri", model.uri, "--league", "W", "--output", str(output)])
+    assert out.getvalue().strip().endswith(f"written to {output} (it replaced the file that was there)")
 
 
 def test_predict_for_a_season_without_seeds_fails_naming_it_and_writes_nothing(store, model, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The ingest entry point: in-process on real and synthetic data, bad inputs as subprocesses, `mlflow run`."""
+"""The ingest entry point: in-process on real and synthetic data and on bad inputs, and through `mlflow run`."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import io
 import json
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import pandas as pd
@@ -22,6 +22,8 @@ from stores import temp_store
 from tools import sandbox
 
 FEATURE_FILES = (names.GAMES_FILE, names.TEAM_SEASON_FILE, names.SCALER_FILE, names.MANIFEST_FILE)
+pytestmark = pytest.mark.usefixtures("synthetic_league_once")
+
 W_FILES = ("WRegularSeasonCompactResults.csv", "WNCAATourneyCompactResults.csv", "WNCAATourneySeeds.csv", "WTeams.csv")
 
 
@@ -163,7 +165,7 @@ def test_men_on_real_data_fails_naming_the_missing_file(tracking, real_data, cap
     assert mlflow.active_run() is None
 
 
-# --- (c) bad inputs, as a user meets them: `python -m steps.ingest` in a subprocess ---
+# --- (c) bad inputs, given to the step's main in this process ---
 
 
 def _missing_file(folder: Path) -> list[str]:
@@ -222,28 +224,23 @@ BAD_INPUTS = {
 
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory):
-    """Run every bad-input case at once (each subprocess spends most of its time importing)."""
+    """Every bad-input case given to the step's main, each on a store of its own and from its own
+    folder (MLflow's default artifact root, ./mlruns, lands there): how it exited and what it wrote
+    to stderr. test_startup holds what a step's one-line error does to its process."""
     real = (REAL_DATA / W_FILES[0]).is_file()
-    cases = {}
+    results = {}
     for case, (arguments, needs_real, _) in BAD_INPUTS.items():
         if needs_real and not real:
             continue
         folder = tmp_path_factory.mktemp(case)
-        cases[case] = (folder, sandbox.new_sqlite_store(folder), arguments(folder))
-
-    def run(case):
-        folder, uri, args = cases[case]
-        # cwd is the scratch folder: MLflow's default artifact root (./mlruns) lands there
-        return run_cli(
-            [sys.executable, "-m", "steps.ingest", *args], cwd=folder, env={"MLFLOW_TRACKING_URI": uri}, timeout=300
-        )
-
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-            mp.delenv(name, raising=False)
-        with ThreadPoolExecutor(max_workers=len(cases)) as pool:
-            results = dict(zip(cases, pool.map(run, cases), strict=True))
-    return {case: (cases[case][0], cases[case][1], results[case]) for case in cases}
+        args = arguments(folder)
+        stderr = io.StringIO()
+        with pytest.MonkeyPatch.context() as patch, sandbox.temp_store(folder, "tests") as (uri, _):
+            patch.chdir(folder)
+            with redirect_stderr(stderr), redirect_stdout(io.StringIO()), pytest.raises(SystemExit) as exit_:
+                main(args)
+        results[case] = (folder, uri, SimpleNamespace(code=exit_.value.code, stderr=stderr.getvalue()))
+    return results
 
 
 def _bad_run(bad_runs, case):
@@ -252,11 +249,11 @@ def _bad_run(bad_runs, case):
     return bad_runs[case]
 
 
-@pytest.mark.slow  # a process per case, each importing MLflow
+@pytest.mark.slow  # three cases read and check the real women's files, seconds each
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_exits_with_one_clear_error_line(bad_runs, case):
     _, _, result = _bad_run(bad_runs, case)
-    assert result.returncode != 0, result.stdout
+    assert result.code not in (0, None), result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     last = [line for line in result.stderr.splitlines() if line.strip()][-1]
     assert last.startswith(("error: ", "ingest: error: ")), result.stderr
@@ -264,7 +261,7 @@ def test_bad_input_exits_with_one_clear_error_line(bad_runs, case):
         assert words in last, last
 
 
-@pytest.mark.slow  # a process per case, each importing MLflow
+@pytest.mark.slow  # three cases read and check the real women's files, seconds each
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_logs_no_artifact_and_leaves_no_run_running(bad_runs, case):
     folder, uri, _ = _bad_run(bad_runs, case)
@@ -276,7 +273,7 @@ def test_bad_input_logs_no_artifact_and_leaves_no_run_running(bad_runs, case):
     assert not [p for p in folder.rglob("*") if p.is_file() and "mlruns" in p.parts]
 
 
-@pytest.mark.slow  # a process per case, each importing MLflow
+@pytest.mark.slow  # three cases read and check the real women's files, seconds each
 @pytest.mark.parametrize("case", ["unknown_league", "inverted_seasons"])
 def test_bad_parameters_stop_before_any_run(bad_runs, case):
     _, uri, _ = _bad_run(bad_runs, case)

@@ -15,6 +15,8 @@ import pytest
 from conftest import REAL_DATA
 from madness import dataset, model, names, scoring
 
+pytestmark = pytest.mark.usefixtures("synthetic_league_once")
+
 SEED = 42
 LEARNING_RATE = 0.001
 BATCH_SIZE = 32

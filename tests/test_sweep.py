@@ -1,4 +1,5 @@
-"""The sweep (`python -m steps.main`) and the report step, end to end: real MLflow, real subprocesses.
+"""The sweep (`python -m steps.main`) and the report step, end to end: real MLflow, real subprocesses
+(the refusals before any child starts: steps.main in the test's process).
 
 Every sweep runs on a snapshot of the working tree (with its .git), not on the repo itself: the cache
 keys on the git commit and the tree's state, so an edit or commit made in the repo while these tests
@@ -11,6 +12,7 @@ import json
 import math
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +24,7 @@ import pandas as pd
 import pytest
 
 import madness.sweep
+import steps.main
 from conftest import run_cli
 from madness import names, scoring
 from madness.report import BRIER_WORDS
@@ -58,6 +61,17 @@ class Store:
         if label:
             TIMINGS[label] = time.perf_counter() - start
         return result
+
+    def refused(self, capfd, monkeypatch, *args: str) -> subprocess.CompletedProcess:
+        """steps.main's main given `args` in this process, from the store's folder: how it exited and
+        what it printed. For a sweep refused before it starts any child; test_startup holds what a
+        step's one-line error does to its own process."""
+        monkeypatch.chdir(self.folder)
+        capfd.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            steps.main.main(list(args))
+        printed = capfd.readouterr()
+        return subprocess.CompletedProcess(["steps.main", *args], exit_.value.code, printed.out, printed.err)
 
     def runs(self, experiment: str, filter_string: str = "") -> list:
         exp = self.client.get_experiment_by_name(experiment)
@@ -515,9 +529,11 @@ without_conda = pytest.mark.skipif(
 )
 
 
-def test_a_sweep_without_test_seasons_is_refused_in_one_line_before_any_run(store):
-    result = store.sweep(
-        "--models", "small", "--lrs", "0.1", "--val_season", "2023", "--test_season", "2024", "--prefix", "nt"
+def test_a_sweep_without_test_seasons_is_refused_in_one_line_before_any_run(store, capfd, monkeypatch):
+    result = store.refused(
+        capfd,
+        monkeypatch,
+        *("--models", "small", "--lrs", "0.1", "--val_season", "2023", "--test_season", "2024", "--prefix", "nt"),
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert last_line(result.stderr).startswith(
@@ -541,14 +557,16 @@ def test_an_ingest_that_cannot_start_gives_one_line_and_leaves_nothing_running(s
     assert store.client.get_experiment_by_name("tc_small") is None
 
 
-def test_a_kubernetes_sweep_without_a_docker_engine_gives_one_line_and_starts_no_run(store, tmp_path, monkeypatch):
+def test_a_kubernetes_sweep_without_a_docker_engine_gives_one_line_and_starts_no_run(
+    store, tmp_path, monkeypatch, capfd
+):
     # The sweep builds the children's image before it starts a run; no engine listens on this socket.
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
     (tmp_path / "job.yaml").write_text("apiVersion: batch/v1\nkind: Job\n")
     config = tmp_path / "kubernetes_config.json"
     config.write_text(json.dumps({"kube-job-template-path": "job.yaml", "repository-uri": "localhost:5001/madness"}))
-    result = store.sweep(
-        "--models", "small", "--lrs", "0.1", "--epochs", "1", "--backend", "kubernetes",
+    result = store.refused(
+        capfd, monkeypatch, "--models", "small", "--lrs", "0.1", "--epochs", "1", "--backend", "kubernetes",
         "--backend_config", str(config), "--prefix", "tk",
     )  # fmt: skip
     assert result.returncode != 0 and "Traceback" not in result.stderr
@@ -587,9 +605,11 @@ def test_a_pair_that_cannot_start_fails_alone_and_is_not_left_running(store, par
     ],
     ids=["filter", "env_manager", "backend", "backend_config", "models", "lrs"],
 )
-def test_bad_arguments_give_a_one_line_error_and_train_nothing(store, args, says):
+def test_bad_arguments_give_a_one_line_error_and_train_nothing(store, args, says, capfd, monkeypatch):
     prefix = f"te_{args[0].strip('-')}"
-    result = store.sweep("--models", "small", "--lrs", "0.1", "--epochs", "1", "--prefix", prefix, *args, label=None)
+    result = store.refused(
+        capfd, monkeypatch, "--models", "small", "--lrs", "0.1", "--epochs", "1", "--prefix", prefix, *args
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]

@@ -1,4 +1,4 @@
-"""The train entry point: in-process on one synthetic feature folder, bad inputs as subprocesses, `mlflow run`.
+"""The train entry point: in-process on one synthetic feature folder (bad inputs too), and through `mlflow run`.
 
 One tracking store and one feature folder (the synthetic women's league, written with madness.dataset
 the way an ingest run logs it) serve the whole module; the in-process runs pass it as --features_uri.
@@ -11,8 +11,7 @@ import json
 import random
 import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +25,8 @@ from conftest import ROOT, run_cli, runs_of
 from madness import names, scoring
 from steps.train import CACHE_ENV, PARAMS, main
 from stores import all_artifacts, logged_models_of, model_files, run_ids, synthetic_features, temp_store
+
+pytestmark = pytest.mark.usefixtures("synthetic_league_once")
 
 GIVEN = {"model": "small", "lr": "1e-2", "epochs": "5", "batch_size": "32", "seed": "7"}
 NO_RUN = "0123456789abcdef0123456789abcdef"
@@ -373,7 +374,7 @@ def test_a_diverging_learning_rate_fails_the_run_with_one_line_and_logs_no_model
     assert names.BRIER not in run.data.metrics
 
 
-# --- bad inputs, each in its own process ---
+# --- bad inputs, in this process (test_startup holds what a step's one-line error does to its process) ---
 
 BAD = {
     "model=huge": (["--model", "huge"], ["model", "'huge'"]),
@@ -387,25 +388,25 @@ BAD = {
 
 @pytest.fixture(scope="module")
 def bad_runs(store, features):
-    """Every bad input's subprocess, two at a time; each gets the runs it left in the store."""
-    base = ["python", "-m", "steps.train", "--model", "small", "--epochs", "1", "--features_uri", str(features)]
-
-    def one(case):
-        return run_cli(base + BAD[case][0], timeout=300)
-
+    """Every bad input given to the step's main: how it exited, what it wrote to stderr, and the runs
+    it left in the store."""
+    base = ["--model", "small", "--epochs", "1", "--features_uri", str(features)]
     before = run_ids(store.experiment_id)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip(BAD, pool.map(one, BAD), strict=True))
+    results = {}
+    for case, (args, _) in BAD.items():
+        stderr = io.StringIO()
+        with redirect_stderr(stderr), redirect_stdout(io.StringIO()), pytest.raises(SystemExit) as exit_:
+            main(base + args)
+        results[case] = SimpleNamespace(code=exit_.value.code, stderr=stderr.getvalue())
     new_runs = [store.client.get_run(r) for r in run_ids(store.experiment_id) - before]
     return results, new_runs
 
 
-@pytest.mark.slow  # a process per case, each importing TensorFlow and MLflow
 @pytest.mark.parametrize("case", list(BAD))
 def test_a_bad_input_fails_with_one_line_naming_it(bad_runs, case):
     results, _ = bad_runs
     done = results[case]
-    assert done.returncode != 0, done.stdout
+    assert done.code not in (0, None), done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert "error" in last.lower(), done.stderr
@@ -413,7 +414,6 @@ def test_a_bad_input_fails_with_one_line_naming_it(bad_runs, case):
         assert word in last, last
 
 
-@pytest.mark.slow
 def test_bad_inputs_leave_no_running_run_and_no_model(store, bad_runs):
     _, new_runs = bad_runs
     assert new_runs, "the nonexistent features run fails after its run has started"
