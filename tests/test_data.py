@@ -25,14 +25,18 @@ class EchoTypes(mlflow.pyfunc.PythonModel):
         return np.full(len(model_input), 1.0 if integer else 0.0)
 
 
-@pytest.fixture
-def model(tracking):
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """One logged and loaded model for the module: the tests only call its predict."""
+    from stores import temp_store
+
     signature = ModelSignature(
         inputs=Schema([ColSpec(DataType.long, FEATURES[0]), ColSpec(DataType.double, FEATURES[1])])
     )
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", python_model=EchoTypes(), signature=signature)
-    return mlflow.pyfunc.load_model(info.model_uri)
+    with temp_store(tmp_path_factory.mktemp("data")):
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(name="model", python_model=EchoTypes(), signature=signature)
+        yield mlflow.pyfunc.load_model(info.model_uri)
 
 
 def rows(**columns) -> pd.DataFrame:
