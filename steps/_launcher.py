@@ -40,7 +40,7 @@ from steps._entry import PROJECT_ROOT, single_attempt
 from steps._failures import is_store_failure
 from steps._image import write_variant
 from steps._processes import stop_mlflow_children
-from steps._runs import ENDED, Status, end_run
+from steps._runs import ENDED, Status, end_killed, end_run
 
 POLL_SECONDS = 1.0  # how often the store is asked about pairs waiting for another sweep
 REMOTE_STATUS_SECONDS = 5.0  # as MLflow's own KubernetesSubmittedRun.wait polls
@@ -234,14 +234,6 @@ def run_child(
     if stopping.is_set() or stopped:
         return Child(run_id, end_killed(client, run_id), error, started)
     return Child(run_id, end_run(client, run_id, status), error, started)
-
-
-def end_killed(client, run_id: str) -> Status:
-    """End a stopped child's run KILLED: still RUNNING, or FAILED by MLflow after the step ended it
-    KILLED (MLflow 3.17 compares the stored status, a string, with RunStatus numbers, so it ends a
-    failed command's run FAILED even when the step had ended it)."""
-    end_run(client, run_id, Status.KILLED, only=Status.FAILED)
-    return end_run(client, run_id, Status.KILLED)
 
 
 class Turn(enum.Enum):

@@ -33,16 +33,23 @@ def end_run(client, run_id: str, status: Status, reason: str | None = None, only
     return status
 
 
+def end_killed(client, run_id: str) -> Status:
+    """End a stopped step's run KILLED, whether still RUNNING or FAILED by the `mlflow run` that
+    launched it, and return its status: that launcher writes FAILED over the KILLED the step set on
+    seeing its exit code (MLflow 3.17 compares the stored status, a string, with RunStatus numbers,
+    so it overwrites any status)."""
+    end_run(client, run_id, Status.KILLED, only=Status.FAILED)
+    return end_run(client, run_id, Status.KILLED)
+
+
 def end_stopped_killed(client, experiment_ids: list[str]) -> list[str]:
-    """End KILLED every FAILED run of these experiments tagged `stopped`, and return their ids: its
-    step stopped and ended it KILLED, then the `mlflow run` that launched it wrote FAILED over it on
-    seeing the step's exit code (MLflow 3.17 compares the stored status, a string, with RunStatus
-    numbers, so it overwrites any status)."""
+    """End KILLED every FAILED run of these experiments tagged `stopped` (see end_killed), and
+    return their ids."""
     runs = client.search_runs(
         sorted(set(experiment_ids)),
         f"attributes.status = 'FAILED' and tags.`{names.TAG_STOPPED}` LIKE '%'",
         max_results=1000,
     )
     for run in runs:
-        end_run(client, run.info.run_id, Status.KILLED, only=Status.FAILED)
+        end_killed(client, run.info.run_id)
     return [run.info.run_id for run in runs]
