@@ -16,6 +16,11 @@ LOCAL, KUBERNETES = "local", "kubernetes"
 BACKENDS = (LOCAL, KUBERNETES)
 # What MLflow's kubernetes backend reads from its configuration (mlflow.projects._parse_kubernetes_config).
 KUBE_TEMPLATE, KUBE_REPOSITORY, KUBE_CONTEXT = "kube-job-template-path", "repository-uri", "kube-context"
+# Ours, which MLflow ignores: how long a pod may say why it cannot start before its run fails. A
+# kubelet retries a failed pull 10 s, 20 s, 40 s apart: enough for a registry's hiccup, not for an
+# image that is not there.
+POD_START = "pod-start-seconds"
+POD_START_DEFAULT = 60.0
 CGROUP = Path("/sys/fs/cgroup")
 # What runs each command of a Kubernetes child: steps/_unquote.py.
 UNQUOTE = "python -m steps._unquote"
@@ -65,11 +70,21 @@ def kubernetes_config(config_path: str) -> dict:
             f"backend_config {config_path!r} lacks {', '.join(missing)}; it needs {KUBE_TEMPLATE} (the Job template), "
             f"{KUBE_REPOSITORY} (where the image is pushed) and may name {KUBE_CONTEXT}"
         )
+    pod_start_seconds(config, config_path)
     template = Path(config[KUBE_TEMPLATE]).expanduser()
     template = template if template.is_absolute() else path.resolve().parent / template
     if not template.is_file():
         raise UserError(f"the Job template {str(template)!r} named by backend_config {config_path!r} does not exist")
     return {**config, KUBE_TEMPLATE: str(template)}
+
+
+def pod_start_seconds(config: dict, config_path: str = "backend_config") -> float:
+    """Return how long a pod may say it cannot start before its run fails (POD_START, default 60 s),
+    or UserError when the configuration gives anything but a positive number of seconds."""
+    seconds = config.get(POD_START, POD_START_DEFAULT)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < math.inf:
+        raise UserError(f"{POD_START} in {config_path!r} must be a positive number of seconds, got {seconds!r}")
+    return float(seconds)
 
 
 def image_name(config: dict, commit: str | None, state: dict | None = None) -> str:

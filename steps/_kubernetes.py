@@ -3,8 +3,9 @@ cluster (MLflow 3.17, 3.18), through the same public SubmittedRun API the launch
 
 - `cancel` deletes the Job with propagationPolicy Background, so its pods go too: MLflow's deletes
   it with none, and the batch/v1 API's default then orphans the pod, which keeps training.
-- `get_status` reports FAILED a child whose pod has not started START_SECONDS after the pod said why
-  (an image that cannot be pulled, a missing Secret, no node to schedule it on) and deletes its Job:
+- `get_status` reports FAILED a child whose pod has not started `start_seconds` after the pod said
+  why (an image that cannot be pulled, a missing Secret, no node to schedule it on; the backend
+  configuration's pod-start-seconds, madness.backends.POD_START) and deletes its Job:
   MLflow's waits for the Job's own Complete or Failed condition, which such a Job never gets.
   `reason` then says why, for the sweep's line.
 """
@@ -19,9 +20,6 @@ from mlflow.projects.submitted_run import SubmittedRun
 
 import kubernetes
 
-# How long a pod may say it cannot start before its run fails: a kubelet retries a failed pull (10 s,
-# 20 s, 40 s apart), which is enough for a registry's hiccup, not for an image that is not there.
-START_SECONDS = 60.0
 POLL_SECONDS = KubernetesSubmittedRun.POLL_STATUS_INTERVAL
 
 
@@ -48,9 +46,9 @@ def why_not_started(pod) -> str | None:
 
 
 class KubernetesChild(SubmittedRun):
-    def __init__(self, submitted: KubernetesSubmittedRun):
+    def __init__(self, submitted: KubernetesSubmittedRun, start_seconds: float):
         super().__init__()
-        self.submitted = submitted
+        self.submitted, self.start_seconds = submitted, start_seconds
         self.namespace, self.name = job_of(submitted)
         self.reason = ""
         self.stuck_since: float | None = None
@@ -66,7 +64,7 @@ class KubernetesChild(SubmittedRun):
         return status == RunStatus.FINISHED
 
     def get_status(self):
-        """MLflow's status of the Job; FAILED once its pod has said for START_SECONDS why it cannot start."""
+        """MLflow's status of the Job; FAILED once its pod has said for start_seconds why it cannot start."""
         if self.failed:
             return RunStatus.FAILED
         status = self.submitted.get_status()
@@ -77,9 +75,9 @@ class KubernetesChild(SubmittedRun):
             self.stuck_since = None
             return status
         self.stuck_since = self.stuck_since or time.monotonic()
-        if time.monotonic() - self.stuck_since < START_SECONDS:
+        if time.monotonic() - self.stuck_since < self.start_seconds:
             return status
-        self.reason = f"its pod did not start in {START_SECONDS:.0f} s: {why}"
+        self.reason = f"its pod did not start in {self.start_seconds:g} s: {why}"
         self.cancel()
         self.failed = True
         return RunStatus.FAILED

@@ -33,7 +33,7 @@ from mlflow.entities import RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
 from madness import names, sweep
-from madness.backends import LOCAL, Backend
+from madness.backends import LOCAL, Backend, pod_start_seconds
 from steps import _lifecycle
 from steps._coordination import Claims
 from steps._entry import PROJECT_ROOT, single_attempt
@@ -94,7 +94,7 @@ def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backen
     # Imported here: the kubernetes client loads only for a Kubernetes sweep.
     from steps._kubernetes import KubernetesChild
 
-    return KubernetesChild(submitted)
+    return KubernetesChild(submitted, pod_start_seconds(backend.config))
 
 
 def adopt(sweep_run_id: str) -> None:

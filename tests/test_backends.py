@@ -63,8 +63,16 @@ def test_a_relative_job_template_is_read_from_the_configurations_folder(tmp_path
             json.dumps({backends.KUBE_REPOSITORY: "r", backends.KUBE_TEMPLATE: "gone.yaml"}),
             "gone.yaml' named by backend_config",
         ),
+        (
+            json.dumps({backends.KUBE_REPOSITORY: "r", backends.KUBE_TEMPLATE: "job.yaml", backends.POD_START: "60"}),
+            "pod-start-seconds in '",
+        ),
+        (
+            json.dumps({backends.KUBE_REPOSITORY: "r", backends.KUBE_TEMPLATE: "job.yaml", backends.POD_START: 0}),
+            "must be a positive number of seconds, got 0",
+        ),
     ],
-    ids=["missing", "not-json", "not-object", "no-repository", "no-template"],
+    ids=["missing", "not-json", "not-object", "no-repository", "no-template", "pod-start-text", "pod-start-zero"],
 )
 def test_a_bad_kubernetes_configuration_is_one_line_naming_the_file(tmp_path, content, says):
     path = tmp_path / "kubernetes_config.json"
@@ -74,6 +82,11 @@ def test_a_bad_kubernetes_configuration_is_one_line_naming_the_file(tmp_path, co
     with pytest.raises(UserError) as raised:
         backends.backend_of("kubernetes", str(path), "local")
     assert says in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_pod_may_say_it_cannot_start_for_a_minute_unless_the_configuration_says_otherwise():
+    assert backends.pod_start_seconds({}) == 60.0
+    assert backends.pod_start_seconds({backends.POD_START: 10}) == 10.0
 
 
 # --- the cores a training may use ---

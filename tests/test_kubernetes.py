@@ -220,3 +220,21 @@ def test_the_one_job_project_with_an_unreadable_configuration_is_one_line(tmp_pa
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: backend_config ") and "cannot be read" in line
     assert not (tmp_path / "project").exists()
+
+
+@pytest.mark.parametrize(
+    ("words", "says"),
+    [
+        (["-P", "models=small"], "-P and --experiment-name are for --run"),
+        (["--run", "-P", "models"], "expected name=value, got 'models'"),
+    ],
+    ids=["parameters-without-run", "parameter-without-value"],
+)
+def test_the_one_job_commands_words_are_checked_before_anything_is_built(tmp_path, capsys, words, says):
+    from tools import kubernetes_project
+
+    with pytest.raises(SystemExit) as exited:
+        kubernetes_project.main([str(CONFIG), "--dir", str(tmp_path / "project"), *words])
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err.splitlines()[-1]
+    assert not (tmp_path / "project").exists()

@@ -1,7 +1,8 @@
 """The Kubernetes sweep end to end on the local cluster (`make cluster`, tools/cluster.py): the
 image built from the Dockerfile and pushed, every child a Job whose pod tracks to a real team
 server, and what MLflow's kubernetes backend gets wrong handled (steps._unquote, steps._kubernetes);
-and the whole sweep as one Job (tools.kubernetes_project), its pairs local inside the pod.
+and the whole sweep as one Job (tools.kubernetes_project), its pairs local inside the pod, its
+pod that never starts ending its run FAILED.
 
 Slow (the image's first build installs the whole lock): marked `slow`. The cluster is brought up
 once for the session, or used if it is already up, and stopped afterwards only if started here.
@@ -188,19 +189,16 @@ def report_table(env: dict, run_id: str):
 
 @pytest.fixture(scope="module")
 def one_job(env, cluster):
-    """docs/kubernetes.md's whole sweep as one Job, as written: the variant written by
-    tools.kubernetes_project, then `mlflow run` of it on MLflow's own kubernetes backend (experiments kj*)."""
+    """docs/kubernetes.md's whole sweep as one Job, as written: tools.kubernetes_project writes the
+    variant and runs it on MLflow's kubernetes backend (experiments kj*)."""
     (Path(env["PROJECT"]) / ".cluster").mkdir(exist_ok=True)
     shutil.copy2(cluster["config"], Path(env["PROJECT"]) / ".cluster" / "kubernetes_config.json")
-    for words in (
-        walkthrough_line("python -m tools.kubernetes_project "),
-        [*walkthrough_line("mlflow run .kubernetes --backend kubernetes "), "-P", "prefix=kj"],
-    ):
-        result = subprocess.run(
-            words, cwd=env["PROJECT"], env=subprocess_env(env), capture_output=True, text=True, timeout=TIMEOUT,
-            check=False,
-        )  # fmt: skip
-        ok(result)
+    result = subprocess.run(
+        [*walkthrough_line("python -m tools.kubernetes_project "), "-P", "prefix=kj"],
+        cwd=env["PROJECT"], env=subprocess_env(env), capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    ok(result)
+    assert "the sweep's run" in result.stdout and "ended FINISHED" in result.stdout
     return sweep_run(env, "kj")
 
 
@@ -254,21 +252,46 @@ def test_parameters_reach_the_pod_exactly(first, env, cluster, monkeypatch):
     assert client(env).get_run(child.run_id).info.status == "FINISHED"
 
 
-def test_a_pod_that_never_starts_fails_its_run_alone_with_the_reason(first, env, cluster, tmp_path):
+def never_starting_config(folder: Path) -> str:
+    """A backend configuration whose pods never start (the Job template's Secret made mandatory, and
+    the cluster has none: CreateContainerConfigError), allowed to say so for 10 s."""
     template = (ROOT / "kubernetes" / "job_template.yaml").read_text()
-    (tmp_path / "job.yaml").write_text(template.replace("optional: true", "optional: false"))
+    (folder / "job.yaml").write_text(template.replace("optional: true", "optional: false"))
     config = json.loads((CLUSTER / "kubernetes_config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "kube-job-template-path": str(tmp_path / "job.yaml")}))
+    config.update({"kube-job-template-path": str(folder / "job.yaml"), "pod-start-seconds": 10})
+    (folder / "config.json").write_text(json.dumps(config))
+    return str(folder / "config.json")
+
+
+def test_a_pod_that_never_starts_fails_its_run_alone_with_the_reason(first, env, cluster, tmp_path):
     started = time.monotonic()
-    result = sweep(env, str(tmp_path / "config.json"), lrs="0.001,0.01,0.1")
+    result = sweep(env, never_starting_config(tmp_path), lrs="0.001,0.01,0.1")
     assert result.returncode != 0
-    assert time.monotonic() - started < 300
+    assert time.monotonic() - started < 180
     assert "small_0.1: FAILED" in result.stdout
-    assert "its pod did not start in 60 s: CreateContainerConfigError" in result.stdout
+    assert "its pod did not start in 10 s: CreateContainerConfigError" in result.stdout
     assert "RUNNING" not in {run.info.status for run in pair_runs(env)}
     again = sweep(env, cluster["config"], lrs="0.001,0.01,0.1")
     ok(again)
     assert "3 pairs, 2 reused, 1 to train" in again.stdout
+
+
+def test_one_job_whose_pod_never_starts_ends_its_run_failed_with_the_reason(first, env, tmp_path):
+    """MLflow's own wait would poll such a Job for ever, its run RUNNING."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "tools.kubernetes_project", never_starting_config(tmp_path),
+            "--dir", str(tmp_path / "variant"), "--run", "-P", "prefix=kn", "-P", "models=small",
+        ],
+        cwd=env["PROJECT"], env=subprocess_env(env), capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1 and time.monotonic() - started < 120, result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert error.endswith("ended FAILED: its pod did not start in 10 s: CreateContainerConfigError"), error
+    run = sweep_run(env, "kn")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["ended_by"].startswith("its pod did not start in 10 s")
 
 
 def docker(env: dict, *args: str) -> str:

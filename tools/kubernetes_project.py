@@ -8,12 +8,16 @@ as that backend runs it, a folder (`.kubernetes/`, git-ignored) holding
 - `kubernetes_config.json`: the backend configuration given, its Job template's path made absolute
   (MLflow reads a relative one from the folder `mlflow run` is started in).
 
-Then the `main` entry point runs in one pod, its ingest and pairs local inside it:
+With --run it then runs the `main` entry point as one Job, its ingest and pairs local inside the
+pod, and waits for it, through MLflow's public `mlflow.projects.run` and the SubmittedRun the sweep's
+own Kubernetes children use (steps._kubernetes): a pod that never starts ends the run FAILED with
+the reason, Ctrl-C or SIGTERM deletes the Job with its pod and ends the run KILLED, a launch that
+fails ends the run FAILED, each in one line; the run is never left RUNNING.
 
-    python -m tools.kubernetes_project .cluster/kubernetes_config.json
-    mlflow run .kubernetes --backend kubernetes --backend-config .kubernetes/kubernetes_config.json --env-manager local -P models=small
+    python -m tools.kubernetes_project .cluster/kubernetes_config.json --run -P models=small
 
-Write it again after each commit: the image and the variant are the commit's.
+MLflow's own `mlflow run .kubernetes --backend kubernetes ...` runs the written project as well,
+without those guarantees. Write it again after each commit: the image and the variant are the commit's.
 """
 
 from __future__ import annotations
@@ -21,17 +25,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
-from madness import git
-from madness.backends import image_name, kubernetes_config
+import mlflow
+import mlflow.projects
+
+from madness import git, names
+from madness.backends import KUBERNETES, image_name, kubernetes_config, pod_start_seconds
 from madness.errors import UserError
+from steps import _lifecycle
 from steps._entry import PROJECT_ROOT
 from steps._image import ensure_image, write_variant
+from steps._launcher import launch_failure, wait_remote
+from steps._runs import Status, end_killed, end_run
 
 FOLDER = PROJECT_ROOT / ".kubernetes"
+CONFIG_FILE = "kubernetes_config.json"
 
 
 def write_project(config_path: str, folder: Path) -> str:
@@ -46,24 +58,80 @@ def write_project(config_path: str, folder: Path) -> str:
     ensure_image(image)
     folder.mkdir(parents=True, exist_ok=True)
     write_variant(folder, image)
-    (folder / "kubernetes_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return image
+
+
+def run_one_job(folder: Path, parameters: dict[str, str], experiment_name: str | None) -> tuple[str, Status, str]:
+    """Run the `main` entry point of the project written in `folder` as one Job, wait for it, and
+    return its run's id, how the run ended and why, having ended it if the pod did not (see the
+    module's docstring); UserError when the Job could not be submitted."""
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    run_name = f"sweep-job-{secrets.token_hex(4)}"  # finds the run MLflow made when the launch fails
+    client = mlflow.MlflowClient()
+    try:
+        submitted = mlflow.projects.run(
+            uri=str(folder), entry_point="main", parameters=parameters, experiment_name=experiment_name,
+            backend=KUBERNETES, backend_config=config, env_manager="local", synchronous=False, run_name=run_name,
+        )  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - docker's and kubernetes' clients raise their own
+        made = client.search_runs(
+            [exp.experiment_id for exp in client.search_experiments()], f"tags.`{names.TAG_RUN_NAME}` = '{run_name}'"
+        )
+        for run in made:
+            end_run(client, run.info.run_id, Status.FAILED, f"its Job could not start: {launch_failure(err)}")
+        raise UserError(f"the sweep's Job could not start: {launch_failure(err)}") from None
+    from steps._kubernetes import KubernetesChild
+
+    child = KubernetesChild(submitted, pod_start_seconds(config))
+    print(f"run {child.run_id} ({run_name}): the sweep as Job {child.name} in namespace {child.namespace}", flush=True)
+    status, why = wait_remote(child, _lifecycle.stop, run_name)
+    if status == Status.KILLED:
+        return child.run_id, end_killed(client, child.run_id), _lifecycle.stop_reason()
+    return child.run_id, end_run(client, child.run_id, status, why), why
+
+
+def parameter(word: str) -> tuple[str, str]:
+    name, equals, value = word.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected name=value, got {word!r}")
+    return name, value
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("backend_config", help="the kubernetes backend's configuration (JSON), as the sweep takes it")
     parser.add_argument("--dir", type=Path, default=FOLDER, help="where to write it (default .kubernetes)")
+    parser.add_argument("--run", action="store_true", help="then run the sweep as one Job and wait for it")
+    parser.add_argument("--experiment-name", help="the experiment of the sweep's run, as for mlflow run")
+    parser.add_argument(
+        "-P", dest="parameters", metavar="NAME=VALUE", type=parameter, action="append", default=[],
+        help="a parameter of the main entry point, as for mlflow run",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if not args.run and (args.parameters or args.experiment_name):
+        parser.error("-P and --experiment-name are for --run")
     try:
         image = write_project(args.backend_config, args.dir)
+        if args.run:
+            # From here Ctrl-C or SIGTERM deletes the Job with its pod once it is submitted; before,
+            # it would stop the image's build, which the next command would start again.
+            _lifecycle.handle_signals()
+            run_id, status, why = run_one_job(args.dir, dict(args.parameters), args.experiment_name)
+            if status == Status.FINISHED:
+                print(f"the sweep's run {run_id} ended FINISHED", flush=True)
+                return 0
+            print(f"error: the sweep's run {run_id} ended {status}" + (f": {why}" if why else ""), file=sys.stderr)
+            return 130 if status == Status.KILLED else 1
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     folder = os.path.relpath(args.dir)
     print(
         f"{folder}: the project in {image}; the sweep as one Job:\n"
-        f"  mlflow run {folder} --backend kubernetes --backend-config {folder}/kubernetes_config.json "
+        f"  python -m tools.kubernetes_project {args.backend_config} --run -P models=... -P lrs=...\n"
+        f"or with MLflow's own command (a pod that never starts keeps it waiting):\n"
+        f"  mlflow run {folder} --backend kubernetes --backend-config {folder}/{CONFIG_FILE} "
         "--env-manager local -P models=... -P lrs=..."
     )
     return 0
