@@ -6,16 +6,52 @@ naming the image."""
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
 import time
 from pathlib import Path
 
 import docker
 import docker.errors
+import mlflow
 import yaml
 
-from madness.backends import docker_variant
+from madness import git
+from madness.backends import KUBERNETES, Backend, docker_variant, image_name
 from madness.errors import UserError
+from steps._coordination import remote_store
 from steps._entry import PROJECT_ROOT
+from steps._failures import without_credentials
+
+
+def project_commit() -> str | None:
+    """Return the commit the project is at, None outside a git repository or without git."""
+    try:
+        return git.head(PROJECT_ROOT)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def with_image(backend: Backend) -> Backend:
+    """Return the Kubernetes backend with the image its children run (this commit's, built when the
+    engine lacks it), once the tracking store is one its pods can reach; UserError in one line
+    otherwise (the image is built first: it serves the next attempt too)."""
+    image = image_name(backend.config, project_commit(), git.state(PROJECT_ROOT))
+    ensure_image(image)
+    check_pods_reach_store()
+    return dataclasses.replace(backend, image=image)
+
+
+def check_pods_reach_store() -> None:
+    """Refuse in one line a tracking store on this machine: a pod tracks to this process's
+    MLFLOW_TRACKING_URI, and a SQLite file or a folder here is not in the pod."""
+    uri = mlflow.get_tracking_uri()
+    if not remote_store(uri):
+        raise UserError(
+            f"backend={KUBERNETES} runs in pods that track to MLFLOW_TRACKING_URI, and {without_credentials(uri)} "
+            "is a store on this machine, not in a pod: give a tracking server the pods can reach (make server; "
+            "docs/kubernetes.md)"
+        )
 
 
 def ensure_image(image: str) -> None:

@@ -27,7 +27,6 @@ failed season run.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -41,14 +40,14 @@ from mlflow.entities import Param as RunParam
 
 from madness import backtest, dataset, describe, git, names, plots, sweep
 from madness import report as tables
-from madness.backends import LOCAL, backend_of, image_name, usable_cores
+from madness.backends import LOCAL, backend_of, usable_cores
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
 from madness.limits import check_work
 from steps import main as sweep_step
 from steps._coordination import Claims, Liveness, claim_key, end_orphans, liveness_tags
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
-from steps._image import ensure_image
+from steps._image import project_commit, with_image
 from steps._launcher import Job, Launcher
 from steps._runs import Status, end_run
 
@@ -278,10 +277,7 @@ def main(argv=None):
     wanted = backtest.parse_seasons(values["seasons"])
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
     if backend.name != LOCAL:
-        backend = dataclasses.replace(
-            backend, image=image_name(backend.config, sweep_step.git_commit(), git.state(PROJECT_ROOT))
-        )
-        ensure_image(backend.image)
+        backend = with_image(backend)
     with tempfile.TemporaryDirectory() as tmp:
         files, synthetic_data = dataset.read_inputs(values["data"], values["league"], values["seed"], Path(tmp) / "raw")
     games, _, manifest = dataset.assemble(files, synthetic_data)
@@ -294,7 +290,7 @@ def main(argv=None):
     where = {} if os.environ.get("MLFLOW_RUN_ID") else {"experiment_id": home, "run_name": "backtest"}
     with start_run("backtest", raw, **where) as run, tempfile.TemporaryDirectory() as tmp:
         run_id = run.info.run_id
-        identity = {names.TAG_COMMIT: sweep_step.git_commit(), **git.state(PROJECT_ROOT)}
+        identity = {names.TAG_COMMIT: project_commit(), **git.state(PROJECT_ROOT)}
         identity.setdefault(names.TAG_STATE, None)
         identity.pop(names.TAG_DIRTY, None)
         identity[names.TAG_DATA_DIGEST] = manifest["digest"]

@@ -21,16 +21,14 @@ on the sweep run; the process exits non-zero naming any failed pair.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import shlex
-import subprocess
 
 import mlflow
 
 from madness import describe, git, names, sweep
-from madness.backends import BACKENDS, LOCAL, Backend, backend_of, image_name, usable_cores
+from madness.backends import BACKENDS, LOCAL, Backend, backend_of, usable_cores
 from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, non_negative, not_empty, one_of, parse, positive
 from madness.errors import UserError
 from madness.limits import check_work
@@ -40,7 +38,7 @@ from steps._coordination import Claims, Liveness, claim_key, end_orphans
 from steps._data import seasons_of
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, single_attempt, start_run
 from steps._experiments import experiment_id, label_experiment
-from steps._image import ensure_image
+from steps._image import project_commit, with_image
 from steps._launcher import POLL_SECONDS, Job, Launcher, run_child
 from steps._never_started import project_experiments
 from steps._runs import Status
@@ -76,13 +74,6 @@ GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size", SEE
 def as_logged(params: dict[str, str]) -> dict[str, str]:
     """Params as `mlflow.run` stores them: shell-quoted strings ('' for an empty one)."""
     return {k: shlex.quote(str(v)) for k, v in params.items()}
-
-
-def git_commit() -> str | None:
-    try:
-        return git.head(PROJECT_ROOT)
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def cache_identity(params: dict) -> dict[str, str]:
@@ -242,8 +233,7 @@ def main(argv=None):
     )
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
     if backend.name != LOCAL:
-        backend = dataclasses.replace(backend, image=image_name(backend.config, git_commit(), git.state(PROJECT_ROOT)))
-        ensure_image(backend.image)
+        backend = with_image(backend)
     if not seasons_of(values).has_test:
         raise UserError(
             f"a sweep compares its pairs by their Brier on the test seasons: test_season must be at most "
@@ -260,7 +250,7 @@ def main(argv=None):
         sweep_id = sweep_run.info.run_id
         if sweep_run.info.experiment_id != sweep_exp:  # `mlflow run` put it elsewhere (--experiment-name, or Default)
             label_experiment(client, client.get_experiment(sweep_run.info.experiment_id), description=None)
-        identity = {names.TAG_COMMIT: git_commit(), **git.state(PROJECT_ROOT)}
+        identity = {names.TAG_COMMIT: project_commit(), **git.state(PROJECT_ROOT)}
         identity.setdefault(names.TAG_STATE, None)
         identity.pop(names.TAG_DIRTY, None)
         liveness = Liveness(client)

@@ -238,3 +238,16 @@ def test_the_one_job_commands_words_are_checked_before_anything_is_built(tmp_pat
     assert exited.value.code == 2
     assert says in capsys.readouterr().err.splitlines()[-1]
     assert not (tmp_path / "project").exists()
+
+
+def test_the_one_job_run_on_a_store_on_this_machine_is_one_line_and_writes_nothing(tmp_path, capsys):
+    """The session's store is a SQLite file, which a pod does not have."""
+    from tools import kubernetes_project
+
+    assert kubernetes_project.main([str(CONFIG), "--dir", str(tmp_path / "project"), "--run"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: backend=kubernetes runs in pods that track to MLFLOW_TRACKING_URI, and sqlite:///")
+    assert line.endswith(
+        "is a store on this machine, not in a pod: give a tracking server the pods can reach (make server; docs/kubernetes.md)"
+    )
+    assert not (tmp_path / "project").exists()

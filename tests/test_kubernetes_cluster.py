@@ -288,10 +288,22 @@ def test_one_job_whose_pod_never_starts_ends_its_run_failed_with_the_reason(firs
     )  # fmt: skip
     assert result.returncode == 1 and time.monotonic() - started < 120, result.stderr
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert error.endswith("ended FAILED: its pod did not start in 10 s: CreateContainerConfigError"), error
+    assert "ended FAILED: its pod did not start in 10 s: CreateContainerConfigError" in error, error
     run = sweep_run(env, "kn")
     assert run.info.status == "FAILED"
     assert run.data.tags["ended_by"].startswith("its pod did not start in 10 s")
+
+
+def test_a_sweep_on_a_store_on_this_machine_is_one_line_and_starts_no_pod(first, env, cluster, tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = sweep({**env, "MLFLOW_TRACKING_URI": store}, cluster["config"], prefix="kq")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert error.startswith(f"error: backend=kubernetes runs in pods that track to MLFLOW_TRACKING_URI, and {store} ")
+    local = mlflow.MlflowClient(tracking_uri=store)
+    assert [
+        run.info.status for run in local.search_runs([exp.experiment_id for exp in local.search_experiments()])
+    ] == ["FAILED"]  # the sweep's own run, which `mlflow run` made
 
 
 def docker(env: dict, *args: str) -> str:
@@ -330,7 +342,8 @@ def running_containers(env: dict) -> list[str]:
 def test_stopping_a_sweep_removes_its_pods(first, env, cluster):
     """Ctrl-C: the sweep deletes each child's Job with propagation, so its pod stops too (MLflow's
     cancel would orphan it, still training)."""
-    params = {**SWEEP, "backend": "kubernetes", "backend_config": cluster["config"], "epochs": "1000", "prefix": "ks"}
+    # A pair of 1000 epochs trains in about 12 s on the synthetic league: these would train for minutes.
+    params = {**SWEEP, "backend": "kubernetes", "backend_config": cluster["config"], "epochs": "100000", "prefix": "ks"}
     sweeping = subprocess.Popen(
         ["mlflow", "run", ".", "--env-manager", "local", *(w for k, v in params.items() for w in ("-P", f"{k}={v}"))],
         cwd=env["PROJECT"], env=subprocess_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

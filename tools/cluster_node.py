@@ -10,7 +10,9 @@ envFrom/secretKeyRef), CPU and memory limits; the Job's status gets startTime/ac
 is created, then a Complete or Failed condition, retrying failed pods up to backoffLimit; a pod
 whose image cannot be pulled stays Pending (ErrImagePull) and its Job never ends, as on a real
 node; deleting a Job with propagationPolicy Background or Foreground deletes its pods (their
-containers killed), and without one orphans them (they keep running), the batch/v1 API's default.
+containers stopped as a kubelet stops them: SIGTERM, then SIGKILL after the pod's
+terminationGracePeriodSeconds, 30 by default), and without one orphans them (they keep running),
+the batch/v1 API's default.
 Nothing else is (no scheduling, no quotas, no watches on pods' logs: a pod's output is in
 `<state>/logs/<pod>.log`).
 
@@ -39,6 +41,7 @@ SECRETS = kmock.resource("", "v1", "secrets")
 NAMESPACES = kmock.resource("", "v1", "namespaces")
 KINDS = {JOBS: "Job", PODS: "Pod", SECRETS: "Secret", NAMESPACES: "Namespace"}
 SYNC_SECONDS = 0.5
+GRACE_SECONDS = 30  # a pod's terminationGracePeriodSeconds when its spec says none, as the API's default
 # What `docker run` prints when it cannot get the image: a real kubelet keeps such a pod Pending.
 PULL_FAILURE = re.compile(r"Unable to find image|pull access denied|manifest unknown|not found|connection refused")
 
@@ -97,6 +100,7 @@ class Node:
     def __init__(self, cluster: Cluster, logs: Path):
         self.cluster, self.logs = cluster, logs
         self.pods: dict[tuple, asyncio.Task] = {}  # (namespace, job) -> the task running its pods
+        self.stopping: set[asyncio.Task] = set()  # deleted pods' containers being stopped
 
     async def run(self) -> None:
         while True:
@@ -207,7 +211,7 @@ class Node:
         return {**decoded, **(secret.get("stringData") or {})}
 
     async def delete_job(self, namespace: str, name: str, policy: str) -> None:
-        """Delete the Job's pods and kill their containers (Background, Foreground), or orphan them (Orphan)."""
+        """Delete the Job's pods and stop their containers (Background, Foreground), or orphan them (Orphan)."""
         for (resource, pod_namespace, pod), obj in list(self.cluster.objects.items()):
             owners = obj.get("metadata", {}).get("ownerReferences", []) if not obj.deleted else []
             if resource != PODS or pod_namespace != namespace or not any(o["name"] == name for o in owners):
@@ -215,14 +219,24 @@ class Node:
             if policy == "Orphan":
                 obj.patch({"metadata": {"ownerReferences": []}})
                 continue
-            killer = await asyncio.create_subprocess_exec(
-                "docker", "rm", "--force", pod, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-            )
-            await killer.wait()
+            grace = obj.get("spec", {}).get("terminationGracePeriodSeconds", GRACE_SECONDS)
+            stopper = asyncio.create_task(stop_container(pod, grace))
+            self.stopping.add(stopper)  # asyncio keeps only a weak reference to a task
+            stopper.add_done_callback(self.stopping.discard)
             obj.delete()
         task = self.pods.pop((namespace, name), None)
         if task is not None and policy != "Orphan":
             task.cancel()
+
+
+async def stop_container(pod: str, grace: float) -> None:
+    """Stop a deleted pod's container as a kubelet does: SIGTERM, then SIGKILL once `grace` seconds
+    have passed (the container was run with --rm: docker removes it)."""
+    stopper = await asyncio.create_subprocess_exec(
+        "docker", "stop", "--time", str(int(grace)), pod,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await stopper.wait()
 
 
 async def serve(port: int, state: Path) -> None:

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import secrets
-import subprocess
 import sys
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from madness.backends import KUBERNETES, image_name, kubernetes_config, pod_star
 from madness.errors import UserError
 from steps import _lifecycle
 from steps._entry import PROJECT_ROOT
-from steps._image import ensure_image, write_variant
+from steps._image import check_pods_reach_store, ensure_image, project_commit, write_variant
 from steps._launcher import launch_failure, wait_remote
 from steps._runs import Status, end_killed, end_run
 
@@ -50,11 +49,7 @@ def write_project(config_path: str, folder: Path) -> str:
     """Build this commit's image if the engine lacks it, write the variant and the configuration
     into `folder`, and return the image; UserError in one line when either cannot be had."""
     config = kubernetes_config(config_path)
-    try:
-        commit = git.head(PROJECT_ROOT)
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    image = image_name(config, commit, git.state(PROJECT_ROOT))
+    image = image_name(config, project_commit(), git.state(PROJECT_ROOT))
     ensure_image(image)
     folder.mkdir(parents=True, exist_ok=True)
     write_variant(folder, image)
@@ -88,6 +83,8 @@ def run_one_job(folder: Path, parameters: dict[str, str], experiment_name: str |
     status, why = wait_remote(child, _lifecycle.stop, run_name)
     if status == Status.KILLED:
         return child.run_id, end_killed(client, child.run_id), _lifecycle.stop_reason()
+    if status == Status.FAILED and not why:
+        why = f"its pod's output says why (kubectl logs job/{child.name} -n {child.namespace})"
     return child.run_id, end_run(client, child.run_id, status, why), why
 
 
@@ -112,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.run and (args.parameters or args.experiment_name):
         parser.error("-P and --experiment-name are for --run")
     try:
+        if args.run:
+            check_pods_reach_store()
         image = write_project(args.backend_config, args.dir)
         if args.run:
             # From here Ctrl-C or SIGTERM deletes the Job with its pod once it is submitted; before,
