@@ -197,10 +197,6 @@ def _best_weights_callback(epochs: int):
             super().__init__(monitor="val_loss", mode="min", patience=epochs, restore_best_weights=True)
             self.diverged: tuple[int, str, float] | None = None  # (0-based epoch, which loss, its value)
 
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            self.diverged = None
-
         def on_epoch_end(self, epoch, logs=None):
             for key, loss in (("loss", "training"), ("val_loss", "validation")):
                 if not math.isfinite(logs[key]):
@@ -265,15 +261,13 @@ def train(
     arrays = [np.asarray(a, dtype="float32") for a in (x_train, y_train, x_val, y_val)]
     orders = epoch_orders(len(arrays[0]), seed)
     fit = _fit_compiled if fast else _fit_plain
-    train_loss, val_loss, best_epoch, diverged = fit(model, *arrays, orders, epochs, batch_size, check_stop or _go_on)
+    train_loss, val_loss, best_epoch, diverged = fit(
+        model, *arrays, orders, epochs, batch_size, check_stop or (lambda: None)
+    )
     if diverged is not None:
         epoch, loss, value = diverged
         raise Diverged(learning_rate, epoch + 1, epochs, loss, value)
     return Trained(model, train_loss, val_loss, best_epoch)
-
-
-def _go_on() -> None:
-    """Never stop the training (train's default `check_stop`)."""
 
 
 def _fit_plain(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size, check_stop):

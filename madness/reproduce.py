@@ -109,12 +109,6 @@ def worktree(repo: Path, commit: str):
             git.text(["worktree", "prune"], repo)
 
 
-def worktrees(repo: Path) -> list[str]:
-    """The paths `git worktree list` shows, the main working tree first."""
-    out = git.text(["worktree", "list", "--porcelain"], repo)
-    return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("worktree ")]
-
-
 # --- what to pass ---
 
 

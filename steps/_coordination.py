@@ -27,7 +27,7 @@ from madness import names
 from steps import _lifecycle
 from steps import _never_started as never_started
 from steps._processes import process_token, token_alive
-from steps._runs import Status, end_run, end_stopped_killed
+from steps._runs import Status, end_killed, end_run
 
 HOST = socket.gethostname()
 LOCAL_SCHEMES = ("", "file", "sqlite")  # one machine: a process token tells liveness, no heartbeat needed
@@ -55,7 +55,6 @@ class Heartbeat:
     def __init__(self, run_id: str, seconds: float = HEARTBEAT_SECONDS):
         self.run_id, self.seconds = run_id, seconds
         self._stop = threading.Event()
-        self._thread = None
 
     def _beat(self) -> None:
         client = mlflow.MlflowClient()
@@ -68,8 +67,7 @@ class Heartbeat:
 
     def __enter__(self) -> Heartbeat:
         if remote_store():
-            self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
-            self._thread.start()
+            threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -200,8 +198,15 @@ class Claims:
 
 def end_orphans(client, experiment_ids: list[str], liveness: Liveness, by: str) -> list[str]:
     """End FAILED every RUNNING run of these experiments whose process is gone, or whose entry point
-    never started and whose creator is gone (steps._never_started); return their ids."""
-    end_stopped_killed(client, experiment_ids)
+    never started and whose creator is gone (steps._never_started), say so in one line, and return
+    their ids. End KILLED first the FAILED ones a stopped step tagged `stopped` (steps._runs.end_killed)."""
+    stopped = client.search_runs(
+        sorted(set(experiment_ids)),
+        f"attributes.status = 'FAILED' and tags.`{names.TAG_STOPPED}` LIKE '%'",
+        max_results=1000,
+    )
+    for run in stopped:
+        end_killed(client, run.info.run_id)
     ended = []
     for run in client.search_runs(sorted(set(experiment_ids)), "attributes.status = 'RUNNING'", max_results=1000):
         if not liveness.judge(run):
@@ -210,4 +215,8 @@ def end_orphans(client, experiment_ids: list[str], liveness: Liveness, by: str) 
             continue
         end_run(client, run.info.run_id, Status.FAILED, f"{by}: {why}")
         ended.append(run.info.run_id)
+    if ended:
+        print(
+            f"ended FAILED {len(ended)} run(s) left RUNNING by processes that are gone: {', '.join(ended)}", flush=True
+        )
     return ended

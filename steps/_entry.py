@@ -171,7 +171,7 @@ def _end_launched_run(run_id: str | None, status: Status, quick: bool = False) -
 def _tag_stopped(run_id: str | None, reason: str) -> None:
     """Tag the launched run with why its step stopped: where `mlflow run` then ends it FAILED on seeing
     the step's exit code, the sweep waiting for the step (steps._launcher.run_child) or the next
-    sweep, report or backtest (steps._runs.end_stopped_killed) ends it KILLED again."""
+    sweep, report or backtest (steps._coordination.end_orphans) ends it KILLED again."""
     if run_id:
         with single_attempt(), contextlib.suppress(Exception):
             mlflow.MlflowClient().set_tag(run_id, names.TAG_STOPPED, reason)
@@ -186,16 +186,26 @@ def _end_active_run(status: Status, quick: bool = False) -> None:
                 mlflow.end_run(status)
 
 
+def project_commit() -> str | None:
+    """Return the commit the project is at, None outside a git repository or without git."""
+    try:
+        return git.head(PROJECT_ROOT)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def code_identity() -> dict[str, str | None]:
+    """Return the code a run's results depend on, as the sweep's cache compares it: the commit (None
+    outside git) and the working tree's exact state (None outside git; it also says dirtiness)."""
+    return {names.TAG_COMMIT: project_commit(), names.TAG_STATE: git.state(PROJECT_ROOT).get(names.TAG_STATE)}
+
+
 def commit_tag(tags: dict[str, str]) -> dict[str, str]:
     """The commit this code is at, when MLflow did not tag the run with it: MLflow reads it from the
     project folder it was given, which for another backend (a Kubernetes child's docker_env variant of
     MLproject) is not this repository. The sweep's cache finds reusable runs by it."""
-    if names.TAG_COMMIT in tags:
-        return {}
-    try:
-        return {names.TAG_COMMIT: git.head(PROJECT_ROOT)}
-    except (OSError, subprocess.CalledProcessError):
-        return {}
+    commit = None if names.TAG_COMMIT in tags else project_commit()
+    return {names.TAG_COMMIT: commit} if commit else {}
 
 
 @contextmanager

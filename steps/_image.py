@@ -7,7 +7,6 @@ naming the image."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,16 +19,8 @@ from madness import git
 from madness.backends import KUBERNETES, Backend, docker_variant, image_name
 from madness.errors import UserError
 from steps._coordination import remote_store
-from steps._entry import PROJECT_ROOT
+from steps._entry import PROJECT_ROOT, project_commit
 from steps._failures import without_credentials
-
-
-def project_commit() -> str | None:
-    """Return the commit the project is at, None outside a git repository or without git."""
-    try:
-        return git.head(PROJECT_ROOT)
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def with_image(backend: Backend) -> Backend:

@@ -40,16 +40,3 @@ def end_killed(client, run_id: str) -> Status:
     so it overwrites any status)."""
     end_run(client, run_id, Status.KILLED, only=Status.FAILED)
     return end_run(client, run_id, Status.KILLED)
-
-
-def end_stopped_killed(client, experiment_ids: list[str]) -> list[str]:
-    """End KILLED every FAILED run of these experiments tagged `stopped` (see end_killed), and
-    return their ids."""
-    runs = client.search_runs(
-        sorted(set(experiment_ids)),
-        f"attributes.status = 'FAILED' and tags.`{names.TAG_STOPPED}` LIKE '%'",
-        max_results=1000,
-    )
-    for run in runs:
-        end_killed(client, run.info.run_id)
-    return [run.info.run_id for run in runs]

@@ -38,16 +38,13 @@ import pandas as pd
 from mlflow.entities import Metric, RunTag
 from mlflow.entities import Param as RunParam
 
-from madness import backtest, dataset, describe, git, names, plots, sweep
+from madness import backtest, dataset, describe, names, plots, sweep
 from madness import report as tables
-from madness.backends import LOCAL, backend_of, usable_cores
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
-from madness.limits import check_work
 from steps import main as sweep_step
 from steps._coordination import Claims, Liveness, claim_key, end_orphans, liveness_tags
-from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
-from steps._image import project_commit, with_image
+from steps._entry import code_identity, entry_point, run_as_script, start_run
 from steps._launcher import Job, Launcher
 from steps._runs import Status, end_run
 
@@ -100,14 +97,7 @@ def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity
             jobs.append(
                 Job(backtest.SeasonPair(pair.model, pair.lr, split.season), name, experiments[name], params, key=key)
             )
-    if values["force"] or identity.get(names.TAG_COMMIT) is None:
-        return jobs
-    candidates = sweep_step.finished_runs(client, list(experiments.values()), "train", identity)
-    for job in jobs:
-        job.run_id = sweep_step.find_reusable(client, job.experiment_id, "train", job.params, identity, candidates)
-        if job.run_id:
-            job.reused, job.status = True, Status.FINISHED
-    return jobs
+    return sweep_step.mark_reused(client, jobs, identity, values["force"])
 
 
 def train_all(client, backend, values: dict, run_id: str, identity: dict, claims, jobs: list[Job]) -> None:
@@ -270,14 +260,8 @@ def print_summary(summary: dict) -> None:
 def main(argv=None):
     values, raw = parse("backtest", __doc__.splitlines()[0], PARAMS, argv)
     pairs = sweep.grid(values["models"], values["lrs"])
-    values["jobs"] = values["jobs"] or usable_cores()
-    check_work(
-        values["epochs"], values["seeds"], values["batch_size"], values["jobs"] if values["backend"] == LOCAL else 1
-    )
     wanted = backtest.parse_seasons(values["seasons"])
-    backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
-    if backend.name != LOCAL:
-        backend = with_image(backend)
+    backend = sweep_step.checked_backend(values)
     with tempfile.TemporaryDirectory() as tmp:
         files, synthetic_data = dataset.read_inputs(values["data"], values["league"], values["seed"], Path(tmp) / "raw")
     games, _, manifest = dataset.assemble(files, synthetic_data)
@@ -290,15 +274,11 @@ def main(argv=None):
     where = {} if os.environ.get("MLFLOW_RUN_ID") else {"experiment_id": home, "run_name": "backtest"}
     with start_run("backtest", raw, **where) as run, tempfile.TemporaryDirectory() as tmp:
         run_id = run.info.run_id
-        identity = {names.TAG_COMMIT: project_commit(), **git.state(PROJECT_ROOT)}
-        identity.setdefault(names.TAG_STATE, None)
-        identity.pop(names.TAG_DIRTY, None)
+        identity = code_identity()
         identity[names.TAG_DATA_DIGEST] = manifest["digest"]
         jobs = plan(client, values, raw, splits, identity, sweep_step.threads_of(backend, values["jobs"]))
         liveness = Liveness(client)
-        orphans = end_orphans(client, [home, *{job.experiment_id for job in jobs}], liveness, f"backtest {run_id}")
-        if orphans:
-            print(f"ended FAILED {len(orphans)} run(s) left RUNNING by processes that are gone: {', '.join(orphans)}")
+        end_orphans(client, [home, *{job.experiment_id for job in jobs}], liveness, f"backtest {run_id}")
         todo = [job for job in jobs if not job.reused]
         print(
             f"backtest {run_id}: {len(pairs)} pairs x {len(splits)} seasons "

@@ -27,7 +27,7 @@ import shlex
 
 import mlflow
 
-from madness import describe, git, names, sweep
+from madness import describe, names, sweep
 from madness.backends import BACKENDS, LOCAL, Backend, backend_of, usable_cores
 from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, non_negative, not_empty, one_of, parse, positive
 from madness.errors import UserError
@@ -36,9 +36,9 @@ from steps import _lifecycle
 from steps import report as report_step
 from steps._coordination import Claims, Liveness, claim_key, end_orphans
 from steps._data import seasons_of
-from steps._entry import PROJECT_ROOT, entry_point, run_as_script, single_attempt, start_run
+from steps._entry import code_identity, entry_point, run_as_script, single_attempt, start_run
 from steps._experiments import experiment_id, label_experiment
-from steps._image import project_commit, with_image
+from steps._image import with_image
 from steps._launcher import POLL_SECONDS, Job, Launcher, run_child
 from steps._never_started import project_experiments
 from steps._runs import Status
@@ -211,14 +211,31 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
             key=claim_key({"entry": "train", **cache_identity(params), **identity}),
         )
         jobs.append(job)
-    if values["force"] or identity.get(names.TAG_COMMIT) is None:
+    return mark_reused(client, jobs, identity, values["force"])
+
+
+def mark_reused(client, jobs: list[Job], identity: dict, force: bool) -> list[Job]:
+    """Mark reused each job a finished, whole run can stand for (none with `force`, or outside git);
+    return the jobs."""
+    if force or identity.get(names.TAG_COMMIT) is None:
         return jobs
-    candidates = finished_runs(client, list(experiments.values()), "train", identity)
+    candidates = finished_runs(client, [job.experiment_id for job in jobs], "train", identity)
     for job in jobs:
         job.run_id = find_reusable(client, job.experiment_id, "train", job.params, identity, candidates)
         if job.run_id:
             job.reused, job.status = True, Status.FINISHED
     return jobs
+
+
+def checked_backend(values: dict) -> Backend:
+    """Settle `jobs` (0: the usable cores), refuse more work than the machine holds, and return the
+    backend, with its image for Kubernetes (steps._image.with_image)."""
+    values["jobs"] = values["jobs"] or usable_cores()
+    check_work(
+        values["epochs"], values["seeds"], values["batch_size"], values["jobs"] if values["backend"] == LOCAL else 1
+    )
+    backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
+    return backend if backend.name == LOCAL else with_image(backend)
 
 
 @entry_point
@@ -227,13 +244,7 @@ def main(argv=None):
     # MLflow announces each child's scratch folder and command at INFO: the sweep's own line per pair says it.
     logging.getLogger("mlflow.projects").setLevel(logging.WARNING)
     sweep.grid(values["models"], values["lrs"])  # a bad, empty or repeated value stops here
-    values["jobs"] = values["jobs"] or usable_cores()
-    check_work(
-        values["epochs"], values["seeds"], values["batch_size"], values["jobs"] if values["backend"] == LOCAL else 1
-    )
-    backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
-    if backend.name != LOCAL:
-        backend = with_image(backend)
+    backend = checked_backend(values)
     if not seasons_of(values).has_test:
         raise UserError(
             f"a sweep compares its pairs by their Brier on the test seasons: test_season must be at most "
@@ -250,9 +261,7 @@ def main(argv=None):
         sweep_id = sweep_run.info.run_id
         if sweep_run.info.experiment_id != sweep_exp:  # `mlflow run` put it elsewhere (--experiment-name, or Default)
             label_experiment(client, client.get_experiment(sweep_run.info.experiment_id), description=None)
-        identity = {names.TAG_COMMIT: project_commit(), **git.state(PROJECT_ROOT)}
-        identity.setdefault(names.TAG_STATE, None)
-        identity.pop(names.TAG_DIRTY, None)
+        identity = code_identity()
         liveness = Liveness(client)
         claims = None if values["force"] else Claims(client, sweep_id, liveness)
         ingest_id = ensure_ingest(client, raw, sweep_exp, identity, backend, sweep_id, claims)
@@ -267,12 +276,7 @@ def main(argv=None):
             threads_of(backend, values["jobs"]),
         )
         watched = [sweep_exp, *(job.experiment_id for job in jobs), *project_experiments(client, values["prefix"])]
-        orphans = end_orphans(client, watched, liveness, f"sweep {sweep_id}")
-        if orphans:
-            print(
-                f"ended FAILED {len(orphans)} run(s) left RUNNING by processes that are gone: {', '.join(orphans)}",
-                flush=True,
-            )
+        end_orphans(client, watched, liveness, f"sweep {sweep_id}")
         todo = [job for job in jobs if not job.reused]
         print(
             f"sweep {sweep_id}: {len(jobs)} pairs, {len(jobs) - len(todo)} reused, {len(todo)} to train "

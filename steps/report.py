@@ -482,11 +482,7 @@ def end_orphans_of(client, sweep_run_id: str, by: str) -> None:
         *(p["experiment_id"] for p in pairs),
         *project_experiments(client, prefix_of(sweep)),
     ]
-    ended = end_orphans(client, watched, Liveness(client), f"report {by}")
-    if ended:
-        print(
-            f"ended FAILED {len(ended)} run(s) left RUNNING by processes that are gone: {', '.join(ended)}", flush=True
-        )
+    end_orphans(client, watched, Liveness(client), f"report {by}")
 
 
 if __name__ == "__main__":

@@ -73,12 +73,6 @@ def compile_cache_base() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fabric-madness"
 
 
-def obtain_features(values: dict, workdir: Path) -> dataset.Built:
-    if values["features_uri"]:
-        return load_features(values["features_uri"], workdir)
-    return build_features(values, workdir)
-
-
 def log_curves(trained: madness.model.Trained) -> None:
     now = int(time.time() * 1000)
     metrics = [
@@ -163,7 +157,8 @@ def main(argv=None):
         name_run(client, run, values)
         # A sweep's pair (or a reproduce's rerun) is a child run: its parent says how it went, in one line.
         child = names.TAG_PARENT_RUN in run.data.tags
-        built = obtain_features(values, Path(tmp))
+        uri = values["features_uri"]
+        built = load_features(uri, Path(tmp)) if uri else build_features(values, Path(tmp))
         log_data(built, source=features_source(values["features_uri"]) if values["features_uri"] else values["data"])
         features = built.feature_names
         x_train, y_train = dataset.split_xy(built.games, features, names.TRAIN)

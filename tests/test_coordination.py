@@ -222,6 +222,28 @@ def test_orphans_are_ended_failed_and_say_why_while_live_runs_are_left(store, de
     assert client.get_run(live).info.status == client.get_run(untagged).info.status == "RUNNING"
 
 
+def test_orphans_are_said_in_one_line(store, dead_token, capsys):
+    client, experiment = store
+    orphan = holder(client, experiment, dead_token)
+    end_orphans(client, [experiment], Liveness(client), "sweep x")
+    assert capsys.readouterr().out == f"ended FAILED 1 run(s) left RUNNING by processes that are gone: {orphan}\n"
+
+
+def test_a_failed_run_tagged_stopped_is_ended_killed_and_others_are_left(store):
+    client, experiment = store
+    runs = {what: client.create_run(experiment).info.run_id for what in ("stopped", "failed", "running")}
+    for what in ("stopped", "running"):
+        client.set_tag(runs[what], names.TAG_STOPPED, "interrupted (signal SIGINT)")
+    for what in ("stopped", "failed"):
+        client.set_terminated(runs[what], "FAILED")  # as `mlflow run` does as it exits
+    assert end_orphans(client, [experiment], Liveness(client), "sweep s") == []
+    assert {what: client.get_run(run_id).info.status for what, run_id in runs.items()} == {
+        "stopped": "KILLED",
+        "failed": "FAILED",
+        "running": "RUNNING",
+    }
+
+
 def test_a_child_not_yet_tagged_is_an_orphan_when_its_sweep_is_dead(store, dead_token):
     client, experiment = store
     sweep = holder(client, experiment, dead_token)

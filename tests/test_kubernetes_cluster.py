@@ -24,6 +24,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.entities import ViewType
 
 from conftest import ROOT, subprocess_env
 from servers import team_server
@@ -283,6 +284,7 @@ def test_one_job_whose_pod_never_starts_ends_its_run_failed_with_the_reason(firs
         [
             sys.executable, "-m", "tools.kubernetes_project", never_starting_config(tmp_path),
             "--dir", str(tmp_path / "variant"), "--run", "-P", "prefix=kn", "-P", "models=small",
+            "--experiment-name", "kn-one-job",
         ],
         cwd=env["PROJECT"], env=subprocess_env(env), capture_output=True, text=True, timeout=TIMEOUT, check=False,
     )  # fmt: skip
@@ -292,6 +294,24 @@ def test_one_job_whose_pod_never_starts_ends_its_run_failed_with_the_reason(firs
     run = sweep_run(env, "kn")
     assert run.info.status == "FAILED"
     assert run.data.tags["ended_by"].startswith("its pod did not start in 10 s")
+    assert run.info.experiment_id == client(env).get_experiment_by_name("kn-one-job").experiment_id
+
+
+def test_one_job_in_a_deleted_experiment_is_one_line_and_submits_no_job(first, env, cluster, tmp_path):
+    client(env).delete_experiment(client(env).create_experiment("kd-deleted"))
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "tools.kubernetes_project", cluster["config"], "--dir", str(tmp_path / "variant"),
+            "--run", "-P", "prefix=kd", "--experiment-name", "kd-deleted",
+        ],
+        cwd=env["PROJECT"], env=subprocess_env(env), capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert error.startswith("error: experiment 'kd-deleted': "), error
+    assert "deleted" in error, error
+    experiments = [exp.experiment_id for exp in client(env).search_experiments(view_type=ViewType.ALL)]
+    assert client(env).search_runs(experiments, "params.prefix = 'kd'") == []  # MLflow made no run: no Job
 
 
 def test_a_sweep_on_a_store_on_this_machine_is_one_line_and_starts_no_pod(first, env, cluster, tmp_path):

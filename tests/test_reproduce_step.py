@@ -23,7 +23,7 @@ import pytest
 from conftest import run_cli, subprocess_env
 from madness import names, synthetic
 from madness import reproduce as reproduction
-from repos import commit_all, git
+from repos import commit_all, git, worktrees
 from steps import reproduce as step
 from tools import sandbox
 
@@ -196,7 +196,7 @@ def repo_state(repo: Path) -> tuple:
         git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
         git(repo, "rev-parse", "HEAD"),
         git(repo, "status", "--porcelain"),
-        reproduction.worktrees(repo),
+        worktrees(repo),
         git(repo, "remote"),
     )
 
@@ -529,7 +529,7 @@ def test_sigterm_stops_the_rerun_and_removes_the_worktree(history):
         deadline = time.monotonic() + 120
         while not rerun_started(client, history) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert len(reproduction.worktrees(history.repo)) == 2
+        assert len(worktrees(history.repo)) == 2
         time.sleep(1)  # the rerun's command is starting
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)

@@ -12,7 +12,7 @@ import pytest
 from madness import names
 from madness import reproduce as reproduction
 from madness.errors import UserError
-from repos import commit_all, git
+from repos import commit_all, git, worktrees
 
 # --- where the code is ---
 
@@ -62,10 +62,10 @@ def test_worktree_checks_out_the_commit_and_leaves_the_repository_alone(small_re
     with reproduction.worktree(repo, small_repo.first) as tree:
         assert (tree / "code.txt").read_text() == "first\n"
         assert git(tree, "rev-parse", "HEAD") == small_repo.first
-        assert len(reproduction.worktrees(repo)) == 2
+        assert len(worktrees(repo)) == 2
         assert (repo / "code.txt").read_text() == "second\n"
     assert not tree.exists() and not tree.parent.exists()
-    assert reproduction.worktrees(repo) == [str(repo)]
+    assert worktrees(repo) == [str(repo)]
     assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
     assert git(repo, "rev-parse", "HEAD") == small_repo.second
     assert git(repo, "status", "--porcelain") == status
@@ -76,7 +76,7 @@ def test_worktree_is_removed_when_the_body_fails(small_repo, error):
     with pytest.raises(error), reproduction.worktree(small_repo.path, small_repo.first) as tree:
         raise error("boom")
     assert not tree.exists()
-    assert reproduction.worktrees(small_repo.path) == [str(small_repo.path)]
+    assert worktrees(small_repo.path) == [str(small_repo.path)]
 
 
 def test_worktree_of_an_unknown_commit_is_a_user_error(small_repo):
@@ -85,7 +85,7 @@ def test_worktree_of_an_unknown_commit_is_a_user_error(small_repo):
         reproduction.worktree(small_repo.path, "0" * 40),
     ):
         pass
-    assert reproduction.worktrees(small_repo.path) == [str(small_repo.path)]
+    assert worktrees(small_repo.path) == [str(small_repo.path)]
 
 
 def test_find_repository_skips_missing_paths_and_repositories_without_the_commit(small_repo, tmp_path):

@@ -1,5 +1,5 @@
-"""steps._runs.end_run, the one way a run is ended by another process, and the rule that puts KILLED
-back on a stopped step's run, against a real SQLite store."""
+"""steps._runs.end_run, the one way a run is ended by another process, against a real SQLite store
+(the rule that puts KILLED back on a stopped step's run: test_coordination, with end_orphans)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import mlflow
 import pytest
 
 from madness import names
-from steps._runs import Status, end_run, end_stopped_killed
+from steps._runs import Status, end_run
 
 
 @pytest.fixture
@@ -47,18 +47,3 @@ def test_only_a_run_in_the_named_status_is_ended(client):
     client.set_terminated(run_id, "FAILED")
     assert end_run(client, run_id, Status.KILLED, only=Status.FAILED) == Status.KILLED
     assert client.get_run(run_id).info.status == "KILLED"
-
-
-def test_a_failed_run_tagged_stopped_is_ended_killed_and_others_are_left(client):
-    experiment = client.create_experiment("stopped")
-    runs = {what: client.create_run(experiment).info.run_id for what in ("stopped", "failed", "running")}
-    for what in ("stopped", "running"):
-        client.set_tag(runs[what], names.TAG_STOPPED, "interrupted (signal SIGINT)")
-    for what in ("stopped", "failed"):
-        client.set_terminated(runs[what], "FAILED")  # as `mlflow run` does as it exits
-    assert end_stopped_killed(client, [experiment]) == [runs["stopped"]]
-    assert {what: client.get_run(run_id).info.status for what, run_id in runs.items()} == {
-        "stopped": "KILLED",
-        "failed": "FAILED",
-        "running": "RUNNING",
-    }

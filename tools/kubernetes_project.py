@@ -9,8 +9,8 @@ as that backend runs it, a folder (`.kubernetes/`, git-ignored) holding
   (MLflow reads a relative one from the folder `mlflow run` is started in).
 
 With --run it then runs the `main` entry point as one Job, its ingest and pairs local inside the
-pod, and waits for it, through MLflow's public `mlflow.projects.run` and the SubmittedRun the sweep's
-own Kubernetes children use (steps._kubernetes): a pod that never starts ends the run FAILED with
+pod, and waits for it, as the sweep runs and waits for its own Kubernetes children (through MLflow's
+public `mlflow.projects.run`: steps._launcher.submit, wait_remote): a pod that never starts ends the run FAILED with
 the reason, Ctrl-C or SIGTERM deletes the Job with its pod and ends the run KILLED, a launch that
 fails ends the run FAILED, each in one line; the run is never left RUNNING.
 
@@ -23,6 +23,7 @@ without those guarantees. Write it again after each commit: the image and the va
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import secrets
@@ -30,55 +31,51 @@ import sys
 from pathlib import Path
 
 import mlflow
-import mlflow.projects
+from mlflow.exceptions import MlflowException
 
 from madness import git, names
-from madness.backends import KUBERNETES, image_name, kubernetes_config, pod_start_seconds
+from madness.backends import KUBERNETES, Backend, image_name, kubernetes_config
 from madness.errors import UserError
 from steps import _lifecycle
-from steps._entry import PROJECT_ROOT
-from steps._image import check_pods_reach_store, ensure_image, project_commit, write_variant
-from steps._launcher import launch_failure, wait_remote
+from steps._entry import PROJECT_ROOT, project_commit
+from steps._image import check_pods_reach_store, ensure_image, write_variant
+from steps._launcher import launch_failure, submit, wait_remote
 from steps._runs import Status, end_killed, end_run
 
 FOLDER = PROJECT_ROOT / ".kubernetes"
 CONFIG_FILE = "kubernetes_config.json"
 
 
-def write_project(config_path: str, folder: Path) -> str:
+def write_project(config_path: str, folder: Path) -> Backend:
     """Build this commit's image if the engine lacks it, write the variant and the configuration
-    into `folder`, and return the image; UserError in one line when either cannot be had."""
-    config = kubernetes_config(config_path)
-    image = image_name(config, project_commit(), git.state(PROJECT_ROOT))
+    into `folder`, and return the backend that runs it; UserError in one line when either cannot be had."""
+    backend = Backend(KUBERNETES, kubernetes_config(config_path))
+    image = image_name(backend.config, project_commit(), git.state(PROJECT_ROOT))
     ensure_image(image)
     folder.mkdir(parents=True, exist_ok=True)
     write_variant(folder, image)
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    return image
+    (folder / CONFIG_FILE).write_text(json.dumps(backend.config, indent=2) + "\n")
+    return dataclasses.replace(backend, image=image)
 
 
-def run_one_job(folder: Path, parameters: dict[str, str], experiment_name: str | None) -> tuple[str, Status, str]:
-    """Run the `main` entry point of the project written in `folder` as one Job, wait for it, and
-    return its run's id, how the run ended and why, having ended it if the pod did not (see the
-    module's docstring); UserError when the Job could not be submitted."""
-    config = json.loads((folder / CONFIG_FILE).read_text())
-    run_name = f"sweep-job-{secrets.token_hex(4)}"  # finds the run MLflow made when the launch fails
+def run_one_job(backend: Backend, parameters: dict[str, str], experiment_name: str | None) -> tuple[str, Status, str]:
+    """Run the `main` entry point as one Job on `backend`, as the sweep runs its children
+    (steps._launcher.submit), wait for it, and return its run's id, how the run ended and why, having
+    ended it if the pod did not (see the module's docstring); UserError when the Job could not start."""
     client = mlflow.MlflowClient()
     try:
-        submitted = mlflow.projects.run(
-            uri=str(folder), entry_point="main", parameters=parameters, experiment_name=experiment_name,
-            backend=KUBERNETES, backend_config=config, env_manager="local", synchronous=False, run_name=run_name,
-        )  # fmt: skip
+        # None: where `mlflow run` would put it (MLFLOW_EXPERIMENT_NAME or _ID, else Default).
+        exp_id = mlflow.set_experiment(experiment_name).experiment_id if experiment_name else None
+    except MlflowException as err:  # a deleted experiment, a name MLflow refuses
+        raise UserError(f"experiment {experiment_name!r}: {err.message.strip().splitlines()[0]}") from None
+    run_name = f"sweep-job-{secrets.token_hex(4)}"  # finds the run MLflow made when the launch fails
+    try:
+        child = submit("main", parameters, exp_id, run_name, backend)
     except Exception as err:  # noqa: BLE001 - docker's and kubernetes' clients raise their own
-        made = client.search_runs(
-            [exp.experiment_id for exp in client.search_experiments()], f"tags.`{names.TAG_RUN_NAME}` = '{run_name}'"
-        )
-        for run in made:
+        searched = [exp_id] if exp_id else [exp.experiment_id for exp in client.search_experiments()]
+        for run in client.search_runs(searched, f"tags.`{names.TAG_RUN_NAME}` = '{run_name}'"):
             end_run(client, run.info.run_id, Status.FAILED, f"its Job could not start: {launch_failure(err)}")
         raise UserError(f"the sweep's Job could not start: {launch_failure(err)}") from None
-    from steps._kubernetes import KubernetesChild
-
-    child = KubernetesChild(submitted, pod_start_seconds(config))
     print(f"run {child.run_id} ({run_name}): the sweep as Job {child.name} in namespace {child.namespace}", flush=True)
     status, why = wait_remote(child, _lifecycle.stop, run_name)
     if status == Status.KILLED:
@@ -111,12 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.run:
             check_pods_reach_store()
-        image = write_project(args.backend_config, args.dir)
+        backend = write_project(args.backend_config, args.dir)
         if args.run:
             # From here Ctrl-C or SIGTERM deletes the Job with its pod once it is submitted; before,
             # it would stop the image's build, which the next command would start again.
             _lifecycle.handle_signals()
-            run_id, status, why = run_one_job(args.dir, dict(args.parameters), args.experiment_name)
+            run_id, status, why = run_one_job(backend, dict(args.parameters), args.experiment_name)
             if status == Status.FINISHED:
                 print(f"the sweep's run {run_id} ended FINISHED", flush=True)
                 return 0
@@ -127,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     folder = os.path.relpath(args.dir)
     print(
-        f"{folder}: the project in {image}; the sweep as one Job:\n"
+        f"{folder}: the project in {backend.image}; the sweep as one Job:\n"
         f"  python -m tools.kubernetes_project {args.backend_config} --run -P models=... -P lrs=...\n"
         f"or with MLflow's own command (a pod that never starts keeps it waiting):\n"
         f"  mlflow run {folder} --backend kubernetes --backend-config {folder}/{CONFIG_FILE} "
