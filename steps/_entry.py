@@ -25,7 +25,7 @@ from steps._failures import (
     is_store_failure,
     without_credentials,
 )
-from steps._lifecycle import SINGLE_ATTEMPT
+from steps._lifecycle import single_attempt
 from steps._runs import Status, end_run
 from steps._store_check import check_tracking_store, store_problem
 
@@ -140,21 +140,6 @@ def entry_point(main):
             sys.exit(1)
 
     return wrapper
-
-
-@contextmanager
-def single_attempt():
-    """Store calls in this block try once, briefly: used to tidy up after the store has failed."""
-    saved = {name: os.environ.get(name) for name in SINGLE_ATTEMPT}
-    os.environ.update(SINGLE_ATTEMPT)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _end_launched_run(run_id: str | None, status: Status, quick: bool = False) -> None:

@@ -36,9 +36,10 @@ from madness import names, sweep
 from madness.backends import LOCAL, Backend, pod_start_seconds
 from steps import _lifecycle
 from steps._coordination import Claims
-from steps._entry import PROJECT_ROOT, single_attempt
+from steps._entry import PROJECT_ROOT
 from steps._failures import is_store_failure
 from steps._image import write_variant
+from steps._lifecycle import single_attempt
 from steps._processes import stop_mlflow_children
 from steps._runs import ENDED, Status, end_killed, end_run
 

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 from madness import names
 from steps import _processes as processes
@@ -57,6 +58,26 @@ def wait(seconds: float) -> None:
     check_stop()
 
 
+@contextmanager
+def environment(values: dict[str, str]):
+    """Set these environment variables while the block runs; then put back what they were."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def single_attempt():
+    """Store calls in this block try once, briefly: used to tidy up after the store has failed."""
+    return environment(SINGLE_ATTEMPT)
+
+
 def _on_signal(signum, frame) -> None:
     """Ask the step to stop; a second SIGINT exits at once, without ending the runs."""
     name = signal.Signals(signum).name
@@ -92,7 +113,7 @@ class LauncherWatch:
     def __init__(self, tokens: list[str], poll: float = POLL_SECONDS):
         self.tokens, self.poll = tokens, poll
         self._done = threading.Event()
-        self._saved_env = None
+        self._inherited = environment({names.ENV_WATCH: ",".join([*tokens, processes.process_token()])})
 
     def _watch(self) -> None:
         while not stop.wait(self.poll):
@@ -105,14 +126,10 @@ class LauncherWatch:
             processes.stop_mlflow_children()
 
     def __enter__(self) -> LauncherWatch:
-        self._saved_env = os.environ.get(names.ENV_WATCH)
-        os.environ[names.ENV_WATCH] = ",".join([*self.tokens, processes.process_token()])
+        self._inherited.__enter__()
         threading.Thread(target=self._watch, name="launcher-watch", daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._done.set()
-        if self._saved_env is None:
-            os.environ.pop(names.ENV_WATCH, None)
-        else:
-            os.environ[names.ENV_WATCH] = self._saved_env
+        self._inherited.__exit__(*exc)

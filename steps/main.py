@@ -36,10 +36,11 @@ from steps import _lifecycle
 from steps import report as report_step
 from steps._coordination import Claims, Liveness, claim_key, end_orphans
 from steps._data import seasons_of
-from steps._entry import code_identity, entry_point, run_as_script, single_attempt, start_run
+from steps._entry import code_identity, entry_point, run_as_script, start_run
 from steps._experiments import experiment_id, label_experiment
 from steps._image import with_image
 from steps._launcher import POLL_SECONDS, Job, Launcher, run_child
+from steps._lifecycle import single_attempt
 from steps._never_started import project_experiments
 from steps._runs import Status
 from steps._stored import ingest_run_problem, train_run_problem

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,16 +173,10 @@ def local_repository(p: Plan, earlier: list[Path]) -> tuple[Path, str]:
     return found
 
 
-@contextmanager
 def interpreter_first(env_manager: str):
     """With env_manager local the rerun's `python` is this one, even from an unactivated venv."""
-    saved = os.environ.get("PATH", "")
-    if env_manager == "local":
-        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{saved}"
-    try:
-        yield
-    finally:
-        os.environ["PATH"] = saved
+    first = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return _lifecycle.environment(first if env_manager == "local" else {})
 
 
 def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | None) -> str:

@@ -11,8 +11,8 @@ import pytest
 from _pytest.outcomes import Failed, Skipped
 
 import servers
-from steps._entry import single_attempt
 from steps._failures import is_store_failure, store_failure, without_credentials
+from steps._lifecycle import single_attempt
 from tools.teamserver import ServerError, TeamServer, free_port, port_in_use
 
 
