@@ -338,7 +338,7 @@ def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, epochs, batch_s
         losses = losses.numpy()[:, : int(epochs_run)]
         train_losses += map(float, losses[0])
         val_losses += map(float, losses[1])
-        if int(epochs_run) < count:  # stopped on a loss that is not finite
+        if not np.isfinite(losses[:, -1]).all():  # the program stops on the first loss that is not finite
             break
         check_stop()
     best, best_epoch = state[4], state[6]

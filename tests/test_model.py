@@ -267,10 +267,13 @@ def test_training_in_chunks_of_epochs_gives_the_bits_of_one_call(frame, trained,
     assert_same_weights(chunked, trained)
 
 
-def test_a_divergence_stops_the_training_without_running_the_chunks_that_follow(frame, monkeypatch):
-    monkeypatch.setattr(madness.model, "EPOCH_CHUNK", 2)
+@pytest.mark.parametrize("chunk", [1, 2], ids=["ending-its-chunk", "inside-its-chunk"])
+def test_a_divergence_stops_the_training_without_running_the_chunks_that_follow(frame, monkeypatch, chunk):
+    monkeypatch.setattr(madness.model, "EPOCH_CHUNK", chunk)
+    chunks_gone_on = []  # check_stop is called between chunks
     with pytest.raises(madness.model.Diverged, match="at epoch 1 of 5"):
-        train(frame, epochs=5, lr=1e30)
+        train(frame, epochs=5, lr=1e30, check_stop=lambda: chunks_gone_on.append(True))
+    assert chunks_gone_on == []
 
 
 TRAIN_IN_A_PROCESS = """
