@@ -23,11 +23,12 @@ from steps._failures import (
     check_local_store,
     drop_store_tracebacks,
     is_store_failure,
+    store_failure,
     without_credentials,
 )
 from steps._lifecycle import single_attempt
 from steps._runs import Status, end_run
-from steps._store_check import check_tracking_store, store_problem
+from steps._store_check import check_tracking_store
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,7 +132,7 @@ def entry_point(main):
             print(f"error: {_lifecycle.stop_reason()}", file=sys.stderr)
             sys.exit(130)
         except Exception as err:
-            problem = store_problem(err)
+            problem = store_failure(err)
             if problem is None:  # a bug: keep its traceback
                 _end_active_run(Status.FAILED)
                 raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import traceback
 import urllib.parse
 from pathlib import Path
@@ -25,7 +26,13 @@ def _causes(err: BaseException):
 
 
 def store_failure(err: BaseException) -> str | None:
-    """One line naming the store when `err` is the tracking or artifact store failing, else None."""
+    """One line naming the store when `err` is the tracking or artifact store failing (a SQLite store
+    deleted meanwhile named as such), or an address that answers but is no MLflow server; else None."""
+    fault = _store_fault(err)
+    return (deleted_store() or fault) if fault else not_a_tracking_server(err)
+
+
+def _store_fault(err: BaseException) -> str | None:
     import requests
 
     uri = without_credentials(mlflow.get_tracking_uri())
@@ -59,6 +66,36 @@ def store_failure(err: BaseException) -> str | None:
                 "MLFLOW_ALLOW_FILE_STORE=true; use a database, e.g. sqlite:///mlflow.db"
             )
     return None
+
+
+def not_a_tracking_server(err: BaseException) -> str | None:
+    """One line when a request to the tracking server got an answer that is not MLflow's (a web
+    page, another service, a wrong path: no JSON error), else None."""
+    if not isinstance(err, MlflowException):
+        return None
+    answer = re.match(r"API request to endpoint (\S+) failed with error code (\d+)", str(err.message))
+    if answer is None:
+        return None
+    endpoint, status = answer.groups()
+    return (
+        f"the tracking store {without_credentials(mlflow.get_tracking_uri())} answered {endpoint} with HTTP {status} "
+        "and no MLflow response: it is not an MLflow tracking server; give the address `mlflow server` listens on"
+    )
+
+
+def deleted_store(uri: str | None = None) -> str | None:
+    """One line when the SQLite store was deleted (or emptied) during the run, else None: SQLite
+    then reports a read-only database, or tables that do not exist."""
+    uri = uri or mlflow.get_tracking_uri()
+    database = sqlite_path(uri)
+    if database is None:
+        return None
+    if database.exists() and database.stat().st_size > 0:
+        return None
+    return (
+        f"the tracking store {uri} was deleted during the run ({database} is gone); "
+        "the runs it held are lost: start again on a new store"
+    )
 
 
 def is_store_failure(err: BaseException) -> bool:

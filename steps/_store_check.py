@@ -3,7 +3,7 @@ and what is accepted: an unknown scheme; a SQLite path that is a folder, or in a
 exist (MLflow would create that folder, at the file system's root if need be); a file that is not
 SQLite, or another application's database (MLflow would add its tables to it); a server that does not
 answer (said at once, with how long MLflow's own retries last). A SQLite store deleted while a step
-runs is named as such rather than as the read-only database SQLite reports.
+runs is named as such rather than as the read-only database SQLite reports (steps._failures).
 
 `python -m steps._store_check` checks the store of MLFLOW_TRACKING_URI and creates it when it is new:
 MLflow creates a SQLite store's tables on first use, and two `mlflow run` started together on a new
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
-import re
 import socket
 import sqlite3
 import urllib.parse
@@ -28,11 +27,10 @@ from mlflow.environment_variables import (
     MLFLOW_HTTP_REQUEST_BACKOFF_JITTER,
     MLFLOW_HTTP_REQUEST_MAX_RETRIES,
 )
-from mlflow.exceptions import MlflowException
 from mlflow.store.db.db_types import DATABASE_ENGINES
 
 from madness.errors import UserError
-from steps._failures import sqlite_path, store_failure, without_credentials
+from steps._failures import deleted_store, sqlite_path, without_credentials
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
 MLFLOW_TABLES = {"experiments", "alembic_version"}  # a store being created may hold either first
@@ -130,45 +128,6 @@ def announce_unreachable(uri: str) -> None:
         f"(MLFLOW_HTTP_REQUEST_MAX_RETRIES={MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()}, "
         f"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR={MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()})",
         flush=True,  # on stdout, as the retries' own lines: stderr keeps the error alone
-    )
-
-
-def store_problem(err: BaseException) -> str | None:
-    """One line when `err` is the tracking store failing (steps._failures.store_failure), naming a
-    SQLite store deleted meanwhile, or an address that answers but is no MLflow server; else None."""
-    problem = store_failure(err)
-    if problem is not None:
-        return deleted_store() or problem
-    return not_a_tracking_server(err)
-
-
-def not_a_tracking_server(err: BaseException) -> str | None:
-    """One line when a request to the tracking server got an answer that is not MLflow's (a web
-    page, another service, a wrong path: no JSON error), else None."""
-    if not isinstance(err, MlflowException):
-        return None
-    answer = re.match(r"API request to endpoint (\S+) failed with error code (\d+)", str(err.message))
-    if answer is None:
-        return None
-    endpoint, status = answer.groups()
-    return (
-        f"the tracking store {without_credentials(mlflow.get_tracking_uri())} answered {endpoint} with HTTP {status} "
-        "and no MLflow response: it is not an MLflow tracking server; give the address `mlflow server` listens on"
-    )
-
-
-def deleted_store(uri: str | None = None) -> str | None:
-    """One line when the SQLite store was deleted (or emptied) during the run, else None: SQLite
-    then reports a read-only database, or tables that do not exist."""
-    uri = uri or mlflow.get_tracking_uri()
-    database = sqlite_path(uri)
-    if database is None:
-        return None
-    if database.exists() and database.stat().st_size > 0:
-        return None
-    return (
-        f"the tracking store {uri} was deleted during the run ({database} is gone); "
-        "the runs it held are lost: start again on a new store"
     )
 
 
