@@ -128,6 +128,7 @@ def table_rows(client, pairs: list[dict]) -> list[dict]:
                 "status": status_of(client, run),
                 "reused": pair.get("reused", False),
                 "run_id": pair["run_id"],
+                "constant": run.data.tags.get(names.TAG_CONSTANT) == "true",  # said, not a column
             }
         )
     return rows
@@ -347,8 +348,10 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     """Build every report file in `folder`; return the summary that is printed."""
     client = mlflow.MlflowClient()
     pairs = sweep_pairs(sweep_run_id)
-    table = tables.runs_table(table_rows(client, pairs))
-    constant = constant_pairs(client, pairs)
+    rows = table_rows(client, pairs)
+    table = tables.runs_table(rows)
+    # The pairs whose network gives about the same probability to every game (train's tag).
+    constant = [f"{row['model']} lr={row['lr']}" for row in rows if row.get("constant")]
     passing = filtered(pairs, filter_string, set(table.loc[table["status"] == "FINISHED", "run_id"]))
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / names.RUNS_CSV, index=False)
@@ -405,16 +408,6 @@ def how_sure(best: dict, runner_up: dict | None) -> str:
     if not tables.same_games(*frames):
         return "not compared with the runner-up: the two runs were scored on different games"
     return tables.how_sure(best, runner_up, tables.best_against_runner_up(*frames), len(frames[0]) // 2)
-
-
-def constant_pairs(client, pairs: list[dict]) -> list[str]:
-    """The pairs whose network gives about the same probability to every game (train's tag)."""
-    runs = runs_of(client, pairs)
-    return [
-        f"{p['model']} lr={p['lr']}"
-        for p in pairs
-        if p["run_id"] is not None and runs[p["run_id"]].data.tags.get(names.TAG_CONSTANT) == "true"
-    ]
 
 
 def print_summary(summary: dict) -> None:

@@ -1,6 +1,7 @@
 """The report's two figures are drawn once per set of inputs: a later report whose runs, scores and
 curves (and drawing code) are unchanged copies them from the earlier report's run, and only when
-they are stored whole. Real SQLite store, real matplotlib."""
+they are stored whole; and the pairs whose network predicts a constant are named. Real SQLite store,
+real matplotlib."""
 
 from __future__ import annotations
 
@@ -134,3 +135,11 @@ def test_runs_scored_on_different_games_are_not_compared(pairs):
 
 def test_a_lone_best_has_no_runner_up(pairs):
     assert report.how_sure(row(pairs[0]["run_id"], "0.01", 0.21), None) == "no runner-up to compare it with"
+
+
+def test_a_pair_whose_network_predicts_a_constant_is_named_in_the_report(pairs, capsys):
+    mlflow.MlflowClient().set_tag(pairs[1]["run_id"], names.TAG_CONSTANT, "true")
+    _, summary = sweep(pairs)
+    assert summary["constant"] == ["small lr=0.1"]
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("constant predictions")]
+    assert line.endswith("try a lower learning rate): small lr=0.1")
