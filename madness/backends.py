@@ -28,6 +28,8 @@ UNQUOTE = "python -m steps._unquote"
 
 @dataclass(frozen=True)
 class Backend:
+    """Where a sweep's children run: MLflow backend, its configuration, their env manager, image (kubernetes)."""
+
     name: str = LOCAL
     config: dict = field(default_factory=dict)
     env_manager: str = "local"

@@ -59,6 +59,7 @@ class SeasonPair:
 
     @property
     def name(self) -> str:
+        """Return the season run's name, `<model>_<lr>_<season>`."""
         return f"{self.model}_{self.lr}_{self.season}"
 
 
@@ -150,6 +151,7 @@ def ranking(rows: list[dict]) -> pd.DataFrame:
 
 
 def scored(table: pd.DataFrame) -> pd.DataFrame:
+    """Return the ranking's FINISHED rows that have a backtest Brier, in the ranking's order."""
     return table[table["status"] == "FINISHED"].dropna(subset=[names.BRIER])
 
 
@@ -187,6 +189,7 @@ def nested_choice(predictions: dict[str, pd.DataFrame], until: int) -> Nested | 
         return None
 
     def brier_on(frame: pd.DataFrame, column: str, seasons: list[int]) -> float:
+        """Return the Brier of `column` on the rows of `frame` in `seasons`."""
         part = frame[frame[names.SEASON].isin(seasons)]
         return scoring.brier(part[names.TARGET], part[column])
 

@@ -19,6 +19,8 @@ from madness.errors import UserError
 
 @dataclass(frozen=True)
 class Param:
+    """A step parameter: its name, MLproject type, default (None: required), help and optional value check."""
+
     name: str
     type: str  # as written in MLproject: string, int or float
     default: Any  # None: required (no default in MLproject either)
@@ -26,6 +28,7 @@ class Param:
     check: Callable[[str, Any], Any] | None = None
 
     def convert(self, text: str) -> Any:
+        """Return `text` converted to the param's type and checked; raise UserError naming a bad value."""
         value = _CONVERTERS[self.type](self.name, text)
         return self.check(self.name, value) if self.check else value
 
@@ -51,19 +54,24 @@ _CONVERTERS = {"string": lambda name, text: str(text), "int": _to_int, "float": 
 
 
 def positive(name: str, value):
+    """Return `value`; raise UserError unless it is > 0."""
     if value <= 0:
         raise UserError(f"{name} must be > 0, got {value!r}")
     return value
 
 
 def non_negative(name: str, value):
+    """Return `value`; raise UserError when it is negative."""
     if value < 0:
         raise UserError(f"{name} must be >= 0, got {value!r}")
     return value
 
 
 def one_of(*choices: str):
+    """Return a check accepting only `choices`: any other value raises UserError listing them."""
+
     def check(name: str, value: str) -> str:
+        """Return `value` when it is one of the choices; raise UserError listing them otherwise."""
         if value not in choices:
             raise UserError(f"unknown {name} {value!r}; accepted: {', '.join(choices)}")
         return value
@@ -72,6 +80,7 @@ def one_of(*choices: str):
 
 
 def boolean(name: str, value: str) -> bool:
+    """Return True for true/1/yes and False for false/0/no (any case); raise UserError for anything else."""
     lowered = value.strip().lower()
     if lowered in ("true", "1", "yes"):
         return True
@@ -84,12 +93,14 @@ FIRST_SEASON, LAST_SEASON = 1985, 2100  # Kaggle's men's data start in 1985
 
 
 def season(name: str, value: int) -> int:
+    """Return `value` when it is a season from FIRST_SEASON to LAST_SEASON; raise UserError otherwise."""
     if not FIRST_SEASON <= value <= LAST_SEASON:
         raise UserError(f"{name} must be a season between {FIRST_SEASON} and {LAST_SEASON}, got {value}")
     return value
 
 
 def not_empty(name: str, value: str) -> str:
+    """Return `value`; raise UserError when it is empty or blank."""
     if not value.strip():
         raise UserError(f"{name} must not be empty")
     return value
@@ -118,6 +129,7 @@ SEEDS = Param(
 
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own errors: one line, no usage block
+        """Print argparse's error as `<prog>: error: <message>` on stderr and exit 2."""
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
 

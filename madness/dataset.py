@@ -36,6 +36,7 @@ class Seasons:
         return self.test <= self.last
 
     def check(self) -> Seasons:
+        """Return the seasons; raise UserError unless first < val < test <= last + 1."""
         if not self.first < self.val < self.test <= self.last + 1:
             raise UserError(
                 f"seasons must satisfy first_season < val_season < test_season <= last_season + 1 "
@@ -45,6 +46,7 @@ class Seasons:
         return self
 
     def split_of(self, seasons: pd.Series) -> pd.Series:
+        """Return each season's split (train, val or test), NA for a season outside every split."""
         split = pd.Series(pd.NA, index=seasons.index, dtype="object")
         split[(seasons >= self.first) & (seasons < self.val)] = names.TRAIN
         split[(seasons >= self.val) & (seasons < self.test)] = names.VAL
@@ -54,6 +56,8 @@ class Seasons:
 
 @dataclass
 class Built:
+    """A feature folder's contents: tournament rows with their split, team-season table, scaler, manifest."""
+
     games: pd.DataFrame
     team_season: pd.DataFrame
     scaler: dict
@@ -102,6 +106,8 @@ def assemble(files: list[kaggle.LeagueFiles], synthetic_data: bool = False) -> t
 
 
 def build(files: list[kaggle.LeagueFiles], seasons: Seasons, synthetic_data: bool = False) -> Built:
+    """Split the tournament rows by `seasons` (rows outside them dropped); fit the scaler on the training rows.
+    Raise UserError on seasons out of order, a split without games, or a game lacking a feature."""
     seasons.check()
     games, team_season, manifest = assemble(files, synthetic_data)
     games.insert(1, names.SPLIT, seasons.split_of(games[names.SEASON]))
@@ -126,6 +132,7 @@ def _check_splits(games: pd.DataFrame, files, seasons: Seasons) -> None:
 
 
 def check_complete(games: pd.DataFrame, features: list[str]) -> None:
+    """Raise UserError naming the first game that lacks one of `features` (no regular-season features or seed)."""
     missing = games[features].isna().any(axis=1)
     if missing.any():
         row = games[missing].iloc[0]
@@ -145,6 +152,7 @@ def fit_scaler(train: pd.DataFrame, features: list[str]) -> dict:
 
 
 def write(built: Built, folder: Path) -> list[Path]:
+    """Write the feature folder (games, team-season table, scaler, manifest) into `folder`; return the paths written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     built.games.to_csv(folder / names.GAMES_FILE, index=False, float_format="%.17g", lineterminator="\n")
@@ -171,5 +179,6 @@ def load(folder: Path) -> Built:
 
 
 def split_xy(games: pd.DataFrame, features: list[str], split: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Return the rows of `split`: their features as float64 and their targets as an array."""
     part = games[games[names.SPLIT] == split]
     return part[features].astype("float64"), part[names.TARGET].to_numpy(dtype="float64")

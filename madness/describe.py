@@ -17,6 +17,7 @@ def network_words(model: str) -> str:
 
 
 def grid_words(lrs: list[str], epochs: str) -> str:
+    """Return e.g. 'learning rates 0.001, 0.01 for 100 epochs' (singular for one rate or one epoch)."""
     rates = f"learning rate{'s' if len(lrs) > 1 else ''} {', '.join(lrs)}"
     return f"{rates} for {epochs} epoch{'' if epochs == '1' else 's'}"
 

@@ -16,6 +16,7 @@ COMPACT_FEATURES = (names.POINTS_FOR, names.POINTS_AGAINST, names.MARGIN, names.
 
 
 def box_feature_names() -> list[str]:
+    """Return the box-score feature names: the team's per-game stats, then its opponents' (prefixed Opp)."""
     return [*names.FEATURE_BOX_STATS, *(f"{names.OPP}{s}" for s in names.FEATURE_BOX_STATS)]
 
 
@@ -101,10 +102,12 @@ def team_season_features(
 
 
 def team_feature_columns(team_features: pd.DataFrame) -> list[str]:
+    """Return the team-season table's feature columns: all but Season, TeamID and League."""
     return [c for c in team_features.columns if c not in (names.SEASON, names.TEAM_ID, names.LEAGUE)]
 
 
 def feature_columns(team_columns: list[str]) -> list[str]:
+    """Return the game rows' feature columns: every team column for team 1 (T1_), then for team 2 (T2_)."""
     return [f"{side}{c}" for side in (names.T1, names.T2) for c in team_columns]
 
 

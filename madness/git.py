@@ -15,6 +15,7 @@ def output(args: list[str], cwd: Path | str) -> bytes:
 
 
 def text(args: list[str], cwd: Path | str) -> str:
+    """Return what `git ARGS` prints in `cwd`, decoded and stripped; raise as `output` does."""
     return output(args, cwd).decode().strip()
 
 

@@ -87,6 +87,7 @@ class LeagueFiles:
 
 
 def file_name(league: str, stem: str) -> str:
+    """Return the league's Kaggle file name, e.g. ('W', 'NCAATourneySeeds') -> 'WNCAATourneySeeds.csv'."""
     return f"{league}{stem}.csv"
 
 
@@ -326,6 +327,7 @@ def _kaggle_file(folder: Path, name: str, required: bool) -> Path | None:
 
 
 def leagues_for(choice: str) -> tuple[str, ...]:
+    """Return the leagues a `league` choice names (both: M and W); raise UserError for any other choice."""
     if choice not in names.LEAGUE_CHOICES:
         raise UserError(f"unknown league {choice!r}; accepted: {', '.join(names.LEAGUE_CHOICES)}")
     return names.LEAGUES if choice == "both" else (choice,)

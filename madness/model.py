@@ -146,6 +146,8 @@ def set_threads(threads: int) -> None:
 
 
 def build(name: str, scaler: dict, learning_rate: float):
+    """Return the compiled `name` network: the scaler as a Normalization layer, then its Dense layers;
+    Adam at `learning_rate` on MSE."""
     keras = import_keras()
 
     mean = np.asarray(scaler["mean"], dtype="float32")
@@ -163,6 +165,8 @@ def build(name: str, scaler: dict, learning_rate: float):
 
 @dataclass
 class Trained:
+    """A trained network, its training and validation loss per epoch, and the (0-based) epoch whose weights it holds."""
+
     model: object
     train_loss: list[float]
     val_loss: list[float]
@@ -193,11 +197,15 @@ def _best_weights_callback(epochs: int):
     keras = import_keras()
 
     class KeepBestWeights(keras.callbacks.EarlyStopping):
+        """EarlyStopping that also stops at the first loss that is not finite, recorded in `diverged`."""
+
         def __init__(self):
             super().__init__(monitor="val_loss", mode="min", patience=epochs, restore_best_weights=True)
             self.diverged: tuple[int, str, float] | None = None  # (0-based epoch, which loss, its value)
 
         def on_epoch_end(self, epoch, logs=None):
+            """Stop the training at the first training or validation loss that is not finite (recorded in
+            `diverged`); otherwise track the best epoch as EarlyStopping does."""
             for key, loss in (("loss", "training"), ("val_loss", "validation")):
                 if not math.isfinite(logs[key]):
                     self.diverged = (epoch, loss, float(logs[key]))
@@ -206,6 +214,7 @@ def _best_weights_callback(epochs: int):
             super().on_epoch_end(epoch, logs)
 
         def on_train_end(self, logs=None):
+            """Restore the best epoch's weights, unless the training diverged (then the weights are left alone)."""
             if self.diverged is None:
                 super().on_train_end(logs)
 
@@ -445,4 +454,5 @@ def _first_not_finite(train_loss, val_loss) -> tuple[int, str, float] | None:
 
 
 def predict(model, x) -> np.ndarray:
+    """Return the network's probabilities for `x` as a flat float64 array."""
     return model.predict(np.asarray(x, dtype="float32"), verbose=0).reshape(-1).astype("float64")

@@ -9,6 +9,7 @@ from madness.scoring import reliability
 
 
 def new_figure(rows: int = 1, cols: int = 1, size=(7, 4.5), **kwargs):
+    """Return a new Figure of `size` inches and its `rows` x `cols` axes (`kwargs` go to `subplots`)."""
     # Imported here: matplotlib costs ~0.7 s at start-up, and a sweep that reuses its report draws nothing.
     # Figure objects, not pyplot: no global backend or figure registry, nothing to close, no screen needed.
     from matplotlib.figure import Figure
@@ -18,6 +19,7 @@ def new_figure(rows: int = 1, cols: int = 1, size=(7, 4.5), **kwargs):
 
 
 def loss_curves(ax, train_loss, val_loss, best_epoch: int, title: str):
+    """Draw the training and validation loss per epoch on `ax`, a dotted line at the (0-based) `best_epoch`."""
     epochs = range(1, len(train_loss) + 1)
     ax.plot(epochs, train_loss, label=names.TRAIN_LOSS)
     ax.plot(epochs, val_loss, label=names.VAL_LOSS)
@@ -27,6 +29,7 @@ def loss_curves(ax, train_loss, val_loss, best_epoch: int, title: str):
 
 
 def loss_figure(train_loss, val_loss, best_epoch: int, model: str, lr: str):
+    """Return a figure of one run's loss curves, titled with its model and learning rate."""
     fig, ax = new_figure()
     loss_curves(
         ax, train_loss, val_loss, best_epoch, f"{model} model, learning rate {lr}: training and validation loss"
@@ -36,6 +39,8 @@ def loss_figure(train_loss, val_loss, best_epoch: int, model: str, lr: str):
 
 
 def calibration_figure(y, p_model, p_baseline, title: str):
+    """Return a calibration figure: observed frequency against mean prediction per bin, for the model and the
+    seed baseline."""
     fig, ax = new_figure(size=(6, 6))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
     for label, p in (("model", p_model), ("seed baseline", p_baseline)):

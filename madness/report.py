@@ -86,11 +86,13 @@ def ranked(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_row(table: pd.DataFrame) -> dict | None:
+    """Return the best ranked row (whole, FINISHED, lowest mean Brier) as a dict, or None when no row is ranked."""
     scored = ranked(table)
     return None if scored.empty else scored.iloc[0].to_dict()
 
 
 def runner_up_row(table: pd.DataFrame) -> dict | None:
+    """Return the second ranked row as a dict, or None when fewer than two rows are ranked."""
     scored = ranked(table)
     return None if len(scored) < 2 else scored.iloc[1].to_dict()
 

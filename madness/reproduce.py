@@ -203,6 +203,8 @@ def _distance(a: float, b: float) -> float:
 
 @dataclass(frozen=True)
 class Row:
+    """One metric of the two runs: steps compared, each run's last value, their largest difference, a note."""
+
     metric: str
     steps: int  # steps compared: 1 for a metric logged once
     original: float | None  # value at the last step, None when the run lacks the metric
@@ -211,6 +213,7 @@ class Row:
     note: str = ""
 
     def ok(self, tolerance: float) -> bool:
+        """Return whether both runs have the metric at the same steps, never more than `tolerance` apart."""
         return self.difference is not None and self.difference <= tolerance
 
 

@@ -27,6 +27,7 @@ def accuracy(y, p) -> float:
 
 
 def all_scores(y, p) -> dict[str, float]:
+    """Return the Brier, log loss and accuracy of `p` against `y`, keyed by their metric names."""
     return {names.BRIER: brier(y, p), names.LOG_LOSS: log_loss(y, p), names.ACCURACY: accuracy(y, p)}
 
 
@@ -46,6 +47,8 @@ BOOTSTRAP_LEVEL = 0.95
 
 @dataclass(frozen=True)
 class Interval:
+    """An estimate and the low and high bounds of its interval."""
+
     estimate: float
     low: float
     high: float
@@ -81,6 +84,7 @@ def paired_brier_difference(
 
 
 def seed_difference(games: pd.DataFrame) -> np.ndarray:
+    """Return team 1's seed number minus team 2's, as the one-column input of the seed baseline."""
     return (
         (games[f"{names.T1}{names.SEED_NUM}"] - games[f"{names.T2}{names.SEED_NUM}"])
         .to_numpy(dtype="float64")

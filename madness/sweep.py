@@ -39,11 +39,14 @@ def same_value(a: str | None, b: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Pair:
+    """One pair of the grid: a model and a learning rate."""
+
     model: str
     lr: str  # canonical (see `canonical`): MLflow stores params as strings, and so does the cache
 
     @property
     def name(self) -> str:
+        """Return the pair's run name, `<model>_<lr>`."""
         return f"{self.model}_{self.lr}"
 
 
@@ -104,6 +107,8 @@ def threads_per_job(jobs: int, cores: int | None = None) -> int:
 
 
 def eta_seconds(done_durations: list[float], remaining: int, jobs: int) -> float | None:
+    """Return the seconds left for `remaining` pairs, `jobs` at a time, at the mean duration of those done;
+    None before any is done."""
     if not done_durations:
         return None
     mean = sum(done_durations) / len(done_durations)
@@ -111,6 +116,7 @@ def eta_seconds(done_durations: list[float], remaining: int, jobs: int) -> float
 
 
 def format_seconds(seconds: float | None) -> str:
+    """Return `seconds` as e.g. '2m05s' or '42s' (whole seconds), '?' for None."""
     if seconds is None:
         return "?"
     seconds = int(round(seconds))
@@ -118,6 +124,8 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def progress_line(done: int, total: int, running: list[str], eta: float | None, waiting: list[str] = ()) -> str:
+    """Return the sweep's progress line: pairs done of `total`, those running, those waiting for another sweep,
+    the time left."""
     running_text = ", ".join(running) if running else "none"
     waiting_text = f"; waiting for another sweep: {', '.join(waiting)}" if waiting else ""
     return f"[{done}/{total} done] running: {running_text}{waiting_text}; time left ~{format_seconds(eta)}"

@@ -54,6 +54,8 @@ def write_league(folder: Path, seed: int, leagues=names.LEAGUES) -> list[Path]:
 
 
 def generate(league: str, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+    """Return one league's Kaggle tables by file stem, drawn from `rng`: every season's regular season (compact
+    and detailed) and seeds, the tournaments of all but the last season, and the teams."""
     team_ids = np.arange(N_TEAMS) + FIRST_TEAM_ID[league]
     strength = rng.normal(0.0, 1.0, N_TEAMS)
     regular, detailed, tourney, seeds = [], [], [], []

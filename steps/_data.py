@@ -22,12 +22,15 @@ from steps._failures import without_credentials
 
 
 def seasons_of(values: dict) -> madness.dataset.Seasons:
+    """Return the split seasons the params give; raise UserError unless first < val < test <= last + 1."""
     return madness.dataset.Seasons(
         values["first_season"], values["val_season"], values["test_season"], values["last_season"]
     ).check()
 
 
 def build_features(values: dict, workdir: Path) -> madness.dataset.Built:
+    """Build the features the data params name (the synthetic league generated under `workdir`); raise UserError
+    on bad data."""
     files, synthetic_data = madness.dataset.read_inputs(
         values["data"], values["league"], values["seed"], Path(workdir) / "raw"
     )
@@ -35,6 +38,8 @@ def build_features(values: dict, workdir: Path) -> madness.dataset.Built:
 
 
 def load_features(uri: str, workdir: Path) -> madness.dataset.Built:
+    """Download the feature folder at `uri` into `workdir` and read it; raise UserError when it cannot be fetched or
+    lacks a file."""
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workdir))
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a bad URI
@@ -102,6 +107,7 @@ def log_input_once_stored(dataset, split: str, digest: str, attempts: int = 4) -
 
 
 def is_duplicate_key(err: Exception) -> bool:
+    """Return whether `err` is a unique-key violation (PostgreSQL, SQLite or MySQL)."""
     text = str(err)
     return "UniqueViolation" in text or "UNIQUE constraint failed" in text or "Duplicate entry" in text
 

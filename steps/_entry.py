@@ -46,6 +46,7 @@ class _RetryNotice(logging.Handler):
     """urllib3 retries a failed store request quietly (its logger has a NullHandler): say so, one line each."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Print urllib3's notice of a retried store request as one line: the server, why, the retries left."""
         if not str(record.msg).startswith("Retrying") or len(record.args or ()) < 2:
             return
         retries, cause = record.args[0], record.args[1]
@@ -98,6 +99,8 @@ def entry_point(main):
 
     @functools.wraps(main)
     def wrapper(argv=None):
+        """Run `main(argv)` with a checked store and the launcher watched; a failure ends the run FAILED (KILLED on
+        an interrupt, exit 130). A UserError or a failing store prints one line, exit 1; a bug keeps its traceback."""
         _lifecycle.handle_signals()
         # TensorFlow's own C++ logging (CPU features, no CUDA, graph notes) would bury our one-line
         # errors; what its libraries log through absl as they load, import_keras leaves out.

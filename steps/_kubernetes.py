@@ -46,6 +46,8 @@ def why_not_started(pod) -> str | None:
 
 
 class KubernetesChild(SubmittedRun):
+    """MLflow's KubernetesSubmittedRun, wrapped: cancel deletes its pods too; a pod that cannot start fails the run."""
+
     def __init__(self, submitted: KubernetesSubmittedRun, start_seconds: float):
         super().__init__()
         self.submitted, self.start_seconds = submitted, start_seconds
@@ -59,6 +61,7 @@ class KubernetesChild(SubmittedRun):
         return self.submitted.run_id
 
     def wait(self) -> bool:
+        """Poll the Job's status until it ends; return whether it FINISHED."""
         while not RunStatus.is_terminated(status := self.get_status()):
             time.sleep(POLL_SECONDS)
         return status == RunStatus.FINISHED
@@ -83,6 +86,7 @@ class KubernetesChild(SubmittedRun):
         return RunStatus.FAILED
 
     def pod_problem(self) -> str | None:
+        """Return why one of the Job's pods cannot start (see why_not_started), or None."""
         pods = kubernetes.client.CoreV1Api().list_namespaced_pod(self.namespace, label_selector=f"job-name={self.name}")
         reasons = [
             why

@@ -57,6 +57,7 @@ def status_of(submitted) -> Status:
 
 
 def tag_child(client, run_id: str, sweep_run_id: str, key: str) -> None:
+    """Tag the child's run with the sweep's run id and the pair's claim key."""
     client.log_batch(run_id, tags=[RunTag(names.TAG_SWEEP, sweep_run_id), RunTag(names.TAG_CLAIM_KEY, key)])
 
 
@@ -110,6 +111,8 @@ DOCKER_INFO_FAILED = "Ran `docker info`"  # how MLflow's validate_docker_install
 
 
 def launch_failure(err: BaseException) -> str:
+    """Return one line saying why a child could not be launched or watched: no Docker engine, no Kubernetes
+    cluster, or the error's first line."""
     text = str(err).strip()
     line = text.splitlines()[0] if text else ""
     if line.startswith(DOCKER_INFO_FAILED):
@@ -263,6 +266,7 @@ class Job:
     waiting_for: str | None = None  # what trains it now: "sweep <id>" or "run <id>"
 
     def record(self) -> dict:
+        """Return the pair's entry of pairs.json: model, lr, run id, experiment, whether reused, status and error."""
         return {
             "model": self.pair.model,
             "lr": self.pair.lr,
@@ -405,6 +409,8 @@ class Launcher:
         return jobs
 
     def run_all(self, queue: list[Job], total: int, done: int) -> None:
+        """Run the queued jobs to their end, printing each pair's outcome and the progress. On an error or interrupt
+        stop the children (a failing store lets them end) and re-raise; release this sweep's claims in any case."""
         last_print, shown = 0.0, None
         pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="pair")
         try:

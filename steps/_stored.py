@@ -51,12 +51,14 @@ def model_folder_problem(folder: Path) -> str | None:
 
 
 def named_files(flavor: dict) -> list[str]:
+    """Return the files a python_function flavor names: its model code, code, environment files and artifacts."""
     files = [flavor.get("python_model"), flavor.get("code"), *(flavor.get("env") or {}).values()]
     files += [artifact.get("path") for artifact in (flavor.get("artifacts") or {}).values()]
     return [name for name in files if name]
 
 
 def archive_broken(path: Path) -> bool:
+    """Return whether the zip archive at `path` is unreadable or fails its checksums."""
     try:
         with zipfile.ZipFile(path) as archive:
             return archive.testzip() is not None
@@ -99,6 +101,7 @@ def local_sizes(root: Path, required: list[str]) -> dict[str, int]:
 
 
 def missing(client, run_id: str, required: list[str], run=None) -> str | None:
+    """Return a line naming the first `required` artifact the run lacks or holds empty, or None when all are there."""
     # A local store's artifacts are looked at where they lie: one stat each, not a listing per folder.
     root = local_path((run or client.get_run(run_id)).info.artifact_uri)
     if root is not None:
@@ -122,6 +125,7 @@ def local_model_folder(client, run_id: str, run=None) -> Path | None:
 
 
 def model_problem(client, run_id: str, run=None) -> str | None:
+    """Return what is wrong with the run's logged model (it cannot be fetched, or model_folder_problem), or None."""
     # A local model is checked where it lies: fetching it first copies every file for nothing.
     folder = local_model_folder(client, run_id, run)
     if folder is not None:
@@ -151,4 +155,5 @@ def train_run_problem(client, run_id: str, run=None) -> str | None:
 
 
 def ingest_run_problem(client, run_id: str, run=None) -> str | None:
+    """Return what is wrong with the ingest run's feature files, or None when they are all there."""
     return missing(client, run_id, INGEST_FILES, run)

@@ -126,6 +126,7 @@ def log_features(files, splits: list[backtest.Split], seasons: set[int], folder:
 
 
 def predictions_of(run_id: str, folder: Path) -> pd.DataFrame:
+    """Download the run's predictions.csv into `folder`/<run id> and return it."""
     local = mlflow.artifacts.download_artifacts(
         run_id=run_id, artifact_path=names.PREDICTIONS_FILE, dst_path=str(folder / run_id)
     )
@@ -242,10 +243,12 @@ def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run
 
 
 def pair_name(row: dict) -> str:
+    """Return a ranking row's pair name, `<model>_<lr>`."""
     return f"{row['model']}_{row['lr']}"
 
 
 def print_summary(summary: dict) -> None:
+    """Print the ranking, how sure, the nested choice, and last the best pair with its run (the line for scripts)."""
     print(summary["markdown"])
     if summary["best"] is None:
         print("no pair predicted every season")
@@ -258,6 +261,7 @@ def print_summary(summary: dict) -> None:
 
 @entry_point
 def main(argv=None):
+    """Run the backtest entry point: parse its params, train and rank the pairs (see the module docstring)."""
     values, raw = parse("backtest", __doc__.splitlines()[0], PARAMS, argv)
     pairs = sweep.grid(values["models"], values["lrs"])
     wanted = backtest.parse_seasons(values["seasons"])

@@ -37,6 +37,7 @@ PARAMS = (
 
 
 def check_seasons(values: dict) -> None:
+    """Raise UserError unless baseline_from < first_season <= last_season."""
     if not values["baseline_from"] < values["first_season"] <= values["last_season"]:
         raise UserError(
             "seasons must satisfy baseline_from < first_season <= last_season, got "
@@ -45,6 +46,7 @@ def check_seasons(values: dict) -> None:
 
 
 def scored_and_baseline_rows(games, values: dict):
+    """Return the games of the scored seasons and those the baseline is fit on; raise UserError when either is empty."""
     season_ = games[names.SEASON]
     scored = games[(season_ >= values["first_season"]) & (season_ <= values["last_season"])]
     history = games[(season_ >= values["baseline_from"]) & (season_ < values["first_season"])]
@@ -61,6 +63,7 @@ def scored_and_baseline_rows(games, values: dict):
 
 @entry_point
 def main(argv=None):
+    """Run the evaluate entry point: parse its params, score the model, log the run (see the module docstring)."""
     values, raw = parse("evaluate", __doc__.splitlines()[0], PARAMS, argv)
     check_seasons(values)
     model, evaluated_run, features = load_model(values["model_uri"])

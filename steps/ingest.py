@@ -28,6 +28,7 @@ PARAMS = DATA_PARAMS
 
 @entry_point
 def main(argv=None):
+    """Run the ingest entry point: parse its params, build the features, log them (see the module docstring)."""
     values, raw = parse("ingest", __doc__.splitlines()[0], PARAMS, argv)
     seasons_of(values)  # inverted seasons stop here, before any file is read
     with start_run("ingest", raw), tempfile.TemporaryDirectory() as tmp:

@@ -135,6 +135,8 @@ def canonical_params(params: tuple[Param, ...], raw: dict[str, str]) -> dict[str
 def ensure_ingest(
     client, raw: dict, exp_id: str, identity: dict, backend: Backend, sweep_run_id: str, claims: Claims | None
 ) -> str:
+    """Return the id of the ingest run the sweep trains on: unless forced, a reusable one (once a sweep ahead ingesting
+    the same data is done), else a new one from run_ingest; the claim on it is released."""
     params = canonical_params(DATA_PARAMS, raw)
     key = claim_key({"entry": "ingest", **as_logged(params), **identity})
     if claims is not None:  # not forced: reuse, or wait for a sweep already ingesting the same data
@@ -159,6 +161,8 @@ def ensure_ingest(
 
 
 def run_ingest(client, params: dict, key: str, exp_id: str, backend: Backend, sweep_run_id: str) -> str:
+    """Run the ingest entry point as a child of the sweep and return its run id; raise UserError when it could not
+    start or failed."""
     print("ingest: running", flush=True)
     child = run_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, _lifecycle.stop, key)
     _lifecycle.check_stop()
@@ -185,10 +189,13 @@ def threads_of(backend: Backend, jobs: int) -> int:
 
 
 def on_backend(backend: Backend) -> str:
+    """Return ', backend=<name>' for the sweep's line, or '' for the local backend."""
     return "" if backend.name == LOCAL else f", backend={backend.name}"
 
 
 def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, threads: int) -> list[Job]:
+    """Return a train job per pair of the grid, in experiment <prefix>_<model> (made when missing); mark reused the
+    jobs a finished, whole run can stand for."""
     jobs = []
     pairs = sweep.grid(values["models"], values["lrs"])
     experiments = {}  # name -> id: one lookup per model, not per pair
@@ -241,6 +248,7 @@ def checked_backend(values: dict) -> Backend:
 
 @entry_point
 def main(argv=None):
+    """Run the main entry point: parse its params, ingest, train the grid, report (see the module docstring)."""
     values, raw = parse("main", __doc__.splitlines()[0], PARAMS, argv)
     # MLflow announces each child's scratch folder and command at INFO: the sweep's own line per pair says it.
     logging.getLogger("mlflow.projects").setLevel(logging.WARNING)

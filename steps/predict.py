@@ -52,6 +52,7 @@ def submission_rows(files, team_season: pd.DataFrame, season_: int) -> pd.DataFr
 
 
 def submission(rows: pd.DataFrame, probabilities) -> pd.DataFrame:
+    """Return the submission: each row's ID (SSSS_TTTT_TTTT) and `probabilities` as Pred."""
     ids = [f"{s}_{a}_{b}" for s, a, b in zip(rows[names.SEASON], rows[names.T1_TEAM], rows[names.T2_TEAM], strict=True)]
     return pd.DataFrame({names.SUBMISSION_ID: ids, names.SUBMISSION_PRED: probabilities})
 
@@ -96,6 +97,7 @@ def write_and_log(local: Path, output: Path) -> None:
 
 @entry_point
 def main(argv=None):
+    """Run the predict entry point: parse its params, write and log the submission (see the module docstring)."""
     values, raw = parse("predict", __doc__.splitlines()[0], PARAMS, argv)
     output = Path(values["output"])
     check_writable(output)

@@ -35,6 +35,7 @@ FEATURES_ARTIFACT = "feature_names"  # the artifact listing the input columns (J
 
 
 def member_artifact(index: int) -> str:
+    """Return the artifact name of the network at `index`: keras_model, then keras_model_1, keras_model_2, ..."""
     return KERAS_ARTIFACT if index == 0 else f"{KERAS_ARTIFACT}_{index}"
 
 
@@ -51,6 +52,7 @@ def signature(feature_names: list[str], model_input, probabilities):
 
 
 def load_network(path):
+    """Load a saved Keras network, uncompiled, without TensorFlow's load-time notices."""
     # Loading or serving the model imports TensorFlow here, without its load-time notices (no CUDA
     # drivers, oneDNN): nothing a user of the model can act on, and no environment variable stops them.
     return import_keras().models.load_model(path, compile=False)
@@ -62,6 +64,8 @@ def average(member_probabilities: np.ndarray) -> np.ndarray:
 
 
 class TournamentModel(mlflow.pyfunc.PythonModel):
+    """The served model: P(team 1 wins) for the named feature columns, the mean of the pair's networks."""
+
     def __init__(self, feature_names: list[str] = ()):
         self.feature_names = list(feature_names)
         self.networks = []
@@ -75,6 +79,7 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
         return served
 
     def load_context(self, context):
+        """Read the feature names (when an artifact holds them) and load every network among the model's artifacts."""
         # A model logged from code reads its columns from an artifact (model_config would also be logged
         # as run params); one pickled by an earlier version of train carries them in the object itself.
         if FEATURES_ARTIFACT in context.artifacts:
@@ -92,6 +97,7 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
     # The DataFrame hint tells MLflow there is no signature to infer from it (the signature is given
     # at logging) and spares the warning it gives for a predict without hints; validation is unchanged.
     def predict(self, context, model_input: pd.DataFrame, params=None):
+        """Return P(team 1 wins) for each row of `model_input`: the mean of the networks' predictions."""
         return average(self.member_predictions(model_input))
 
 

@@ -70,6 +70,7 @@ def latest_sweep(client) -> str:
 
 
 def sweep_pairs(sweep_run_id: str) -> list[dict]:
+    """Return the sweep run's pairs.json; raise UserError when the run or the file is not there."""
     try:
         return mlflow.artifacts.load_dict(f"runs:/{sweep_run_id}/{names.PAIRS_FILE}")
     except Exception as err:  # noqa: BLE001 - a missing run or artifact: MLflow raises several types
@@ -100,6 +101,8 @@ def runs_of(client, pairs: list[dict]) -> dict:
 
 
 def table_rows(client, pairs: list[dict]) -> list[dict]:
+    """Return the runs table's row of each pair: its scores, duration, status (status_of), whether reused, and its
+    `constant` tag; a pair that never started has its status alone."""
     rows = []
     runs = runs_of(client, pairs)
     for pair in pairs:
@@ -195,6 +198,8 @@ def loss_histories(client, pairs: list[dict]) -> list[dict]:
 
 
 def loss_grid(cells: list[dict]):
+    """Return every pair's loss curves in a grid, a row per model and a column per learning rate; a cell without
+    curves says the pair failed, one that never started stays empty."""
     models = list(dict.fromkeys(c["model"] for c in cells))
     lrs = list(dict.fromkeys(c["lr"] for c in cells))
     fig, axes = plots.new_figure(
@@ -411,6 +416,8 @@ def how_sure(best: dict, runner_up: dict | None) -> str:
 
 
 def print_summary(summary: dict) -> None:
+    """Print the runs table, the pairs with constant predictions, the runs passing the filter, how sure, and last
+    the best model's URI (the line for scripts)."""
     print(summary["markdown"])
     print(tables.BRIER_WORDS)
     if summary["constant"]:
@@ -433,6 +440,8 @@ def print_summary(summary: dict) -> None:
 
 
 def report(sweep_run_id: str, filter_string: str, do_register: bool) -> dict:
+    """Write the sweep's report, log it under report/ of the sweep run (and of the active run, when another) with
+    its figures' digest, print it, and return its summary."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / names.REPORT_DIR
         summary = write_report(sweep_run_id, filter_string, do_register, folder)
@@ -452,6 +461,7 @@ def report(sweep_run_id: str, filter_string: str, do_register: bool) -> dict:
 
 @entry_point
 def main(argv=None):
+    """Run the report entry point: parse its params, end orphaned runs, report the sweep (see the module docstring)."""
     values, raw = parse("report", __doc__.splitlines()[0], PARAMS, argv)
     with start_run("report", raw) as run:
         client = mlflow.MlflowClient()

@@ -53,6 +53,9 @@ PARAMS = (
 
 @dataclass
 class Plan:
+    """What a rerun needs: the original run, its commit, entry point and params, env manager, experiment, source,
+    and the rerun's name."""
+
     run_id: str
     commit: str
     entry: str
@@ -64,6 +67,7 @@ class Plan:
 
 
 def original_run(client, run_id: str):
+    """Return the run `run_id`; raise UserError when the tracking store has no such run."""
     try:
         return client.get_run(run_id)
     except MlflowException as err:
@@ -107,6 +111,8 @@ def rerun_experiment(client, wanted: str, original_experiment: str, description:
 
 
 def plan(client, run, values: dict) -> Plan:
+    """Return how to rerun `run`; raise UserError when it records no commit, entry point or source, or when its
+    experiment is deleted."""
     tags = run.data.tags
     run_id = run.info.run_id
     commit = tags.get(names.TAG_COMMIT)
@@ -213,6 +219,7 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
 
 
 def child_of(client, parent: str, experiment_id: str) -> str | None:
+    """Return the id of a run whose parent is `parent` in the experiment, or None (none, or the search failed)."""
     try:
         runs = client.search_runs([experiment_id], f"tags.`{names.TAG_PARENT_RUN}` = '{parent}'", max_results=1)
     except MlflowException:
@@ -221,6 +228,8 @@ def child_of(client, parent: str, experiment_id: str) -> str | None:
 
 
 def rerun_in_worktree(client, p: Plan, earlier: list[Path]) -> str:
+    """Rerun the plan from its commit, checked out in a temporary worktree, and return the rerun's id. Params that
+    the commit's MLproject does not declare are left out; UserError when it has no MLproject."""
     repo, subdirectory = local_repository(p, earlier)
     print(f"checking out commit {p.commit[:12]} of {repo} in a temporary worktree", flush=True)
     with reproduction.worktree(repo, p.commit) as tree:
@@ -247,6 +256,7 @@ def rerun_in_worktree(client, p: Plan, earlier: list[Path]) -> str:
 
 
 def histories(client, run) -> dict[str, reproduction.Points]:
+    """Return each metric of the run with its history, as (step, timestamp, value) points."""
     return {
         key: [(m.step, m.timestamp, m.value) for m in client.get_metric_history(run.info.run_id, key)]
         for key in run.data.metrics
@@ -255,6 +265,7 @@ def histories(client, run) -> dict[str, reproduction.Points]:
 
 @entry_point
 def main(argv=None):
+    """Run the reproduce entry point: parse its params, rerun the run, compare metrics (see the module docstring)."""
     values, raw = parse("reproduce", __doc__.splitlines()[0], PARAMS, argv)
     # The rerun works in the worktree: a relative store (sqlite:///mlflow.db) must mean this one.
     store = reproduction.absolute_tracking_uri(mlflow.get_tracking_uri(), Path.cwd())

@@ -74,6 +74,7 @@ def compile_cache_base() -> Path:
 
 
 def log_curves(trained: madness.model.Trained) -> None:
+    """Log the network's training and validation loss per epoch (step = epoch, from 1) to the active run."""
     now = int(time.time() * 1000)
     metrics = [
         Metric(key, value, now, epoch)
@@ -87,6 +88,7 @@ def log_curves(trained: madness.model.Trained) -> None:
 
 
 def save_networks(members: list[madness.model.Trained], workdir: Path) -> list[Path]:
+    """Save each member's network in `workdir` (network.keras, network_1.keras, ...); return their paths."""
     paths = []
     for index, member in enumerate(members):
         paths.append(workdir / ("network.keras" if index == 0 else f"network_{index}.keras"))
@@ -142,6 +144,7 @@ def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
 
 @entry_point
 def main(argv=None):
+    """Run the train entry point: parse its params, train, log the run (see the module docstring)."""
     started = time.perf_counter()
     values, raw = parse("train", __doc__.splitlines()[0], PARAMS, argv)
     check_work(values["epochs"], values["seeds"], values["batch_size"])  # before TensorFlow loads
@@ -282,6 +285,8 @@ def scores_on_test(built: dataset.Built, y_test, p_test) -> dict:
 
 
 def summary(scores: dict) -> str:
+    """Return the scores as train's line says them: Brier (and the seeds' mean and sd), the seed baseline, and the
+    difference with its interval; or that there were no test seasons."""
     if not scores:
         return "no test seasons (trained for the coming tournament): not scored"
     members = (
