@@ -83,15 +83,24 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in README
 
 
+def layout_tree() -> str:
+    return re.search(r"## What is where\n\n```\n(.*?)```", PAGES["layout.md"], flags=re.S).group(1)
+
+
 def test_tree_lists_existing_paths():
-    tree = re.search(r"## What is where\n\n```\n(.*?)```", PAGES["layout.md"], flags=re.S).group(1)
-    for line in tree.splitlines():
+    for line in layout_tree().splitlines():
         names = re.match(r"\s*((?:[\w./-]+,\s*)*[\w./-]+)", line).group(1).replace(",", " ").split()
         for name in names:
             if line.startswith("  "):  # a file inside the folder above
                 assert any((ROOT / folder / name).exists() for folder in ("steps", "madness")), name
             else:
                 assert (ROOT / name.rstrip("/")).exists(), name
+
+
+def test_tree_lists_every_module_of_the_steps_and_the_package():
+    listed = set(re.findall(r"[\w]+\.py", layout_tree()))
+    modules = {path.name for folder in ("steps", "madness") for path in (ROOT / folder).glob("*.py")}
+    assert modules - {"__init__.py"} <= listed, sorted(modules - {"__init__.py"} - listed)
 
 
 def anchor(heading: str) -> str:
