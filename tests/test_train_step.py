@@ -60,7 +60,7 @@ def trained(store, features):
 
 
 @pytest.fixture(scope="module")
-def test_rows(features):
+def held_out_rows(features):
     """The test seasons' rows, feature columns typed as the signature declares them: seeds long, others double."""
     games = pd.read_csv(features / names.GAMES_FILE)
     scaler = json.loads((features / names.SCALER_FILE).read_text())
@@ -97,11 +97,11 @@ def test_best_epoch_is_the_epoch_of_lowest_validation_loss(store, trained):
     assert trained.run.data.metrics[names.BEST_EPOCH] == int(np.argmin(values)) + 1
 
 
-def test_scores_are_logged(trained, test_rows):
+def test_scores_are_logged(trained, held_out_rows):
     metrics = trained.run.data.metrics
     for key in (names.BRIER, names.LOG_LOSS, names.ACCURACY, names.BASELINE_BRIER):
         assert 0 < metrics[key] < 1, key
-    games, _ = test_rows
+    games, _ = held_out_rows
     assert metrics[names.N_GAMES] == len(games) // 2
 
 
@@ -124,8 +124,8 @@ def predictions(trained, tmp_path_factory) -> pd.DataFrame:
     return pd.read_csv(local)
 
 
-def test_the_predictions_file_holds_each_test_row_with_the_logged_scores(trained, test_rows, predictions):
-    games, _ = test_rows
+def test_the_predictions_file_holds_each_test_row_with_the_logged_scores(trained, held_out_rows, predictions):
+    games, _ = held_out_rows
     keys = [names.SEASON, names.T1_TEAM, names.T2_TEAM, names.TARGET]
     assert predictions[keys].equals(games[keys].reset_index(drop=True))
     metrics = trained.run.data.metrics
@@ -228,21 +228,21 @@ def served(trained, tmp_path_factory):
     return pyfunc, keras.models.load_model(keras_file, compile=False)
 
 
-def test_the_model_signature_takes_the_feature_columns(served, test_rows):
+def test_the_model_signature_takes_the_feature_columns(served, held_out_rows):
     pyfunc, _ = served
-    _, features = test_rows
+    _, features = held_out_rows
     assert pyfunc.metadata.get_input_schema().input_names() == features
 
 
-def test_the_signature_types_seed_numbers_long_and_every_other_feature_double(served, test_rows):
+def test_the_signature_types_seed_numbers_long_and_every_other_feature_double(served, held_out_rows):
     pyfunc, _ = served
     types = {spec.name: spec.type.name for spec in pyfunc.metadata.get_input_schema().inputs}
-    assert types == {name: "long" if name.endswith(names.SEED_NUM) else "double" for name in test_rows[1]}
+    assert types == {name: "long" if name.endswith(names.SEED_NUM) else "double" for name in held_out_rows[1]}
 
 
-def test_the_pyfunc_model_gives_the_networks_probabilities_for_columns_in_any_order(served, test_rows):
+def test_the_pyfunc_model_gives_the_networks_probabilities_for_columns_in_any_order(served, held_out_rows):
     pyfunc, network = served
-    games, features = test_rows
+    games, features = held_out_rows
     shuffled = list(features)
     random.Random(0).shuffle(shuffled)
     assert shuffled != features
@@ -253,28 +253,28 @@ def test_the_pyfunc_model_gives_the_networks_probabilities_for_columns_in_any_or
     assert ((p_served > 0) & (p_served < 1)).all()
 
 
-def test_the_logged_brier_is_the_served_models_brier_on_the_test_seasons(served, trained, test_rows):
+def test_the_logged_brier_is_the_served_models_brier_on_the_test_seasons(served, trained, held_out_rows):
     pyfunc, _ = served
-    games, features = test_rows
+    games, features = held_out_rows
     p = np.asarray(pyfunc.predict(games[features]), dtype="float64").reshape(-1)
     # Bit for bit: train scores through the served model's code, not through the network it trained.
     assert scoring.brier(games[names.TARGET], p) == trained.run.data.metrics[names.BRIER]
 
 
-def test_the_pyfunc_model_takes_the_feature_table_as_pandas_reads_it(served, features, test_rows):
+def test_the_pyfunc_model_takes_the_feature_table_as_pandas_reads_it(served, features, held_out_rows):
     # games.csv read back holds integer seed numbers; MLflow would refuse int64 for a double column.
     pyfunc, _ = served
     games = pd.read_csv(features / names.GAMES_FILE)
     assert games[f"{names.T1}{names.SEED_NUM}"].dtype == np.int64
     p = np.asarray(pyfunc.predict(games), dtype="float64").reshape(-1)
-    as_floats, feature_names = test_rows
+    as_floats, feature_names = held_out_rows
     expected = np.asarray(pyfunc.predict(as_floats[feature_names]), dtype="float64").reshape(-1)
     np.testing.assert_allclose(p[(games[names.SPLIT] == names.TEST).to_numpy()], expected, rtol=0, atol=1e-6)
 
 
-def test_the_pyfunc_model_names_a_missing_column(served, test_rows):
+def test_the_pyfunc_model_names_a_missing_column(served, held_out_rows):
     pyfunc, _ = served
-    games, features = test_rows
+    games, features = held_out_rows
     with pytest.raises(mlflow.exceptions.MlflowException, match=features[0]):
         pyfunc.predict(games[features[1:]])
 
@@ -319,13 +319,13 @@ def test_the_first_member_of_several_seeds_is_the_single_seed_run_bit_for_bit(st
     assert ensemble.run.data.metrics[names.BEST_EPOCH] == trained.run.data.metrics[names.BEST_EPOCH]
 
 
-def test_the_model_of_several_seeds_is_the_average_of_its_networks(ensemble, test_rows, tmp_path):
+def test_the_model_of_several_seeds_is_the_average_of_its_networks(ensemble, held_out_rows, tmp_path):
     import keras
 
     uri = f"runs:/{ensemble.run.info.run_id}/{names.MODEL_DIR}"
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path)))
     networks = [keras.models.load_model(path, compile=False) for path in sorted(local.glob("artifacts/*.keras"))]
-    games, features = test_rows
+    games, features = held_out_rows
     p = np.asarray(mlflow.pyfunc.load_model(uri).predict(games[features]), dtype="float64").reshape(-1)
     each = [network.predict(games[features].to_numpy(dtype="float32"), verbose=0).reshape(-1) for network in networks]
     assert len(networks) == 3
