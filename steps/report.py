@@ -312,7 +312,12 @@ def register_versions(client, name: str, rows) -> None:
             raise
     versions = {run_id: version_of(client, name, run_id) for run_id in rows["run_id"]}
     best_run = rows.iloc[0]["run_id"]  # ranked: best mean Brier first
-    client.set_registered_model_alias(name, CHAMPION, str(versions[best_run]))
+    try:
+        client.set_registered_model_alias(name, CHAMPION, str(versions[best_run]))
+    except MlflowException:
+        # Two reports setting a new alias at once: MLflow's SQL store reads, then inserts, and the
+        # second insert breaks the alias's unique key. Set again, the alias is there: an update.
+        client.set_registered_model_alias(name, CHAMPION, str(versions[best_run]))
 
 
 def versions_holding(client, name: str, run_id: str) -> list[int]:

@@ -276,7 +276,8 @@ class Coin(mlflow.pyfunc.PythonModel):
 
 class MeetingClient(mlflow.MlflowClient):
     """A real client whose first search of model versions waits at `barrier` once it has its answer,
-    so that every report searches before any registers: the race two reports may run into."""
+    so that every report searches before any registers, and which waits there again before it sets
+    the alias, so that the reports set it at once: the races two reports may run into."""
 
     def __init__(self, barrier: threading.Barrier):
         super().__init__()
@@ -288,6 +289,10 @@ class MeetingClient(mlflow.MlflowClient):
             self.met = True
             self.barrier.wait(timeout=60)
         return found
+
+    def set_registered_model_alias(self, *args, **kwargs):
+        self.barrier.wait(timeout=60)
+        return super().set_registered_model_alias(*args, **kwargs)
 
 
 @pytest.fixture
