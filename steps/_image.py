@@ -25,11 +25,9 @@ from steps._failures import without_credentials
 
 def with_image(backend: Backend) -> Backend:
     """Return the Kubernetes backend with the image its children run (this commit's, built when the
-    engine lacks it), once the tracking store is one its pods can reach; UserError in one line
-    otherwise (the image is built first: it serves the next attempt too)."""
+    engine lacks it); UserError in one line when it cannot be had."""
     image = image_name(backend.config, project_commit(), git.state(PROJECT_ROOT))
     ensure_image(image)
-    check_pods_reach_store()
     return dataclasses.replace(backend, image=image)
 
 

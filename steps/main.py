@@ -38,7 +38,7 @@ from steps._coordination import Claims, Liveness, claim_key, end_orphans
 from steps._data import seasons_of
 from steps._entry import code_identity, entry_point, run_as_script, start_run
 from steps._experiments import experiment_id, label_experiment
-from steps._image import with_image
+from steps._image import check_pods_reach_store, with_image
 from steps._launcher import POLL_SECONDS, Job, Launcher, run_child
 from steps._lifecycle import single_attempt
 from steps._never_started import project_experiments
@@ -237,13 +237,18 @@ def mark_reused(client, jobs: list[Job], identity: dict, force: bool) -> list[Jo
 
 def checked_backend(values: dict) -> Backend:
     """Settle `jobs` (0: the usable cores), refuse more work than the machine holds, and return the
-    backend, with its image for Kubernetes (steps._image.with_image)."""
+    backend; for Kubernetes with its image, once the tracking store is one its pods can reach (the
+    image is built first: it serves the next attempt too)."""
     values["jobs"] = values["jobs"] or usable_cores()
     check_work(
         values["epochs"], values["seeds"], values["batch_size"], values["jobs"] if values["backend"] == LOCAL else 1
     )
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
-    return backend if backend.name == LOCAL else with_image(backend)
+    if backend.name == LOCAL:
+        return backend
+    backend = with_image(backend)
+    check_pods_reach_store()
+    return backend
 
 
 @entry_point

@@ -23,7 +23,6 @@ without those guarantees. Write it again after each commit: the image and the va
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import secrets
@@ -33,12 +32,12 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from madness import git, names
-from madness.backends import KUBERNETES, Backend, image_name, kubernetes_config
+from madness import names
+from madness.backends import KUBERNETES, Backend, kubernetes_config
 from madness.errors import UserError
 from steps import _lifecycle
-from steps._entry import PROJECT_ROOT, project_commit
-from steps._image import check_pods_reach_store, ensure_image, write_variant
+from steps._entry import PROJECT_ROOT
+from steps._image import check_pods_reach_store, with_image, write_variant
 from steps._launcher import launch_failure, submit, wait_remote
 from steps._runs import Status, end_killed, end_run
 
@@ -49,13 +48,11 @@ CONFIG_FILE = "kubernetes_config.json"
 def write_project(config_path: str, folder: Path) -> Backend:
     """Build this commit's image if the engine lacks it, write the variant and the configuration
     into `folder`, and return the backend that runs it; UserError in one line when either cannot be had."""
-    backend = Backend(KUBERNETES, kubernetes_config(config_path))
-    image = image_name(backend.config, project_commit(), git.state(PROJECT_ROOT))
-    ensure_image(image)
+    backend = with_image(Backend(KUBERNETES, kubernetes_config(config_path)))
     folder.mkdir(parents=True, exist_ok=True)
-    write_variant(folder, image)
+    write_variant(folder, backend.image)
     (folder / CONFIG_FILE).write_text(json.dumps(backend.config, indent=2) + "\n")
-    return dataclasses.replace(backend, image=image)
+    return backend
 
 
 def run_one_job(backend: Backend, parameters: dict[str, str], experiment_name: str | None) -> tuple[str, Status, str]:
