@@ -11,10 +11,13 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import mlflow
 import pandas as pd
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from madness import names
 from steps import _processes as processes
@@ -276,8 +279,7 @@ class Coin(mlflow.pyfunc.PythonModel):
 
 class MeetingClient(mlflow.MlflowClient):
     """A real client whose first search of model versions waits at `barrier` once it has its answer,
-    so that every report searches before any registers, and which waits there again before it sets
-    the alias, so that the reports set it at once: the races two reports may run into."""
+    so that every report searches before any registers: the race of two reports making versions."""
 
     def __init__(self, barrier: threading.Barrier):
         super().__init__()
@@ -290,9 +292,24 @@ class MeetingClient(mlflow.MlflowClient):
             self.barrier.wait(timeout=60)
         return found
 
-    def set_registered_model_alias(self, *args, **kwargs):
-        self.barrier.wait(timeout=60)
-        return super().set_registered_model_alias(*args, **kwargs)
+
+@contextmanager
+def inserts_meeting(table: str, barrier: threading.Barrier):
+    """Make every thread's INSERT into the store's `table` wait at `barrier` first, so that threads
+    which each read the row missing then all insert it: the race a read-then-insert runs into.
+    Yield the number of inserts that met."""
+    met = []
+
+    def meet(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith(f"INSERT INTO {table} "):
+            met.append(statement)
+            barrier.wait(timeout=60)
+
+    event.listen(Engine, "before_cursor_execute", meet)
+    try:
+        yield met
+    finally:
+        event.remove(Engine, "before_cursor_execute", meet)
 
 
 @pytest.fixture
@@ -302,8 +319,8 @@ def model_run(tracking) -> str:
     return active.info.run_id
 
 
-def test_reports_registering_a_run_at_once_leave_one_version_aliased(model_run):
-    from steps.report import CHAMPION, register_versions
+def test_reports_registering_a_run_at_once_make_one_version(model_run):
+    from steps.report import register_versions
 
     reports = 3
     barrier = threading.Barrier(reports)
@@ -313,7 +330,25 @@ def test_reports_registering_a_run_at_once_leave_one_version_aliased(model_run):
             registered.result()
     client = mlflow.MlflowClient()
     assert [str(v.version) for v in client.search_model_versions(f"run_id = '{model_run}'")] == ["1"]
-    assert str(client.get_model_version_by_alias("duo", CHAMPION).version) == "1"
+
+
+def test_reports_aliasing_a_version_at_once_all_succeed(model_run):
+    """MLflow's SQL store sets an alias by reading it, then inserting it when missing: reports
+    setting a new alias at once all insert, and all but one break its unique key."""
+    from steps.report import CHAMPION, register_versions
+
+    reports = 3
+    rows = pd.DataFrame({"run_id": [model_run]})
+    register_versions(mlflow.MlflowClient(), "duo", rows)
+    mlflow.MlflowClient().delete_registered_model_alias("duo", CHAMPION)
+    with (
+        inserts_meeting("registered_model_aliases", threading.Barrier(reports)) as met,
+        ThreadPoolExecutor(reports) as pool,
+    ):
+        for registered in [pool.submit(register_versions, mlflow.MlflowClient(), "duo", rows) for _ in range(reports)]:
+            registered.result()
+    assert len(met) == reports  # the store still reads, then inserts: the race was run
+    assert str(mlflow.MlflowClient().get_model_version_by_alias("duo", CHAMPION).version) == "1"
 
 
 # --- launcher chains: who waits for a step's process ---
