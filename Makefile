@@ -46,7 +46,7 @@ format: venv ## ruff: sort imports, apply safe fixes, format
 # The tests on every core, a test file per worker (its module fixtures set up once), in the order
 # conftest.py gives; then the `timed` tests, one at a time, with no other test's load beside them.
 # The second pass runs whatever the first gave; make fails if either failed.
-test: venv lint ## lint, then the whole test suite, slow end-to-end tests included (what CI runs; ~20 min on 2 cores, the Kubernetes end-to-end tests included)
+test: venv lint ## lint, then the whole test suite, slow end-to-end tests included (what CI runs; ~22 min on 2 cores, the Kubernetes end-to-end tests included)
 	$(PY) -m pytest -m "not timed" -n auto --dist loadfile --no-loadscope-reorder; first=$$?; \
 	$(PY) -m pytest -m timed -n 0; second=$$?; \
 	[ $$first -eq 0 ] && [ $$second -eq 0 ]
