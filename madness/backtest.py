@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from madness import names, report, scoring
+from madness import names, scoring
 from madness.errors import UserError
 
 RANKING_COLUMNS = [
@@ -264,14 +264,3 @@ def best_text(best: dict) -> str:
         f"games (seed baseline {best[names.BASELINE_BRIER]:.4f}, difference {best[names.BRIER_VS_BASELINE]:+.4f}, "
         f"{scoring.BOOTSTRAP_LEVEL:.0%} {interval}: {verdict})"
     )
-
-
-def how_sure(best: dict, runner_up: dict | None, best_predictions, runner_up_predictions) -> str:
-    """Whether every predicted game together tells the best pair from the runner-up (paired
-    bootstrap over the same games), or why that cannot be said."""
-    if runner_up is None:
-        return "no runner-up to compare it with"
-    if not report.same_games(best_predictions, runner_up_predictions):
-        return "not compared with the runner-up: the two pairs were scored on different games"
-    interval = report.best_against_runner_up(best_predictions, runner_up_predictions)
-    return report.how_sure(best, runner_up, interval, len(best_predictions) // 2)

@@ -118,9 +118,24 @@ def brier_text(row: dict) -> str:
     return f"mean brier {row[names.BRIER_MEAN]:.4f} +- {row[names.BRIER_SD]:.4f} over {seeds} seeds"
 
 
-def how_sure(best: dict, runner_up: dict, interval: scoring.Interval, games: int) -> str:
-    """What the report says of its winner: whether the games it was scored on tell it from the
-    runner-up. The two logged models are compared (with several seeds, each pair's average)."""
+NO_RUNNER_UP = "no runner-up to compare it with"
+
+
+def how_sure(best: dict, runner_up: dict | None, best_predictions, runner_up_predictions) -> str:
+    """Say whether the games both were scored on tell the best from the runner-up (paired bootstrap
+    over the same games, from their predictions.csv), or why that cannot be said."""
+    if runner_up is None:
+        return NO_RUNNER_UP
+    if not same_games(best_predictions, runner_up_predictions):
+        return "not compared with the runner-up: the two were scored on different games"
+    interval = best_against_runner_up(best_predictions, runner_up_predictions)
+    return comparison_text(best, runner_up, interval, len(best_predictions) // 2)
+
+
+def comparison_text(best: dict, runner_up: dict, interval: scoring.Interval, games: int) -> str:
+    """What the report says of its winner against the runner-up, from the interval of their Brier
+    difference over `games` games. The two logged models are compared (with several seeds, each
+    pair's average)."""
     verdict = (
         "the best is distinguishable from the runner-up"
         if interval.excludes_zero

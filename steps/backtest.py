@@ -228,7 +228,7 @@ def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run
         best = ranked.iloc[0].to_dict()
         runner_up = ranked.iloc[1].to_dict() if len(ranked) > 1 else None
         summary["best"] = best
-        summary["how_sure"] = backtest.how_sure(
+        summary["how_sure"] = tables.how_sure(
             best,
             runner_up,
             predictions[pair_name(best)],

@@ -404,7 +404,7 @@ def how_sure(best: dict, runner_up: dict | None) -> str:
     """Whether the test games tell the best run from the runner-up (both runs' predictions.csv,
     paired bootstrap over the same games), or why that cannot be said."""
     if runner_up is None:
-        return "no runner-up to compare it with"
+        return tables.NO_RUNNER_UP
     with tempfile.TemporaryDirectory() as tmp:
         frames = []
         for row in (best, runner_up):
@@ -415,9 +415,7 @@ def how_sure(best: dict, runner_up: dict | None) -> str:
             except Exception:  # noqa: BLE001 - absent (a run trained before predictions were logged): MLflow raises several types
                 return f"not compared with the runner-up: run {row['run_id']} has no {names.PREDICTIONS_FILE}"
             frames.append(pd.read_csv(local))
-    if not tables.same_games(*frames):
-        return "not compared with the runner-up: the two runs were scored on different games"
-    return tables.how_sure(best, runner_up, tables.best_against_runner_up(*frames), len(frames[0]) // 2)
+    return tables.how_sure(best, runner_up, *frames)
 
 
 def print_summary(summary: dict) -> None:

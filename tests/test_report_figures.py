@@ -129,7 +129,7 @@ def test_runs_scored_on_different_games_are_not_compared(pairs):
     with_predictions(best["run_id"], (2022, 2022))
     with_predictions(runner_up["run_id"], (2023, 2023))
     assert report.how_sure(best, runner_up) == (
-        "not compared with the runner-up: the two runs were scored on different games"
+        "not compared with the runner-up: the two were scored on different games"
     )
 
 

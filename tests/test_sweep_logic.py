@@ -382,7 +382,7 @@ def test_the_brier_text_of_one_seed_is_as_before_and_of_several_names_mean_sprea
 def test_how_sure_of_several_seeds_says_the_averaged_models_are_compared():
     best = row("small", "0.001", 0.16, seeds=3, members=(0.1656, 0.002))
     runner = row("medium", "0.01", 0.17, seeds=3, members=(0.1678, 0.003))
-    said = tables.how_sure(best, runner, scoring.Interval(-0.0022, -0.012, 0.009), 134)
+    said = tables.comparison_text(best, runner, scoring.Interval(-0.0022, -0.012, 0.009), 134)
     assert said.startswith(
         "against the runner-up medium with learning rate 0.01 (mean brier 0.1678 +- 0.0030 over 3 seeds): "
         "the averaged models' difference -0.0022, 95% interval [-0.0120, +0.0090]"
@@ -422,8 +422,8 @@ def test_predictions_of_the_same_rows_are_the_same_games_whatever_they_predict()
 
 def test_how_sure_says_a_winner_is_distinguishable_only_when_the_interval_excludes_zero():
     best, runner = row("small", "0.001", 0.1656), row("medium", "0.01", 0.1678)
-    clear = tables.how_sure(best, runner, scoring.Interval(-0.0022, -0.004, -0.001), 134)
-    noise = tables.how_sure(best, runner, scoring.Interval(-0.0022, -0.012, 0.009), 134)
+    clear = tables.comparison_text(best, runner, scoring.Interval(-0.0022, -0.004, -0.001), 134)
+    noise = tables.comparison_text(best, runner, scoring.Interval(-0.0022, -0.012, 0.009), 134)
     assert clear == (
         "against the runner-up medium with learning rate 0.01 (brier 0.1678): difference -0.0022, "
         "95% interval [-0.0040, -0.0010] over 134 games resampled: the best is distinguishable from the runner-up"
