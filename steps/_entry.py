@@ -119,7 +119,7 @@ def entry_point(main):
             check_tracking_store()
             launched = os.environ.get("MLFLOW_RUN_ID")  # MLflow unsets it when the run ends
             check_local_store()
-            with _lifecycle.LauncherWatch(_lifecycle.watched_tokens()):
+            with _lifecycle.launcher_watch(_lifecycle.watched_tokens()):
                 return main(argv)
         except UserError as err:
             _end_launched_run(launched, Status.FAILED)

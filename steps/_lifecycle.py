@@ -105,31 +105,26 @@ def watched_tokens() -> list[str]:
     return list(dict.fromkeys([*inherited, *own]))
 
 
-class LauncherWatch:
+@contextmanager
+def launcher_watch(tokens: list[str], poll: float = POLL_SECONDS):
     """While the block runs, ask the step to stop once a watched process ends, and once it is asked
     to stop, ask the entry points MLflow runs for it to stop (as MLflow's SubmittedRun.cancel does).
     Children launched meanwhile inherit the watch list with this process added."""
+    done = threading.Event()
 
-    def __init__(self, tokens: list[str], poll: float = POLL_SECONDS):
-        self.tokens, self.poll = tokens, poll
-        self._done = threading.Event()
-        self._inherited = environment({names.ENV_WATCH: ",".join([*tokens, processes.process_token()])})
-
-    def _watch(self) -> None:
-        while not stop.wait(self.poll):
-            if self._done.is_set():
+    def watch() -> None:
+        while not stop.wait(poll):
+            if done.is_set():
                 return
-            token = processes.gone(self.tokens)
+            token = processes.gone(tokens)
             if token is not None:
                 request_stop(f"stopped: the process that launched it (pid {token.partition(':')[0]}) ended")
-        if not self._done.is_set():
+        if not done.is_set():
             processes.stop_mlflow_children()
 
-    def __enter__(self) -> LauncherWatch:
-        self._inherited.__enter__()
-        threading.Thread(target=self._watch, name="launcher-watch", daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._done.set()
-        self._inherited.__exit__(*exc)
+    with environment({names.ENV_WATCH: ",".join([*tokens, processes.process_token()])}):
+        threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
+        try:
+            yield
+        finally:
+            done.set()

@@ -23,7 +23,7 @@ STEP = textwrap.dedent("""
     from steps import _lifecycle as lifecycle
     lifecycle.handle_signals()
     try:
-        with lifecycle.LauncherWatch(sys.argv[1:], poll=0.2):
+        with lifecycle.launcher_watch(sys.argv[1:], poll=0.2):
             print("ready", flush=True)  # only now: a signal arriving earlier would find no handler
             lifecycle.wait(60)
     except lifecycle.Interrupted as err:
@@ -89,7 +89,7 @@ SLOW_CLEANUP_STEP = textwrap.dedent("""
     import sys, time
     from steps import _lifecycle as lifecycle
     lifecycle.handle_signals()
-    with lifecycle.LauncherWatch(sys.argv[2:], poll=0.2):
+    with lifecycle.launcher_watch(sys.argv[2:], poll=0.2):
         try:
             print("ready", flush=True)
             lifecycle.wait(60)
@@ -234,7 +234,7 @@ def test_the_watch_does_not_restop_a_step_already_stopping(launcher):
 
 def test_children_launched_inside_the_watch_inherit_it_with_this_process_added(monkeypatch):
     monkeypatch.delenv(names.ENV_WATCH, raising=False)
-    with lifecycle.LauncherWatch(["1:2"]):
+    with lifecycle.launcher_watch(["1:2"]):
         inherited = subprocess.run(
             [sys.executable, "-c", f"import os; print(os.environ['{names.ENV_WATCH}'])"],
             capture_output=True,
@@ -252,7 +252,7 @@ STEP_WITH_AN_MLFLOW_CHILD = textwrap.dedent("""
     from steps import _lifecycle as lifecycle
     lifecycle.handle_signals()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env={**os.environ, "MLFLOW_RUN_ID": "r"})
-    with lifecycle.LauncherWatch([], poll=0.2):
+    with lifecycle.launcher_watch([], poll=0.2):
         print("ready", flush=True)
         print(child.wait(timeout=30), flush=True)
 """)
