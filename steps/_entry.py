@@ -222,7 +222,7 @@ def start_run(entry: str, raw_params: dict[str, str], **kwargs):
             yield run
         _lifecycle.check_stop()  # a step asked to stop as it finished still ends KILLED
     except BaseException as err:
-        stopped = isinstance(err, KeyboardInterrupt)
+        stopped = isinstance(err, KeyboardInterrupt) or _lifecycle.stop.is_set()  # a failure once asked to stop too
         _end_active_run(Status.KILLED if stopped else Status.FAILED, quick=stopped or is_store_failure(err))
         raise
     mlflow.end_run(Status.FINISHED)

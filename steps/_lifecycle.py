@@ -109,16 +109,16 @@ def watched_tokens() -> list[str]:
 def launcher_watch(tokens: list[str], poll: float = POLL_SECONDS):
     """While the block runs, ask the step to stop once a watched process ends, and once it is asked
     to stop, ask the entry points MLflow runs for it to stop (as MLflow's SubmittedRun.cancel does).
-    Children launched meanwhile inherit the watch list with this process added."""
+    Children launched meanwhile inherit the watch list with this process added. A block that fails
+    once its launcher has ended, or once it is asked to stop, raises Interrupted: it was stopped (a
+    child watching the same launcher may have stopped first, failing the block before this watch saw it)."""
     done = threading.Event()
 
     def watch() -> None:
         while not stop.wait(poll):
             if done.is_set():
                 return
-            token = processes.gone(tokens)
-            if token is not None:
-                request_stop(f"stopped: the process that launched it (pid {token.partition(':')[0]}) ended")
+            _stop_if_gone(tokens)
         if not done.is_set():
             processes.stop_mlflow_children()
 
@@ -126,5 +126,16 @@ def launcher_watch(tokens: list[str], poll: float = POLL_SECONDS):
         threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
         try:
             yield
+        except Exception as err:
+            _stop_if_gone(tokens)
+            if stop.is_set():
+                raise Interrupted(stop_reason()) from err
+            raise
         finally:
             done.set()
+
+
+def _stop_if_gone(tokens: list[str]) -> None:
+    token = processes.gone(tokens)
+    if token is not None:
+        request_stop(f"stopped: the process that launched it (pid {token.partition(':')[0]}) ended")

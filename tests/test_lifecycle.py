@@ -268,3 +268,36 @@ def test_a_step_asked_to_stop_asks_the_entry_points_mlflow_runs_for_it_to_stop()
     out, _ = step.communicate(timeout=20)
     assert (step.returncode, out.strip()) == (0, str(-signal.SIGTERM))
     assert time.monotonic() - started < 5
+
+
+# A step whose launcher has ended, failing before its watch polled: a sweep whose pair, watching
+# the same launcher, stopped first and failed the sweep's grid.
+STEP_FAILING_AFTER_ITS_LAUNCHER = textwrap.dedent("""
+    import subprocess, sys
+    from steps import _lifecycle as lifecycle, _processes as processes
+    launcher = subprocess.Popen([sys.executable, "-c", "pass"])
+    token = processes.process_token(launcher.pid)
+    launcher.wait()
+    try:
+        with lifecycle.launcher_watch([token], poll=600):
+            raise ValueError("1 of 1 pairs failed")
+    except lifecycle.Interrupted as stopped:
+        print(f"{stopped} | {stopped.__cause__!r}")
+""")
+
+
+def test_a_step_failing_once_its_launcher_ended_is_stopped():
+    out = subprocess.run(
+        [sys.executable, "-c", STEP_FAILING_AFTER_ITS_LAUNCHER],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.stdout.startswith("stopped: the process that launched it (pid "), out.stderr
+    assert out.stdout.strip().endswith(" ended | ValueError('1 of 1 pairs failed')")
+
+
+def test_a_step_failing_while_its_launcher_lives_keeps_its_error():
+    with pytest.raises(ValueError, match="a bug"), lifecycle.launcher_watch([processes.process_token()], poll=600):
+        raise ValueError("a bug")
