@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -14,6 +15,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_DATA = ROOT.parent / "shared" / "data" / "mmlm2024"
+
+
+def _ignore(signum, frame) -> None:
+    """Ignore the signal in this process; unlike SIG_IGN, a handler is not inherited by the programs it starts."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def children_take_interrupts():
+    """Let the processes the tests start take SIGINT and SIGHUP as from a terminal, even when the suite
+    itself runs with them ignored (under nohup, or as a background job of a script): an ignored signal
+    stays ignored across exec, so the steps would rightly ignore them and every Ctrl-C test would fail.
+    The test process itself still ignores them."""
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            signal.signal(signum, _ignore)
+    yield
 
 
 @pytest.fixture
