@@ -157,15 +157,15 @@ SIGNAL_IN_A_CALL = textwrap.dedent("""
 """)
 
 
-def test_a_signal_lets_the_call_in_flight_finish_and_the_step_stops_at_its_next_check():
-    out = subprocess.run(
-        [sys.executable, "-c", SIGNAL_IN_A_CALL],
-        check=False,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
+def run_script(script: str) -> subprocess.CompletedProcess:
+    """Run the Python script in the project folder and return what it printed and its exit code."""
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30, check=False
     )
+
+
+def test_a_signal_lets_the_call_in_flight_finish_and_the_step_stops_at_its_next_check():
+    out = run_script(SIGNAL_IN_A_CALL)
     assert (out.returncode, out.stdout.splitlines(), out.stderr) == (
         0,
         ["finished", "interrupted (signal SIGTERM) 0 5"],
@@ -287,13 +287,7 @@ STEP_FAILING_AFTER_ITS_LAUNCHER = textwrap.dedent("""
 
 
 def test_a_step_failing_once_its_launcher_ended_is_stopped():
-    out = subprocess.run(
-        [sys.executable, "-c", STEP_FAILING_AFTER_ITS_LAUNCHER],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    out = run_script(STEP_FAILING_AFTER_ITS_LAUNCHER)
     assert out.stdout.startswith("stopped: the process that launched it (pid "), out.stderr
     assert out.stdout.strip().endswith(" ended | ValueError('1 of 1 pairs failed')")
 
