@@ -48,6 +48,9 @@ REMOTE_STATUS_SECONDS = 5.0  # as MLflow's own KubernetesSubmittedRun.wait polls
 QUIET_SECONDS = 30.0
 # How long a child's status may stay unreadable (its cluster out of reach) before it counts as failed.
 STATUS_PATIENCE_SECONDS = 300.0
+# MLflow's kubernetes backend builds and pushes one image tag for every child, and Docker's own
+# registry answers 500 ("invalid checksum digest format") to two pushes of one tag at once.
+ONE_REMOTE_SUBMIT_AT_A_TIME = threading.Lock()
 
 
 def status_of(submitted) -> Status:
@@ -78,19 +81,21 @@ def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backen
     """Run the entry point through MLflow's public `mlflow.projects.run` and return its SubmittedRun.
     Locally the call is synchronous: it returns once the command succeeded, and raises
     ExecutionException when it failed (MLflow has then ended the run FAILED). Elsewhere it returns
-    the submitted job at once, wrapped to stop its pods and to notice a pod that never starts."""
+    the submitted job at once, wrapped to stop its pods and to notice a pod that never starts; one
+    such submission (image build and push) at a time."""
     local = backend.name == LOCAL
-    submitted = mlflow.projects.run(
-        uri=str(PROJECT_ROOT if local else variant_project(backend.image)),
-        entry_point=entry,
-        parameters=params,
-        experiment_id=exp_id,
-        backend=backend.name,
-        backend_config=dict(backend.config),  # MLflow adds its own keys to the dict it is given
-        env_manager=backend.env_manager,
-        synchronous=local,
-        run_name=run_name,
-    )
+    with contextlib.nullcontext() if local else ONE_REMOTE_SUBMIT_AT_A_TIME:
+        submitted = mlflow.projects.run(
+            uri=str(PROJECT_ROOT if local else variant_project(backend.image)),
+            entry_point=entry,
+            parameters=params,
+            experiment_id=exp_id,
+            backend=backend.name,
+            backend_config=dict(backend.config),  # MLflow adds its own keys to the dict it is given
+            env_manager=backend.env_manager,
+            synchronous=local,
+            run_name=run_name,
+        )
     if local:
         return submitted
     # Imported here: the kubernetes client loads only for a Kubernetes sweep.

@@ -20,9 +20,11 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
+import mlflow.projects
 import pytest
 from mlflow.entities import ViewType
 
@@ -230,27 +232,63 @@ def test_the_whole_sweep_as_one_job_reports_as_a_local_sweep(one_job, env):
     assert one_job_table.equals(local_table), f"{one_job_table}\n{local_table}"  # NaN (brier_sd, one seed) equals NaN
 
 
-def test_parameters_reach_the_pod_exactly(first, env, cluster, monkeypatch):
-    """A filter with spaces and `<`, and an empty sweep_run_id (the latest sweep): MLflow shell-quotes
-    both for a Job command no shell reads; the report would refuse `'metrics.brier < 0.25'` and `''`."""
+@pytest.fixture
+def kubernetes_backend(first, env, cluster, monkeypatch):
+    """The Backend a Kubernetes sweep launches its children with, in this process, tracking to the
+    team server, and the id of the experiment kc."""
     from madness.backends import KUBERNETES, Backend, kubernetes_config
-    from steps._launcher import submit
 
     for name in ("DOCKER_HOST", "KUBECONFIG"):
         monkeypatch.setenv(name, env[name])
     # The kubernetes client reads KUBECONFIG once, when first imported (here, at collection of
     # test_kubernetes.py); a sweep's own process has it from its start.
     monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", env["KUBECONFIG"])
-    backend = Backend(KUBERNETES, kubernetes_config(cluster["config"]), "local", first_image(env))
-    experiment = client(env).get_experiment_by_name("kc").experiment_id
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     try:
-        child = submit("report", {"sweep_run_id": "", "filter": "metrics.brier < 0.25"}, experiment, "report", backend)
-        assert child.wait()
+        yield (
+            Backend(KUBERNETES, kubernetes_config(cluster["config"]), "local", first_image(env)),
+            client(env).get_experiment_by_name("kc").experiment_id,
+        )
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+REPORT_PARAMS = {"sweep_run_id": "", "filter": "metrics.brier < 0.25"}
+
+
+def test_parameters_reach_the_pod_exactly(kubernetes_backend, env):
+    """A filter with spaces and `<`, and an empty sweep_run_id (the latest sweep): MLflow shell-quotes
+    both for a Job command no shell reads; the report would refuse `'metrics.brier < 0.25'` and `''`."""
+    from steps._launcher import submit
+
+    backend, experiment = kubernetes_backend
+    child = submit("report", REPORT_PARAMS, experiment, "report", backend)
+    assert child.wait()
     assert client(env).get_run(child.run_id).info.status == "FINISHED"
+
+
+def test_children_submitted_at_once_build_and_push_one_after_the_other(kubernetes_backend, env, monkeypatch):
+    """MLflow builds and pushes the same image tag for every child, and Docker's registry answers 500
+    to two pushes of one tag at once (seen in CI): a sweep submits its children one at a time."""
+    from steps._launcher import submit
+
+    backend, experiment = kubernetes_backend
+    real_run, spans = mlflow.projects.run, []
+
+    def timed_run(*args, **kwargs):
+        started = time.monotonic()
+        try:
+            return real_run(*args, **kwargs)
+        finally:
+            spans.append((started, time.monotonic()))
+
+    monkeypatch.setattr(mlflow.projects, "run", timed_run)
+    with ThreadPoolExecutor(2) as pool:
+        children = list(pool.map(lambda name: submit("report", REPORT_PARAMS, experiment, name, backend), "ab"))
+    assert all(child.wait() for child in children)
+    first_span, second_span = sorted(spans)
+    assert first_span[1] <= second_span[0], spans
 
 
 def never_starting_config(folder: Path) -> str:
