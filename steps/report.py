@@ -165,9 +165,14 @@ def filtered(pairs: list[dict], filter_string: str, whole: set[str]):
             sorted({p["experiment_id"] for p in pairs}), filter_string=full, order_by=[f"metrics.{names.BRIER} ASC"]
         )
     except MlflowException as err:
-        raise UserError(
-            f"bad filter {filter_string!r} ({str(err.message).splitlines()[0]}); use MLflow's search syntax, e.g. {DEFAULT_FILTER}"
-        ) from None
+        raise bad_filter(filter_string, err) from None
+
+
+def bad_filter(filter_string: str, err: MlflowException) -> UserError:
+    """Return the one-line error for a filter MLflow refused."""
+    return UserError(
+        f"bad filter {filter_string!r} ({str(err.message).splitlines()[0]}); use MLflow's search syntax, e.g. {DEFAULT_FILTER}"
+    )
 
 
 def check_filter(filter_string: str, experiment_id: str) -> None:
@@ -176,9 +181,7 @@ def check_filter(filter_string: str, experiment_id: str) -> None:
         try:
             mlflow.search_runs([experiment_id], filter_string=filter_string, max_results=1)
         except MlflowException as err:
-            raise UserError(
-                f"bad filter {filter_string!r} ({str(err.message).splitlines()[0]}); use MLflow's search syntax, e.g. {DEFAULT_FILTER}"
-            ) from None
+            raise bad_filter(filter_string, err) from None
 
 
 def loss_histories(client, pairs: list[dict]) -> list[dict]:

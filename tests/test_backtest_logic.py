@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from madness import backtest, names, report
+from madness import backtest, names
 from madness.dataset import Seasons
 from madness.errors import UserError
 
@@ -210,25 +210,6 @@ def test_the_best_line_says_how_it_compares_with_the_baseline(low, high, verdict
     text = backtest.best_text(best_row(0.1491, low, high))
     assert text.startswith("small with learning rate 0.001, backtest brier 0.1491 over 512 games (seed baseline 0.1567")
     assert text.endswith(f": {verdict})")
-
-
-def test_how_sure_tells_a_clearly_better_best_from_the_runner_up():
-    games = [(2021 + i % 3, 1, 2 + i, 1, 0.9, 0.6) for i in range(40)]
-    worse = [(season, t1, t2, won, 0.55, baseline) for season, t1, t2, won, _, baseline in games]
-    runner_up = {**best_row(0.2, -0.01, 0.01), "model": "medium"}
-    text = report.how_sure(best_row(0.01, -0.2, -0.1), runner_up, predictions(games), predictions(worse))
-    assert text.startswith("against the runner-up medium with learning rate 0.001 (brier 0.2000): difference -0.1925")
-    assert text.endswith("over 40 games resampled: the best is distinguishable from the runner-up")
-
-
-def test_how_sure_refuses_pairs_scored_on_different_games():
-    other = TWO_SEASONS.assign(**{names.SEASON: TWO_SEASONS[names.SEASON] + 1})
-    text = report.how_sure(best_row(0.1, 0, 0), best_row(0.2, 0, 0), TWO_SEASONS, other)
-    assert text == "not compared with the runner-up: the two were scored on different games"
-
-
-def test_how_sure_without_a_runner_up():
-    assert report.how_sure(best_row(0.1, 0, 0), None, TWO_SEASONS, None) == "no runner-up to compare it with"
 
 
 def test_a_season_pair_is_named_for_its_run():

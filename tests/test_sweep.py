@@ -366,6 +366,18 @@ def test_report_on_its_own_writes_the_report_again_with_its_filter(store, first)
     assert names.RUNS_CSV in {Path(f.path).name for f in store.client.list_artifacts(own.info.run_id, names.REPORT_DIR)}
 
 
+def test_report_on_its_own_refuses_a_bad_filter_in_one_line_and_keeps_the_report(store, first):
+    best_file = f"{names.REPORT_DIR}/{names.BEST_FILE}"
+    before = store.artifact(first.sweep_id, best_file).read_text()
+    result = store.cli("steps.report", "--sweep_run_id", first.sweep_id, "--filter", "metrics.brier <<< 1")
+    assert result.returncode == 1
+    assert last_line(result.stderr).startswith("error: bad filter 'metrics.brier <<< 1' (")
+    assert "Traceback" not in result.stderr
+    assert store.artifact(first.sweep_id, best_file).read_text() == before
+    (own,) = [r for r in store.runs("Default") if r.data.params.get("filter") == "metrics.brier <<< 1"]
+    assert own.info.status == "FAILED"
+
+
 @pytest.fixture(scope="module")
 def registered(store, first):
     result = store.cli("steps.report", "--sweep_run_id", first.sweep_id, "--register", "true")

@@ -402,22 +402,18 @@ def test_the_runner_up_is_the_second_lowest_whole_finished_brier():
     assert tables.runner_up_row(tables.runs_table([row("small", "0.1", 0.3)])) is None
 
 
-def predictions(p: list[float], seasons=(2022, 2022)) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            names.SEASON: list(seasons),
-            names.T1_TEAM: [1, 2],
-            names.T2_TEAM: [2, 1],
-            names.TARGET: [1, 0],
-            names.PREDICTION: p,
-        }
-    )
+def predictions(team_1_wins: list[float], season: int = 2022) -> pd.DataFrame:
+    """A predictions.csv of games team 1 won, given its predicted chance in each: both rows of each game."""
+    rows = []
+    for game, p in enumerate(team_1_wins):
+        rows += [(season, 1, 2 + game, 1, p), (season, 2 + game, 1, 0, 1 - p)]
+    return pd.DataFrame(rows, columns=[names.SEASON, names.T1_TEAM, names.T2_TEAM, names.TARGET, names.PREDICTION])
 
 
 def test_predictions_of_the_same_rows_are_the_same_games_whatever_they_predict():
-    assert tables.same_games(predictions([0.6, 0.4]), predictions([0.9, 0.2]))
-    assert not tables.same_games(predictions([0.6, 0.4]), predictions([0.6, 0.4], seasons=(2022, 2023)))
-    assert not tables.same_games(predictions([0.6, 0.4]), predictions([0.6, 0.4]).iloc[:1])
+    assert tables.same_games(predictions([0.6]), predictions([0.9]))
+    assert not tables.same_games(predictions([0.6]), predictions([0.6], season=2023))
+    assert not tables.same_games(predictions([0.6]), predictions([0.6]).iloc[:1])
 
 
 def test_how_sure_says_a_winner_is_distinguishable_only_when_the_interval_excludes_zero():
@@ -429,6 +425,24 @@ def test_how_sure_says_a_winner_is_distinguishable_only_when_the_interval_exclud
         "95% interval [-0.0040, -0.0010] over 134 games resampled: the best is distinguishable from the runner-up"
     )
     assert noise.endswith("not distinguishable from the runner-up: on these games the ranking of the two is noise")
+
+
+def test_how_sure_tells_a_clearly_better_best_from_the_runner_up():
+    best, runner = row("small", "0.001", 0.01), row("medium", "0.001", 0.2)
+    text = tables.how_sure(best, runner, predictions([0.9] * 40), predictions([0.55] * 40))
+    assert text.startswith("against the runner-up medium with learning rate 0.001 (brier 0.2000): difference -0.1925")
+    assert text.endswith("over 40 games resampled: the best is distinguishable from the runner-up")
+
+
+def test_how_sure_refuses_pairs_scored_on_different_games():
+    text = tables.how_sure(
+        row("small", "0.1", 0.1), row("medium", "0.1", 0.2), predictions([0.8]), predictions([0.8], 2023)
+    )
+    assert text == "not compared with the runner-up: the two were scored on different games"
+
+
+def test_how_sure_without_a_runner_up():
+    assert tables.how_sure(row("small", "0.1", 0.1), None, predictions([0.8]), None) == tables.NO_RUNNER_UP
 
 
 def test_chart_frame_keeps_scored_rows_with_a_numeric_lr():
