@@ -16,7 +16,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import enum
+import fcntl
 import functools
+import os
 import shutil
 import subprocess
 import tempfile
@@ -48,9 +50,9 @@ REMOTE_STATUS_SECONDS = 5.0  # as MLflow's own KubernetesSubmittedRun.wait polls
 QUIET_SECONDS = 30.0
 # How long a child's status may stay unreadable (its cluster out of reach) before it counts as failed.
 STATUS_PATIENCE_SECONDS = 300.0
-# MLflow's kubernetes backend builds and pushes one image tag for every child, and Docker's own
-# registry answers 500 ("invalid checksum digest format") to two pushes of one tag at once.
-ONE_REMOTE_SUBMIT_AT_A_TIME = threading.Lock()
+# Held while a child is submitted to another backend, by every sweep of this user on this machine.
+SUBMIT_LOCK_FILE = f"fabric-madness-submit-{os.getuid()}.lock"
+SUBMIT_LOCK_POLL_SECONDS = 0.2
 
 
 def status_of(submitted) -> Status:
@@ -77,14 +79,31 @@ def variant_project(image: str) -> Path:
     return write_variant(folder, image)
 
 
+@contextlib.contextmanager
+def one_remote_submit_at_a_time():
+    """Hold this machine's submit lock while the block runs, for whichever sweep or worker thread asks
+    (an flock on a file of its own, opened afresh each time): MLflow's kubernetes backend builds and
+    pushes one image tag for every child, and Docker's own registry answers 500 ("invalid checksum
+    digest format") to two pushes of one tag at once. Waiting for it (another sweep's first image
+    build takes minutes) raises Interrupted as soon as the step is asked to stop."""
+    with open(Path(tempfile.gettempdir()) / SUBMIT_LOCK_FILE, "a") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes, or its process dies
+                break
+            except BlockingIOError:
+                _lifecycle.wait(SUBMIT_LOCK_POLL_SECONDS)
+        yield
+
+
 def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backend):
     """Run the entry point through MLflow's public `mlflow.projects.run` and return its SubmittedRun.
     Locally the call is synchronous: it returns once the command succeeded, and raises
     ExecutionException when it failed (MLflow has then ended the run FAILED). Elsewhere it returns
     the submitted job at once, wrapped to stop its pods and to notice a pod that never starts; one
-    such submission (image build and push) at a time."""
+    such submission (image build and push) at a time on this machine."""
     local = backend.name == LOCAL
-    with contextlib.nullcontext() if local else ONE_REMOTE_SUBMIT_AT_A_TIME:
+    with contextlib.nullcontext() if local else one_remote_submit_at_a_time():
         submitted = mlflow.projects.run(
             uri=str(PROJECT_ROOT if local else variant_project(backend.image)),
             entry_point=entry,

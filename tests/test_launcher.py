@@ -4,8 +4,10 @@ test_faults.py through real `mlflow.run` children."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -15,7 +17,8 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.projects.submitted_run import LocalSubmittedRun, SubmittedRun
 
-from steps import _launcher
+from conftest import subprocess_env
+from steps import _launcher, _lifecycle
 from steps._runs import ENDED
 
 
@@ -146,3 +149,51 @@ def test_a_child_whose_status_stays_unreadable_fails_named(monkeypatch):
     status, error = _launcher.wait_remote(UnreachableRun("r3"), threading.Event(), "small_0.1")
     assert status == "FAILED"
     assert error.startswith("its status could not be read for ") and error.endswith(": cluster unreachable")
+
+
+# Takes the submit lock once told to go, holds it a second, and prints when it held it.
+HOLD_THE_SUBMIT_LOCK = """
+import sys, time
+from steps._launcher import one_remote_submit_at_a_time
+print("ready", flush=True)
+sys.stdin.readline()
+with one_remote_submit_at_a_time():
+    held = time.time()
+    time.sleep(1.0)
+    print(held, time.time(), flush=True)
+"""
+
+
+def test_two_sweeps_submitting_at_once_take_the_submit_lock_one_after_the_other(tmp_path):
+    env = subprocess_env({"TMPDIR": str(tmp_path)})
+    sweeps = [
+        subprocess.Popen(
+            [sys.executable, "-c", HOLD_THE_SUBMIT_LOCK],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    for process in sweeps:
+        assert process.stdout.readline() == "ready\n"
+    for process in sweeps:  # both told to go at once
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    spans = sorted(tuple(map(float, process.communicate(timeout=60)[0].split())) for process in sweeps)
+    assert spans[0][1] <= spans[1][0], spans
+    assert os.listdir(tmp_path) == [_launcher.SUBMIT_LOCK_FILE]
+
+
+def test_a_sweep_asked_to_stop_stops_waiting_for_the_submit_lock(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(_lifecycle, "stop", threading.Event())
+    monkeypatch.setattr(_lifecycle, "_reasons", [])
+    monkeypatch.setattr(_lifecycle, "SINGLE_ATTEMPT", {})  # this process's store calls stay as they were
+    with _launcher.one_remote_submit_at_a_time():  # held by another sweep
+        threading.Timer(0.5, _lifecycle.request_stop, ["interrupted (signal SIGINT)"]).start()
+        started = time.monotonic()
+        with pytest.raises(_lifecycle.Interrupted), _launcher.one_remote_submit_at_a_time():
+            pytest.fail("the lock was taken while another held it")
+        assert time.monotonic() - started < 0.5 + 2 * _launcher.SUBMIT_LOCK_POLL_SECONDS
