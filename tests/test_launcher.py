@@ -196,4 +196,4 @@ def test_a_sweep_asked_to_stop_stops_waiting_for_the_submit_lock(tmp_path, monke
         started = time.monotonic()
         with pytest.raises(_lifecycle.Interrupted), _launcher.one_remote_submit_at_a_time():
             pytest.fail("the lock was taken while another held it")
-        assert time.monotonic() - started < 0.5 + 2 * _launcher.SUBMIT_LOCK_POLL_SECONDS
+        assert time.monotonic() - started < 5  # asked at 0.5 s; the lock itself is held until the test ends
