@@ -50,7 +50,6 @@ REMOTE_STATUS_SECONDS = 5.0  # as MLflow's own KubernetesSubmittedRun.wait polls
 QUIET_SECONDS = 30.0
 # How long a child's status may stay unreadable (its cluster out of reach) before it counts as failed.
 STATUS_PATIENCE_SECONDS = 300.0
-# Held while a child is submitted to another backend, by every sweep of this user on this machine.
 SUBMIT_LOCK_FILE = f"fabric-madness-submit-{os.getuid()}.lock"
 SUBMIT_LOCK_POLL_SECONDS = 0.2
 

@@ -186,6 +186,7 @@ def test_two_sweeps_submitting_at_once_take_the_submit_lock_one_after_the_other(
     assert os.listdir(tmp_path) == [_launcher.SUBMIT_LOCK_FILE]
 
 
+@pytest.mark.timeout(30)  # without the poll the wait never ends: fail, not hang
 def test_a_sweep_asked_to_stop_stops_waiting_for_the_submit_lock(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(_lifecycle, "stop", threading.Event())
