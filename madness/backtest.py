@@ -16,6 +16,7 @@ import pandas as pd
 
 from madness import names, scoring
 from madness.errors import UserError
+from madness.names import Status
 
 RANKING_COLUMNS = [
     "model",
@@ -152,7 +153,7 @@ def ranking(rows: list[dict]) -> pd.DataFrame:
 
 def scored(table: pd.DataFrame) -> pd.DataFrame:
     """Return the ranking's FINISHED rows that have a backtest Brier, in the ranking's order."""
-    return table[table["status"] == "FINISHED"].dropna(subset=[names.BRIER])
+    return table[table["status"] == Status.FINISHED].dropna(subset=[names.BRIER])
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""Every column, metric, param, tag and artifact name used in more than one place."""
+"""Every column, metric, param, tag, artifact and run-status name used in more than one place."""
+
+import enum
 
 # --- Kaggle file stems (prefixed by league letter "M" or "W") ---
 REGULAR_COMPACT = "RegularSeasonCompactResults"
@@ -141,3 +143,18 @@ TAG_DATA_CONTEXT = "mlflow.data.context"  # on a logged dataset input: its split
 
 # --- environments a run can be launched in (mlflow run --env-manager) ---
 ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")
+
+
+# --- a run's status ---
+class Status(enum.StrEnum):
+    """A run's status as MLflow names it (a str, so it compares equal to MLflow's own strings)."""
+
+    SCHEDULED = "SCHEDULED"
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+    UNKNOWN = "UNKNOWN"  # the store could not be asked
+
+
+ENDED = (Status.FINISHED, Status.FAILED, Status.KILLED)

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 
 from madness import names, scoring
+from madness.names import Status
 
 INCOMPLETE = "INCOMPLETE"  # FINISHED, but its model or artifacts are gone
 SEEDS = "seeds"
@@ -82,7 +83,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 def ranked(table: pd.DataFrame) -> pd.DataFrame:
     """The rows that may be best or registered: whole FINISHED runs with a Brier score, best mean first."""
-    return table[table["status"] == "FINISHED"].dropna(subset=[names.BRIER_MEAN])
+    return table[table["status"] == Status.FINISHED].dropna(subset=[names.BRIER_MEAN])
 
 
 def best_row(table: pd.DataFrame) -> dict | None:

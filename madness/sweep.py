@@ -9,6 +9,7 @@ from madness.backends import usable_cores
 from madness.cli import Param, one_of, positive
 from madness.errors import UserError
 from madness.model import MODEL_NAMES
+from madness.names import Status
 
 # Params that never change a run's results: the thread count (TensorFlow's op determinism gives the
 # same bits with 1 or 2 threads; a test checks it) and where the features came from (the data digest
@@ -92,7 +93,7 @@ def is_reusable(
 ) -> bool:
     """A FINISHED run with the same params (by value: see `same_value`) and the same values of `want_tags`
     (git commit, working-tree state, data digest) can stand for a new run."""
-    if run_status != "FINISHED":
+    if run_status != Status.FINISHED:
         return False
     keys = (set(run_params) | set(want_params)) - IGNORED_IN_CACHE
     if not all(same_value(run_params.get(k), want_params.get(k)) for k in keys):

@@ -24,10 +24,11 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from madness import names
+from madness.names import Status
 from steps import _lifecycle
 from steps import _never_started as never_started
 from steps._processes import process_token, token_alive
-from steps._runs import Status, end_killed, end_run
+from steps._runs import end_killed, end_run
 
 HOST = socket.gethostname()
 LOCAL_SCHEMES = ("", "file", "sqlite")  # one machine: a process token tells liveness, no heartbeat needed

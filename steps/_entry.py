@@ -17,6 +17,7 @@ import mlflow
 
 from madness import git, names
 from madness.errors import UserError
+from madness.names import Status
 from steps import _lifecycle
 from steps._coordination import Heartbeat, liveness_tags
 from steps._failures import (
@@ -27,7 +28,7 @@ from steps._failures import (
     without_credentials,
 )
 from steps._lifecycle import single_attempt
-from steps._runs import Status, end_run
+from steps._runs import end_run
 from steps._store_check import check_tracking_store
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -36,6 +36,7 @@ from mlflow.exceptions import MlflowException
 
 from madness import names, sweep
 from madness.backends import LOCAL, Backend, pod_start_seconds
+from madness.names import ENDED, Status
 from steps import _lifecycle
 from steps._coordination import Claims
 from steps._entry import PROJECT_ROOT
@@ -43,7 +44,7 @@ from steps._failures import is_store_failure
 from steps._image import write_variant
 from steps._lifecycle import single_attempt
 from steps._processes import stop_mlflow_children
-from steps._runs import ENDED, Status, end_killed, end_run
+from steps._runs import end_killed, end_run
 
 POLL_SECONDS = 1.0  # how often the store is asked about pairs waiting for another sweep
 REMOTE_STATUS_SECONDS = 5.0  # as MLflow's own KubernetesSubmittedRun.wait polls

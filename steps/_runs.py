@@ -1,24 +1,9 @@
-"""A run's status, and the one way a run is ended by anyone other than the step that started it."""
+"""The one way a run is ended by anyone other than the step that started it."""
 
 from __future__ import annotations
 
-import enum
-
 from madness import names
-
-
-class Status(enum.StrEnum):
-    """A run's status as MLflow names it (a str, so it compares equal to MLflow's own strings)."""
-
-    SCHEDULED = "SCHEDULED"
-    RUNNING = "RUNNING"
-    FINISHED = "FINISHED"
-    FAILED = "FAILED"
-    KILLED = "KILLED"
-    UNKNOWN = "UNKNOWN"  # the store could not be asked
-
-
-ENDED = (Status.FINISHED, Status.FAILED, Status.KILLED)
+from madness.names import Status
 
 
 def end_run(client, run_id: str, status: Status, reason: str | None = None, only: Status = Status.RUNNING) -> Status:

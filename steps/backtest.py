@@ -42,11 +42,12 @@ from madness import backtest, dataset, describe, names, plots, sweep
 from madness import report as tables
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
+from madness.names import Status
 from steps import main as sweep_step
 from steps._coordination import Claims, Liveness, claim_key, end_orphans, liveness_tags
 from steps._entry import code_identity, entry_point, run_as_script, start_run
 from steps._launcher import Job, Launcher
-from steps._runs import Status, end_run
+from steps._runs import end_run
 
 _MAIN = {p.name: p for p in sweep_step.PARAMS}
 _DATA = {p.name: p for p in DATA_PARAMS}
@@ -205,7 +206,7 @@ def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run
         row = {"model": first.model, "lr": first.lr}
         failed = [job for job in pair_jobs if job.status != Status.FINISHED]
         if failed:
-            rows.append({**row, "status": "FAILED", "run_id": ""})
+            rows.append({**row, "status": Status.FAILED, "run_id": ""})
             continue
         pair_id, predictions[name], reused = pair_run(
             client, values, raw, pair_jobs, identity, run_id, folder.parent / "downloads"
@@ -213,7 +214,13 @@ def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run
         scores[name] = backtest.season_scores(predictions[name])
         seasons = dict(zip(scores[name][names.SEASON], scores[name][names.SEASON_BRIER], strict=True))
         rows.append(
-            {**row, **backtest.overall_scores(predictions[name]), **seasons, "status": "FINISHED", "run_id": pair_id}
+            {
+                **row,
+                **backtest.overall_scores(predictions[name]),
+                **seasons,
+                "status": Status.FINISHED,
+                "run_id": pair_id,
+            }
         )
         print(f"  {name}: {'reused' if reused else 'logged'} pair run {pair_id}", flush=True)
     table = backtest.ranking(rows)

@@ -32,6 +32,7 @@ from madness.backends import BACKENDS, LOCAL, Backend, backend_of, usable_cores
 from madness.cli import DATA_PARAMS, SEEDS, Param, boolean, non_negative, not_empty, one_of, parse, positive
 from madness.errors import UserError
 from madness.limits import check_work
+from madness.names import Status
 from steps import _lifecycle
 from steps import report as report_step
 from steps._coordination import Claims, Liveness, claim_key, end_orphans
@@ -42,7 +43,6 @@ from steps._image import check_pods_reach_store, with_image
 from steps._launcher import POLL_SECONDS, Job, Launcher, run_child
 from steps._lifecycle import single_attempt
 from steps._never_started import project_experiments
-from steps._runs import Status
 from steps._stored import ingest_run_problem, train_run_problem
 
 PARAMS = (

@@ -35,6 +35,7 @@ from madness import names, plots
 from madness import report as tables
 from madness.cli import Param, boolean, parse
 from madness.errors import UserError
+from madness.names import Status
 from steps import _lifecycle
 from steps._coordination import Liveness, end_orphans
 from steps._entry import entry_point, run_as_script, start_run
@@ -112,7 +113,7 @@ def table_rows(client, pairs: list[dict]) -> list[dict]:
                 {
                     "model": pair["model"],
                     "lr": pair["lr"],
-                    "status": pair.get("status", "FAILED"),
+                    "status": pair.get("status", Status.FAILED),
                     "reused": False,
                     "run_id": "",
                 }
@@ -140,7 +141,7 @@ def table_rows(client, pairs: list[dict]) -> list[dict]:
 def status_of(client, run) -> str:
     """The run's status, or INCOMPLETE for a FINISHED run whose files are gone: it is listed as
     such, never passes the filter, is never best and is never registered."""
-    if run.info.status != "FINISHED":
+    if run.info.status != Status.FINISHED:
         return run.info.status
     problem = train_run_problem(client, run.info.run_id, run)
     if problem is None:
@@ -365,7 +366,7 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     table = tables.runs_table(rows)
     # The pairs whose network gives about the same probability to every game (train's tag).
     constant = [f"{row['model']} lr={row['lr']}" for row in rows if row.get("constant")]
-    passing = filtered(pairs, filter_string, set(table.loc[table["status"] == "FINISHED", "run_id"]))
+    passing = filtered(pairs, filter_string, set(table.loc[table["status"] == Status.FINISHED, "run_id"]))
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / names.RUNS_CSV, index=False)
     (folder / names.RUNS_MD).write_text(tables.markdown(table) + "\n" + tables.BRIER_WORDS + "\n")

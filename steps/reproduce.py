@@ -33,9 +33,10 @@ from madness import describe, names
 from madness import reproduce as reproduction
 from madness.cli import Param, non_negative, not_empty, one_of, parse
 from madness.errors import UserError
+from madness.names import Status
 from steps import _lifecycle
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
-from steps._runs import Status, end_run
+from steps._runs import end_run
 
 PARAMS = (
     Param("run_id", "string", None, "the run to rerun", not_empty),
@@ -286,7 +287,7 @@ def main(argv=None):
             f"commit {p.commit[:12]} is not exactly the code that ran, so its metrics may not reproduce",
             flush=True,
         )
-    if run.info.status != "FINISHED":
+    if run.info.status != Status.FINISHED:
         print(f"warning: run {p.run_id} is {run.info.status}; its metrics may be incomplete", flush=True)
 
     with start_run("reproduce", raw, experiment_id=p.experiment_id):

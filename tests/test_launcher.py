@@ -18,8 +18,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.projects.submitted_run import LocalSubmittedRun, SubmittedRun
 
 from conftest import subprocess_env
+from madness.names import ENDED
 from steps import _launcher, _lifecycle
-from steps._runs import ENDED
 
 
 def local_run(code: str) -> LocalSubmittedRun:

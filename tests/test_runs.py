@@ -7,7 +7,8 @@ import mlflow
 import pytest
 
 from madness import names
-from steps._runs import Status, end_run
+from madness.names import Status
+from steps._runs import end_run
 
 
 @pytest.fixture

@@ -35,11 +35,12 @@ from mlflow.exceptions import MlflowException
 from madness import names
 from madness.backends import KUBERNETES, Backend, kubernetes_config
 from madness.errors import UserError
+from madness.names import Status
 from steps import _lifecycle
 from steps._entry import PROJECT_ROOT
 from steps._image import check_pods_reach_store, with_image, write_variant
 from steps._launcher import launch_failure, submit, wait_remote
-from steps._runs import Status, end_killed, end_run
+from steps._runs import end_killed, end_run
 
 FOLDER = PROJECT_ROOT / ".kubernetes"
 CONFIG_FILE = "kubernetes_config.json"

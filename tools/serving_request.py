@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from madness import names as n  # noqa: E402
+from madness import names  # noqa: E402
 
 
 def request(model_uri: str, rows: int) -> dict:
@@ -34,8 +34,8 @@ def request(model_uri: str, rows: int) -> dict:
             "give the model of a run trained from an ingest run's features, e.g. a sweep's"
         )
     with tempfile.TemporaryDirectory() as tmp:
-        games = pd.read_csv(mlflow.artifacts.download_artifacts(f"{features_uri}/{n.GAMES_FILE}", dst_path=tmp))
-    frame = games[games[n.SPLIT] == n.TEST].head(rows)[columns]
+        games = pd.read_csv(mlflow.artifacts.download_artifacts(f"{features_uri}/{names.GAMES_FILE}", dst_path=tmp))
+    frame = games[games[names.SPLIT] == names.TEST].head(rows)[columns]
     return {"dataframe_split": frame.to_dict(orient="split", index=False)}
 
 
