@@ -96,8 +96,8 @@ def header(title: str) -> None:
 
 @contextmanager
 def temp_store(prefix: str = "bench-"):
-    """A temporary folder with its own SQLite tracking store (tools.sandbox.temp_store) for this
-    process and every child; artifacts inside it."""
+    """Track this process and every child into a temporary folder with its own SQLite store
+    (tools.sandbox.temp_store); artifacts inside it."""
     from tools import sandbox
 
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp, sandbox.temp_store(Path(tmp)):
@@ -105,7 +105,7 @@ def temp_store(prefix: str = "bench-"):
 
 
 def snapshot(dest: Path) -> tuple[Path, str]:
-    """The project as it is now, with its history, in `dest` (tools.sandbox.snapshot): the sweeps run
+    """Copy the project as it is now, with its history, to `dest` (tools.sandbox.snapshot): the sweeps run
     there, so edits made to the working tree meanwhile (which change `git.state` and so the sweep's
     cache key) cannot touch the figures, and `mlruns/` lands in the temporary folder. The commit
     it names ends in `+changes` when the tree held uncommitted work."""
@@ -163,7 +163,7 @@ def resolve_data(data: str) -> str:
 
 
 def features(data: str, league: str, seed: int):
-    """The article's feature table (madness.dataset.Built) of `data` ('synthetic' or a folder of
+    """Return the article's feature table (madness.dataset.Built) of `data` ('synthetic' or a folder of
     Kaggle files), over the default seasons: what the in-process benchmarks train on."""
     from madness import dataset
 
@@ -173,7 +173,7 @@ def features(data: str, league: str, seed: int):
 
 
 def quiet_tensorflow() -> None:
-    """Imports TensorFlow and silences its Python-side warnings (e.g. retracing notices)."""
+    """Import TensorFlow and silence its Python-side warnings (e.g. retracing notices)."""
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
@@ -194,7 +194,7 @@ class Timer:
 
 
 def sweep_parser(description: str, quick_help: str, epochs: int) -> argparse.ArgumentParser:
-    """The arguments every sweep benchmark takes: the grid, epochs, data and league."""
+    """Return a parser of the arguments every sweep benchmark takes: the grid, epochs, data and league."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--models", default="small,medium,large")
@@ -238,7 +238,7 @@ TRAIN_SPLIT = re.compile(
 
 
 def train_split(run) -> dict[str, float]:
-    """A train run's split as its step tagged it (seconds): startup, training, scoring; empty if untagged."""
+    """Return a train run's split as its step tagged it (seconds): startup, training, scoring; empty if untagged."""
     from madness import names
 
     match = TRAIN_SPLIT.fullmatch(run.data.tags.get(names.TAG_SECONDS, ""))
@@ -246,7 +246,7 @@ def train_split(run) -> dict[str, float]:
 
 
 def pair_or_run_name(run) -> str:
-    """A train run's pair, `<model>_<lr>`; any other run's own name."""
+    """Return a train run's pair, `<model>_<lr>`; any other run's own name."""
     from madness import names
 
     params = run.data.params

@@ -77,7 +77,7 @@ def pairs_of(args) -> list[tuple[str, str]]:
 
 
 def notebook(args) -> None:
-    """The article's loop, in this one process. Prints one NOTEBOOK JSON line for the parent."""
+    """Run the article's loop in this one process; print one NOTEBOOK JSON line for the parent."""
     started = time.perf_counter()
     import mlflow
     import numpy as np
@@ -157,7 +157,7 @@ def notebook(args) -> None:
 
 
 def run_notebook(project: Path, args, store: Path) -> tuple[float, dict]:
-    """The notebook loop in a fresh interpreter (its imports count, as a notebook kernel's would), in `store`."""
+    """Run the notebook loop in a fresh interpreter (its imports count, as a notebook kernel's would), in `store`."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--notebook-only", *shared_args(args)]
     with _machine.Timer() as timer:
         proc = subprocess.run(
@@ -176,7 +176,7 @@ def run_notebook(project: Path, args, store: Path) -> tuple[float, dict]:
 
 
 def shared_args(args) -> list[str]:
-    """The arguments both sides take alike (steps.main's names), with the values of this run."""
+    """Return the arguments both sides take alike (steps.main's names), with the values of this run."""
     return [arg for key in SHARED for arg in (f"--{key}", str(getattr(args, key)))]
 
 

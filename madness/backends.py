@@ -37,8 +37,8 @@ class Backend:
 
 
 def backend_of(name: str, config_path: str, env_manager: str) -> Backend:
-    """The backend `name` with its configuration read from the JSON file `config_path` (local takes
-    none), or UserError naming what is wrong and what is accepted."""
+    """Return the backend `name` with its configuration read from the JSON file `config_path` (local
+    takes none); raise UserError naming what is wrong and what is accepted."""
     if name not in BACKENDS:
         raise UserError(f"unknown backend {name!r}; accepted: {', '.join(BACKENDS)}")
     if name == LOCAL:
@@ -51,7 +51,7 @@ def backend_of(name: str, config_path: str, env_manager: str) -> Backend:
 
 
 def kubernetes_config(config_path: str) -> dict:
-    """kubernetes_config.json as MLflow wants it, its Job template's path made absolute (a relative
+    """Return kubernetes_config.json as MLflow wants it, its Job template's path made absolute (a relative
     one is read from the configuration file's folder, wherever the sweep runs)."""
     if not config_path.strip():
         raise UserError(
@@ -90,7 +90,7 @@ def pod_start_seconds(config: dict, config_path: str = "backend_config") -> floa
 
 
 def image_name(config: dict, commit: str | None, state: dict | None = None) -> str:
-    """The image a Kubernetes child runs: the configured repository, tagged with the commit whose
+    """Return the image a Kubernetes child runs: the configured repository, tagged with the commit whose
     code it holds, and for a working tree that differs from it, with the tree's state (git.state):
     the image is built from the tree, and a pod's run records the tree it ran."""
     if not commit:
@@ -103,7 +103,7 @@ def image_name(config: dict, commit: str | None, state: dict | None = None) -> s
 
 
 def docker_variant(project: dict, image: str) -> dict:
-    """The project (MLproject, as read by YAML) run in `image` instead of an environment MLflow builds,
+    """Return the project (MLproject, as read by YAML) run in `image` instead of an environment MLflow builds,
     as MLflow's kubernetes backend requires: the same entry points and parameters, each command behind
     UNQUOTE, which undoes the shell quoting MLflow puts on every word of a Job's command."""
     variant = {key: value for key, value in project.items() if key not in ("conda_env", "python_env", "docker_env")}
@@ -119,7 +119,7 @@ def docker_variant(project: dict, image: str) -> dict:
 
 
 def cpu_quota(cgroup: Path = CGROUP) -> float | None:
-    """The CPUs this process' cgroup may use (a container's or pod's CPU limit), None without a limit.
+    """Return the CPUs this process' cgroup may use (a container's or pod's CPU limit), None without one.
     cgroup v2 writes `<quota> <period>` or `max <period>` in cpu.max; v1 a quota of -1 for none."""
     try:
         quota, period = (cgroup / "cpu.max").read_text().split()[:2]
@@ -135,7 +135,7 @@ def cpu_quota(cgroup: Path = CGROUP) -> float | None:
 
 
 def usable_cores(cgroup: Path = CGROUP) -> int:
-    """Cores a training here may keep busy: those the process may be scheduled on, capped by its
+    """Return the cores a training here may keep busy: those the process may be scheduled on, capped by its
     cgroup's CPU limit (rounded down, at least one: a thread more than the limit allows only waits
     for its share). os.cpu_count() alone counts the node's cores inside a pod."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -41,7 +41,7 @@ class Split:
     first: int
 
     def params(self) -> dict[str, str]:
-        """The train entry point's season params for this split (test_season = last_season = season)."""
+        """Return the train entry point's season params for this split (test_season = last_season = season)."""
         return {
             "first_season": str(self.first),
             "val_season": str(self.val),
@@ -65,7 +65,7 @@ class SeasonPair:
 
 
 def parse_seasons(text: str) -> list[int]:
-    """Seasons given as ranges and single seasons, comma-separated (`2015-2023`, `2019,2021-2023`),
+    """Return the seasons given as ranges and single seasons, comma-separated (`2015-2023`, `2019,2021-2023`),
     in increasing order; a season given twice, a reversed range or a non-number is refused."""
     seasons: list[int] = []
     for part in (p.strip() for p in str(text).split(",")):
@@ -86,7 +86,7 @@ def parse_seasons(text: str) -> list[int]:
 
 
 def season_splits(wanted: list[int], played: list[int], first: int) -> tuple[list[Split], list[int]]:
-    """The split of each wanted season that had a tournament, and the wanted seasons that had none.
+    """Return the split of each wanted season that had a tournament, and the wanted seasons that had none.
     Validation is the latest earlier tournament season; at least one tournament season from `first`
     on must come before it, to train on."""
     played = sorted(set(played))
@@ -142,7 +142,7 @@ def overall_scores(predictions: pd.DataFrame) -> dict[str, float]:
 
 
 def ranking(rows: list[dict]) -> pd.DataFrame:
-    """One row per pair (RANKING_COLUMNS, with one Brier column per predicted season before the status),
+    """Return one row per pair (RANKING_COLUMNS, with one Brier column per predicted season before the status),
     best backtest Brier first; pairs with a failed season (no Brier) last."""
     table = pd.DataFrame(rows)
     seasons = sorted(c for c in table.columns if isinstance(c, int))
@@ -173,7 +173,7 @@ class Nested:
 
     @property
     def cost(self) -> float:
-        """How much worse the choice scores on the later seasons than the pair that was best there."""
+        """Return how much worse the choice scores on the later seasons than the pair that was best there."""
         return self.chosen_after - self.best_after
 
 
@@ -214,7 +214,7 @@ def nested_choice(predictions: dict[str, pd.DataFrame], until: int) -> Nested | 
 
 
 def span_text(seasons: list[int]) -> str:
-    """`2015-2019` for consecutive seasons, `2015-2019, 2021-2023` around a gap."""
+    """Return `2015-2019` for consecutive seasons, `2015-2019, 2021-2023` around a gap."""
     parts, start = [], None
     for index, season in enumerate(seasons):
         start = season if start is None else start
@@ -225,7 +225,7 @@ def span_text(seasons: list[int]) -> str:
 
 
 def nested_text(nested: Nested | None, until: int) -> str:
-    """What the report says of choosing: the nested choice's score on seasons it was not chosen on."""
+    """Return what the report says of choosing: the nested choice's score on seasons it was not chosen on."""
     if nested is None:
         return (
             f"not shown: it needs predicted seasons both up to {until} (to choose on) and after it (to score on); "
@@ -245,13 +245,13 @@ def nested_text(nested: Nested | None, until: int) -> str:
 
 
 def pair_label(name: str) -> str:
-    """`small_0.001` as the report says it: `small with learning rate 0.001`."""
+    """Return `small_0.001` as the report says it: `small with learning rate 0.001`."""
     model, _, lr = name.rpartition("_")
     return f"{model} with learning rate {lr}"
 
 
 def best_text(best: dict) -> str:
-    """The report's last line, before the pair run's id: the pair to use and its backtest scores."""
+    """Return the report's last line, before the pair run's id: the pair to use and its backtest scores."""
     interval = f"[{best[names.BRIER_VS_BASELINE_LOW]:+.4f}, {best[names.BRIER_VS_BASELINE_HIGH]:+.4f}]"
     verdict = (
         "better than the seed baseline"

@@ -33,6 +33,7 @@ class Seasons:
 
     @property
     def has_test(self) -> bool:
+        """Return whether there is a test season to score."""
         return self.test <= self.last
 
     def check(self) -> Seasons:
@@ -65,6 +66,7 @@ class Built:
 
     @property
     def feature_names(self) -> list[str]:
+        """Return the features the model reads, in the order the scaler was fit on."""
         return self.scaler["features"]
 
 

@@ -23,7 +23,7 @@ def grid_words(lrs: list[str], epochs: str) -> str:
 
 
 def model_description(model: str) -> str:
-    """The one line shown above the runs of experiment <prefix>_<model>: true of every run it holds,
+    """Return the one line shown above the runs of experiment <prefix>_<model>: true of every run it holds,
     whatever rates, epochs, seeds or data later sweeps add."""
     return (
         f"Fabric Madness: {network_words(model)}; one run per learning rate and configuration, named "
@@ -33,7 +33,7 @@ def model_description(model: str) -> str:
 
 
 def sweep_description(prefix: str) -> str:
-    """The one line shown above the runs of experiment <prefix>: the sweeps and their ingest runs."""
+    """Return the one line shown above the runs of experiment <prefix>: the sweeps and their ingest runs."""
     return (
         "Fabric Madness: sweep runs (each with its report: runs table, Brier against learning rate, "
         "loss curves) and the ingest runs they train on; each pair's run is in the experiment "
@@ -46,7 +46,7 @@ NAMED_SETTINGS = ("epochs", "batch_size", "seeds", *(param.name for param in DAT
 
 
 def run_name(model: str, lr: str, settings: dict[str, str], defaults: dict[str, str]) -> str:
-    """`<model>_<lr>`, then `_<setting><value>` for each of NAMED_SETTINGS not at its default (a data
+    """Return `<model>_<lr>`, then `_<setting><value>` for each of NAMED_SETTINGS not at its default (a data
     folder by its last part), so that runs of different configurations never share a name."""
     parts = [f"{model}_{lr}"]
     for key in NAMED_SETTINGS:
@@ -57,7 +57,7 @@ def run_name(model: str, lr: str, settings: dict[str, str], defaults: dict[str, 
 
 
 def training_tags(description: str | None) -> dict[str, str]:
-    """An experiment's tags for MLflow's UI: a model-training experiment, with its description."""
+    """Return an experiment's tags for MLflow's UI: a model-training experiment, with its description."""
     tags = {names.TAG_EXPERIMENT_KIND: names.EXPERIMENT_KIND_TRAINING}
     return (
         tags
@@ -67,7 +67,7 @@ def training_tags(description: str | None) -> dict[str, str]:
 
 
 def backtest_model_description(model: str, lrs: list[str], epochs: str) -> str:
-    """The one line shown above the runs of experiment <prefix>_backtest_<model>."""
+    """Return the one line shown above the runs of experiment <prefix>_backtest_<model>."""
     return (
         f"Fabric Madness backtest: {network_words(model)} at {grid_words(lrs, epochs)}; one run per pair "
         "(its Brier on every predicted season, over all games, and against the seed baseline) holding one train "
@@ -76,7 +76,7 @@ def backtest_model_description(model: str, lrs: list[str], epochs: str) -> str:
 
 
 def backtest_description(prefix: str, models: list[str]) -> str:
-    """The one line shown above the runs of experiment <prefix>_backtest: the backtest runs."""
+    """Return the one line shown above the runs of experiment <prefix>_backtest: the backtest runs."""
     return (
         "Fabric Madness: backtest runs (each with its report: pairs ranked by backtest Brier, how sure, the "
         "nested choice, Brier by season); their pairs in "

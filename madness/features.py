@@ -21,7 +21,7 @@ def box_feature_names() -> list[str]:
 
 
 def seed_number(seed: pd.Series) -> pd.Series:
-    """'W16a' -> 16: the region letter and play-in suffix carry no strength."""
+    """Return the seeds' numbers ('W16a' -> 16): the region letter and play-in suffix carry no strength."""
     return seed.str.slice(1, 3).astype("int64")
 
 
@@ -54,7 +54,7 @@ def elo_ratings(games: pd.DataFrame) -> pd.DataFrame:
 
 
 def both_sides(games: pd.DataFrame, stats: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Each game twice, once from each team's side: Team, Opp, points, won, and per-side stats."""
+    """Return each game twice, once from each team's side: Team, Opp, points, won, and per-side stats."""
     sides = []
     for us, them, won in (("W", "L", 1), ("L", "W", 0)):
         side = pd.DataFrame(
@@ -76,7 +76,7 @@ def both_sides(games: pd.DataFrame, stats: tuple[str, ...] = ()) -> pd.DataFrame
 def team_season_features(
     regular: pd.DataFrame, seeds: pd.DataFrame, detailed: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """One row per (Season, TeamID) with regular-season means, win ratio, Elo and seed number.
+    """Return one row per (Season, TeamID) with regular-season means, win ratio, Elo and seed number.
 
     Box-score means (the team's and its opponents') are added only when detailed results are given.
     Unseeded teams get SeedNum NaN: they never play in the NCAA tournament.
@@ -124,7 +124,7 @@ def pair_rows(pairs: pd.DataFrame, team_features: pd.DataFrame) -> pd.DataFrame:
 
 
 def tournament_rows(tourney: pd.DataFrame, team_features: pd.DataFrame) -> pd.DataFrame:
-    """Each tournament game as two rows, one from each team's side; target: team 1 won."""
+    """Return each tournament game as two rows, one from each team's side; target: team 1 won."""
     sides = [
         pd.DataFrame(
             {names.SEASON: tourney[names.SEASON], names.T1_TEAM: tourney[t1], names.T2_TEAM: tourney[t2]}
@@ -135,7 +135,7 @@ def tournament_rows(tourney: pd.DataFrame, team_features: pd.DataFrame) -> pd.Da
 
 
 def seeded_pairs(seeds: pd.DataFrame, season: int) -> pd.DataFrame:
-    """Every pair of a season's seeded teams, lower team id first (Kaggle's submission order)."""
+    """Return every pair of a season's seeded teams, lower team id first (Kaggle's submission order)."""
     teams = np.sort(seeds.loc[seeds[names.SEASON] == season, names.TEAM_ID].unique())
     if len(teams) < 2:
         raise UserError(f"season {season} has no tournament seeds; seeded seasons: {_season_span(seeds)}")

@@ -10,7 +10,7 @@ from madness import names
 
 
 def output(args: list[str], cwd: Path | str) -> bytes:
-    """What `git ARGS` prints in `cwd`; CalledProcessError when it fails, OSError without git."""
+    """Return what `git ARGS` prints in `cwd`; raise CalledProcessError when it fails, OSError without git."""
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True).stdout
 
 
@@ -20,10 +20,12 @@ def text(args: list[str], cwd: Path | str) -> str:
 
 
 def head(cwd: Path | str) -> str:
+    """Return the commit checked out in `cwd`."""
     return text(["rev-parse", "HEAD"], cwd)
 
 
 def is_dirty(cwd: Path | str) -> bool:
+    """Return whether the working tree in `cwd` differs from its commit (untracked files count)."""
     return text(["status", "--porcelain"], cwd) != ""
 
 
@@ -33,7 +35,7 @@ def files(cwd: Path | str) -> list[str]:
 
 
 def state(path: Path | str = ".") -> dict[str, str]:
-    """Whether the working tree differs from its commit, and a hash of exactly what it holds.
+    """Return whether the working tree differs from its commit, and a hash of exactly what it holds.
 
     The hash covers the commit, the diff against it and every untracked, non-ignored file, so two
     runs with equal `git.state` ran the same code even when the tree was dirty. Empty outside git.

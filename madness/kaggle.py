@@ -202,7 +202,7 @@ def _typed(values: pd.Series, kind: str, where: str) -> pd.Series:
 
 
 def _row(bad: pd.Series) -> int:
-    """The file line of the first bad value: line 1 is the header."""
+    """Return the file line of the first bad value: line 1 is the header."""
     return int(np.argmax(bad.to_numpy())) + 2
 
 
@@ -309,7 +309,7 @@ def _data_folder(folder: Path) -> Path:
 
 
 def _kaggle_file(folder: Path, name: str, required: bool) -> Path | None:
-    """The path of Kaggle's file `name` in `folder`; None if it is optional and absent."""
+    """Return the path of Kaggle's file `name` in `folder`; None if it is optional and absent."""
     path = folder / name
     if path.is_file():
         return path
@@ -334,6 +334,6 @@ def leagues_for(choice: str) -> tuple[str, ...]:
 
 
 def manifest_digest(manifest: list[dict]) -> str:
-    """One hash for a set of input files: what caching and reruns compare."""
+    """Return one hash for a set of input files: what caching and reruns compare."""
     lines = sorted(f"{e['file']}\t{e['sha256']}" for e in manifest)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()

@@ -35,7 +35,7 @@ LARGEST_BATCH = 2**31 - 1  # TensorFlow indexes a batch's rows with 32-bit integ
 
 
 def machine_memory() -> int:
-    """The bytes of memory this process may use: the machine's, or its container's limit if lower."""
+    """Return the bytes of memory this process may use: the machine's, or its container's limit if lower."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     try:
         limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()

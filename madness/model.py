@@ -72,7 +72,7 @@ _CACHE_SET_HERE = "FABRIC_MADNESS_XLA_CACHE"  # the folder use_compile_cache put
 
 
 def compile_cache_folder(base: Path) -> Path:
-    """Where compiled training programs are kept: one folder per TensorFlow version and CPU (its
+    """Return where compiled training programs are kept: one folder per TensorFlow version and CPU (its
     microarchitecture and every instruction-set feature it reports, read by archspec on any OS),
     since a program compiled for one CPU's instructions must never be loaded on another."""
     from importlib.metadata import version
@@ -114,7 +114,7 @@ def use_compile_cache(base: Path) -> Path | None:
 
 
 def import_keras():
-    """keras, with TensorFlow behind it; the first import leaves out TensorFlow's load-time notices."""
+    """Import and return keras, with TensorFlow behind it; the first import leaves out TensorFlow's load-time notices."""
     if "tensorflow" not in sys.modules:
         with _without_load_notices():
             import tensorflow  # noqa: F401  (keras' backend: the import that loads the libraries)
@@ -124,7 +124,7 @@ def import_keras():
 
 
 def set_seeds(seed: int) -> None:
-    """One call covers Python, NumPy and TensorFlow, and makes TensorFlow's ops deterministic."""
+    """Seed Python, NumPy and TensorFlow in one call, and make TensorFlow's ops deterministic."""
     keras = import_keras()
     import tensorflow as tf
 
@@ -222,7 +222,7 @@ def _best_weights_callback(epochs: int):
 
 
 def member_seeds(seed: int, count: int) -> list[int]:
-    """The seeds of a pair's `count` networks: the first is `seed` itself, so one member is the
+    """Return the seeds of a pair's `count` networks: the first is `seed` itself, so one member is the
     single-seed run bit for bit; the others are drawn from NumPy's SeedSequence of `seed`, which
     makes streams that do not overlap (seed + 1, seed + 2 ... would collide with a neighbour's run)."""
     children = np.random.SeedSequence(seed).spawn(count - 1)
@@ -235,7 +235,7 @@ EPOCH_CHUNK = 1000
 
 
 def epoch_orders(rows: int, seed: int) -> Iterator[np.ndarray]:
-    """The order of the training rows in each epoch, one epoch after the other: a fresh permutation
+    """Return the order of the training rows in each epoch, one epoch after the other: a fresh permutation
     per epoch (the article's reshuffle), drawn from the run's seed. Drawn here rather than by Keras
     so that both training paths see the very same mini-batches, and a run's batches depend on its
     seed alone; drawn as the epochs come, so the memory they take does not grow with the epochs."""
@@ -280,7 +280,7 @@ def train(
 
 
 def _fit_plain(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size, check_stop):
-    """Keras `fit` for `epochs`, fed each epoch's batches in the order `orders` yields (so Keras' own
+    """Train with Keras `fit` for `epochs`, fed each epoch's batches in the order `orders` yields (so Keras' own
     shuffle is off), with the best-weights callback. Returns (train losses, val losses, best epoch,
     diverged or None)."""
     import tensorflow as tf
@@ -310,7 +310,7 @@ def _fit_plain(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size
 
 
 def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, epochs, batch_size, check_stop):
-    """The same training as `_fit_plain`, each EPOCH_CHUNK epochs in one call of an XLA-compiled function:
+    """Train as `_fit_plain` does, each EPOCH_CHUNK epochs in one call of an XLA-compiled function:
     on these tiny networks TensorFlow's per-operation dispatch and Keras' Python around each batch
     cost more than the arithmetic, which XLA fuses into one program. Same algorithm:
     the Keras model's own initial weights and Normalization layer, Dense layers with the article's
@@ -360,7 +360,7 @@ def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, epochs, batch_s
 
 @functools.cache
 def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: float):
-    """Epochs of mini-batch Adam on MSE, with the losses after each, as one XLA program.
+    """Return epochs of mini-batch Adam on MSE, with the losses after each, as one XLA program.
 
     Kept for the process: TensorFlow traces and XLA compiles it once per network, data shape and
     chunk of epochs (the learning rate is an argument), so later trainings in the process cost no
@@ -390,7 +390,7 @@ def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: fl
         return loss, params, m, v, step
 
     def one_epoch(x, y, learning_rate, params, m, v, step):
-        """The epoch's training loss and the state after it; x and y are in the epoch's order."""
+        """Return the epoch's training loss and the state after it; x and y are in the epoch's order."""
         rows, columns = x.shape
         full_batches, last_batch = divmod(rows, batch_size)
 
@@ -444,7 +444,7 @@ def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: fl
 
 
 def _first_not_finite(train_loss, val_loss) -> tuple[int, str, float] | None:
-    """(0-based epoch, which loss, its value) of the first loss that is not a finite number; the
+    """Return (0-based epoch, which loss, its value) of the first loss that is not a finite number; the
     training loss is looked at first, as the best-weights callback does."""
     for epoch, losses in enumerate(zip(train_loss, val_loss, strict=True)):
         for loss, value in zip(("training", "validation"), losses, strict=True):

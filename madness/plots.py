@@ -59,7 +59,7 @@ def calibration_figure(y, p_model, p_baseline, title: str):
 
 
 def brier_by_lr_figure(table: pd.DataFrame):
-    """The article's Figure 5: Brier score against learning rate, one line per model; with several
+    """Draw the article's Figure 5: Brier score against learning rate, one line per model; with several
     seeds per pair, the mean of the members' Brier with error bars of one standard deviation."""
     fig, ax = new_figure()
     spread = table[names.BRIER_SD].notna().any()
@@ -81,7 +81,7 @@ def brier_by_lr_figure(table: pd.DataFrame):
 
 
 def brier_by_season_figure(seasons: dict[str, pd.DataFrame], baseline: pd.DataFrame):
-    """The backtest's chart: each pair's Brier on each predicted season, and the seed baseline's
+    """Draw the backtest's chart: each pair's Brier on each predicted season, and the seed baseline's
     (fit on the same training seasons) as a dashed black line. `seasons`: pair name -> its
     madness.backtest.season_scores; `baseline`: one of them (the baseline is the same for every pair)."""
     fig, ax = new_figure(size=(8, 4.5))

@@ -39,7 +39,7 @@ BRIER_WORDS = (
 
 
 def pair_scores(metrics: dict, seeds: int) -> dict:
-    """A run's Brier columns: its seeds, the mean and standard deviation of its members' Brier, and
+    """Return a run's Brier columns: its seeds, the mean and standard deviation of its members' Brier, and
     its model's. A single-seed run's mean is its Brier, and it has no spread."""
     brier = metrics.get(names.BRIER)
     return {
@@ -51,7 +51,7 @@ def pair_scores(metrics: dict, seeds: int) -> dict:
 
 
 def runs_table(rows: list[dict]) -> pd.DataFrame:
-    """One row per pair, best mean Brier first (a single seed's Brier is its mean); failed pairs
+    """Return one row per pair, best mean Brier first (a single seed's Brier is its mean); failed pairs
     (no Brier) last."""
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     return table.sort_values(
@@ -71,7 +71,7 @@ def _cell(column: str, value) -> str:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """A GitHub-style Markdown table (pandas' own needs the optional `tabulate`)."""
+    """Return the table as GitHub-style Markdown (pandas' own needs the optional `tabulate`)."""
     header = "| " + " | ".join(table.columns) + " |"
     rule = "| " + " | ".join("---" for _ in table.columns) + " |"
     body = [
@@ -82,7 +82,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def ranked(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows that may be best or registered: whole FINISHED runs with a Brier score, best mean first."""
+    """Return the rows that may be best or registered: whole FINISHED runs with a Brier score, best mean first."""
     return table[table["status"] == Status.FINISHED].dropna(subset=[names.BRIER_MEAN])
 
 
@@ -105,14 +105,14 @@ def same_games(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 
 
 def best_against_runner_up(best: pd.DataFrame, runner_up: pd.DataFrame) -> scoring.Interval:
-    """The best run's Brier minus the runner-up's on the same test games, paired bootstrap over games."""
+    """Return the best run's Brier minus the runner-up's on the same test games, paired bootstrap over games."""
     return scoring.paired_brier_difference(
         best[names.TARGET], best[names.PREDICTION], runner_up[names.PREDICTION], scoring.game_labels(best)
     )
 
 
 def brier_text(row: dict) -> str:
-    """`brier 0.1650` for a single seed; `mean brier 0.1650 +- 0.0040 over 3 seeds` for several."""
+    """Return `brier 0.1650` for a single seed; `mean brier 0.1650 +- 0.0040 over 3 seeds` for several."""
     seeds = int(row.get(SEEDS) or 1)
     if seeds == 1:
         return f"brier {row[names.BRIER]:.4f}"
@@ -134,7 +134,7 @@ def how_sure(best: dict, runner_up: dict | None, best_predictions, runner_up_pre
 
 
 def comparison_text(best: dict, runner_up: dict, interval: scoring.Interval, games: int) -> str:
-    """What the report says of its winner against the runner-up, from the interval of their Brier
+    """Return what the report says of its winner against the runner-up, from the interval of their Brier
     difference over `games` games. The two logged models are compared (with several seeds, each
     pair's average)."""
     verdict = (
@@ -151,14 +151,14 @@ def comparison_text(best: dict, runner_up: dict, interval: scoring.Interval, gam
 
 
 def chart_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows with a Brier score and a numeric learning rate, for the Brier-against-lr chart."""
+    """Return the rows with a Brier score and a numeric learning rate, for the Brier-against-lr chart."""
     frame = table.dropna(subset=[names.BRIER_MEAN]).copy()
     frame["lr"] = pd.to_numeric(frame["lr"], errors="coerce")
     return frame.dropna(subset=["lr"])
 
 
 def figures_digest(chart: pd.DataFrame, grid: list[dict], drawn_by: list[str]) -> str:
-    """What the report's two charts are drawn from: the Brier chart's rows, each pair's cell of the loss
+    """Return what the report's two charts are drawn from: the Brier chart's rows, each pair's cell of the loss
     grid (model, lr, run and its curves, in order) and `drawn_by` (the drawing code and matplotlib's
     version). Equal digests draw the same figures, so a report may take them from an earlier one."""
     payload = {

@@ -58,7 +58,7 @@ def parse_source(source_name: str) -> Source:
 
 
 def project_subdirectory(path: Path | str, root: Path) -> str:
-    """The folder holding MLproject, relative to `root`: searched upwards from `path`, '' at the top."""
+    """Return the folder holding MLproject, relative to `root`: searched upwards from `path`, '' at the top."""
     path = Path(path).resolve()
     root = root.resolve()
     folder = path if path.is_dir() else path.parent
@@ -70,7 +70,7 @@ def project_subdirectory(path: Path | str, root: Path) -> str:
 
 
 def find_repository(candidates: list[Path | str], commit: str) -> tuple[Path, str] | None:
-    """The first candidate (a folder or a file, maybe since deleted: its nearest existing folder
+    """Return the first candidate (a folder or a file, maybe since deleted: its nearest existing folder
     counts) inside a git repository that has `commit`: (repository top, project subfolder)."""
     for candidate in candidates:
         folder = Path(candidate).absolute()
@@ -113,7 +113,7 @@ def worktree(repo: Path, commit: str):
 
 
 def unquote_params(params: dict[str, str], shell_quoted: bool) -> dict[str, str]:
-    """The values as given. `mlflow run` logs each one shell-quoted (`''` for an empty string,
+    """Return the values as given. `mlflow run` logs each one shell-quoted (`''` for an empty string,
     `'a b'` for a space); a step started directly logs them as given."""
     if not shell_quoted:
         return dict(params)
@@ -128,7 +128,7 @@ def unquote_params(params: dict[str, str], shell_quoted: bool) -> dict[str, str]
 
 
 def declared_params(mlproject_text: str, entry: str) -> list[str]:
-    """The parameters an entry point declares in MLproject; a UserError when it has no such entry point."""
+    """Return the parameters an entry point declares in MLproject; raise UserError when it has no such entry point."""
     spec = yaml.safe_load(mlproject_text) or {}
     points = spec.get("entry_points") or {}
     if entry not in points:
@@ -139,12 +139,12 @@ def declared_params(mlproject_text: str, entry: str) -> list[str]:
 
 
 def select_params(params: dict[str, str], declared: list[str]) -> tuple[dict[str, str], list[str]]:
-    """(the params the entry point declares, the names of the others, which are left out)."""
+    """Return the params the entry point declares, and the names of the others, which are left out."""
     return {k: v for k, v in params.items() if k in declared}, sorted(k for k in params if k not in declared)
 
 
 def choose_env_manager(given: str, tags: dict[str, str], tag_names: tuple[str, ...]) -> str:
-    """`given` if set; else the one the run's tags record (MLflow tags only non-local ones); else local."""
+    """Return `given` if set; else the one the run's tags record (MLflow tags only non-local ones); else local."""
     chosen = given.strip() or next((tags[t] for t in tag_names if tags.get(t)), "local")
     if chosen not in names.ENV_MANAGERS:
         raise UserError(f"cannot rerun with env_manager {chosen!r}; accepted: {', '.join(names.ENV_MANAGERS)}")
@@ -152,7 +152,7 @@ def choose_env_manager(given: str, tags: dict[str, str], tag_names: tuple[str, .
 
 
 def absolute_tracking_uri(uri: str, cwd: Path) -> str:
-    """A relative store (sqlite:///mlflow.db, mlruns) made absolute: the rerun's cwd is the worktree."""
+    """Return a relative store (sqlite:///mlflow.db, mlruns) made absolute: the rerun's cwd is the worktree."""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return "sqlite:///" + str((Path(cwd) / uri[len("sqlite:///") :]).resolve())
     if uri.startswith("file:") and not uri.startswith("file:/"):
@@ -189,7 +189,7 @@ Points = list[tuple[int, int, float]]  # (step, timestamp, value), as MLflow's m
 
 
 def by_step(points: Points) -> dict[int, float]:
-    """The value at each step; a step logged twice keeps its latest value, as MLflow's own view does."""
+    """Return the value at each step; a step logged twice keeps its latest value, as MLflow's own view does."""
     return {step: value for step, _, value in sorted(points, key=lambda p: (p[0], p[1]))}
 
 
@@ -218,7 +218,7 @@ class Row:
 
 
 def compare(original: dict[str, Points], rerun: dict[str, Points]) -> list[Row]:
-    """One row per metric of either run, sorted by name; histories are compared step by step."""
+    """Return one row per metric of either run, sorted by name; histories are compared step by step."""
     rows = []
     for key in sorted(set(original) | set(rerun)):
         a, b = by_step(original.get(key, [])), by_step(rerun.get(key, []))
@@ -247,7 +247,7 @@ def _difference(row: Row) -> str:
 
 
 def table(rows: list[Row], tolerance: float) -> str:
-    """The comparison as aligned text: metric, steps, original, rerun, difference, and a verdict."""
+    """Return the comparison as aligned text: metric, steps, original, rerun, difference, and a verdict."""
     lines = [("metric", "steps", "original", "rerun", "difference", "result")]
     for row in rows:
         verdict = "ok" if row.ok(tolerance) else "DIFFERS"

@@ -26,7 +26,7 @@ def _between(low: int, high: int, what: str) -> pa.Check:
 
 
 def _frame_rule(name: str, columns: tuple[str, ...], test, accepted: str) -> pa.Check:
-    """A rule over several columns of a row; `columns` (the ones an error names) is handed to `test`."""
+    """Return a rule over several columns of a row; `columns` (the ones an error names) is handed to `test`."""
     return pa.Check(lambda games: test(games, columns), name=name, error=accepted, statistics={"columns": columns})
 
 
@@ -133,7 +133,7 @@ TEAM_COLUMNS = {
 
 
 def known_teams(stem: str, team_ids, teams_file: str) -> pa.DataFrameSchema:
-    """Every team id of the file `stem` is one of `team_ids`, those of the league's teams file."""
+    """Return the rule that every team id of the file `stem` is one of `team_ids`, those of the league's teams file."""
     known = pa.Check.isin(set(team_ids), name="known team", error=f"a TeamID listed in {teams_file}")
     return pa.DataFrameSchema({column: pa.Column(int, known) for column in TEAM_COLUMNS[stem]})
 

@@ -13,16 +13,19 @@ EPS = 1e-15
 
 
 def brier(y, p) -> float:
+    """Return the Brier score: the mean squared difference between the probabilities `p` and the outcomes `y`."""
     return float(np.mean((np.asarray(p, dtype="float64") - np.asarray(y, dtype="float64")) ** 2))
 
 
 def log_loss(y, p) -> float:
+    """Return the log loss of the probabilities `p` (clipped to [EPS, 1 - EPS]) against the outcomes `y`."""
     y = np.asarray(y, dtype="float64")
     p = np.clip(np.asarray(p, dtype="float64"), EPS, 1 - EPS)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def accuracy(y, p) -> float:
+    """Return the share of rows whose prediction (above 0.5 or not) matches the outcome."""
     return float(np.mean((np.asarray(p) > 0.5) == (np.asarray(y) > 0.5)))
 
 
@@ -32,7 +35,7 @@ def all_scores(y, p) -> dict[str, float]:
 
 
 def seed_spread(y, member_probabilities) -> tuple[list[float], float, float]:
-    """Each member's Brier on the same rows, their mean and sample standard deviation (n - 1: the
+    """Return each member's Brier on the same rows, their mean and sample standard deviation (n - 1: the
     members are a sample of the seeds one could have drawn). Needs two members or more."""
     briers = [brier(y, p) for p in member_probabilities]
     if len(briers) < 2:
@@ -55,11 +58,12 @@ class Interval:
 
     @property
     def excludes_zero(self) -> bool:
+        """Return whether the interval lies wholly on one side of zero."""
         return self.low > 0 or self.high < 0
 
 
 def game_labels(games: pd.DataFrame) -> np.ndarray:
-    """One integer per game, shared by its two rows (the game from each team's side)."""
+    """Return one integer per game, shared by its two rows (the game from each team's side)."""
     low = np.minimum(games[names.T1_TEAM], games[names.T2_TEAM])
     high = np.maximum(games[names.T1_TEAM], games[names.T2_TEAM])
     return pd.MultiIndex.from_arrays([games[names.SEASON].to_numpy(), low.to_numpy(), high.to_numpy()]).factorize()[0]
@@ -116,5 +120,5 @@ CONSTANT_SD = 0.01
 
 
 def is_constant(probabilities) -> bool:
-    """Whether a model gives about the same probability to every game (sd below CONSTANT_SD)."""
+    """Return whether a model gives about the same probability to every game (sd below CONSTANT_SD)."""
     return float(np.std(np.asarray(probabilities, dtype="float64"))) < CONSTANT_SD

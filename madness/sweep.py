@@ -18,7 +18,7 @@ IGNORED_IN_CACHE = frozenset({"threads", "features_uri"})
 
 
 def canonical(text: str) -> str:
-    """One spelling per number (`1e-2`, `.01` and `0.010` are all `0.01`; `010` is `10`): params are
+    """Return the number's one spelling (`1e-2`, `.01` and `0.010` are all `0.01`; `010` is `10`): params are
     stored as strings, and one configuration must have one name. Anything else stays as written,
     for the step that reads it to refuse."""
     text = str(text).strip()
@@ -34,7 +34,7 @@ def canonical(text: str) -> str:
 
 
 def same_value(a: str | None, b: str | None) -> bool:
-    """Stored params compared by value: numbers as numbers, anything else as strings."""
+    """Return whether two stored params are equal by value: numbers as numbers, anything else as strings."""
     return a == b or (a is not None and b is not None and canonical(a) == canonical(b))
 
 
@@ -52,7 +52,7 @@ class Pair:
 
 
 def split_list(name: str, text: str) -> list[str]:
-    """The items, each in its canonical spelling; an empty item or a value given twice (in any
+    """Return the items, each in its canonical spelling; an empty item or a value given twice (in any
     spelling) is refused."""
     items = [item.strip() for item in text.split(",")]
     if not any(items):
@@ -74,7 +74,7 @@ LEARNING_RATE = Param("lrs", "float", None, "", positive)
 
 
 def grid(models: str, lrs: str) -> list[Pair]:
-    """Every model x learning-rate pair, in the order given, each value checked as `train` checks
+    """Return every model x learning-rate pair, in the order given, each value checked as `train` checks
     its own, so that a bad one stops the sweep before any run."""
     models, lrs = split_list("models", models), split_list("lrs", lrs)
     for model in models:
@@ -91,8 +91,8 @@ def is_reusable(
     want_params: dict[str, str],
     want_tags: dict[str, str],
 ) -> bool:
-    """A FINISHED run with the same params (by value: see `same_value`) and the same values of `want_tags`
-    (git commit, working-tree state, data digest) can stand for a new run."""
+    """Return whether the run can stand for a new one: FINISHED, with the same params (by value: see
+    `same_value`) and the same values of `want_tags` (git commit, working-tree state, data digest)."""
     if run_status != Status.FINISHED:
         return False
     keys = (set(run_params) | set(want_params)) - IGNORED_IN_CACHE
@@ -102,7 +102,7 @@ def is_reusable(
 
 
 def threads_per_job(jobs: int, cores: int | None = None) -> int:
-    """A fair share of the cores this process may use for each of `jobs` concurrent trainings."""
+    """Return a fair share of the cores this process may use for each of `jobs` concurrent trainings."""
     cores = cores or usable_cores()
     return max(1, cores // max(1, jobs))
 

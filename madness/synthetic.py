@@ -171,7 +171,7 @@ def _with_box_scores(games: pd.DataFrame, rng) -> pd.DataFrame:
 
 
 def _seed_teams(season, games, team_ids) -> pd.DataFrame:
-    """The committee picks by win ratio and margin, not by the hidden strength."""
+    """Return the seeded teams, picked as a committee picks them: by win ratio and margin, not by the hidden strength."""
     wins = np.bincount(games[names.WTEAM], minlength=N_TEAMS)
     played = wins + np.bincount(games[names.LTEAM], minlength=N_TEAMS)
     margin = np.bincount(games[names.WTEAM], weights=games[names.WSCORE] - games[names.LSCORE], minlength=N_TEAMS)
@@ -211,7 +211,7 @@ def _neutral_round(season, day, a, b, strength, rng):
 
 
 def _to_team_ids(frame: pd.DataFrame, team_ids: np.ndarray) -> None:
-    """Games are played between team indices; Kaggle's files hold team ids."""
+    """Replace the team indices games are played between with team ids, which Kaggle's files hold."""
     if frame[names.WTEAM].max() < len(team_ids):
         frame[names.WTEAM] = team_ids[frame[names.WTEAM]]
         frame[names.LTEAM] = team_ids[frame[names.LTEAM]]

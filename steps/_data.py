@@ -48,7 +48,7 @@ def load_features(uri: str, workdir: Path) -> madness.dataset.Built:
 
 
 def features_source(features_uri: str) -> str:
-    """Where the rows of a features folder (an ingest run's runs:/<id>/features, or any artifact
+    """Return where the rows of a features folder (an ingest run's runs:/<id>/features, or any artifact
     URI) can be fetched: its games.csv, as a URI MLflow's dataset sources resolve on every store.
 
     A local path and an s3:// object resolve as they are; behind a server that proxies artifacts
@@ -113,8 +113,8 @@ def is_duplicate_key(err: Exception) -> bool:
 
 
 def predict_rows(model, rows, features: list[str], data: str):
-    """The model's probabilities for `rows`, refusing in one line data (named `data`) that lacks a
-    feature the model needs or has a row without one. The steps hold every feature as float64: each
+    """Return the model's probabilities for `rows`; refuse in one line data (named `data`) that lacks
+    a feature the model needs or has a row without one. The steps hold every feature as float64: each
     column is cast to the model's input type, where a seed number is a `long` (exact); a model whose
     columns are untyped (`any`, logged before the signature was typed) takes them as they are."""
     missing = [c for c in features if c not in rows.columns]
@@ -133,8 +133,8 @@ def predict_rows(model, rows, features: list[str], data: str):
 
 
 def read_data_for_model(values: dict, model_run: str | None, workdir: Path):
-    """What evaluate and predict share: tag the model's run, read and assemble the data, tag and
-    log its manifest. Returns (league files, all tournament rows, team-season table)."""
+    """Tag the model's run, read and assemble the data, tag and log its manifest (what evaluate and
+    predict share); return (league files, all tournament rows, team-season table)."""
     if model_run:
         mlflow.set_tag(names.TAG_EVALUATED, model_run)
     files, synthetic_data = madness.dataset.read_inputs(

@@ -191,7 +191,7 @@ def code_identity() -> dict[str, str | None]:
 
 
 def commit_tag(tags: dict[str, str]) -> dict[str, str]:
-    """The commit this code is at, when MLflow did not tag the run with it: MLflow reads it from the
+    """Return the commit this code is at as a tag, when MLflow did not tag the run with it: MLflow reads it from the
     project folder it was given, which for another backend (a Kubernetes child's docker_env variant of
     MLproject) is not this repository. The sweep's cache finds reusable runs by it."""
     commit = None if names.TAG_COMMIT in tags else project_commit()

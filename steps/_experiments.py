@@ -62,7 +62,7 @@ def experiment_id(client, name: str, description: str) -> str:
 
 
 def own_experiment(client, model: str) -> dict:
-    """Where a train run started on its own goes: nowhere chosen (`mlflow run` created the run already,
+    """Return where a train run started on its own goes: nowhere chosen (`mlflow run` created the run already,
     or MLFLOW_EXPERIMENT_NAME / _ID names one) or else the article's experiment <prefix>_<model>."""
     if any(os.environ.get(name) for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")):
         return {}
@@ -71,7 +71,7 @@ def own_experiment(client, model: str) -> dict:
 
 
 def generated_name(run_name: str) -> bool:
-    """Whether MLflow made up this run name (`<predicate>-<noun>-<number>`), i.e. its caller gave none.
+    """Return whether MLflow made up this run name (`<predicate>-<noun>-<number>`), i.e. its caller gave none.
 
     Uses MLflow's private word lists (mlflow.utils.name_utils): there is no public way to tell a made-up
     name from a given one; tests/test_train_step.py fails if the lists move or change shape."""

@@ -26,7 +26,7 @@ def _causes(err: BaseException):
 
 
 def store_failure(err: BaseException) -> str | None:
-    """One line naming the store when `err` is the tracking or artifact store failing (a SQLite store
+    """Return one line naming the store when `err` is the tracking or artifact store failing (a SQLite store
     deleted meanwhile named as such), or an address that answers but is no MLflow server; else None."""
     fault = _store_fault(err)
     return (deleted_store() or fault) if fault else not_a_tracking_server(err)
@@ -69,7 +69,7 @@ def _store_fault(err: BaseException) -> str | None:
 
 
 def not_a_tracking_server(err: BaseException) -> str | None:
-    """One line when a request to the tracking server got an answer that is not MLflow's (a web
+    """Return one line when a request to the tracking server got an answer that is not MLflow's (a web
     page, another service, a wrong path: no JSON error), else None."""
     if not isinstance(err, MlflowException):
         return None
@@ -84,7 +84,7 @@ def not_a_tracking_server(err: BaseException) -> str | None:
 
 
 def deleted_store(uri: str | None = None) -> str | None:
-    """One line when the SQLite store was deleted (or emptied) during the run, else None: SQLite
+    """Return one line when the SQLite store was deleted (or emptied) during the run, else None: SQLite
     then reports a read-only database, or tables that do not exist."""
     uri = uri or mlflow.get_tracking_uri()
     database = sqlite_path(uri)
@@ -107,13 +107,13 @@ _UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC)
 
 
 def _raised_in(err: BaseException, *package: str) -> bool:
-    """Whether `err` was raised inside mlflow.<package...> (e.g. "store", "artifact")."""
+    """Return whether `err` was raised inside mlflow.<package...> (e.g. "store", "artifact")."""
     folder = os.path.join(os.path.dirname(mlflow.__file__), *package) + os.sep
     return any(frame.filename.startswith(folder) for frame in traceback.extract_tb(err.__traceback__))
 
 
 def unwritable(path: Path) -> str | None:
-    """Why a file or folder at `path` could not be written or created, or None. Nothing is created."""
+    """Return why a file or folder at `path` could not be written or created, or None. Nothing is created."""
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -152,7 +152,7 @@ def check_local_store() -> None:
 
 
 def sqlite_path(uri: str) -> Path | None:
-    """The database file of a sqlite:/// URI (relative to the working folder, as MLflow reads it), or
+    """Return the database file of a sqlite:/// URI (relative to the working folder, as MLflow reads it), or
     None for another scheme or an in-memory database."""
     if not uri.startswith("sqlite:///"):
         return None
@@ -161,7 +161,7 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def without_credentials(uri: str) -> str:
-    """The URI with any user:password@ taken out: URIs are logged and printed."""
+    """Return the URI with any user:password@ taken out: URIs are logged and printed."""
     parts = urllib.parse.urlsplit(uri)
     if parts.username is None and parts.password is None:
         return uri

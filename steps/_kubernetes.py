@@ -24,13 +24,13 @@ POLL_SECONDS = KubernetesSubmittedRun.POLL_STATUS_INTERVAL
 
 
 def job_of(submitted: KubernetesSubmittedRun) -> tuple[str, str]:
-    """The (namespace, name) of the Job behind MLflow's SubmittedRun, which MLflow keeps private
+    """Return the (namespace, name) of the Job behind MLflow's SubmittedRun, which MLflow keeps private
     (tests/test_kubernetes.py fails when that changes)."""
     return submitted._job_namespace, submitted._job_name
 
 
 def why_not_started(pod) -> str | None:
-    """Why a pending pod cannot start, as its status says it (a container waiting with a reason,
+    """Return why a pending pod cannot start, as its status says it (a container waiting with a reason,
     or unschedulable); None while it is merely on its way or has started."""
     status = pod.status
     if status is None or status.phase != "Pending":
@@ -67,7 +67,7 @@ class KubernetesChild(SubmittedRun):
         return status == RunStatus.FINISHED
 
     def get_status(self):
-        """MLflow's status of the Job; FAILED once its pod has said for start_seconds why it cannot start."""
+        """Return MLflow's status of the Job; FAILED once its pod has said for start_seconds why it cannot start."""
         if self.failed:
             return RunStatus.FAILED
         status = self.submitted.get_status()

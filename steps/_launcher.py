@@ -72,7 +72,7 @@ LOCAL_LAUNCH_FAILURES = (MlflowException, OSError, subprocess.CalledProcessError
 
 @functools.cache
 def variant_project(image: str) -> Path:
-    """A folder holding the project's MLproject with its entry points run in `image` (made once per
+    """Return a folder holding the project's MLproject with its entry points run in `image` (made once per
     process, removed at its exit; steps._image.write_variant)."""
     folder = Path(tempfile.mkdtemp(prefix="fabric-madness-kubernetes-"))
     atexit.register(shutil.rmtree, folder, True)
@@ -377,8 +377,9 @@ class Launcher:
         return Turn.REUSED
 
     def live_run_of(self, job: Job) -> str | None:
-        """A run of this pair still training though its sweep is gone (killed, crashed): wait for it
-        rather than train the pair twice; once it ends it is reused, or ended as an orphan."""
+        """Return "run <id>" for a run of this pair still training though its sweep is gone (killed,
+        crashed), else None: the pair waits for it rather than train twice; once it ends it is reused,
+        or ended as an orphan."""
         runs = self.client.search_runs(
             [job.experiment_id], f"tags.`{names.TAG_CLAIM_KEY}` = '{job.key}' and attributes.status = 'RUNNING'"
         )

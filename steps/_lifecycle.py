@@ -98,7 +98,7 @@ def handle_signals() -> None:
 
 
 def watched_tokens() -> list[str]:
-    """The processes whose end stops this one: those a launching step named (MADNESS_WATCH), and
+    """Return the tokens of the processes whose end stops this one: those a launching step named (MADNESS_WATCH), and
     this process's own launcher chain (steps._processes.launcher_chain)."""
     inherited = [token for token in os.environ.get(names.ENV_WATCH, "").split(",") if token]
     own = [processes.process_token(pid) for pid in processes.launcher_chain()]

@@ -41,7 +41,7 @@ ACCEPTED = "sqlite:///<file>.db, http(s)://<server>, postgresql://, mysql://, ms
 
 
 def known_schemes() -> set[str]:
-    """Every scheme MLflow accepts for a tracking store, plugins (the mlflow.tracking_store entry points) too."""
+    """Return every scheme MLflow accepts for a tracking store, plugins (the mlflow.tracking_store entry points) too."""
     plugins = {entry.name for entry in importlib.metadata.entry_points(group="mlflow.tracking_store")}
     return SCHEMES | set(DATABASE_ENGINES) | plugins
 
@@ -68,7 +68,7 @@ def check_tracking_store(uri: str | None = None) -> None:
 
 
 def sqlite_problem(database: Path) -> str | None:
-    """Why `database` cannot be an MLflow SQLite store, or None (an MLflow store, or a new one)."""
+    """Return why `database` cannot be an MLflow SQLite store, or None (an MLflow store, or a new one)."""
     if database.is_dir():
         return f"is a folder ({database}), not a SQLite file; give a file path, e.g. sqlite:///mlflow.db"
     if not database.parent.is_dir():
@@ -103,7 +103,7 @@ def sqlite_problem(database: Path) -> str | None:
 
 
 def retry_seconds() -> float:
-    """How long MLflow's retries of a refused request last at most: urllib3 waits 0, then
+    """Return how long MLflow's retries of a refused request last at most: urllib3 waits 0, then
     factor x 2, 4, 8... seconds between attempts, plus up to MLflow's jitter each."""
     retries, factor = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()
     waits = sum(factor * 2 ** (attempt - 1) for attempt in range(2, retries + 1))

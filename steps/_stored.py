@@ -28,7 +28,7 @@ ARCHIVES = (".keras", ".zip")  # a cut-short archive is no longer recognised as 
 
 
 def model_folder_problem(folder: Path) -> str | None:
-    """What is wrong with a downloaded MLflow model folder, or None when it is whole: its MLmodel
+    """Return what is wrong with a downloaded MLflow model folder, or None when it is whole: its MLmodel
     parses, every file its python_function flavor names is there and not empty, and every zip
     archive in it (the Keras network) passes its checksums."""
     folder = Path(folder)
@@ -71,7 +71,7 @@ PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk and its CRC: every whole PNG ends 
 
 
 def png_whole(path: Path) -> bool:
-    """A PNG file that starts as one and was not cut short."""
+    """Return whether the file is a PNG that starts as one and was not cut short."""
     try:
         data = Path(path).read_bytes()
     except OSError:
@@ -80,7 +80,7 @@ def png_whole(path: Path) -> bool:
 
 
 def local_path(uri: str) -> Path | None:
-    """The folder a file: (or plain path) URI names on this machine; None for any other store."""
+    """Return the folder a file: (or plain path) URI names on this machine; None for any other store."""
     location = urllib.parse.urlparse(uri)
     return Path(urllib.request.url2pathname(location.path)) if location.scheme in ("", "file") else None
 
@@ -113,7 +113,7 @@ def missing(client, run_id: str, required: list[str], run=None) -> str | None:
 
 
 def local_model_folder(client, run_id: str, run=None) -> Path | None:
-    """The folder of the run's logged model when it is on this machine's file system (a local store),
+    """Return the folder of the run's logged model when it is on this machine's file system (a local store),
     else None. The model MLflow resolves runs:/<id>/model to: the logged model of that name the run made."""
     experiment_id = (run or client.get_run(run_id)).info.experiment_id
     models = client.search_logged_models(

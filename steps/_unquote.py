@@ -18,7 +18,7 @@ import sys
 
 
 def unquoted(words: list[str]) -> list[str]:
-    """Each word with its shell quoting removed; ValueError for a word that is not one quoted word."""
+    """Return each word with its shell quoting removed; raise ValueError for a word that is not one quoted word."""
     result = []
     for word in words:
         parts = shlex.split(word)

@@ -73,7 +73,7 @@ DATA_OF_RUN = tuple(_DATA[name] for name in ("data", "league", "seed"))
 
 
 def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity: dict, threads: int) -> list[Job]:
-    """A train job per pair and season, each in experiment <prefix>_backtest_<model>; the ones a
+    """Return a train job per pair and season, each in experiment <prefix>_backtest_<model>; the ones a
     FINISHED run can stand for are marked reused."""
     pairs = sweep.grid(values["models"], values["lrs"])
     experiments: dict[str, str] = {}
@@ -118,7 +118,7 @@ def train_all(client, backend, values: dict, run_id: str, identity: dict, claims
 
 
 def log_features(files, splits: list[backtest.Split], seasons: set[int], folder: Path) -> None:
-    """Each split's features (the ingest step's folder) under features/<season>/ of this run, for
+    """Log each split's features (the ingest step's folder) under features/<season>/ of this run, for
     the season runs to train from on any backend."""
     for split in (s for s in splits if s.season in seasons):
         built = dataset.build(files, dataset.Seasons(split.first, split.val, split.season, split.season))
@@ -135,10 +135,10 @@ def predictions_of(run_id: str, folder: Path) -> pd.DataFrame:
 
 
 def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, parent: str, folder: Path):
-    """The pair's run: reused when a FINISHED one aggregates the very same season runs, otherwise
-    logged here (per-season Brier, the mean over all games, the interval against the baseline,
-    every predicted game) and made the parent of the season runs this invocation trained.
-    Returns (its run id, its predictions over every season, whether it was reused)."""
+    """Reuse the pair's run when a FINISHED one aggregates the very same season runs; otherwise log it
+    here (per-season Brier, the mean over all games, the interval against the baseline,
+    every predicted game) and make it the parent of the season runs this invocation trained.
+    Return (its run id, its predictions over every season, whether it was reused)."""
     first = jobs[0]
     season_runs = ",".join(job.run_id for job in jobs)
     predictions = pd.concat([predictions_of(job.run_id, folder) for job in jobs], ignore_index=True)
@@ -195,8 +195,8 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
 
 
 def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run_id: str, folder: Path) -> dict:
-    """Each pair's run, the ranking, how sure, the nested choice and the chart, in `folder`
-    (logged under backtest/ by the caller); returns the summary that is printed."""
+    """Write each pair's run, the ranking, how sure, the nested choice and the chart in `folder`
+    (logged under backtest/ by the caller); return the summary that is printed."""
     by_pair: dict[str, list[Job]] = {}
     for job in jobs:
         by_pair.setdefault(f"{job.pair.model}_{job.pair.lr}", []).append(job)

@@ -73,12 +73,12 @@ GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size", SEE
 
 
 def as_logged(params: dict[str, str]) -> dict[str, str]:
-    """Params as `mlflow.run` stores them: shell-quoted strings ('' for an empty one)."""
+    """Return the params as `mlflow.run` stores them: shell-quoted strings ('' for an empty one)."""
     return {k: shlex.quote(str(v)) for k, v in params.items()}
 
 
 def cache_identity(params: dict) -> dict[str, str]:
-    """The params that decide a pair's results, as stored."""
+    """Return the params that decide a pair's results, as stored."""
     return {k: v for k, v in as_logged(params).items() if k not in sweep.IGNORED_IN_CACHE}
 
 
@@ -106,7 +106,7 @@ def finished_runs(client, exp_ids: list[str], entry: str, identity: dict[str, st
 def find_reusable(
     client, exp_id: str, entry: str, params: dict[str, str], identity: dict[str, str | None], candidates=None
 ) -> str | None:
-    """The latest FINISHED run that can stand for this one (madness.sweep.is_reusable) and still holds
+    """Return the latest FINISHED run that can stand for this one (madness.sweep.is_reusable) and still holds
     its files; a run whose files are gone is named and passed over, so the pair trains again.
     `candidates`: finished_runs() of this experiment, when the caller searched already."""
     if identity.get(names.TAG_COMMIT) is None:
@@ -128,7 +128,7 @@ def find_reusable(
 
 
 def canonical_params(params: tuple[Param, ...], raw: dict[str, str]) -> dict[str, str]:
-    """The params as the child runs get them: numbers in one spelling (madness.sweep.canonical)."""
+    """Return the params as the child runs get them: numbers in one spelling (madness.sweep.canonical)."""
     return {p.name: sweep.canonical(raw[p.name]) if p.type in ("int", "float") else raw[p.name] for p in params}
 
 
@@ -174,7 +174,7 @@ def run_ingest(client, params: dict, key: str, exp_id: str, backend: Backend, sw
 
 
 def log_pairs(jobs: list[Job], after_store_failure: bool) -> None:
-    """pairs.json: each pair's run and status. After the store failed, one brief try."""
+    """Log pairs.json: each pair's run and status; after the store failed, try once, briefly."""
     if not after_store_failure:
         mlflow.log_dict([job.record() for job in jobs], names.PAIRS_FILE)
         return
@@ -183,7 +183,7 @@ def log_pairs(jobs: list[Job], after_store_failure: bool) -> None:
 
 
 def threads_of(backend: Backend, jobs: int) -> int:
-    """Each pair's TensorFlow threads: on this machine a fair share of its cores; elsewhere 0, so
+    """Return each pair's TensorFlow threads: on this machine a fair share of its cores; elsewhere 0, so
     that each child takes what its own machine gives it (a pod: its CPU limit)."""
     return sweep.threads_per_job(jobs) if backend.name == LOCAL else 0
 

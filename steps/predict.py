@@ -42,7 +42,7 @@ PARAMS = (
 
 
 def submission_rows(files, team_season: pd.DataFrame, season_: int) -> pd.DataFrame:
-    """Every pair of seeded teams of `season_`, per league, with both teams' features."""
+    """Return every pair of seeded teams of `season_`, per league, with both teams' features."""
     frames = []
     for f in files:
         pairs = madness.features.seeded_pairs(f.seeds, season_)
@@ -69,7 +69,7 @@ def check_writable(path: Path) -> None:
 
 @contextmanager
 def writing(path: Path):
-    """An OSError in the block is the user's one-line error about `path`."""
+    """Turn an OSError in the block into the user's one-line error about `path`."""
     try:
         yield
     except OSError as err:

@@ -40,8 +40,9 @@ def member_artifact(index: int) -> str:
 
 
 def signature(feature_names: list[str], model_input, probabilities):
-    """The feature columns by name, typed as the feature table holds them (games.csv as pandas reads
-    it): seed numbers are integers (long), every other feature a double; the probabilities out."""
+    """Return the model's signature: the feature columns by name, typed as the feature table holds them
+    (games.csv as pandas reads it): seed numbers are integers (long), every other feature a double;
+    the probabilities out."""
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import ColSpec, DataType, Schema
 
@@ -59,7 +60,7 @@ def load_network(path):
 
 
 def average(member_probabilities: np.ndarray) -> np.ndarray:
-    """The members' mean prediction; one member's own, untouched (a single-seed model's bits)."""
+    """Return the members' mean prediction; one member's own, untouched (a single-seed model's bits)."""
     return member_probabilities[0] if len(member_probabilities) == 1 else member_probabilities.mean(axis=0)
 
 
@@ -72,7 +73,7 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
 
     @classmethod
     def from_files(cls, feature_names: list[str], keras_paths: list) -> TournamentModel:
-        """The model as `mlflow.pyfunc.load_model` gives it, loaded from the saved network files:
+        """Return the model as `mlflow.pyfunc.load_model` gives it, loaded from the saved network files:
         `train` scores through this, so its logged Brier is the served model's, bit for bit."""
         served = cls(feature_names)
         served.networks = [load_network(path) for path in keras_paths]
@@ -90,7 +91,7 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
         self.networks = [load_network(context.artifacts[member_artifact(i)]) for i in range(count)]
 
     def member_predictions(self, model_input: pd.DataFrame) -> np.ndarray:
-        """One row of probabilities per network."""
+        """Return one row of probabilities per network."""
         values = np.asarray(model_input[self.feature_names], dtype="float32")
         return np.stack([network.predict(values, verbose=0).reshape(-1).astype("float64") for network in self.networks])
 

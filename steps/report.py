@@ -54,7 +54,7 @@ PARAMS = (
 
 
 def latest_sweep(client) -> str:
-    """The latest sweep that finished: one killed or still running may have no pairs.json."""
+    """Return the latest sweep that finished: one killed or still running may have no pairs.json."""
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(
         experiments,
@@ -139,7 +139,7 @@ def table_rows(client, pairs: list[dict]) -> list[dict]:
 
 
 def status_of(client, run) -> str:
-    """The run's status, or INCOMPLETE for a FINISHED run whose files are gone: it is listed as
+    """Return the run's status, or INCOMPLETE for a FINISHED run whose files are gone: it is listed as
     such, never passes the filter, is never best and is never registered."""
     if run.info.status != Status.FINISHED:
         return run.info.status
@@ -154,7 +154,7 @@ def status_of(client, run) -> str:
 
 
 def filtered(pairs: list[dict], filter_string: str, whole: set[str]):
-    """The sweep's whole runs that pass the user's filter, by MLflow's own search."""
+    """Return the sweep's whole runs that pass the user's filter, by MLflow's own search."""
     pairs = [p for p in pairs if p["run_id"] in whole]
     if not pairs:
         return pd.DataFrame(columns=["run_id"])
@@ -186,7 +186,7 @@ def check_filter(filter_string: str, experiment_id: str) -> None:
 
 
 def loss_histories(client, pairs: list[dict]) -> list[dict]:
-    """Each pair's cell of the loss grid, in the pairs' order: model, lr, run and its curves by epoch
+    """Return each pair's cell of the loss grid, in the pairs' order: model, lr, run and its curves by epoch
     (empty when the run logged none, None when it never started)."""
     cells = []
     for pair in pairs:
@@ -227,7 +227,7 @@ FIGURE_SOURCES = 3
 
 
 def drawn_by() -> list[str]:
-    """The code and the library that draw the figures: a change to either draws them again."""
+    """Return digests of the code and the library that draw the figures: a change to either draws them again."""
     return [
         hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest() for module in (plots, sys.modules[__name__])
     ] + [f"matplotlib {importlib.metadata.version('matplotlib')}"]
@@ -280,19 +280,19 @@ def register(client, sweep, pairs: list[dict], table, passing: set[str]) -> dict
 
 
 def prefix_of(sweep) -> str:
-    """The sweep's `prefix` param, as given (MLflow stores it shell-quoted when it needs quotes)."""
+    """Return the sweep's `prefix` param, as given (MLflow stores it shell-quoted when it needs quotes)."""
     return shlex.split(sweep.data.params.get("prefix", "fabric_madness"))[0]
 
 
 def architectures(pairs: list[dict], rows):
-    """(rows of one architecture, a pair of it) for each architecture with rows."""
+    """Return (rows of one architecture, a pair of it) for each architecture with rows."""
     for model, part in rows.groupby("model", sort=False):
         yield part, next(p for p in pairs if p["model"] == model)
 
 
 def drop_broken_champion(client, name: str) -> None:
-    """A model with no whole run this time keeps no alias on a version whose files are gone:
-    `models:/<name>@champion` then fails to resolve, instead of loading a model that is not there."""
+    """Remove the champion alias from a version whose files are gone (the model has no whole run this
+    time): `models:/<name>@champion` then fails to resolve, instead of loading a model that is not there."""
     try:
         version = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
@@ -348,7 +348,7 @@ def version_of(client, name: str, run_id: str) -> int:
 
 
 def new_version(client, name: str, run_id: str):
-    """A version of `name` from the run's logged model. MLflow 3 keeps a model as a logged model,
+    """Register a version of `name` from the run's logged model, and return it. MLflow 3 keeps a model as a logged model,
     not as run artifacts: named by its id (models:/<model id>), MLflow finds it without first looking
     for artifacts under runs:/<id>/model and warning that there are none."""
     outputs = client.get_run(run_id).outputs
@@ -405,7 +405,7 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
 
 
 def how_sure(best: dict, runner_up: dict | None) -> str:
-    """Whether the test games tell the best run from the runner-up (both runs' predictions.csv,
+    """Return whether the test games tell the best run from the runner-up (both runs' predictions.csv,
     paired bootstrap over the same games), or why that cannot be said."""
     if runner_up is None:
         return tables.NO_RUNNER_UP
@@ -478,8 +478,8 @@ def main(argv=None):
 
 
 def end_orphans_of(client, sweep_run_id: str, by: str) -> None:
-    """Runs of the sweep's experiments and of the project's (steps._never_started.project_experiments)
-    left RUNNING by processes that are gone are ended first, so the report shows what is true."""
+    """End the runs of the sweep's experiments and of the project's (steps._never_started.project_experiments)
+    left RUNNING by processes that are gone, so the report shows what is true."""
     try:
         sweep = client.get_run(sweep_run_id)
     except MlflowException as err:

@@ -77,7 +77,7 @@ def original_run(client, run_id: str):
 
 
 def rerun_description(run_id: str, entry: str, commit: str, params: dict[str, str]) -> str:
-    """The one line shown above the runs of an experiment created for reruns."""
+    """Return the one line shown above the runs of an experiment created for reruns."""
     what = f"entry point {entry}"
     if entry == "train" and params.get("model"):
         grid = describe.grid_words([params.get("lr", "?")], params.get("epochs", "?"))
@@ -89,7 +89,7 @@ def rerun_description(run_id: str, entry: str, commit: str, params: dict[str, st
 
 
 def rerun_experiment(client, wanted: str, original_experiment: str, description: str) -> str:
-    """The experiment for the rerun: by name, else by id, else a new one of that name, a model-training
+    """Return the experiment for the rerun: by name, else by id, else a new one of that name, a model-training
     experiment with `description` (shown above its runs in MLflow's UI); empty: the original's."""
     if not wanted:
         experiment = client.get_experiment(original_experiment)
@@ -150,7 +150,7 @@ def plan(client, run, values: dict) -> Plan:
 
 
 def lineage(client, run, hops: int = 10) -> list[Path]:
-    """The local sources of the runs this one reproduces (its own source may be a removed worktree)."""
+    """Return the local sources of the runs this one reproduces (its own source may be a removed worktree)."""
     paths = []
     for _ in range(hops):
         original_id = run.data.tags.get(names.TAG_REPRODUCES)
@@ -167,7 +167,7 @@ def lineage(client, run, hops: int = 10) -> list[Path]:
 
 
 def local_repository(p: Plan, earlier: list[Path]) -> tuple[Path, str]:
-    """The repository holding the commit: the run's source first, then those of the runs it
+    """Return the repository holding the commit: the run's source first, then those of the runs it
     reproduces, then this project (the source may be a removed worktree or a moved clone)."""
     recorded = Path(p.source.location) / p.source.subdirectory
     candidates = list(dict.fromkeys([recorded, *earlier, Path.cwd(), PROJECT_ROOT]))

@@ -244,8 +244,8 @@ def name_run(client, run, values: dict) -> None:
 
 
 def log_members(seeds: list[int], members: list[madness.model.Trained], y_test, each) -> dict:
-    """A pair of several seeds: each member's seed, best epoch and (with test seasons) Brier in
-    members.json, the Brier as a history (step = member) for MLflow's charts; returns their mean
+    """Log a pair's several seeds: each member's seed, best epoch and (with test seasons) Brier in
+    members.json, the Brier as a history (step = member) for MLflow's charts; return their mean
     and standard deviation to log beside the averaged model's scores."""
     record = [{"seed": seed, names.BEST_EPOCH: m.best_epoch + 1} for seed, m in zip(seeds, members, strict=True)]
     if each is None:
@@ -262,9 +262,9 @@ def log_members(seeds: list[int], members: list[madness.model.Trained], y_test, 
 
 
 def scores_on_test(built: dataset.Built, y_test, p_test) -> dict:
-    """The test seasons' scores; the seed baseline (fit on the training seasons) on the same games,
-    and this model's Brier minus the baseline's with a paired-bootstrap interval over those games.
-    Logs the test rows' predictions beside the baseline's (predictions.csv), which the report's
+    """Return the test seasons' scores; the seed baseline (fit on the training seasons) on the same
+    games, and this model's Brier minus the baseline's with a paired-bootstrap interval over those
+    games. Log the test rows' predictions beside the baseline's (predictions.csv), which the report's
     comparisons of runs resample in turn."""
     games = built.games
     test = games[games[names.SPLIT] == names.TEST]

@@ -79,7 +79,7 @@ class Cluster:
         return self.folder / f"{name}.pid"
 
     def pid(self, name: str) -> int | None:
-        """The process id recorded for `name`, if that process is alive."""
+        """Return the process id recorded for `name`, if that process is alive."""
         try:
             pid = int(self.pid_file(name).read_text())
             os.kill(pid, 0)

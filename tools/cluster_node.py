@@ -77,7 +77,7 @@ class Cluster(kmock.KubernetesEmulator):
 
 
 def quantity(text: str) -> float:
-    """A Kubernetes quantity ("500m", "2", "4Gi", "512M") as a plain number."""
+    """Return a Kubernetes quantity ("500m", "2", "4Gi", "512M") as a plain number."""
     units = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
     number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(text)).groups()
     return float(number) * units.get(unit, 1)
@@ -89,7 +89,7 @@ def pull_error(log: Path) -> str:
 
 
 def container_status(container: dict, state: dict) -> dict:
-    """A pod's containerStatuses entry, with the fields the API requires."""
+    """Return a pod's containerStatuses entry, with the fields the API requires."""
     return {"name": container["name"], "image": container["image"], "imageID": "", "ready": False,
             "restartCount": 0, "state": state}  # fmt: skip
 
@@ -185,7 +185,7 @@ class Node:
         return exit_code
 
     def environment(self, namespace: str, container: dict) -> dict:
-        """The container's variables: envFrom Secrets first, then env (values and secretKeyRef), as the kubelet."""
+        """Return the container's variables: envFrom Secrets first, then env (values and secretKeyRef), as the kubelet."""
         env = {}
         for source in container.get("envFrom", []):
             if "secretRef" in source:

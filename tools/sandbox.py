@@ -34,8 +34,8 @@ def _template() -> Path:
 
 
 def new_sqlite_store(folder: Path) -> str:
-    """A migrated SQLite store at folder/mlflow.db whose default experiment keeps its artifacts in
-    folder/mlruns; its tracking URI."""
+    """Create a migrated SQLite store at folder/mlflow.db whose default experiment keeps its artifacts
+    in folder/mlruns; return its tracking URI."""
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / "mlflow.db"
     shutil.copyfile(_template(), database)
@@ -51,7 +51,7 @@ def new_sqlite_store(folder: Path) -> str:
 
 @contextmanager
 def temp_store(folder: Path, experiment: str | None = None):
-    """This process and its children track into a new store in `folder` (never ./mlflow.db), with no
+    """Make this process and its children track into a new store in `folder` (never ./mlflow.db), with no
     run or experiment inherited from a parent `mlflow run`. With `experiment`, that experiment is
     created (artifacts in folder/artifacts) and made the default. Yields (tracking URI, experiment
     id or None); everything is put back afterwards."""
@@ -82,7 +82,7 @@ def temp_store(folder: Path, experiment: str | None = None):
 
 
 def snapshot(dest: Path, root: Path = ROOT, history: bool = True) -> Path:
-    """The working tree as it is now (uncommitted changes included) in `dest`, with its git history
+    """Copy the working tree as it is now (uncommitted changes included) to `dest`, with its git history
     unless `history` is false. Sweeps run on a snapshot: their cache keys on the commit and the
     tree's state, which edits made to the repo meanwhile would otherwise change. A symbolic link is
     copied as a link, as git keeps it (a .venv linked to a shared environment stays a link)."""

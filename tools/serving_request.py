@@ -21,7 +21,7 @@ from madness import names  # noqa: E402
 
 
 def request(model_uri: str, rows: int) -> dict:
-    """The model's input columns for the first `rows` test games of its run's features."""
+    """Return the model's input columns for the first `rows` test games of its run's features."""
     import mlflow
     import pandas as pd
 

@@ -263,7 +263,7 @@ class TeamServer:
     # --- mlflow server ---
 
     def _auth_env(self) -> dict:
-        """Basic auth: users in their own database, a stable CSRF secret, the admin password generated once."""
+        """Return the environment for basic auth: users in their own database, a stable CSRF secret, the admin password generated once."""
         secret, password = self.folder / "flask_secret", self.folder / "admin_password"
         if not secret.is_file():
             _private_file(secret, secrets.token_hex(32))
