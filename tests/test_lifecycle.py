@@ -32,9 +32,10 @@ STEP = textwrap.dedent("""
 """)
 
 
-def start_step(*tokens, **popen) -> subprocess.Popen:
+def start_step(*tokens, under: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Start STEP watching `tokens`, through the command `under` (e.g. nohup), once it is ready."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", STEP, *tokens], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True, **popen
+        [*under, sys.executable, "-c", STEP, *tokens], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout.readline().strip() == "ready"
     return proc
@@ -75,7 +76,7 @@ def test_sighup_ends_a_step_as_sigterm_does():
 
 
 def test_a_step_started_under_nohup_ignores_sighup():
-    step = start_step(preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    step = start_step(under=("nohup",))  # a preexec_fn is not safe in a process with threads, as a test worker is
     step.send_signal(signal.SIGHUP)
     time.sleep(0.5)
     assert step.poll() is None
