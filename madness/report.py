@@ -63,7 +63,7 @@ _FORMATS = {names.BEST_EPOCH: "{:.0f}", "duration_s": "{:.1f}", SEEDS: "{:.0f}"}
 
 
 def _cell(column: str, value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if pd.isna(value):
         return ""
     if isinstance(value, float):
         return _FORMATS.get(column, "{:.4f}").format(value)
@@ -72,13 +72,10 @@ def _cell(column: str, value) -> str:
 
 def markdown(table: pd.DataFrame) -> str:
     """Return the table as GitHub-style Markdown (pandas' own needs the optional `tabulate`)."""
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in table.columns) + " |"
-    body = [
-        "| " + " | ".join(_cell(c, v) for c, v in zip(table.columns, row, strict=True)) + " |"
-        for row in table.itertuples(index=False)
+    lines = [list(table.columns), ["---"] * len(table.columns)] + [
+        [_cell(c, v) for c, v in zip(table.columns, row, strict=True)] for row in table.itertuples(index=False)
     ]
-    return "\n".join([header, rule, *body]) + "\n"
+    return "".join(f"| {' | '.join(cells)} |\n" for cells in lines)
 
 
 def ranked(table: pd.DataFrame) -> pd.DataFrame:
@@ -104,13 +101,6 @@ def same_games(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return len(a) == len(b) and a[keys].reset_index(drop=True).equals(b[keys].reset_index(drop=True))
 
 
-def best_against_runner_up(best: pd.DataFrame, runner_up: pd.DataFrame) -> scoring.Interval:
-    """Return the best run's Brier minus the runner-up's on the same test games, paired bootstrap over games."""
-    return scoring.paired_brier_difference(
-        best[names.TARGET], best[names.PREDICTION], runner_up[names.PREDICTION], scoring.game_labels(best)
-    )
-
-
 def brier_text(row: dict) -> str:
     """Return `brier 0.1650` for a single seed; `mean brier 0.1650 +- 0.0040 over 3 seeds` for several."""
     seeds = int(row.get(SEEDS) or 1)
@@ -129,7 +119,12 @@ def how_sure(best: dict, runner_up: dict | None, best_predictions, runner_up_pre
         return NO_RUNNER_UP
     if not same_games(best_predictions, runner_up_predictions):
         return "not compared with the runner-up: the two were scored on different games"
-    interval = best_against_runner_up(best_predictions, runner_up_predictions)
+    interval = scoring.paired_brier_difference(  # the best's Brier minus the runner-up's
+        best_predictions[names.TARGET],
+        best_predictions[names.PREDICTION],
+        runner_up_predictions[names.PREDICTION],
+        scoring.game_labels(best_predictions),
+    )
     return comparison_text(best, runner_up, interval, len(best_predictions) // 2)
 
 
