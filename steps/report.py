@@ -108,24 +108,16 @@ def table_rows(client, pairs: list[dict]) -> list[dict]:
     runs = runs_of(client, pairs)
     for pair in pairs:
         _lifecycle.check_stop()  # each pair's files are checked: the longest part of a report
+        row = {"model": pair["model"], "lr": pair["lr"]}
         if pair["run_id"] is None:  # never started: no run to read
-            rows.append(
-                {
-                    "model": pair["model"],
-                    "lr": pair["lr"],
-                    "status": pair.get("status", Status.FAILED),
-                    "reused": False,
-                    "run_id": "",
-                }
-            )
+            rows.append({**row, "status": pair.get("status", Status.FAILED), "reused": False, "run_id": ""})
             continue
         run = runs[pair["run_id"]]
         m = run.data.metrics
         end = run.info.end_time or run.info.start_time
         rows.append(
             {
-                "model": pair["model"],
-                "lr": pair["lr"],
+                **row,
                 **tables.pair_scores(m, int(run.data.params.get(tables.SEEDS, "1"))),
                 **{k: m.get(k) for k in (names.LOG_LOSS, names.ACCURACY, names.BASELINE_BRIER, names.BEST_EPOCH)},
                 "duration_s": round((end - run.info.start_time) / 1000, 1),
@@ -161,28 +153,25 @@ def filtered(pairs: list[dict], filter_string: str, whole: set[str]):
     ids = ", ".join(f"'{p['run_id']}'" for p in pairs)
     clause = f"attributes.run_id IN ({ids})"
     full = f"{filter_string} and {clause}" if filter_string.strip() else clause
-    try:
-        return mlflow.search_runs(
-            sorted({p["experiment_id"] for p in pairs}), filter_string=full, order_by=[f"metrics.{names.BRIER} ASC"]
-        )
-    except MlflowException as err:
-        raise bad_filter(filter_string, err) from None
-
-
-def bad_filter(filter_string: str, err: MlflowException) -> UserError:
-    """Return the one-line error for a filter MLflow refused."""
-    return UserError(
-        f"bad filter {filter_string!r} ({str(err.message).splitlines()[0]}); use MLflow's search syntax, e.g. {DEFAULT_FILTER}"
-    )
+    experiments = sorted({p["experiment_id"] for p in pairs})
+    return search_filtered(filter_string, experiments, full, order_by=[f"metrics.{names.BRIER} ASC"])
 
 
 def check_filter(filter_string: str, experiment_id: str) -> None:
     """Fail before any training on a filter MLflow cannot parse."""
     if filter_string.strip():
-        try:
-            mlflow.search_runs([experiment_id], filter_string=filter_string, max_results=1)
-        except MlflowException as err:
-            raise bad_filter(filter_string, err) from None
+        search_filtered(filter_string, [experiment_id], filter_string, max_results=1)
+
+
+def search_filtered(filter_string: str, experiments: list[str], full: str, **kwargs) -> pd.DataFrame:
+    """Return mlflow.search_runs of `full`, which holds the user's `filter_string`; raise the one-line
+    error naming `filter_string` when MLflow refuses it."""
+    try:
+        return mlflow.search_runs(experiments, filter_string=full, **kwargs)
+    except MlflowException as err:
+        raise UserError(
+            f"bad filter {filter_string!r} ({str(err.message).splitlines()[0]}); use MLflow's search syntax, e.g. {DEFAULT_FILTER}"
+        ) from None
 
 
 def loss_histories(client, pairs: list[dict]) -> list[dict]:
@@ -268,7 +257,10 @@ def register(client, sweep, pairs: list[dict], table, passing: set[str]) -> dict
     rows = tables.ranked(table)
     rows = rows[rows["run_id"].isin(passing)]
     prefix = prefix_of(sweep)
-    groups = [(pair["experiment"], part) for part, pair in architectures(pairs, rows)]
+    groups = [  # each architecture's rows, registered under its pairs' experiment name
+        (next(p["experiment"] for p in pairs if p["model"] == model), part)
+        for model, part in rows.groupby("model", sort=False)
+    ]
     if len(rows):
         groups.append((prefix, rows))
     for name, part in groups:
@@ -282,12 +274,6 @@ def register(client, sweep, pairs: list[dict], table, passing: set[str]) -> dict
 def prefix_of(sweep) -> str:
     """Return the sweep's `prefix` param, as given (MLflow stores it shell-quoted when it needs quotes)."""
     return shlex.split(sweep.data.params.get("prefix", "fabric_madness"))[0]
-
-
-def architectures(pairs: list[dict], rows):
-    """Return (rows of one architecture, a pair of it) for each architecture with rows."""
-    for model, part in rows.groupby("model", sort=False):
-        yield part, next(p for p in pairs if p["model"] == model)
 
 
 def drop_broken_champion(client, name: str) -> None:
@@ -376,12 +362,8 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     if reused_from is None:
         plots.brier_by_lr_figure(chart).savefig(folder / names.BRIER_CHART, dpi=100)
         loss_grid(cells).savefig(folder / names.LOSS_GRID, dpi=80)
-    keep = [
-        c
-        for c in ("run_id", "tags.mlflow.runName", f"metrics.{names.BRIER}", "params.lr", "params.model")
-        if c in passing.columns
-    ]
-    passing[keep].to_csv(folder / names.FILTERED_CSV, index=False)
+    columns = ["run_id", "tags.mlflow.runName", f"metrics.{names.BRIER}", "params.lr", "params.model"]
+    passing.filter(items=columns).to_csv(folder / names.FILTERED_CSV, index=False)  # those of them it has
     best = tables.best_row(table)
     summary = {
         "sweep_run_id": sweep_run_id,
