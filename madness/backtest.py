@@ -11,6 +11,7 @@ probabilities), one per predicted season or their concatenation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
 
 import pandas as pd
 
@@ -109,16 +110,15 @@ def season_splits(wanted: list[int], played: list[int], first: int) -> tuple[lis
 
 def season_scores(predictions: pd.DataFrame) -> pd.DataFrame:
     """Per predicted season: its games, the model's Brier and the seed baseline's."""
-    rows = []
-    for season, part in predictions.groupby(names.SEASON, sort=True):
-        rows.append(
-            {
-                names.SEASON: int(season),
-                names.SEASON_GAMES: len(part) // 2,
-                names.SEASON_BRIER: scoring.brier(part[names.TARGET], part[names.PREDICTION]),
-                names.SEASON_BASELINE_BRIER: scoring.brier(part[names.TARGET], part[names.BASELINE_PREDICTION]),
-            }
-        )
+    rows = [
+        {
+            names.SEASON: int(season),
+            names.SEASON_GAMES: len(part) // 2,
+            names.SEASON_BRIER: scoring.brier(part[names.TARGET], part[names.PREDICTION]),
+            names.SEASON_BASELINE_BRIER: scoring.brier(part[names.TARGET], part[names.BASELINE_PREDICTION]),
+        }
+        for season, part in predictions.groupby(names.SEASON, sort=True)
+    ]
     return pd.DataFrame(
         rows, columns=[names.SEASON, names.SEASON_GAMES, names.SEASON_BRIER, names.SEASON_BASELINE_BRIER]
     )
@@ -198,7 +198,6 @@ def nested_choice(predictions: dict[str, pd.DataFrame], until: int) -> Nested | 
     by_after = {name: brier_on(frame, names.PREDICTION, after) for name, frame in predictions.items()}
     chosen = min(by_before, key=lambda name: (by_before[name], name))
     best = min(by_after, key=lambda name: (by_after[name], name))
-    later = first[first[names.SEASON].isin(after)]
     return Nested(
         until,
         chosen,
@@ -209,19 +208,15 @@ def nested_choice(predictions: dict[str, pd.DataFrame], until: int) -> Nested | 
         brier_on(first, names.BASELINE_PREDICTION, after),
         before,
         after,
-        len(later) // 2,
+        int(first[names.SEASON].isin(after).sum()) // 2,
     )
 
 
 def span_text(seasons: list[int]) -> str:
     """Return `2015-2019` for consecutive seasons, `2015-2019, 2021-2023` around a gap."""
-    parts, start = [], None
-    for index, season in enumerate(seasons):
-        start = season if start is None else start
-        if index + 1 == len(seasons) or seasons[index + 1] != season + 1:
-            parts.append(str(season) if start == season else f"{start}-{season}")
-            start = None
-    return ", ".join(parts)
+    runs = groupby(enumerate(seasons), lambda numbered: numbered[1] - numbered[0])  # constant along consecutive seasons
+    spans = [[season for _, season in run] for _, run in runs]
+    return ", ".join(str(span[0]) if len(span) == 1 else f"{span[0]}-{span[-1]}" for span in spans)
 
 
 def nested_text(nested: Nested | None, until: int) -> str:
