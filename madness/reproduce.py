@@ -115,16 +115,15 @@ def worktree(repo: Path, commit: str):
 def unquote_params(params: dict[str, str], shell_quoted: bool) -> dict[str, str]:
     """Return the values as given. `mlflow run` logs each one shell-quoted (`''` for an empty string,
     `'a b'` for a space); a step started directly logs them as given."""
-    if not shell_quoted:
-        return dict(params)
-    out = {}
-    for key, value in params.items():
-        try:
-            words = shlex.split(value)
-        except ValueError:
-            words = None
-        out[key] = words[0] if words is not None and len(words) == 1 and shlex.quote(words[0]) == value else value
-    return out
+    return {key: _unquoted(value) for key, value in params.items()} if shell_quoted else dict(params)
+
+
+def _unquoted(value: str) -> str:
+    with suppress(ValueError):  # not valid shell words: as given
+        words = shlex.split(value)
+        if len(words) == 1 and shlex.quote(words[0]) == value:
+            return words[0]
+    return value
 
 
 def declared_params(mlproject_text: str, entry: str) -> list[str]:
@@ -240,27 +239,20 @@ def _number(value: float | None) -> str:
     return "-" if value is None else repr(value)  # repr: the shortest text that gives back the same bits
 
 
-def _difference(row: Row) -> str:
-    if row.difference is None:
-        return "missing"
-    return "0" if row.difference == 0 else f"{row.difference:.3g}"
-
-
 def table(rows: list[Row], tolerance: float) -> str:
     """Return the comparison as aligned text: metric, steps, original, rerun, difference, and a verdict."""
     lines = [("metric", "steps", "original", "rerun", "difference", "result")]
-    for row in rows:
-        verdict = "ok" if row.ok(tolerance) else "DIFFERS"
-        lines.append(
-            (
-                row.metric,
-                str(row.steps),
-                _number(row.original),
-                _number(row.rerun),
-                _difference(row),
-                f"{verdict} {row.note}".strip(),
-            )
+    lines += [
+        (
+            row.metric,
+            str(row.steps),
+            _number(row.original),
+            _number(row.rerun),
+            "missing" if row.difference is None else f"{row.difference:.3g}",  # .3g writes 0.0 as 0
+            f"{'ok' if row.ok(tolerance) else 'DIFFERS'} {row.note}".strip(),
         )
+        for row in rows
+    ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
