@@ -101,22 +101,6 @@ def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity
     return sweep_step.mark_reused(client, jobs, identity, values["force"])
 
 
-def train_all(client, backend, values: dict, run_id: str, identity: dict, claims, jobs: list[Job]) -> None:
-    """Hand the season runs still to train to the sweep's launcher (steps/_launcher.py), as main does:
-    `jobs` at a time on the backend, each failure isolated, a run another sweep trains waited for."""
-    todo = [job for job in jobs if not job.reused]
-    launcher = Launcher(
-        client,
-        backend,
-        values["jobs"],
-        run_id,
-        lambda job: sweep_step.find_reusable(client, job.experiment_id, "train", job.params, identity),
-        claims,
-        distinct=("model", "lr", "test_season"),
-    )
-    launcher.run_all(todo, total=len(jobs), done=len(jobs) - len(todo))
-
-
 def log_features(files, splits: list[backtest.Split], seasons: set[int], folder: Path) -> None:
     """Log each split's features (the ingest step's folder) under features/<season>/ of this run, for
     the season runs to train from on any backend."""
@@ -181,9 +165,7 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
         client.log_batch(
             run_id, metrics=metrics, params=[RunParam(k, str(v)) for k, v in params.items()], synchronous=True
         )
-        (folder / run_id).mkdir(parents=True, exist_ok=True)
-        predictions.to_csv(folder / run_id / names.PREDICTIONS_FILE, index=False)
-        client.log_artifact(run_id, str(folder / run_id / names.PREDICTIONS_FILE))
+        client.log_text(run_id, predictions.to_csv(index=False), names.PREDICTIONS_FILE)
         for job in jobs:
             if not job.reused:
                 client.log_batch(job.run_id, tags=[RunTag(names.TAG_PARENT_RUN, run_id)])
@@ -302,9 +284,19 @@ def main(argv=None):
         for job in todo:
             job.params["features_uri"] = f"runs:/{run_id}/{names.FEATURES_DIR}/{job.pair.season}"
         log_features(files, splits, {job.pair.season for job in todo}, Path(tmp) / names.FEATURES_DIR)
-        claims = None if values["force"] else Claims(client, run_id, liveness)
+        # The sweep's launcher, as main's: `jobs` at a time on the backend, each failure isolated,
+        # a run another sweep trains waited for.
+        launcher = Launcher(
+            client,
+            backend,
+            values["jobs"],
+            run_id,
+            lambda job: sweep_step.find_reusable(client, job.experiment_id, "train", job.params, identity),
+            None if values["force"] else Claims(client, run_id, liveness),
+            distinct=("model", "lr", "test_season"),
+        )
         try:
-            train_all(client, backend, values, run_id, identity, claims, jobs)
+            launcher.run_all(todo, total=len(jobs), done=len(jobs) - len(todo))
         finally:
             mlflow.log_dict([{**job.record(), "season": job.pair.season} for job in jobs], SEASON_RUNS_FILE)
         reused = sum(job.reused for job in jobs)
