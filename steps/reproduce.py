@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,10 +97,8 @@ def rerun_experiment(client, wanted: str, original_experiment: str, description:
     else:
         experiment = client.get_experiment_by_name(wanted)
         if experiment is None and wanted.isdigit():
-            try:
+            with suppress(MlflowException):
                 experiment = client.get_experiment(wanted)
-            except MlflowException:
-                experiment = None
         if experiment is None:
             print(f"creating experiment {wanted!r}", flush=True)
             return client.create_experiment(wanted, tags=describe.training_tags(description))
@@ -132,7 +131,6 @@ def plan(client, run, values: dict) -> Plan:
         raise UserError(
             f"run {run_id} records no source (tag {names.TAG_SOURCE_NAME}): the repository it came from is unknown"
         )
-    # `mlflow run` logs each param shell-quoted (features_uri '' for an empty string).
     params = reproduction.unquote_params(run.data.params, shell_quoted=names.TAG_PROJECT_ENTRY_POINT in tags)
     description = rerun_description(run_id, entry, commit, params)
     return Plan(
