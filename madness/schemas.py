@@ -9,6 +9,9 @@ column, the rule and what is accepted.
 
 from __future__ import annotations
 
+import operator
+
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -26,8 +29,21 @@ def _between(low: int, high: int, what: str) -> pa.Check:
 
 
 def _frame_rule(name: str, columns: tuple[str, ...], test, accepted: str) -> pa.Check:
-    """Return a rule over several columns of a row; `columns` (the ones an error names) is handed to `test`."""
-    return pa.Check(lambda games: test(games, columns), name=name, error=accepted, statistics={"columns": columns})
+    """Return a rule over several columns of a row: `test` gets those columns (the ones an error names) in order."""
+    return pa.Check(
+        lambda games: test(*(games[column] for column in columns)),
+        name=name,
+        error=accepted,
+        statistics={"columns": columns},
+    )
+
+
+def _first_meeting(winner: pd.Series, loser: pd.Series, season: pd.Series, day: pd.Series) -> pd.Series:
+    """Return whether each game is the first between its two teams that day, whichever of them won."""
+    meetings = pd.DataFrame(
+        {"low": np.minimum(winner, loser), "high": np.maximum(winner, loser), "season": season, "day": day}
+    )
+    return ~meetings.duplicated(keep="first")
 
 
 _SEASON = pa.Column(int, _between(FIRST_SEASON, LAST_SEASON, "season"))
@@ -37,28 +53,16 @@ _SCORE = pa.Column(int, _between(0, MAX_SCORE, "score"))
 _WINNER_ABOVE_LOSER = _frame_rule(
     "winner above loser",
     (names.WSCORE, names.LSCORE),
-    lambda games, columns: games[columns[0]] > games[columns[1]],
+    operator.gt,
     f"{names.WSCORE} above {names.LSCORE} (no ties; winner and loser not swapped)",
 )
 _NOT_ITSELF = _frame_rule(
-    "no team against itself",
-    (names.WTEAM, names.LTEAM),
-    lambda games, columns: games[columns[0]] != games[columns[1]],
-    f"{names.WTEAM} different from {names.LTEAM}",
+    "no team against itself", (names.WTEAM, names.LTEAM), operator.ne, f"{names.WTEAM} different from {names.LTEAM}"
 )
 _GAME_ONCE = _frame_rule(
     "each game once",
     (names.WTEAM, names.LTEAM, names.SEASON, names.DAYNUM),
-    lambda games, columns: (
-        ~pd.DataFrame(
-            {
-                "low": games[[columns[0], columns[1]]].min(axis=1),
-                "high": games[[columns[0], columns[1]]].max(axis=1),
-                "season": games[columns[2]],
-                "day": games[columns[3]],
-            }
-        ).duplicated(keep="first")
-    ),
+    _first_meeting,
     "two teams meet at most once a day (the same game is not listed again with winner and loser swapped)",
 )
 
@@ -74,16 +78,6 @@ _RESULTS = {
 _RESULT_RULES = [_WINNER_ABOVE_LOSER, _NOT_ITSELF, _GAME_ONCE]
 
 
-def _made_within_attempted(side: str, made: str, attempted: str) -> pa.Check:
-    columns = (f"{side}{made}", f"{side}{attempted}")
-    return _frame_rule(
-        "made within attempted",
-        columns,
-        lambda games, columns: games[columns[0]] <= games[columns[1]],
-        f"{columns[0]} at most {columns[1]}",
-    )
-
-
 RESULTS = pa.DataFrameSchema(_RESULTS, checks=_RESULT_RULES, name="compact results")
 DETAILED = pa.DataFrameSchema(
     {
@@ -97,7 +91,12 @@ DETAILED = pa.DataFrameSchema(
     checks=[
         *_RESULT_RULES,
         *(
-            _made_within_attempted(side, made, attempted)
+            _frame_rule(
+                "made within attempted",
+                (f"{side}{made}", f"{side}{attempted}"),
+                operator.le,
+                f"{side}{made} at most {side}{attempted}",
+            )
             for side in ("W", "L")
             for made, attempted in (("FGM", "FGA"), ("FGM3", "FGA3"), ("FTM", "FTA"))
         ),
