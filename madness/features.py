@@ -32,22 +32,19 @@ def elo_ratings(games: pd.DataFrame) -> pd.DataFrame:
     K * (1 - E_winner), with K set by the winner's location.
     """
     ordered = games.sort_values([names.SEASON, names.DAYNUM], kind="stable")
-    seasons = ordered[names.SEASON].to_numpy()
-    winners = ordered[names.WTEAM].to_numpy()
-    losers = ordered[names.LTEAM].to_numpy()
-    ks = ordered[names.WLOC].map(ELO_K).to_numpy()
     rows = []
-    season, ratings = None, {}
-    for game_season, winner, loser, k in zip(
-        seasons.tolist(), winners.tolist(), losers.tolist(), ks.tolist(), strict=True
-    ):
-        if game_season != season:
-            rows += [(season, team, r) for team, r in ratings.items()]
-            season, ratings = game_season, {}
-        rw, rl = ratings.get(winner, ELO_START), ratings.get(loser, ELO_START)
-        delta = k * (1.0 - 1.0 / (1.0 + 10.0 ** ((rl - rw) / ELO_SCALE)))
-        ratings[winner], ratings[loser] = rw + delta, rl - delta
-    rows += [(season, team, r) for team, r in ratings.items()]
+    for season, played in ordered.groupby(names.SEASON):
+        ratings = {}
+        for winner, loser, k in zip(
+            played[names.WTEAM].tolist(),
+            played[names.LTEAM].tolist(),
+            played[names.WLOC].map(ELO_K).tolist(),
+            strict=True,
+        ):
+            rw, rl = ratings.get(winner, ELO_START), ratings.get(loser, ELO_START)
+            delta = k * (1.0 - 1.0 / (1.0 + 10.0 ** ((rl - rw) / ELO_SCALE)))
+            ratings[winner], ratings[loser] = rw + delta, rl - delta
+        rows += [(season, team, r) for team, r in ratings.items()]
     return pd.DataFrame(rows, columns=[names.SEASON, names.TEAM_ID, names.ELO]).astype(
         {names.SEASON: "int64", names.TEAM_ID: "int64"}
     )
