@@ -170,7 +170,7 @@ class Trained:
     model: object
     train_loss: list[float]
     val_loss: list[float]
-    best_epoch: int  # 0-based index into the loss lists
+    best_epoch: int
 
 
 class Diverged(UserError):
