@@ -175,7 +175,7 @@ def check_columns(frame: pd.DataFrame, columns: dict[str, str], source: str) -> 
 
 def _typed(values: pd.Series, kind: str, where: str) -> pd.Series:
     if kind == "int":
-        if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        if pd.api.types.is_integer_dtype(values):  # never a boolean column, which is not an integer dtype
             return values.astype("int64")
         if pd.api.types.is_bool_dtype(values):  # pandas reads True/False as booleans: not integers
             values = values.astype(str)
@@ -287,7 +287,6 @@ def read_league(folder: Path, league: str) -> LeagueFiles:
         if stem != names.TEAMS:
             team_ids = frames[names.TEAMS][names.TEAM_ID]
             schemas.validate(frames[stem], schemas.known_teams(stem, team_ids, paths[names.TEAMS].name), path.name)
-    manifest = [entries[stem] for stem in SCHEMAS if stem in entries]  # in Kaggle's order
     return LeagueFiles(
         league=league,
         regular=frames[names.REGULAR_COMPACT],
@@ -295,7 +294,7 @@ def read_league(folder: Path, league: str) -> LeagueFiles:
         tourney=frames[names.TOURNEY_COMPACT],
         seeds=frames[names.TOURNEY_SEEDS],
         teams=frames[names.TEAMS],
-        manifest=manifest,
+        manifest=[entries[stem] for stem in SCHEMAS if stem in entries],  # in Kaggle's order
     )
 
 
