@@ -108,8 +108,7 @@ def log_input_once_stored(dataset, split: str, digest: str, attempts: int = 4) -
 
 def is_duplicate_key(err: Exception) -> bool:
     """Return whether `err` is a unique-key violation (PostgreSQL, SQLite or MySQL)."""
-    text = str(err)
-    return "UniqueViolation" in text or "UNIQUE constraint failed" in text or "Duplicate entry" in text
+    return any(mark in str(err) for mark in ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry"))
 
 
 def predict_rows(model, rows, features: list[str], data: str):

@@ -24,12 +24,9 @@ from steps._data import predict_rows, read_data_for_model
 from steps._entry import entry_point, run_as_script, start_run
 from steps.pyfunc_model import load_model
 
-_DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (
     Param("model_uri", "string", None, "model to score: runs:/<id>/model or models:/<name>@<alias>"),
-    _DATA["data"],
-    _DATA["league"],
-    _DATA["seed"],
+    *(p for p in DATA_PARAMS if p.name in ("data", "league", "seed")),
     Param("first_season", "int", 2022, "first scored season", season),
     Param("last_season", "int", 2023, "last scored season", season),
     Param("baseline_from", "int", 2003, "first season the seed baseline is fit on", season),

@@ -30,13 +30,10 @@ from steps._entry import entry_point, run_as_script, start_run
 from steps._failures import unwritable
 from steps.pyfunc_model import load_model
 
-_DATA = {p.name: p for p in DATA_PARAMS}
 PARAMS = (
     Param("model_uri", "string", None, "model: runs:/<id>/model or models:/<name>@<alias>"),
     Param("season", "int", 2024, "season whose seeded teams are paired", season),
-    _DATA["data"],
-    _DATA["league"],
-    _DATA["seed"],
+    *(p for p in DATA_PARAMS if p.name in ("data", "league", "seed")),
     Param("output", "string", f"outputs/{names.SUBMISSION_FILE}", "path of the submission CSV to write", not_empty),
 )
 
