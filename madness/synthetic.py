@@ -35,6 +35,7 @@ SEED_LABELS = [
 FIRST_ROUND_PAIRS = [(1, 16), (8, 9), (5, 12), (4, 13), (6, 11), (3, 14), (7, 10), (2, 15)]
 ROUND_DAYS = [136, 138, 143, 145, 152, 154]
 PLAY_IN_DAY = 134
+_SWAP_HOME_AND_AWAY = str.maketrans("HA", "AH")  # b's location seen from a's side
 
 
 def write_league(folder: Path, seed: int, leagues=names.LEAGUES) -> list[Path]:
@@ -105,7 +106,6 @@ def _compact(season, days, a, b, margin, overtime, loc_a, rng) -> pd.DataFrame:
     a_won = margin > 0
     winner_score = ((total + np.abs(margin)) // 2).astype(int)
     loser_score = winner_score - np.abs(margin)
-    flip = {"H": "A", "A": "H", "N": "N"}
     return pd.DataFrame(
         {
             names.SEASON: season,
@@ -114,7 +114,7 @@ def _compact(season, days, a, b, margin, overtime, loc_a, rng) -> pd.DataFrame:
             names.WSCORE: winner_score,
             names.LTEAM: np.where(a_won, b, a),
             names.LSCORE: loser_score,
-            names.WLOC: np.where(a_won, loc_a, np.vectorize(flip.get)(loc_a)) if len(a) else [],
+            names.WLOC: np.where(a_won, loc_a, np.strings.translate(loc_a, _SWAP_HOME_AND_AWAY)),
             names.NUMOT: overtime,
         }
     )
