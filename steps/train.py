@@ -81,10 +81,8 @@ def log_curves(trained: madness.model.Trained) -> None:
         for epoch, (train_loss, val_loss) in enumerate(zip(trained.train_loss, trained.val_loss, strict=True), start=1)
         for key, value in ((names.TRAIN_LOSS, train_loss), (names.VAL_LOSS, val_loss))
     ]
-    run_id = mlflow.active_run().info.run_id
-    client = mlflow.MlflowClient()
-    for start in range(0, len(metrics), 1000):  # MLflow's per-request limit
-        client.log_batch(run_id, metrics=metrics[start : start + 1000], synchronous=True)
+    # One call: MLflow's client splits the batch into requests within its per-request limit.
+    mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics, synchronous=True)
 
 
 def save_networks(members: list[madness.model.Trained], workdir: Path) -> list[Path]:
@@ -114,10 +112,7 @@ def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
                     FEATURES_ARTIFACT: str(names_file),
                     **{member_artifact(i): str(path) for i, path in enumerate(keras_paths)},
                 },
-                code_paths=[
-                    str(Path(__file__).parent),
-                    str(Path(madness.model.__file__).parent),
-                ],  # steps/ and madness/
+                code_paths=[str(Path(__file__).parent), str(Path(madness.model.__file__).parent)],  # steps/, madness/
                 signature=signature,
                 pip_requirements=model_pins(),  # explicit: MLflow's own inference reruns the model (slow)
             )
@@ -234,11 +229,9 @@ def name_run(client, run, values: dict) -> None:
     """Name the run `<model>_<lr>` with its non-default settings after it (madness.describe.run_name)
     when its caller gave it no name (MLflow made one up) or only `<model>_<lr>` (a sweep names its
     pairs so, whatever their epochs, seeds or data); any other name stays."""
-    base = f"{values['model']}_{canonical(str(values['lr']))}"
-    if generated_name(run.info.run_name) or run.info.run_name == base:
-        name = describe.run_name(
-            values["model"], canonical(str(values["lr"])), values, {p.name: p.default for p in PARAMS}
-        )
+    lr = canonical(str(values["lr"]))
+    if generated_name(run.info.run_name) or run.info.run_name == f"{values['model']}_{lr}":
+        name = describe.run_name(values["model"], lr, values, {p.name: p.default for p in PARAMS})
         if name != run.info.run_name:
             client.set_tag(run.info.run_id, names.TAG_RUN_NAME, name)
 
