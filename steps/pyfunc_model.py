@@ -18,6 +18,7 @@ prediction is the mean of theirs.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -53,9 +54,8 @@ def signature(feature_names: list[str], model_input, probabilities):
 
 
 def load_network(path):
-    """Load a saved Keras network, uncompiled, without TensorFlow's load-time notices."""
-    # Loading or serving the model imports TensorFlow here, without its load-time notices (no CUDA
-    # drivers, oneDNN): nothing a user of the model can act on, and no environment variable stops them.
+    """Load a saved Keras network, uncompiled, without TensorFlow's load-time notices (no CUDA drivers,
+    oneDNN): nothing a user of the model can act on, and no environment variable stops them."""
     return import_keras().models.load_model(path, compile=False)
 
 
@@ -85,10 +85,8 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
         # as run params); one pickled by an earlier version of train carries them in the object itself.
         if FEATURES_ARTIFACT in context.artifacts:
             self.feature_names = json.loads(Path(context.artifacts[FEATURES_ARTIFACT]).read_text())
-        count = 0
-        while member_artifact(count) in context.artifacts:
-            count += 1
-        self.networks = [load_network(context.artifacts[member_artifact(i)]) for i in range(count)]
+        members = itertools.takewhile(lambda name: name in context.artifacts, map(member_artifact, itertools.count()))
+        self.networks = [load_network(context.artifacts[name]) for name in members]
 
     def member_predictions(self, model_input: pd.DataFrame) -> np.ndarray:
         """Return one row of probabilities per network."""
