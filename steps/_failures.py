@@ -88,9 +88,7 @@ def deleted_store(uri: str | None = None) -> str | None:
     then reports a read-only database, or tables that do not exist."""
     uri = uri or mlflow.get_tracking_uri()
     database = sqlite_path(uri)
-    if database is None:
-        return None
-    if database.exists() and database.stat().st_size > 0:
+    if database is None or (database.exists() and database.stat().st_size > 0):
         return None
     return (
         f"the tracking store {uri} was deleted during the run ({database} is gone); "
@@ -137,12 +135,12 @@ def check_local_store() -> None:
     any store call: MLflow would print its SQL and traceback for a database it cannot write, and try
     for about 100 s to create one in a folder it cannot write."""
     uri = mlflow.get_tracking_uri()
-    scheme = urllib.parse.urlsplit(uri).scheme
+    parts = urllib.parse.urlsplit(uri)
     database = sqlite_path(uri)
     if database is not None:
         needed = [database, database.parent]  # SQLite writes its journal beside the database
-    elif scheme in ("", "file"):
-        needed = [Path(urllib.parse.unquote(urllib.parse.urlsplit(uri).path) if scheme else uri)]
+    elif parts.scheme in ("", "file"):
+        needed = [Path(urllib.parse.unquote(parts.path) if parts.scheme else uri)]
     else:
         return
     for path in needed:
@@ -163,11 +161,8 @@ def sqlite_path(uri: str) -> Path | None:
 def without_credentials(uri: str) -> str:
     """Return the URI with any user:password@ taken out: URIs are logged and printed."""
     parts = urllib.parse.urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    host = parts.netloc.rpartition("@")[2]
+    return uri if host == parts.netloc else urllib.parse.urlunsplit(parts._replace(netloc=host))
 
 
 def _not_a_store_traceback(record: logging.LogRecord) -> bool:
