@@ -134,9 +134,8 @@ class Claims:
     experiment tags `claim.<key>.<holder run id>`.
 
     Each contender writes `choosing`, then a ticket one above every ticket it saw, and reads the
-    others'; the lowest (ticket, holder) goes first, the others wait for it. Tracking stores share no
-    compare-and-set on runs or tags, and a run's start time is its client's clock, which orders runs
-    differently from when a reader sees them; the bakery needs only tag writes that later reads see.
+    others'; the lowest (ticket, holder) goes first, the others wait for it. The bakery needs only tag
+    writes that later reads see (why nothing simpler would do: docs/reliability.md, Two sweeps at once).
     Claims of dead holders are removed (see Liveness)."""
 
     def __init__(self, client, holder: str, liveness: Liveness):
@@ -201,15 +200,12 @@ def end_orphans(client, experiment_ids: list[str], liveness: Liveness, by: str) 
     """End FAILED every RUNNING run of these experiments whose process is gone, or whose entry point
     never started and whose creator is gone (steps._never_started), say so in one line, and return
     their ids. End KILLED first the FAILED ones a stopped step tagged `stopped` (steps._runs.end_killed)."""
-    stopped = client.search_runs(
-        sorted(set(experiment_ids)),
-        f"attributes.status = 'FAILED' and tags.`{names.TAG_STOPPED}` LIKE '%'",
-        max_results=1000,
-    )
-    for run in stopped:
+    experiments = sorted(set(experiment_ids))
+    stopped = f"attributes.status = 'FAILED' and tags.`{names.TAG_STOPPED}` LIKE '%'"
+    for run in client.search_runs(experiments, stopped, max_results=1000):
         end_killed(client, run.info.run_id)
     ended = []
-    for run in client.search_runs(sorted(set(experiment_ids)), "attributes.status = 'RUNNING'", max_results=1000):
+    for run in client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000):
         if not liveness.judge(run):
             why = "the process that ran it was gone"
         elif (why := never_started.abandoned(run, liveness, remote_store(), time.time())) is None:
