@@ -86,7 +86,7 @@ def local_path(uri: str) -> Path | None:
 
 
 def artifact_sizes(client, run_id: str, folders: set[str]) -> dict[str, int]:
-    """Path -> size of the run's artifacts at its top level and in `folders`."""
+    """Return path -> size of the run's artifacts at its top level and in `folders`."""
     sizes = {}
     for folder in [None, *sorted(folders)]:
         for info in client.list_artifacts(run_id, folder):
@@ -95,17 +95,12 @@ def artifact_sizes(client, run_id: str, folders: set[str]) -> dict[str, int]:
     return sizes
 
 
-def local_sizes(root: Path, required: list[str]) -> dict[str, int]:
-    """Path -> size of each required artifact present under a local artifact root."""
-    return {name: (root / name).stat().st_size for name in required if (root / name).is_file()}
-
-
 def missing(client, run_id: str, required: list[str], run=None) -> str | None:
     """Return a line naming the first `required` artifact the run lacks or holds empty, or None when all are there."""
     # A local store's artifacts are looked at where they lie: one stat each, not a listing per folder.
     root = local_path((run or client.get_run(run_id)).info.artifact_uri)
     if root is not None:
-        sizes = local_sizes(root, required)
+        sizes = {name: (root / name).stat().st_size for name in required if (root / name).is_file()}
     else:
         sizes = artifact_sizes(client, run_id, {name.rsplit("/", 1)[0] for name in required if "/" in name})
     gone = [name for name in required if not sizes.get(name)]  # absent or empty
@@ -144,8 +139,8 @@ _whole: set[str] = set()  # runs found whole by this process: a sweep checks, th
 
 
 def train_run_problem(client, run_id: str, run=None) -> str | None:
-    """None when the train run is whole, else what is wrong with it. `run`: the run, when the caller
-    has it already (from a search), so it is not read again."""
+    """Return what is wrong with the train run, or None when it is whole. `run`: the run, when the
+    caller has it already (from a search), so it is not read again."""
     if run_id in _whole:
         return None
     problem = missing(client, run_id, TRAIN_FILES, run) or model_problem(client, run_id, run)
