@@ -44,10 +44,10 @@ HTTP_DEFAULTS = {
 
 
 class _RetryNotice(logging.Handler):
-    """urllib3 retries a failed store request quietly (its logger has a NullHandler): say so, one line each."""
+    """Print each retry of a store request as one line: urllib3 logs them to a NullHandler."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Print urllib3's notice of a retried store request as one line: the server, why, the retries left."""
+        """Print the server, why it failed and the retries left."""
         if not str(record.msg).startswith("Retrying") or len(record.args or ()) < 2:
             return
         retries, cause = record.args[0], record.args[1]
@@ -95,13 +95,12 @@ def _leave_without_teardown(ended: list) -> None:
 
 
 def entry_point(main):
-    """Run `main`; a UserError or a failing store prints one line and exits 1; any failure ends the
-    active run FAILED."""
+    """Wrap `main(argv)` to run with a checked store and the launcher watched; a failure ends the run FAILED
+    (KILLED on an interrupt, exit 130). A UserError or a failing store prints one line, exit 1; a bug keeps
+    its traceback."""
 
     @functools.wraps(main)
     def wrapper(argv=None):
-        """Run `main(argv)` with a checked store and the launcher watched; a failure ends the run FAILED (KILLED on
-        an interrupt, exit 130). A UserError or a failing store prints one line, exit 1; a bug keeps its traceback."""
         _lifecycle.handle_signals()
         # TensorFlow's own C++ logging (CPU features, no CUDA, graph notes) would bury our one-line
         # errors; what its libraries log through absl as they load, import_keras leaves out.
