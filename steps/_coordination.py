@@ -1,14 +1,5 @@
-"""Whether a run's process is alive, claims on pairs, and the ending of orphaned runs, against the
-tracking store.
-
-Liveness. Every step tags its run with its host and a token of its process (steps._processes)
-and, against a remote store, refreshes a heartbeat. A RUNNING run is alive while its process runs
-(same host) or its heartbeat is fresh (another host). A run not yet tagged (its environment still
-building) is as alive as the sweep that launched it.
-
-Claims. Sweeps that want the same pair (or ingest) take turns: one runs it, the others wait for it,
-then reuse its run, or run it themselves when it failed.
-"""
+"""Against the tracking store: whether a run's process is alive (liveness_tags, Heartbeat, Liveness),
+sweeps taking turns on the same pair or ingest (Claims), and the ending of orphaned runs (end_orphans)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,12 @@
 """Runs that `mlflow run` created but whose entry point never started: found once their creator is
-gone, so that the next sweep or report ends them FAILED (steps._coordination.end_orphans).
+gone, so that the next sweep or report ends them FAILED (steps._coordination.end_orphans; the rules
+for users: docs/reliability.md, Runs left RUNNING).
 
 MLflow Projects creates a project's run (tag mlflow.source.type=PROJECT) before it builds the
 environment (conda, virtualenv, uv: minutes) and starts the entry point's command. When the build
 fails (no conda: "Could not find Conda executable") or its process is stopped, nobody ends the run.
 Every step tags its run with its process as it starts (steps._coordination.liveness_tags), so a run
-of this project's entry points without those tags never reached its step. Its creator is
-
-- the process of its parent run (mlflow.parentRunId) when one was active (a sweep, a reproduce, a
-  script inside `mlflow.start_run()`): gone once that run is no longer alive;
-- otherwise an `mlflow run` command: on this host, one tracking into the same store that started
-  before the run was created, or one launched for it (`--run-id <id>`). On a local store (SQLite,
-  file) every creator is on this host: when none runs, it is gone. On a remote store it may be on
-  another host, which cannot be asked: a run is taken for abandoned once STARTING_SECONDS have
-  passed since its creation.
+of this project's entry points without those tags never reached its step.
 """
 
 from __future__ import annotations
@@ -68,7 +61,10 @@ def abandoned(run, run_alive, remote: bool, now: float) -> str | None:
     """Return why the RUNNING `run` is to be ended: MLflow Projects created it, its step never
     started and its creator is gone. None when its step started (its own process decides), it is not
     a run of this project's entry points, or its creator may still be building its environment.
-    `run_alive(run_id)` tells whether a run's process lives (steps._coordination.Liveness)."""
+    Its creator is its parent run's process (a sweep, a reproduce, a script inside `mlflow.start_run()`)
+    when it has one, whose liveness `run_alive(run_id)` tells (steps._coordination.Liveness); else an
+    `mlflow run` (mlflow_run_here): on a local store all run on this host, on a remote store one may
+    run on another host, which cannot be asked, so the run is left STARTING_SECONDS."""
     tags = run.data.tags
     if madness.names.TAG_PROCESS in tags or not of_this_project(run):
         return None

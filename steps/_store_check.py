@@ -1,9 +1,5 @@
 """The tracking store checked before MLflow touches it, so that each fault is one line naming the store
-and what is accepted: an unknown scheme; a SQLite path that is a folder, or in a folder that does not
-exist (MLflow would create that folder, at the file system's root if need be); a file that is not
-SQLite, or another application's database (MLflow would add its tables to it); a server that does not
-answer (said at once, with how long MLflow's own retries last). A SQLite store deleted while a step
-runs is named as such rather than as the read-only database SQLite reports (steps._failures).
+and what is accepted (the faults, and what MLflow does without the check: docs/reliability.md).
 
 `python -m steps._store_check` checks the store of MLFLOW_TRACKING_URI and creates it when it is new:
 MLflow creates a SQLite store's tables on first use, and two `mlflow run` started together on a new
