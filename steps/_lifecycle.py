@@ -4,8 +4,7 @@ a child), SIGINT, SIGHUP, or the end of whoever launched it.
 Each of these only sets `stop`, with why; the step's loops check it (`check_stop`, `wait`) and raise
 Interrupted from the step's own code, so a store call in flight completes and the runs end KILLED.
 `mlflow run` does not forward SIGTERM to the entry point's process, and a sweep killed with -9
-cannot stop its children: the launcher watch asks a step whose launcher is gone to stop, and asks
-the entry points MLflow runs for a stopping step to stop too.
+cannot stop its children: hence launcher_watch.
 """
 
 from __future__ import annotations
