@@ -106,15 +106,15 @@ def docker_variant(project: dict, image: str) -> dict:
     """Return the project (MLproject, as read by YAML) run in `image` instead of an environment MLflow builds,
     as MLflow's kubernetes backend requires: the same entry points and parameters, each command behind
     UNQUOTE, which undoes the shell quoting MLflow puts on every word of a Job's command."""
-    variant = {key: value for key, value in project.items() if key not in ("conda_env", "python_env", "docker_env")}
-    entry_points = {
-        entry: {**spec, "command": f"{UNQUOTE} {spec['command']}"} for entry, spec in project["entry_points"].items()
-    }
+    replaced = ("name", "entry_points", "conda_env", "python_env", "docker_env")
     return {
         "name": project["name"],
         "docker_env": {"image": image},
-        **{k: v for k, v in variant.items() if k not in ("name", "entry_points")},
-        "entry_points": entry_points,
+        **{key: value for key, value in project.items() if key not in replaced},
+        "entry_points": {
+            entry: {**spec, "command": f"{UNQUOTE} {spec['command']}"}
+            for entry, spec in project["entry_points"].items()
+        },
     }
 
 

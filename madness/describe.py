@@ -59,11 +59,9 @@ def run_name(model: str, lr: str, settings: dict[str, str], defaults: dict[str, 
 def training_tags(description: str | None) -> dict[str, str]:
     """Return an experiment's tags for MLflow's UI: a model-training experiment, with its description."""
     tags = {names.TAG_EXPERIMENT_KIND: names.EXPERIMENT_KIND_TRAINING}
-    return (
-        tags
-        if description is None
-        else {**tags, names.TAG_DESCRIPTION: description, names.TAG_OUR_DESCRIPTION: description}
-    )
+    if description is not None:
+        tags[names.TAG_DESCRIPTION] = tags[names.TAG_OUR_DESCRIPTION] = description
+    return tags
 
 
 def backtest_model_description(model: str, lrs: list[str], epochs: str) -> str:
