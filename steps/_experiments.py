@@ -23,9 +23,7 @@ def label_experiment(client, experiment, description: str | None, attempts: int 
     again, where the other's tag may already be."""
     for attempt in range(attempts):
         tags = experiment.tags
-        ours = tags.get(names.TAG_DESCRIPTION) is not None and tags.get(names.TAG_DESCRIPTION) == tags.get(
-            names.TAG_OUR_DESCRIPTION
-        )
+        ours = names.TAG_DESCRIPTION in tags and tags[names.TAG_DESCRIPTION] == tags.get(names.TAG_OUR_DESCRIPTION)
         missing = {
             key: value
             for key, value in describe.training_tags(description).items()
