@@ -72,8 +72,8 @@ LOCAL_LAUNCH_FAILURES = (MlflowException, OSError, subprocess.CalledProcessError
 
 @functools.cache
 def variant_project(image: str) -> Path:
-    """Return a folder holding the project's MLproject with its entry points run in `image` (made once per
-    process, removed at its exit; steps._image.write_variant)."""
+    """Return a folder, removed at this process's exit, holding the project's MLproject with its entry points
+    run in `image`."""
     folder = Path(tempfile.mkdtemp(prefix="fabric-madness-kubernetes-"))
     atexit.register(shutil.rmtree, folder, True)
     return write_variant(folder, image)
@@ -291,16 +291,8 @@ class Job:
 
     def record(self) -> dict:
         """Return the pair's entry of pairs.json: model, lr, run id, experiment, whether reused, status and error."""
-        return {
-            "model": self.pair.model,
-            "lr": self.pair.lr,
-            "run_id": self.run_id,
-            "experiment": self.experiment,
-            "experiment_id": self.experiment_id,
-            "reused": self.reused,
-            "status": self.status,
-            "error": self.error,
-        }
+        kept = ("run_id", "experiment", "experiment_id", "reused", "status", "error")
+        return {"model": self.pair.model, "lr": self.pair.lr, **{key: getattr(self, key) for key in kept}}
 
 
 @dataclass

@@ -86,21 +86,15 @@ RUN_PROBLEM = {"train": train_run_problem, "ingest": ingest_run_problem}
 _reported_not_whole: set[str] = set()  # runs already named as not whole by this process
 
 
-def finished_runs(client, exp_ids: list[str], entry: str, identity: dict[str, str | None]) -> list:
-    """FINISHED runs of `entry` at this commit in these experiments, latest first: one search (every
-    page) for the whole grid rather than one per pair."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs(
-            sorted(set(exp_ids)),
-            f"tags.`{names.TAG_COMMIT}` = '{identity[names.TAG_COMMIT]}' and tags.`{names.TAG_ENTRY_POINT}` = '{entry}' and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+def finished_runs(exp_ids: list[str], entry: str, identity: dict[str, str | None]) -> list:
+    """Return the FINISHED runs of `entry` at this commit in these experiments, latest first: one search
+    (mlflow.search_runs reads every page, up to its 100,000 runs) for the whole grid rather than one per pair."""
+    return mlflow.search_runs(
+        sorted(set(exp_ids)),
+        f"tags.`{names.TAG_COMMIT}` = '{identity[names.TAG_COMMIT]}' and tags.`{names.TAG_ENTRY_POINT}` = '{entry}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+    )
 
 
 def find_reusable(
@@ -112,7 +106,7 @@ def find_reusable(
     if identity.get(names.TAG_COMMIT) is None:
         return None
     if candidates is None:
-        candidates = finished_runs(client, [exp_id], entry, identity)
+        candidates = finished_runs([exp_id], entry, identity)
     for run in candidates:
         if run.info.experiment_id != exp_id:
             continue
@@ -227,7 +221,7 @@ def mark_reused(client, jobs: list[Job], identity: dict, force: bool) -> list[Jo
     return the jobs."""
     if force or identity.get(names.TAG_COMMIT) is None:
         return jobs
-    candidates = finished_runs(client, [job.experiment_id for job in jobs], "train", identity)
+    candidates = finished_runs([job.experiment_id for job in jobs], "train", identity)
     for job in jobs:
         job.run_id = find_reusable(client, job.experiment_id, "train", job.params, identity, candidates)
         if job.run_id:
