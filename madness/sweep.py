@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 from madness.backends import usable_cores
@@ -110,17 +111,14 @@ def threads_per_job(jobs: int, cores: int | None = None) -> int:
 def eta_seconds(done_durations: list[float], remaining: int, jobs: int) -> float | None:
     """Return the seconds left for `remaining` pairs, `jobs` at a time, at the mean duration of those done;
     None before any is done."""
-    if not done_durations:
-        return None
-    mean = sum(done_durations) / len(done_durations)
-    return mean * remaining / max(1, jobs)
+    return statistics.fmean(done_durations) * remaining / max(1, jobs) if done_durations else None
 
 
 def format_seconds(seconds: float | None) -> str:
     """Return `seconds` as e.g. '2m05s' or '42s' (whole seconds), '?' for None."""
     if seconds is None:
         return "?"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
