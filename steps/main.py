@@ -191,9 +191,8 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
     """Return a train job per pair of the grid, in experiment <prefix>_<model> (made when missing); mark reused the
     jobs a finished, whole run can stand for."""
     jobs = []
-    pairs = sweep.grid(values["models"], values["lrs"])
     experiments = {}  # name -> id: one lookup per model, not per pair
-    for pair in pairs:
+    for pair in sweep.grid(values["models"], values["lrs"]):
         name = f"{values['prefix']}_{pair.model}"
         params = {
             "model": pair.model,
@@ -205,14 +204,8 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
         }
         if name not in experiments:
             experiments[name] = experiment_id(client, name, describe.model_description(pair.model))
-        job = Job(
-            pair,
-            name,
-            experiments[name],
-            params,
-            key=claim_key({"entry": "train", **cache_identity(params), **identity}),
-        )
-        jobs.append(job)
+        key = claim_key({"entry": "train", **cache_identity(params), **identity})
+        jobs.append(Job(pair, name, experiments[name], params, key=key))
     return mark_reused(client, jobs, identity, values["force"])
 
 
