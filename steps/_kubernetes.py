@@ -88,7 +88,9 @@ class KubernetesChild(SubmittedRun):
     def pod_problem(self) -> str | None:
         """Return why one of the Job's pods cannot start (see why_not_started), or None."""
         pods = kubernetes.client.CoreV1Api().list_namespaced_pod(self.namespace, label_selector=f"job-name={self.name}")
-        return next((why for pod in pods.items if (why := why_not_started(pod))), None)
+        # Only this Job's pods, whether or not the API server applied the selector.
+        mine = [pod for pod in pods.items if (pod.metadata.labels or {}).get("job-name") == self.name]
+        return next((why for pod in mine if (why := why_not_started(pod))), None)
 
     def cancel(self) -> None:
         """Delete the Job and its pods (MLflow's cancel would orphan them)."""
