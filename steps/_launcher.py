@@ -291,8 +291,16 @@ class Job:
 
     def record(self) -> dict:
         """Return the pair's entry of pairs.json: model, lr, run id, experiment, whether reused, status and error."""
-        kept = ("run_id", "experiment", "experiment_id", "reused", "status", "error")
-        return {"model": self.pair.model, "lr": self.pair.lr, **{key: getattr(self, key) for key in kept}}
+        return {
+            "model": self.pair.model,
+            "lr": self.pair.lr,
+            "run_id": self.run_id,
+            "experiment": self.experiment,
+            "experiment_id": self.experiment_id,
+            "reused": self.reused,
+            "status": self.status,
+            "error": self.error,
+        }
 
 
 @dataclass

@@ -151,21 +151,22 @@ def filtered(pairs: list[dict], filter_string: str, whole: set[str]):
     if not pairs:
         return pd.DataFrame(columns=["run_id"])
     ids = ", ".join(f"'{p['run_id']}'" for p in pairs)
-    clause = f"attributes.run_id IN ({ids})"
-    full = f"{filter_string} and {clause}" if filter_string.strip() else clause
     experiments = sorted({p["experiment_id"] for p in pairs})
-    return search_filtered(filter_string, experiments, full, order_by=[f"metrics.{names.BRIER} ASC"])
+    return search_filtered(
+        filter_string, experiments, f"attributes.run_id IN ({ids})", order_by=[f"metrics.{names.BRIER} ASC"]
+    )
 
 
 def check_filter(filter_string: str, experiment_id: str) -> None:
     """Fail before any training on a filter MLflow cannot parse."""
     if filter_string.strip():
-        search_filtered(filter_string, [experiment_id], filter_string, max_results=1)
+        search_filtered(filter_string, [experiment_id], max_results=1)
 
 
-def search_filtered(filter_string: str, experiments: list[str], full: str, **kwargs) -> pd.DataFrame:
-    """Return mlflow.search_runs of `full`, which holds the user's `filter_string`; raise the one-line
+def search_filtered(filter_string: str, experiments: list[str], clause: str = "", **kwargs) -> pd.DataFrame:
+    """Return mlflow.search_runs of the user's `filter_string` and `clause` together; raise the one-line
     error naming `filter_string` when MLflow refuses it."""
+    full = " and ".join(part for part in (filter_string.strip(), clause) if part)
     try:
         return mlflow.search_runs(experiments, filter_string=full, **kwargs)
     except MlflowException as err:
