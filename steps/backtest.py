@@ -1,25 +1,13 @@
 """Backtest: every pair of the grid predicts each chosen season from the seasons before it alone.
 
-Inputs: `models`, `lrs`, `epochs`, `batch_size`, `seeds` (as main), `seasons` (the seasons to
-predict: `2015-2023`, `2019,2021-2023`; a season without a tournament, 2020, is skipped),
-`choose_until` (the nested choice: pairs chosen on the predicted seasons up to it, scored on the
-later ones), `data`, `league`, `first_season` (the first training season of every split), `seed`,
-and main's `prefix`, `jobs`, `env_manager`, `backend`, `backend_config`, `force`.
-Season s is an ordinary `train` run with val_season = the latest earlier season with a tournament,
-test_season = last_season = s, training on first_season..val_season - 1; its features are built
-here and logged to this run (`features/<season>/`). The train runs are the sweep's children:
-cached (a FINISHED run with the same params, commit, working-tree state and data is reused),
-`jobs` at a time, a failed one isolated and retried alone on the next invocation, on any backend;
-they go in experiment `<prefix>_backtest_<model>`, named `<model>_<lr>_<season>`.
-Outputs: per pair, a run `<model>_<lr>` in the same experiment (parent of the season runs it
-trained) with `season_brier`, `season_baseline_brier`, `season_games` (step = season), `brier` and
-`baseline_brier` over all its games, `brier_minus_baseline` with its paired-bootstrap 95% interval
-(`_low`, `_high`; games resampled whole), `n_games` and `predictions.csv` (every predicted game);
-reused when its season runs are. On this run, `backtest/`: `ranking.csv`, `ranking.md` (best
-backtest Brier first, a column per season), `brier_by_season.png` (each pair and the seed
-baseline), `best.json` (the best pair, how sure that is against the runner-up over all games, the
-nested choice); `season_runs.json` (each season run). The process exits non-zero naming any
-failed season run.
+Its params are PARAMS below (and MLproject); what it logs is the README's table "What each run
+records". Season s is an ordinary `train` run with val_season = the latest earlier season with a
+tournament, test_season = last_season = s, training on first_season..val_season - 1; its features
+are built here and logged to this run (`features/<season>/`). The train runs are the sweep's
+children (cached, `jobs` at a time, a failed one retried alone on the next invocation, on any
+backend), in experiment `<prefix>_backtest_<model>`, named `<model>_<lr>_<season>`. Each pair gets
+a run `<model>_<lr>` in the same experiment, parent of its season runs, scored over all its games
+and reused when its season runs are. The process exits non-zero naming any failed season run.
 
     mlflow run . -e backtest -P models=small,medium -P lrs=0.001,0.01 -P data=../shared/data/mmlm2024 -P league=W --env-manager local
     mlflow run . -e backtest -P models=small -P lrs=0.01 -P epochs=5 -P seasons=2021-2023 --env-manager local

@@ -1,11 +1,8 @@
 """Evaluate: score a logged model on a range of tournament seasons, beside the seed baseline.
 
-Inputs: `model_uri` (runs:/<id>/model or models:/<name>@<alias>), the data parameters (`data`,
-`league`, `seed`), the scored seasons `first_season`..`last_season`, and `baseline_from`: the
-seed-difference baseline is fit on tournaments from `baseline_from` to the season before
-`first_season`.
-Outputs: metrics `brier`, `log_loss`, `accuracy`, `baseline_brier`, `n_games`; artifact
-`calibration.png` (reliability of model and baseline); tag `evaluated_run_id`.
+Its params are PARAMS below (and MLproject); what it logs is the README's table "What each run
+records". The seed-difference baseline is fit on the tournaments from `baseline_from` to the season
+before `first_season`.
 
     mlflow run . -e evaluate -P model_uri=runs:/<run id>/model --env-manager local
 """

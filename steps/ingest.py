@@ -1,11 +1,8 @@
 """Ingest: Kaggle files (or the synthetic league) -> tournament feature tables, split by season.
 
-Inputs: `data` ('synthetic' or a folder of Kaggle CSVs), `league` (M, W, both), the season bounds
-of the train / validation / test splits, and `seed` (for the synthetic league).
-Outputs (run artifacts, under `features/`): `games.csv` (one row per tournament game and side,
-with its split), `team_season.csv`, `scaler.json` (feature list, means and scales fit on training
-rows), `manifest.json` (each input file's sha256 and rows). The splits are logged as MLflow
-datasets; tags `data.synthetic` and `data.digest` name the data.
+Its params are madness.cli.DATA_PARAMS (and MLproject); what it logs is the README's table "What
+each run records": the tables under `features/`, with `manifest.json` naming each input file's
+sha256, and the splits as MLflow datasets.
 
     mlflow run . -e ingest -P data=../shared/data/mmlm2024 -P league=W --env-manager local
     python -m steps.ingest --league W --data ../shared/data/mmlm2024

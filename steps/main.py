@@ -1,17 +1,10 @@
 """Main: the article's grid (models x learning rates), each pair a packaged `mlflow.run` of `train`.
 
-Inputs: `models`, `lrs` (comma-separated), `epochs`, `batch_size`, `seeds` (networks per pair,
-averaged into its model; see train), the data parameters, `prefix`
-(experiments `<prefix>` for the sweep and its ingest run, `<prefix>_<model>` per model), `jobs`
-(pairs at once, each with its share of the cores; 0, the default: as many as this machine's usable
-cores, madness.backends.usable_cores), `env_manager` (passed to every child run:
-local, virtualenv, uv or conda), `backend` and `backend_config` (the MLflow backend of every child
-run, local or kubernetes, and its JSON configuration), `force` (rerun everything), `filter` and
-`register` (see report).
-Flow: one ingest run (reused when valid) feeds every pair through `runs:/<id>/features`; a pair
-whose FINISHED run has the same git commit and working-tree state, the same params and the same
-data digest is reused, not rerun. Outputs: `pairs.json` (each pair's run) and the report (`report/`)
-on the sweep run; the process exits non-zero naming any failed pair.
+Its params are PARAMS below (and MLproject); what it logs is the README's table "What each run
+records". One ingest run (reused when valid) feeds every pair through `runs:/<id>/features`; a
+pair whose FINISHED run has the same git commit and working-tree state, the same params and the
+same data digest is reused, not rerun. The report (steps.report) follows; the process exits
+non-zero naming any failed pair.
 
     mlflow run . --env-manager local
     mlflow run . -P models=small,medium -P lrs=0.001,0.01 -P epochs=10 -P jobs=2 --env-manager local

@@ -1,12 +1,11 @@
 """Predict: a Kaggle submission for every pair of a season's seeded tournament teams.
 
-Inputs: `model_uri` (runs:/<id>/model or models:/<name>@<alias>), `season` (its tournament need not
-have been played), the data parameters (`data`, `league`, `seed`), `output` (where to write).
-Outputs: `output` and the run artifact `submission.csv` (both or neither), Kaggle's format:
+Its params are PARAMS below (and MLproject); the season's tournament need not have been played.
+It writes `output` and the run artifact `submission.csv` (both or neither) in Kaggle's format:
 `ID,Pred` with ID `SSSS_TTTT_TTTT` (lower team id first) and Pred the probability that the lower
 id wins, one row per pair of seeded teams, per league.
 
-    mlflow run . -e predict -P model_uri=runs:/<run id>/model -P season=2024 -P output=submission.csv \
+    mlflow run . -e predict -P model_uri=runs:/<run id>/model -P season=2024 -P output=submission.csv \\
         --env-manager local
 """
 

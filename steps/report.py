@@ -1,16 +1,10 @@
 """Report: compare a sweep's runs, chart Brier against learning rate, filter, pick the best.
 
-Inputs: `sweep_run_id` (empty: the latest sweep), `filter` (MLflow search syntax, e.g.
-`metrics.brier < 0.25`), `register` (true: the pairs that pass the filter are registered, each
-architecture a registered model `<prefix>_<model>`, each learning rate a version, its best version
-aliased `champion`; and all of them in the registered model `<prefix>`, whose `champion` is the best
-over all architectures: `models:/<prefix>@champion`, the model to serve).
-Outputs, logged to the sweep run under `report/` (and to this run, when run on its own):
-`runs.csv` and `runs.md` (model, lr, seeds, brier_mean and brier_sd over the seeds, brier of the
-pair's model, log_loss, accuracy, baseline, best epoch, duration, run id; best mean Brier first),
-`brier_vs_lr.png` (the article's Figure 5; error bars of one standard deviation over seeds),
-`loss_curves.png` (a grid of every pair's curves, the first seed's), `filtered_runs.csv` (runs
-passing the filter), `best.json` (the best configuration by mean Brier, and how sure that is).
+Its params are PARAMS below (and MLproject); what it logs, under `report/` of the sweep run (and of
+this run, when run on its own), is the README's table "What each run records". With `register`,
+each architecture's passing pairs are versions of the registered model `<prefix>_<model>`, its best
+aliased `champion`, and all of them versions of `<prefix>`, whose `champion` is the best over all
+architectures: `models:/<prefix>@champion`, the model to serve.
 
     mlflow run . -e report -P sweep_run_id=<sweep run id> -P filter="metrics.brier < 0.22" --env-manager local
 """

@@ -1,18 +1,13 @@
 """Reproduce: rerun a past run from its own git commit with its own params, and compare every metric.
 
-Inputs: `run_id` (the run to rerun), `tolerance` (the largest accepted |rerun - original| of any
-metric value; 0 = bit for bit), `env_manager` (empty: the one the run used, as its tags record,
-else local; or local, virtualenv, uv, conda), `experiment` (name or id for the rerun; empty: the
-original's).
-Flow: the run's commit (tag `mlflow.source.git.commit`) is checked out in a temporary, detached
-`git worktree` of the repository it came from, so your working tree and branch are never touched;
-its entry point runs there through `mlflow.projects.run` with the params it logged; the worktree is
-removed afterwards, also on failure or interrupt. A run launched from a remote git URL is rerun
-with `mlflow.projects.run(<url>, version=<commit>)`.
-Outputs: the rerun, a child of this run tagged `reproduces=<run_id>`; a table of every metric of
-either run (metric, steps, original, rerun, difference; histories compared step by step), printed
-and logged as `comparison.txt`. The exit code is non-zero when a metric differs beyond `tolerance`
-or is missing on one side.
+Its params are PARAMS below (and MLproject). The run's commit (tag `mlflow.source.git.commit`) is
+checked out in a temporary, detached `git worktree` of the repository it came from, so your working
+tree and branch are never touched; its entry point runs there through `mlflow.projects.run` with
+the params it logged; the worktree is removed afterwards, also on failure or interrupt. A run
+launched from a remote git URL is rerun with `mlflow.projects.run(<url>, version=<commit>)`.
+The rerun is a child of this run tagged `reproduces=<run_id>`; every metric of either run (histories
+step by step) is printed and logged as `comparison.txt`. The exit code is non-zero when a metric
+differs beyond `tolerance` or is missing on one side.
 
     mlflow run . -e reproduce -P run_id=<run id> --env-manager local
     python -m steps.reproduce --run_id <run id>

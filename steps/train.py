@@ -1,22 +1,10 @@
 """Train: one of the article's Keras networks at one learning rate, tracked and scored by Brier.
 
-Inputs: `model` (small, medium, large), `lr` (> 0), `epochs`, `batch_size`, `seed`, `threads`
-(TensorFlow threads, 0 = every core this process may use: in a
-container or pod, its CPU limit), the data parameters of `ingest`, and `features_uri`: an
-ingest run's features (runs:/<id>/features); when empty, the features are built here by the same
-code, and the same manifest and datasets are logged.
-Outputs: metrics `train_loss` and `val_loss` per epoch (step = epoch), `best_epoch`, and on the test
-seasons `brier`, `log_loss`, `accuracy`, `baseline_brier` (seed-difference logistic regression),
-`brier_minus_baseline` with its paired-bootstrap 95% interval (`_low`, `_high`; games resampled);
-artifacts `loss.png`, `predictions.csv` (each test row: the game, its outcome, the model's and the
-baseline's probabilities), `features/manifest.json`, and `model` (an MLflow model with a signature:
-raw feature columns in, probability that team 1 wins out; the scaler is its first layer). With no
-test seasons (test_season = last_season + 1) nothing is scored.
-With `seeds` N > 1 the pair trains N networks (the first from `seed`, the others from seeds derived
-from it) and the model is their average: `brier` and the other scores are the average's, and it also
-logs `brier_seed` (each member's Brier, step = member), `brier_mean`, `brier_sd` (sample standard
-deviation) and `members.json` (each member's seed, best epoch and Brier); the curves, `loss.png` and
-`best_epoch` are the first member's.
+Its params are PARAMS below (and MLproject); what it logs is the README's table "What each run
+records". Without `features_uri` it builds the features itself, by the same code as `ingest`. With
+`seeds` N > 1 it trains N networks (the first from `seed`, the others from seeds derived from it)
+and its model and scores are their average's; the curves and `loss.png` are the first network's.
+With no test seasons (test_season = last_season + 1) nothing is scored.
 
     mlflow run . -e train -P model=medium -P lr=0.01 --env-manager local
     mlflow run . -e train -P model=small -P lr=0.001 -P seeds=5 --env-manager local
