@@ -18,6 +18,7 @@ import pandas as pd
 from madness import names, scoring
 from madness.errors import UserError
 from madness.names import Status
+from madness.sweep import Pair
 
 RANKING_COLUMNS = [
     "model",
@@ -52,17 +53,15 @@ class Split:
 
 
 @dataclass(frozen=True)
-class SeasonPair:
+class SeasonPair(Pair):
     """One pair's train run for one predicted season, as the sweep's launcher takes a pair."""
 
-    model: str
-    lr: str  # canonical, as madness.sweep.Pair's
     season: int
 
     @property
     def name(self) -> str:
         """Return the season run's name, `<model>_<lr>_<season>`."""
-        return f"{self.model}_{self.lr}_{self.season}"
+        return f"{super().name}_{self.season}"
 
 
 def parse_seasons(text: str) -> list[int]:

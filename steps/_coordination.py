@@ -1,4 +1,4 @@
-"""Against the tracking store: whether a run's process is alive (liveness_tags, Heartbeat, Liveness),
+"""Against the tracking store: whether a run's process is alive (liveness_tags, heartbeat, Liveness),
 sweeps taking turns on the same pair or ingest (Claims), and the ending of orphaned runs (end_orphans)."""
 
 from __future__ import annotations
@@ -37,33 +37,30 @@ def remote_store(uri: str | None = None) -> bool:
     return urllib.parse.urlparse(uri or mlflow.get_tracking_uri()).scheme not in LOCAL_SCHEMES
 
 
-class Heartbeat:
-    """Refresh the run's heartbeat tag every HEARTBEAT_SECONDS while the block runs, and ask the step
-    to stop once its run was ended by another process: a sweep run as one Kubernetes Job whose
-    `mlflow run` was cancelled (MLflow ends the run FAILED and deletes the Job, not its pod), or a
-    run another host judged dead. Remote stores only: on a local store every process is on this
-    host and its token says whether it lives."""
+@contextlib.contextmanager
+def heartbeat(run_id: str, seconds: float = HEARTBEAT_SECONDS):
+    """Refresh the run's heartbeat tag every `seconds` while the block runs, and ask the step to stop
+    once its run was ended by another process: a sweep run as one Kubernetes Job whose `mlflow run`
+    was cancelled (MLflow ends the run FAILED and deletes the Job, not its pod), or a run another
+    host judged dead. Remote stores only: on a local store every process is on this host and its
+    token says whether it lives."""
+    done = threading.Event()
 
-    def __init__(self, run_id: str, seconds: float = HEARTBEAT_SECONDS):
-        self.run_id, self.seconds = run_id, seconds
-        self._stop = threading.Event()
-
-    def _beat(self) -> None:
+    def beat() -> None:
         client = mlflow.MlflowClient()
-        while not self._stop.wait(self.seconds):
+        while not done.wait(seconds):
             with contextlib.suppress(Exception):  # the store is away: the step's own calls will say so
-                client.set_tag(self.run_id, names.TAG_HEARTBEAT, str(int(time.time())))
-                status = client.get_run(self.run_id).info.status
-                if status != Status.RUNNING and not self._stop.is_set():
-                    _lifecycle.request_stop(f"stopped: its run {self.run_id} was ended {status} by another process")
+                client.set_tag(run_id, names.TAG_HEARTBEAT, str(int(time.time())))
+                status = client.get_run(run_id).info.status
+                if status != Status.RUNNING and not done.is_set():
+                    _lifecycle.request_stop(f"stopped: its run {run_id} was ended {status} by another process")
 
-    def __enter__(self) -> Heartbeat:
-        if remote_store():
-            threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
+    if remote_store():
+        threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 class Liveness:

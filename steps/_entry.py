@@ -19,7 +19,7 @@ from madness import git, names
 from madness.errors import UserError
 from madness.names import Status
 from steps import _lifecycle
-from steps._coordination import Heartbeat, liveness_tags
+from steps._coordination import heartbeat, liveness_tags
 from steps._failures import (
     check_local_store,
     drop_store_tracebacks,
@@ -218,7 +218,7 @@ def start_run(entry: str, raw_params: dict[str, str], **kwargs):
                 **sweep,
             }
         )
-        with Heartbeat(run.info.run_id):
+        with heartbeat(run.info.run_id):
             yield run
         _lifecycle.check_stop()  # a step asked to stop as it finished still ends KILLED
     except BaseException as err:

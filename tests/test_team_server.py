@@ -278,11 +278,11 @@ def against(server, monkeypatch):
 def test_a_step_keeps_its_heartbeat_fresh_against_a_server(against):
     import time
 
-    from steps._coordination import Heartbeat
+    from steps._coordination import heartbeat
 
     experiment = against.create_experiment("beat")
     run = against.create_run(experiment, tags={names.TAG_HEARTBEAT: "0"})
-    with Heartbeat(run.info.run_id, seconds=0.2):
+    with heartbeat(run.info.run_id, seconds=0.2):
         time.sleep(1.5)
     assert int(against.get_run(run.info.run_id).data.tags[names.TAG_HEARTBEAT]) >= int(time.time()) - 5
 
@@ -292,13 +292,13 @@ def test_a_step_whose_run_another_process_ended_is_asked_to_stop(against, monkey
     import time
 
     from steps import _lifecycle
-    from steps._coordination import Heartbeat
+    from steps._coordination import heartbeat
 
     monkeypatch.setattr(_lifecycle, "stop", threading.Event())
     monkeypatch.setattr(_lifecycle, "_reasons", [])
     experiment = against.create_experiment("ended elsewhere")
     run = against.create_run(experiment)
-    with Heartbeat(run.info.run_id, seconds=0.2):
+    with heartbeat(run.info.run_id, seconds=0.2):
         time.sleep(0.5)
         assert not _lifecycle.stop.is_set()
         against.set_terminated(run.info.run_id, "FAILED")
