@@ -101,14 +101,10 @@ def log_input_once_stored(dataset, split: str, digest: str, attempts: int = 4) -
             mlflow.log_input(dataset, context=split, tags={"data_digest": digest})
             return
         except MlflowException as err:
-            if attempt == attempts - 1 or not is_duplicate_key(err):
+            marks = ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry")  # PostgreSQL, SQLite, MySQL
+            if attempt == attempts - 1 or not any(mark in str(err) for mark in marks):
                 raise
             time.sleep(0.2 * (attempt + 1))
-
-
-def is_duplicate_key(err: Exception) -> bool:
-    """Return whether `err` is a unique-key violation (PostgreSQL, SQLite or MySQL)."""
-    return any(mark in str(err) for mark in ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry"))
 
 
 def predict_rows(model, rows, features: list[str], data: str):
@@ -126,9 +122,9 @@ def predict_rows(model, rows, features: list[str], data: str):
     types = {
         spec.name: spec.type.to_numpy()
         for spec in model.metadata.get_input_schema().inputs
-        if isinstance(spec.type, DataType)
+        if isinstance(spec.type, DataType) and spec.name in features
     }
-    return model.predict(rows[features].astype({name: dtype for name, dtype in types.items() if name in features}))
+    return model.predict(rows[features].astype(types))
 
 
 def read_data_for_model(values: dict, model_run: str | None, workdir: Path):
