@@ -61,25 +61,16 @@ def compile_cache_base() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fabric-madness"
 
 
-def log_curves(trained: madness.model.Trained) -> None:
-    """Log the network's training and validation loss per epoch (step = epoch, from 1) to the active run."""
+def log_histories(histories: dict[str, list[float]], start: int) -> None:
+    """Log each metric's values as its history (step = position, from `start`) to the active run."""
     now = int(time.time() * 1000)
     metrics = [
-        Metric(key, value, now, epoch)
-        for epoch, (train_loss, val_loss) in enumerate(zip(trained.train_loss, trained.val_loss, strict=True), start=1)
-        for key, value in ((names.TRAIN_LOSS, train_loss), (names.VAL_LOSS, val_loss))
+        Metric(key, value, now, step)
+        for key, values in histories.items()
+        for step, value in enumerate(values, start=start)
     ]
     # One call: MLflow's client splits the batch into requests within its per-request limit.
     mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics, synchronous=True)
-
-
-def save_networks(members: list[madness.model.Trained], workdir: Path) -> list[Path]:
-    """Save each member's network in `workdir` (network.keras, network_1.keras, ...); return their paths."""
-    paths = []
-    for index, member in enumerate(members):
-        paths.append(workdir / ("network.keras" if index == 0 else f"network_{index}.keras"))
-        member.model.save(paths[-1])
-    return paths
 
 
 def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
@@ -173,9 +164,12 @@ def main(argv=None):
 
         # Scored through the served model's own code on the saved files: the networks still compiled
         # for training run another TensorFlow graph, whose probabilities can differ in the last bits.
-        keras_paths = save_networks(members, Path(tmp))
+        keras_paths = [Path(tmp) / ("network.keras" if i == 0 else f"network_{i}.keras") for i in range(len(members))]
+        for member, path in zip(members, keras_paths, strict=True):
+            member.model.save(path)
         served = TournamentModel.from_files(features, keras_paths)
-        log_curves(members[0])
+        first = members[0]
+        log_histories({names.TRAIN_LOSS: first.train_loss, names.VAL_LOSS: first.val_loss}, start=1)  # step = epoch
         # Without test seasons (a model for the coming tournament) there is nothing to score, and
         # the signature's output is described from the validation rows.
         rows = x_test if len(x_test) else x_val
@@ -184,16 +178,14 @@ def main(argv=None):
         scores = scores_on_test(built, y_test, probabilities) if len(x_test) else {}
         if len(members) > 1:
             scores.update(log_members(seeds, members, y_test, each if len(x_test) else None))
-        mlflow.log_metrics({**scores, names.BEST_EPOCH: members[0].best_epoch + 1})
+        mlflow.log_metrics({**scores, names.BEST_EPOCH: first.best_epoch + 1})
         constant = scoring.is_constant(probabilities)
         mlflow.set_tag(names.TAG_CONSTANT, str(constant).lower())
-        first = members[0]
         mlflow.log_figure(
             plots.loss_figure(first.train_loss, first.val_loss, first.best_epoch, values["model"], raw["lr"]),
             names.LOSS_PLOT,
         )
         log_model(keras_paths, features, signature(features, rows, probabilities))
-        run_id = mlflow.active_run().info.run_id
         done = time.perf_counter()
         seconds = (
             f"start-up and data {ready - started:.1f}, training {trained_at - ready:.1f}, "
@@ -202,7 +194,7 @@ def main(argv=None):
         mlflow.set_tag(names.TAG_SECONDS, seconds)  # a sweep's pair prints no line of its own: its split is here
     if not child:
         print(
-            f"train run {run_id}: {values['model']} lr={raw['lr']} {summary(scores)}, "
+            f"train run {run.info.run_id}: {values['model']} lr={raw['lr']} {summary(scores)}, "
             f"best epoch {', '.join(str(m.best_epoch + 1) for m in members)}; seconds: {seconds}"
         )
     if constant:
@@ -236,9 +228,7 @@ def log_members(seeds: list[int], members: list[madness.model.Trained], y_test, 
     for entry, value in zip(record, briers, strict=True):
         entry[names.BRIER] = value
     mlflow.log_dict(record, names.MEMBERS_FILE)
-    now = int(time.time() * 1000)
-    metrics = [Metric(names.BRIER_SEED, value, now, step) for step, value in enumerate(briers)]
-    mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics, synchronous=True)
+    log_histories({names.BRIER_SEED: briers}, start=0)
     return {names.BRIER_MEAN: mean, names.BRIER_SD: sd}
 
 
