@@ -50,7 +50,7 @@ def scored_and_baseline_rows(games, values: dict):
     ):
         if rows.empty:
             raise UserError(
-                f"no tournament games in seasons {what}; tournaments in the data: {games[names.SEASON].min()}-{games[names.SEASON].max()}"
+                f"no tournament games in seasons {what}; tournaments in the data: {season_.min()}-{season_.max()}"
             )
     return scored, history
 
@@ -61,25 +61,19 @@ def main(argv=None):
     values, raw = parse("evaluate", __doc__.splitlines()[0], PARAMS, argv)
     check_seasons(values)
     model, evaluated_run, features = load_model(values["model_uri"])
-    with start_run("evaluate", raw), tempfile.TemporaryDirectory() as tmp:
+    with start_run("evaluate", raw) as run, tempfile.TemporaryDirectory() as tmp:
         _, games, _ = read_data_for_model(values, evaluated_run, Path(tmp))
         scored, history = scored_and_baseline_rows(games, values)
         y = scored[names.TARGET].to_numpy(dtype="float64")
         p_model = predict_rows(model, scored, features, values["data"])
         p_base = scoring.seed_baseline(history, scored)
-        mlflow.log_metrics(
-            {
-                **scoring.all_scores(y, p_model),
-                names.BASELINE_BRIER: scoring.brier(y, p_base),
-                names.N_GAMES: len(y) // 2,
-            }
-        )
+        scores = {**scoring.all_scores(y, p_model), names.BASELINE_BRIER: scoring.brier(y, p_base)}
+        mlflow.log_metrics({**scores, names.N_GAMES: len(y) // 2})
         title = f"Calibration, seasons {values['first_season']}-{values['last_season']}"
         mlflow.log_figure(plots.calibration_figure(y, p_model, p_base, title), names.CALIBRATION_PLOT)
-        run_id = mlflow.active_run().info.run_id
     print(
-        f"evaluate run {run_id}: {values['model_uri']} on {len(y) // 2} games: brier {scoring.brier(y, p_model):.4f}, "
-        f"seed baseline {scoring.brier(y, p_base):.4f}"
+        f"evaluate run {run.info.run_id}: {values['model_uri']} on {len(y) // 2} games: "
+        f"brier {scores[names.BRIER]:.4f}, seed baseline {scores[names.BASELINE_BRIER]:.4f}"
     )
 
 

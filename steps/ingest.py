@@ -28,7 +28,7 @@ def main(argv=None):
     """Run the ingest entry point: parse its params, build the features, log them (see the module docstring)."""
     values, raw = parse("ingest", __doc__.splitlines()[0], PARAMS, argv)
     seasons_of(values)  # inverted seasons stop here, before any file is read
-    with start_run("ingest", raw), tempfile.TemporaryDirectory() as tmp:
+    with start_run("ingest", raw) as run, tempfile.TemporaryDirectory() as tmp:
         built = build_features(values, Path(tmp))
         folder = Path(tmp) / names.FEATURES_DIR
         dataset.write(built, folder)
@@ -41,10 +41,9 @@ def main(argv=None):
                 for split in (names.TRAIN, names.VAL, names.TEST)
             }
         )
-        run_id = mlflow.active_run().info.run_id
     print(
-        f"ingest run {run_id}: {len(built.games)} tournament rows, {len(built.feature_names)} features; "
-        f"features at runs:/{run_id}/{names.FEATURES_DIR}"
+        f"ingest run {run.info.run_id}: {len(built.games)} tournament rows, {len(built.feature_names)} features; "
+        f"features at runs:/{run.info.run_id}/{names.FEATURES_DIR}"
     )
 
 
