@@ -7,9 +7,6 @@ with named columns, in any order, and never rescale by hand. It is logged as MLf
 code": steps/served_model.py, which ends in `set_model(TournamentModel())`, is the model's code (this
 module and madness/ ship beside it, code_paths), the feature names and the networks are its
 artifacts; nothing is pickled.
-The seed columns are declared `long`, the others `double`, as a feature table read with pandas
-(games.csv) holds them (MLflow refuses int64 for a double column); `predict` casts every column to
-float32 for the networks.
 
 A pair trained from several seeds is one model still: its networks are artifacts `keras_model`
 (the first seed's, named as a single-seed model's), `keras_model_1`, `keras_model_2`, ..., and its
@@ -42,8 +39,8 @@ def member_artifact(index: int) -> str:
 
 def signature(feature_names: list[str], model_input, probabilities):
     """Return the model's signature: the feature columns by name, typed as the feature table holds them
-    (games.csv as pandas reads it): seed numbers are integers (long), every other feature a double;
-    the probabilities out."""
+    (games.csv as pandas reads it; MLflow refuses int64 for a double column): seed numbers are integers
+    (long), every other feature a double; the probabilities out."""
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import ColSpec, DataType, Schema
 

@@ -1,8 +1,4 @@
-"""The code MLflow logs as the served model ("models from code"): the model is set, not pickled.
-
-train logs this file as `python_model`, with the networks and the feature names (a JSON list) as
-artifacts, which steps.pyfunc_model.TournamentModel reads in load_context.
-"""
+"""The code MLflow logs as the served model ("models from code", see steps.pyfunc_model): set, not pickled."""
 
 from mlflow.models import set_model
 
