@@ -173,17 +173,13 @@ def local_repository(p: Plan, earlier: list[Path]) -> tuple[Path, str]:
     return found
 
 
-def interpreter_first(env_manager: str):
-    """With env_manager local the rerun's `python` is this one, even from an unactivated venv."""
-    first = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return _lifecycle.environment(first if env_manager == "local" else {})
-
-
 def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | None) -> str:
     """Run the entry point; tag the rerun `reproduces`; return its id. A failed rerun is a UserError."""
     parent = mlflow.active_run().info.run_id
+    # With env_manager local the rerun's `python` is this one, even from an unactivated venv.
+    path = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     try:
-        with interpreter_first(p.env_manager):
+        with _lifecycle.environment(path if p.env_manager == "local" else {}):
             submitted = mlflow.projects.run(
                 uri,
                 entry_point=p.entry,
