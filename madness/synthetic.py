@@ -69,13 +69,16 @@ def generate(league: str, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
         seeds.append(season_seeds)
         if season < LAST_SEASON:
             tourney.append(_play_bracket(season, season_seeds, strength, team_ids, rng))
-    regular_frame = pd.concat(regular, ignore_index=True)
-    for frame in (regular_frame, *detailed):
-        _to_team_ids(frame, team_ids)
-    return {
-        names.REGULAR_COMPACT: regular_frame,
+    results = {
+        names.REGULAR_COMPACT: pd.concat(regular, ignore_index=True),
         names.REGULAR_DETAILED: pd.concat(detailed, ignore_index=True),
         names.TOURNEY_COMPACT: pd.concat(tourney, ignore_index=True),
+    }
+    for frame in results.values():  # played between team indices; Kaggle's files hold team ids
+        for column in (names.WTEAM, names.LTEAM):
+            frame[column] = team_ids[frame[column]]
+    return {
+        **results,
         names.TOURNEY_SEEDS: pd.concat(seeds, ignore_index=True),
         names.TEAMS: _teams(league, team_ids),
     }
@@ -91,8 +94,8 @@ def _teams(league: str, team_ids: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def _game_margins(strength_a, strength_b, home_a, rng) -> np.ndarray:
-    """Integer margin of team a over b; never 0 (overtime settles ties)."""
+def _game_margins(strength_a, strength_b, home_a, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Return the integer margin of team a over b, never 0, and each game's overtimes (1 for a tie it settles)."""
     expected = MARGIN_PER_STRENGTH * (strength_a - strength_b) + HOME_EDGE * home_a
     margin = np.rint(expected + rng.normal(0.0, MARGIN_NOISE, len(expected))).astype(int)
     tied = margin == 0
@@ -138,10 +141,9 @@ def _box_side(score: np.ndarray, rng) -> dict[str, np.ndarray]:
     fgm3 = np.minimum(rng.binomial(fga3, 0.34), score // 3)
     fta = rng.integers(8, 28, size)
     ftm = np.minimum(rng.binomial(fta, 0.71), score - 3 * fgm3)
-    ftm -= (score - 3 * fgm3 - ftm) % 2  # the rest must be an even number of two-point points
-    ftm = np.maximum(ftm, 0)
+    # The rest must be an even number of two-point points: one free throw fewer, or 0 made becomes 1.
+    ftm = np.abs(ftm - (score - 3 * fgm3 - ftm) % 2)
     fgm2 = (score - 3 * fgm3 - ftm) // 2
-    ftm = score - 3 * fgm3 - 2 * fgm2
     fta = np.maximum(fta, ftm)
     fgm = fgm2 + fgm3
     fga = fgm + fga3 - fgm3 + rng.integers(18, 32, size)
@@ -199,19 +201,10 @@ def _play_bracket(season, seeds, strength, team_ids, rng) -> pd.DataFrame:
     for day in ROUND_DAYS:
         alive, games = _neutral_round(season, day, alive[0::2], alive[1::2], strength, rng)
         rounds.append(games)
-    frame = pd.concat(rounds, ignore_index=True)
-    _to_team_ids(frame, team_ids)
-    return frame
+    return pd.concat(rounds, ignore_index=True)
 
 
 def _neutral_round(season, day, a, b, strength, rng):
     margin, overtime = _game_margins(strength[a], strength[b], np.zeros(len(a)), rng)
     games = _compact(season, np.full(len(a), day), a, b, margin, overtime, np.full(len(a), "N"), rng)
     return np.where(margin > 0, a, b), games
-
-
-def _to_team_ids(frame: pd.DataFrame, team_ids: np.ndarray) -> None:
-    """Replace the team indices games are played between with team ids, which Kaggle's files hold."""
-    if frame[names.WTEAM].max() < len(team_ids):
-        frame[names.WTEAM] = team_ids[frame[names.WTEAM]]
-        frame[names.LTEAM] = team_ids[frame[names.LTEAM]]
