@@ -121,8 +121,7 @@ def build(files: list[kaggle.LeagueFiles], seasons: Seasons, synthetic_data: boo
 
 
 def _check_splits(games: pd.DataFrame, files, seasons: Seasons) -> None:
-    played = sorted(set().union(*(set(f.tourney[names.SEASON]) for f in files)))
-    span = f"{played[0]}-{played[-1]}" if played else "none"
+    span = madness.features.season_span(pd.concat([f.tourney[names.SEASON] for f in files]))
     splits = [(names.TRAIN, seasons.first, seasons.val - 1), (names.VAL, seasons.val, seasons.test - 1)]
     if seasons.has_test:
         splits.append((names.TEST, seasons.test, seasons.last))

@@ -78,24 +78,17 @@ def team_season_features(
     Box-score means (the team's and its opponents') are added only when detailed results are given.
     Unseeded teams get SeedNum NaN: they never play in the NCAA tournament.
     """
-    sides = both_sides(regular)
-    grouped = sides.groupby([names.SEASON, names.TEAM_ID])
+    key = [names.SEASON, names.TEAM_ID]
+    grouped = both_sides(regular).groupby(key)
     frame = grouped[[names.POINTS_FOR, names.POINTS_AGAINST]].mean()
     frame[names.MARGIN] = frame[names.POINTS_FOR] - frame[names.POINTS_AGAINST]
     frame[names.WIN_RATIO] = grouped["Won"].mean()
-    frame = frame.join(elo_ratings(regular).set_index([names.SEASON, names.TEAM_ID]))
-    seed_frame = seeds.assign(**{names.SEED_NUM: seed_number(seeds[names.SEED])}).set_index(
-        [names.SEASON, names.TEAM_ID]
-    )[[names.SEED_NUM]]
+    frame = frame.join(elo_ratings(regular).set_index(key))
+    seed_frame = seeds.assign(**{names.SEED_NUM: seed_number(seeds[names.SEED])}).set_index(key)[[names.SEED_NUM]]
     frame = frame.join(seed_frame, how="outer")
     if detailed is not None:
-        box = (
-            both_sides(detailed, names.FEATURE_BOX_STATS)
-            .groupby([names.SEASON, names.TEAM_ID])[box_feature_names()]
-            .mean()
-        )
-        frame = frame.join(box)
-    return frame.reset_index().sort_values([names.SEASON, names.TEAM_ID], ignore_index=True)
+        frame = frame.join(both_sides(detailed, names.FEATURE_BOX_STATS).groupby(key)[box_feature_names()].mean())
+    return frame.reset_index().sort_values(key, ignore_index=True)
 
 
 def team_feature_columns(team_features: pd.DataFrame) -> list[str]:
@@ -135,11 +128,11 @@ def seeded_pairs(seeds: pd.DataFrame, season: int) -> pd.DataFrame:
     """Return every pair of a season's seeded teams, lower team id first (Kaggle's submission order)."""
     teams = np.sort(seeds.loc[seeds[names.SEASON] == season, names.TEAM_ID].unique())
     if len(teams) < 2:
-        raise UserError(f"season {season} has no tournament seeds; seeded seasons: {_season_span(seeds)}")
+        raise UserError(f"season {season} has no tournament seeds; seeded seasons: {season_span(seeds[names.SEASON])}")
     low, high = np.triu_indices(len(teams), k=1)
     return pd.DataFrame({names.SEASON: season, names.T1_TEAM: teams[low], names.T2_TEAM: teams[high]})
 
 
-def _season_span(frame: pd.DataFrame) -> str:
-    seasons = frame[names.SEASON]
+def season_span(seasons: pd.Series) -> str:
+    """Return the first and last of `seasons` as 'first-last', or 'none' when there are none."""
     return f"{seasons.min()}-{seasons.max()}" if len(seasons) else "none"
