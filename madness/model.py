@@ -204,14 +204,13 @@ def _best_weights_callback(epochs: int):
             self.diverged: tuple[int, str, float] | None = None  # (0-based epoch, which loss, its value)
 
         def on_epoch_end(self, epoch, logs=None):
-            """Stop the training at the first training or validation loss that is not finite (recorded in
-            `diverged`); otherwise track the best epoch as EarlyStopping does."""
-            for key, loss in (("loss", "training"), ("val_loss", "validation")):
-                if not math.isfinite(logs[key]):
-                    self.diverged = (epoch, loss, float(logs[key]))
-                    self.model.stop_training = True
-                    return
-            super().on_epoch_end(epoch, logs)
+            """Stop at the first loss that is not finite (recorded in `diverged`); else track the best epoch."""
+            not_finite = _not_finite(logs["loss"], logs["val_loss"])
+            if not_finite:
+                self.diverged = (epoch, *not_finite)
+                self.model.stop_training = True
+            else:
+                super().on_epoch_end(epoch, logs)
 
         def on_train_end(self, logs=None):
             """Restore the best epoch's weights, unless the training diverged (then the weights are left alone)."""
@@ -347,15 +346,13 @@ def _fit_compiled(model, x_train, y_train, x_val, y_val, orders, epochs, batch_s
         losses = losses.numpy()[:, : int(epochs_run)]
         train_losses += map(float, losses[0])
         val_losses += map(float, losses[1])
-        if not np.isfinite(losses[:, -1]).all():  # the program stops on the first loss that is not finite
-            break
+        not_finite = _not_finite(*losses[:, -1])
+        if not_finite:  # the program stopped on it, the first loss that is not finite
+            return train_losses, val_losses, int(state[6]), (len(train_losses) - 1, *not_finite)
         check_stop()
-    best, best_epoch = state[4], state[6]
-    diverged = _first_not_finite(train_losses, val_losses)
-    if diverged is None:
-        for variable, value in zip(variables, best, strict=True):
-            variable.assign(value)
-    return train_losses, val_losses, int(best_epoch), diverged
+    for variable, value in zip(variables, state[4], strict=True):
+        variable.assign(value)
+    return train_losses, val_losses, int(state[6]), None
 
 
 @functools.cache
@@ -443,13 +440,11 @@ def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: fl
     return some_epochs
 
 
-def _first_not_finite(train_loss, val_loss) -> tuple[int, str, float] | None:
-    """Return (0-based epoch, which loss, its value) of the first loss that is not a finite number; the
-    training loss is looked at first, as the best-weights callback does."""
-    for epoch, losses in enumerate(zip(train_loss, val_loss, strict=True)):
-        for loss, value in zip(("training", "validation"), losses, strict=True):
-            if not math.isfinite(value):
-                return epoch, loss, value
+def _not_finite(train_loss: float, val_loss: float) -> tuple[str, float] | None:
+    """Return which of an epoch's losses is not a finite number, the training loss looked at first, and its value."""
+    for loss, value in (("training", train_loss), ("validation", val_loss)):
+        if not math.isfinite(value):
+            return loss, float(value)
     return None
 
 
