@@ -52,21 +52,20 @@ def elo_ratings(games: pd.DataFrame) -> pd.DataFrame:
 
 def both_sides(games: pd.DataFrame, stats: tuple[str, ...] = ()) -> pd.DataFrame:
     """Return each game twice, once from each team's side: Team, Opp, points, won, and per-side stats."""
-    sides = []
-    for us, them, won in (("W", "L", 1), ("L", "W", 0)):
-        side = pd.DataFrame(
+    sides = [
+        pd.DataFrame(
             {
                 names.SEASON: games[names.SEASON].to_numpy(),
                 names.TEAM_ID: games[f"{us}TeamID"].to_numpy(),
                 names.POINTS_FOR: games[f"{us}Score"].to_numpy(),
                 names.POINTS_AGAINST: games[f"{them}Score"].to_numpy(),
                 "Won": won,
+                **{stat: games[f"{us}{stat}"].to_numpy() for stat in stats},
+                **{f"{names.OPP}{stat}": games[f"{them}{stat}"].to_numpy() for stat in stats},
             }
         )
-        for stat in stats:
-            side[stat] = games[f"{us}{stat}"].to_numpy()
-            side[f"{names.OPP}{stat}"] = games[f"{them}{stat}"].to_numpy()
-        sides.append(side)
+        for us, them, won in (("W", "L", 1), ("L", "W", 0))
+    ]
     return pd.concat(sides, ignore_index=True)
 
 
