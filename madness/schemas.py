@@ -50,22 +50,6 @@ _SEASON = pa.Column(int, _between(FIRST_SEASON, LAST_SEASON, "season"))
 _TEAM = pa.Column(int, pa.Check.gt(0, name="team id range", error="a team id above 0"))
 _SCORE = pa.Column(int, _between(0, MAX_SCORE, "score"))
 
-_WINNER_ABOVE_LOSER = _frame_rule(
-    "winner above loser",
-    (names.WSCORE, names.LSCORE),
-    operator.gt,
-    f"{names.WSCORE} above {names.LSCORE} (no ties; winner and loser not swapped)",
-)
-_NOT_ITSELF = _frame_rule(
-    "no team against itself", (names.WTEAM, names.LTEAM), operator.ne, f"{names.WTEAM} different from {names.LTEAM}"
-)
-_GAME_ONCE = _frame_rule(
-    "each game once",
-    (names.WTEAM, names.LTEAM, names.SEASON, names.DAYNUM),
-    _first_meeting,
-    "two teams meet at most once a day (the same game is not listed again with winner and loser swapped)",
-)
-
 _RESULTS = {
     names.SEASON: _SEASON,
     names.DAYNUM: pa.Column(int, _between(0, MAX_DAYNUM, "day number")),
@@ -75,7 +59,23 @@ _RESULTS = {
     names.LSCORE: _SCORE,
     names.NUMOT: pa.Column(int, _between(0, MAX_OVERTIMES, "overtimes")),
 }
-_RESULT_RULES = [_WINNER_ABOVE_LOSER, _NOT_ITSELF, _GAME_ONCE]
+_RESULT_RULES = [
+    _frame_rule(
+        "winner above loser",
+        (names.WSCORE, names.LSCORE),
+        operator.gt,
+        f"{names.WSCORE} above {names.LSCORE} (no ties; winner and loser not swapped)",
+    ),
+    _frame_rule(
+        "no team against itself", (names.WTEAM, names.LTEAM), operator.ne, f"{names.WTEAM} different from {names.LTEAM}"
+    ),
+    _frame_rule(
+        "each game once",
+        (names.WTEAM, names.LTEAM, names.SEASON, names.DAYNUM),
+        _first_meeting,
+        "two teams meet at most once a day (the same game is not listed again with winner and loser swapped)",
+    ),
+]
 
 
 RESULTS = pa.DataFrameSchema(_RESULTS, checks=_RESULT_RULES, name="compact results")
