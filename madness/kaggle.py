@@ -8,6 +8,7 @@ rule of `madness.schemas` (a range, the winner above the loser, a team unknown t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -105,10 +106,8 @@ _WIDE_MARKS = (
 def decode(raw: bytes, source: str) -> str:
     """Kaggle ships some name files in Windows-1252; everything else is UTF-8. Anything else is refused."""
     _refuse_wide_text(raw, source)
-    try:
+    with contextlib.suppress(UnicodeDecodeError):
         return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
     try:
         return raw.decode("cp1252")
     except UnicodeDecodeError as err:
