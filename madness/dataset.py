@@ -81,7 +81,7 @@ def read_inputs(data: str, league: str, seed: int, workdir: Path) -> tuple[list[
 
 
 def assemble(files: list[kaggle.LeagueFiles], synthetic_data: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """All tournament rows (unsplit), the team-season table, and the data manifest.
+    """Return all tournament rows (unsplit), the team-season table, and the data manifest.
 
     Box-score features are used only when every league has detailed results, so that all rows
     have the same columns.
@@ -144,7 +144,7 @@ def check_complete(games: pd.DataFrame, features: list[str]) -> None:
 
 
 def fit_scaler(train: pd.DataFrame, features: list[str]) -> dict:
-    """Standardisation fit on training rows only; constant columns keep scale 1."""
+    """Return the standardisation fit on training rows only; constant columns keep scale 1."""
     values = train[features].to_numpy(dtype="float64")
     mean = values.mean(axis=0)
     scale = values.std(axis=0)

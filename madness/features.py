@@ -26,7 +26,7 @@ def seed_number(seed: pd.Series) -> pd.Series:
 
 
 def elo_ratings(games: pd.DataFrame) -> pd.DataFrame:
-    """End-of-season Elo per (Season, TeamID); everyone starts each season at 1500.
+    """Return the end-of-season Elo per (Season, TeamID); everyone starts each season at 1500.
 
     Games are replayed in (Season, DayNum) order; each moves the winner up and the loser down by
     K * (1 - E_winner), with K set by the winner's location.

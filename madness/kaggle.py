@@ -104,7 +104,7 @@ _WIDE_MARKS = (
 
 
 def decode(raw: bytes, source: str) -> str:
-    """Kaggle ships some name files in Windows-1252; everything else is UTF-8. Anything else is refused."""
+    """Return `raw` as text: Kaggle ships some name files in Windows-1252, the rest in UTF-8; refuse any other."""
     _refuse_wide_text(raw, source)
     with contextlib.suppress(UnicodeDecodeError):
         return raw.decode("utf-8-sig")
