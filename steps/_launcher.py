@@ -5,10 +5,6 @@ end its run), so the same code drives a local process and a Kubernetes Job.
 Locally each child runs synchronously in its worker: MLflow creates the run and runs the entry
 point's command as a child process of this one, with no `mlflow run` process in between. Elsewhere
 MLflow submits the job and the worker polls its status through the public `SubmittedRun` API.
-
-A child's run is never left RUNNING: a child that ends without ending its run (killed, evicted,
-its process gone) has it ended here with the status its backend reports; a launch that fails after
-MLflow created the run ends that run FAILED; a child stopped with the sweep ends KILLED.
 """
 
 from __future__ import annotations
@@ -121,14 +117,6 @@ def submit(entry: str, params: dict, exp_id: str, run_name: str, backend: Backen
     from steps._kubernetes import KubernetesChild
 
     return KubernetesChild(submitted, pod_start_seconds(backend.config))
-
-
-def adopt(sweep_run_id: str) -> None:
-    """Make the sweep's run this thread's active run, so that MLflow tags the runs launched from the
-    thread as its children (`mlflow.parentRunId`): MLflow keeps the active run per thread."""
-    active = mlflow.active_run()
-    if active is None or active.info.run_id != sweep_run_id:
-        mlflow.start_run(run_id=sweep_run_id, nested=active is not None)
 
 
 DOCKER_INFO_FAILED = "Ran `docker info`"  # how MLflow's validate_docker_installation begins, the output below it
@@ -259,9 +247,8 @@ def run_child(
             client.set_tag(run_id, names.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
         status = Status.FAILED
     tag_child(client, run_id, sweep_run_id, key)
-    if stopping.is_set() or stopped:
-        return Child(run_id, end_killed(client, run_id), error, started)
-    return Child(run_id, end_run(client, run_id, status), error, started)
+    ended = end_killed(client, run_id) if stopping.is_set() or stopped else end_run(client, run_id, status)
+    return Child(run_id, ended, error, started)
 
 
 class Turn(enum.Enum):
@@ -326,7 +313,11 @@ class Launcher:
 
     def train(self, job: Job) -> Job:
         """Run the pair's child to its end in this worker thread and record what became of it."""
-        adopt(self.sweep_run_id)
+        # MLflow keeps the active run per thread, and tags the runs launched from a thread as children
+        # of its active run (`mlflow.parentRunId`): the sweep's run is made this worker's.
+        active = mlflow.active_run()
+        if active is None or active.info.run_id != self.sweep_run_id:
+            mlflow.start_run(run_id=self.sweep_run_id, nested=active is not None)
         started = time.perf_counter()
         child = run_child(
             self.client,
@@ -412,14 +403,6 @@ class Launcher:
                 self.running[pool.submit(self.train, job)] = job
         return reused
 
-    def pause(self, seconds: float) -> None:
-        """Sleep up to `seconds` (the store is asked about waiting pairs once per poll), but wake as
-        soon as a child ends."""
-        if self.running:
-            wait(self.running, timeout=seconds, return_when=FIRST_COMPLETED)
-        else:
-            self.stopping.wait(seconds)
-
     def collect_ended(self) -> list[Job]:
         """Take the children that ended out of the running ones and release their claims; return
         them. A worker's error (a bug, the store failing) is raised."""
@@ -465,9 +448,11 @@ class Launcher:
                 if line != shown or time.monotonic() - last_print > QUIET_SECONDS:
                     print(line, flush=True)
                     shown, last_print = line, time.monotonic()
-                if self.running or self.waiting:
-                    self.pause(POLL_SECONDS)
+                if self.running:  # until the next poll, or a child ends
+                    wait(self.running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
                     self.tag_started()
+                elif self.waiting:
+                    self.stopping.wait(POLL_SECONDS)
         except BaseException as err:
             # The store failed: start nothing more and let the children in flight end on their own
             # (each retries the store itself, and may finish). Otherwise stop them: each worker ends its run.
