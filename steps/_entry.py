@@ -60,12 +60,6 @@ class _RetryNotice(logging.Handler):
         )
 
 
-def _announce_retries() -> None:
-    pool = logging.getLogger("urllib3.connectionpool")
-    if not any(isinstance(h, _RetryNotice) for h in pool.handlers):
-        pool.addHandler(_RetryNotice(logging.WARNING))
-
-
 def run_as_script(main) -> None:
     """Run the entry point of `python -m steps.<step>` and exit with its code, skipping the
     interpreter's teardown once the step has ended (finalizing TensorFlow's native libraries costs
@@ -112,7 +106,9 @@ def entry_point(main):
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
-        _announce_retries()
+        pool = logging.getLogger("urllib3.connectionpool")
+        if not any(isinstance(handler, _RetryNotice) for handler in pool.handlers):
+            pool.addHandler(_RetryNotice(logging.WARNING))
         drop_store_tracebacks()
         launched = None  # a store that fails its check is left alone: ending a run there would create it
         try:
@@ -130,7 +126,11 @@ def entry_point(main):
                 _end_launched_run(launched, Status.FAILED)
             raise
         except KeyboardInterrupt:
-            _tag_stopped(launched, _lifecycle.stop_reason())
+            # Tagged why: `mlflow run` ends the run FAILED on seeing the exit code, and whoever finds it
+            # so tagged ends it KILLED again (steps._runs.end_killed).
+            if launched:
+                with single_attempt(), contextlib.suppress(Exception):
+                    mlflow.MlflowClient().set_tag(launched, names.TAG_STOPPED, _lifecycle.stop_reason())
             _end_launched_run(launched, Status.KILLED, quick=True)
             print(f"error: {_lifecycle.stop_reason()}", file=sys.stderr)
             sys.exit(130)
@@ -155,15 +155,6 @@ def _end_launched_run(run_id: str | None, status: Status, quick: bool = False) -
         # The store is unreachable: the next sweep ends it (its process is gone).
         with single_attempt() if quick else nullcontext(), contextlib.suppress(Exception):
             end_run(mlflow.MlflowClient(), run_id, status)
-
-
-def _tag_stopped(run_id: str | None, reason: str) -> None:
-    """Tag the launched run with why its step stopped: where `mlflow run` then ends it FAILED on seeing
-    the step's exit code, the sweep waiting for the step (steps._launcher.run_child) or the next
-    sweep, report or backtest (steps._coordination.end_orphans) ends it KILLED again."""
-    if run_id:
-        with single_attempt(), contextlib.suppress(Exception):
-            mlflow.MlflowClient().set_tag(run_id, names.TAG_STOPPED, reason)
 
 
 def _end_active_run(status: Status, quick: bool = False) -> None:
