@@ -85,16 +85,6 @@ def local_path(uri: str) -> Path | None:
     return Path(urllib.request.url2pathname(location.path)) if location.scheme in ("", "file") else None
 
 
-def artifact_sizes(client, run_id: str, folders: set[str]) -> dict[str, int]:
-    """Return path -> size of the run's artifacts at its top level and in `folders`."""
-    sizes = {}
-    for folder in [None, *sorted(folders)]:
-        for info in client.list_artifacts(run_id, folder):
-            if not info.is_dir:
-                sizes[info.path] = info.file_size or 0
-    return sizes
-
-
 def missing(client, run_id: str, required: list[str], run=None) -> str | None:
     """Return a line naming the first `required` artifact the run lacks or holds empty, or None when all are there."""
     # A local store's artifacts are looked at where they lie: one stat each, not a listing per folder.
@@ -102,7 +92,9 @@ def missing(client, run_id: str, required: list[str], run=None) -> str | None:
     if root is not None:
         sizes = {name: (root / name).stat().st_size for name in required if (root / name).is_file()}
     else:
-        sizes = artifact_sizes(client, run_id, {name.rsplit("/", 1)[0] for name in required if "/" in name})
+        folders = [None, *sorted({name.rsplit("/", 1)[0] for name in required if "/" in name})]
+        listed = [info for folder in folders for info in client.list_artifacts(run_id, folder)]
+        sizes = {info.path: info.file_size or 0 for info in listed if not info.is_dir}
     gone = [name for name in required if not sizes.get(name)]  # absent or empty
     return f"its artifact {gone[0]} is missing or empty" if gone else None
 
