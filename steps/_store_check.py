@@ -42,11 +42,10 @@ def known_schemes() -> set[str]:
     return SCHEMES | set(DATABASE_ENGINES) | plugins
 
 
-def check_tracking_store(uri: str | None = None) -> None:
-    """Raise UserError, in one line naming the store, when the tracking store at `uri` (default: the
-    current one) cannot be an MLflow store; say at once when its server does not answer. Nothing is
-    created or written."""
-    uri = uri or mlflow.get_tracking_uri()
+def check_tracking_store() -> None:
+    """Raise UserError, in one line naming the store, when the tracking store cannot be an MLflow
+    store; say at once when its server does not answer. Nothing is created or written."""
+    uri = mlflow.get_tracking_uri()
     shown = without_credentials(uri)
     scheme = urllib.parse.urlsplit(uri).scheme.lower()
     if scheme.split("+")[0] not in known_schemes():
@@ -57,8 +56,8 @@ def check_tracking_store(uri: str | None = None) -> None:
         if problem:
             raise UserError(f"the tracking store {shown} {problem}")
         # `mlflow run` made this step's run in the store: a file gone since is a store deleted, not a new one.
-        if os.environ.get("MLFLOW_RUN_ID") and deleted_store(uri):
-            raise UserError(deleted_store(uri))
+        if os.environ.get("MLFLOW_RUN_ID") and (deleted := deleted_store(uri)):
+            raise UserError(deleted)
     elif scheme in ("http", "https"):
         announce_unreachable(uri)
 
