@@ -10,7 +10,6 @@ import logging
 import os
 import subprocess
 import sys
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import mlflow
@@ -153,12 +152,12 @@ def _end_launched_run(run_id: str | None, status: Status, quick: bool = False) -
     _end_active_run(status, quick)
     if run_id:
         # The store is unreachable: the next sweep ends it (its process is gone).
-        with single_attempt() if quick else nullcontext(), contextlib.suppress(Exception):
+        with single_attempt() if quick else contextlib.nullcontext(), contextlib.suppress(Exception):
             end_run(mlflow.MlflowClient(), run_id, status)
 
 
 def _end_active_run(status: Status, quick: bool = False) -> None:
-    with single_attempt() if quick else nullcontext():
+    with single_attempt() if quick else contextlib.nullcontext():
         while mlflow.active_run() is not None:
             # end_run pops the run before it calls the store; when the store is unreachable, the
             # next sweep ends the run (its process is gone).
@@ -188,7 +187,7 @@ def commit_tag(tags: dict[str, str]) -> dict[str, str]:
     return {names.TAG_COMMIT: commit} if commit else {}
 
 
-@contextmanager
+@contextlib.contextmanager
 def start_run(entry: str, raw_params: dict[str, str], **kwargs):
     """Start (or, under `mlflow run`, resume) the run; log params once, as given, source and process
     tags; keep its heartbeat while the block runs; end it FINISHED, FAILED, or KILLED on an interrupt."""
