@@ -83,16 +83,12 @@ def runs_of(client, pairs: list[dict]) -> dict:
         chunk = ids[start : start + IDS_PER_SEARCH]
         quoted = ", ".join(f"'{run_id}'" for run_id in chunk)
         # At most len(chunk) runs: one page. ViewType.ALL: a deleted run is listed, as get_run gives it.
-        runs.update(
-            (run.info.run_id, run)
-            for run in client.search_runs(
-                experiments, f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL, max_results=len(chunk)
-            )
+        found = client.search_runs(
+            experiments, f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL, max_results=len(chunk)
         )
-    for run_id in ids:
-        if run_id not in runs:  # not found in its pair's experiment: get_run finds it, or says why not
-            runs[run_id] = client.get_run(run_id)
-    return runs
+        runs.update((run.info.run_id, run) for run in found)
+    # One not found in its pair's experiment: get_run finds it, or says why not.
+    return {run_id: runs[run_id] if run_id in runs else client.get_run(run_id) for run_id in ids}
 
 
 def table_rows(client, pairs: list[dict]) -> list[dict]:
@@ -249,15 +245,13 @@ def register(client, sweep, pairs: list[dict], table, passing: set[str]) -> dict
     `champion`; and every one of them in the registered model named after the sweep's prefix,
     whose `champion` is the best over all architectures (the one model to serve)."""
     champions = {}
-    rows = tables.ranked(table)
-    rows = rows[rows["run_id"].isin(passing)]
-    prefix = prefix_of(sweep)
+    rows = tables.ranked(table[table["run_id"].isin(passing)])
     groups = [  # each architecture's rows, registered under its pairs' experiment name
         (next(p["experiment"] for p in pairs if p["model"] == model), part)
         for model, part in rows.groupby("model", sort=False)
     ]
     if len(rows):
-        groups.append((prefix, rows))
+        groups.append((prefix_of(sweep), rows))
     for name, part in groups:
         register_versions(client, name, part)
         champions[name] = f"models:/{name}@{CHAMPION}"
@@ -295,14 +289,13 @@ def register_versions(client, name: str, rows) -> None:
     except MlflowException as err:
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    versions = {run_id: version_of(client, name, run_id) for run_id in rows["run_id"]}
-    best_run = rows.iloc[0]["run_id"]  # ranked: best mean Brier first
+    versions = [version_of(client, name, run_id) for run_id in rows["run_id"]]  # ranked: best mean Brier first
     try:
-        client.set_registered_model_alias(name, CHAMPION, str(versions[best_run]))
+        client.set_registered_model_alias(name, CHAMPION, str(versions[0]))
     except MlflowException:
         # Two reports setting a new alias at once: MLflow's SQL store reads, then inserts, and the
         # second insert breaks the alias's unique key. Set again, the alias is there: an update.
-        client.set_registered_model_alias(name, CHAMPION, str(versions[best_run]))
+        client.set_registered_model_alias(name, CHAMPION, str(versions[0]))
 
 
 def versions_holding(client, name: str, run_id: str) -> list[int]:
@@ -363,7 +356,7 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     summary = {
         "sweep_run_id": sweep_run_id,
         "filter": filter_string,
-        "passing": passing["run_id"].tolist() if len(passing) else [],
+        "passing": passing["run_id"].tolist(),
         "best": best,
         "constant": constant,
     }
