@@ -248,7 +248,7 @@ def main(argv=None):
     client = mlflow.MlflowClient()
     description = describe.sweep_description(values["prefix"])
     sweep_exp = experiment_id(client, values["prefix"], description)
-    report_step.check_filter(values["filter"], sweep_exp)
+    report_step.search_filtered(values["filter"], [sweep_exp], max_results=1)  # a bad filter stops here, before any run
     # Under `mlflow run .` the sweep run already exists (MLFLOW_RUN_ID); on its own it goes in <prefix>.
     where = {} if os.environ.get("MLFLOW_RUN_ID") else {"experiment_id": sweep_exp, "run_name": "sweep"}
     with start_run("main", raw, **where) as sweep_run:

@@ -147,12 +147,6 @@ def filtered(pairs: list[dict], filter_string: str, whole: set[str]):
     )
 
 
-def check_filter(filter_string: str, experiment_id: str) -> None:
-    """Fail before any training on a filter MLflow cannot parse."""
-    if filter_string.strip():
-        search_filtered(filter_string, [experiment_id], max_results=1)
-
-
 def search_filtered(filter_string: str, experiments: list[str], clause: str = "", **kwargs) -> pd.DataFrame:
     """Return mlflow.search_runs of the user's `filter_string` and `clause` together; raise the one-line
     error naming `filter_string` when MLflow refuses it."""
