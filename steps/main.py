@@ -100,9 +100,7 @@ def find_reusable(
         return None
     if candidates is None:
         candidates = finished_runs([exp_id], entry, identity)
-    for run in candidates:
-        if run.info.experiment_id != exp_id:
-            continue
+    for run in (run for run in candidates if run.info.experiment_id == exp_id):
         if not sweep.is_reusable(run.info.status, run.data.params, run.data.tags, as_logged(params), identity):
             continue
         problem = RUN_PROBLEM[entry](client, run.info.run_id, run)
@@ -224,10 +222,9 @@ def checked_backend(values: dict) -> Backend:
         values["epochs"], values["seeds"], values["batch_size"], values["jobs"] if values["backend"] == LOCAL else 1
     )
     backend = backend_of(values["backend"], values["backend_config"], values["env_manager"])
-    if backend.name == LOCAL:
-        return backend
-    backend = with_image(backend)
-    check_pods_reach_store()
+    if backend.name != LOCAL:
+        backend = with_image(backend)
+        check_pods_reach_store()
     return backend
 
 
@@ -259,8 +256,7 @@ def main(argv=None):
         liveness = Liveness(client)
         claims = None if values["force"] else Claims(client, sweep_id, liveness)
         ingest_id = ensure_ingest(client, raw, sweep_exp, identity, backend, sweep_id, claims)
-        digest = client.get_run(ingest_id).data.tags.get(names.TAG_DATA_DIGEST)
-        identity = {**identity, names.TAG_DATA_DIGEST: digest}
+        identity[names.TAG_DATA_DIGEST] = client.get_run(ingest_id).data.tags.get(names.TAG_DATA_DIGEST)
         jobs = plan(
             client,
             values,
@@ -286,7 +282,7 @@ def main(argv=None):
             claims,
         )
         try:
-            launcher.run_all(list(todo), total=len(jobs), done=len(jobs) - len(todo))
+            launcher.run_all(todo, total=len(jobs), done=len(jobs) - len(todo))
         finally:
             log_pairs(jobs, after_store_failure=launcher.store_failed)
         reused = sum(job.reused for job in jobs)
