@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 from dataclasses import dataclass
@@ -23,10 +24,8 @@ def canonical(text: str) -> str:
     stored as strings, and one configuration must have one name. Anything else stays as written,
     for the step that reads it to refuse."""
     text = str(text).strip()
-    try:
+    with contextlib.suppress(ValueError):
         return str(int(text))
-    except ValueError:
-        pass
     try:
         number = float(text)
     except ValueError:
@@ -94,12 +93,12 @@ def is_reusable(
 ) -> bool:
     """Return whether the run can stand for a new one: FINISHED, with the same params (by value: see
     `same_value`) and the same values of `want_tags` (git commit, working-tree state, data digest)."""
-    if run_status != Status.FINISHED:
-        return False
     keys = (set(run_params) | set(want_params)) - IGNORED_IN_CACHE
-    if not all(same_value(run_params.get(k), want_params.get(k)) for k in keys):
-        return False
-    return all(value is not None and run_tags.get(tag) == value for tag, value in want_tags.items())
+    return (
+        run_status == Status.FINISHED
+        and all(same_value(run_params.get(k), want_params.get(k)) for k in keys)
+        and all(value is not None and run_tags.get(tag) == value for tag, value in want_tags.items())
+    )
 
 
 def threads_per_job(jobs: int, cores: int | None = None) -> int:
