@@ -1,10 +1,9 @@
 """Main: the article's grid (models x learning rates), each pair a packaged `mlflow.run` of `train`.
 
-Its params are PARAMS below (and MLproject); what it logs is the README's table "What each run
-records". One ingest run (reused when valid) feeds every pair through `runs:/<id>/features`; a
-pair whose FINISHED run has the same git commit and working-tree state, the same params and the
-same data digest is reused, not rerun. The report (steps.report) follows; the process exits
-non-zero naming any failed pair.
+Its params are PARAMS below (and MLproject); what it logs, and which pairs it reuses, the README's
+table "What each run records" and the paragraph after it say. One ingest run (reused when valid)
+feeds every pair through `runs:/<id>/features`. The report (steps.report) follows; the process
+exits non-zero naming any failed pair.
 
     mlflow run . --env-manager local
     mlflow run . -P models=small,medium -P lrs=0.001,0.01 -P epochs=10 -P jobs=2 --env-manager local

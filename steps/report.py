@@ -1,10 +1,8 @@
 """Report: compare a sweep's runs, chart Brier against learning rate, filter, pick the best.
 
 Its params are PARAMS below (and MLproject); what it logs, under `report/` of the sweep run (and of
-this run, when run on its own), is the README's table "What each run records". With `register`,
-each architecture's passing pairs are versions of the registered model `<prefix>_<model>`, its best
-aliased `champion`, and all of them versions of `<prefix>`, whose `champion` is the best over all
-architectures: `models:/<prefix>@champion`, the model to serve.
+this run, when run on its own), is the README's table "What each run records"; `register`
+adds registered models and aliases (see register).
 
     mlflow run . -e report -P sweep_run_id=<sweep run id> -P filter="metrics.brier < 0.22" --env-manager local
 """
