@@ -154,7 +154,6 @@ class Status(enum.StrEnum):
     FINISHED = "FINISHED"
     FAILED = "FAILED"
     KILLED = "KILLED"
-    UNKNOWN = "UNKNOWN"  # the store could not be asked
 
 
 ENDED = (Status.FINISHED, Status.FAILED, Status.KILLED)
