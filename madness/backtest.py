@@ -15,7 +15,7 @@ from itertools import groupby
 
 import pandas as pd
 
-from madness import names, scoring
+from madness import features, names, scoring
 from madness.errors import UserError
 from madness.names import Status
 from madness.sweep import Pair
@@ -90,7 +90,7 @@ def season_splits(wanted: list[int], played: list[int], first: int) -> tuple[lis
     Validation is the latest earlier tournament season; at least one tournament season from `first`
     on must come before it, to train on."""
     played = sorted(set(played))
-    span = f"{played[0]}-{played[-1]}" if played else "none"
+    span = features.season_span(pd.Series(played))
     splits = []
     for season in (s for s in wanted if s in played):
         earlier = [s for s in played if first <= s < season]
