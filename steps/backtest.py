@@ -50,13 +50,12 @@ PARAMS = (
         "the nested choice: pairs chosen on the predicted seasons up to this one, scored on the later ones",
         season,
     ),
-    *(_MAIN[name] for name in ("epochs", "batch_size", "seeds")),
+    *sweep_step.GRID_NUMBERS,
     *(_DATA[name] for name in ("data", "league", "first_season", "seed")),
     *(_MAIN[name] for name in ("prefix", "jobs", "env_manager", "backend", "backend_config", "force")),
 )
 PAIR_ENTRY = "backtest_pair"  # the entry_point tag of a pair's run (logged by this step, not an entry point)
 SEASON_RUNS_FILE = "season_runs.json"
-GRID_NUMBERS = tuple(p for p in PARAMS if p.name in ("epochs", "batch_size", "seeds"))
 DATA_OF_RUN = tuple(_DATA[name] for name in ("data", "league", "seed"))
 
 
@@ -76,7 +75,7 @@ def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity
             params = {
                 "model": pair.model,
                 "lr": pair.lr,
-                **sweep_step.canonical_params(GRID_NUMBERS, raw),
+                **sweep_step.canonical_params(sweep_step.GRID_NUMBERS, raw),
                 "threads": str(threads),
                 "features_uri": "",
                 **sweep_step.canonical_params(DATA_OF_RUN, raw),
@@ -131,13 +130,13 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
         **{k: v for k, v in identity.items() if v is not None},
         **liveness_tags(),  # a pair run left RUNNING by a process that died is ended by the next invocation
     }
-    run = client.create_run(first.experiment_id, run_name=f"{first.pair.model}_{first.pair.lr}", tags=tags)
+    run = client.create_run(first.experiment_id, run_name=sweep.Pair(first.pair.model, first.pair.lr).name, tags=tags)
     run_id = run.info.run_id
     try:
         params = {
             "model": first.pair.model,
             "lr": first.pair.lr,
-            **sweep_step.canonical_params(GRID_NUMBERS, raw),
+            **sweep_step.canonical_params(sweep_step.GRID_NUMBERS, raw),
             **sweep_step.canonical_params(DATA_OF_RUN, raw),
             "first_season": first.params["first_season"],
             "seasons": ",".join(str(job.pair.season) for job in jobs),
@@ -167,13 +166,13 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
 def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run_id: str, folder: Path) -> dict:
     """Write each pair's run, the ranking, how sure, the nested choice and the chart in `folder`
     (logged under backtest/ by the caller); return the summary that is printed."""
-    by_pair: dict[str, list[Job]] = {}
+    by_pair: dict[sweep.Pair, list[Job]] = {}
     for job in jobs:
-        by_pair.setdefault(f"{job.pair.model}_{job.pair.lr}", []).append(job)
+        by_pair.setdefault(sweep.Pair(job.pair.model, job.pair.lr), []).append(job)
     rows, predictions, scores = [], {}, {}
-    for name, pair_jobs in by_pair.items():
-        first = pair_jobs[0].pair
-        row = {"model": first.model, "lr": first.lr}
+    for pair, pair_jobs in by_pair.items():
+        name = pair.name
+        row = {"model": pair.model, "lr": pair.lr}
         failed = [job for job in pair_jobs if job.status != Status.FINISHED]
         if failed:
             rows.append({**row, "status": Status.FAILED, "run_id": ""})
@@ -208,8 +207,8 @@ def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run
         summary["how_sure"] = tables.how_sure(
             best,
             runner_up,
-            predictions[pair_name(best)],
-            predictions[pair_name(runner_up)] if runner_up else None,
+            predictions[sweep.Pair(best["model"], best["lr"]).name],
+            predictions[sweep.Pair(runner_up["model"], runner_up["lr"]).name] if runner_up else None,
         )
         nested = backtest.nested_choice(predictions, values["choose_until"])
         summary["nested"] = backtest.nested_text(nested, values["choose_until"])
@@ -217,11 +216,6 @@ def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run
     kept = {k: v for k, v in summary.items() if k != "markdown"}
     (folder / names.BEST_FILE).write_text(json.dumps(kept, indent=1, default=lambda v: v.item()))  # NumPy numbers
     return summary
-
-
-def pair_name(row: dict) -> str:
-    """Return a ranking row's pair name, `<model>_<lr>`."""
-    return f"{row['model']}_{row['lr']}"
 
 
 def print_summary(summary: dict) -> None:
