@@ -8,6 +8,7 @@ against `MLproject`.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ def _to_float(name: str, text: str) -> float:
         value = float(str(text).strip())
     except ValueError:
         raise UserError(f"{name} must be a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise UserError(f"{name} must be a finite number, got {text!r}")
     return value
 
@@ -116,8 +117,7 @@ DATA_PARAMS = (
     Param("seed", "int", 42, "seed for the synthetic league, weights and shuffling", non_negative),
 )
 
-# A pair's networks (train and main): the model they make is their average, scored with each
-# member's Brier, their mean and spread (madness.model.member_seeds derives the members' seeds).
+# A pair's networks (train and main); madness.model.member_seeds derives their seeds from `seed`.
 SEEDS = Param(
     "seeds",
     "int",
