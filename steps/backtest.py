@@ -1,13 +1,10 @@
 """Backtest: every pair of the grid predicts each chosen season from the seasons before it alone.
 
-Its params are PARAMS below (and MLproject); what it logs is the README's table "What each run
-records". Season s is an ordinary `train` run with val_season = the latest earlier season with a
-tournament, test_season = last_season = s, training on first_season..val_season - 1; its features
-are built here and logged to this run (`features/<season>/`). The train runs are the sweep's
-children (cached, `jobs` at a time, a failed one retried alone on the next invocation, on any
-backend), in experiment `<prefix>_backtest_<model>`, named `<model>_<lr>_<season>`. Each pair gets
-a run `<model>_<lr>` in the same experiment, parent of its season runs, scored over all its games
-and reused when its season runs are. The process exits non-zero naming any failed season run.
+How it trains, names and reports is docs/backtest.md; its params are PARAMS below (and MLproject);
+what it logs is the README's table "What each run records". Season s is an ordinary `train` run
+(test_season = last_season = s; madness.backtest.season_splits draws its other seasons) from
+features built here and logged to this run (`features/<season>/`). A pair's run is reused when
+its season runs are. The process exits non-zero naming any failed season run.
 
     mlflow run . -e backtest -P models=small,medium -P lrs=0.001,0.01 -P data=../shared/data/mmlm2024 -P league=W --env-manager local
     mlflow run . -e backtest -P models=small -P lrs=0.01 -P epochs=5 -P seasons=2021-2023 --env-manager local
