@@ -223,7 +223,6 @@ def print_summary(summary: dict) -> None:
         return
     print(f"how sure: {summary['how_sure']}")
     print(f"nested: {summary['nested']}")
-    # The last line names the pair to use and its run, for scripts.
     print(f"best: {summary['best_text']} -> pair run {summary['best']['run_id']}")
 
 
@@ -263,8 +262,6 @@ def main(argv=None):
         for job in todo:
             job.params["features_uri"] = f"runs:/{run_id}/{names.FEATURES_DIR}/{job.pair.season}"
         log_features(files, splits, {job.pair.season for job in todo}, Path(tmp) / names.FEATURES_DIR)
-        # The sweep's launcher, as main's: `jobs` at a time on the backend, each failure isolated,
-        # a run another sweep trains waited for.
         launcher = Launcher(
             client,
             backend,
