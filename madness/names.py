@@ -87,9 +87,8 @@ TAG_ENTRY_POINT = "entry_point"
 TAG_HOST = "process.host"
 TAG_PROCESS = "process.token"  # pid:start time of the step's process
 TAG_HEARTBEAT = "process.heartbeat"  # unix seconds, refreshed while the step runs against a remote store
-TAG_CONSTANT = (
-    "predictions.constant"  # on a train run: "true" when its network predicts about one probability for every game
-)
+# On a train run: "true" when its network predicts about one probability for every game.
+TAG_CONSTANT = "predictions.constant"
 TAG_SECONDS = "seconds"  # a train run's time split: start-up and data, training, scoring and logging
 TAG_ENDED_BY = "ended_by"  # why a run that was left RUNNING was ended by another process
 TAG_STOPPED = "stopped"  # why a step stopped before its end (a signal, its launcher gone); its run ends KILLED
