@@ -30,7 +30,7 @@ def is_dirty(cwd: Path | str) -> bool:
 
 
 def files(cwd: Path | str) -> list[str]:
-    """Tracked and untracked files, ignored ones (stores, .venv, outputs, data) left out."""
+    """Return the tracked and untracked files, ignored ones (stores, .venv, outputs, data) left out."""
     return [name for name in output(["ls-files", "-co", "--exclude-standard", "-z"], cwd).decode().split("\0") if name]
 
 
