@@ -57,19 +57,14 @@ def command_line(pid: int) -> list[str]:
         return []
 
 
-def is_shell(command: list[str]) -> bool:
+def _is_shell(command: list[str]) -> bool:
     return bool(command) and Path(command[0]).name.lstrip("-") in SHELLS
 
 
 def is_shell_wrapper(command: list[str]) -> bool:
     """Return whether the command is `sh -c '<command>'`, as MLflow runs an entry point's command:
     such a shell lives only as long as its command."""
-    return is_shell(command) and "-c" in command[1:]
-
-
-def is_interactive_shell(command: list[str]) -> bool:
-    """Return whether the command is a shell reading commands from a person (no script, no -c)."""
-    return is_shell(command) and all(arg.startswith("-") for arg in command[1:]) and "-c" not in command[1:]
+    return _is_shell(command) and "-c" in command[1:]
 
 
 def is_mlflow_run(command: list[str]) -> bool:
@@ -87,8 +82,8 @@ def launcher_chain(pid: int | None = None, parent=parent_pid, command=command_li
     current = parent(os.getpid() if pid is None else pid)
     while current is not None and current > 1:
         cmd = command(current)
-        if is_interactive_shell(cmd):
-            break
+        if _is_shell(cmd) and all(arg.startswith("-") and arg != "-c" for arg in cmd[1:]):
+            break  # an interactive shell: no script, no -c
         chain.append(current)
         if not is_shell_wrapper(cmd):
             break
