@@ -28,8 +28,18 @@ def _causes(err: BaseException):
 def store_failure(err: BaseException) -> str | None:
     """Return one line naming the store when `err` is the tracking or artifact store failing (a SQLite store
     deleted meanwhile named as such), or an address that answers but is no MLflow server; else None."""
-    fault = _store_fault(err)
-    return (deleted_store() or fault) if fault else not_a_tracking_server(err)
+    if fault := _store_fault(err):
+        return deleted_store() or fault
+    # MLflow's client raises this for an answer with no MLflow error in it: a web page, another service, a wrong path
+    answer = isinstance(err, MlflowException) and re.match(
+        r"API request to endpoint (\S+) failed with error code (\d+)", str(err.message)
+    )
+    if not answer:
+        return None
+    return (
+        f"the tracking store {without_credentials(mlflow.get_tracking_uri())} answered {answer[1]} with HTTP {answer[2]} "
+        "and no MLflow response: it is not an MLflow tracking server; give the address `mlflow server` listens on"
+    )
 
 
 def _store_fault(err: BaseException) -> str | None:
@@ -66,21 +76,6 @@ def _store_fault(err: BaseException) -> str | None:
                 "MLFLOW_ALLOW_FILE_STORE=true; use a database, e.g. sqlite:///mlflow.db"
             )
     return None
-
-
-def not_a_tracking_server(err: BaseException) -> str | None:
-    """Return one line when a request to the tracking server got an answer that is not MLflow's (a web
-    page, another service, a wrong path: no JSON error), else None."""
-    if not isinstance(err, MlflowException):
-        return None
-    answer = re.match(r"API request to endpoint (\S+) failed with error code (\d+)", str(err.message))
-    if answer is None:
-        return None
-    endpoint, status = answer.groups()
-    return (
-        f"the tracking store {without_credentials(mlflow.get_tracking_uri())} answered {endpoint} with HTTP {status} "
-        "and no MLflow response: it is not an MLflow tracking server; give the address `mlflow server` listens on"
-    )
 
 
 def deleted_store(uri: str | None = None) -> str | None:
