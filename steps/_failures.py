@@ -47,14 +47,12 @@ def _store_fault(err: BaseException) -> str | None:
 
     uri = without_credentials(mlflow.get_tracking_uri())
     for cause in _causes(err):
-        code = getattr(cause, "error_code", None)
-        if code == "UNAUTHENTICATED":
-            return (
-                f"the tracking server {uri} refused the request: not authenticated; "
-                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-            )
-        if code == "PERMISSION_DENIED":
-            return f"the tracking server {uri} refused the request: permission denied for user {os.environ.get('MLFLOW_TRACKING_USERNAME', '?')}"
+        refused = {
+            "UNAUTHENTICATED": "not authenticated; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",
+            "PERMISSION_DENIED": f"permission denied for user {os.environ.get('MLFLOW_TRACKING_USERNAME', '?')}",
+        }.get(getattr(cause, "error_code", None))
+        if refused:
+            return f"the tracking server {uri} refused the request: {refused}"
         if isinstance(cause, requests.exceptions.RetryError):
             return f"the tracking server {uri} kept failing with server errors (HTTP 5xx); is its database up?"
         if isinstance(cause, requests.exceptions.Timeout):
