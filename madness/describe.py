@@ -9,7 +9,7 @@ from madness.model import ARCHITECTURES, HIDDEN_ACTIVATION, OUTPUT_ACTIVATION
 
 
 def network_words(model: str) -> str:
-    """E.g. 'the medium network (64-64 relu, sigmoid out)', from madness.model.ARCHITECTURES."""
+    """Return e.g. 'the medium network (64-64 relu, sigmoid out)', from madness.model.ARCHITECTURES."""
     if model not in ARCHITECTURES:  # the train runs will refuse it
         return f"the {model} network"
     widths = "-".join(str(units) for units in ARCHITECTURES[model])
@@ -41,15 +41,12 @@ def sweep_description(prefix: str) -> str:
     )
 
 
-# A train run's settings named in its run name when they differ from train's defaults, in this order.
-NAMED_SETTINGS = ("epochs", "batch_size", "seeds", *(param.name for param in DATA_PARAMS))
-
-
 def run_name(model: str, lr: str, settings: dict[str, str], defaults: dict[str, str]) -> str:
-    """Return `<model>_<lr>`, then `_<setting><value>` for each of NAMED_SETTINGS not at its default (a data
-    folder by its last part), so that runs of different configurations never share a name."""
+    """Return `<model>_<lr>`, then `_<setting><value>` for epochs, batch_size, seeds and each data parameter not
+    at its default, in that order (a data folder by its last part), so that runs of different configurations
+    never share a name."""
     parts = [f"{model}_{lr}"]
-    for key in NAMED_SETTINGS:
+    for key in ("epochs", "batch_size", "seeds", *(param.name for param in DATA_PARAMS)):
         value = str(settings.get(key, defaults[key]))
         if value != str(defaults[key]):
             parts.append(f"{key}{value.rstrip('/').rsplit('/', 1)[-1] if key == 'data' else value}")
