@@ -166,12 +166,11 @@ class Claims:
         contender still choosing may yet pick a lower ticket: it is waited for until it has one."""
         self.enter(experiment_id, key)
         others = self.others(experiment_id, key)
-        choosing = sorted(holder for holder, value in others.items() if value == CHOOSING)
-        if choosing:
-            return choosing[0]
+        if choosing := min((holder for holder, value in others.items() if value == CHOOSING), default=None):
+            return choosing
         mine = (self.held[(experiment_id, key)], self.holder)
-        ahead = sorted((ticket, holder) for holder, ticket in tickets(others).items() if (ticket, holder) < mine)
-        return ahead[0][1] if ahead else None
+        first = min(((ticket, holder) for holder, ticket in tickets(others).items()), default=mine)
+        return first[1] if first < mine else None
 
     def release(self, experiment_id: str, key: str) -> None:
         """Remove this holder's claim on `key`, if it holds one."""
