@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mlflow
 
-from madness import names, plots, scoring
+from madness import features, names, plots, scoring
 from madness.cli import DATA_PARAMS, Param, parse, season
 from madness.errors import UserError
 from steps._data import predict_rows, read_data_for_model
@@ -41,16 +41,16 @@ def check_seasons(values: dict) -> None:
 
 def scored_and_baseline_rows(games, values: dict):
     """Return the games of the scored seasons and those the baseline is fit on; raise UserError when either is empty."""
-    season_ = games[names.SEASON]
-    scored = games[(season_ >= values["first_season"]) & (season_ <= values["last_season"])]
-    history = games[(season_ >= values["baseline_from"]) & (season_ < values["first_season"])]
+    seasons = games[names.SEASON]
+    scored = games[(seasons >= values["first_season"]) & (seasons <= values["last_season"])]
+    history = games[(seasons >= values["baseline_from"]) & (seasons < values["first_season"])]
     for rows, what in (
         (scored, f"{values['first_season']}-{values['last_season']}"),
         (history, f"{values['baseline_from']}-{values['first_season'] - 1} (for the baseline)"),
     ):
         if rows.empty:
             raise UserError(
-                f"no tournament games in seasons {what}; tournaments in the data: {season_.min()}-{season_.max()}"
+                f"no tournament games in seasons {what}; tournaments in the data: {features.season_span(seasons)}"
             )
     return scored, history
 

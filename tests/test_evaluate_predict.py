@@ -15,6 +15,7 @@ import pytest
 
 from conftest import subprocess_env
 from madness import kaggle, names, synthetic
+from madness.errors import UserError
 from readonly import run_on_small_disk
 from steps import evaluate, predict, train
 from stores import all_artifacts, last_line, run_ids, temp_store
@@ -107,6 +108,15 @@ def test_evaluate_with_a_missing_model_fails_with_one_line(store, capsys):
     line = last_stderr_line(capsys)
     assert line.startswith("error: cannot load model") and uri in line
     assert run_ids(store.experiment_id) == before  # nothing started
+
+
+def test_evaluate_on_seasons_without_games_names_the_seasons_the_data_has():
+    games = pd.DataFrame({names.SEASON: [2015, 2019, 2021]})
+    values = {"baseline_from": 2003, "first_season": 2022, "last_season": 2023}
+    with pytest.raises(
+        UserError, match=r"no tournament games in seasons 2022-2023; tournaments in the data: 2015-2021$"
+    ):
+        evaluate.scored_and_baseline_rows(games, values)
 
 
 # --- predict ---
