@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import io
 import json
 import shlex
 import shutil
@@ -371,16 +372,13 @@ def how_sure(best: dict, runner_up: dict | None) -> str:
     paired bootstrap over the same games), or why that cannot be said."""
     if runner_up is None:
         return tables.NO_RUNNER_UP
-    with tempfile.TemporaryDirectory() as tmp:
-        frames = []
-        for row in (best, runner_up):
-            try:
-                local = mlflow.artifacts.download_artifacts(
-                    run_id=row["run_id"], artifact_path=names.PREDICTIONS_FILE, dst_path=str(Path(tmp) / row["run_id"])
-                )
-            except Exception:  # noqa: BLE001 - absent (a run trained before predictions were logged): MLflow raises several types
-                return f"not compared with the runner-up: run {row['run_id']} has no {names.PREDICTIONS_FILE}"
-            frames.append(pd.read_csv(local))
+    frames = []
+    for row in (best, runner_up):
+        try:
+            text = mlflow.artifacts.load_text(f"runs:/{row['run_id']}/{names.PREDICTIONS_FILE}")
+        except Exception:  # noqa: BLE001 - absent (a run trained before predictions were logged): MLflow raises several types
+            return f"not compared with the runner-up: run {row['run_id']} has no {names.PREDICTIONS_FILE}"
+        frames.append(pd.read_csv(io.StringIO(text)))
     return tables.how_sure(best, runner_up, *frames)
 
 
