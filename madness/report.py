@@ -83,16 +83,10 @@ def ranked(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["status"] == Status.FINISHED].dropna(subset=[names.BRIER_MEAN])
 
 
-def best_row(table: pd.DataFrame) -> dict | None:
-    """Return the best ranked row (whole, FINISHED, lowest mean Brier) as a dict, or None when no row is ranked."""
+def ranked_row(table: pd.DataFrame, place: int = 0) -> dict | None:
+    """Return the ranked row at `place` (0: the best, 1: the runner-up) as a dict, or None when fewer rows are ranked."""
     scored = ranked(table)
-    return None if scored.empty else scored.iloc[0].to_dict()
-
-
-def runner_up_row(table: pd.DataFrame) -> dict | None:
-    """Return the second ranked row as a dict, or None when fewer than two rows are ranked."""
-    scored = ranked(table)
-    return None if len(scored) < 2 else scored.iloc[1].to_dict()
+    return scored.iloc[place].to_dict() if len(scored) > place else None
 
 
 def same_games(a: pd.DataFrame, b: pd.DataFrame) -> bool:

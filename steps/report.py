@@ -345,7 +345,7 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
         loss_grid(cells).savefig(folder / names.LOSS_GRID, dpi=80)
     columns = ["run_id", "tags.mlflow.runName", f"metrics.{names.BRIER}", "params.lr", "params.model"]
     passing.filter(items=columns).to_csv(folder / names.FILTERED_CSV, index=False)  # those of them it has
-    best = tables.best_row(table)
+    best = tables.ranked_row(table)
     summary = {
         "sweep_run_id": sweep_run_id,
         "filter": filter_string,
@@ -355,7 +355,7 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     }
     if best is not None:
         summary["best_model_uri"] = f"runs:/{best['run_id']}/{names.MODEL_DIR}"
-        summary["how_sure"] = how_sure(best, tables.runner_up_row(table))
+        summary["how_sure"] = how_sure(best, tables.ranked_row(table, 1))
         if do_register:
             sweep = client.get_run(sweep_run_id)
             summary["champions"] = register(client, sweep, pairs, table, set(summary["passing"]))

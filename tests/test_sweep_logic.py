@@ -327,7 +327,7 @@ def test_markdown_of_an_empty_table_is_its_header():
 
 
 def test_best_row_is_the_lowest_brier():
-    best = tables.best_row(
+    best = tables.ranked_row(
         tables.runs_table([row("small", "0.1", 0.3), row("medium", "0.01", 0.2), never_started("large", "0.1")])
     )
     assert best["model"] == "medium" and best["lr"] == "0.01" and best[names.BRIER] == pytest.approx(0.2)
@@ -335,7 +335,7 @@ def test_best_row_is_the_lowest_brier():
 
 
 def test_an_incomplete_run_is_never_best_even_with_the_lowest_brier():
-    best = tables.best_row(
+    best = tables.ranked_row(
         tables.runs_table([row("small", "0.1", 0.1, status=tables.INCOMPLETE), row("medium", "0.01", 0.2)])
     )
     assert best["run_id"] == "id_medium_0.01"
@@ -343,10 +343,12 @@ def test_an_incomplete_run_is_never_best_even_with_the_lowest_brier():
 
 def test_best_row_is_none_when_nothing_finished():
     assert (
-        tables.best_row(tables.runs_table([never_started("small", "0.1"), row("small", "abc", None, status="FAILED")]))
+        tables.ranked_row(
+            tables.runs_table([never_started("small", "0.1"), row("small", "abc", None, status="FAILED")])
+        )
         is None
     )
-    assert tables.best_row(tables.runs_table([])) is None
+    assert tables.ranked_row(tables.runs_table([])) is None
 
 
 def test_a_single_seed_runs_mean_is_its_brier_and_it_has_no_spread():
@@ -367,8 +369,8 @@ def test_runs_are_ranked_by_their_members_mean_brier_not_by_their_averaged_model
             row("medium", "0.01", 0.19, seeds=3, members=(0.2, 0.001)),
         ]
     )
-    assert tables.best_row(table)["model"] == "medium"
-    assert tables.runner_up_row(table)["model"] == "small"
+    assert tables.ranked_row(table)["model"] == "medium"
+    assert tables.ranked_row(table, 1)["model"] == "small"
 
 
 def test_the_brier_text_of_one_seed_is_as_before_and_of_several_names_mean_spread_and_count():
@@ -398,8 +400,8 @@ def test_the_runner_up_is_the_second_lowest_whole_finished_brier():
             row("large", "0.1", 0.25),
         ]
     )
-    assert tables.runner_up_row(table)["run_id"] == "id_large_0.1"
-    assert tables.runner_up_row(tables.runs_table([row("small", "0.1", 0.3)])) is None
+    assert tables.ranked_row(table, 1)["run_id"] == "id_large_0.1"
+    assert tables.ranked_row(tables.runs_table([row("small", "0.1", 0.3)]), 1) is None
 
 
 def predictions(team_1_wins: list[float], season: int = 2022) -> pd.DataFrame:
