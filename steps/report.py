@@ -206,10 +206,9 @@ def drawn_by() -> list[str]:
     ] + [f"matplotlib {importlib.metadata.version('matplotlib')}"]
 
 
-def earlier_figures(client, sweep_run_id: str, digest: str, folder: Path) -> str | None:
-    """Copy both figures into `folder` from the latest earlier report drawn from the same inputs
-    (the digest tag on its run) whose figures are whole PNGs; return that run's id, or None."""
-    experiment = client.get_run(sweep_run_id).info.experiment_id
+def earlier_figures(client, experiment: str, digest: str, folder: Path) -> str | None:
+    """Copy both figures into `folder` from the latest earlier report in the experiment drawn from the same
+    inputs (the digest tag on its run) whose figures are whole PNGs; return that run's id, or None."""
     candidates = client.search_runs(
         [experiment],
         f"tags.`{names.TAG_FIGURES_DIGEST}` = '{digest}'",
@@ -329,6 +328,7 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     """Build every report file in `folder`; return the summary that is printed."""
     client = mlflow.MlflowClient()
     pairs = sweep_pairs(sweep_run_id)
+    sweep = client.get_run(sweep_run_id)
     rows = table_rows(client, pairs)
     table = tables.runs_table(rows)
     # The pairs whose network gives about the same probability to every game (train's tag).
@@ -339,7 +339,7 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
     (folder / names.RUNS_MD).write_text(tables.markdown(table) + "\n" + tables.BRIER_WORDS + "\n")
     chart, cells = tables.chart_frame(table), loss_histories(client, pairs)
     digest = tables.figures_digest(chart, cells, drawn_by())
-    reused_from = earlier_figures(client, sweep_run_id, digest, folder)
+    reused_from = earlier_figures(client, sweep.info.experiment_id, digest, folder)
     if reused_from is None:
         plots.brier_by_lr_figure(chart).savefig(folder / names.BRIER_CHART, dpi=100)
         loss_grid(cells).savefig(folder / names.LOSS_GRID, dpi=80)
@@ -357,7 +357,6 @@ def write_report(sweep_run_id: str, filter_string: str, do_register: bool, folde
         summary["best_model_uri"] = f"runs:/{best['run_id']}/{names.MODEL_DIR}"
         summary["how_sure"] = how_sure(best, tables.ranked_row(table, 1))
         if do_register:
-            sweep = client.get_run(sweep_run_id)
             summary["champions"] = register(client, sweep, pairs, table, set(summary["passing"]))
             if best["run_id"] in summary["passing"]:  # the best passes: it is the overall champion
                 summary["best_model_uri"] = summary["champions"][prefix_of(sweep)]
