@@ -235,7 +235,8 @@ def register(client, sweep, pairs: list[dict], table, passing: set[str]) -> dict
     """Register the pairs that pass the filter: one registered model per architecture, one version
     per learning rate (reused when the run was registered before), its best version aliased
     `champion`; and every one of them in the registered model named after the sweep's prefix,
-    whose `champion` is the best over all architectures (the one model to serve)."""
+    whose `champion` is the best over all architectures (the one model to serve). A model that gets
+    no champion this time loses one whose files are gone (drop_broken_champion)."""
     champions = {}
     rows = tables.ranked(table[table["run_id"].isin(passing)])
     groups = [  # each architecture's rows, registered under its pairs' experiment name
@@ -247,8 +248,9 @@ def register(client, sweep, pairs: list[dict], table, passing: set[str]) -> dict
     for name, part in groups:
         register_versions(client, name, part)
         champions[name] = f"models:/{name}@{CHAMPION}"
-    for name in dict.fromkeys(p["experiment"] for p in pairs if p["experiment"] not in champions):
-        drop_broken_champion(client, name)
+    for name in dict.fromkeys([*(p["experiment"] for p in pairs), prefix_of(sweep)]):
+        if name not in champions:
+            drop_broken_champion(client, name)
     return champions
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from madness import names
+from madness import report as tables
 from steps import _stored, report
 
 MLMODEL = {
@@ -166,6 +167,20 @@ def test_an_alias_on_a_whole_model_stays(run):
     client.set_registered_model_alias("coin2", report.CHAMPION, version.version)
     report.drop_broken_champion(client, "coin2")
     assert client.get_model_version_by_alias("coin2", report.CHAMPION).version == version.version
+
+
+def test_a_broken_overall_champion_is_removed_when_no_run_passes_the_filter(run, capsys):
+    client = mlflow.MlflowClient()
+    version = mlflow.register_model(f"runs:/{run}/{names.MODEL_DIR}", "overall")
+    client.set_registered_model_alias("overall", report.CHAMPION, version.version)
+    shutil.rmtree(model_folder(run))
+    with mlflow.start_run() as sweep:
+        mlflow.log_param("prefix", "overall")
+    pairs = [{"model": "small", "lr": "0.1", "experiment": "overall_small", "run_id": run}]
+    report.register(client, client.get_run(sweep.info.run_id), pairs, tables.runs_table([]), passing=set())
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        client.get_model_version_by_alias("overall", report.CHAMPION)
+    assert f"removed alias champion of overall (version {version.version}, run {run})" in capsys.readouterr().out
 
 
 class Counting(mlflow.MlflowClient):
