@@ -16,8 +16,8 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -163,8 +163,7 @@ def build(name: str, scaler: dict, learning_rate: float):
     return model
 
 
-@dataclass
-class Trained:
+class Trained(NamedTuple):
     """A trained network, its training and validation loss per epoch, and the (0-based) epoch whose weights it holds."""
 
     model: object
@@ -197,14 +196,11 @@ def _best_weights_callback(epochs: int):
     keras = import_keras()
 
     class KeepBestWeights(keras.callbacks.EarlyStopping):
-        """EarlyStopping that also stops at the first loss that is not finite, recorded in `diverged`."""
-
         def __init__(self):
             super().__init__(monitor="val_loss", mode="min", patience=epochs, restore_best_weights=True)
             self.diverged: tuple[int, str, float] | None = None  # (0-based epoch, which loss, its value)
 
         def on_epoch_end(self, epoch, logs=None):
-            """Stop at the first loss that is not finite (recorded in `diverged`); else track the best epoch."""
             not_finite = _not_finite(logs["loss"], logs["val_loss"])
             if not_finite:
                 self.diverged = (epoch, *not_finite)
@@ -213,7 +209,6 @@ def _best_weights_callback(epochs: int):
                 super().on_epoch_end(epoch, logs)
 
         def on_train_end(self, logs=None):
-            """Restore the best epoch's weights, unless the training diverged (then the weights are left alone)."""
             if self.diverged is None:
                 super().on_train_end(logs)
 
@@ -364,15 +359,13 @@ def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: fl
     compilation. The epochs' loop is inside the program, so Python is not entered between epochs."""
     import tensorflow as tf
 
-    def predict(params, x):
+    def mse(params, x, y):
+        """Return the network's mean squared error on (x, y), its forward pass written out as `build` makes it."""
         layers = len(params) // 2
         for i in range(layers):
             activation = getattr(tf.nn, OUTPUT_ACTIVATION if i == layers - 1 else HIDDEN_ACTIVATION)
             x = activation(tf.matmul(x, params[2 * i]) + params[2 * i + 1])
-        return x
-
-    def mse(params, x, y):
-        return tf.reduce_mean(tf.square(y - predict(params, x)))
+        return tf.reduce_mean(tf.square(y - x))
 
     def adam_step(x, y, learning_rate, params, m, v, step):
         with tf.GradientTape() as tape:
@@ -414,10 +407,6 @@ def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: fl
         best weights, best validation loss and its epoch, counted from the training's first, which
         is `first` epochs before this chunk's); return (epochs run, [training losses, validation
         losses] per epoch of the chunk, the state after them)."""
-        chunk = orders.shape[0]
-
-        def go_on(epoch, stop, *_):
-            return tf.logical_and(epoch < count, tf.logical_not(stop))
 
         def epoch_of(epoch, stop, params, m, v, step, best, best_loss, best_epoch, losses):
             order = orders[epoch]
@@ -433,7 +422,9 @@ def _training_program(batch_size: int, beta_1: float, beta_2: float, epsilon: fl
             return epoch + 1, stop, params, m, v, step, best, best_loss, best_epoch, losses
 
         epochs_run, _, *state, losses = tf.while_loop(
-            go_on, epoch_of, (0, tf.constant(False), *state, tf.zeros([2, chunk]))
+            lambda epoch, stop, *_: tf.logical_and(epoch < count, tf.logical_not(stop)),
+            epoch_of,
+            (0, tf.constant(False), *state, tf.zeros([2, orders.shape[0]])),
         )
         return epochs_run, losses, tuple(state)
 
