@@ -24,8 +24,8 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+import madness.model
 from madness.errors import UserError
-from madness.model import import_keras
 from madness.names import SEED_NUM
 
 KERAS_ARTIFACT = "keras_model"
@@ -53,7 +53,7 @@ def signature(feature_names: list[str], model_input, probabilities):
 def load_network(path):
     """Load a saved Keras network, uncompiled, without TensorFlow's load-time notices (no CUDA drivers,
     oneDNN): nothing a user of the model can act on, and no environment variable stops them."""
-    return import_keras().models.load_model(path, compile=False)
+    return madness.model.import_keras().models.load_model(path, compile=False)
 
 
 def average(member_probabilities: np.ndarray) -> np.ndarray:
@@ -86,9 +86,8 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
         self.networks = [load_network(context.artifacts[name]) for name in members]
 
     def member_predictions(self, model_input: pd.DataFrame) -> np.ndarray:
-        """Return one row of probabilities per network."""
-        values = np.asarray(model_input[self.feature_names], dtype="float32")
-        return np.stack([network.predict(values, verbose=0).reshape(-1).astype("float64") for network in self.networks])
+        """Return one row of probabilities per network (madness.model.predict's)."""
+        return np.stack([madness.model.predict(network, model_input[self.feature_names]) for network in self.networks])
 
     # The DataFrame hint tells MLflow there is no signature to infer from it (the signature is given
     # at logging) and spares the warning it gives for a predict without hints; validation is unchanged.
@@ -101,7 +100,7 @@ def load_model(uri: str):
     """Load a pyfunc model; return it with the id of the run that made it and its input columns."""
     try:
         info = mlflow.models.get_model_info(uri)
-        import_keras()  # what the model's code imports, here without TensorFlow's load-time notices
+        madness.model.import_keras()  # what the model's code imports, here without TensorFlow's load-time notices
         model = mlflow.pyfunc.load_model(uri)
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run, model or alias
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
