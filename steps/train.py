@@ -103,14 +103,13 @@ def log_model(keras_paths: list[Path], features: list[str], signature) -> None:
         )
         if not stored:
             raise  # failed before the model was created: nothing stored
-        model = stored[0]
         for each in stored:
             with contextlib.suppress(Exception):  # what cannot be removed is in a model marked deleted
                 get_artifact_repository(each.artifact_location).delete_artifacts()
             mlflow.MlflowClient().delete_logged_model(each.model_id)
         if isinstance(err, OSError):  # its path is a temporary copy's or the store's: name the store
             raise UserError(
-                f"cannot store the model in {model.artifact_location} ({err.strerror or err}); "
+                f"cannot store the model in {stored[0].artifact_location} ({err.strerror or err}); "
                 "nothing of it was kept: free space or make the artifact store writable, then train again"
             ) from None
         raise
