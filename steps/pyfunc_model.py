@@ -64,17 +64,15 @@ def average(member_probabilities: np.ndarray) -> np.ndarray:
 class TournamentModel(mlflow.pyfunc.PythonModel):
     """The served model: P(team 1 wins) for the named feature columns, the mean of the pair's networks."""
 
-    def __init__(self, feature_names: list[str] = ()):
+    def __init__(self, feature_names: list[str] = (), networks: list = ()):
         self.feature_names = list(feature_names)
-        self.networks = []
+        self.networks = list(networks)
 
     @classmethod
     def from_files(cls, feature_names: list[str], keras_paths: list) -> TournamentModel:
         """Return the model as `mlflow.pyfunc.load_model` gives it, loaded from the saved network files:
         `train` scores through this, so its logged Brier is the served model's, bit for bit."""
-        served = cls(feature_names)
-        served.networks = [load_network(path) for path in keras_paths]
-        return served
+        return cls(feature_names, [load_network(path) for path in keras_paths])
 
     def load_context(self, context):
         """Read the feature names (when an artifact holds them) and load every network among the model's artifacts."""
