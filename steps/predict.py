@@ -87,8 +87,7 @@ def write_and_log(local: Path, output: Path) -> None:
         with writing(output):
             os.replace(partial, output)
     finally:
-        if partial.exists():
-            partial.unlink()
+        partial.unlink(missing_ok=True)
 
 
 @entry_point
