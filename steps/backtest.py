@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 import time
+from itertools import groupby
 from pathlib import Path
 
 import mlflow
@@ -54,6 +55,8 @@ PARAMS = (
 PAIR_ENTRY = "backtest_pair"  # the entry_point tag of a pair's run (logged by this step, not an entry point)
 SEASON_RUNS_FILE = "season_runs.json"
 DATA_OF_RUN = tuple(_DATA[name] for name in ("data", "league", "seed"))
+# A season run's params that its pair's run does not log: this machine's, and those of one season.
+SEASON_RUN_ONLY = ("threads", "features_uri", "val_season", "test_season", "last_season")
 
 
 def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity: dict, threads: int) -> list[Job]:
@@ -102,14 +105,14 @@ def predictions_of(run_id: str, folder: Path) -> pd.DataFrame:
     return pd.read_csv(local)
 
 
-def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, parent: str, folder: Path):
+def pair_run(
+    client, jobs: list[Job], identity: dict, parent: str, force: bool, predictions: pd.DataFrame, by_season, overall
+) -> tuple[str, bool]:
     """Reuse the pair's run when a FINISHED one aggregates the very same season runs; otherwise log it
-    here (per-season Brier, the mean over all games, the interval against the baseline,
-    every predicted game) and make it the parent of the season runs this invocation trained.
-    Return (its run id, its predictions over every season, whether it was reused)."""
+    here (`by_season`: season_scores, `overall`: overall_scores, every predicted game) and make it the
+    parent of the season runs this invocation trained. Return (its run id, whether it was reused)."""
     first = jobs[0]
     season_runs = ",".join(job.run_id for job in jobs)
-    predictions = pd.concat([predictions_of(job.run_id, folder) for job in jobs], ignore_index=True)
     found = client.search_runs(
         [first.experiment_id],
         f"tags.`{names.TAG_SEASON_RUNS}` = '{season_runs}' and tags.`{names.TAG_ENTRY_POINT}` = '{PAIR_ENTRY}' "
@@ -117,8 +120,8 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
-    if found and not values["force"]:
-        return found[0].info.run_id, predictions, True
+    if found and not force:
+        return found[0].info.run_id, True
     tags = {
         names.TAG_PARENT_RUN: parent,
         names.TAG_ENTRY_POINT: PAIR_ENTRY,
@@ -130,22 +133,15 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
     run = client.create_run(first.experiment_id, run_name=sweep.Pair(first.pair.model, first.pair.lr).name, tags=tags)
     run_id = run.info.run_id
     try:
-        params = {
-            "model": first.pair.model,
-            "lr": first.pair.lr,
-            **sweep_step.canonical_params(sweep_step.GRID_NUMBERS, raw),
-            **sweep_step.canonical_params(DATA_OF_RUN, raw),
-            "first_season": first.params["first_season"],
-            "seasons": ",".join(str(job.pair.season) for job in jobs),
-        }
+        params = {k: v for k, v in first.params.items() if k not in SEASON_RUN_ONLY}
+        params["seasons"] = ",".join(str(job.pair.season) for job in jobs)
         now = int(time.time() * 1000)
-        by_season = backtest.season_scores(predictions)
         metrics = [
             Metric(key, float(row[key]), now, int(row[names.SEASON]))
             for _, row in by_season.iterrows()
             for key in (names.SEASON_BRIER, names.SEASON_BASELINE_BRIER, names.SEASON_GAMES)
         ]
-        metrics += [Metric(key, float(value), now, 0) for key, value in backtest.overall_scores(predictions).items()]
+        metrics += [Metric(key, float(value), now, 0) for key, value in overall.items()]
         client.log_batch(
             run_id, metrics=metrics, params=[RunParam(k, str(v)) for k, v in params.items()], synchronous=True
         )
@@ -157,46 +153,38 @@ def pair_run(client, values: dict, raw: dict, jobs: list[Job], identity: dict, p
         end_run(client, run_id, Status.KILLED if isinstance(err, KeyboardInterrupt) else Status.FAILED)
         raise
     end_run(client, run_id, Status.FINISHED)
-    return run_id, predictions, False
+    return run_id, False
 
 
-def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run_id: str, folder: Path) -> dict:
-    """Write each pair's run, the ranking, how sure, the nested choice and the chart in `folder`
-    (logged under backtest/ by the caller); return the summary that is printed."""
-    by_pair: dict[sweep.Pair, list[Job]] = {}
-    for job in jobs:
-        by_pair.setdefault(sweep.Pair(job.pair.model, job.pair.lr), []).append(job)
+def report(client, values: dict, jobs: list[Job], identity: dict, run_id: str, folder: Path) -> None:
+    """Write each pair's run, the ranking, how sure, the nested choice and the chart in `folder`, log
+    them under backtest/, and print the ranking, how sure, the nested choice, and last the best pair
+    with its run (the line for scripts)."""
     rows, predictions, scores = [], {}, {}
-    for pair, pair_jobs in by_pair.items():
-        name = pair.name
+    # plan() lists each pair's season runs one after another
+    for pair, grouped in groupby(jobs, lambda job: sweep.Pair(job.pair.model, job.pair.lr)):
+        pair_jobs = list(grouped)
         row = {"model": pair.model, "lr": pair.lr}
-        failed = [job for job in pair_jobs if job.status != Status.FINISHED]
-        if failed:
+        if any(job.status != Status.FINISHED for job in pair_jobs):
             rows.append({**row, "status": Status.FAILED, "run_id": ""})
             continue
-        pair_id, predictions[name], reused = pair_run(
-            client, values, raw, pair_jobs, identity, run_id, folder.parent / "downloads"
-        )
-        scores[name] = backtest.season_scores(predictions[name])
-        seasons = dict(zip(scores[name][names.SEASON], scores[name][names.SEASON_BRIER], strict=True))
-        rows.append(
-            {
-                **row,
-                **backtest.overall_scores(predictions[name]),
-                **seasons,
-                "status": Status.FINISHED,
-                "run_id": pair_id,
-            }
-        )
-        print(f"  {name}: {'reused' if reused else 'logged'} pair run {pair_id}", flush=True)
+        downloads = folder.parent / "downloads"
+        frame = pd.concat([predictions_of(job.run_id, downloads) for job in pair_jobs], ignore_index=True)
+        by_season, overall = backtest.season_scores(frame), backtest.overall_scores(frame)
+        predictions[pair.name], scores[pair.name] = frame, by_season
+        pair_id, reused = pair_run(client, pair_jobs, identity, run_id, values["force"], frame, by_season, overall)
+        seasons = dict(zip(by_season[names.SEASON], by_season[names.SEASON_BRIER], strict=True))
+        rows.append({**row, **overall, **seasons, "status": Status.FINISHED, "run_id": pair_id})
+        print(f"  {pair.name}: {'reused' if reused else 'logged'} pair run {pair_id}", flush=True)
     table = backtest.ranking(rows)
+    markdown = tables.markdown(table)
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / names.RANKING_CSV, index=False)
-    (folder / names.RANKING_MD).write_text(tables.markdown(table))
+    (folder / names.RANKING_MD).write_text(markdown)
     if scores:
         plots.brier_by_season_figure(scores, next(iter(scores.values()))).savefig(folder / names.SEASON_CHART, dpi=100)
     ranked = backtest.scored(table)
-    summary: dict = {"backtest_run_id": run_id, "best": None, "markdown": tables.markdown(table)}
+    summary: dict = {"backtest_run_id": run_id, "best": None}
     if not ranked.empty:
         best = ranked.iloc[0].to_dict()
         runner_up = ranked.iloc[1].to_dict() if len(ranked) > 1 else None
@@ -210,14 +198,9 @@ def report(client, values: dict, raw: dict, jobs: list[Job], identity: dict, run
         nested = backtest.nested_choice(predictions, values["choose_until"])
         summary["nested"] = backtest.nested_text(nested, values["choose_until"])
         summary["best_text"] = backtest.best_text(best)
-    kept = {k: v for k, v in summary.items() if k != "markdown"}
-    (folder / names.BEST_FILE).write_text(json.dumps(kept, indent=1, default=lambda v: v.item()))  # NumPy numbers
-    return summary
-
-
-def print_summary(summary: dict) -> None:
-    """Print the ranking, how sure, the nested choice, and last the best pair with its run (the line for scripts)."""
-    print(summary["markdown"])
+    (folder / names.BEST_FILE).write_text(json.dumps(summary, indent=1, default=lambda v: v.item()))  # NumPy numbers
+    mlflow.log_artifacts(str(folder), names.BACKTEST_DIR)
+    print(markdown)
     if summary["best"] is None:
         print("no pair predicted every season")
         return
@@ -277,9 +260,7 @@ def main(argv=None):
             mlflow.log_dict([{**job.record(), "season": job.pair.season} for job in jobs], SEASON_RUNS_FILE)
         reused = sum(job.reused for job in jobs)
         mlflow.log_metrics({"season_runs_trained": len(jobs) - reused, "season_runs_reused": reused})
-        summary = report(client, values, raw, jobs, identity, run_id, Path(tmp) / names.BACKTEST_DIR)
-        mlflow.log_artifacts(str(Path(tmp) / names.BACKTEST_DIR), names.BACKTEST_DIR)
-        print_summary(summary)
+        report(client, values, jobs, identity, run_id, Path(tmp) / names.BACKTEST_DIR)
         failed = [job.pair.name for job in jobs if job.status != Status.FINISHED]
         if failed:
             raise UserError(
