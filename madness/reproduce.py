@@ -69,9 +69,10 @@ def project_subdirectory(path: Path | str, root: Path) -> str:
     return ""
 
 
-def find_repository(candidates: list[Path | str], commit: str) -> tuple[Path, str] | None:
+def find_repository(candidates: list[Path | str], commit: str) -> tuple[Path, str]:
     """Return the first candidate (a folder or a file, maybe since deleted: its nearest existing folder
-    counts) inside a git repository that has `commit`: (repository top, project subfolder)."""
+    counts) inside a git repository that has `commit`: (repository top, project subfolder); raise
+    UserError when none is."""
     for candidate in candidates:
         folder = Path(candidate).absolute()
         while not folder.is_dir() and folder != folder.parent:
@@ -82,7 +83,9 @@ def find_repository(candidates: list[Path | str], commit: str) -> tuple[Path, st
         except (OSError, subprocess.CalledProcessError):
             continue  # outside git, or a repository without the commit
         return root, project_subdirectory(candidate, root)
-    return None
+    raise UserError(
+        f"commit {commit} is in no repository at {', '.join(map(str, candidates))}: run from a clone that has it (git fetch)"
+    )
 
 
 @contextmanager
@@ -126,19 +129,15 @@ def _unquoted(value: str) -> str:
     return value
 
 
-def declared_params(mlproject_text: str, entry: str) -> list[str]:
-    """Return the parameters an entry point declares in MLproject; raise UserError when it has no such entry point."""
-    spec = yaml.safe_load(mlproject_text) or {}
-    points = spec.get("entry_points") or {}
+def select_params(params: dict[str, str], mlproject_text: str, entry: str) -> tuple[dict[str, str], list[str]]:
+    """Return the params the entry point declares in MLproject, and the names of the others, which are left out
+    (MLflow would append them to its command); raise UserError when MLproject has no such entry point."""
+    points = (yaml.safe_load(mlproject_text) or {}).get("entry_points") or {}
     if entry not in points:
         raise UserError(
             f"entry point {entry!r} is not in MLproject at that commit; it has: {', '.join(sorted(points)) or 'none'}"
         )
-    return list((points[entry] or {}).get("parameters") or {})
-
-
-def select_params(params: dict[str, str], declared: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Return the params the entry point declares, and the names of the others, which are left out."""
+    declared = (points[entry] or {}).get("parameters") or {}
     return {k: v for k, v in params.items() if k in declared}, sorted(k for k in params if k not in declared)
 
 

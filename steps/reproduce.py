@@ -159,20 +159,6 @@ def lineage(client, run, hops: int = 10) -> list[Path]:
     return paths
 
 
-def local_repository(p: Plan, earlier: list[Path]) -> tuple[Path, str]:
-    """Return the repository holding the commit: the run's source first, then those of the runs it
-    reproduces, then this project (the source may be a removed worktree or a moved clone)."""
-    recorded = Path(p.source.location) / p.source.subdirectory
-    candidates = list(dict.fromkeys([recorded, *earlier, Path.cwd(), PROJECT_ROOT]))
-    found = reproduction.find_repository(candidates, p.commit)
-    if found is None:
-        raise UserError(
-            f"commit {p.commit} is in no repository at {', '.join(map(str, candidates))}: "
-            "run from a clone that has it (git fetch)"
-        )
-    return found
-
-
 def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | None) -> str:
     """Run the entry point; tag the rerun `reproduces`; return its id. A failed rerun is a UserError."""
     parent = mlflow.active_run().info.run_id
@@ -217,10 +203,14 @@ def child_of(client, parent: str, experiment_id: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def rerun_in_worktree(client, p: Plan, earlier: list[Path]) -> str:
+def rerun_in_worktree(client, run, p: Plan) -> str:
     """Rerun the plan from its commit, checked out in a temporary worktree, and return the rerun's id. Params that
     the commit's MLproject does not declare are left out; UserError when it has no MLproject."""
-    repo, subdirectory = local_repository(p, earlier)
+    # The run's source first, then those of the runs it reproduces, then this project: the source may be a
+    # removed worktree or a moved clone.
+    recorded = Path(p.source.location) / p.source.subdirectory
+    candidates = dict.fromkeys([recorded, *lineage(client, run), Path.cwd(), PROJECT_ROOT])
+    repo, subdirectory = reproduction.find_repository(list(candidates), p.commit)
     print(f"checking out commit {p.commit[:12]} of {repo} in a temporary worktree", flush=True)
     with reproduction.worktree(repo, p.commit) as tree:
         project = tree / subdirectory
@@ -229,9 +219,7 @@ def rerun_in_worktree(client, p: Plan, earlier: list[Path]) -> str:
             raise UserError(
                 f"commit {p.commit[:12]} has no {reproduction.MLPROJECT_FILE} in {subdirectory or 'its top folder'}"
             )
-        params, dropped = reproduction.select_params(
-            p.params, reproduction.declared_params(mlproject.read_text(), p.entry)
-        )
+        params, dropped = reproduction.select_params(p.params, mlproject.read_text(), p.entry)
         if dropped:
             print(
                 f"warning: params not declared by entry point {p.entry!r} at that commit, left out: {', '.join(dropped)}",
@@ -281,7 +269,7 @@ def main(argv=None):
 
     with start_run("reproduce", raw, experiment_id=p.experiment_id):
         if p.source.local:
-            rerun_id = rerun_in_worktree(client, p, lineage(client, run))
+            rerun_id = rerun_in_worktree(client, run, p)
         else:
             uri = p.source.location + (f"#{p.source.subdirectory}" if p.source.subdirectory else "")
             rerun_id = launch(client, p, uri, p.params, version=p.commit)

@@ -4,6 +4,7 @@ what to pass it, and whether the rerun matched, on small real git repositories."
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -94,7 +95,10 @@ def test_find_repository_skips_missing_paths_and_repositories_without_the_commit
     git(other, "init", "-q")
     candidates = [tmp_path / "gone" / "steps" / "train.py", other, small_repo.path / "code.txt"]
     assert reproduction.find_repository(candidates, small_repo.first) == (small_repo.path, "")
-    assert reproduction.find_repository(candidates[:2], small_repo.first) is None
+    with pytest.raises(
+        UserError, match=re.escape(f"commit {small_repo.first} is in no repository at {tmp_path / 'gone'}")
+    ):
+        reproduction.find_repository(candidates[:2], small_repo.first)
 
 
 def test_project_subdirectory_is_the_folder_holding_mlproject(tmp_path):
@@ -121,13 +125,12 @@ def test_unquote_params_keeps_values_a_step_logged_itself():
     assert reproduction.unquote_params({"features_uri": "''"}, shell_quoted=False) == {"features_uri": "''"}
 
 
-def test_declared_params_and_selection():
+def test_select_params_keeps_the_declared_ones():
     text = "entry_points:\n  train:\n    parameters:\n      lr: {type: float, default: 0.1}\n    command: x\n"
-    declared = reproduction.declared_params(text, "train")
-    assert declared == ["lr"]
-    assert reproduction.select_params({"lr": "0.1", "stray": "1"}, declared) == ({"lr": "0.1"}, ["stray"])
+    params = {"lr": "0.1", "stray": "1"}
+    assert reproduction.select_params(params, text, "train") == ({"lr": "0.1"}, ["stray"])
     with pytest.raises(UserError, match=r"entry point 'evaluate' is not in MLproject at that commit; it has: train"):
-        reproduction.declared_params(text, "evaluate")
+        reproduction.select_params(params, text, "evaluate")
 
 
 @pytest.mark.parametrize(
