@@ -122,10 +122,10 @@ def unquote_params(params: dict[str, str], shell_quoted: bool) -> dict[str, str]
 
 
 def _unquoted(value: str) -> str:
-    with suppress(ValueError):  # not valid shell words: as given
-        words = shlex.split(value)
-        if len(words) == 1 and shlex.quote(words[0]) == value:
-            return words[0]
+    with suppress(ValueError):  # not valid shell words, or not one word: as given
+        (word,) = shlex.split(value)
+        if shlex.quote(word) == value:
+            return word
     return value
 
 
@@ -192,11 +192,9 @@ def by_step(points: Points) -> dict[int, float]:
 
 
 def _distance(a: float, b: float) -> float:
-    if math.isnan(a) or math.isnan(b):
-        return 0.0 if math.isnan(a) and math.isnan(b) else math.inf
-    if a == b:  # also equal infinities
+    if a == b or (math.isnan(a) and math.isnan(b)):  # equal infinities too; NaN matches NaN only
         return 0.0
-    return abs(b - a)
+    return math.inf if math.isnan(a) or math.isnan(b) else abs(b - a)
 
 
 @dataclass(frozen=True)
@@ -259,8 +257,6 @@ def table(rows: list[Row], tolerance: float) -> str:
 def verdict(rows: list[Row], tolerance: float) -> str | None:
     """None when every metric is within `tolerance` (0: bit for bit); else the one-line reason."""
     bad = [row for row in rows if not row.ok(tolerance)]
-    if not bad:
-        return None
     missing = [row.metric for row in bad if row.difference is None]
     beyond = sorted((row for row in bad if row.difference is not None), key=lambda r: -r.difference)
     parts = []
@@ -271,4 +267,4 @@ def verdict(rows: list[Row], tolerance: float) -> str | None:
         )
     if missing:
         parts.append(f"missing on one side: {', '.join(missing)}")
-    return "; ".join(parts)
+    return "; ".join(parts) or None

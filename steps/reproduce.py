@@ -50,8 +50,7 @@ PARAMS = (
 
 @dataclass
 class Plan:
-    """What a rerun needs: the original run, its commit, entry point and params, env manager, experiment, source,
-    and the rerun's name."""
+    """What a rerun needs, read from the original run."""
 
     run_id: str
     commit: str
@@ -178,7 +177,10 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
             )
     except BaseException as err:
         stopped = isinstance(err, KeyboardInterrupt) or _lifecycle.stop.is_set()  # the watch stopped the rerun too
-        rerun = child_of(client, parent, p.experiment_id)
+        rerun = None  # the run MLflow made as this run's child, if it got that far and the store answers
+        with suppress(MlflowException):
+            found = client.search_runs([p.experiment_id], f"tags.`{names.TAG_PARENT_RUN}` = '{parent}'", max_results=1)
+            rerun = found[0].info.run_id if found else None
         if rerun:
             client.set_tag(rerun, names.TAG_REPRODUCES, p.run_id)
             # interrupted before its command started: nobody else ends it
@@ -192,15 +194,6 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
         raise
     client.set_tag(submitted.run_id, names.TAG_REPRODUCES, p.run_id)
     return submitted.run_id
-
-
-def child_of(client, parent: str, experiment_id: str) -> str | None:
-    """Return the id of a run whose parent is `parent` in the experiment, or None (none, or the search failed)."""
-    try:
-        runs = client.search_runs([experiment_id], f"tags.`{names.TAG_PARENT_RUN}` = '{parent}'", max_results=1)
-    except MlflowException:
-        return None
-    return runs[0].info.run_id if runs else None
 
 
 def rerun_in_worktree(client, run, p: Plan) -> str:
