@@ -68,7 +68,7 @@ def main() -> None:
     dataset.check_complete(games, names)
     played = set(games[madness.names.SEASON].unique().tolist())
     splits, skipped = backtest.season_splits(wanted, sorted(played), args.first_season)
-    tests = [split.season for split in splits]
+    tests = [split.test for split in splits]
     print(
         f"data {folder} league {args.league}: {len(games) // 2} tournament games {min(played)}-{max(played)}, "
         f"{len(names)} features; test seasons {tests}" + (f" (no tournament: {skipped})" if skipped else ""),
@@ -87,7 +87,7 @@ def main() -> None:
     n_games: dict[int, int] = {}
     total, done, started = len(configs) * len(tests), 0, time.perf_counter()
     for split in splits:
-        season, val = split.season, split.val
+        season, val = split.test, split.val
         train_seasons = [s for s in sorted(played) if split.first <= s < val]
         train = games[games[madness.names.SEASON].isin(train_seasons)]
         valid = games[games[madness.names.SEASON] == val]

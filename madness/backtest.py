@@ -16,6 +16,7 @@ from itertools import groupby
 import pandas as pd
 
 from madness import features, names, scoring
+from madness.dataset import Seasons
 from madness.errors import UserError
 from madness.names import Status
 from madness.sweep import Pair
@@ -32,24 +33,6 @@ RANKING_COLUMNS = [
     "status",
     "run_id",
 ]
-
-
-@dataclass(frozen=True)
-class Split:
-    """Predict `season` from a network trained on `first`..`val - 1` and validated on `val`."""
-
-    season: int
-    val: int
-    first: int
-
-    def params(self) -> dict[str, str]:
-        """Return the train entry point's season params for this split (test_season = last_season = season)."""
-        return {
-            "first_season": str(self.first),
-            "val_season": str(self.val),
-            "test_season": str(self.season),
-            "last_season": str(self.season),
-        }
 
 
 @dataclass(frozen=True)
@@ -85,10 +68,10 @@ def parse_seasons(text: str) -> list[int]:
     return sorted(seasons)
 
 
-def season_splits(wanted: list[int], played: list[int], first: int) -> tuple[list[Split], list[int]]:
-    """Return the split of each wanted season that had a tournament, and the wanted seasons that had none.
-    Validation is the latest earlier tournament season; at least one tournament season from `first`
-    on must come before it, to train on."""
+def season_splits(wanted: list[int], played: list[int], first: int) -> tuple[list[Seasons], list[int]]:
+    """Return the train run's seasons for each wanted season that had a tournament (it is the test and
+    last season), and the wanted seasons that had none. Validation is the latest earlier tournament
+    season; at least one tournament season from `first` on must come before it, to train on."""
     played = sorted(set(played))
     span = features.season_span(pd.Series(played))
     splits = []
@@ -99,7 +82,7 @@ def season_splits(wanted: list[int], played: list[int], first: int) -> tuple[lis
                 f"season {season} cannot be backtested: it needs two tournament seasons from first_season {first} "
                 f"on before it (one to train on, the latest to validate); tournaments in the data: {span}"
             )
-        splits.append(Split(season, earlier[-1], first))
+        splits.append(Seasons(first, earlier[-1], season, season))
     if not splits:
         raise UserError(
             f"none of the seasons {wanted[0]}-{wanted[-1]} had a tournament; tournaments in the data: {span}"

@@ -59,7 +59,7 @@ DATA_OF_RUN = tuple(_DATA[name] for name in ("data", "league", "seed"))
 SEASON_RUN_ONLY = ("threads", "features_uri", "val_season", "test_season", "last_season")
 
 
-def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity: dict, threads: int) -> list[Job]:
+def plan(client, values: dict, raw: dict, splits: list[dataset.Seasons], identity: dict, threads: int) -> list[Job]:
     """Return a train job per pair and season, each in experiment <prefix>_backtest_<model>; the ones a
     FINISHED run can stand for are marked reused."""
     pairs = sweep.grid(values["models"], values["lrs"])
@@ -79,22 +79,24 @@ def plan(client, values: dict, raw: dict, splits: list[backtest.Split], identity
                 "threads": str(threads),
                 "features_uri": "",
                 **sweep_step.canonical_params(DATA_OF_RUN, raw),
-                **split.params(),
+                "first_season": str(split.first),
+                "val_season": str(split.val),
+                "test_season": str(split.test),
+                "last_season": str(split.last),
             }
             key = claim_key({"entry": "train", **sweep_step.cache_identity(params), **identity})
             jobs.append(
-                Job(backtest.SeasonPair(pair.model, pair.lr, split.season), name, experiments[name], params, key=key)
+                Job(backtest.SeasonPair(pair.model, pair.lr, split.test), name, experiments[name], params, key=key)
             )
     return sweep_step.mark_reused(client, jobs, identity, values["force"])
 
 
-def log_features(files, splits: list[backtest.Split], seasons: set[int], folder: Path) -> None:
+def log_features(files, splits: list[dataset.Seasons], seasons: set[int], folder: Path) -> None:
     """Log each split's features (the ingest step's folder) under features/<season>/ of this run, for
     the season runs to train from on any backend."""
-    for split in (s for s in splits if s.season in seasons):
-        built = dataset.build(files, dataset.Seasons(split.first, split.val, split.season, split.season))
-        dataset.write(built, folder / str(split.season))
-        mlflow.log_artifacts(str(folder / str(split.season)), f"{names.FEATURES_DIR}/{split.season}")
+    for split in (s for s in splits if s.test in seasons):
+        dataset.write(dataset.build(files, split), folder / str(split.test))
+        mlflow.log_artifacts(str(folder / str(split.test)), f"{names.FEATURES_DIR}/{split.test}")
 
 
 def predictions_of(run_id: str, folder: Path) -> pd.DataFrame:
@@ -236,7 +238,7 @@ def main(argv=None):
         todo = [job for job in jobs if not job.reused]
         print(
             f"backtest {run_id}: {len(pairs)} pairs x {len(splits)} seasons "
-            f"({', '.join(f'{s.season} (val {s.val})' for s in splits)}"
+            f"({', '.join(f'{s.test} (val {s.val})' for s in splits)}"
             f"{'; no tournament: ' + ', '.join(map(str, skipped)) if skipped else ''}) = {len(jobs)} train runs, "
             f"{len(jobs) - len(todo)} reused, {len(todo)} to train (jobs={values['jobs']}, "
             f"env_manager={values['env_manager']}{sweep_step.on_backend(backend)})",

@@ -42,23 +42,23 @@ def test_bad_seasons_are_refused_in_one_line(text):
 def test_no_season_trains_or_validates_on_itself_or_a_later_one():
     splits, _ = backtest.season_splits(list(range(2005, 2024)), WOMEN, 2003)
     for split in splits:
-        seasons = Seasons(*map(int, split.params().values())).check()
+        split.check()
         frame = pd.Series(WOMEN)
-        split_of = seasons.split_of(frame)
+        split_of = split.split_of(frame)
         used = frame[split_of.isin([names.TRAIN, names.VAL])]
-        assert used.max() < split.season
-        assert list(frame[split_of == names.TEST]) == [split.season]
+        assert used.max() < split.test
+        assert list(frame[split_of == names.TEST]) == [split.test]
 
 
 def test_a_season_without_a_tournament_is_skipped():
     splits, skipped = backtest.season_splits([2019, 2020, 2021], WOMEN, 2003)
-    assert [s.season for s in splits] == [2019, 2021]
+    assert [s.test for s in splits] == [2019, 2021]
     assert skipped == [2020]
 
 
 def test_validation_is_the_latest_earlier_tournament_season():
     splits, _ = backtest.season_splits([2019, 2021, 2022], WOMEN, 2003)
-    assert [(s.season, s.val, s.first) for s in splits] == [(2019, 2018, 2003), (2021, 2019, 2003), (2022, 2021, 2003)]
+    assert splits == [Seasons(2003, 2018, 2019, 2019), Seasons(2003, 2019, 2021, 2021), Seasons(2003, 2021, 2022, 2022)]
 
 
 def test_a_season_with_nothing_to_train_on_is_refused():
