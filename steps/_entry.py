@@ -117,12 +117,12 @@ def entry_point(main):
             with _lifecycle.launcher_watch(_lifecycle.watched_tokens()):
                 return main(argv)
         except UserError as err:
-            _end_launched_run(launched, Status.FAILED)
+            _end_runs(Status.FAILED, launched)
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
         except SystemExit as exit_:
             if exit_.code not in (0, None):
-                _end_launched_run(launched, Status.FAILED)
+                _end_runs(Status.FAILED, launched)
             raise
         except KeyboardInterrupt:
             # Tagged why: `mlflow run` ends the run FAILED on seeing the exit code, and whoever finds it
@@ -130,39 +130,33 @@ def entry_point(main):
             if launched:
                 with single_attempt(), contextlib.suppress(Exception):
                     mlflow.MlflowClient().set_tag(launched, names.TAG_STOPPED, _lifecycle.stop_reason())
-            _end_launched_run(launched, Status.KILLED, quick=True)
+            _end_runs(Status.KILLED, launched, quick=True)
             print(f"error: {_lifecycle.stop_reason()}", file=sys.stderr)
             sys.exit(130)
         except Exception as err:
             problem = store_failure(err)
             if problem is None:  # a bug: keep its traceback
-                _end_active_run(Status.FAILED)
+                _end_runs(Status.FAILED)
                 raise
-            _end_launched_run(launched, Status.FAILED, quick=True)
+            _end_runs(Status.FAILED, launched, quick=True)
             print(f"error: {problem}", file=sys.stderr)
             sys.exit(1)
 
     return wrapper
 
 
-def _end_launched_run(run_id: str | None, status: Status, quick: bool = False) -> None:
-    """End the step's run and, under `mlflow run`, the run MLflow made for it before the step
-    started (`run_id`, from MLFLOW_RUN_ID): bad arguments or an interrupt can stop a step before it
-    opens that run, and when launched asynchronously or orphaned nobody else would end it."""
-    _end_active_run(status, quick)
-    if run_id:
-        # The store is unreachable: the next sweep ends it (its process is gone).
-        with single_attempt() if quick else contextlib.nullcontext(), contextlib.suppress(Exception):
-            end_run(mlflow.MlflowClient(), run_id, status)
-
-
-def _end_active_run(status: Status, quick: bool = False) -> None:
+def _end_runs(status: Status, launched: str | None = None, quick: bool = False) -> None:
+    """End the step's active runs and, under `mlflow run`, the run MLflow made for it before the step
+    started (`launched`, from MLFLOW_RUN_ID): bad arguments or an interrupt can stop a step before it
+    opens that run, and when launched asynchronously or orphaned nobody else would end it. When the
+    store is unreachable, the next sweep ends them (their process is gone)."""
     with single_attempt() if quick else contextlib.nullcontext():
         while mlflow.active_run() is not None:
-            # end_run pops the run before it calls the store; when the store is unreachable, the
-            # next sweep ends the run (its process is gone).
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # end_run pops the run before it calls the store
                 mlflow.end_run(status)
+        if launched:
+            with contextlib.suppress(Exception):
+                end_run(mlflow.MlflowClient(), launched, status)
 
 
 def project_commit() -> str | None:
@@ -213,6 +207,6 @@ def start_run(entry: str, raw_params: dict[str, str], **kwargs):
         _lifecycle.check_stop()  # a step asked to stop as it finished still ends KILLED
     except BaseException as err:
         stopped = isinstance(err, KeyboardInterrupt) or _lifecycle.stop.is_set()  # a failure once asked to stop too
-        _end_active_run(Status.KILLED if stopped else Status.FAILED, quick=stopped or is_store_failure(err))
+        _end_runs(Status.KILLED if stopped else Status.FAILED, quick=stopped or is_store_failure(err))
         raise
     mlflow.end_run(Status.FINISHED)
