@@ -85,43 +85,42 @@ def local_path(uri: str) -> Path | None:
     return Path(urllib.request.url2pathname(location.path)) if location.scheme in ("", "file") else None
 
 
-def missing(client, run_id: str, required: list[str], run=None) -> str | None:
+def missing(client, run, required: list[str]) -> str | None:
     """Return a line naming the first `required` artifact the run lacks or holds empty, or None when all are there."""
     # A local store's artifacts are looked at where they lie: one stat each, not a listing per folder.
-    root = local_path((run or client.get_run(run_id)).info.artifact_uri)
+    root = local_path(run.info.artifact_uri)
     if root is not None:
         sizes = {name: (root / name).stat().st_size for name in required if (root / name).is_file()}
     else:
         folders = [None, *sorted({name.rsplit("/", 1)[0] for name in required if "/" in name})]
-        listed = [info for folder in folders for info in client.list_artifacts(run_id, folder)]
+        listed = [info for folder in folders for info in client.list_artifacts(run.info.run_id, folder)]
         sizes = {info.path: info.file_size or 0 for info in listed if not info.is_dir}
     gone = [name for name in required if not sizes.get(name)]  # absent or empty
     return f"its artifact {gone[0]} is missing or empty" if gone else None
 
 
-def local_model_folder(client, run_id: str, run=None) -> Path | None:
+def local_model_folder(client, run) -> Path | None:
     """Return the folder of the run's logged model when it is on this machine's file system (a local store),
     else None. The model MLflow resolves runs:/<id>/model to: the logged model of that name the run made."""
-    experiment_id = (run or client.get_run(run_id)).info.experiment_id
     models = client.search_logged_models(
-        experiment_ids=[experiment_id],
-        filter_string=f"name = '{names.MODEL_DIR}' AND source_run_id = '{run_id}'",
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"name = '{names.MODEL_DIR}' AND source_run_id = '{run.info.run_id}'",
         max_results=1,
     )
     return local_path(models[0].artifact_location) if models else None
 
 
-def model_problem(client, run_id: str, run=None) -> str | None:
+def model_problem(client, run) -> str | None:
     """Return what is wrong with the run's logged model (it cannot be fetched, or model_folder_problem), or None."""
     # A local model is checked where it lies: fetching it first copies every file for nothing.
-    folder = local_model_folder(client, run_id, run)
+    folder = local_model_folder(client, run)
     if folder is not None:
         if not folder.is_dir():
             return f"its model cannot be fetched (its folder {folder} is gone)"
         return model_folder_problem(folder)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{names.MODEL_DIR}", dst_path=tmp)
+            local = mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/{names.MODEL_DIR}", dst_path=tmp)
         except Exception as err:  # noqa: BLE001 - MLflow raises several types for a model whose files are gone
             return f"its model cannot be fetched ({(str(err).strip().splitlines() or [type(err).__name__])[0]})"
         return model_folder_problem(Path(local))
@@ -135,7 +134,8 @@ def train_run_problem(client, run_id: str, run=None) -> str | None:
     caller has it already (from a search), so it is not read again."""
     if run_id in _whole:
         return None
-    problem = missing(client, run_id, TRAIN_FILES, run) or model_problem(client, run_id, run)
+    run = run or client.get_run(run_id)
+    problem = missing(client, run, TRAIN_FILES) or model_problem(client, run)
     if problem is None:
         _whole.add(run_id)
     return problem
@@ -143,4 +143,4 @@ def train_run_problem(client, run_id: str, run=None) -> str | None:
 
 def ingest_run_problem(client, run_id: str, run=None) -> str | None:
     """Return what is wrong with the ingest run's feature files, or None when they are all there."""
-    return missing(client, run_id, INGEST_FILES, run)
+    return missing(client, run or client.get_run(run_id), INGEST_FILES)

@@ -121,16 +121,16 @@ def test_a_run_whose_model_folder_is_gone_is_not_whole(run):
 
 def test_a_local_model_is_checked_in_its_own_folder(run):
     client = mlflow.MlflowClient()
-    assert _stored.local_model_folder(client, run) == model_folder(run)
+    assert _stored.local_model_folder(client, client.get_run(run)) == model_folder(run)
     (model_folder(run) / "network.keras").write_bytes(b"PK\x03\x04 cut short")
-    assert _stored.model_problem(client, run) == "its model's network.keras is damaged"
+    assert _stored.model_problem(client, client.get_run(run)) == "its model's network.keras is damaged"
 
 
 def test_a_local_model_folder_that_is_gone_is_named(run):
     folder = model_folder(run)
     shutil.rmtree(folder)
     assert (
-        _stored.model_problem(mlflow.MlflowClient(), run)
+        _stored.model_problem(mlflow.MlflowClient(), mlflow.get_run(run))
         == f"its model cannot be fetched (its folder {folder} is gone)"
     )
 
