@@ -20,7 +20,6 @@ from madness.names import Status
 from steps import _lifecycle
 from steps._coordination import heartbeat, liveness_tags
 from steps._failures import (
-    check_local_store,
     drop_store_tracebacks,
     is_store_failure,
     store_failure,
@@ -109,11 +108,10 @@ def entry_point(main):
         if not any(isinstance(handler, _RetryNotice) for handler in pool.handlers):
             pool.addHandler(_RetryNotice(logging.WARNING))
         drop_store_tracebacks()
-        launched = None  # a store that fails its check is left alone: ending a run there would create it
+        launched = None  # a store that fails its check is left alone: ending a run there would create it, or fail
         try:
             check_tracking_store()
             launched = os.environ.get("MLFLOW_RUN_ID")  # MLflow unsets it when the run ends
-            check_local_store()
             with _lifecycle.launcher_watch(_lifecycle.watched_tokens()):
                 return main(argv)
         except UserError as err:

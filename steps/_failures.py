@@ -14,8 +14,6 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from madness.errors import UserError
-
 
 def _causes(err: BaseException):
     seen = set()
@@ -121,25 +119,6 @@ def unwritable(path: Path) -> str | None:
         )
         return f"{missing}{existing} {why}"
     return None
-
-
-def check_local_store() -> None:
-    """Refuse a local tracking store (a SQLite file, a file: folder) that cannot be written, before
-    any store call: MLflow would print its SQL and traceback for a database it cannot write, and try
-    for about 100 s to create one in a folder it cannot write."""
-    uri = mlflow.get_tracking_uri()
-    parts = urllib.parse.urlsplit(uri)
-    database = sqlite_path(uri)
-    if database is not None:
-        needed = [database, database.parent]  # SQLite writes its journal beside the database
-    elif parts.scheme in ("", "file"):
-        needed = [Path(urllib.parse.unquote(parts.path) if parts.scheme else uri)]
-    else:
-        return
-    for path in needed:
-        why = unwritable(path)
-        if why:
-            raise UserError(f"the tracking store {without_credentials(uri)} cannot be written: {why}")
 
 
 def sqlite_path(uri: str) -> Path | None:

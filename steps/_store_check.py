@@ -26,7 +26,7 @@ from mlflow.environment_variables import (
 from mlflow.store.db.db_types import DATABASE_ENGINES
 
 from madness.errors import UserError
-from steps._failures import deleted_store, sqlite_path, without_credentials
+from steps._failures import deleted_store, sqlite_path, unwritable, without_credentials
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
 MLFLOW_TABLES = {"experiments", "alembic_version"}  # a store being created may hold either first
@@ -44,12 +44,13 @@ def known_schemes() -> set[str]:
 
 def check_tracking_store() -> None:
     """Raise UserError, in one line naming the store, when the tracking store cannot be an MLflow
-    store; say at once when its server does not answer. Nothing is created or written."""
+    store or, a local one (a SQLite file, a file: folder), cannot be written; say at once when its
+    server does not answer. Nothing is created or written."""
     uri = mlflow.get_tracking_uri()
     shown = without_credentials(uri)
-    scheme = urllib.parse.urlsplit(uri).scheme.lower()
-    if scheme.split("+")[0] not in known_schemes():
-        raise UserError(f"the tracking store {shown} has an unknown scheme {scheme!r}; accepted: {ACCEPTED}")
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme.split("+")[0] not in known_schemes():
+        raise UserError(f"the tracking store {shown} has an unknown scheme {parts.scheme!r}; accepted: {ACCEPTED}")
     database = sqlite_path(uri)
     if database is not None:
         problem = sqlite_problem(database)
@@ -58,8 +59,18 @@ def check_tracking_store() -> None:
         # `mlflow run` made this step's run in the store: a file gone since is a store deleted, not a new one.
         if os.environ.get("MLFLOW_RUN_ID") and (deleted := deleted_store(uri)):
             raise UserError(deleted)
-    elif scheme in ("http", "https"):
-        announce_unreachable(uri)
+        needed = [database, database.parent]  # SQLite writes its journal beside the database
+    elif parts.scheme in ("", "file"):
+        needed = [Path(urllib.parse.unquote(parts.path) if parts.scheme else uri)]
+    else:
+        if parts.scheme in ("http", "https"):
+            announce_unreachable(uri)
+        return
+    # MLflow would print its SQL and traceback for a database it cannot write, and try for about
+    # 100 s to create one in a folder it cannot write.
+    for path in needed:
+        if why := unwritable(path):
+            raise UserError(f"the tracking store {shown} cannot be written: {why}")
 
 
 def sqlite_problem(database: Path) -> str | None:
