@@ -6,11 +6,11 @@ from madness import names
 from madness.names import Status
 
 
-def end_run(client, run_id: str, status: Status, reason: str | None = None, only: Status = Status.RUNNING) -> Status:
-    """End the run with `status` if it is still `only` (RUNNING by default), tagging `reason` as
-    `ended_by` when given; return the run's status afterwards. A run already ended is left as it is."""
+def end_run(client, run_id: str, status: Status, reason: str | None = None, only=(Status.RUNNING,)) -> Status:
+    """End the run with `status` if it is still in one of the statuses `only` (RUNNING by default), tagging
+    `reason` as `ended_by` when given; return the run's status afterwards. A run already ended is left as it is."""
     current = Status(client.get_run(run_id).info.status)
-    if current != only:
+    if current not in only:
         return current
     client.set_terminated(run_id, status)
     if reason:
@@ -23,5 +23,4 @@ def end_killed(client, run_id: str) -> Status:
     launched it, and return its status: that launcher writes FAILED over the KILLED the step set on
     seeing its exit code (MLflow 3.17 compares the stored status, a string, with RunStatus numbers,
     so it overwrites any status)."""
-    end_run(client, run_id, Status.KILLED, only=Status.FAILED)
-    return end_run(client, run_id, Status.KILLED)
+    return end_run(client, run_id, Status.KILLED, only=(Status.RUNNING, Status.FAILED))

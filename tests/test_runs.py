@@ -46,5 +46,5 @@ def test_a_run_already_ended_is_left_as_it_is(client):
 def test_only_a_run_in_the_named_status_is_ended(client):
     run_id = new_run(client)
     client.set_terminated(run_id, "FAILED")
-    assert end_run(client, run_id, Status.KILLED, only=Status.FAILED) == Status.KILLED
+    assert end_run(client, run_id, Status.KILLED, only=(Status.FAILED,)) == Status.KILLED
     assert client.get_run(run_id).info.status == "KILLED"
