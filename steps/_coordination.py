@@ -73,18 +73,15 @@ class Liveness:
     def __call__(self, run_id: str) -> bool:
         """Return whether the run with this id is alive; one that does not exist is not."""
         now = time.monotonic()
-        cached = self._cache.get(run_id)
-        if cached and now - cached[0] < self.ttl:
-            return cached[1]
-        try:
-            run = self.client.get_run(run_id)
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            verdict = False
-        else:
-            verdict = self.judge(run)
-        self._cache[run_id] = (now, verdict)
+        checked, verdict = self._cache.get(run_id, (float("-inf"), False))
+        if now - checked >= self.ttl:
+            try:
+                verdict = self.judge(self.client.get_run(run_id))
+            except MlflowException as err:
+                if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                verdict = False
+            self._cache[run_id] = (now, verdict)
         return verdict
 
     def judge(self, run) -> bool:
