@@ -36,12 +36,6 @@ SCHEMES = {"", "file", "http", "https", "databricks", "databricks-uc", "uc"}
 ACCEPTED = "sqlite:///<file>.db, http(s)://<server>, postgresql://, mysql://, mssql:// or file:<folder>"
 
 
-def known_schemes() -> set[str]:
-    """Return every scheme MLflow accepts for a tracking store, plugins (the mlflow.tracking_store entry points) too."""
-    plugins = {entry.name for entry in importlib.metadata.entry_points(group="mlflow.tracking_store")}
-    return SCHEMES | set(DATABASE_ENGINES) | plugins
-
-
 def check_tracking_store() -> None:
     """Raise UserError, in one line naming the store, when the tracking store cannot be an MLflow
     store or, a local one (a SQLite file, a file: folder), cannot be written; say at once when its
@@ -49,7 +43,8 @@ def check_tracking_store() -> None:
     uri = mlflow.get_tracking_uri()
     shown = without_credentials(uri)
     parts = urllib.parse.urlsplit(uri)
-    if parts.scheme.split("+")[0] not in known_schemes():
+    plugins = {entry.name for entry in importlib.metadata.entry_points(group="mlflow.tracking_store")}
+    if parts.scheme.split("+")[0] not in SCHEMES | set(DATABASE_ENGINES) | plugins:
         raise UserError(f"the tracking store {shown} has an unknown scheme {parts.scheme!r}; accepted: {ACCEPTED}")
     database = sqlite_path(uri)
     if database is not None:
