@@ -20,7 +20,6 @@ from madness.names import Status
 from steps import _lifecycle
 from steps._coordination import heartbeat, liveness_tags
 from steps._failures import (
-    drop_store_tracebacks,
     is_store_failure,
     store_failure,
     without_credentials,
@@ -56,6 +55,10 @@ class _RetryNotice(logging.Handler):
             f"retrying ({left} left)",
             flush=True,
         )
+
+
+def _not_a_store_traceback(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("SQLAlchemy database error")
 
 
 def run_as_script(main) -> None:
@@ -100,14 +103,17 @@ def entry_point(main):
         # Against a server MLflow prints "View run <name> at <url>" as each run ends (twice under
         # `mlflow run`), a link to the GenAI view of experiment 0; the report names the runs instead.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        # A new SQLite store announces its tables at INFO; the step's own lines say what it made.
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+        # A new SQLite store announces its tables at INFO, and MLflow's SQL store logs a database error's
+        # whole traceback and SQL before raising it: the step's own lines say what it made, or the error
+        # in one line (store_failure), or it tidies up quietly.
+        store_log = logging.getLogger("mlflow.store.db.utils")
+        store_log.setLevel(logging.WARNING)
+        store_log.addFilter(_not_a_store_traceback)  # once: addFilter skips a filter already there
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
         pool = logging.getLogger("urllib3.connectionpool")
         if not any(isinstance(handler, _RetryNotice) for handler in pool.handlers):
             pool.addHandler(_RetryNotice(logging.WARNING))
-        drop_store_tracebacks()
         launched = None  # a store that fails its check is left alone: ending a run there would create it, or fail
         try:
             check_tracking_store()

@@ -4,7 +4,6 @@ written, said before MLflow tries them. Credentials never appear in a printed UR
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import re
 import traceback
@@ -135,15 +134,3 @@ def without_credentials(uri: str) -> str:
     parts = urllib.parse.urlsplit(uri)
     host = parts.netloc.rpartition("@")[2]
     return uri if host == parts.netloc else urllib.parse.urlunsplit(parts._replace(netloc=host))
-
-
-def _not_a_store_traceback(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("SQLAlchemy database error")
-
-
-def drop_store_tracebacks() -> None:
-    """Keep MLflow's SQL store from logging the whole traceback (and the SQL) of a database error
-    before raising it: the step then says it in one line (store_failure), or tidies up quietly."""
-    store = logging.getLogger("mlflow.store.db.utils")
-    if _not_a_store_traceback not in store.filters:
-        store.addFilter(_not_a_store_traceback)
