@@ -40,7 +40,10 @@ def model_folder_problem(folder: Path) -> str | None:
         flavor = spec["flavors"]["python_function"]
     except (yaml.YAMLError, TypeError, KeyError, UnicodeDecodeError):
         return f"its model's {MLMODEL} file is unreadable"
-    for name in named_files(flavor):
+    # The files it names: its model code, code, environment files and artifacts.
+    named = [flavor.get("python_model"), flavor.get("code"), *(flavor.get("env") or {}).values()]
+    named += [artifact.get("path") for artifact in (flavor.get("artifacts") or {}).values()]
+    for name in filter(None, named):
         path = folder / name
         if not path.exists() or (path.is_file() and path.stat().st_size == 0):
             return f"its model lacks {name}"
@@ -48,13 +51,6 @@ def model_folder_problem(folder: Path) -> str | None:
         if path.is_file() and (path.suffix in ARCHIVES or zipfile.is_zipfile(path)) and archive_broken(path):
             return f"its model's {path.relative_to(folder)} is damaged"
     return None
-
-
-def named_files(flavor: dict) -> list[str]:
-    """Return the files a python_function flavor names: its model code, code, environment files and artifacts."""
-    files = [flavor.get("python_model"), flavor.get("code"), *(flavor.get("env") or {}).values()]
-    files += [artifact.get("path") for artifact in (flavor.get("artifacts") or {}).values()]
-    return [name for name in files if name]
 
 
 def archive_broken(path: Path) -> bool:
