@@ -127,8 +127,8 @@ class Claims:
         self.client, self.holder, self.alive = client, holder, liveness
         self.held: dict[tuple[str, str], int] = {}  # (experiment id, key) -> this holder's ticket
 
-    def _tag(self, key: str, holder: str) -> str:
-        return f"{names.CLAIM_PREFIX}{key}.{holder}"
+    def _tag(self, key: str) -> str:
+        return f"{names.CLAIM_PREFIX}{key}.{self.holder}"
 
     def others(self, experiment_id: str, key: str) -> dict[str, str]:
         """Return live contenders' claim values by holder; remove the claims of dead holders."""
@@ -152,7 +152,7 @@ class Claims:
         """Take a ticket for `key`, unless this holder has one."""
         if (experiment_id, key) in self.held:
             return
-        tag = self._tag(key, self.holder)
+        tag = self._tag(key)
         self.client.set_experiment_tag(experiment_id, tag, CHOOSING)
         ticket = 1 + max(tickets(self.others(experiment_id, key)).values(), default=0)
         self.client.set_experiment_tag(experiment_id, tag, str(ticket))
@@ -172,7 +172,7 @@ class Claims:
     def release(self, experiment_id: str, key: str) -> None:
         """Remove this holder's claim on `key`, if it holds one."""
         if self.held.pop((experiment_id, key), None) is not None:
-            self._forget(experiment_id, self._tag(key, self.holder))
+            self._forget(experiment_id, self._tag(key))
 
     def release_all(self) -> None:
         """Remove every claim this holder holds."""
