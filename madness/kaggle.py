@@ -8,7 +8,6 @@ rule of `madness.schemas` (a range, the winner above the loser, a team unknown t
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -105,18 +104,8 @@ _WIDE_MARKS = (
 
 def decode(raw: bytes, source: str) -> str:
     """Return `raw` as text: Kaggle ships some name files in Windows-1252, the rest in UTF-8; refuse any other."""
-    _refuse_wide_text(raw, source)
-    with contextlib.suppress(UnicodeDecodeError):
-        return raw.decode("utf-8-sig")
-    try:
-        return raw.decode("cp1252")
-    except UnicodeDecodeError as err:
-        raise UserError(_undecodable(raw, source, err.start)) from None
-
-
-def _refuse_wide_text(raw: bytes, source: str) -> None:
-    """UTF-16 text (Excel's 'Unicode Text') decodes as UTF-8 full of NUL characters, which pandas
-    would read as one strange column: name the encoding instead of a missing column."""
+    # UTF-16 text (Excel's 'Unicode Text') decodes as UTF-8 full of NUL characters, which pandas
+    # would read as one strange column: name the encoding instead of a missing column.
     wide = _wide_encoding(raw)
     if wide:
         raise UserError(
@@ -127,6 +116,20 @@ def _refuse_wide_text(raw: bytes, source: str) -> None:
         raise UserError(
             f"{source}: NUL byte at {_place(raw, nul)}: not a text CSV file; files must be {ENCODINGS} text"
         )
+    try:  # not utf-8-sig, whose error offsets skip the byte order mark: it is removed here instead
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        utf8_start = err.start
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError as err:
+        bad = _byte_at(raw, err.start)
+        # A UTF-8 file with one stray byte fails Windows-1252 elsewhere, on a valid UTF-8 character.
+        if utf8_start != err.start:
+            bad = f"{bad} (as UTF-8: {_byte_at(raw, utf8_start)})"
+        raise UserError(
+            f"{source}: cannot decode {bad}: it is neither UTF-8 nor Windows-1252; files must be {ENCODINGS}"
+        ) from None
 
 
 def _wide_encoding(raw: bytes) -> str | None:
@@ -138,18 +141,6 @@ def _wide_encoding(raw: bytes) -> str | None:
     if max(even, odd) > len(raw) // 4 and min(even, odd) * 10 < max(even, odd):
         return "UTF-16"
     return None
-
-
-def _undecodable(raw: bytes, source: str, cp1252_start: int) -> str:
-    """Name the byte Windows-1252 cannot decode and, when it differs, the first one UTF-8 cannot:
-    a UTF-8 file with one stray byte fails Windows-1252 elsewhere, on a valid UTF-8 character."""
-    bad = _byte_at(raw, cp1252_start)
-    try:
-        raw.decode("utf-8")  # not utf-8-sig, whose offsets skip the byte order mark
-    except UnicodeDecodeError as err:
-        if err.start != cp1252_start:
-            bad = f"{bad} (as UTF-8: {_byte_at(raw, err.start)})"
-    return f"{source}: cannot decode {bad}: it is neither UTF-8 nor Windows-1252; files must be {ENCODINGS}"
 
 
 def _byte_at(raw: bytes, offset: int) -> str:
