@@ -69,8 +69,11 @@ SCHEMAS: dict[str, Schema] = {
     names.TEAMS: Schema(True, {names.TEAM_ID: "int", names.TEAM_NAME: "str"}, ((names.TEAM_ID,),)),
 }
 
-_LOCATIONS = {"H", "A", "N"}
-_SEED_PATTERN = r"^[WXYZ](0[1-9]|1[0-6])[ab]?$"
+# The text kinds' forms: a pattern each value must match whole, and what an error says it must do.
+_TEXT_FORMS = {
+    "loc": (r"[HAN]", "be one of H, A, N"),
+    "seed": (r"[WXYZ](0[1-9]|1[0-6])[ab]?", "look like W01 or X16a"),
+}
 
 
 @dataclass
@@ -170,30 +173,21 @@ def _typed(values: pd.Series, kind: str, where: str) -> pd.Series:
         if pd.api.types.is_bool_dtype(values):  # pandas reads True/False as booleans: not integers
             values = values.astype(str)
         numbers = pd.to_numeric(values, errors="coerce")
-        bad = ~np.isfinite(numbers) | (numbers != np.floor(numbers))
-        if bad.any():
-            raise UserError(f"{where} must hold integers, found {values[bad].iloc[0]!r} at row {_row(bad)}")
-        bad = numbers.abs() >= 2.0**63  # beyond int64, pandas would wrap the value round to another number
-        if bad.any():
-            raise UserError(
-                f"{where} must hold integers of at most 18 digits, found {values[bad].iloc[0]!r} at row {_row(bad)}"
-            )
+        _refuse(~np.isfinite(numbers) | (numbers != np.floor(numbers)), values, f"{where} must hold integers")
+        # Beyond int64, pandas would wrap the value round to another number.
+        _refuse(numbers.abs() >= 2.0**63, values, f"{where} must hold integers of at most 18 digits")
         return numbers.astype("int64")
     text = values.astype("string").str.strip()
-    if kind == "loc":
-        bad = ~text.isin(_LOCATIONS)
-        if bad.any():
-            raise UserError(f"{where} must be one of H, A, N, found {values[bad].iloc[0]!r} at row {_row(bad)}")
-    elif kind == "seed":
-        bad = ~text.str.match(_SEED_PATTERN).fillna(False).astype(bool)
-        if bad.any():
-            raise UserError(f"{where} must look like W01 or X16a, found {values[bad].iloc[0]!r} at row {_row(bad)}")
+    if kind in _TEXT_FORMS:
+        pattern, rule = _TEXT_FORMS[kind]
+        _refuse(~text.str.fullmatch(pattern).fillna(False).astype(bool), values, f"{where} must {rule}")
     return text.astype(object)
 
 
-def _row(bad: pd.Series) -> int:
-    """Return the file line of the first bad value: line 1 is the header."""
-    return int(np.argmax(bad.to_numpy())) + 2
+def _refuse(bad: pd.Series, values: pd.Series, rule: str) -> None:
+    """Raise UserError naming the first bad value and its file line (line 1 is the header), if any is bad."""
+    if bad.any():
+        raise UserError(f"{rule}, found {values[bad].iloc[0]!r} at row {int(np.argmax(bad.to_numpy())) + 2}")
 
 
 def read_checked(
