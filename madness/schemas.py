@@ -123,18 +123,13 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     names.TOURNEY_SEEDS: SEEDS,
     names.TEAMS: TEAMS,
 }
-TEAM_COLUMNS = {
-    names.REGULAR_COMPACT: (names.WTEAM, names.LTEAM),
-    names.REGULAR_DETAILED: (names.WTEAM, names.LTEAM),
-    names.TOURNEY_COMPACT: (names.WTEAM, names.LTEAM),
-    names.TOURNEY_SEEDS: (names.TEAM_ID,),
-}
 
 
 def known_teams(stem: str, team_ids, teams_file: str) -> pa.DataFrameSchema:
     """Return the rule that every team id of the file `stem` is one of `team_ids`, those of the league's teams file."""
     known = pa.Check.isin(set(team_ids), name="known team", error=f"a TeamID listed in {teams_file}")
-    return pa.DataFrameSchema({column: pa.Column(int, known) for column in TEAM_COLUMNS[stem]})
+    columns = [column for column in (names.WTEAM, names.LTEAM, names.TEAM_ID) if column in SCHEMAS[stem].columns]
+    return pa.DataFrameSchema({column: pa.Column(int, known) for column in columns})
 
 
 def validate(frame: pd.DataFrame, schema: pa.DataFrameSchema, source: str) -> None:
