@@ -24,6 +24,8 @@ FIRST_TEAM_ID = {"M": 1101, "W": 3101}
 HOME_EDGE = 3.5
 MARGIN_PER_STRENGTH = 9.0
 MARGIN_NOISE = 11.0
+# The box score's counts that make no points, drawn around these means (a team's, per game).
+COUNT_MEANS = {"OR": 10, "DR": 24, "Ast": 13, "TO": 14, "Stl": 7, "Blk": 3, "PF": 18}
 REGIONS = "WXYZ"
 # 68 seeds: two regions have play-in 11s and two have play-in 16s, as in Kaggle's files since 2011.
 SEED_LABELS = [
@@ -154,13 +156,7 @@ def _box_side(score: np.ndarray, rng) -> dict[str, np.ndarray]:
         "FGA3": fga3,
         "FTM": ftm,
         "FTA": fta,
-        "OR": rng.poisson(10, size),
-        "DR": rng.poisson(24, size),
-        "Ast": rng.poisson(13, size),
-        "TO": rng.poisson(14, size),
-        "Stl": rng.poisson(7, size),
-        "Blk": rng.poisson(3, size),
-        "PF": rng.poisson(18, size),
+        **{stat: rng.poisson(mean, size) for stat, mean in COUNT_MEANS.items()},
     }
 
 
