@@ -194,21 +194,16 @@ def read_checked(
     path: Path, columns: dict[str, str], keys: tuple[tuple[str, ...], ...] = ()
 ) -> tuple[pd.DataFrame, dict]:
     """Read one CSV, check its schema and keys, and describe it for the data manifest."""
-    raw = _read_bytes(path)
-    frame = check_columns(_parse(decode(raw, path.name), path.name, columns), columns, path.name)
-    for key in keys:
-        check_unique(frame, key, path.name)
-    entry = {"file": path.name, "sha256": hashlib.sha256(raw).hexdigest(), "rows": len(frame)}
-    return frame, entry
-
-
-def _read_bytes(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        raw = path.read_bytes()
     except OSError as err:
         raise UserError(
             f"{path.name}: cannot read {path} ({err.strerror or err}); files must be readable CSV files"
         ) from None
+    frame = check_columns(_parse(decode(raw, path.name), path.name, columns), columns, path.name)
+    for key in keys:
+        check_unique(frame, key, path.name)
+    return frame, {"file": path.name, "sha256": hashlib.sha256(raw).hexdigest(), "rows": len(frame)}
 
 
 def _parse(text: str, source: str, columns: dict[str, str]) -> pd.DataFrame:
