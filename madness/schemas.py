@@ -103,8 +103,6 @@ DETAILED = pa.DataFrameSchema(
     ],
     name="detailed results",
 )
-# The seed label's form (region W-Z, 01-16, a play-in's a or b) and the keys are checked with the
-# file's form in madness.kaggle.
 SEEDS = pa.DataFrameSchema({names.SEASON: _SEASON, names.TEAM_ID: _TEAM}, name="seeds")
 TEAMS = pa.DataFrameSchema(
     {
