@@ -154,17 +154,6 @@ def child_run(client, sweep_run_id: str, entry: str, exp_id: str, since_ms: int,
     return runs[0] if runs else None
 
 
-@dataclass
-class Child:
-    """What became of a child: its run (None when MLflow never made one), its final status and, when
-    it could not start or be watched, why."""
-
-    run_id: str | None
-    status: Status
-    error: str = ""
-    started: bool = True  # False: it could not start (its environment, image or job failed to be made)
-
-
 def wait_remote(submitted, stopping: threading.Event, name: str) -> tuple[Status, str]:
     """Wait for a child on another backend, polling its status; cancel it once `stopping` is set.
     While its backend cannot say its status (a cluster out of reach) it counts as running, for
@@ -206,14 +195,15 @@ def run_child(
     stopping,
     key: str = "",
     distinct: tuple[str, ...] = (),
-) -> Child:
+) -> tuple[str | None, Status, str, bool]:
     """Run the entry point as a child run of the sweep, wait for it to end, and end its run if the
     child did not: with the status its backend reports, FAILED when it could not start (MLflow
     creates the run before it builds the environment or the image: no conda, a pip error, no Docker
     engine), KILLED when `stopping` was set, its step stopped (tagged `stopped`) or the wait was
     interrupted (then re-raised). Tag the run with the sweep and the pair's claim `key`; the params
-    named `distinct` tell its run from the sweep's other children. A failing store is raised:
-    nothing can be looked up or ended then."""
+    named `distinct` tell its run from the sweep's other children. Return the run's id (None when
+    MLflow never made one), its final status, why it could not start or be watched, and whether it
+    started. A failing store is raised: nothing can be looked up or ended then."""
     since_ms = int(time.time() * 1000)
     error, started, stopped = "", True, False
     try:
@@ -241,14 +231,14 @@ def run_child(
         # RUNNING, or none, is a launch that failed.
         started = run is not None and run.info.status == Status.FAILED
         if run_id is None:
-            return Child(None, Status.FAILED, launch_failure(err), started=False)
+            return None, Status.FAILED, launch_failure(err), False
         if not started:
             error = launch_failure(err)
             client.set_tag(run_id, names.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
         status = Status.FAILED
     tag_child(client, run_id, sweep_run_id, key)
     ended = end_killed(client, run_id) if stopping.is_set() or stopped else end_run(client, run_id, status)
-    return Child(run_id, ended, error, started)
+    return run_id, ended, error, started
 
 
 class Turn(enum.Enum):
@@ -272,7 +262,7 @@ class Job:
     status: Status = Status.SCHEDULED
     duration: float = 0.0
     error: str = ""
-    failed_to_start: bool = False
+    started: bool = True  # False: it could not start (its environment, image or job failed to be made)
     key: str = ""  # its claim (steps._coordination.Claims): the same for every sweep that wants this pair
     waiting_for: str | None = None  # what trains it now: "sweep <id>" or "run <id>"
 
@@ -318,8 +308,8 @@ class Launcher:
         active = mlflow.active_run()
         if active is None or active.info.run_id != self.sweep_run_id:
             mlflow.start_run(run_id=self.sweep_run_id, nested=active is not None)
-        started = time.perf_counter()
-        child = run_child(
+        began = time.perf_counter()
+        job.run_id, job.status, job.error, job.started = run_child(
             self.client,
             self.sweep_run_id,
             "train",
@@ -331,8 +321,7 @@ class Launcher:
             job.key,
             distinct=self.distinct,
         )
-        job.run_id, job.status, job.error = child.run_id, child.status, child.error
-        job.failed_to_start, job.duration = not child.started, time.perf_counter() - started
+        job.duration = time.perf_counter() - began
         return job
 
     def tag_started(self) -> None:
@@ -426,7 +415,7 @@ class Launcher:
                 _lifecycle.check_stop()
                 for job in self.collect_ended():
                     done += 1
-                    if job.failed_to_start:
+                    if not job.started:
                         print(f"  {job.pair.name}: FAILED to start: {job.error}", flush=True)
                         continue
                     why = f": {job.error}" if job.error else ""

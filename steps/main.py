@@ -148,13 +148,15 @@ def run_ingest(client, params: dict, key: str, exp_id: str, backend: Backend, sw
     """Run the ingest entry point as a child of the sweep and return its run id; raise UserError when it could not
     start or failed."""
     print("ingest: running", flush=True)
-    child = run_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, _lifecycle.stop, key)
+    run_id, status, error, _ = run_child(
+        client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, _lifecycle.stop, key
+    )
     _lifecycle.check_stop()
-    if child.error:
-        raise UserError(f"the ingest run could not start: {child.error}")
-    if child.status != Status.FINISHED:
-        raise UserError(f"the ingest run {child.run_id} failed; see its output above")
-    return child.run_id
+    if error:
+        raise UserError(f"the ingest run could not start: {error}")
+    if status != Status.FINISHED:
+        raise UserError(f"the ingest run {run_id} failed; see its output above")
+    return run_id
 
 
 def log_pairs(jobs: list[Job], after_store_failure: bool) -> None:
