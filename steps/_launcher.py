@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import enum
 import fcntl
 import functools
 import os
@@ -192,25 +191,24 @@ def run_child(
     exp_id: str,
     run_name: str,
     backend,
-    stopping,
     key: str = "",
     distinct: tuple[str, ...] = (),
 ) -> tuple[str | None, Status, str, bool]:
     """Run the entry point as a child run of the sweep, wait for it to end, and end its run if the
     child did not: with the status its backend reports, FAILED when it could not start (MLflow
     creates the run before it builds the environment or the image: no conda, a pip error, no Docker
-    engine), KILLED when `stopping` was set, its step stopped (tagged `stopped`) or the wait was
-    interrupted (then re-raised). Tag the run with the sweep and the pair's claim `key`; the params
-    named `distinct` tell its run from the sweep's other children. Return the run's id (None when
-    MLflow never made one), its final status, why it could not start or be watched, and whether it
-    started. A failing store is raised: nothing can be looked up or ended then."""
+    engine), KILLED when this step was asked to stop, the child's step stopped (tagged `stopped`) or
+    the wait was interrupted (then re-raised). Tag the run with the sweep and the pair's claim
+    `key`; the params named `distinct` tell its run from the sweep's other children. Return the run's
+    id (None when MLflow never made one), its final status, why it could not start or be watched,
+    and whether it started. A failing store is raised: nothing can be looked up or ended then."""
     since_ms = int(time.time() * 1000)
     error, started, stopped = "", True, False
     try:
         submitted = submit(entry, params, exp_id, run_name, backend)
         status = Status.FINISHED
         if backend.name != LOCAL:
-            status, error = wait_remote(submitted, stopping, run_name)
+            status, error = wait_remote(submitted, _lifecycle.stop, run_name)
         run_id = submitted.run_id
     except BaseException as err:
         if is_store_failure(err):
@@ -237,16 +235,8 @@ def run_child(
             client.set_tag(run_id, names.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
         status = Status.FAILED
     tag_child(client, run_id, sweep_run_id, key)
-    ended = end_killed(client, run_id) if stopping.is_set() or stopped else end_run(client, run_id, status)
+    ended = end_killed(client, run_id) if _lifecycle.stop.is_set() or stopped else end_run(client, run_id, status)
     return run_id, ended, error, started
-
-
-class Turn(enum.Enum):
-    """What the sweep does with a pair now."""
-
-    TRAIN = "train"
-    WAIT = "wait"
-    REUSED = "reused"
 
 
 @dataclass
@@ -265,6 +255,7 @@ class Job:
     started: bool = True  # False: it could not start (its environment, image or job failed to be made)
     key: str = ""  # its claim (steps._coordination.Claims): the same for every sweep that wants this pair
     waiting_for: str | None = None  # what trains it now: "sweep <id>" or "run <id>"
+    waited: bool = False  # it waited for another sweep or run: looked at again even with no slot free
 
     def record(self) -> dict:
         """Return the pair's entry of pairs.json: model, lr, run id, experiment, whether reused, status and error."""
@@ -296,12 +287,10 @@ class Launcher:
     claims: Claims | None = None
     distinct: tuple[str, ...] = ("model", "lr")  # the params that tell one job's run from another's
     running: dict[Future, Job] = field(default_factory=dict)
-    waiting: list[Job] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)
     store_failed: bool = False
-    stopping: threading.Event = _lifecycle.stop  # set once the step is asked to stop
 
-    def train(self, job: Job) -> Job:
+    def train(self, job: Job) -> None:
         """Run the pair's child to its end in this worker thread and record what became of it."""
         # MLflow keeps the active run per thread, and tags the runs launched from a thread as children
         # of its active run (`mlflow.parentRunId`): the sweep's run is made this worker's.
@@ -317,12 +306,10 @@ class Launcher:
             job.experiment_id,
             job.pair.name,
             self.backend,
-            self.stopping,
             job.key,
             distinct=self.distinct,
         )
         job.duration = time.perf_counter() - began
-        return job
 
     def tag_started(self) -> None:
         """Tag each running child's run with the sweep and the pair's claim as soon as MLflow has
@@ -340,21 +327,17 @@ class Launcher:
                 job.run_id = run.info.run_id
                 tag_child(self.client, job.run_id, self.sweep_run_id, job.key)
 
-    def acquire(self, job: Job) -> Turn:
+    def acquire(self, job: Job) -> None:
         """Decide whether this sweep trains the pair now, waits for another sweep or run that trains
-        it, or reuses a finished run that stands for it (then recorded on the job)."""
+        it (then named in `job.waiting_for`), or reuses a finished run that stands for it (then
+        recorded on the job)."""
         if self.claims is None:
-            return Turn.TRAIN
+            return
         holder = self.claims.holder_ahead(job.experiment_id, job.key)
         job.waiting_for = f"sweep {holder}" if holder else self.live_run_of(job)
-        if job.waiting_for is not None:
-            return Turn.WAIT
-        reused = self.reusable(job)
-        if reused is None:
-            return Turn.TRAIN
-        self.release(job)
-        job.run_id, job.reused, job.status = reused, True, Status.FINISHED
-        return Turn.REUSED
+        if job.waiting_for is None and (reused := self.reusable(job)) is not None:
+            self.release(job)
+            job.run_id, job.reused, job.status = reused, True, Status.FINISHED
 
     def live_run_of(self, job: Job) -> str | None:
         """Return "run <id>" for a run of this pair still training though its sweep is gone (killed,
@@ -370,24 +353,22 @@ class Launcher:
         if self.claims is not None:
             self.claims.release(job.experiment_id, job.key)
 
-    def step(self, queue: list[Job], pool: ThreadPoolExecutor) -> list[Job]:
-        """Resolve waiting pairs, start what the free slots allow; return the pairs reused meanwhile."""
+    def step(self, pending: list[Job], pool: ThreadPoolExecutor) -> list[Job]:
+        """Look at the pending pairs in order and start what the free slots allow; take out of `pending`
+        the pairs started or reused and return the reused ones. A pair is claimed only once a slot is
+        free for it; one that waited is looked at each time, to be reused as soon as it can."""
         reused = []
-        for job in [*self.waiting, *queue]:
-            if job in queue and len(self.running) >= self.jobs:
+        for job in list(pending):
+            if len(self.running) >= self.jobs and not job.waited:
                 break
-            decision = self.acquire(job)
-            if decision == Turn.WAIT:
-                if job in queue:
-                    queue.remove(job)
-                    self.waiting.append(job)
-                continue
-            if decision == Turn.TRAIN and len(self.running) >= self.jobs:
-                continue  # it goes first once a slot frees
-            (self.waiting if job in self.waiting else queue).remove(job)
-            if decision == Turn.REUSED:
+            self.acquire(job)
+            if job.reused:
+                pending.remove(job)
                 reused.append(job)
-            else:
+            elif job.waiting_for is not None:
+                job.waited = True
+            elif len(self.running) < self.jobs:  # else it goes first once a slot frees
+                pending.remove(job)
                 job.status = Status.RUNNING
                 self.running[pool.submit(self.train, job)] = job
         return reused
@@ -405,16 +386,16 @@ class Launcher:
             jobs.append(job)
         return jobs
 
-    def run_all(self, queue: list[Job], total: int, done: int) -> None:
-        """Run the queued jobs to their end, printing each pair's outcome and the progress. On an error or interrupt
-        stop the children (a failing store lets them end) and re-raise; release this sweep's claims in any case."""
+    def run_all(self, pending: list[Job], total: int) -> None:
+        """Run the pending jobs (of `total` pairs, the others reused) to their end, printing each pair's outcome and
+        the progress. On an error or interrupt stop the children (a failing store lets them end) and re-raise;
+        release this sweep's claims in any case."""
         last_print, shown = 0.0, None
         pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="pair")
         try:
-            while queue or self.running or self.waiting:
+            while pending or self.running:
                 _lifecycle.check_stop()
                 for job in self.collect_ended():
-                    done += 1
                     if not job.started:
                         print(f"  {job.pair.name}: FAILED to start: {job.error}", flush=True)
                         continue
@@ -423,16 +404,15 @@ class Launcher:
                         f"  {job.pair.name}: {job.status} in {sweep.format_seconds(job.duration)} (run {job.run_id}){why}",
                         flush=True,
                     )
-                for job in self.step(queue, pool):
-                    done += 1
+                for job in self.step(pending, pool):
                     print(f"  {job.pair.name}: reused run {job.run_id}, trained by another sweep", flush=True)
-                waiting = [f"{j.pair.name} ({j.waiting_for})" for j in self.waiting if j.waiting_for]
+                left = len(pending) + len(self.running)
                 line = sweep.progress_line(
-                    done,
+                    total - left,
                     total,
-                    [j.pair.name for j in self.running.values()],
-                    sweep.eta_seconds(self.durations, len(queue) + len(self.running) + len(self.waiting), self.jobs),
-                    waiting,
+                    [job.pair.name for job in self.running.values()],
+                    sweep.eta_seconds(self.durations, left, self.jobs),
+                    [f"{job.pair.name} ({job.waiting_for})" for job in pending if job.waiting_for],
                 )
                 if line != shown or time.monotonic() - last_print > QUIET_SECONDS:
                     print(line, flush=True)
@@ -440,14 +420,14 @@ class Launcher:
                 if self.running:  # until the next poll, or a child ends
                     wait(self.running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
                     self.tag_started()
-                elif self.waiting:
-                    self.stopping.wait(POLL_SECONDS)
+                elif pending:  # each waiting for another sweep or run
+                    _lifecycle.stop.wait(POLL_SECONDS)
         except BaseException as err:
             # The store failed: start nothing more and let the children in flight end on their own
             # (each retries the store itself, and may finish). Otherwise stop them: each worker ends its run.
             self.store_failed = is_store_failure(err)
             if not self.store_failed:
-                self.stopping.set()
+                _lifecycle.stop.set()
                 if self.backend.name == LOCAL:
                     stop_mlflow_children()
             raise

@@ -257,7 +257,7 @@ def main(argv=None):
             distinct=("model", "lr", "test_season"),
         )
         try:
-            launcher.run_all(todo, total=len(jobs), done=len(jobs) - len(todo))
+            launcher.run_all(todo, total=len(jobs))
         finally:
             mlflow.log_dict([{**job.record(), "season": job.pair.season} for job in jobs], SEASON_RUNS_FILE)
         reused = sum(job.reused for job in jobs)

@@ -148,9 +148,7 @@ def run_ingest(client, params: dict, key: str, exp_id: str, backend: Backend, sw
     """Run the ingest entry point as a child of the sweep and return its run id; raise UserError when it could not
     start or failed."""
     print("ingest: running", flush=True)
-    run_id, status, error, _ = run_child(
-        client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, _lifecycle.stop, key
-    )
+    run_id, status, error, _ = run_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, key)
     _lifecycle.check_stop()
     if error:
         raise UserError(f"the ingest run could not start: {error}")
@@ -283,7 +281,7 @@ def main(argv=None):
             claims,
         )
         try:
-            launcher.run_all(todo, total=len(jobs), done=len(jobs) - len(todo))
+            launcher.run_all(todo, total=len(jobs))
         finally:
             log_pairs(jobs, after_store_failure=launcher.store_failed)
         reused = sum(job.reused for job in jobs)
