@@ -120,7 +120,8 @@ def ensure_ingest(
     client, raw: dict, exp_id: str, identity: dict, backend: Backend, sweep_run_id: str, claims: Claims | None
 ) -> str:
     """Return the id of the ingest run the sweep trains on: unless forced, a reusable one (once a sweep ahead ingesting
-    the same data is done), else a new one from run_ingest; the claim on it is released."""
+    the same data is done), else a new one run as a child of the sweep; the claim on it is released. Raise UserError
+    when the new one could not start or failed."""
     params = canonical_params(DATA_PARAMS, raw)
     key = claim_key({"entry": "ingest", **as_logged(params), **identity})
     if claims is not None:  # not forced: reuse, or wait for a sweep already ingesting the same data
@@ -138,23 +139,17 @@ def ensure_ingest(
             print(f"ingest: reusing run {reused}", flush=True)
             return reused
     try:
-        return run_ingest(client, params, key, exp_id, backend, sweep_run_id)
+        print("ingest: running", flush=True)
+        run_id, status, error, _ = run_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, key)
+        _lifecycle.check_stop()
+        if error:
+            raise UserError(f"the ingest run could not start: {error}")
+        if status != Status.FINISHED:
+            raise UserError(f"the ingest run {run_id} failed; see its output above")
+        return run_id
     finally:
         if claims is not None:
             claims.release(exp_id, key)
-
-
-def run_ingest(client, params: dict, key: str, exp_id: str, backend: Backend, sweep_run_id: str) -> str:
-    """Run the ingest entry point as a child of the sweep and return its run id; raise UserError when it could not
-    start or failed."""
-    print("ingest: running", flush=True)
-    run_id, status, error, _ = run_child(client, sweep_run_id, "ingest", params, exp_id, "ingest", backend, key)
-    _lifecycle.check_stop()
-    if error:
-        raise UserError(f"the ingest run could not start: {error}")
-    if status != Status.FINISHED:
-        raise UserError(f"the ingest run {run_id} failed; see its output above")
-    return run_id
 
 
 def log_pairs(jobs: list[Job], after_store_failure: bool) -> None:
