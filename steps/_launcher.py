@@ -211,25 +211,24 @@ def run_child(
             status, error = wait_remote(submitted, _lifecycle.stop, run_name)
         run_id = submitted.run_id
     except BaseException as err:
-        if is_store_failure(err):
-            raise
         interrupted = isinstance(err, KeyboardInterrupt)
         # Another backend's client libraries (docker, kubernetes) raise their own errors, all the child's.
-        if not interrupted and not isinstance(err, LOCAL_LAUNCH_FAILURES if backend.name == LOCAL else Exception):
+        child_errors = LOCAL_LAUNCH_FAILURES if backend.name == LOCAL else Exception
+        if is_store_failure(err) or not (interrupted or isinstance(err, child_errors)):
             raise
         run = child_run(client, sweep_run_id, entry, exp_id, since_ms, {key: params[key] for key in distinct})
         run_id = run.info.run_id if run else None
-        # Its step may stop on its own before this sweep does (both see their launcher go).
-        stopped = run is not None and names.TAG_STOPPED in run.data.tags
         if interrupted:
             if run_id is not None:
                 end_killed(client, run_id)
             raise
-        # A run MLflow ended FAILED is a command that ran and failed (it said why itself); one left
-        # RUNNING, or none, is a launch that failed.
-        started = run is not None and run.info.status == Status.FAILED
         if run_id is None:
             return None, Status.FAILED, launch_failure(err), False
+        # Its step may stop on its own before this sweep does (both see their launcher go).
+        stopped = names.TAG_STOPPED in run.data.tags
+        # A run MLflow ended FAILED is a command that ran and failed (it said why itself); one left
+        # RUNNING is a launch that failed.
+        started = run.info.status == Status.FAILED
         if not started:
             error = launch_failure(err)
             client.set_tag(run_id, names.TAG_RUN_NAME, run_name)  # MLflow names the run only once it is launched
