@@ -17,6 +17,9 @@ from typing import Any
 from madness import names
 from madness.errors import UserError
 
+# MLproject's number types: how a value is read, and what to call one in an error.
+_NUMBERS = {"int": (int, "an integer"), "float": (float, "a number")}
+
 
 @dataclass(frozen=True)
 class Param:
@@ -30,28 +33,16 @@ class Param:
 
     def convert(self, text: str) -> Any:
         """Return `text` converted to the param's type and checked; raise UserError naming a bad value."""
-        value = _CONVERTERS[self.type](self.name, text)
+        value = str(text)
+        if self.type in _NUMBERS:
+            read, noun = _NUMBERS[self.type]
+            try:
+                value = read(value.strip())
+            except ValueError:
+                raise UserError(f"{self.name} must be {noun}, got {text!r}") from None
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"{self.name} must be a finite number, got {text!r}")
         return self.check(self.name, value) if self.check else value
-
-
-def _to_int(name: str, text: str) -> int:
-    try:
-        return int(str(text).strip())
-    except ValueError:
-        raise UserError(f"{name} must be an integer, got {text!r}") from None
-
-
-def _to_float(name: str, text: str) -> float:
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise UserError(f"{name} must be a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise UserError(f"{name} must be a finite number, got {text!r}")
-    return value
-
-
-_CONVERTERS = {"string": lambda name, text: str(text), "int": _to_int, "float": _to_float}
 
 
 def positive(name: str, value):
