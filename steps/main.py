@@ -79,8 +79,10 @@ _reported_not_whole: set[str] = set()  # runs already named as not whole by this
 
 
 def finished_runs(exp_ids: list[str], entry: str, identity: dict[str, str | None]) -> list:
-    """Return the FINISHED runs of `entry` at this commit in these experiments, latest first: one search
-    (mlflow.search_runs reads every page, up to its 100,000 runs) for the whole grid rather than one per pair."""
+    """Return the FINISHED runs of `entry` at this commit in these experiments, latest first (none outside git): one
+    search (mlflow.search_runs reads every page, up to its 100,000 runs) for the whole grid rather than one per pair."""
+    if identity.get(names.TAG_COMMIT) is None:
+        return []
     return mlflow.search_runs(
         sorted(set(exp_ids)),
         f"tags.`{names.TAG_COMMIT}` = '{identity[names.TAG_COMMIT]}' and tags.`{names.TAG_ENTRY_POINT}` = '{entry}' and attributes.status = 'FINISHED'",
@@ -95,8 +97,6 @@ def find_reusable(
     """Return the latest FINISHED run that can stand for this one (madness.sweep.is_reusable) and still holds
     its files; a run whose files are gone is named and passed over, so the pair trains again.
     `candidates`: finished_runs() of this experiment, when the caller searched already."""
-    if identity.get(names.TAG_COMMIT) is None:
-        return None
     if candidates is None:
         candidates = finished_runs([exp_id], entry, identity)
     for run in (run for run in candidates if run.info.experiment_id == exp_id):
@@ -197,7 +197,7 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
 def mark_reused(client, jobs: list[Job], identity: dict, force: bool) -> list[Job]:
     """Mark reused each job a finished, whole run can stand for (none with `force`, or outside git);
     return the jobs."""
-    if force or identity.get(names.TAG_COMMIT) is None:
+    if force:
         return jobs
     candidates = finished_runs([job.experiment_id for job in jobs], "train", identity)
     for job in jobs:
