@@ -335,7 +335,7 @@ class Launcher:
         holder = self.claims.holder_ahead(job.experiment_id, job.key)
         job.waiting_for = f"sweep {holder}" if holder else self.live_run_of(job)
         if job.waiting_for is None and (reused := self.reusable(job)) is not None:
-            self.release(job)
+            self.claims.release(job.experiment_id, job.key)
             job.run_id, job.reused, job.status = reused, True, Status.FINISHED
 
     def live_run_of(self, job: Job) -> str | None:
@@ -347,19 +347,13 @@ class Launcher:
         )
         return next((f"run {run.info.run_id}" for run in runs if self.claims.alive.judge(run)), None)
 
-    def release(self, job: Job) -> None:
-        """Give up this sweep's claim on the pair, if it holds one."""
-        if self.claims is not None:
-            self.claims.release(job.experiment_id, job.key)
-
     def step(self, pending: list[Job], pool: ThreadPoolExecutor) -> list[Job]:
-        """Look at the pending pairs in order and start what the free slots allow; take out of `pending`
-        the pairs started or reused and return the reused ones. A pair is claimed only once a slot is
-        free for it; one that waited is looked at each time, to be reused as soon as it can."""
+        """Look at the pending pairs in order and start what the free slots allow; take the pairs started
+        or reused out of `pending` and return the reused ones."""
         reused = []
         for job in list(pending):
             if len(self.running) >= self.jobs and not job.waited:
-                break
+                break  # it and those after it are claimed only once a slot frees
             self.acquire(job)
             if job.reused:
                 pending.remove(job)
@@ -378,7 +372,8 @@ class Launcher:
         jobs = []
         for future in [future for future in self.running if future.done()]:
             job = self.running.pop(future)
-            self.release(job)
+            if self.claims is not None:
+                self.claims.release(job.experiment_id, job.key)
             future.result()
             if job.status == Status.FINISHED:
                 self.durations.append(job.duration)
