@@ -1,5 +1,5 @@
-"""steps._launcher's reading of MLflow's public SubmittedRun API, which every backend implements.
-The launcher end to end (a sweep, a cancelled one, a failing pair) is driven in test_sweep.py and
+"""steps._launcher's reading of MLflow's public SubmittedRun API, which every backend implements, and
+the order in which Launcher.step claims, starts and reuses pairs. The launcher end to end (a sweep, a cancelled one, a failing pair) is driven in test_sweep.py and
 test_faults.py through real `mlflow.run` children."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 
 import pytest
 from kubernetes.config.config_exception import ConfigException
@@ -18,7 +19,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.projects.submitted_run import LocalSubmittedRun, SubmittedRun
 
 from conftest import subprocess_env
-from madness.names import ENDED
+from madness import sweep
+from madness.names import ENDED, Status
 from steps import _launcher, _lifecycle
 
 
@@ -198,3 +200,54 @@ def test_a_sweep_asked_to_stop_stops_waiting_for_the_submit_lock(tmp_path, monke
         with pytest.raises(_lifecycle.Interrupted), _launcher.one_remote_submit_at_a_time():
             pytest.fail("the lock was taken while another held it")
         assert time.monotonic() - started < 5  # asked at 0.5 s; the lock itself is held until the test ends
+
+
+# --- Launcher.step: which pairs are claimed, started, waited for and reused ---
+
+
+class Ahead:
+    """Claims as steps._coordination.Claims answers them: the holder ahead of this sweep per key."""
+
+    def __init__(self, ahead: dict[str, str | None]):
+        self.ahead, self.asked, self.released = ahead, [], []
+
+    def holder_ahead(self, experiment_id: str, key: str) -> str | None:
+        self.asked.append(key)
+        return self.ahead[key]
+
+    def release(self, experiment_id: str, key: str) -> None:
+        self.released.append(key)
+
+
+class NoRuns:
+    def search_runs(self, *args, **kwargs) -> list:
+        return []
+
+
+class Pool:
+    """A pool whose workers never end: a started pair stays running."""
+
+    def submit(self, fn, job):
+        return Future()
+
+
+def test_a_pair_is_claimed_once_a_slot_is_free_and_a_waiting_one_is_reused_with_none_free():
+    claims = Ahead({"a": "s2", "b": None, "c": None})
+    reusable = {}
+    launcher = _launcher.Launcher(NoRuns(), None, 1, "s1", lambda job: reusable.get(job.key), claims)
+    jobs = [
+        _launcher.Job(sweep.Pair("small", lr), "fm_small", "1", {}, key=key)
+        for lr, key in (("0.1", "a"), ("0.2", "b"), ("0.3", "c"))
+    ]
+    pending = list(jobs)
+
+    assert launcher.step(pending, Pool()) == []
+    # a waits for sweep s2; b takes the one slot; c, with no slot left, is not even claimed.
+    assert claims.asked == ["a", "b"]
+    assert pending == [jobs[0], jobs[2]] and jobs[0].waiting_for == "sweep s2"
+    assert list(launcher.running.values()) == [jobs[1]] and jobs[1].status == Status.RUNNING
+
+    claims.ahead["a"], reusable["a"] = None, "r9"  # s2 is done and its run is whole
+    assert launcher.step(pending, Pool()) == [jobs[0]]  # looked at again though no slot is free
+    assert claims.asked == ["a", "b", "a"] and claims.released == ["a"]
+    assert pending == [jobs[2]] and (jobs[0].run_id, jobs[0].reused) == ("r9", True)
