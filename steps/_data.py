@@ -107,11 +107,13 @@ def log_input_once_stored(dataset, split: str, digest: str, attempts: int = 4) -
             time.sleep(0.2 * (attempt + 1))
 
 
-def predict_rows(model, rows, features: list[str], data: str):
+def predict_rows(model, rows, data: str):
     """Return the model's probabilities for `rows`; refuse in one line data (named `data`) that lacks
-    a feature the model needs or has a row without one. The steps hold every feature as float64: each
-    column is cast to the model's input type, where a seed number is a `long` (exact); a model whose
-    columns are untyped (`any`, logged before the signature was typed) takes them as they are."""
+    an input column of the model or has a row without one. The steps hold every feature as float64:
+    each column is cast to the model's input type, where a seed number is a `long` (exact); a model
+    whose columns are untyped (`any`, logged before the signature was typed) takes them as they are."""
+    schema = model.metadata.get_input_schema()
+    features = schema.input_names()
     missing = [c for c in features if c not in rows.columns]
     if missing:
         raise UserError(
@@ -119,11 +121,7 @@ def predict_rows(model, rows, features: list[str], data: str):
             "box-score features need *RegularSeasonDetailedResults.csv for every league"
         )
     madness.dataset.check_complete(rows, features)
-    types = {
-        spec.name: spec.type.to_numpy()
-        for spec in model.metadata.get_input_schema().inputs
-        if isinstance(spec.type, DataType) and spec.name in features
-    }
+    types = {spec.name: spec.type.to_numpy() for spec in schema.inputs if isinstance(spec.type, DataType)}
     return model.predict(rows[features].astype(types))
 
 

@@ -60,12 +60,12 @@ def main(argv=None):
     """Run the evaluate entry point: parse its params, score the model, log the run (see the module docstring)."""
     values, raw = parse("evaluate", __doc__.splitlines()[0], PARAMS, argv)
     check_seasons(values)
-    model, evaluated_run, features = load_model(values["model_uri"])
+    model, evaluated_run = load_model(values["model_uri"])
     with start_run("evaluate", raw) as run, tempfile.TemporaryDirectory() as tmp:
         _, games, _ = read_data_for_model(values, evaluated_run, Path(tmp))
         scored, history = scored_and_baseline_rows(games, values)
         y = scored[names.TARGET].to_numpy(dtype="float64")
-        p_model = predict_rows(model, scored, features, values["data"])
+        p_model = predict_rows(model, scored, values["data"])
         p_base = scoring.seed_baseline(history, scored)
         scores = {**scoring.all_scores(y, p_model), names.BASELINE_BRIER: scoring.brier(y, p_base)}
         mlflow.log_metrics({**scores, names.N_GAMES: len(y) // 2})

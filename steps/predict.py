@@ -96,11 +96,11 @@ def main(argv=None):
     values, raw = parse("predict", __doc__.splitlines()[0], PARAMS, argv)
     output = Path(values["output"])
     check_writable(output)
-    model, model_run, features = load_model(values["model_uri"])
+    model, model_run = load_model(values["model_uri"])
     with start_run("predict", raw), tempfile.TemporaryDirectory() as tmp:
         files, _, team_season = read_data_for_model(values, model_run, Path(tmp))
         rows = submission_rows(files, team_season, values["season"])
-        result = submission(rows, predict_rows(model, rows, features, values["data"]))
+        result = submission(rows, predict_rows(model, rows, values["data"]))
         local = Path(tmp) / names.SUBMISSION_FILE
         result.to_csv(local, index=False, lineterminator="\n")
         replaced = output.exists()

@@ -95,7 +95,7 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
 
 
 def load_model(uri: str):
-    """Load a pyfunc model; return it with the id of the run that made it and its input columns."""
+    """Load a pyfunc model; return it with the id of the run that made it."""
     try:
         info = mlflow.models.get_model_info(uri)
         madness.model.import_keras()  # what the model's code imports, here without TensorFlow's load-time notices
@@ -105,4 +105,4 @@ def load_model(uri: str):
         raise UserError(
             f"cannot load model {uri!r} (give runs:/<run id>/model or models:/<name>@<alias>): {first}"
         ) from None
-    return model, info.run_id, model.metadata.get_input_schema().input_names()
+    return model, info.run_id

@@ -47,12 +47,12 @@ def rows(**columns) -> pd.DataFrame:
 
 def test_a_seed_column_held_as_float_reaches_the_model_as_integers(model):
     frame = rows(**{FEATURES[0]: [1.0, 16.0], FEATURES[1]: [1500.0, 1400.0]})
-    assert predict_rows(model, frame, FEATURES, "here").tolist() == [1.0, 1.0]
+    assert predict_rows(model, frame, "here").tolist() == [1.0, 1.0]
 
 
 def test_data_without_a_feature_the_model_needs_is_one_line(model):
     with pytest.raises(UserError) as err:
-        predict_rows(model, rows(**{FEATURES[1]: [1500.0, 1400.0]}), FEATURES, "data/x")
+        predict_rows(model, rows(**{FEATURES[1]: [1500.0, 1400.0]}), "data/x")
     assert str(err.value) == (
         f"the model needs feature {FEATURES[0]!r} (and 0 more) that the data at data/x lacks; "
         "box-score features need *RegularSeasonDetailedResults.csv for every league"
@@ -61,4 +61,4 @@ def test_data_without_a_feature_the_model_needs_is_one_line(model):
 
 def test_a_row_without_a_feature_value_is_one_line(model):
     with pytest.raises(UserError, match="has no regular-season features or seed"):
-        predict_rows(model, rows(**{FEATURES[0]: [1.0, np.nan], FEATURES[1]: [1500.0, 1400.0]}), FEATURES, "here")
+        predict_rows(model, rows(**{FEATURES[0]: [1.0, np.nan], FEATURES[1]: [1500.0, 1400.0]}), "here")
