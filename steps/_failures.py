@@ -73,10 +73,10 @@ def _store_fault(err: BaseException) -> str | None:
     return None
 
 
-def deleted_store(uri: str | None = None) -> str | None:
+def deleted_store() -> str | None:
     """Return one line when the SQLite store was deleted (or emptied) during the run, else None: SQLite
     then reports a read-only database, or tables that do not exist."""
-    uri = uri or mlflow.get_tracking_uri()
+    uri = mlflow.get_tracking_uri()
     database = sqlite_path(uri)
     if database is None or (database.exists() and database.stat().st_size > 0):
         return None

@@ -52,7 +52,7 @@ def check_tracking_store() -> None:
         if problem:
             raise UserError(f"the tracking store {shown} {problem}")
         # `mlflow run` made this step's run in the store: a file gone since is a store deleted, not a new one.
-        if os.environ.get("MLFLOW_RUN_ID") and (deleted := deleted_store(uri)):
+        if os.environ.get("MLFLOW_RUN_ID") and (deleted := deleted_store()):
             raise UserError(deleted)
         needed = [database, database.parent]  # SQLite writes its journal beside the database
     elif parts.scheme in ("", "file"):
