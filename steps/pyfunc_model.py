@@ -95,7 +95,8 @@ class TournamentModel(mlflow.pyfunc.PythonModel):
 
 
 def load_model(uri: str):
-    """Load a pyfunc model; return it with the id of the run that made it."""
+    """Load a pyfunc model; return it with the id of the run that made it. Refuse, in one line, one that
+    cannot be loaded or has no input signature."""
     try:
         info = mlflow.models.get_model_info(uri)
         madness.model.import_keras()  # what the model's code imports, here without TensorFlow's load-time notices
@@ -105,4 +106,6 @@ def load_model(uri: str):
         raise UserError(
             f"cannot load model {uri!r} (give runs:/<run id>/model or models:/<name>@<alias>): {first}"
         ) from None
+    if model.metadata.get_input_schema() is None:  # the columns it reads are named by its signature alone
+        raise UserError(f"cannot use model {uri!r}: it has no input signature; give a model the train step logged")
     return model, info.run_id

@@ -110,6 +110,26 @@ def test_evaluate_with_a_missing_model_fails_with_one_line(store, capsys):
     assert run_ids(store.experiment_id) == before  # nothing started
 
 
+class Half(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return [0.5] * len(model_input)
+
+
+def test_evaluate_with_a_model_without_signature_fails_with_one_line(store, capsys):
+    with mlflow.start_run(experiment_id=store.experiment_id) as logged:
+        mlflow.pyfunc.log_model(name=names.MODEL_DIR, python_model=Half(), pip_requirements=["mlflow"])
+    before = run_ids(store.experiment_id)
+    uri = f"runs:/{logged.info.run_id}/{names.MODEL_DIR}"
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main(["--model_uri", uri, "--league", "W"])
+    assert exit_.value.code == 1
+    assert (
+        last_stderr_line(capsys)
+        == f"error: cannot use model {uri!r}: it has no input signature; give a model the train step logged"
+    )
+    assert run_ids(store.experiment_id) == before  # nothing started
+
+
 def test_evaluate_on_seasons_without_games_names_the_seasons_the_data_has():
     games = pd.DataFrame({names.SEASON: [2015, 2019, 2021]})
     values = {"baseline_from": 2003, "first_season": 2022, "last_season": 2023}
