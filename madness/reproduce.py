@@ -141,9 +141,9 @@ def select_params(params: dict[str, str], mlproject_text: str, entry: str) -> tu
     return {k: v for k, v in params.items() if k in declared}, sorted(k for k in params if k not in declared)
 
 
-def choose_env_manager(given: str, tags: dict[str, str], tag_names: tuple[str, ...]) -> str:
+def choose_env_manager(given: str, tags: dict[str, str]) -> str:
     """Return `given` if set; else the one the run's tags record (MLflow tags only non-local ones); else local."""
-    chosen = given.strip() or next((tags[t] for t in tag_names if tags.get(t)), "local")
+    chosen = given.strip() or tags.get(names.TAG_PROJECT_ENV) or tags.get(names.TAG_ENV_MANAGER) or "local"
     if chosen not in names.ENV_MANAGERS:
         raise UserError(f"cannot rerun with env_manager {chosen!r}; accepted: {', '.join(names.ENV_MANAGERS)}")
     return chosen

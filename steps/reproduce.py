@@ -132,9 +132,7 @@ def plan(client, run, values: dict) -> Plan:
         commit=commit,
         entry=entry,
         params=params,
-        env_manager=reproduction.choose_env_manager(
-            values["env_manager"], tags, (names.TAG_PROJECT_ENV, names.TAG_ENV_MANAGER)
-        ),
+        env_manager=reproduction.choose_env_manager(values["env_manager"], tags),
         experiment_id=rerun_experiment(client, values["experiment"], run.info.experiment_id, description),
         source=reproduction.parse_source(tags[names.TAG_SOURCE_NAME]),
         run_name=f"{run.info.run_name}_rerun",

@@ -143,12 +143,12 @@ def test_select_params_keeps_the_declared_ones():
     ],
 )
 def test_choose_env_manager(given, tags, chosen):
-    assert reproduction.choose_env_manager(given, tags, (names.TAG_PROJECT_ENV, "env_manager")) == chosen
+    assert reproduction.choose_env_manager(given, tags) == chosen
 
 
 def test_choose_env_manager_refuses_docker():
     with pytest.raises(UserError, match=r"env_manager 'docker'; accepted: local, virtualenv, uv, conda"):
-        reproduction.choose_env_manager("", {names.TAG_PROJECT_ENV: "docker"}, (names.TAG_PROJECT_ENV,))
+        reproduction.choose_env_manager("", {names.TAG_PROJECT_ENV: "docker"})
 
 
 @pytest.mark.parametrize(
