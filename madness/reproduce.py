@@ -1,8 +1,6 @@
 """Rerunning a past run: where its code is, what to pass it, and whether the rerun matched.
 
-Pure helpers for `steps/reproduce.py`: no MLflow import. Git is called through madness.git;
-the user's own working tree and branch are never touched: the past commit is checked out in a
-temporary `git worktree`, removed afterwards.
+Pure helpers for `steps/reproduce.py`: no MLflow import; git is called through madness.git.
 """
 
 from __future__ import annotations
