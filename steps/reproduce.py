@@ -32,7 +32,7 @@ from madness.errors import UserError
 from madness.names import Status
 from steps import _lifecycle
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
-from steps._runs import end_run
+from steps._runs import end_killed, end_run
 
 PARAMS = (
     Param("run_id", "string", None, "the run to rerun", not_empty),
@@ -181,8 +181,12 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
             rerun = found[0].info.run_id if found else None
         if rerun:
             client.set_tag(rerun, names.TAG_REPRODUCES, p.run_id)
-            # interrupted before its command started: nobody else ends it
-            end_run(client, rerun, Status.KILLED if stopped else Status.FAILED)
+            # Interrupted before its command started, nobody else ends it; stopped after, MLflow ended it
+            # FAILED over the KILLED its step set (steps._runs.end_killed).
+            if stopped:
+                end_killed(client, rerun)
+            else:
+                end_run(client, rerun, Status.FAILED)
         _lifecycle.check_stop()
         if isinstance(err, MlflowException):  # ExecutionException: a failed run, a bad version or URI
             first = str(err).strip().splitlines()[0]
