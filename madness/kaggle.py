@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from madness import names
-from madness.errors import UserError
+from madness.errors import UserError, first_line
 
 KAGGLE_COMPETITION = "march-machine-learning-mania-2024"
 DOWNLOAD_HINT = f"kaggle competitions download -c {KAGGLE_COMPETITION}"
@@ -220,7 +220,7 @@ def _parse(text: str, source: str, columns: dict[str, str]) -> pd.DataFrame:
             f"{source}: rows have more fields than the header; expected columns: {', '.join(columns)}"
         ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise UserError(f"{source}: not a readable CSV file ({str(err).splitlines()[0]})") from None
+        raise UserError(f"{source}: not a readable CSV file ({first_line(err)})") from None
 
 
 def check_unique(frame: pd.DataFrame, key: tuple[str, ...], source: str) -> None:

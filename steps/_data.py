@@ -17,7 +17,7 @@ from mlflow.types.schema import DataType
 
 import madness.dataset
 from madness import names
-from madness.errors import UserError
+from madness.errors import UserError, first_line
 from steps._failures import without_credentials
 
 
@@ -43,7 +43,7 @@ def load_features(uri: str, workdir: Path) -> madness.dataset.Built:
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(workdir))
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a bad URI
-        raise UserError(f"cannot read features from {uri!r}: {str(err).splitlines()[0]}") from None
+        raise UserError(f"cannot read features from {uri!r}: {first_line(err)}") from None
     return madness.dataset.load(Path(local))
 
 

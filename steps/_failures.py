@@ -13,6 +13,8 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from madness.errors import first_line
+
 
 def _causes(err: BaseException):
     seen = set()
@@ -58,8 +60,7 @@ def _store_fault(err: BaseException) -> str | None:
             why = "connection refused" if "refused" in str(cause) else "connection failed"
             return f"cannot reach the tracking server {uri} ({why}); is it running? (make server starts one)"
         if type(cause).__name__ == "OperationalError" and type(cause).__module__.startswith("sqlalchemy"):
-            first = str(cause.orig if getattr(cause, "orig", None) else cause).strip().splitlines()[0]
-            return f"the tracking store {uri} failed: {first}"
+            return f"the tracking store {uri} failed: {first_line(getattr(cause, 'orig', None) or cause)}"
         if type(cause).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "NoCredentialsError"):
             return f"cannot reach the artifact store: {cause}"
         if isinstance(cause, OSError) and cause.errno in _UNWRITABLE and _raised_in(cause, "store"):

@@ -15,6 +15,7 @@ import mlflow
 import yaml
 
 from madness import names
+from madness.errors import first_line
 
 # What a train run must hold to be reused, listed or registered (its metrics live in the store itself).
 TRAIN_FILES = [names.LOSS_PLOT, f"{names.FEATURES_DIR}/{names.MANIFEST_FILE}"]
@@ -118,7 +119,7 @@ def model_problem(client, run) -> str | None:
         try:
             local = mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/{names.MODEL_DIR}", dst_path=tmp)
         except Exception as err:  # noqa: BLE001 - MLflow raises several types for a model whose files are gone
-            return f"its model cannot be fetched ({(str(err).strip().splitlines() or [type(err).__name__])[0]})"
+            return f"its model cannot be fetched ({first_line(err)})"
         return model_folder_problem(Path(local))
 
 

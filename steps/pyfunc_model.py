@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 import madness.model
-from madness.errors import UserError
+from madness.errors import UserError, first_line
 from madness.names import SEED_NUM
 
 KERAS_ARTIFACT = "keras_model"
@@ -102,9 +102,8 @@ def load_model(uri: str):
         madness.model.import_keras()  # what the model's code imports, here without TensorFlow's load-time notices
         model = mlflow.pyfunc.load_model(uri)
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run, model or alias
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
-            f"cannot load model {uri!r} (give runs:/<run id>/model or models:/<name>@<alias>): {first}"
+            f"cannot load model {uri!r} (give runs:/<run id>/model or models:/<name>@<alias>): {first_line(err)}"
         ) from None
     if model.metadata.get_input_schema() is None:  # the columns it reads are named by its signature alone
         raise UserError(f"cannot use model {uri!r}: it has no input signature; give a model the train step logged")

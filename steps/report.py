@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from madness import names, plots
 from madness import report as tables
 from madness.cli import Param, boolean, parse
-from madness.errors import UserError
+from madness.errors import UserError, first_line
 from madness.names import Status
 from steps import _lifecycle
 from steps._coordination import Liveness, end_orphans
@@ -68,9 +68,7 @@ def sweep_pairs(sweep_run_id: str) -> list[dict]:
     try:
         return mlflow.artifacts.load_dict(f"runs:/{sweep_run_id}/{names.PAIRS_FILE}")
     except Exception as err:  # noqa: BLE001 - a missing run or artifact: MLflow raises several types
-        raise UserError(
-            f"run {sweep_run_id!r} is not a sweep with {names.PAIRS_FILE}: {str(err).splitlines()[0]}"
-        ) from None
+        raise UserError(f"run {sweep_run_id!r} is not a sweep with {names.PAIRS_FILE}: {first_line(err)}") from None
 
 
 def runs_of(client, pairs: list[dict]) -> dict:

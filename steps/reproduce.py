@@ -28,7 +28,7 @@ from mlflow.exceptions import MlflowException
 from madness import describe, names
 from madness import reproduce as reproduction
 from madness.cli import Param, non_negative, not_empty, one_of, parse
-from madness.errors import UserError
+from madness.errors import UserError, first_line
 from madness.names import Status
 from steps import _lifecycle
 from steps._entry import PROJECT_ROOT, entry_point, run_as_script, start_run
@@ -67,8 +67,9 @@ def original_run(client, run_id: str):
     try:
         return client.get_run(run_id)
     except MlflowException as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"no run {run_id!r} in the tracking store {mlflow.get_tracking_uri()}: {first}") from None
+        raise UserError(
+            f"no run {run_id!r} in the tracking store {mlflow.get_tracking_uri()}: {first_line(err)}"
+        ) from None
 
 
 def rerun_description(run_id: str, entry: str, commit: str, params: dict[str, str]) -> str:
@@ -189,9 +190,9 @@ def launch(client, p: Plan, uri: str, params: dict[str, str], version: str | Non
                 end_run(client, rerun, Status.FAILED)
         _lifecycle.check_stop()
         if isinstance(err, MlflowException):  # ExecutionException: a failed run, a bad version or URI
-            first = str(err).strip().splitlines()[0]
             raise UserError(
-                f"the rerun{' ' + rerun if rerun else ''} of run {p.run_id} at commit {p.commit[:12]} failed: {first}"
+                f"the rerun{' ' + rerun if rerun else ''} of run {p.run_id} at commit {p.commit[:12]} failed: "
+                f"{first_line(err)}"
             ) from None
         raise
     client.set_tag(submitted.run_id, names.TAG_REPRODUCES, p.run_id)
