@@ -256,12 +256,9 @@ def main(argv=None):
             None if values["force"] else Claims(client, run_id, liveness),
             distinct=("model", "lr", "test_season"),
         )
-        try:
-            launcher.run_all(todo, total=len(jobs))
-        finally:
-            mlflow.log_dict([{**job.record(), "season": job.pair.season} for job in jobs], SEASON_RUNS_FILE)
-        reused = sum(job.reused for job in jobs)
-        mlflow.log_metrics({"season_runs_trained": len(jobs) - reused, "season_runs_reused": reused})
+        sweep_step.run_jobs(
+            launcher, jobs, "season_runs", SEASON_RUNS_FILE, lambda job: {**job.record(), "season": job.pair.season}
+        )
         report(client, values, jobs, identity, run_id, Path(tmp) / names.BACKTEST_DIR)
         failed = [job.pair.name for job in jobs if job.status != Status.FINISHED]
         if failed:

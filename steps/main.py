@@ -152,13 +152,19 @@ def ensure_ingest(
             claims.release(exp_id, key)
 
 
-def log_pairs(jobs: list[Job], after_store_failure: bool) -> None:
-    """Log pairs.json: each pair's run and status; after the store failed, try once, briefly."""
-    if not after_store_failure:
-        mlflow.log_dict([job.record() for job in jobs], names.PAIRS_FILE)
-        return
-    with single_attempt(), contextlib.suppress(Exception):  # the store is still away; the error that follows names it
-        mlflow.log_dict([job.record() for job in jobs], names.PAIRS_FILE)
+def run_jobs(launcher: Launcher, jobs: list[Job], counted: str, file: str, record=Job.record) -> None:
+    """Run the jobs not reused, then log `file` (each job's `record`: its run and status; after the store
+    failed, tried once, briefly) and the metrics <counted>_trained and <counted>_reused."""
+    try:
+        launcher.run_all([job for job in jobs if not job.reused], total=len(jobs))
+    finally:
+        if not launcher.store_failed:
+            mlflow.log_dict([record(job) for job in jobs], file)
+        else:  # the store is still away; the error that follows names it
+            with single_attempt(), contextlib.suppress(Exception):
+                mlflow.log_dict([record(job) for job in jobs], file)
+    reused = sum(job.reused for job in jobs)
+    mlflow.log_metrics({f"{counted}_trained": len(jobs) - reused, f"{counted}_reused": reused})
 
 
 def threads_of(backend: Backend, jobs: int) -> int:
@@ -275,12 +281,7 @@ def main(argv=None):
             lambda job: find_reusable(client, job.experiment_id, "train", job.params, identity),
             claims,
         )
-        try:
-            launcher.run_all(todo, total=len(jobs))
-        finally:
-            log_pairs(jobs, after_store_failure=launcher.store_failed)
-        reused = sum(job.reused for job in jobs)
-        mlflow.log_metrics({"pairs_trained": len(jobs) - reused, "pairs_reused": reused})
+        run_jobs(launcher, jobs, "pairs", names.PAIRS_FILE)
         report_step.report(sweep_id, values["filter"], values["register"])
         failed = [job.pair.name for job in jobs if job.status != Status.FINISHED]
         if failed:
