@@ -74,8 +74,8 @@ LEARNING_RATE = Param("lrs", "float", None, "", positive)
 
 
 def grid(models: str, lrs: str) -> list[Pair]:
-    """Return every model x learning-rate pair, in the order given, each value checked as `train` checks
-    its own, so that a bad one stops the sweep before any run."""
+    """Return every model x learning-rate pair, in the order given (each model's pairs together), each value
+    checked as `train` checks its own, so that a bad one stops the sweep before any run."""
     models, lrs = split_list("models", models), split_list("lrs", lrs)
     for model in models:
         MODEL.convert(model)

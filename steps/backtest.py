@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 import time
-from itertools import groupby
+from itertools import groupby, product
 from pathlib import Path
 
 import mlflow
@@ -62,16 +62,15 @@ SEASON_RUN_ONLY = ("threads", "features_uri", "val_season", "test_season", "last
 def plan(client, values: dict, raw: dict, splits: list[dataset.Seasons], identity: dict, threads: int) -> list[Job]:
     """Return a train job per pair and season, each in experiment <prefix>_backtest_<model>; the ones a
     FINISHED run can stand for are marked reused."""
-    pairs = sweep.grid(values["models"], values["lrs"])
-    experiments: dict[str, str] = {}
     jobs = []
-    for pair in pairs:
-        name = f"{values['prefix']}_backtest_{pair.model}"
-        if name not in experiments:
-            lrs = [p.lr for p in pairs if p.model == pair.model]
-            description = describe.backtest_model_description(pair.model, lrs, sweep.canonical(raw["epochs"]))
-            experiments[name] = sweep_step.experiment_id(client, name, description)
-        for split in splits:
+    for model, grouped in groupby(sweep.grid(values["models"], values["lrs"]), lambda pair: pair.model):
+        pairs = list(grouped)
+        name = f"{values['prefix']}_backtest_{model}"
+        lrs = [pair.lr for pair in pairs]
+        exp_id = sweep_step.experiment_id(
+            client, name, describe.backtest_model_description(model, lrs, sweep.canonical(raw["epochs"]))
+        )
+        for pair, split in product(pairs, splits):
             params = {
                 "model": pair.model,
                 "lr": pair.lr,
@@ -85,9 +84,7 @@ def plan(client, values: dict, raw: dict, splits: list[dataset.Seasons], identit
                 "last_season": str(split.last),
             }
             key = claim_key({"entry": "train", **sweep_step.cache_identity(params), **identity})
-            jobs.append(
-                Job(backtest.SeasonPair(pair.model, pair.lr, split.test), name, experiments[name], params, key=key)
-            )
+            jobs.append(Job(backtest.SeasonPair(pair.model, pair.lr, split.test), name, exp_id, params, key=key))
     return sweep_step.mark_reused(client, jobs, identity, values["force"])
 
 

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import shlex
+from itertools import groupby
 
 import mlflow
 
@@ -182,21 +183,20 @@ def plan(client, values: dict, raw: dict, features_uri: str, identity: dict, thr
     """Return a train job per pair of the grid, in experiment <prefix>_<model> (made when missing); mark reused the
     jobs a finished, whole run can stand for."""
     jobs = []
-    experiments = {}  # name -> id: one lookup per model, not per pair
-    for pair in sweep.grid(values["models"], values["lrs"]):
-        name = f"{values['prefix']}_{pair.model}"
-        params = {
-            "model": pair.model,
-            "lr": pair.lr,
-            **canonical_params(GRID_NUMBERS, raw),
-            "threads": str(threads),
-            "features_uri": features_uri,
-            **canonical_params(DATA_PARAMS, raw),
-        }
-        if name not in experiments:
-            experiments[name] = experiment_id(client, name, describe.model_description(pair.model))
-        key = claim_key({"entry": "train", **cache_identity(params), **identity})
-        jobs.append(Job(pair, name, experiments[name], params, key=key))
+    for model, pairs in groupby(sweep.grid(values["models"], values["lrs"]), lambda pair: pair.model):
+        name = f"{values['prefix']}_{model}"
+        exp_id = experiment_id(client, name, describe.model_description(model))
+        for pair in pairs:
+            params = {
+                "model": pair.model,
+                "lr": pair.lr,
+                **canonical_params(GRID_NUMBERS, raw),
+                "threads": str(threads),
+                "features_uri": features_uri,
+                **canonical_params(DATA_PARAMS, raw),
+            }
+            key = claim_key({"entry": "train", **cache_identity(params), **identity})
+            jobs.append(Job(pair, name, exp_id, params, key=key))
     return mark_reused(client, jobs, identity, values["force"])
 
 
