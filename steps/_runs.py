@@ -6,7 +6,9 @@ from madness import names
 from madness.names import Status
 
 
-def end_run(client, run_id: str, status: Status, reason: str | None = None, only=(Status.RUNNING,)) -> Status:
+def end_run(
+    client, run_id: str, status: Status, reason: str | None = None, only: tuple[Status, ...] = (Status.RUNNING,)
+) -> Status:
     """End the run with `status` if it is still in one of the statuses `only` (RUNNING by default), tagging
     `reason` as `ended_by` when given; return the run's status afterwards. A run already ended is left as it is."""
     current = Status(client.get_run(run_id).info.status)

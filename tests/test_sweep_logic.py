@@ -326,7 +326,7 @@ def test_markdown_of_an_empty_table_is_its_header():
     assert tables.markdown(tables.runs_table([])).splitlines()[2:] == []
 
 
-def test_best_row_is_the_lowest_brier():
+def test_the_best_ranked_row_is_the_lowest_brier():
     best = tables.ranked_row(
         tables.runs_table([row("small", "0.1", 0.3), row("medium", "0.01", 0.2), never_started("large", "0.1")])
     )
@@ -341,7 +341,7 @@ def test_an_incomplete_run_is_never_best_even_with_the_lowest_brier():
     assert best["run_id"] == "id_medium_0.01"
 
 
-def test_best_row_is_none_when_nothing_finished():
+def test_no_row_is_ranked_when_nothing_finished():
     assert (
         tables.ranked_row(
             tables.runs_table([never_started("small", "0.1"), row("small", "abc", None, status="FAILED")])
