@@ -160,6 +160,7 @@ def report(client, values: dict, jobs: list[Job], identity: dict, run_id: str, f
     them under backtest/, and print the ranking, how sure, the nested choice, and last the best pair
     with its run (the line for scripts)."""
     rows, predictions, scores = [], {}, {}
+    downloads = folder.parent / "downloads"
     # plan() lists each pair's season runs one after another
     for pair, grouped in groupby(jobs, lambda job: sweep.Pair(job.pair.model, job.pair.lr)):
         pair_jobs = list(grouped)
@@ -167,7 +168,6 @@ def report(client, values: dict, jobs: list[Job], identity: dict, run_id: str, f
         if any(job.status != Status.FINISHED for job in pair_jobs):
             rows.append({**row, "status": Status.FAILED, "run_id": ""})
             continue
-        downloads = folder.parent / "downloads"
         frame = pd.concat([predictions_of(job.run_id, downloads) for job in pair_jobs], ignore_index=True)
         by_season, overall = backtest.season_scores(frame), backtest.overall_scores(frame)
         predictions[pair.name], scores[pair.name] = frame, by_season

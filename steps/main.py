@@ -159,11 +159,12 @@ def run_jobs(launcher: Launcher, jobs: list[Job], counted: str, file: str, recor
     try:
         launcher.run_all([job for job in jobs if not job.reused], total=len(jobs))
     finally:
+        records = [record(job) for job in jobs]
         if not launcher.store_failed:
-            mlflow.log_dict([record(job) for job in jobs], file)
+            mlflow.log_dict(records, file)
         else:  # the store is still away; the error that follows names it
             with single_attempt(), contextlib.suppress(Exception):
-                mlflow.log_dict([record(job) for job in jobs], file)
+                mlflow.log_dict(records, file)
     reused = sum(job.reused for job in jobs)
     mlflow.log_metrics({f"{counted}_trained": len(jobs) - reused, f"{counted}_reused": reused})
 

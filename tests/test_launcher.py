@@ -1,6 +1,7 @@
 """steps._launcher's reading of MLflow's public SubmittedRun API, which every backend implements, and
-the order in which Launcher.step claims, starts and reuses pairs. The launcher end to end (a sweep, a cancelled one, a failing pair) is driven in test_sweep.py and
-test_faults.py through real `mlflow.run` children."""
+the order in which Launcher.step claims, starts and reuses pairs. The launcher end to end (a sweep,
+a cancelled one, a failing pair) is driven in test_sweep.py and test_faults.py through real
+`mlflow.run` children."""
 
 from __future__ import annotations
 
